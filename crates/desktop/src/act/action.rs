@@ -1,0 +1,278 @@
+//! The internal form of an action: what to do, where on the observed surface, in normalised
+//! coordinates. Parsers for the models' own formats convert into this; the executor runs it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DesktopError;
+use crate::geometry::NormPoint;
+
+/// A mouse button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MouseButton {
+    #[default]
+    Left,
+    Right,
+    Middle,
+}
+
+/// One thing the agent does to the desktop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Move the pointer without pressing anything.
+    Move { at: NormPoint },
+    /// Press and release a button `count` times (2 = double click, 3 = triple click).
+    Click {
+        at: NormPoint,
+        #[serde(default)]
+        button: MouseButton,
+        #[serde(default = "one")]
+        count: u8,
+    },
+    /// Press at `from`, move to `to` in small steps, release.
+    Drag {
+        from: NormPoint,
+        to: NormPoint,
+        #[serde(default)]
+        button: MouseButton,
+    },
+    /// Scroll by wheel notches: `dy` > 0 down, `dx` > 0 right; over `at` when given.
+    Scroll {
+        #[serde(default)]
+        at: Option<NormPoint>,
+        #[serde(default)]
+        dx: i32,
+        #[serde(default)]
+        dy: i32,
+    },
+    /// Type Unicode text into whatever has keyboard focus. With `paste`, the text goes through
+    /// the clipboard and ctrl+v instead (fast for long texts); typing falls back to pasting for
+    /// any character the keyboard cannot produce.
+    Type {
+        text: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        paste: bool,
+    },
+    /// Press a key combination such as `ctrl+shift+t`, `Return` or `alt+F4`.
+    Key { combo: String },
+    /// Do nothing for a while (let an app catch up).
+    Wait { ms: u64 },
+}
+
+fn one() -> u8 {
+    1
+}
+
+impl Action {
+    /// The points the action touches, for the guard's checks.
+    pub fn points(&self) -> Vec<NormPoint> {
+        match self {
+            Action::Move { at } | Action::Click { at, .. } => vec![*at],
+            Action::Drag { from, to, .. } => vec![*from, *to],
+            Action::Scroll { at, .. } => at.iter().copied().collect(),
+            Action::Type { .. } | Action::Key { .. } | Action::Wait { .. } => Vec::new(),
+        }
+    }
+
+    /// Whether the action sends keystrokes (and so must not go into a password field).
+    pub fn types_text(&self) -> bool {
+        matches!(self, Action::Type { .. } | Action::Key { .. })
+    }
+
+    /// Checks the fields that serde cannot: counts, combos, durations.
+    pub fn validate(&self) -> Result<(), DesktopError> {
+        match self {
+            Action::Click { count, .. } if !(1..=3).contains(count) => Err(DesktopError::InvalidAction(
+                format!("a click's count is 1, 2 or 3, not {count}"),
+            )),
+            Action::Key { combo } => KeyCombo::parse(combo).map(|_| ()),
+            Action::Wait { ms } if *ms > 60_000 => Err(DesktopError::InvalidAction(format!(
+                "a wait of {ms} ms is longer than the 60 s allowed"
+            ))),
+            Action::Scroll { dx, dy, .. } if dx.abs() > 100 || dy.abs() > 100 => Err(
+                DesktopError::InvalidAction(format!("scroll of ({dx}, {dy}) notches is more than 100")),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// A short human description for logs and approval prompts.
+    pub fn describe(&self) -> String {
+        let p = |p: &NormPoint| format!("({:.3}, {:.3})", p.x, p.y);
+        match self {
+            Action::Move { at } => format!("move to {}", p(at)),
+            Action::Click { at, button, count } => {
+                let times = match count {
+                    1 => "",
+                    2 => "double ",
+                    _ => "triple ",
+                };
+                format!("{times}{button:?} click at {}", p(at)).to_lowercase()
+            }
+            Action::Drag { from, to, .. } => format!("drag from {} to {}", p(from), p(to)),
+            Action::Scroll { dx, dy, .. } => format!("scroll by ({dx}, {dy})"),
+            Action::Type { text, paste: false } => format!("type {text:?}"),
+            Action::Type { text, paste: true } => format!("paste {text:?}"),
+            Action::Key { combo } => format!("press {combo}"),
+            Action::Wait { ms } => format!("wait {ms} ms"),
+        }
+    }
+}
+
+/// A named key, independent of the input backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedKey {
+    Control,
+    Shift,
+    Alt,
+    Super,
+    Return,
+    Tab,
+    Escape,
+    Backspace,
+    Delete,
+    Insert,
+    Space,
+    Up,
+    Down,
+    Left,
+    Right,
+    Home,
+    End,
+    PageUp,
+    PageDown,
+    CapsLock,
+    Menu,
+    Pause,
+    PrintScreen,
+    F(u8),
+}
+
+/// One key of a combination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyName {
+    Named(NamedKey),
+    /// A character key, as it is typed (`a`, `7`, `/`).
+    Char(char),
+}
+
+/// A parsed combination: modifiers held in order, then the last key tapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCombo {
+    pub keys: Vec<KeyName>,
+}
+
+impl KeyCombo {
+    /// Parses `ctrl+shift+t`, `Return`, `alt+F4`, `super`, `ctrl+plus`. Case-insensitive for
+    /// names; a single character stands for itself.
+    pub fn parse(combo: &str) -> Result<KeyCombo, DesktopError> {
+        let bad = |why: String| DesktopError::InvalidAction(format!("key combination {combo:?}: {why}"));
+        if combo.trim().is_empty() {
+            return Err(bad("it is empty".into()));
+        }
+        let mut keys = Vec::new();
+        // "ctrl++" means ctrl and plus; split on '+' that follows a key name.
+        let mut rest = combo.trim();
+        while !rest.is_empty() {
+            let (part, tail) = match rest.char_indices().skip(1).find(|&(_, c)| c == '+') {
+                Some((i, _)) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, ""),
+            };
+            keys.push(Self::key(part.trim()).ok_or_else(|| bad(format!("unknown key {part:?}")))?);
+            rest = tail;
+        }
+        Ok(KeyCombo { keys })
+    }
+
+    fn key(name: &str) -> Option<KeyName> {
+        let mut chars = name.chars();
+        if let (Some(c), None) = (chars.next(), chars.next()) {
+            return Some(KeyName::Char(c));
+        }
+        let lower = name.to_ascii_lowercase();
+        let named = match lower.as_str() {
+            "ctrl" | "control" | "ctl" => NamedKey::Control,
+            "shift" => NamedKey::Shift,
+            "alt" | "option" => NamedKey::Alt,
+            "super" | "meta" | "win" | "cmd" | "command" => NamedKey::Super,
+            "return" | "enter" => NamedKey::Return,
+            "tab" => NamedKey::Tab,
+            "escape" | "esc" => NamedKey::Escape,
+            "backspace" => NamedKey::Backspace,
+            "delete" | "del" => NamedKey::Delete,
+            "insert" | "ins" => NamedKey::Insert,
+            "space" => NamedKey::Space,
+            "up" | "arrowup" => NamedKey::Up,
+            "down" | "arrowdown" => NamedKey::Down,
+            "left" | "arrowleft" => NamedKey::Left,
+            "right" | "arrowright" => NamedKey::Right,
+            "home" => NamedKey::Home,
+            "end" => NamedKey::End,
+            "pageup" | "page_up" | "pgup" => NamedKey::PageUp,
+            "pagedown" | "page_down" | "pgdn" => NamedKey::PageDown,
+            "capslock" => NamedKey::CapsLock,
+            "menu" => NamedKey::Menu,
+            "pause" => NamedKey::Pause,
+            "print" | "printscreen" => NamedKey::PrintScreen,
+            "plus" => return Some(KeyName::Char('+')),
+            "minus" => return Some(KeyName::Char('-')),
+            f if f.starts_with('f') => match f[1..].parse::<u8>() {
+                Ok(n @ 1..=24) => NamedKey::F(n),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(KeyName::Named(named))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combos_parse() {
+        use KeyName::*;
+        use NamedKey::*;
+        assert_eq!(
+            KeyCombo::parse("ctrl+shift+t").unwrap().keys,
+            [Named(Control), Named(Shift), Char('t')]
+        );
+        assert_eq!(KeyCombo::parse("Return").unwrap().keys, [Named(NamedKey::Return)]);
+        assert_eq!(KeyCombo::parse("alt+F4").unwrap().keys, [Named(Alt), Named(F(4))]);
+        assert_eq!(KeyCombo::parse("ctrl++").unwrap().keys, [Named(Control), Char('+')]);
+        assert_eq!(KeyCombo::parse("+").unwrap().keys, [Char('+')]);
+        assert!(KeyCombo::parse("ctrl+banana").is_err());
+        assert!(KeyCombo::parse("F99").is_err());
+        assert!(KeyCombo::parse(" ").is_err());
+    }
+
+    #[test]
+    fn actions_read_from_json() {
+        let a: Action = serde_json::from_str(r#"{"kind":"click","at":{"x":0.5,"y":0.25}}"#).unwrap();
+        assert_eq!(
+            a,
+            Action::Click { at: NormPoint::new(0.5, 0.25), button: MouseButton::Left, count: 1 }
+        );
+        let a: Action = serde_json::from_str(r#"{"kind":"scroll","dy":3}"#).unwrap();
+        assert_eq!(a, Action::Scroll { at: None, dx: 0, dy: 3 });
+        assert!(serde_json::from_str::<Action>(r#"{"kind":"teleport"}"#).is_err());
+    }
+
+    #[test]
+    fn type_reads_without_paste() {
+        let a: Action = serde_json::from_str(r#"{"kind":"type","text":"hi"}"#).unwrap();
+        assert_eq!(a, Action::Type { text: "hi".into(), paste: false });
+        assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"kind":"type","text":"hi"}"#);
+    }
+
+    #[test]
+    fn validation_catches_what_serde_cannot() {
+        let click = |count| Action::Click { at: NormPoint::new(0.1, 0.1), button: MouseButton::Left, count };
+        assert!(click(3).validate().is_ok());
+        assert!(click(4).validate().is_err());
+        assert!(Action::Key { combo: "ctrl+nope".into() }.validate().is_err());
+        assert!(Action::Wait { ms: 120_000 }.validate().is_err());
+    }
+}

@@ -1,0 +1,233 @@
+//! Observing and acting on real desktop apps, safely.
+//!
+//! What it is for: a [`Desktop`] is one X display plus its session bus. It takes
+//! [`Observation`]s (a screenshot with its surface geometry, the accessibility tree of the
+//! focused or a named app in accesskit's model, and who has focus) and runs [`Action`]s
+//! through the [`Guard`] (allowlist, stop key, step limit, password fields, a person's
+//! approval) and the enigo [`Executor`]. A [`Sandbox`] provides a private display with its own
+//! D-Bus and AT-SPI bus for the agent and for tests.
+//!
+//! What it is not for: deciding what to do (the policy), judging the outcome, or storing it.
+//! Nothing here reads `$DISPLAY` implicitly except the portable xcap capture backend, so one
+//! process can drive several sandboxes at once.
+
+pub mod act;
+pub mod clipboard;
+mod error;
+pub mod geometry;
+pub mod guard;
+pub mod observe;
+pub mod sandbox;
+pub mod stop;
+pub mod x11;
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+pub use act::{Action, Executor, KeyCombo, MouseButton};
+pub use error::DesktopError;
+pub use geometry::{NormPoint, ScreenPoint, Surface, SurfaceKind};
+pub use guard::{
+    ActionContext, Allowlist, AppIdentity, ApprovalRequest, Approver, Decision, FocusedField, Guard,
+    GuardConfig, Refusal,
+};
+pub use observe::{AccessTree, Accessibility, AppRef, CaptureBackend, CaptureTarget, Element, Screenshot, WalkLimits};
+pub use sandbox::{Sandbox, SandboxOptions};
+pub use stop::{StopFlag, StopKey, StopKeyName};
+pub use x11::ActiveWindow;
+
+/// Which desktop to work on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DesktopConfig {
+    /// The X display, for example `:0` or a sandbox's `:3`.
+    pub display: String,
+    /// The session bus address; `None` means `$DBUS_SESSION_BUS_ADDRESS`.
+    pub session_bus: Option<String>,
+    pub guard: GuardConfig,
+    /// Grab this key to halt the agent; `None` leaves the stop to the UI.
+    pub stop_key: Option<StopKeyName>,
+}
+
+impl DesktopConfig {
+    /// The desktop of a sandbox, with default guard settings and the Pause stop key.
+    pub fn for_sandbox(sandbox: &Sandbox) -> Self {
+        DesktopConfig {
+            display: sandbox.display().to_owned(),
+            session_bus: Some(sandbox.dbus_address().to_owned()),
+            guard: GuardConfig::default(),
+            stop_key: Some(StopKeyName::Pause),
+        }
+    }
+
+    /// The session's own desktop from `$DISPLAY` and `$DBUS_SESSION_BUS_ADDRESS`.
+    pub fn from_env() -> Result<Self, DesktopError> {
+        let display = std::env::var("DISPLAY").ok().filter(|d| !d.is_empty()).ok_or_else(|| {
+            DesktopError::NoDisplay {
+                display: String::new(),
+                detail: "DISPLAY is not set".into(),
+            }
+        })?;
+        Ok(DesktopConfig {
+            display,
+            session_bus: None,
+            guard: GuardConfig::default(),
+            stop_key: Some(StopKeyName::Pause),
+        })
+    }
+}
+
+/// What to observe.
+#[derive(Debug, Clone, Default)]
+pub struct ObserveOptions {
+    pub target: CaptureTarget,
+    /// Read this app's tree instead of the focused app's.
+    pub app: Option<String>,
+    /// Skip the accessibility tree (screenshot only).
+    pub skip_tree: bool,
+    pub limits: WalkLimits,
+}
+
+/// Per-part timings of one observation, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ObserveTimings {
+    pub capture_ms: f64,
+    pub tree_ms: f64,
+    pub total_ms: f64,
+}
+
+/// The desktop at one moment: what the agent sees and what the guard checks against.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub screenshot: Screenshot,
+    pub tree: Option<AccessTree>,
+    pub active_window: Option<ActiveWindow>,
+    pub app: Option<AppIdentity>,
+    pub timings: ObserveTimings,
+}
+
+impl Observation {
+    /// What the guard needs to judge an action taken from this observation.
+    pub fn action_context(&self) -> ActionContext {
+        let focused = self.tree.as_ref().and_then(AccessTree::focused).map(|e| FocusedField {
+            name: e.name.clone(),
+            is_password: e.password,
+        });
+        ActionContext {
+            app: self.app.clone(),
+            focused,
+        }
+    }
+
+    /// The normalised point at the centre of an element, for clicking it.
+    pub fn point_of(&self, element: &Element) -> Option<NormPoint> {
+        let (x, y) = element.center()?;
+        self.screenshot.surface.to_norm(ScreenPoint {
+            x: x.floor() as i32,
+            y: y.floor() as i32,
+        })
+    }
+}
+
+/// One desktop: capture, accessibility, input and the guard in front of it.
+pub struct Desktop {
+    config: DesktopConfig,
+    capture: CaptureBackend,
+    a11y: Accessibility,
+    executor: Executor,
+    guard: Guard,
+    _stop_key: Option<StopKey>,
+}
+
+impl Desktop {
+    /// Connects to the display and its accessibility bus and grabs the stop key.
+    pub async fn connect(config: DesktopConfig) -> Result<Desktop, DesktopError> {
+        let stop = StopFlag::new();
+        let capture = CaptureBackend::x11(&config.display)?;
+        let a11y = Accessibility::connect(config.session_bus.as_deref()).await?;
+        let executor = Executor::start(Some(&config.display), stop.clone())?;
+        let stop_key = match config.stop_key {
+            Some(key) => Some(StopKey::listen(&config.display, key, stop.clone())?),
+            None => None,
+        };
+        let guard = Guard::new(config.guard.clone(), stop);
+        Ok(Desktop {
+            config,
+            capture,
+            a11y,
+            executor,
+            guard,
+            _stop_key: stop_key,
+        })
+    }
+
+    /// Requires a person's approval before every action.
+    pub fn set_approver(&mut self, approver: std::sync::Arc<dyn Approver>) {
+        self.guard = self.guard.clone().with_approver(approver);
+    }
+
+    pub fn display(&self) -> &str {
+        &self.config.display
+    }
+
+    pub fn accessibility(&self) -> &Accessibility {
+        &self.a11y
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    pub fn stop_flag(&self) -> &StopFlag {
+        self.guard.stop_flag()
+    }
+
+    /// Takes a screenshot and reads the tree of the focused (or named) app.
+    pub async fn observe(&self, options: &ObserveOptions) -> Result<Observation, DesktopError> {
+        let start = Instant::now();
+        let active_window = x11::active_window(&self.config.display)?;
+        let capture_start = Instant::now();
+        let screenshot = self.capture.capture(&options.target)?;
+        let capture_ms = capture_start.elapsed().as_secs_f64() * 1e3;
+        let app_ref = match &options.app {
+            Some(name) => Some(self.a11y.application(name).await?),
+            None => {
+                self.a11y
+                    .focused_application(active_window.as_ref().and_then(|w| w.pid))
+                    .await?
+            }
+        };
+        let tree_start = Instant::now();
+        let tree = match (&app_ref, options.skip_tree) {
+            (Some(app), false) => Some(self.a11y.snapshot(app, options.limits).await?),
+            _ => None,
+        };
+        let tree_ms = tree_start.elapsed().as_secs_f64() * 1e3;
+        let app = match (&app_ref, &active_window) {
+            (None, None) => None,
+            (a, w) => Some(AppIdentity {
+                accessible_name: a.as_ref().map(|a| a.name.clone()),
+                window_class: w.as_ref().map(|w| w.class.clone()).filter(|c| !c.is_empty()),
+                window_instance: w.as_ref().map(|w| w.instance.clone()).filter(|c| !c.is_empty()),
+            }),
+        };
+        Ok(Observation {
+            screenshot,
+            tree,
+            active_window,
+            app,
+            timings: ObserveTimings {
+                capture_ms,
+                tree_ms,
+                total_ms: start.elapsed().as_secs_f64() * 1e3,
+            },
+        })
+    }
+
+    /// Runs `action` against the surface it was chosen on, after the guard allows it.
+    pub async fn act(&self, action: &Action, observation: &Observation) -> Result<(), DesktopError> {
+        action.validate()?;
+        self.guard.check(action, &observation.action_context()).await?;
+        self.executor.execute(action, &observation.screenshot.surface).await
+    }
+}

@@ -1,0 +1,509 @@
+//! Reading accessibility trees over AT-SPI (D-Bus) into accesskit's model.
+//!
+//! A walk asks each node for its role, name, states, interfaces and children, and then for
+//! its extents, text and value where it has those interfaces. The calls for many nodes are in
+//! flight at once on one connection, so a walk costs a few round trips per tree level rather
+//! than several per node.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use accesskit::{Node, NodeId, Role, Toggled, TreeInfo, TreeUpdate};
+use atspi::proxy::accessible::AccessibleProxy;
+use atspi::proxy::bus::BusProxy;
+use atspi::proxy::component::ComponentProxy;
+use atspi::proxy::text::TextProxy;
+use atspi::proxy::value::ValueProxy;
+use atspi::{CoordType, Interface, State};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::OwnedObjectPath;
+
+use crate::error::{DesktopError, Result};
+use crate::observe::tree::{AccessTree, AppRef, Truncation, rect_from_extents};
+
+/// Limits on one walk: a tree can be huge and an app can hang.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkLimits {
+    pub max_nodes: usize,
+    pub time_limit: Duration,
+    /// How long one node's calls may take before the app counts as hung.
+    pub call_timeout: Duration,
+    /// At most this many characters of a node's text are read.
+    pub max_text: i32,
+}
+
+impl Default for WalkLimits {
+    fn default() -> Self {
+        WalkLimits {
+            max_nodes: 5000,
+            time_limit: Duration::from_secs(3),
+            call_timeout: Duration::from_secs(2),
+            max_text: 4096,
+        }
+    }
+}
+
+const REGISTRY: &str = "org.a11y.atspi.Registry";
+const ROOT_PATH: &str = "/org/a11y/atspi/accessible/root";
+const NULL_PATH: &str = "/org/a11y/atspi/null";
+/// How many nodes' calls are in flight at once.
+const IN_FLIGHT: usize = 48;
+
+/// A connection to the accessibility bus of one desktop session.
+#[derive(Clone, Debug)]
+pub struct Accessibility {
+    conn: zbus::Connection,
+}
+
+fn bus_err(e: impl std::fmt::Display) -> DesktopError {
+    DesktopError::NoAccessibilityBus { detail: e.to_string() }
+}
+
+fn call_err(e: impl std::fmt::Display) -> DesktopError {
+    DesktopError::Accessibility(e.to_string())
+}
+
+impl Accessibility {
+    /// Connects through the session bus at `session_bus` (`None`: `$DBUS_SESSION_BUS_ADDRESS`),
+    /// asking it where the accessibility bus is (starting it if need be).
+    pub async fn connect(session_bus: Option<&str>) -> Result<Self> {
+        let session = match session_bus {
+            Some(addr) => zbus::connection::Builder::address(addr)
+                .map_err(bus_err)?
+                .build()
+                .await
+                .map_err(bus_err)?,
+            None => zbus::Connection::session().await.map_err(bus_err)?,
+        };
+        let address = BusProxy::new(&session)
+            .await
+            .map_err(bus_err)?
+            .get_address()
+            .await
+            .map_err(bus_err)?;
+        let conn = zbus::connection::Builder::address(address.as_str())
+            .map_err(bus_err)?
+            .build()
+            .await
+            .map_err(bus_err)?;
+        Ok(Accessibility { conn })
+    }
+
+    async fn proxy(&self, dest: &str, path: &str) -> Result<AccessibleProxy<'static>> {
+        AccessibleProxy::builder(&self.conn)
+            .destination(dest.to_owned())
+            .map_err(call_err)?
+            .path(path.to_owned())
+            .map_err(call_err)?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(call_err)
+    }
+
+    /// The apps registered on the bus, with their names and process ids.
+    pub async fn applications(&self) -> Result<Vec<AppRef>> {
+        let children = tokio::time::timeout(Duration::from_secs(5), self.raw_children(REGISTRY, ROOT_PATH))
+            .await
+            .map_err(|_| bus_err("the registry did not answer within 5 s"))?
+            .map_err(bus_err)?;
+        let dbus = zbus::fdo::DBusProxy::new(&self.conn).await.map_err(call_err)?;
+        let mut apps = Vec::with_capacity(children.len());
+        for (bus_name, path) in children {
+            let Ok(proxy) = self.proxy(&bus_name, &path).await else { continue };
+            // An app that does not answer its name quickly is skipped rather than waited on.
+            let name = match tokio::time::timeout(Duration::from_millis(500), proxy.name()).await {
+                Ok(Ok(name)) => name,
+                _ => continue,
+            };
+            let pid = match zbus::names::BusName::try_from(bus_name.as_str()) {
+                Ok(n) => dbus.get_connection_unix_process_id(n).await.ok(),
+                Err(_) => None,
+            };
+            apps.push(AppRef { name, bus_name, pid });
+        }
+        Ok(apps)
+    }
+
+    /// The app named `name` (case-insensitive), or an error listing the apps there are.
+    pub async fn application(&self, name: &str) -> Result<AppRef> {
+        let apps = self.applications().await?;
+        if let Some(app) = apps.iter().find(|a| a.name.eq_ignore_ascii_case(name)) {
+            return Ok(app.clone());
+        }
+        let mut names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).filter(|n| !n.is_empty()).collect();
+        names.sort_unstable();
+        Err(DesktopError::UnknownApp {
+            name: name.to_owned(),
+            available: if names.is_empty() { "none".into() } else { names.join(", ") },
+        })
+    }
+
+    /// Waits until an app of that name appears on the bus (apps register a moment after start).
+    pub async fn wait_for_application(&self, name: &str, timeout: Duration) -> Result<AppRef> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.application(name).await {
+                Ok(app) => return Ok(app),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// The app whose window is active, matched by AT-SPI's Active state or else by the
+    /// window's process id.
+    pub async fn focused_application(&self, window_pid: Option<u32>) -> Result<Option<AppRef>> {
+        let apps = self.applications().await?;
+        for app in &apps {
+            let Ok(Ok(windows)) =
+                tokio::time::timeout(Duration::from_millis(500), self.raw_children(&app.bus_name, ROOT_PATH)).await
+            else {
+                continue;
+            };
+            for (dest, path) in windows {
+                let Ok(p) = self.proxy(&dest, &path).await else { continue };
+                if let Ok(Ok(states)) = tokio::time::timeout(Duration::from_millis(500), p.get_state()).await
+                    && states.contains(State::Active)
+                {
+                    return Ok(Some(app.clone()));
+                }
+            }
+        }
+        Ok(window_pid.and_then(|pid| apps.into_iter().find(|a| a.pid == Some(pid))))
+    }
+
+    /// Walks `app`'s tree within `limits`.
+    pub async fn snapshot(&self, app: &AppRef, limits: WalkLimits) -> Result<AccessTree> {
+        let start = Instant::now();
+        let deadline = start + limits.time_limit;
+        let mut nodes: Vec<(NodeId, Node)> = Vec::new();
+        let mut focus = NodeId(0);
+        let mut truncated = None;
+        let mut next_id = 1u64;
+        // Nodes waiting to be fetched: (id, destination, path).
+        let mut queue: VecDeque<(NodeId, String, String)> = VecDeque::new();
+        queue.push_back((NodeId(0), app.bus_name.clone(), ROOT_PATH.to_owned()));
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < IN_FLIGHT
+                && let Some((id, dest, path)) = queue.pop_front()
+            {
+                let this = self.clone();
+                let timeout = limits.call_timeout;
+                in_flight.push(async move {
+                    let r = tokio::time::timeout(timeout, this.fetch(&dest, &path, limits.max_text)).await;
+                    (id, r)
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = match tokio::time::timeout(left, in_flight.next()).await {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(_) => {
+                    truncated = Some(Truncation::TimeLimit {
+                        limit_ms: limits.time_limit.as_millis() as u64,
+                    });
+                    break;
+                }
+            };
+            let (id, fetched) = next;
+            let fetched = match fetched {
+                Ok(Ok(f)) => f,
+                // The root failing means the app is gone or hung; a child failing is one
+                // node lost (apps destroy widgets while we walk).
+                Ok(Err(e)) if id == NodeId(0) => return Err(e),
+                Err(_) if id == NodeId(0) => {
+                    return Err(DesktopError::AppNotResponding {
+                        app: app.name.clone(),
+                        after_ms: limits.call_timeout.as_millis() as u64,
+                    });
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(node = id.0, "node vanished during the walk: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!(node = id.0, "node did not answer in time");
+                    continue;
+                }
+            };
+            let mut node = fetched.node;
+            let mut children = Vec::with_capacity(fetched.children.len());
+            for (dest, path) in fetched.children {
+                if nodes.len() + queue.len() + in_flight.len() + 1 >= limits.max_nodes {
+                    truncated = Some(Truncation::NodeCap { cap: limits.max_nodes });
+                    break;
+                }
+                let child = NodeId(next_id);
+                next_id += 1;
+                children.push(child);
+                queue.push_back((child, dest, path));
+            }
+            node.set_children(children);
+            if fetched.focused {
+                focus = id;
+            }
+            nodes.push((id, node));
+        }
+        // Children whose fetch failed or never ran must not be referenced.
+        let present: std::collections::HashSet<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
+        for (_, node) in &mut nodes {
+            if node.children().iter().any(|c| !present.contains(c)) {
+                let kept: Vec<NodeId> = node.children().iter().copied().filter(|c| present.contains(c)).collect();
+                node.set_children(kept);
+            }
+        }
+        nodes.sort_by_key(|(id, _)| *id);
+        let update = TreeUpdate {
+            nodes,
+            tree: Some(TreeInfo::new(NodeId(0))),
+            tree_id: accesskit::TreeId::ROOT,
+            focus,
+        };
+        let walk_ms = start.elapsed().as_secs_f64() * 1e3;
+        tracing::debug!(app = %app.name, nodes = update.nodes.len(), walk_ms, "walked tree");
+        Ok(AccessTree::new(app.clone(), update, truncated, walk_ms))
+    }
+
+    /// One node's facts, its interface calls issued together.
+    async fn fetch(&self, dest: &str, path: &str, max_text: i32) -> Result<Fetched> {
+        let proxy = self.proxy(dest, path).await?;
+        // Role and children are read raw: the typed replies reject role numbers newer than the
+        // crate and children named by well-known bus names (WebKit's socket), or even panic
+        // on an empty name.
+        let (role, name, states, interfaces, mut children) = futures::try_join!(
+            self.raw_role(dest, path),
+            async { proxy.name().await.map_err(call_err) },
+            async { proxy.get_state().await.map_err(call_err) },
+            async { proxy.get_interfaces().await.map_err(call_err) },
+            self.raw_children(dest, path),
+        )?;
+        if children.is_empty() && role != atspi::Role::Application {
+            // A plug/socket (WebKit's web view) lists no children but answers by index.
+            let count = proxy.child_count().await.unwrap_or(0);
+            for i in 0..count.min(64) {
+                if let Ok(child) = self.raw_child_at_index(dest, path, i).await
+                    && !child.0.is_empty()
+                    && child.1 != NULL_PATH
+                {
+                    children.push(child);
+                }
+            }
+        }
+
+        let extents = async {
+            if !interfaces.contains(Interface::Component) {
+                return None;
+            }
+            let c = ComponentProxy::builder(&self.conn)
+                .destination(dest.to_owned())
+                .ok()?
+                .path(path.to_owned())
+                .ok()?
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .ok()?;
+            c.get_extents(CoordType::Screen).await.ok()
+        };
+        let text = async {
+            if !interfaces.contains(Interface::Text) {
+                return None;
+            }
+            let t = TextProxy::builder(&self.conn)
+                .destination(dest.to_owned())
+                .ok()?
+                .path(path.to_owned())
+                .ok()?
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .ok()?;
+            t.get_text(0, max_text).await.ok()
+        };
+        let value = async {
+            if !interfaces.contains(Interface::Value) {
+                return None;
+            }
+            let v = ValueProxy::builder(&self.conn)
+                .destination(dest.to_owned())
+                .ok()?
+                .path(path.to_owned())
+                .ok()?
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .ok()?;
+            v.current_value().await.ok()
+        };
+        let (extents, text, value) = futures::join!(extents, text, value);
+
+        let mut node = Node::new(map_role(role, states));
+        if !name.is_empty() {
+            node.set_label(name);
+        }
+        if let Some(text) = text.filter(|t| !t.is_empty()) {
+            node.set_value(text);
+        } else if let Some(v) = value {
+            node.set_numeric_value(v);
+            node.set_value(format_number(v));
+        }
+        if let Some((x, y, w, h)) = extents
+            && let Some(rect) = rect_from_extents(x, y, w, h)
+        {
+            node.set_bounds(rect);
+        }
+        if !(states.contains(State::Showing) && states.contains(State::Visible)) {
+            node.set_hidden();
+        }
+        if !states.contains(State::Enabled) && !states.contains(State::Sensitive) {
+            node.set_disabled();
+        }
+        if states.contains(State::Checked) {
+            node.set_toggled(Toggled::True);
+        }
+        if states.contains(State::Selected) {
+            node.set_selected(true);
+        }
+        if states.contains(State::Expanded) {
+            node.set_expanded(true);
+        }
+        if states.contains(State::Focusable) {
+            node.add_action(accesskit::Action::Focus);
+        }
+        if interfaces.contains(Interface::Action) {
+            node.add_action(accesskit::Action::Click);
+        }
+        if states.contains(State::Editable) || interfaces.contains(Interface::EditableText) {
+            node.add_action(accesskit::Action::SetValue);
+        } else if matches!(role, atspi::Role::Text | atspi::Role::Entry | atspi::Role::PasswordText) {
+            node.set_read_only();
+        }
+        node.set_class_name(role.name().to_owned());
+        Ok(Fetched {
+            node,
+            children,
+            focused: states.contains(State::Focused),
+        })
+    }
+
+    async fn raw_call<R>(&self, dest: &str, path: &str, method: &str) -> Result<R>
+    where
+        R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
+    {
+        let reply = self
+            .conn
+            .call_method(Some(dest), path, Some("org.a11y.atspi.Accessible"), method, &())
+            .await
+            .map_err(call_err)?;
+        reply.body().deserialize().map_err(call_err)
+    }
+
+    async fn raw_role(&self, dest: &str, path: &str) -> Result<atspi::Role> {
+        let number: u32 = self.raw_call(dest, path, "GetRole").await?;
+        Ok(atspi::Role::try_from(number).unwrap_or(atspi::Role::Unknown))
+    }
+
+    async fn raw_children(&self, dest: &str, path: &str) -> Result<Vec<(String, String)>> {
+        let children: Vec<(String, OwnedObjectPath)> = self.raw_call(dest, path, "GetChildren").await?;
+        Ok(children
+            .into_iter()
+            .filter(|(name, path)| !name.is_empty() && path.as_str() != NULL_PATH)
+            .map(|(name, path)| (name, path.as_str().to_owned()))
+            .collect())
+    }
+
+    async fn raw_child_at_index(&self, dest: &str, path: &str, index: i32) -> Result<(String, String)> {
+        let reply = self
+            .conn
+            .call_method(Some(dest), path, Some("org.a11y.atspi.Accessible"), "GetChildAtIndex", &(index,))
+            .await
+            .map_err(call_err)?;
+        let (name, path): (String, OwnedObjectPath) = reply.body().deserialize().map_err(call_err)?;
+        Ok((name, path.as_str().to_owned()))
+    }
+}
+
+struct Fetched {
+    node: Node,
+    children: Vec<(String, String)>,
+    focused: bool,
+}
+
+fn format_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
+}
+
+/// AT-SPI's role in accesskit's vocabulary; the states tell a text entry (GTK 3 reports
+/// entries as editable `text`) from a label, and one line from many.
+fn map_role(role: atspi::Role, states: atspi::StateSet) -> Role {
+    use atspi::Role as A;
+    let editable = states.contains(State::Editable);
+    match role {
+        A::Button | A::PushButtonMenu => Role::Button,
+        A::ToggleButton => Role::Button,
+        A::CheckBox => Role::CheckBox,
+        A::RadioButton => Role::RadioButton,
+        A::CheckMenuItem => Role::MenuItemCheckBox,
+        A::RadioMenuItem => Role::MenuItemRadio,
+        A::MenuItem | A::TearoffMenuItem => Role::MenuItem,
+        A::Menu | A::PopupMenu => Role::Menu,
+        A::MenuBar => Role::MenuBar,
+        A::ComboBox => Role::ComboBox,
+        A::PasswordText => Role::PasswordInput,
+        A::Entry => Role::TextInput,
+        A::Text if editable && states.contains(State::MultiLine) => Role::MultilineTextInput,
+        A::Text if editable => Role::TextInput,
+        A::Text | A::Static => Role::Label,
+        A::Terminal => Role::Terminal,
+        A::Label | A::AcceleratorLabel | A::Caption => Role::Label,
+        A::Link => Role::Link,
+        A::Image | A::Icon | A::DesktopIcon | A::Animation => Role::Image,
+        A::List | A::ListBox => Role::List,
+        A::ListItem => Role::ListItem,
+        A::Table | A::TreeTable => Role::Table,
+        A::Tree => Role::Tree,
+        A::TreeItem => Role::TreeItem,
+        A::TableCell => Role::Cell,
+        A::TableRow => Role::Row,
+        A::ColumnHeader | A::TableColumnHeader => Role::ColumnHeader,
+        A::RowHeader | A::TableRowHeader => Role::RowHeader,
+        A::PageTab => Role::Tab,
+        A::PageTabList => Role::TabList,
+        A::ToolBar => Role::Toolbar,
+        A::StatusBar => Role::Status,
+        A::ToolTip => Role::Tooltip,
+        A::ProgressBar | A::LevelBar => Role::ProgressIndicator,
+        A::ScrollBar => Role::ScrollBar,
+        A::ScrollPane | A::Viewport => Role::ScrollView,
+        A::Slider | A::Dial => Role::Slider,
+        A::SpinButton => Role::SpinButton,
+        A::Separator => Role::Splitter,
+        A::SplitPane => Role::Pane,
+        A::Dialog | A::FileChooser | A::ColorChooser | A::FontChooser | A::OptionPane => Role::Dialog,
+        A::Alert | A::Notification => Role::Alert,
+        A::Frame | A::Window | A::InternalFrame | A::DesktopFrame => Role::Window,
+        A::Application => Role::Application,
+        A::DocumentFrame | A::DocumentText | A::DocumentWeb | A::DocumentEmail
+        | A::DocumentSpreadsheet | A::DocumentPresentation => Role::Document,
+        A::Heading => Role::Heading,
+        A::Paragraph => Role::Paragraph,
+        A::Form => Role::Form,
+        A::Canvas | A::DrawingArea => Role::Canvas,
+        A::Calendar | A::DateEditor => Role::DateInput,
+        A::Article => Role::Article,
+        A::Landmark => Role::Region,
+        A::Grouping => Role::Group,
+        A::BlockQuote => Role::Blockquote,
+        A::TitleBar => Role::TitleBar,
+        A::Math => Role::Math,
+        A::Panel | A::Filler | A::Section | A::RootPane | A::LayeredPane | A::GlassPane
+        | A::Embedded | A::HTMLContainer | A::DirectoryPane | A::Page | A::Header | A::Footer => {
+            Role::GenericContainer
+        }
+        _ => Role::Unknown,
+    }
+}

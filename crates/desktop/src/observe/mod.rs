@@ -1,0 +1,9 @@
+//! Observing the desktop: screenshots with geometry, accessibility trees, and both together.
+
+pub mod atspi;
+pub mod capture;
+pub mod tree;
+
+pub use atspi::{Accessibility, WalkLimits};
+pub use capture::{CaptureBackend, CaptureTarget, Screenshot, encode_png};
+pub use tree::{AccessTree, AppRef, Element, Truncation};

@@ -1,0 +1,23 @@
+use anyhow::Context;
+use clap::Args;
+use clawdesk_desktop::{Action, Desktop, ObserveOptions};
+
+use super::DesktopArgs;
+
+#[derive(Debug, Args)]
+pub struct ActArgs {
+    #[command(flatten)]
+    desktop: DesktopArgs,
+    /// The action as JSON, for example '{"kind":"click","at":{"x":0.5,"y":0.5}}' or
+    /// '{"kind":"type","text":"hello"}'. Coordinates are normalised on the screen.
+    action: String,
+}
+
+pub async fn run(args: ActArgs) -> anyhow::Result<()> {
+    let action: Action = serde_json::from_str(&args.action).context("reading the action JSON")?;
+    let desktop = Desktop::connect(args.desktop.config()?).await?;
+    let observation = desktop.observe(&ObserveOptions::default()).await?;
+    desktop.act(&action, &observation).await?;
+    println!("done: {}", action.describe());
+    Ok(())
+}

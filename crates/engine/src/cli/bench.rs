@@ -1,0 +1,23 @@
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchWhat,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchWhat {
+    /// Capture, tree walk, PNG encode and store insert on a real app, beside OSWorld's stack.
+    Observe(clawdesk_engine::bench::observe::ObserveBenchArgs),
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchWhat::Observe(a) => {
+            let table = clawdesk_engine::bench::observe::run(a).await?;
+            println!("{table}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The subcommands, one file each.
+
+mod act;
+mod bench;
+mod observe;
+mod record;
+mod sandbox;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clawdesk_desktop::{Allowlist, DesktopConfig, GuardConfig, StopKeyName};
+
+/// ClawDesk: observe, act on and record real desktop apps, headless.
+#[derive(Debug, Parser)]
+#[command(name = "clawdesk", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Save a screenshot, its geometry and the focused (or a named) app's accessibility tree.
+    Observe(observe::ObserveArgs),
+    /// Run one action on the desktop, through the guard.
+    Act(act::ActArgs),
+    /// Start a private desktop (Xvfb or Xephyr, window manager, D-Bus, AT-SPI) with apps.
+    Sandbox(sandbox::SandboxArgs),
+    /// Run a scripted list of actions, recording each as a step.
+    Record(record::RecordArgs),
+    /// Measure the observe path beside OSWorld's Python stack.
+    Bench(bench::BenchArgs),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Observe(a) => observe::run(a).await,
+        Command::Act(a) => act::run(a).await,
+        Command::Sandbox(a) => sandbox::run(a).await,
+        Command::Record(a) => record::run(a).await,
+        Command::Bench(a) => bench::run(a).await,
+    }
+}
+
+/// Which desktop to work on and how to guard it; shared by the acting subcommands.
+#[derive(Debug, Args, Clone)]
+pub struct DesktopArgs {
+    /// X display (default: $DISPLAY).
+    #[arg(long)]
+    display: Option<String>,
+    /// D-Bus session bus address (default: $DBUS_SESSION_BUS_ADDRESS).
+    #[arg(long)]
+    bus: Option<String>,
+    /// Only act in these apps (AT-SPI name or window class); repeatable. Default: any app.
+    #[arg(long = "allow", value_name = "APP")]
+    allow: Vec<String>,
+    /// Stop after this many actions.
+    #[arg(long, default_value_t = 200)]
+    max_steps: u32,
+    /// The key that halts the agent: pause, scroll_lock or f12.
+    #[arg(long, default_value = "pause")]
+    stop_key: StopKeyName,
+    /// Do not grab a stop key.
+    #[arg(long)]
+    no_stop_key: bool,
+}
+
+impl DesktopArgs {
+    fn config(&self) -> anyhow::Result<DesktopConfig> {
+        let mut config = match &self.display {
+            Some(d) => DesktopConfig {
+                display: d.clone(),
+                session_bus: None,
+                guard: GuardConfig::default(),
+                stop_key: None,
+            },
+            None => DesktopConfig::from_env()?,
+        };
+        config.session_bus = self.bus.clone();
+        config.guard = GuardConfig {
+            allowlist: if self.allow.is_empty() { Allowlist::Any } else { Allowlist::Only(self.allow.clone()) },
+            max_steps: Some(self.max_steps),
+        };
+        config.stop_key = (!self.no_stop_key).then_some(self.stop_key);
+        Ok(config)
+    }
+}
+
+/// The data directory: the flag, else $CLAWDESK_DATA_DIR, else the XDG data dir.
+fn data_dir(flag: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match flag {
+        Some(d) => Ok(d.clone()),
+        None => Ok(clawdesk_store::default_data_dir()?),
+    }
+}

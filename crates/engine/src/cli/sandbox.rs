@@ -1,0 +1,50 @@
+use anyhow::Context;
+use clap::Args;
+use clawdesk_desktop::{Sandbox, SandboxOptions};
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Screen size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x800", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Show the sandbox in a window (Xephyr) instead of running it invisibly (Xvfb).
+    #[arg(long)]
+    visible: bool,
+    /// Do not start a window manager.
+    #[arg(long)]
+    no_wm: bool,
+    /// Apps to start, each as one shell-quoted command line, for example 'mousepad' or
+    /// 'zenity --entry'.
+    apps: Vec<String>,
+}
+
+pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s.split_once('x').ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
+    let w: u32 = w.parse().map_err(|_| format!("bad width in {s:?}"))?;
+    let h: u32 = h.parse().map_err(|_| format!("bad height in {s:?}"))?;
+    if !(64..=16384).contains(&w) || !(64..=16384).contains(&h) {
+        return Err(format!("{s:?}: each side must be between 64 and 16384 pixels"));
+    }
+    Ok((w, h))
+}
+
+pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
+    let options = SandboxOptions {
+        width: args.size.0,
+        height: args.size.1,
+        visible: args.visible,
+        window_manager: !args.no_wm,
+    };
+    let mut sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&options)).await??;
+    for app in &args.apps {
+        let words: Vec<&str> = app.split_whitespace().collect();
+        let (program, rest) = words.split_first().context("an empty app command")?;
+        sandbox.launch(program, rest)?;
+    }
+    println!("export DISPLAY={}", sandbox.display());
+    println!("export DBUS_SESSION_BUS_ADDRESS='{}'", sandbox.dbus_address());
+    eprintln!("sandbox running; press Ctrl-C to stop it");
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    sandbox.stop();
+    Ok(())
+}

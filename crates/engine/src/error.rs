@@ -1,0 +1,18 @@
+/// What can go wrong in the engine, wrapping the libraries' own errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error(transparent)]
+    Desktop(#[from] clawdesk_desktop::DesktopError),
+    #[error(transparent)]
+    Store(#[from] clawdesk_store::StoreError),
+    /// A script file that cannot be read or understood.
+    #[error("script {path}: {detail}")]
+    Script { path: String, detail: String },
+    /// A scripted step names an element the tree does not have.
+    #[error("step {step}: no visible element matches {query}; visible elements:\n{available}")]
+    NoSuchElement { step: usize, query: String, available: String },
+    /// A baseline or helper program failed.
+    #[error("{program}: {detail}")]
+    External { program: String, detail: String },
+}

@@ -1,0 +1,120 @@
+//! The `clawdesk` binary end to end: observe with both capture backends, clear errors, and a
+//! `record` killed with SIGKILL leaving a sound database with every committed step.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clawdesk_desktop::{Accessibility, Sandbox, SandboxOptions};
+use clawdesk_store::Store;
+
+const BIN: &str = env!("CARGO_BIN_EXE_clawdesk");
+
+async fn sandbox_with_entry() -> Sandbox {
+    let mut sandbox = Sandbox::start(&SandboxOptions::default()).expect("sandbox");
+    sandbox.launch("zenity", &["--entry", "--text=CLI"]).expect("zenity");
+    let a11y = Accessibility::connect(Some(sandbox.dbus_address())).await.unwrap();
+    a11y.wait_for_application("zenity", Duration::from_secs(20)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sandbox
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{} decodes: {e}", path.display()));
+    (img.width(), img.height())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_saves_screenshot_geometry_and_tree_with_either_backend() {
+    let sandbox = sandbox_with_entry().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, extra) in [("x11", None), ("xcap", Some("--xcap"))] {
+        let out = dir.path().join(name);
+        let mut cmd = sandbox.command(BIN);
+        cmd.args(["observe", "--app", "zenity", "--out"]).arg(&out);
+        cmd.args(extra);
+        let result = cmd.output().unwrap();
+        assert!(result.status.success(), "{name}: {}", String::from_utf8_lossy(&result.stderr));
+        assert_eq!(png_size(&out.join("screenshot.png")), (1280, 800), "{name}");
+        let surface: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("surface.json")).unwrap()).unwrap();
+        assert_eq!((surface["width"].as_u64(), surface["height"].as_u64()), (Some(1280), Some(800)));
+        let tree = std::fs::read_to_string(out.join("tree.txt")).unwrap();
+        assert!(tree.contains("text_input"), "{name}: {tree}");
+        assert!(tree.contains("button \"OK\""), "{name}: {tree}");
+    }
+}
+
+#[test]
+fn no_display_is_a_clear_error() {
+    let out = Command::new(BIN)
+        .args(["observe", "--display", ":97531"])
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open the X display \":97531\""), "{err}");
+    assert!(err.contains("clawdesk sandbox"), "the fix is named: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_app_names_the_running_ones() {
+    let sandbox = sandbox_with_entry().await;
+    let out = sandbox.command(BIN).args(["observe", "--app", "no-such-app", "--out", "/tmp"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no app named \"no-such-app\""), "{err}");
+    assert!(err.contains("zenity"), "lists what is running: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_killed_mid_episode_keeps_every_committed_step() {
+    let sandbox = sandbox_with_entry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut steps = vec![serde_json::json!({"kind": "click", "element": {"role": "text_input"}})];
+    for _ in 0..60 {
+        steps.push(serde_json::json!({"kind": "type", "text": "x"}));
+    }
+    let script = dir.path().join("script.json");
+    let body = serde_json::json!({"task": "type many x", "app": "zenity", "steps": steps});
+    std::fs::write(&script, body.to_string()).unwrap();
+    let mut child = sandbox
+        .command(BIN)
+        .args(["record", "--no-stop-key", "--settle-ms", "20", "--script"])
+        .arg(&script)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Watch from a second connection (WAL lets us read while it writes) and kill mid-run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        assert!(Instant::now() < deadline, "record made no progress");
+        if data.join("clawdesk.sqlite3").exists()
+            && let Ok(store) = Store::open(&data)
+            && let Ok(n) = store.step_count()
+            && n >= 5
+        {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let store = Store::open(&data).expect("the database opens after the kill");
+    store.integrity_check().expect("PRAGMA integrity_check passes");
+    let episode = store.episodes(10).unwrap().remove(0);
+    let steps = store.steps(episode.id).unwrap();
+    assert!(steps.len() as i64 >= seen, "{} steps kept, {seen} seen before the kill", steps.len());
+    assert!(steps.len() < 61, "killed before the end");
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(s.index as usize, i, "no gaps");
+        store.blob(&s.before_image).expect("before image present");
+        store.blob(s.after_image.as_ref().unwrap()).expect("after image present");
+    }
+}

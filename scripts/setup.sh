@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what ClawDesk needs on a Debian machine and builds the UI; safe to run again.
+# Sourced by run-app.sh and test.sh.
+set -euo pipefail
+
+# Build: Tauri's WebKitGTK, xcap's PipeWire/EGL/Wayland bindings (bindgen needs libclang).
+# Run and test: an X server, a window manager, D-Bus with the AT-SPI bus, xdotool, and the
+# real GTK apps the tests operate.
+CLAWDESK_PACKAGES=(
+  pkg-config build-essential libwebkit2gtk-4.1-dev libpipewire-0.3-dev libclang-dev libgbm-dev
+  libegl-dev libwayland-dev libxcb1-dev
+  xvfb xauth openbox dbus at-spi2-core x11-utils xdotool
+  zenity gtk-3-examples mousepad
+)
+
+missing=()
+for p in "${CLAWDESK_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+command -v cargo >/dev/null || { echo "setup: Rust is missing; install it from https://rustup.rs" >&2; exit 1; }
+command -v npm >/dev/null || { echo "setup: Node.js 20+ with npm is missing" >&2; exit 1; }
+
+# One target directory that outlives checkouts, so a second run builds nothing again.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/clawdesk/target}"
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The window embeds ui/dist at compile time, so it is built first.
+(
+  cd "$root/ui"
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund
+  fi
+  npm run build --silent
+)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine: installs what is missing, builds once,
+# and runs every test. Each desktop test starts its own sandbox (Xvfb, openbox, a D-Bus
+# session and its AT-SPI bus) and stops it afterwards.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/setup.sh"
+cd "$root"
+# Our desktop tests start their own buses; an inherited session bus must not leak in.
+unset DBUS_SESSION_BUS_ADDRESS NO_AT_BRIDGE
+cargo fmt --all -- --check
+cargo test --workspace --locked "$@"

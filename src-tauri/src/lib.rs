@@ -1,0 +1,47 @@
+//! The ClawDesk desktop window: a thin Tauri shell over the headless crates.
+//!
+//! What it is for: opening the store, registering the commands in [`commands`] and handing
+//! the window to `ui/`. What it is not for: logic. Every command is a few lines that call a
+//! library crate and convert its answer to the wire types in [`wire`].
+
+pub mod commands;
+pub mod state;
+pub mod wire;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tauri::{Builder, Runtime};
+
+pub use state::AppState;
+
+/// Builds the app on any runtime, so tests can use `tauri::test::mock_builder()`.
+pub fn build_app<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
+    builder
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::app::app_info,
+            commands::episodes::list_episodes,
+            commands::episodes::episode_steps,
+        ])
+}
+
+/// Opens the store in the configured data directory and runs the window until it closes.
+pub fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let data_dir = clawdesk_store::default_data_dir().context("choosing the data directory")?;
+    let store = clawdesk_store::Store::open(&data_dir)
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let state = AppState {
+        store: Arc::new(store),
+    };
+    build_app(tauri::Builder::default(), state)
+        .run(tauri::generate_context!())
+        .context("running the ClawDesk window")?;
+    Ok(())
+}

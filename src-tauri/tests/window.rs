@@ -1,0 +1,72 @@
+//! The built desktop app under Xvfb: its window renders the UI, and its own accessibility
+//! tree (through WebKit's socket) is readable by the same observe code the agent uses.
+
+use std::time::{Duration, Instant};
+
+use clawdesk_desktop::observe::tree::role_name;
+use clawdesk_desktop::{CaptureTarget, Desktop, DesktopConfig, ObserveOptions, Sandbox, SandboxOptions};
+
+const APP: &str = env!("CARGO_BIN_EXE_clawdesk-app");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_renders_and_its_tree_is_readable() {
+    let sandbox = Sandbox::start(&SandboxOptions::default()).expect("sandbox");
+    let data = tempfile::tempdir().unwrap();
+    let mut child = sandbox
+        .command(APP)
+        .env("CLAWDESK_DATA_DIR", data.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the app starts");
+    let mut config = DesktopConfig::for_sandbox(&sandbox);
+    config.stop_key = None;
+    let desktop = Desktop::connect(config).await.unwrap();
+
+    // The app registers on the bus under its program name.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let app = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("the app exited with {status}: {err}");
+        }
+        let apps = desktop.accessibility().applications().await.unwrap();
+        if let Some(app) = apps.into_iter().find(|a| a.name.contains("clawdesk")) {
+            break app;
+        }
+        assert!(Instant::now() < deadline, "the app never appeared on the accessibility bus");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Wait until the page has loaded: its heading and button show up in the tree.
+    let options = ObserveOptions {
+        target: CaptureTarget::ActiveWindow,
+        app: Some(app.name.clone()),
+        ..ObserveOptions::default()
+    };
+    let observation = loop {
+        let o = desktop.observe(&options).await;
+        if let Ok(o) = o
+            && let Some(tree) = &o.tree
+            && tree.elements().iter().any(|e| role_name(e.role) == "button" && e.name == "Refresh")
+        {
+            break o;
+        }
+        assert!(Instant::now() < deadline, "the UI never appeared in the tree");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let tree = observation.tree.as_ref().unwrap();
+    let text = tree.linearise();
+    assert!(text.contains("\"Episodes\""), "{text}");
+    assert!(text.contains("No episodes recorded yet."), "the store answered through IPC:\n{text}");
+
+    // The window's pixels: the header's dark band is drawn.
+    let shot = &observation.screenshot;
+    assert!(shot.image.width() >= 800 && shot.image.height() >= 500, "{:?}", shot.surface);
+    let header = shot.image.pixels().filter(|p| p.0[..3] == [0x1d, 0x23, 0x30]).count();
+    assert!(header > 10_000, "only {header} header pixels: the page did not render");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,108 @@
+//! Helpers for the end-to-end tests: a sandbox with one real app, and the desktop on it.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use clawdesk_desktop::{
+    AppRef, Desktop, DesktopConfig, GuardConfig, Observation, ObserveOptions, Sandbox, SandboxOptions,
+};
+
+/// A sandbox running one app whose process the test holds (to read its exit and output).
+pub struct AppUnderTest {
+    pub desktop: Desktop,
+    pub app: AppRef,
+    pub child: Child,
+    pub sandbox: Sandbox,
+}
+
+impl Drop for AppUnderTest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a sandbox, runs `argv` in it with stdout piped, and waits until `app_name` is on the
+/// accessibility bus with a visible window.
+pub async fn start_app(argv: &[&str], app_name: &str, guard: GuardConfig) -> AppUnderTest {
+    let sandbox = Sandbox::start(&SandboxOptions::default()).expect("sandbox starts");
+    let child = sandbox
+        .command(argv[0])
+        .args(&argv[1..])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts: {e}", argv[0]));
+    let mut config = DesktopConfig::for_sandbox(&sandbox);
+    config.guard = guard;
+    let desktop = Desktop::connect(config).await.expect("desktop connects");
+    let app = desktop
+        .accessibility()
+        .wait_for_application(app_name, Duration::from_secs(20))
+        .await
+        .expect("app appears on the accessibility bus");
+    let t = AppUnderTest { desktop, app, child, sandbox };
+    // Wait until the window is mapped and focused, so clicks land and trees have bounds.
+    t.wait_for(|o| o.active_window.is_some() && o.tree.as_ref().is_some_and(|t| !t.elements().is_empty()))
+        .await;
+    t
+}
+
+impl AppUnderTest {
+    /// Observes the app under test.
+    pub async fn observe(&self) -> Observation {
+        self.desktop
+            .observe(&ObserveOptions {
+                app: Some(self.app.name.clone()),
+                ..ObserveOptions::default()
+            })
+            .await
+            .expect("observe")
+    }
+
+    /// Observes until `pred` holds (10 s at most), returning the observation that passed.
+    pub async fn wait_for(&self, pred: impl Fn(&Observation) -> bool) -> Observation {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let o = self.observe().await;
+            if pred(&o) {
+                return o;
+            }
+            assert!(Instant::now() < deadline, "condition not met; last tree:\n{}", tree_text(&o));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits for the app to exit and returns its code and stdout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let mut out = String::new();
+                if let Some(mut s) = self.child.stdout.take() {
+                    use std::io::Read;
+                    let _ = s.read_to_string(&mut out);
+                }
+                return (status.code(), out);
+            }
+            assert!(Instant::now() < deadline, "app did not exit within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a program (xdotool, say) inside the sandbox and waits for it.
+    pub fn run_in_sandbox(&self, argv: &[&str]) {
+        let status = self
+            .sandbox
+            .command(argv[0])
+            .args(&argv[1..])
+            .status()
+            .unwrap_or_else(|e| panic!("{} runs: {e}", argv[0]));
+        assert!(status.success(), "{argv:?} failed: {status}");
+    }
+}
+
+/// The linearised tree of an observation, for assertion messages.
+pub fn tree_text(o: &Observation) -> String {
+    o.tree.as_ref().map(|t| t.linearise()).unwrap_or_else(|| "(no tree)".into())
+}
