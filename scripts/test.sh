@@ -8,5 +8,8 @@ source "$root/scripts/setup.sh"
 cd "$root"
 # Our desktop tests start their own buses; an inherited session bus must not leak in.
 unset DBUS_SESSION_BUS_ADDRESS NO_AT_BRIDGE
+start=$SECONDS
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
+echo "test.sh: lint, build and tests took $((SECONDS - start)) s" >&2

@@ -4,44 +4,124 @@
 use std::time::{Duration, Instant};
 
 use accesskit::Role;
-use clawdesk_desktop::{Action, Allowlist, DesktopError, GuardConfig, MouseButton, NormPoint, Refusal};
+use clawdesk_desktop::{
+    Action, Allowlist, DesktopError, GuardConfig, MouseButton, NormPoint, Refusal,
+};
 use clawdesk_tests::{start_app, tree_text};
 
 fn any_app() -> GuardConfig {
-    GuardConfig { allowlist: Allowlist::Any, max_steps: None }
+    GuardConfig {
+        allowlist: Allowlist::Any,
+        max_steps: None,
+    }
 }
 
 fn click(at: NormPoint) -> Action {
-    Action::Click { at, button: MouseButton::Left, count: 1 }
+    Action::Click {
+        at,
+        button: MouseButton::Left,
+        count: 1,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clicks_a_button_found_through_the_tree() {
-    let mut t = start_app(&["zenity", "--question", "--text=Proceed?"], "zenity", any_app()).await;
-    let o = t.wait_for(|o| o.tree.as_ref().is_some_and(|tr| !tr.find(Some(Role::Button), "Yes").is_empty())).await;
-    let yes = o.tree.as_ref().unwrap().find(Some(Role::Button), "Yes").remove(0);
+    let mut t = start_app(
+        &["zenity", "--question", "--text=Proceed?"],
+        "zenity",
+        any_app(),
+    )
+    .await;
+    let o = t
+        .wait_for(|o| {
+            o.tree
+                .as_ref()
+                .is_some_and(|tr| !tr.find(Some(Role::Button), "Yes").is_empty())
+        })
+        .await;
+    let yes = o
+        .tree
+        .as_ref()
+        .unwrap()
+        .find(Some(Role::Button), "Yes")
+        .remove(0);
     let at = o.point_of(&yes).expect("the button is on screen");
     // The hit test agrees with the search.
     let (cx, cy) = yes.center().unwrap();
-    assert_eq!(o.tree.as_ref().unwrap().element_at(cx, cy).unwrap().name, "Yes", "{}", tree_text(&o));
+    assert_eq!(
+        o.tree.as_ref().unwrap().element_at(cx, cy).unwrap().name,
+        "Yes",
+        "{}",
+        tree_text(&o)
+    );
     t.desktop.act(&click(at), &o).await.expect("click runs");
     let (code, _) = t.wait_exit(Duration::from_secs(10));
-    assert_eq!(code, Some(0), "zenity --question exits 0 when Yes is clicked");
+    assert_eq!(
+        code,
+        Some(0),
+        "zenity --question exits 0 when Yes is clicked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn types_unicode_text_and_reads_it_back_through_the_tree() {
-    let mut t = start_app(&["zenity", "--entry", "--text=Your name"], "zenity", any_app()).await;
+    let mut t = start_app(
+        &["zenity", "--entry", "--text=Your name"],
+        "zenity",
+        any_app(),
+    )
+    .await;
     let o = t.observe().await;
-    let entry = o.tree.as_ref().unwrap().elements().into_iter().find(|e| e.editable).expect("an editable entry");
-    t.desktop.act(&click(o.point_of(&entry).unwrap()), &o).await.unwrap();
-    let o = t.wait_for(|o| o.tree.as_ref().and_then(|t| t.focused()).is_some_and(|f| f.editable)).await;
-    let text = "Grüße ✓ 42";
-    t.desktop.act(&Action::Type { text: text.into(), paste: false }, &o).await.expect("typing runs");
+    let entry = o
+        .tree
+        .as_ref()
+        .unwrap()
+        .elements()
+        .into_iter()
+        .find(|e| e.editable)
+        .expect("an editable entry");
+    t.desktop
+        .act(&click(o.point_of(&entry).unwrap()), &o)
+        .await
+        .unwrap();
     let o = t
-        .wait_for(|o| o.tree.as_ref().unwrap().elements().iter().any(|e| e.value.as_deref() == Some(text)))
+        .wait_for(|o| {
+            o.tree
+                .as_ref()
+                .and_then(|t| t.focused())
+                .is_some_and(|f| f.editable)
+        })
         .await;
-    t.desktop.act(&Action::Key { combo: "Return".into() }, &o).await.unwrap();
+    let text = "Grüße ✓ 42";
+    t.desktop
+        .act(
+            &Action::Type {
+                text: text.into(),
+                paste: false,
+            },
+            &o,
+        )
+        .await
+        .expect("typing runs");
+    let o = t
+        .wait_for(|o| {
+            o.tree
+                .as_ref()
+                .unwrap()
+                .elements()
+                .iter()
+                .any(|e| e.value.as_deref() == Some(text))
+        })
+        .await;
+    t.desktop
+        .act(
+            &Action::Key {
+                combo: "Return".into(),
+            },
+            &o,
+        )
+        .await
+        .unwrap();
     let (code, out) = t.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0));
     assert_eq!(out.trim_end(), text, "zenity prints what was typed");
@@ -49,12 +129,41 @@ async fn types_unicode_text_and_reads_it_back_through_the_tree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pastes_text_through_the_clipboard() {
-    let mut t = start_app(&["zenity", "--entry", "--text=Paste here"], "zenity", any_app()).await;
-    let o = t.wait_for(|o| o.tree.as_ref().and_then(|t| t.focused()).is_some_and(|f| f.editable)).await;
+    let mut t = start_app(
+        &["zenity", "--entry", "--text=Paste here"],
+        "zenity",
+        any_app(),
+    )
+    .await;
+    let o = t
+        .wait_for(|o| {
+            o.tree
+                .as_ref()
+                .and_then(|t| t.focused())
+                .is_some_and(|f| f.editable)
+        })
+        .await;
     let text = "pasted: 東京 — ✓";
-    t.desktop.act(&Action::Type { text: text.into(), paste: true }, &o).await.expect("paste runs");
+    t.desktop
+        .act(
+            &Action::Type {
+                text: text.into(),
+                paste: true,
+            },
+            &o,
+        )
+        .await
+        .expect("paste runs");
     let o = t.observe().await;
-    t.desktop.act(&Action::Key { combo: "Return".into() }, &o).await.unwrap();
+    t.desktop
+        .act(
+            &Action::Key {
+                combo: "Return".into(),
+            },
+            &o,
+        )
+        .await
+        .unwrap();
     let (code, out) = t.wait_exit(Duration::from_secs(10));
     assert_eq!((code, out.trim_end()), (Some(0), text));
 }
@@ -62,7 +171,14 @@ async fn pastes_text_through_the_clipboard() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drags_a_slider() {
     let t = start_app(
-        &["zenity", "--scale", "--text=Level", "--value=10", "--min-value=0", "--max-value=100"],
+        &[
+            "zenity",
+            "--scale",
+            "--text=Level",
+            "--value=10",
+            "--min-value=0",
+            "--max-value=100",
+        ],
         "zenity",
         any_app(),
     )
@@ -74,19 +190,45 @@ async fn drags_a_slider() {
             .elements()
             .into_iter()
             .find(|e| e.role == Role::Slider)
-            .map(|e| (e.value.clone().unwrap_or_default().parse::<f64>().unwrap_or(-1.0), e))
+            .map(|e| {
+                (
+                    e.value
+                        .clone()
+                        .unwrap_or_default()
+                        .parse::<f64>()
+                        .unwrap_or(-1.0),
+                    e,
+                )
+            })
     };
     let o = t.wait_for(|o| slider_value(o).is_some()).await;
     let (before, slider) = slider_value(&o).unwrap();
     assert_eq!(before, 10.0, "{}", tree_text(&o));
     let (x, y, w, h) = slider.bounds.unwrap();
     let surface = &o.screenshot.surface;
-    let norm = |px: f64| NormPoint::new(px / f64::from(surface.width), (y + h / 2.0) / f64::from(surface.height));
+    let norm = |px: f64| {
+        NormPoint::new(
+            px / f64::from(surface.width),
+            (y + h / 2.0) / f64::from(surface.height),
+        )
+    };
     // GTK draws the knob at the value's share of the trough.
     let from = norm(x + w * 0.10);
     let to = norm(x + w * 0.80);
-    t.desktop.act(&Action::Drag { from, to, button: MouseButton::Left }, &o).await.unwrap();
-    let o = t.wait_for(|o| slider_value(o).is_some_and(|(v, _)| v > 50.0)).await;
+    t.desktop
+        .act(
+            &Action::Drag {
+                from,
+                to,
+                button: MouseButton::Left,
+            },
+            &o,
+        )
+        .await
+        .unwrap();
+    let o = t
+        .wait_for(|o| slider_value(o).is_some_and(|(v, _)| v > 50.0))
+        .await;
     assert!(slider_value(&o).unwrap().0 > 50.0);
 }
 
@@ -117,20 +259,39 @@ async fn scrolls_a_long_list() {
         .find(|e| e.role == Role::Table || e.role == Role::List || e.role == Role::TreeGrid)
         .expect("a list");
     let at = o.point_of(&list);
-    t.desktop.act(&Action::Scroll { at, dx: 0, dy: 10 }, &o).await.unwrap();
+    t.desktop
+        .act(&Action::Scroll { at, dx: 0, dy: 10 }, &o)
+        .await
+        .unwrap();
     let o = t.wait_for(|o| scroll_value(o) > 0.0).await;
     let down = scroll_value(&o);
-    t.desktop.act(&Action::Scroll { at, dx: 0, dy: -3 }, &o).await.unwrap();
+    t.desktop
+        .act(&Action::Scroll { at, dx: 0, dy: -3 }, &o)
+        .await
+        .unwrap();
     let o = t.wait_for(|o| scroll_value(o) < down).await;
     assert!(scroll_value(&o) < down);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_allowlist_blocks_an_app_not_on_it() {
-    let guard = GuardConfig { allowlist: Allowlist::Only(vec!["mousepad".into()]), max_steps: None };
+    let guard = GuardConfig {
+        allowlist: Allowlist::Only(vec!["mousepad".into()]),
+        max_steps: None,
+    };
     let t = start_app(&["zenity", "--entry", "--text=Blocked"], "zenity", guard).await;
     let o = t.observe().await;
-    let err = t.desktop.act(&Action::Type { text: "should not appear".into(), paste: false }, &o).await.unwrap_err();
+    let err = t
+        .desktop
+        .act(
+            &Action::Type {
+                text: "should not appear".into(),
+                paste: false,
+            },
+            &o,
+        )
+        .await
+        .unwrap_err();
     match err {
         DesktopError::Refused(Refusal::NotAllowed { app, allowed }) => {
             assert_eq!(app, "zenity");
@@ -141,7 +302,12 @@ async fn the_allowlist_blocks_an_app_not_on_it() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let o = t.observe().await;
     assert!(
-        o.tree.as_ref().unwrap().elements().iter().all(|e| e.value.as_deref() != Some("should not appear")),
+        o.tree
+            .as_ref()
+            .unwrap()
+            .elements()
+            .iter()
+            .all(|e| e.value.as_deref() != Some("should not appear")),
         "nothing was typed:\n{}",
         tree_text(&o)
     );
@@ -150,21 +316,52 @@ async fn the_allowlist_blocks_an_app_not_on_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_into_a_password_field_is_refused() {
     let t = start_app(&["zenity", "--password"], "zenity", any_app()).await;
-    let o = t.wait_for(|o| o.tree.as_ref().and_then(|t| t.focused()).is_some_and(|f| f.password)).await;
-    let err = t.desktop.act(&Action::Type { text: "hunter2".into(), paste: false }, &o).await.unwrap_err();
-    assert!(matches!(err, DesktopError::Refused(Refusal::PasswordField { .. })), "{err}");
+    let o = t
+        .wait_for(|o| {
+            o.tree
+                .as_ref()
+                .and_then(|t| t.focused())
+                .is_some_and(|f| f.password)
+        })
+        .await;
+    let err = t
+        .desktop
+        .act(
+            &Action::Type {
+                text: "hunter2".into(),
+                paste: false,
+            },
+            &o,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DesktopError::Refused(Refusal::PasswordField { .. })),
+        "{err}"
+    );
     // Clicking is still allowed: only keystrokes are kept out.
     let field = o.tree.as_ref().unwrap().focused().unwrap();
-    t.desktop.act(&click(o.point_of(&field).unwrap()), &o).await.expect("clicking a password field is fine");
+    t.desktop
+        .act(&click(o.point_of(&field).unwrap()), &o)
+        .await
+        .expect("clicking a password field is fine");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stop_key_halts_a_running_action_within_100_ms() {
-    let t = start_app(&["zenity", "--entry", "--text=Stop me"], "zenity", any_app()).await;
+    let t = start_app(
+        &["zenity", "--entry", "--text=Stop me"],
+        "zenity",
+        any_app(),
+    )
+    .await;
     let o = t.observe().await;
     let long: String = "abcdefghij".repeat(100);
     let desktop = &t.desktop;
-    let action = Action::Type { text: long.clone(), paste: false };
+    let action = Action::Type {
+        text: long.clone(),
+        paste: false,
+    };
     let typing = desktop.act(&action, &o);
     let press = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -172,21 +369,50 @@ async fn the_stop_key_halts_a_running_action_within_100_ms() {
         t.run_in_sandbox(&["xdotool", "key", "Pause"]);
         sent
     };
-    let (result, sent) = tokio::join!(async {
-        let r = typing.await;
-        (r, Instant::now())
-    }, press);
+    let (result, sent) = tokio::join!(
+        async {
+            let r = typing.await;
+            (r, Instant::now())
+        },
+        press
+    );
     let (result, halted) = result;
     assert!(matches!(result, Err(DesktopError::Stopped)), "{result:?}");
     let latency = halted.saturating_duration_since(sent);
-    assert!(latency < Duration::from_millis(100), "halted {latency:?} after the key press");
+    assert!(
+        latency < Duration::from_millis(100),
+        "halted {latency:?} after the key press"
+    );
     // The flag stays set: the next action is refused until someone resets it.
-    let err = desktop.act(&Action::Type { text: "x".into(), paste: false }, &o).await.unwrap_err();
-    assert!(matches!(err, DesktopError::Refused(Refusal::Stopped)), "{err}");
+    let err = desktop
+        .act(
+            &Action::Type {
+                text: "x".into(),
+                paste: false,
+            },
+            &o,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DesktopError::Refused(Refusal::Stopped)),
+        "{err}"
+    );
     let o = t.observe().await;
-    let typed = o.tree.as_ref().unwrap().elements().into_iter().find_map(|e| e.value.filter(|v| v.starts_with("abc")));
+    let typed = o
+        .tree
+        .as_ref()
+        .unwrap()
+        .elements()
+        .into_iter()
+        .find_map(|e| e.value.filter(|v| v.starts_with("abc")));
     let typed = typed.expect("some text was typed before the stop");
-    assert!(typed.len() < long.len(), "typing stopped part-way ({} of {} chars)", typed.len(), long.len());
+    assert!(
+        typed.len() < long.len(),
+        "typing stopped part-way ({} of {} chars)",
+        typed.len(),
+        long.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,11 +420,26 @@ async fn an_app_that_stops_answering_is_reported_not_waited_on() {
     let t = start_app(&["zenity", "--entry", "--text=Frozen"], "zenity", any_app()).await;
     let pid = t.child.id().to_string();
     t.run_in_sandbox(&["kill", "-STOP", &pid]);
-    let limits = clawdesk_desktop::WalkLimits { call_timeout: Duration::from_millis(300), ..Default::default() };
+    let limits = clawdesk_desktop::WalkLimits {
+        call_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
     let started = Instant::now();
-    let err = t.desktop.accessibility().snapshot(&t.app, limits).await.unwrap_err();
+    let err = t
+        .desktop
+        .accessibility()
+        .snapshot(&t.app, limits)
+        .await
+        .unwrap_err();
     t.run_in_sandbox(&["kill", "-CONT", &pid]);
-    assert!(matches!(err, DesktopError::AppNotResponding { .. }), "{err}");
+    assert!(
+        matches!(err, DesktopError::AppNotResponding { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("zenity"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(3), "gave up in {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "gave up in {:?}",
+        started.elapsed()
+    );
 }

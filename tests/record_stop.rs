@@ -10,13 +10,20 @@ use clawdesk_store::{EpisodeStatus, StepOutcome, Store};
 use clawdesk_tests::start_app;
 
 fn script(steps: serde_json::Value) -> Script {
-    serde_json::from_value(serde_json::json!({"task": "fill in the entry", "app": "zenity", "steps": steps}))
-        .unwrap()
+    serde_json::from_value(
+        serde_json::json!({"task": "fill in the entry", "app": "zenity", "steps": steps}),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_every_step_with_screens_and_trees() {
-    let t = start_app(&["zenity", "--entry", "--text=Record me"], "zenity", GuardConfig::default()).await;
+    let t = start_app(
+        &["zenity", "--entry", "--text=Record me"],
+        "zenity",
+        GuardConfig::default(),
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let s = script(serde_json::json!([
@@ -24,15 +31,26 @@ async fn records_every_step_with_screens_and_trees() {
         {"kind": "type", "text": "recorded"},
         {"kind": "key", "combo": "ctrl+a"},
     ]));
-    let summary = record(&t.desktop, &store, &s, &RecordOptions::default(), |_, _| {}).await.unwrap();
+    let summary = record(&t.desktop, &store, &s, &RecordOptions::default(), |_, _| {})
+        .await
+        .unwrap();
     assert_eq!(summary.status, EpisodeStatus::Done);
-    let steps = store.steps(clawdesk_store::EpisodeId(summary.episode)).unwrap();
+    let steps = store
+        .steps(clawdesk_store::EpisodeId(summary.episode))
+        .unwrap();
     assert_eq!(steps.len(), 3);
     for (i, step) in steps.iter().enumerate() {
-        assert_eq!(step.outcome, StepOutcome::Executed, "step {i}: {:?}", step.error);
+        assert_eq!(
+            step.outcome,
+            StepOutcome::Executed,
+            "step {i}: {:?}",
+            step.error
+        );
         let png = store.blob(&step.before_image).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        assert!(step.after_image.is_some() && step.before_tree.is_some() && step.after_tree.is_some());
+        assert!(
+            step.after_image.is_some() && step.before_tree.is_some() && step.after_tree.is_some()
+        );
         assert!(step.surface["width"].as_u64().unwrap() > 0);
     }
     // The after-state of the typing step holds the text; its before-state does not.
@@ -45,7 +63,10 @@ async fn records_every_step_with_screens_and_trees() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stop_key_halts_a_running_action_list() {
-    let guard = GuardConfig { allowlist: Allowlist::Any, max_steps: None };
+    let guard = GuardConfig {
+        allowlist: Allowlist::Any,
+        max_steps: None,
+    };
     let t = start_app(&["zenity", "--entry", "--text=Halt"], "zenity", guard).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -63,10 +84,21 @@ async fn the_stop_key_halts_a_running_action_list() {
     let (summary, ()) = tokio::join!(record(&t.desktop, &store, &s, &options, |_, _| {}), press);
     let summary = summary.unwrap();
     assert_eq!(summary.status, EpisodeStatus::Stopped);
-    let steps = store.steps(clawdesk_store::EpisodeId(summary.episode)).unwrap();
-    assert_eq!(steps.len(), 2, "the click, then the wait that was cut short");
+    let steps = store
+        .steps(clawdesk_store::EpisodeId(summary.episode))
+        .unwrap();
+    assert_eq!(
+        steps.len(),
+        2,
+        "the click, then the wait that was cut short"
+    );
     assert_eq!(steps[1].outcome, StepOutcome::Stopped);
-    assert!(steps[1].ended_at_ms - steps[1].started_at_ms < 2500, "the wait was cut short");
-    let episode = store.episode(clawdesk_store::EpisodeId(summary.episode)).unwrap();
+    assert!(
+        steps[1].ended_at_ms - steps[1].started_at_ms < 2500,
+        "the wait was cut short"
+    );
+    let episode = store
+        .episode(clawdesk_store::EpisodeId(summary.episode))
+        .unwrap();
     assert_eq!(episode.status, EpisodeStatus::Stopped);
 }

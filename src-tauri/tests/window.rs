@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use clawdesk_desktop::observe::tree::role_name;
-use clawdesk_desktop::{CaptureTarget, Desktop, DesktopConfig, ObserveOptions, Sandbox, SandboxOptions};
+use clawdesk_desktop::{
+    CaptureTarget, Desktop, DesktopConfig, ObserveOptions, Sandbox, SandboxOptions,
+};
 
 const APP: &str = env!("CARGO_BIN_EXE_clawdesk-app");
 
@@ -29,44 +31,89 @@ async fn the_window_renders_and_its_tree_is_readable() {
         if let Some(status) = child.try_wait().unwrap() {
             let mut err = String::new();
             use std::io::Read;
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("the app exited with {status}: {err}");
         }
         let apps = desktop.accessibility().applications().await.unwrap();
         if let Some(app) = apps.into_iter().find(|a| a.name.contains("clawdesk")) {
             break app;
         }
-        assert!(Instant::now() < deadline, "the app never appeared on the accessibility bus");
+        assert!(
+            Instant::now() < deadline,
+            "the app never appeared on the accessibility bus"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
-    // Wait until the page has loaded: its heading and button show up in the tree.
+    // Wait until the page has loaded and asked the store (through IPC) for its episodes.
     let options = ObserveOptions {
         target: CaptureTarget::ActiveWindow,
         app: Some(app.name.clone()),
         ..ObserveOptions::default()
     };
+    // WebKit paints a moment after its tree is ready, so wait for the pixels too.
+    let header_pixels = |o: &clawdesk_desktop::Observation| {
+        o.screenshot
+            .image
+            .pixels()
+            .filter(|p| p.0[..3] == [0x1d, 0x23, 0x30])
+            .count()
+    };
     let observation = loop {
         let o = desktop.observe(&options).await;
         if let Ok(o) = o
             && let Some(tree) = &o.tree
-            && tree.elements().iter().any(|e| role_name(e.role) == "button" && e.name == "Refresh")
+            && tree.linearise().contains("No episodes recorded yet.")
+            && header_pixels(&o) > 10_000
         {
             break o;
         }
-        assert!(Instant::now() < deadline, "the UI never appeared in the tree");
+        if Instant::now() > deadline {
+            let tree = desktop
+                .observe(&options)
+                .await
+                .ok()
+                .and_then(|o| o.tree)
+                .map(|t| t.linearise());
+            panic!(
+                "the UI never rendered the store's answer; tree:\n{}",
+                tree.unwrap_or_default()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let tree = observation.tree.as_ref().unwrap();
     let text = tree.linearise();
-    assert!(text.contains("\"Episodes\""), "{text}");
-    assert!(text.contains("No episodes recorded yet."), "the store answered through IPC:\n{text}");
+    assert!(text.contains("heading \"Episodes\""), "{text}");
+    assert!(
+        tree.elements()
+            .iter()
+            .any(|e| role_name(e.role) == "button" && e.name == "Refresh"),
+        "{text}"
+    );
+    let data_dir = data.path().display().to_string();
+    assert!(
+        text.contains(&data_dir),
+        "the header shows the data directory from app_info:\n{text}"
+    );
 
-    // The window's pixels: the header's dark band is drawn.
+    // The capture is of the app's window: the configured size, the header's band drawn.
     let shot = &observation.screenshot;
-    assert!(shot.image.width() >= 800 && shot.image.height() >= 500, "{:?}", shot.surface);
-    let header = shot.image.pixels().filter(|p| p.0[..3] == [0x1d, 0x23, 0x30]).count();
-    assert!(header > 10_000, "only {header} header pixels: the page did not render");
+    assert_eq!(
+        (shot.image.width(), shot.image.height()),
+        (1100, 720),
+        "{:?}",
+        shot.surface
+    );
+    assert!(
+        header_pixels(&observation) > 1100 * 50,
+        "the dark header band spans the window"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -4,7 +4,8 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use clawdesk_desktop::{
-    AppRef, Desktop, DesktopConfig, GuardConfig, Observation, ObserveOptions, Sandbox, SandboxOptions,
+    AppRef, Desktop, DesktopConfig, GuardConfig, Observation, ObserveOptions, Sandbox,
+    SandboxOptions,
 };
 
 /// A sandbox running one app whose process the test holds (to read its exit and output).
@@ -41,10 +42,17 @@ pub async fn start_app(argv: &[&str], app_name: &str, guard: GuardConfig) -> App
         .wait_for_application(app_name, Duration::from_secs(20))
         .await
         .expect("app appears on the accessibility bus");
-    let t = AppUnderTest { desktop, app, child, sandbox };
+    let t = AppUnderTest {
+        desktop,
+        app,
+        child,
+        sandbox,
+    };
     // Wait until the window is mapped and focused, so clicks land and trees have bounds.
-    t.wait_for(|o| o.active_window.is_some() && o.tree.as_ref().is_some_and(|t| !t.elements().is_empty()))
-        .await;
+    t.wait_for(|o| {
+        o.active_window.is_some() && o.tree.as_ref().is_some_and(|t| !t.elements().is_empty())
+    })
+    .await;
     t
 }
 
@@ -68,7 +76,11 @@ impl AppUnderTest {
             if pred(&o) {
                 return o;
             }
-            assert!(Instant::now() < deadline, "condition not met; last tree:\n{}", tree_text(&o));
+            assert!(
+                Instant::now() < deadline,
+                "condition not met; last tree:\n{}",
+                tree_text(&o)
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -85,7 +97,10 @@ impl AppUnderTest {
                 }
                 return (status.code(), out);
             }
-            assert!(Instant::now() < deadline, "app did not exit within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "app did not exit within {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -104,5 +119,8 @@ impl AppUnderTest {
 
 /// The linearised tree of an observation, for assertion messages.
 pub fn tree_text(o: &Observation) -> String {
-    o.tree.as_ref().map(|t| t.linearise()).unwrap_or_else(|| "(no tree)".into())
+    o.tree
+        .as_ref()
+        .map(|t| t.linearise())
+        .unwrap_or_else(|| "(no tree)".into())
 }

@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use x11rb::CURRENT_TIME;
 use x11rb::connection::Connection;
 use x11rb::protocol::Event;
 use x11rb::protocol::xproto::{
-    AtomEnum, ConnectionExt as _, CreateWindowAux, EventMask, PropMode, SelectionNotifyEvent, WindowClass,
-    SELECTION_NOTIFY_EVENT,
+    AtomEnum, ConnectionExt as _, CreateWindowAux, EventMask, PropMode, SELECTION_NOTIFY_EVENT,
+    SelectionNotifyEvent, WindowClass,
 };
 use x11rb::wrapper::ConnectionExt as _;
-use x11rb::CURRENT_TIME;
 
 use crate::error::{DesktopError, Result};
 use crate::x11::{connect, x_err};
@@ -36,7 +36,12 @@ impl ClipboardOffer {
         let root = conn.setup().roots[screen].root;
         let err = |e: &dyn std::fmt::Display| x_err(display, e);
         let intern = |name: &[u8]| -> Result<u32> {
-            Ok(conn.intern_atom(false, name).map_err(|e| err(&e))?.reply().map_err(|e| err(&e))?.atom)
+            Ok(conn
+                .intern_atom(false, name)
+                .map_err(|e| err(&e))?
+                .reply()
+                .map_err(|e| err(&e))?
+                .atom)
         };
         let clipboard = intern(b"CLIPBOARD")?;
         let utf8 = intern(b"UTF8_STRING")?;
@@ -59,7 +64,8 @@ impl ClipboardOffer {
         .map_err(|e| err(&e))?
         .check()
         .map_err(|e| err(&e))?;
-        conn.set_selection_owner(window, clipboard, CURRENT_TIME).map_err(|e| err(&e))?;
+        conn.set_selection_owner(window, clipboard, CURRENT_TIME)
+            .map_err(|e| err(&e))?;
         let owner = conn
             .get_selection_owner(clipboard)
             .map_err(|e| err(&e))?
@@ -67,7 +73,9 @@ impl ClipboardOffer {
             .map_err(|e| err(&e))?
             .owner;
         if owner != window {
-            return Err(DesktopError::Input(format!("could not take the clipboard on {display}")));
+            return Err(DesktopError::Input(format!(
+                "could not take the clipboard on {display}"
+            )));
         }
         conn.flush().map_err(|e| err(&e))?;
         let served = Arc::new(AtomicUsize::new(0));
@@ -88,13 +96,33 @@ impl ClipboardOffer {
                     };
                     match event {
                         Event::SelectionRequest(req) => {
-                            let property = if req.property == 0 { req.target } else { req.property };
+                            let property = if req.property == 0 {
+                                req.target
+                            } else {
+                                req.property
+                            };
                             let ok = if req.target == targets {
                                 let offered = [targets, utf8, text_atom, AtomEnum::STRING.into()];
-                                conn.change_property32(PropMode::REPLACE, req.requestor, property, AtomEnum::ATOM, &offered)
-                                    .is_ok()
-                            } else if req.target == utf8 || req.target == text_atom || req.target == u32::from(AtomEnum::STRING) {
-                                conn.change_property8(PropMode::REPLACE, req.requestor, property, utf8, &bytes).is_ok()
+                                conn.change_property32(
+                                    PropMode::REPLACE,
+                                    req.requestor,
+                                    property,
+                                    AtomEnum::ATOM,
+                                    &offered,
+                                )
+                                .is_ok()
+                            } else if req.target == utf8
+                                || req.target == text_atom
+                                || req.target == u32::from(AtomEnum::STRING)
+                            {
+                                conn.change_property8(
+                                    PropMode::REPLACE,
+                                    req.requestor,
+                                    property,
+                                    utf8,
+                                    &bytes,
+                                )
+                                .is_ok()
                             } else {
                                 false
                             };
@@ -107,7 +135,8 @@ impl ClipboardOffer {
                                 target: req.target,
                                 property: if ok { property } else { 0 },
                             };
-                            let _ = conn.send_event(false, req.requestor, EventMask::NO_EVENT, notify);
+                            let _ =
+                                conn.send_event(false, req.requestor, EventMask::NO_EVENT, notify);
                             let _ = conn.flush();
                             if ok && req.target != targets {
                                 served_t.fetch_add(1, Ordering::SeqCst);

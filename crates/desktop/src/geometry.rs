@@ -63,8 +63,10 @@ impl Surface {
             });
         }
         // The last pixel row/column is the farthest point an input event can address.
-        let px = (p.x * f64::from(self.width)).min(f64::from(self.width.saturating_sub(1)).max(0.0));
-        let py = (p.y * f64::from(self.height)).min(f64::from(self.height.saturating_sub(1)).max(0.0));
+        let px =
+            (p.x * f64::from(self.width)).min(f64::from(self.width.saturating_sub(1)).max(0.0));
+        let py =
+            (p.y * f64::from(self.height)).min(f64::from(self.height.saturating_sub(1)).max(0.0));
         Ok(ScreenPoint {
             x: self.x + (px / self.scale).floor() as i32,
             y: self.y + (py / self.scale).floor() as i32,
@@ -101,7 +103,11 @@ mod tests {
 
     fn window() -> Surface {
         Surface {
-            kind: SurfaceKind::Window { id: 7, title: "t".into(), app: "a".into() },
+            kind: SurfaceKind::Window {
+                id: 7,
+                title: "t".into(),
+                app: "a".into(),
+            },
             x: 100,
             y: 50,
             width: 400,
@@ -113,9 +119,18 @@ mod tests {
     #[test]
     fn corners_map_inside_the_surface() {
         let s = window();
-        assert_eq!(s.to_screen(NormPoint::new(0.0, 0.0)).unwrap(), ScreenPoint { x: 100, y: 50 });
-        assert_eq!(s.to_screen(NormPoint::new(1.0, 1.0)).unwrap(), ScreenPoint { x: 499, y: 249 });
-        assert_eq!(s.to_screen(NormPoint::new(0.5, 0.5)).unwrap(), ScreenPoint { x: 300, y: 150 });
+        assert_eq!(
+            s.to_screen(NormPoint::new(0.0, 0.0)).unwrap(),
+            ScreenPoint { x: 100, y: 50 }
+        );
+        assert_eq!(
+            s.to_screen(NormPoint::new(1.0, 1.0)).unwrap(),
+            ScreenPoint { x: 499, y: 249 }
+        );
+        assert_eq!(
+            s.to_screen(NormPoint::new(0.5, 0.5)).unwrap(),
+            ScreenPoint { x: 300, y: 150 }
+        );
     }
 
     #[test]
@@ -131,8 +146,14 @@ mod tests {
 
     #[test]
     fn hidpi_scale_divides_pixels() {
-        let s = Surface { scale: 2.0, ..window() };
-        assert_eq!(s.to_screen(NormPoint::new(0.5, 0.5)).unwrap(), ScreenPoint { x: 200, y: 100 });
+        let s = Surface {
+            scale: 2.0,
+            ..window()
+        };
+        assert_eq!(
+            s.to_screen(NormPoint::new(0.5, 0.5)).unwrap(),
+            ScreenPoint { x: 200, y: 100 }
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::stop::StopFlag;
 #[non_exhaustive]
 pub enum Refusal {
     /// The focused app is not on the allowlist.
-    #[error("{app} is not on the app allowlist (allowed: {allowed}); add it with --allow or in the settings")]
+    #[error(
+        "{app} is not on the app allowlist (allowed: {allowed}); add it with --allow or in the settings"
+    )]
     NotAllowed { app: String, allowed: String },
     /// The allowlist is on but no app has focus to check against it.
     #[error("no app has focus, so the allowlist cannot be checked")]
@@ -58,10 +60,14 @@ pub struct AppIdentity {
 
 impl AppIdentity {
     fn names(&self) -> impl Iterator<Item = &str> {
-        [&self.accessible_name, &self.window_class, &self.window_instance]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
+        [
+            &self.accessible_name,
+            &self.window_class,
+            &self.window_instance,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
     }
 
     /// The best single name to show a person.
@@ -103,7 +109,10 @@ pub enum Decision {
 
 /// Asks a person before each action runs; the UI implements it, tests answer by script.
 pub trait Approver: Send + Sync {
-    fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+    fn approve<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
 }
 
 /// The guard's settings.
@@ -193,7 +202,9 @@ impl Guard {
         }
         if let Allowlist::Only(allowed) = &self.config.allowlist {
             let app = context.app.as_ref().ok_or(Refusal::NoFocusedApp)?;
-            let ok = app.names().any(|n| allowed.iter().any(|a| a.eq_ignore_ascii_case(n)));
+            let ok = app
+                .names()
+                .any(|n| allowed.iter().any(|a| a.eq_ignore_ascii_case(n)));
             if !ok {
                 return Err(Refusal::NotAllowed {
                     app: app.display_name(),
@@ -218,7 +229,11 @@ mod tests {
     use crate::geometry::NormPoint;
 
     fn click() -> Action {
-        Action::Click { at: NormPoint::new(0.5, 0.5), button: Default::default(), count: 1 }
+        Action::Click {
+            at: NormPoint::new(0.5, 0.5),
+            button: Default::default(),
+            count: 1,
+        }
     }
 
     fn in_app(name: &str) -> ActionContext {
@@ -233,20 +248,36 @@ mod tests {
     }
 
     fn guard(allowlist: Allowlist, max_steps: Option<u32>) -> Guard {
-        Guard::new(GuardConfig { allowlist, max_steps }, StopFlag::new())
+        Guard::new(
+            GuardConfig {
+                allowlist,
+                max_steps,
+            },
+            StopFlag::new(),
+        )
     }
 
     #[tokio::test]
     async fn allowlist_matches_name_or_class() {
-        let g = guard(Allowlist::Only(vec!["Mousepad".into(), "calc-class".into()]), None);
+        let g = guard(
+            Allowlist::Only(vec!["Mousepad".into(), "calc-class".into()]),
+            None,
+        );
         assert!(g.check(&click(), &in_app("mousepad")).await.is_ok());
         assert!(g.check(&click(), &in_app("calc")).await.is_ok());
         let err = g.check(&click(), &in_app("xterm")).await.unwrap_err();
         assert!(matches!(err, Refusal::NotAllowed { .. }), "{err}");
-        let err = g.check(&click(), &ActionContext::default()).await.unwrap_err();
+        let err = g
+            .check(&click(), &ActionContext::default())
+            .await
+            .unwrap_err();
         assert_eq!(err, Refusal::NoFocusedApp);
         // Waiting touches no app.
-        assert!(g.check(&Action::Wait { ms: 1 }, &ActionContext::default()).await.is_ok());
+        assert!(
+            g.check(&Action::Wait { ms: 1 }, &ActionContext::default())
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
@@ -254,11 +285,32 @@ mod tests {
         let g = guard(Allowlist::Any, None);
         let ctx = ActionContext {
             app: None,
-            focused: Some(FocusedField { name: "Password".into(), is_password: true }),
+            focused: Some(FocusedField {
+                name: "Password".into(),
+                is_password: true,
+            }),
         };
-        let err = g.check(&Action::Type { text: "hunter2".into(), paste: false }, &ctx).await.unwrap_err();
+        let err = g
+            .check(
+                &Action::Type {
+                    text: "hunter2".into(),
+                    paste: false,
+                },
+                &ctx,
+            )
+            .await
+            .unwrap_err();
         assert!(matches!(err, Refusal::PasswordField { .. }));
-        assert!(g.check(&Action::Key { combo: "Return".into() }, &ctx).await.is_err());
+        assert!(
+            g.check(
+                &Action::Key {
+                    combo: "Return".into()
+                },
+                &ctx
+            )
+            .await
+            .is_err()
+        );
         assert!(g.check(&click(), &ctx).await.is_ok());
     }
 
@@ -268,16 +320,25 @@ mod tests {
         let ctx = ActionContext::default();
         g.check(&click(), &ctx).await.unwrap();
         g.check(&click(), &ctx).await.unwrap();
-        assert_eq!(g.check(&click(), &ctx).await.unwrap_err(), Refusal::StepLimit { limit: 2 });
+        assert_eq!(
+            g.check(&click(), &ctx).await.unwrap_err(),
+            Refusal::StepLimit { limit: 2 }
+        );
         let g = guard(Allowlist::Any, None);
         g.stop_flag().stop();
         assert_eq!(g.check(&click(), &ctx).await.unwrap_err(), Refusal::Stopped);
     }
 
-    struct Scripted(std::sync::Mutex<Vec<Decision>>, std::sync::Mutex<Vec<String>>);
+    struct Scripted(
+        std::sync::Mutex<Vec<Decision>>,
+        std::sync::Mutex<Vec<String>>,
+    );
 
     impl Approver for Scripted {
-        fn approve<'a>(&'a self, r: &'a ApprovalRequest) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
+        fn approve<'a>(
+            &'a self,
+            r: &'a ApprovalRequest,
+        ) -> Pin<Box<dyn Future<Output = Decision> + Send + 'a>> {
             self.1.lock().unwrap().push(r.description.clone());
             let d = self.0.lock().unwrap().remove(0);
             Box::pin(async move { d })
@@ -287,15 +348,37 @@ mod tests {
     #[tokio::test]
     async fn a_person_approves_each_action() {
         let approver = Arc::new(Scripted(
-            std::sync::Mutex::new(vec![Decision::Approve, Decision::Reject { reason: Some("wrong button".into()) }]),
+            std::sync::Mutex::new(vec![
+                Decision::Approve,
+                Decision::Reject {
+                    reason: Some("wrong button".into()),
+                },
+            ]),
             Default::default(),
         ));
         let g = guard(Allowlist::Any, None).with_approver(approver.clone());
         let ctx = ActionContext::default();
         g.check(&click(), &ctx).await.unwrap();
-        let err = g.check(&Action::Type { text: "x".into(), paste: false }, &ctx).await.unwrap_err();
-        assert_eq!(err, Refusal::Rejected { reason: Some("wrong button".into()) });
+        let err = g
+            .check(
+                &Action::Type {
+                    text: "x".into(),
+                    paste: false,
+                },
+                &ctx,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Refusal::Rejected {
+                reason: Some("wrong button".into())
+            }
+        );
         assert_eq!(g.steps_taken(), 1);
-        assert_eq!(approver.1.lock().unwrap().as_slice(), ["left click at (0.500, 0.500)", "type \"x\""]);
+        assert_eq!(
+            approver.1.lock().unwrap().as_slice(),
+            ["left click at (0.500, 0.500)", "type \"x\""]
+        );
     }
 }

@@ -29,10 +29,13 @@ pub use act::{Action, Executor, KeyCombo, MouseButton};
 pub use error::DesktopError;
 pub use geometry::{NormPoint, ScreenPoint, Surface, SurfaceKind};
 pub use guard::{
-    ActionContext, Allowlist, AppIdentity, ApprovalRequest, Approver, Decision, FocusedField, Guard,
-    GuardConfig, Refusal,
+    ActionContext, Allowlist, AppIdentity, ApprovalRequest, Approver, Decision, FocusedField,
+    Guard, GuardConfig, Refusal,
 };
-pub use observe::{AccessTree, Accessibility, AppRef, CaptureBackend, CaptureTarget, Element, Screenshot, WalkLimits};
+pub use observe::{
+    AccessTree, Accessibility, AppRef, CaptureBackend, CaptureTarget, Element, Screenshot,
+    WalkLimits,
+};
 pub use sandbox::{Sandbox, SandboxOptions};
 pub use stop::{StopFlag, StopKey, StopKeyName};
 pub use x11::ActiveWindow;
@@ -62,12 +65,13 @@ impl DesktopConfig {
 
     /// The session's own desktop from `$DISPLAY` and `$DBUS_SESSION_BUS_ADDRESS`.
     pub fn from_env() -> Result<Self, DesktopError> {
-        let display = std::env::var("DISPLAY").ok().filter(|d| !d.is_empty()).ok_or_else(|| {
-            DesktopError::NoDisplay {
+        let display = std::env::var("DISPLAY")
+            .ok()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| DesktopError::NoDisplay {
                 display: String::new(),
                 detail: "DISPLAY is not set".into(),
-            }
-        })?;
+            })?;
         Ok(DesktopConfig {
             display,
             session_bus: None,
@@ -109,10 +113,14 @@ pub struct Observation {
 impl Observation {
     /// What the guard needs to judge an action taken from this observation.
     pub fn action_context(&self) -> ActionContext {
-        let focused = self.tree.as_ref().and_then(AccessTree::focused).map(|e| FocusedField {
-            name: e.name.clone(),
-            is_password: e.password,
-        });
+        let focused = self
+            .tree
+            .as_ref()
+            .and_then(AccessTree::focused)
+            .map(|e| FocusedField {
+                name: e.name.clone(),
+                is_password: e.password,
+            });
         ActionContext {
             app: self.app.clone(),
             focused,
@@ -207,8 +215,14 @@ impl Desktop {
             (None, None) => None,
             (a, w) => Some(AppIdentity {
                 accessible_name: a.as_ref().map(|a| a.name.clone()),
-                window_class: w.as_ref().map(|w| w.class.clone()).filter(|c| !c.is_empty()),
-                window_instance: w.as_ref().map(|w| w.instance.clone()).filter(|c| !c.is_empty()),
+                window_class: w
+                    .as_ref()
+                    .map(|w| w.class.clone())
+                    .filter(|c| !c.is_empty()),
+                window_instance: w
+                    .as_ref()
+                    .map(|w| w.instance.clone())
+                    .filter(|c| !c.is_empty()),
             }),
         };
         Ok(Observation {
@@ -225,9 +239,17 @@ impl Desktop {
     }
 
     /// Runs `action` against the surface it was chosen on, after the guard allows it.
-    pub async fn act(&self, action: &Action, observation: &Observation) -> Result<(), DesktopError> {
+    pub async fn act(
+        &self,
+        action: &Action,
+        observation: &Observation,
+    ) -> Result<(), DesktopError> {
         action.validate()?;
-        self.guard.check(action, &observation.action_context()).await?;
-        self.executor.execute(action, &observation.screenshot.surface).await
+        self.guard
+            .check(action, &observation.action_context())
+            .await?;
+        self.executor
+            .execute(action, &observation.screenshot.surface)
+            .await
     }
 }

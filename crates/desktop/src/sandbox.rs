@@ -63,7 +63,10 @@ impl Sandbox {
         sandbox.start_dbus()?;
         if options.window_manager {
             let mut wm = sandbox.command(&find_program("openbox", "openbox")?);
-            sandbox.spawn("openbox", wm.args(["--sm-disable"]))?;
+            wm.args(["--sm-disable"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            sandbox.spawn("openbox", &mut wm)?;
             crate::x11::wait_for_window_manager(&sandbox.display, START_TIMEOUT)?;
         }
         tracing::info!(display = %sandbox.display, "sandbox ready");
@@ -86,7 +89,10 @@ impl Sandbox {
         let d = |sub: &str| self.dir.join(sub).into_os_string();
         vec![
             ("DISPLAY".into(), self.display.clone().into()),
-            ("DBUS_SESSION_BUS_ADDRESS".into(), self.dbus_address.clone().into()),
+            (
+                "DBUS_SESSION_BUS_ADDRESS".into(),
+                self.dbus_address.clone().into(),
+            ),
             ("XDG_RUNTIME_DIR".into(), d("run")),
             ("XDG_CONFIG_HOME".into(), d("config")),
             ("XDG_DATA_HOME".into(), d("data")),
@@ -137,7 +143,11 @@ impl Sandbox {
             ("Xephyr", cmd)
         } else {
             let mut cmd = Command::new(find_program("Xvfb", "xvfb")?);
-            cmd.args(["-screen", "0", &format!("{}x{}x24", options.width, options.height)]);
+            cmd.args([
+                "-screen",
+                "0",
+                &format!("{}x{}x24", options.width, options.height),
+            ]);
             ("Xvfb", cmd)
         };
         cmd.args(["-displayfd", &fd, "-nolisten", "tcp", "-noreset"])
@@ -161,7 +171,8 @@ impl Sandbox {
     fn start_dbus(&mut self) -> Result<()> {
         for sub in ["run", "config", "data", "cache"] {
             let p = self.dir.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| DesktopError::io(format!("creating {}", p.display()), e))?;
+            std::fs::create_dir_all(&p)
+                .map_err(|e| DesktopError::io(format!("creating {}", p.display()), e))?;
         }
         let mut cmd = self.command(find_program("dbus-daemon", "dbus")?);
         cmd.args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
@@ -173,8 +184,10 @@ impl Sandbox {
             .last_mut()
             .and_then(|(_, c)| c.stdout.take())
             .ok_or_else(|| DesktopError::Sandbox("dbus-daemon has no stdout".into()))?;
-        let address = read_line_with_timeout(OwnedFd::from(stdout), START_TIMEOUT)
-            .map_err(|e| DesktopError::Sandbox(format!("dbus-daemon did not print its address ({e})")))?;
+        let address =
+            read_line_with_timeout(OwnedFd::from(stdout), START_TIMEOUT).map_err(|e| {
+                DesktopError::Sandbox(format!("dbus-daemon did not print its address ({e})"))
+            })?;
         self.dbus_address = address.trim().to_owned();
         Ok(())
     }
@@ -200,15 +213,17 @@ impl Sandbox {
     }
 
     fn stop_all(&mut self) {
-        for (_, child) in self.processes.iter().rev() {
+        // Newest first (apps, window manager, D-Bus, then the X server), each given a moment
+        // to exit on SIGTERM, so clients do not see their display vanish under them.
+        while let Some((name, mut child)) = self.processes.pop() {
             signal_group(child.id(), libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        for (name, child) in self.processes.iter_mut().rev() {
+            let deadline = Instant::now() + Duration::from_secs(2);
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
                     Ok(None) => {
                         tracing::warn!(name = %name, "did not stop on SIGTERM; killing");
                         signal_group(child.id(), libc::SIGKILL);
@@ -220,7 +235,6 @@ impl Sandbox {
             // Helpers the process started (the AT-SPI bus launcher, say) share its group.
             signal_group(child.id(), libc::SIGKILL);
         }
-        self.processes.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -252,7 +266,9 @@ pub fn find_program(program: &str, package: &str) -> Result<PathBuf> {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 fn private_dir() -> Result<PathBuf> {
@@ -274,7 +290,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints for pipe(2) to fill.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(DesktopError::io("creating a pipe", std::io::Error::last_os_error()));
+        return Err(DesktopError::io(
+            "creating a pipe",
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: pipe(2) succeeded, so both descriptors are open and owned by nobody else.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
@@ -292,7 +311,10 @@ fn read_line_with_timeout(fd: OwnedFd, timeout: Duration) -> std::io::Result<Str
     while !line.ends_with(b"\n") {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out",
+            ));
         }
         let mut pfd = libc::pollfd {
             fd: file.as_raw_fd(),
@@ -312,7 +334,12 @@ fn read_line_with_timeout(fd: OwnedFd, timeout: Duration) -> std::io::Result<Str
             continue;
         }
         match file.read(&mut byte)? {
-            0 => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a full line")),
+            0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed before a full line",
+                ));
+            }
             _ => line.push(byte[0]),
         }
     }

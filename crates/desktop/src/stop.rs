@@ -47,7 +47,11 @@ impl StopFlag {
 
     /// `Err(Stopped)` once halted: the one-line check between input events.
     pub fn check(&self) -> Result<()> {
-        if self.is_stopped() { Err(DesktopError::Stopped) } else { Ok(()) }
+        if self.is_stopped() {
+            Err(DesktopError::Stopped)
+        } else {
+            Ok(())
+        }
     }
 
     /// Sleeps for `d` in short slices, returning early with `Err(Stopped)` when halted.
@@ -136,7 +140,9 @@ impl StopKey {
             .chunks(per)
             .position(|syms| syms.contains(&key.keysym()))
             .map(|i| min + i as u8)
-            .ok_or_else(|| DesktopError::Input(format!("the keyboard of {display} has no {key:?} key")))?;
+            .ok_or_else(|| {
+                DesktopError::Input(format!("the keyboard of {display} has no {key:?} key"))
+            })?;
         conn.grab_key(true, root, ModMask::ANY, keycode, GrabMode::ASYNC, GrabMode::ASYNC)
             .map_err(|e| x_err(display, e))?
             .check()

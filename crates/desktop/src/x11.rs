@@ -90,19 +90,40 @@ pub fn active_window(display: &str) -> Result<Option<ActiveWindow>> {
     let root = conn.setup().roots[screen].root;
     let active = atom(&conn, display, b"_NET_ACTIVE_WINDOW")?;
     let reply = property(&conn, display, root, active, AtomEnum::WINDOW.into())?;
-    let Some(id) = reply.value32().and_then(|mut v| v.next()).filter(|&w| w != 0) else {
+    let Some(id) = reply
+        .value32()
+        .and_then(|mut v| v.next())
+        .filter(|&w| w != 0)
+    else {
         return Ok(None);
     };
-    let class = property(&conn, display, id, AtomEnum::WM_CLASS.into(), AtomEnum::STRING.into())?;
-    let mut parts = class.value.split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned());
+    let class = property(
+        &conn,
+        display,
+        id,
+        AtomEnum::WM_CLASS.into(),
+        AtomEnum::STRING.into(),
+    )?;
+    let mut parts = class
+        .value
+        .split(|&b| b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned());
     let instance = parts.next().unwrap_or_default();
     let class = parts.next().unwrap_or_default();
     let utf8 = atom(&conn, display, b"UTF8_STRING")?;
     let net_name = atom(&conn, display, b"_NET_WM_NAME")?;
-    let mut title = String::from_utf8_lossy(&property(&conn, display, id, net_name, utf8)?.value).into_owned();
+    let mut title =
+        String::from_utf8_lossy(&property(&conn, display, id, net_name, utf8)?.value).into_owned();
     if title.is_empty() {
         title = String::from_utf8_lossy(
-            &property(&conn, display, id, AtomEnum::WM_NAME.into(), AtomEnum::STRING.into())?.value,
+            &property(
+                &conn,
+                display,
+                id,
+                AtomEnum::WM_NAME.into(),
+                AtomEnum::STRING.into(),
+            )?
+            .value,
         )
         .into_owned();
     }
@@ -163,10 +184,22 @@ impl ShmSegment {
             return None;
         }
         let seg = conn.generate_id().ok()?;
-        let fd = conn.shm_create_segment(seg, u32::try_from(len).ok()?, true).ok()?.reply().ok()?.shm_fd;
+        let fd = conn
+            .shm_create_segment(seg, u32::try_from(len).ok()?, true)
+            .ok()?
+            .reply()
+            .ok()?
+            .shm_fd;
         // SAFETY: mapping a descriptor the server just created for `len` bytes, read-only.
         let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
         };
         if ptr == libc::MAP_FAILED {
             let _ = conn.shm_detach(seg);
@@ -187,7 +220,8 @@ impl RootGrabber {
     pub fn open(display: &str) -> Result<Self> {
         let (conn, screen) = connect(display)?;
         let s = &conn.setup().roots[screen];
-        let (root, width, height, depth) = (s.root, s.width_in_pixels, s.height_in_pixels, s.root_depth);
+        let (root, width, height, depth) =
+            (s.root, s.width_in_pixels, s.height_in_pixels, s.root_depth);
         let bpp = conn
             .setup()
             .pixmap_formats
@@ -199,7 +233,8 @@ impl RootGrabber {
                 "display {display} has depth {depth} at {bpp:?} bits per pixel; only 24/32-bit true colour is supported"
             )));
         }
-        let shm = ShmSegment::create(&conn, usize::from(width) * usize::from(height) * 4).map(std::sync::Mutex::new);
+        let shm = ShmSegment::create(&conn, usize::from(width) * usize::from(height) * 4)
+            .map(std::sync::Mutex::new);
         if shm.is_none() {
             let name = display;
             tracing::debug!(display = %name, "MIT-SHM unavailable; capturing with GetImage");
@@ -219,11 +254,28 @@ impl RootGrabber {
         self.shm.is_some()
     }
 
-    fn grab_shm(&self, shm: &ShmSegment, x: i16, y: i16, width: u16, height: u16) -> Result<Vec<u8>> {
+    fn grab_shm(
+        &self,
+        shm: &ShmSegment,
+        x: i16,
+        y: i16,
+        width: u16,
+        height: u16,
+    ) -> Result<Vec<u8>> {
         use x11rb::protocol::shm::ConnectionExt as _;
         let reply = self
             .conn
-            .shm_get_image(self.root, x, y, width, height, !0, ImageFormat::Z_PIXMAP.into(), shm.seg, 0)
+            .shm_get_image(
+                self.root,
+                x,
+                y,
+                width,
+                height,
+                !0,
+                ImageFormat::Z_PIXMAP.into(),
+                shm.seg,
+                0,
+            )
             .map_err(|e| x_err(&self.display, e))?
             .reply()
             .map_err(|e| DesktopError::Capture(format!("ShmGetImage on {}: {e}", self.display)))?;

@@ -11,7 +11,11 @@ pub enum EngineError {
     Script { path: String, detail: String },
     /// A scripted step names an element the tree does not have.
     #[error("step {step}: no visible element matches {query}; visible elements:\n{available}")]
-    NoSuchElement { step: usize, query: String, available: String },
+    NoSuchElement {
+        step: usize,
+        query: String,
+        available: String,
+    },
     /// A baseline or helper program failed.
     #[error("{program}: {detail}")]
     External { program: String, detail: String },

@@ -15,7 +15,10 @@ pub struct SavedObservation {
 }
 
 /// Encodes and stores an observation's screenshot and tree.
-pub fn save_observation(store: &Store, observation: &Observation) -> Result<SavedObservation, EngineError> {
+pub fn save_observation(
+    store: &Store,
+    observation: &Observation,
+) -> Result<SavedObservation, EngineError> {
     let png = encode_png(&observation.screenshot.image)?;
     let image = store.put_blob(&png, BlobKind::Png)?;
     let tree = match &observation.tree {
@@ -28,6 +31,11 @@ pub fn save_observation(store: &Store, observation: &Observation) -> Result<Save
         }
         None => None,
     };
-    let surface = serde_json::to_value(&observation.screenshot.surface).unwrap_or(serde_json::Value::Null);
-    Ok(SavedObservation { image, tree, surface })
+    let surface =
+        serde_json::to_value(&observation.screenshot.surface).unwrap_or(serde_json::Value::Null);
+    Ok(SavedObservation {
+        image,
+        tree,
+        surface,
+    })
 }

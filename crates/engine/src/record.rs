@@ -10,9 +10,9 @@ use std::time::Duration;
 use clawdesk_desktop::{Desktop, DesktopError, ObserveOptions, Refusal};
 use clawdesk_store::{EpisodeId, EpisodeStatus, NewEpisode, NewStep, StepOutcome, Store, now_ms};
 
+use crate::EngineError;
 use crate::persist::save_observation;
 use crate::script::{Script, resolve_step};
-use crate::EngineError;
 
 /// How to run a script.
 #[derive(Debug, Clone)]
@@ -67,13 +67,24 @@ pub async fn record(
         refused: 0,
         note: None,
     };
-    let result = run_steps(desktop, store, script, options, &observe, episode, &mut summary, &mut progress).await;
+    let result = run_steps(
+        desktop,
+        store,
+        script,
+        options,
+        &observe,
+        episode,
+        &mut summary,
+        &mut progress,
+    )
+    .await;
     let (status, note) = match &result {
         Ok(()) => (EpisodeStatus::Done, None),
         Err(EngineError::Desktop(DesktopError::Stopped))
-        | Err(EngineError::Desktop(DesktopError::Refused(Refusal::Stopped))) => {
-            (EpisodeStatus::Stopped, Some("halted by the stop key".to_owned()))
-        }
+        | Err(EngineError::Desktop(DesktopError::Refused(Refusal::Stopped))) => (
+            EpisodeStatus::Stopped,
+            Some("halted by the stop key".to_owned()),
+        ),
         Err(e) => (EpisodeStatus::Failed, Some(e.to_string())),
     };
     store.finish_episode(episode, status, note.as_deref())?;
@@ -107,9 +118,10 @@ async fn run_steps(
         let acted = desktop.act(&action, &before).await;
         let (outcome, error) = match &acted {
             Ok(()) => (StepOutcome::Executed, None),
-            Err(DesktopError::Refused(Refusal::Stopped)) | Err(DesktopError::Stopped) => {
-                (StepOutcome::Stopped, Some("halted by the stop key".to_owned()))
-            }
+            Err(DesktopError::Refused(Refusal::Stopped)) | Err(DesktopError::Stopped) => (
+                StepOutcome::Stopped,
+                Some("halted by the stop key".to_owned()),
+            ),
             Err(DesktopError::Refused(r)) => (StepOutcome::Refused, Some(r.to_string())),
             Err(e) => (StepOutcome::Failed, Some(e.to_string())),
         };
@@ -142,7 +154,8 @@ async fn run_steps(
         }
         progress(index, outcome);
         match acted {
-            Ok(()) | Err(DesktopError::Refused(Refusal::NotAllowed { .. }))
+            Ok(())
+            | Err(DesktopError::Refused(Refusal::NotAllowed { .. }))
             | Err(DesktopError::Refused(Refusal::PasswordField { .. }))
             | Err(DesktopError::Refused(Refusal::Rejected { .. })) => {}
             Err(e) => return Err(e.into()),

@@ -52,17 +52,31 @@ impl Script {
 
 /// Turns one scripted step into an action on `observation`, resolving `element` keys
 /// (`element` for `at`, `from_element`/`to_element` for a drag's ends) to points.
-pub fn resolve_step(index: usize, step: &serde_json::Value, observation: &Observation) -> Result<Action, EngineError> {
+pub fn resolve_step(
+    index: usize,
+    step: &serde_json::Value,
+    observation: &Observation,
+) -> Result<Action, EngineError> {
     let mut step = step.clone();
     if let Some(obj) = step.as_object_mut() {
-        for (key, point_key) in [("element", "at"), ("from_element", "from"), ("to_element", "to")] {
-            let Some(query) = obj.remove(key) else { continue };
-            let query: ElementQuery = serde_json::from_value(query).map_err(|e| EngineError::Script {
-                path: format!("step {index}"),
-                detail: format!("{key}: {e}"),
-            })?;
+        for (key, point_key) in [
+            ("element", "at"),
+            ("from_element", "from"),
+            ("to_element", "to"),
+        ] {
+            let Some(query) = obj.remove(key) else {
+                continue;
+            };
+            let query: ElementQuery =
+                serde_json::from_value(query).map_err(|e| EngineError::Script {
+                    path: format!("step {index}"),
+                    detail: format!("{key}: {e}"),
+                })?;
             let point = find_point(index, &query, observation)?;
-            obj.insert(point_key.to_owned(), serde_json::json!({"x": point.x, "y": point.y}));
+            obj.insert(
+                point_key.to_owned(),
+                serde_json::json!({"x": point.x, "y": point.y}),
+            );
         }
     }
     let action: Action = serde_json::from_value(step).map_err(|e| EngineError::Script {
@@ -91,7 +105,12 @@ fn find_point(
         .into_iter()
         .filter(|e| e.bounds.is_some())
         .filter(|e| query.role.as_deref().is_none_or(|r| role_name(e.role) == r))
-        .filter(|e| query.name.as_deref().is_none_or(|n| e.name.eq_ignore_ascii_case(n)))
+        .filter(|e| {
+            query
+                .name
+                .as_deref()
+                .is_none_or(|n| e.name.eq_ignore_ascii_case(n))
+        })
         .collect();
     matches
         .get(query.nth)

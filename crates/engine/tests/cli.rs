@@ -12,9 +12,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_clawdesk");
 
 async fn sandbox_with_entry() -> Sandbox {
     let mut sandbox = Sandbox::start(&SandboxOptions::default()).expect("sandbox");
-    sandbox.launch("zenity", &["--entry", "--text=CLI"]).expect("zenity");
-    let a11y = Accessibility::connect(Some(sandbox.dbus_address())).await.unwrap();
-    a11y.wait_for_application("zenity", Duration::from_secs(20)).await.unwrap();
+    sandbox
+        .launch("zenity", &["--entry", "--text=CLI"])
+        .expect("zenity");
+    let a11y = Accessibility::connect(Some(sandbox.dbus_address()))
+        .await
+        .unwrap();
+    a11y.wait_for_application("zenity", Duration::from_secs(20))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     sandbox
 }
@@ -34,11 +40,18 @@ async fn observe_saves_screenshot_geometry_and_tree_with_either_backend() {
         cmd.args(["observe", "--app", "zenity", "--out"]).arg(&out);
         cmd.args(extra);
         let result = cmd.output().unwrap();
-        assert!(result.status.success(), "{name}: {}", String::from_utf8_lossy(&result.stderr));
+        assert!(
+            result.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
         assert_eq!(png_size(&out.join("screenshot.png")), (1280, 800), "{name}");
         let surface: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("surface.json")).unwrap()).unwrap();
-        assert_eq!((surface["width"].as_u64(), surface["height"].as_u64()), (Some(1280), Some(800)));
+        assert_eq!(
+            (surface["width"].as_u64(), surface["height"].as_u64()),
+            (Some(1280), Some(800))
+        );
         let tree = std::fs::read_to_string(out.join("tree.txt")).unwrap();
         assert!(tree.contains("text_input"), "{name}: {tree}");
         assert!(tree.contains("button \"OK\""), "{name}: {tree}");
@@ -54,7 +67,10 @@ fn no_display_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot open the X display \":97531\""), "{err}");
+    assert!(
+        err.contains("cannot open the X display \":97531\""),
+        "{err}"
+    );
     assert!(err.contains("clawdesk sandbox"), "the fix is named: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -62,7 +78,11 @@ fn no_display_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_app_names_the_running_ones() {
     let sandbox = sandbox_with_entry().await;
-    let out = sandbox.command(BIN).args(["observe", "--app", "no-such-app", "--out", "/tmp"]).output().unwrap();
+    let out = sandbox
+        .command(BIN)
+        .args(["observe", "--app", "no-such-app", "--out", "/tmp"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no app named \"no-such-app\""), "{err}");
@@ -107,14 +127,22 @@ async fn a_record_killed_mid_episode_keeps_every_committed_step() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let store = Store::open(&data).expect("the database opens after the kill");
-    store.integrity_check().expect("PRAGMA integrity_check passes");
+    store
+        .integrity_check()
+        .expect("PRAGMA integrity_check passes");
     let episode = store.episodes(10).unwrap().remove(0);
     let steps = store.steps(episode.id).unwrap();
-    assert!(steps.len() as i64 >= seen, "{} steps kept, {seen} seen before the kill", steps.len());
+    assert!(
+        steps.len() as i64 >= seen,
+        "{} steps kept, {seen} seen before the kill",
+        steps.len()
+    );
     assert!(steps.len() < 61, "killed before the end");
     for (i, s) in steps.iter().enumerate() {
         assert_eq!(s.index as usize, i, "no gaps");
         store.blob(&s.before_image).expect("before image present");
-        store.blob(s.after_image.as_ref().unwrap()).expect("after image present");
+        store
+            .blob(s.after_image.as_ref().unwrap())
+            .expect("after image present");
     }
 }

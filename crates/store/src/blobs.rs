@@ -90,8 +90,14 @@ impl std::str::FromStr for BlobId {
             .ok_or_else(|| StoreError::Invalid(format!("blob id {s:?} has no extension")))?;
         let kind = BlobKind::from_extension(ext)
             .ok_or_else(|| StoreError::Invalid(format!("blob id {s:?} has an unknown kind")))?;
-        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-            return Err(StoreError::Invalid(format!("blob id {s:?} is not a BLAKE3 hex hash")));
+        if hash.len() != 64
+            || !hash
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(StoreError::Invalid(format!(
+                "blob id {s:?} is not a BLAKE3 hex hash"
+            )));
         }
         Ok(BlobId {
             hash: hash.to_owned(),

@@ -15,7 +15,9 @@ pub enum StoreError {
         supported: i64,
     },
     /// The disk (or the quota) is full; nothing half-written was kept.
-    #[error("no space left on the device holding {path}; free some space and retry (nothing stored was lost)")]
+    #[error(
+        "no space left on the device holding {path}; free some space and retry (nothing stored was lost)"
+    )]
     DiskFull { path: PathBuf },
     /// A file or folder of the data directory could not be read or written.
     #[error("cannot access {path}: {source}")]
@@ -51,7 +53,9 @@ pub enum StoreError {
 impl StoreError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
-        if source.raw_os_error() == Some(libc_enospc()) || source.kind() == std::io::ErrorKind::StorageFull {
+        if source.raw_os_error() == Some(libc_enospc())
+            || source.kind() == std::io::ErrorKind::StorageFull
+        {
             StoreError::DiskFull { path }
         } else {
             StoreError::Io { path, source }
@@ -62,12 +66,11 @@ impl StoreError {
         let path = path.into();
         match source.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => StoreError::DiskFull { path },
-            Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
-                StoreError::Corrupt {
-                    path,
-                    detail: source.to_string(),
-                }
-            }
+            Some(rusqlite::ErrorCode::NotADatabase)
+            | Some(rusqlite::ErrorCode::DatabaseCorrupt) => StoreError::Corrupt {
+                path,
+                detail: source.to_string(),
+            },
             _ => StoreError::Sql { path, source },
         }
     }

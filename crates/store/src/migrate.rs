@@ -57,7 +57,8 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             continue;
         }
         for sql in *batches {
-            tx.execute_batch(sql).map_err(|e| StoreError::sql(path, e))?;
+            tx.execute_batch(sql)
+                .map_err(|e| StoreError::sql(path, e))?;
         }
         tx.pragma_update(None, "user_version", version)
             .map_err(|e| StoreError::sql(path, e))?;

@@ -91,10 +91,18 @@ impl Store {
         self.sql(episodes::insert(&conn, new, now_ms()))
     }
 
-    pub fn finish_episode(&self, id: EpisodeId, status: EpisodeStatus, note: Option<&str>) -> Result<()> {
+    pub fn finish_episode(
+        &self,
+        id: EpisodeId,
+        status: EpisodeStatus,
+        note: Option<&str>,
+    ) -> Result<()> {
         let conn = self.conn();
         match self.sql(episodes::finish(&conn, id, status, note, now_ms()))? {
-            0 => Err(StoreError::NotFound { what: "episode", id: id.0 }),
+            0 => Err(StoreError::NotFound {
+                what: "episode",
+                id: id.0,
+            }),
             _ => Ok(()),
         }
     }
@@ -102,7 +110,10 @@ impl Store {
     pub fn episode(&self, id: EpisodeId) -> Result<Episode> {
         let conn = self.conn();
         self.sql(episodes::get(&conn, id))?
-            .ok_or(StoreError::NotFound { what: "episode", id: id.0 })
+            .ok_or(StoreError::NotFound {
+                what: "episode",
+                id: id.0,
+            })
     }
 
     /// The newest episodes first.
@@ -135,7 +146,10 @@ impl Store {
     pub fn step(&self, id: StepId) -> Result<Step> {
         let conn = self.conn();
         self.sql(steps::get(&conn, id))?
-            .ok_or(StoreError::NotFound { what: "step", id: id.0 })
+            .ok_or(StoreError::NotFound {
+                what: "step",
+                id: id.0,
+            })
     }
 
     /// An episode's steps in order.
@@ -158,7 +172,10 @@ impl Store {
         }
         let conn = self.conn();
         if self.sql(steps::get(&conn, verdict.step))?.is_none() {
-            return Err(StoreError::NotFound { what: "step", id: verdict.step.0 });
+            return Err(StoreError::NotFound {
+                what: "step",
+                id: verdict.step.0,
+            });
         }
         self.sql(verdicts::insert(&conn, verdict, now_ms()))
     }
@@ -188,7 +205,8 @@ impl Store {
     /// SQLite's own consistency check; `Ok(())` when it answers "ok".
     pub fn integrity_check(&self) -> Result<()> {
         let conn = self.conn();
-        let answer: String = self.sql(conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)))?;
+        let answer: String =
+            self.sql(conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)))?;
         if answer == "ok" {
             Ok(())
         } else {
@@ -223,7 +241,9 @@ mod tests {
     }
 
     fn new_step(store: &Store, episode: EpisodeId, index: u32) -> NewStep {
-        let png = store.put_blob(format!("png {index}").as_bytes(), BlobKind::Png).unwrap();
+        let png = store
+            .put_blob(format!("png {index}").as_bytes(), BlobKind::Png)
+            .unwrap();
         NewStep {
             episode,
             index,
@@ -246,7 +266,10 @@ mod tests {
     fn steps_round_trip_in_order() {
         let (_d, store) = store();
         let ep = store
-            .begin_episode(&NewEpisode { task: "add 2+2".into(), app: Some("calc".into()) })
+            .begin_episode(&NewEpisode {
+                task: "add 2+2".into(),
+                app: Some("calc".into()),
+            })
             .unwrap();
         for i in [1, 0, 2] {
             store.insert_step(&new_step(&store, ep, i)).unwrap();
@@ -262,7 +285,12 @@ mod tests {
     #[test]
     fn duplicate_step_index_is_rejected_and_keeps_the_first() {
         let (_d, store) = store();
-        let ep = store.begin_episode(&NewEpisode { task: "t".into(), app: None }).unwrap();
+        let ep = store
+            .begin_episode(&NewEpisode {
+                task: "t".into(),
+                app: None,
+            })
+            .unwrap();
         store.insert_step(&new_step(&store, ep, 0)).unwrap();
         assert!(store.insert_step(&new_step(&store, ep, 0)).is_err());
         assert_eq!(store.step_count().unwrap(), 1);
@@ -271,7 +299,12 @@ mod tests {
     #[test]
     fn step_naming_a_missing_blob_is_refused() {
         let (_d, store) = store();
-        let ep = store.begin_episode(&NewEpisode { task: "t".into(), app: None }).unwrap();
+        let ep = store
+            .begin_episode(&NewEpisode {
+                task: "t".into(),
+                app: None,
+            })
+            .unwrap();
         let mut step = new_step(&store, ep, 0);
         step.after_image = Some(BlobId::of(b"not stored", BlobKind::Png));
         let err = store.insert_step(&step).unwrap_err();
@@ -281,7 +314,12 @@ mod tests {
     #[test]
     fn a_person_overrides_the_judge() {
         let (_d, store) = store();
-        let ep = store.begin_episode(&NewEpisode { task: "t".into(), app: None }).unwrap();
+        let ep = store
+            .begin_episode(&NewEpisode {
+                task: "t".into(),
+                app: None,
+            })
+            .unwrap();
         let step = store.insert_step(&new_step(&store, ep, 0)).unwrap();
         let judge = |score| NewVerdict {
             step,
@@ -294,7 +332,12 @@ mod tests {
         store.add_verdict(&judge(1)).unwrap();
         assert_eq!(store.effective_verdict(step).unwrap().unwrap().score, 1);
         store
-            .add_verdict(&NewVerdict { source: VerdictSource::Person, hint: None, votes: None, ..judge(-1) })
+            .add_verdict(&NewVerdict {
+                source: VerdictSource::Person,
+                hint: None,
+                votes: None,
+                ..judge(-1)
+            })
             .unwrap();
         // A later judge verdict does not take the person's place.
         store.add_verdict(&judge(1)).unwrap();
@@ -311,13 +354,16 @@ mod tests {
         drop(Store::open(&root).unwrap());
         let db = root.join(DB_FILE);
         let conn = Connection::open(&db).unwrap();
-        conn.pragma_update(None, "user_version", migrate::SCHEMA_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", migrate::SCHEMA_VERSION + 1)
+            .unwrap();
         drop(conn);
         let err = Store::open(&root).unwrap_err();
         assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
         assert!(err.to_string().contains("upgrade ClawDesk"));
         let conn = Connection::open(&db).unwrap();
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, migrate::SCHEMA_VERSION + 1);
     }
 
@@ -334,7 +380,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ep = {
             let store = Store::open(dir.path()).unwrap();
-            let ep = store.begin_episode(&NewEpisode { task: "t".into(), app: None }).unwrap();
+            let ep = store
+                .begin_episode(&NewEpisode {
+                    task: "t".into(),
+                    app: None,
+                })
+                .unwrap();
             store.insert_step(&new_step(&store, ep, 0)).unwrap();
             store
                 .add_adapter(&NewAdapter {

@@ -6,7 +6,10 @@ use crate::wire::{EpisodeRow, StepRow, WireError};
 
 /// The newest episodes first.
 #[tauri::command]
-pub fn list_episodes(state: State<'_, AppState>, limit: Option<usize>) -> Result<Vec<EpisodeRow>, WireError> {
+pub fn list_episodes(
+    state: State<'_, AppState>,
+    limit: Option<usize>,
+) -> Result<Vec<EpisodeRow>, WireError> {
     let episodes = state.store.episodes(limit.unwrap_or(200).min(10_000))?;
     Ok(episodes.into_iter().map(EpisodeRow::from).collect())
 }
@@ -25,7 +28,10 @@ pub fn episode_steps(state: State<'_, AppState>, episode: i64) -> Result<Vec<Ste
             outcome: s.outcome,
             error: s.error,
             before_image: store.blob_path(&s.before_image).display().to_string(),
-            after_image: s.after_image.as_ref().map(|b| store.blob_path(b).display().to_string()),
+            after_image: s
+                .after_image
+                .as_ref()
+                .map(|b| store.blob_path(b).display().to_string()),
             started_at_ms: s.started_at_ms,
             ended_at_ms: s.ended_at_ms,
         })

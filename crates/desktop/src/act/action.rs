@@ -83,16 +83,18 @@ impl Action {
     /// Checks the fields that serde cannot: counts, combos, durations.
     pub fn validate(&self) -> Result<(), DesktopError> {
         match self {
-            Action::Click { count, .. } if !(1..=3).contains(count) => Err(DesktopError::InvalidAction(
-                format!("a click's count is 1, 2 or 3, not {count}"),
-            )),
+            Action::Click { count, .. } if !(1..=3).contains(count) => Err(
+                DesktopError::InvalidAction(format!("a click's count is 1, 2 or 3, not {count}")),
+            ),
             Action::Key { combo } => KeyCombo::parse(combo).map(|_| ()),
             Action::Wait { ms } if *ms > 60_000 => Err(DesktopError::InvalidAction(format!(
                 "a wait of {ms} ms is longer than the 60 s allowed"
             ))),
-            Action::Scroll { dx, dy, .. } if dx.abs() > 100 || dy.abs() > 100 => Err(
-                DesktopError::InvalidAction(format!("scroll of ({dx}, {dy}) notches is more than 100")),
-            ),
+            Action::Scroll { dx, dy, .. } if dx.abs() > 100 || dy.abs() > 100 => {
+                Err(DesktopError::InvalidAction(format!(
+                    "scroll of ({dx}, {dy}) notches is more than 100"
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -167,7 +169,8 @@ impl KeyCombo {
     /// Parses `ctrl+shift+t`, `Return`, `alt+F4`, `super`, `ctrl+plus`. Case-insensitive for
     /// names; a single character stands for itself.
     pub fn parse(combo: &str) -> Result<KeyCombo, DesktopError> {
-        let bad = |why: String| DesktopError::InvalidAction(format!("key combination {combo:?}: {why}"));
+        let bad =
+            |why: String| DesktopError::InvalidAction(format!("key combination {combo:?}: {why}"));
         if combo.trim().is_empty() {
             return Err(bad("it is empty".into()));
         }
@@ -239,9 +242,18 @@ mod tests {
             KeyCombo::parse("ctrl+shift+t").unwrap().keys,
             [Named(Control), Named(Shift), Char('t')]
         );
-        assert_eq!(KeyCombo::parse("Return").unwrap().keys, [Named(NamedKey::Return)]);
-        assert_eq!(KeyCombo::parse("alt+F4").unwrap().keys, [Named(Alt), Named(F(4))]);
-        assert_eq!(KeyCombo::parse("ctrl++").unwrap().keys, [Named(Control), Char('+')]);
+        assert_eq!(
+            KeyCombo::parse("Return").unwrap().keys,
+            [Named(NamedKey::Return)]
+        );
+        assert_eq!(
+            KeyCombo::parse("alt+F4").unwrap().keys,
+            [Named(Alt), Named(F(4))]
+        );
+        assert_eq!(
+            KeyCombo::parse("ctrl++").unwrap().keys,
+            [Named(Control), Char('+')]
+        );
         assert_eq!(KeyCombo::parse("+").unwrap().keys, [Char('+')]);
         assert!(KeyCombo::parse("ctrl+banana").is_err());
         assert!(KeyCombo::parse("F99").is_err());
@@ -250,29 +262,60 @@ mod tests {
 
     #[test]
     fn actions_read_from_json() {
-        let a: Action = serde_json::from_str(r#"{"kind":"click","at":{"x":0.5,"y":0.25}}"#).unwrap();
+        let a: Action =
+            serde_json::from_str(r#"{"kind":"click","at":{"x":0.5,"y":0.25}}"#).unwrap();
         assert_eq!(
             a,
-            Action::Click { at: NormPoint::new(0.5, 0.25), button: MouseButton::Left, count: 1 }
+            Action::Click {
+                at: NormPoint::new(0.5, 0.25),
+                button: MouseButton::Left,
+                count: 1
+            }
         );
         let a: Action = serde_json::from_str(r#"{"kind":"scroll","dy":3}"#).unwrap();
-        assert_eq!(a, Action::Scroll { at: None, dx: 0, dy: 3 });
+        assert_eq!(
+            a,
+            Action::Scroll {
+                at: None,
+                dx: 0,
+                dy: 3
+            }
+        );
         assert!(serde_json::from_str::<Action>(r#"{"kind":"teleport"}"#).is_err());
     }
 
     #[test]
     fn type_reads_without_paste() {
         let a: Action = serde_json::from_str(r#"{"kind":"type","text":"hi"}"#).unwrap();
-        assert_eq!(a, Action::Type { text: "hi".into(), paste: false });
-        assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"kind":"type","text":"hi"}"#);
+        assert_eq!(
+            a,
+            Action::Type {
+                text: "hi".into(),
+                paste: false
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"kind":"type","text":"hi"}"#
+        );
     }
 
     #[test]
     fn validation_catches_what_serde_cannot() {
-        let click = |count| Action::Click { at: NormPoint::new(0.1, 0.1), button: MouseButton::Left, count };
+        let click = |count| Action::Click {
+            at: NormPoint::new(0.1, 0.1),
+            button: MouseButton::Left,
+            count,
+        };
         assert!(click(3).validate().is_ok());
         assert!(click(4).validate().is_err());
-        assert!(Action::Key { combo: "ctrl+nope".into() }.validate().is_err());
+        assert!(
+            Action::Key {
+                combo: "ctrl+nope".into()
+            }
+            .validate()
+            .is_err()
+        );
         assert!(Action::Wait { ms: 120_000 }.validate().is_err());
     }
 }

@@ -67,7 +67,13 @@ impl Executor {
                 };
                 let display = display.or_else(|| std::env::var("DISPLAY").ok());
                 for req in rx {
-                    let result = run(&mut enigo, display.as_deref(), &req.action, &req.surface, &flag);
+                    let result = run(
+                        &mut enigo,
+                        display.as_deref(),
+                        &req.action,
+                        &req.surface,
+                        &flag,
+                    );
                     if result.is_err() {
                         release_modifiers(&mut enigo);
                     }
@@ -115,42 +121,71 @@ fn button(b: MouseButton) -> Button {
 }
 
 fn move_to(enigo: &mut Enigo, p: ScreenPoint) -> Result<()> {
-    enigo.move_mouse(p.x, p.y, Coordinate::Abs).map_err(input_err)
+    enigo
+        .move_mouse(p.x, p.y, Coordinate::Abs)
+        .map_err(input_err)
 }
 
 /// Puts `text` on the clipboard and presses ctrl+v, waiting until the app has fetched it.
 fn paste(enigo: &mut Enigo, display: Option<&str>, text: &str) -> Result<()> {
-    let display = display.ok_or_else(|| DesktopError::Input("pasting needs an X display".into()))?;
+    let display =
+        display.ok_or_else(|| DesktopError::Input("pasting needs an X display".into()))?;
     let offer = ClipboardOffer::new(display, text.to_owned())?;
-    enigo.key(Key::Control, Direction::Press).map_err(input_err)?;
-    let tapped = enigo.key(Key::Unicode('v'), Direction::Click).map_err(input_err);
-    let released = enigo.key(Key::Control, Direction::Release).map_err(input_err);
+    enigo
+        .key(Key::Control, Direction::Press)
+        .map_err(input_err)?;
+    let tapped = enigo
+        .key(Key::Unicode('v'), Direction::Click)
+        .map_err(input_err);
+    let released = enigo
+        .key(Key::Control, Direction::Release)
+        .map_err(input_err);
     tapped.and(released)?;
     if offer.wait_served(Duration::from_secs(2)) {
         Ok(())
     } else {
-        Err(DesktopError::Input("the focused app did not take the pasted text (does it accept ctrl+v?)".into()))
+        Err(DesktopError::Input(
+            "the focused app did not take the pasted text (does it accept ctrl+v?)".into(),
+        ))
     }
 }
 
-fn run(enigo: &mut Enigo, display: Option<&str>, action: &Action, surface: &Surface, stop: &StopFlag) -> Result<()> {
+fn run(
+    enigo: &mut Enigo,
+    display: Option<&str>,
+    action: &Action,
+    surface: &Surface,
+    stop: &StopFlag,
+) -> Result<()> {
     match action {
         Action::Move { at } => move_to(enigo, surface.to_screen(*at)?),
-        Action::Click { at, button: b, count } => {
+        Action::Click {
+            at,
+            button: b,
+            count,
+        } => {
             move_to(enigo, surface.to_screen(*at)?)?;
             stop.sleep(TAP)?;
             for _ in 0..*count {
                 stop.check()?;
-                enigo.button(button(*b), Direction::Click).map_err(input_err)?;
+                enigo
+                    .button(button(*b), Direction::Click)
+                    .map_err(input_err)?;
                 std::thread::sleep(TAP);
             }
             Ok(())
         }
-        Action::Drag { from, to, button: b } => {
+        Action::Drag {
+            from,
+            to,
+            button: b,
+        } => {
             let (a, z) = (surface.to_screen(*from)?, surface.to_screen(*to)?);
             move_to(enigo, a)?;
             stop.sleep(TAP)?;
-            enigo.button(button(*b), Direction::Press).map_err(input_err)?;
+            enigo
+                .button(button(*b), Direction::Press)
+                .map_err(input_err)?;
             let moved = (1..=DRAG_STEPS).try_for_each(|i| {
                 stop.sleep(Duration::from_millis(10))?;
                 let t = f64::from(i) / f64::from(DRAG_STEPS);
@@ -161,7 +196,9 @@ fn run(enigo: &mut Enigo, display: Option<&str>, action: &Action, surface: &Surf
                 move_to(enigo, p)
             });
             // Release even when halted, so no button stays held down.
-            let released = enigo.button(button(*b), Direction::Release).map_err(input_err);
+            let released = enigo
+                .button(button(*b), Direction::Release)
+                .map_err(input_err);
             moved.and(released)
         }
         Action::Scroll { at, dx, dy } => {
@@ -192,7 +229,9 @@ fn run(enigo: &mut Enigo, display: Option<&str>, action: &Action, surface: &Surf
                 };
                 if let Err(e) = typed {
                     tracing::debug!("typing {c:?} failed ({e}); pasting it instead");
-                    paste(enigo, display, s).map_err(|p| DesktopError::Input(format!("typing {c:?}: {e}; pasting: {p}")))?;
+                    paste(enigo, display, s).map_err(|p| {
+                        DesktopError::Input(format!("typing {c:?}: {e}; pasting: {p}"))
+                    })?;
                 }
                 std::thread::sleep(CHAR_GAP);
             }

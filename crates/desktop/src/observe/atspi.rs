@@ -58,7 +58,9 @@ pub struct Accessibility {
 }
 
 fn bus_err(e: impl std::fmt::Display) -> DesktopError {
-    DesktopError::NoAccessibilityBus { detail: e.to_string() }
+    DesktopError::NoAccessibilityBus {
+        detail: e.to_string(),
+    }
 }
 
 fn call_err(e: impl std::fmt::Display) -> DesktopError {
@@ -105,14 +107,21 @@ impl Accessibility {
 
     /// The apps registered on the bus, with their names and process ids.
     pub async fn applications(&self) -> Result<Vec<AppRef>> {
-        let children = tokio::time::timeout(Duration::from_secs(5), self.raw_children(REGISTRY, ROOT_PATH))
+        let children = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.raw_children(REGISTRY, ROOT_PATH),
+        )
+        .await
+        .map_err(|_| bus_err("the registry did not answer within 5 s"))?
+        .map_err(bus_err)?;
+        let dbus = zbus::fdo::DBusProxy::new(&self.conn)
             .await
-            .map_err(|_| bus_err("the registry did not answer within 5 s"))?
-            .map_err(bus_err)?;
-        let dbus = zbus::fdo::DBusProxy::new(&self.conn).await.map_err(call_err)?;
+            .map_err(call_err)?;
         let mut apps = Vec::with_capacity(children.len());
         for (bus_name, path) in children {
-            let Ok(proxy) = self.proxy(&bus_name, &path).await else { continue };
+            let Ok(proxy) = self.proxy(&bus_name, &path).await else {
+                continue;
+            };
             // An app that does not answer its name quickly is skipped rather than waited on.
             let name = match tokio::time::timeout(Duration::from_millis(500), proxy.name()).await {
                 Ok(Ok(name)) => name,
@@ -122,7 +131,11 @@ impl Accessibility {
                 Ok(n) => dbus.get_connection_unix_process_id(n).await.ok(),
                 Err(_) => None,
             };
-            apps.push(AppRef { name, bus_name, pid });
+            apps.push(AppRef {
+                name,
+                bus_name,
+                pid,
+            });
         }
         Ok(apps)
     }
@@ -133,11 +146,19 @@ impl Accessibility {
         if let Some(app) = apps.iter().find(|a| a.name.eq_ignore_ascii_case(name)) {
             return Ok(app.clone());
         }
-        let mut names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).filter(|n| !n.is_empty()).collect();
+        let mut names: Vec<&str> = apps
+            .iter()
+            .map(|a| a.name.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
         names.sort_unstable();
         Err(DesktopError::UnknownApp {
             name: name.to_owned(),
-            available: if names.is_empty() { "none".into() } else { names.join(", ") },
+            available: if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            },
         })
     }
 
@@ -158,14 +179,20 @@ impl Accessibility {
     pub async fn focused_application(&self, window_pid: Option<u32>) -> Result<Option<AppRef>> {
         let apps = self.applications().await?;
         for app in &apps {
-            let Ok(Ok(windows)) =
-                tokio::time::timeout(Duration::from_millis(500), self.raw_children(&app.bus_name, ROOT_PATH)).await
+            let Ok(Ok(windows)) = tokio::time::timeout(
+                Duration::from_millis(500),
+                self.raw_children(&app.bus_name, ROOT_PATH),
+            )
+            .await
             else {
                 continue;
             };
             for (dest, path) in windows {
-                let Ok(p) = self.proxy(&dest, &path).await else { continue };
-                if let Ok(Ok(states)) = tokio::time::timeout(Duration::from_millis(500), p.get_state()).await
+                let Ok(p) = self.proxy(&dest, &path).await else {
+                    continue;
+                };
+                if let Ok(Ok(states)) =
+                    tokio::time::timeout(Duration::from_millis(500), p.get_state()).await
                     && states.contains(State::Active)
                 {
                     return Ok(Some(app.clone()));
@@ -194,7 +221,9 @@ impl Accessibility {
                 let this = self.clone();
                 let timeout = limits.call_timeout;
                 in_flight.push(async move {
-                    let r = tokio::time::timeout(timeout, this.fetch(&dest, &path, limits.max_text)).await;
+                    let r =
+                        tokio::time::timeout(timeout, this.fetch(&dest, &path, limits.max_text))
+                            .await;
                     (id, r)
                 });
             }
@@ -234,7 +263,9 @@ impl Accessibility {
             let mut children = Vec::with_capacity(fetched.children.len());
             for (dest, path) in fetched.children {
                 if nodes.len() + queue.len() + in_flight.len() + 1 >= limits.max_nodes {
-                    truncated = Some(Truncation::NodeCap { cap: limits.max_nodes });
+                    truncated = Some(Truncation::NodeCap {
+                        cap: limits.max_nodes,
+                    });
                     break;
                 }
                 let child = NodeId(next_id);
@@ -252,7 +283,12 @@ impl Accessibility {
         let present: std::collections::HashSet<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
         for (_, node) in &mut nodes {
             if node.children().iter().any(|c| !present.contains(c)) {
-                let kept: Vec<NodeId> = node.children().iter().copied().filter(|c| present.contains(c)).collect();
+                let kept: Vec<NodeId> = node
+                    .children()
+                    .iter()
+                    .copied()
+                    .filter(|c| present.contains(c))
+                    .collect();
                 node.set_children(kept);
             }
         }
@@ -379,7 +415,10 @@ impl Accessibility {
         }
         if states.contains(State::Editable) || interfaces.contains(Interface::EditableText) {
             node.add_action(accesskit::Action::SetValue);
-        } else if matches!(role, atspi::Role::Text | atspi::Role::Entry | atspi::Role::PasswordText) {
+        } else if matches!(
+            role,
+            atspi::Role::Text | atspi::Role::Entry | atspi::Role::PasswordText
+        ) {
             node.set_read_only();
         }
         node.set_class_name(role.name().to_owned());
@@ -396,7 +435,13 @@ impl Accessibility {
     {
         let reply = self
             .conn
-            .call_method(Some(dest), path, Some("org.a11y.atspi.Accessible"), method, &())
+            .call_method(
+                Some(dest),
+                path,
+                Some("org.a11y.atspi.Accessible"),
+                method,
+                &(),
+            )
             .await
             .map_err(call_err)?;
         reply.body().deserialize().map_err(call_err)
@@ -408,7 +453,8 @@ impl Accessibility {
     }
 
     async fn raw_children(&self, dest: &str, path: &str) -> Result<Vec<(String, String)>> {
-        let children: Vec<(String, OwnedObjectPath)> = self.raw_call(dest, path, "GetChildren").await?;
+        let children: Vec<(String, OwnedObjectPath)> =
+            self.raw_call(dest, path, "GetChildren").await?;
         Ok(children
             .into_iter()
             .filter(|(name, path)| !name.is_empty() && path.as_str() != NULL_PATH)
@@ -416,13 +462,25 @@ impl Accessibility {
             .collect())
     }
 
-    async fn raw_child_at_index(&self, dest: &str, path: &str, index: i32) -> Result<(String, String)> {
+    async fn raw_child_at_index(
+        &self,
+        dest: &str,
+        path: &str,
+        index: i32,
+    ) -> Result<(String, String)> {
         let reply = self
             .conn
-            .call_method(Some(dest), path, Some("org.a11y.atspi.Accessible"), "GetChildAtIndex", &(index,))
+            .call_method(
+                Some(dest),
+                path,
+                Some("org.a11y.atspi.Accessible"),
+                "GetChildAtIndex",
+                &(index,),
+            )
             .await
             .map_err(call_err)?;
-        let (name, path): (String, OwnedObjectPath) = reply.body().deserialize().map_err(call_err)?;
+        let (name, path): (String, OwnedObjectPath) =
+            reply.body().deserialize().map_err(call_err)?;
         Ok((name, path.as_str().to_owned()))
     }
 }
@@ -434,7 +492,11 @@ struct Fetched {
 }
 
 fn format_number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
 }
 
 /// AT-SPI's role in accesskit's vocabulary; the states tell a text entry (GTK 3 reports
@@ -483,12 +545,18 @@ fn map_role(role: atspi::Role, states: atspi::StateSet) -> Role {
         A::SpinButton => Role::SpinButton,
         A::Separator => Role::Splitter,
         A::SplitPane => Role::Pane,
-        A::Dialog | A::FileChooser | A::ColorChooser | A::FontChooser | A::OptionPane => Role::Dialog,
+        A::Dialog | A::FileChooser | A::ColorChooser | A::FontChooser | A::OptionPane => {
+            Role::Dialog
+        }
         A::Alert | A::Notification => Role::Alert,
         A::Frame | A::Window | A::InternalFrame | A::DesktopFrame => Role::Window,
         A::Application => Role::Application,
-        A::DocumentFrame | A::DocumentText | A::DocumentWeb | A::DocumentEmail
-        | A::DocumentSpreadsheet | A::DocumentPresentation => Role::Document,
+        A::DocumentFrame
+        | A::DocumentText
+        | A::DocumentWeb
+        | A::DocumentEmail
+        | A::DocumentSpreadsheet
+        | A::DocumentPresentation => Role::Document,
         A::Heading => Role::Heading,
         A::Paragraph => Role::Paragraph,
         A::Form => Role::Form,
@@ -500,10 +568,18 @@ fn map_role(role: atspi::Role, states: atspi::StateSet) -> Role {
         A::BlockQuote => Role::Blockquote,
         A::TitleBar => Role::TitleBar,
         A::Math => Role::Math,
-        A::Panel | A::Filler | A::Section | A::RootPane | A::LayeredPane | A::GlassPane
-        | A::Embedded | A::HTMLContainer | A::DirectoryPane | A::Page | A::Header | A::Footer => {
-            Role::GenericContainer
-        }
+        A::Panel
+        | A::Filler
+        | A::Section
+        | A::RootPane
+        | A::LayeredPane
+        | A::GlassPane
+        | A::Embedded
+        | A::HTMLContainer
+        | A::DirectoryPane
+        | A::Page
+        | A::Header
+        | A::Footer => Role::GenericContainer,
         _ => Role::Unknown,
     }
 }

@@ -41,7 +41,10 @@ pub struct Screenshot {
 /// Which capture implementation to use.
 pub enum CaptureBackend {
     /// X11 core `GetImage` on a named display.
-    X11 { display: String, grabber: RootGrabber },
+    X11 {
+        display: String,
+        grabber: Box<RootGrabber>,
+    },
     /// xcap on the session's own display.
     Xcap,
 }
@@ -51,7 +54,7 @@ impl CaptureBackend {
     pub fn x11(display: &str) -> Result<Self> {
         Ok(CaptureBackend::X11 {
             display: display.to_owned(),
-            grabber: RootGrabber::open(display)?,
+            grabber: Box::new(RootGrabber::open(display)?),
         })
     }
 
@@ -70,16 +73,43 @@ impl CaptureBackend {
     }
 }
 
-fn x11_capture(display: &str, grabber: &RootGrabber, target: &CaptureTarget) -> Result<(RgbaImage, Surface)> {
+fn x11_capture(
+    display: &str,
+    grabber: &RootGrabber,
+    target: &CaptureTarget,
+) -> Result<(RgbaImage, Surface)> {
     let (sw, sh) = grabber.size();
     let (kind, x, y, w, h) = match target {
-        CaptureTarget::Screen => (SurfaceKind::Monitor { name: display.to_owned() }, 0, 0, sw, sh),
+        CaptureTarget::Screen => (
+            SurfaceKind::Monitor {
+                name: display.to_owned(),
+            },
+            0,
+            0,
+            sw,
+            sh,
+        ),
         CaptureTarget::ActiveWindow => {
-            let win = active_window(display)?
-                .ok_or_else(|| DesktopError::Capture(format!("no window has focus on {display}")))?;
+            let win = active_window(display)?.ok_or_else(|| {
+                DesktopError::Capture(format!("no window has focus on {display}"))
+            })?;
             let (x, y, w, h) = window_rect(display, win.id)?;
-            let app = if win.class.is_empty() { win.instance } else { win.class };
-            (SurfaceKind::Window { id: win.id, title: win.title, app }, x, y, w, h)
+            let app = if win.class.is_empty() {
+                win.instance
+            } else {
+                win.class
+            };
+            (
+                SurfaceKind::Window {
+                    id: win.id,
+                    title: win.title,
+                    app,
+                },
+                x,
+                y,
+                w,
+                h,
+            )
         }
         CaptureTarget::WindowTitled { title } => {
             return Err(DesktopError::Capture(format!(
@@ -92,7 +122,9 @@ fn x11_capture(display: &str, grabber: &RootGrabber, target: &CaptureTarget) -> 
     let x1 = (x + w as i32).min(sw as i32);
     let y1 = (y + h as i32).min(sh as i32);
     if x1 <= x0 || y1 <= y0 {
-        return Err(DesktopError::Capture("the window lies entirely off screen".into()));
+        return Err(DesktopError::Capture(
+            "the window lies entirely off screen".into(),
+        ));
     }
     let (w, h) = ((x1 - x0) as u32, (y1 - y0) as u32);
     let data = grabber.grab(x0 as i16, y0 as i16, w as u16, h as u16)?;
@@ -146,7 +178,9 @@ fn xcap_capture(target: &CaptureTarget) -> Result<(RgbaImage, Surface)> {
                 .ok_or_else(|| DesktopError::Capture("xcap found no monitor".into()))?;
             let image = monitor.capture_image().map_err(xcap_err)?;
             let surface = Surface {
-                kind: SurfaceKind::Monitor { name: monitor.name().map_err(xcap_err)? },
+                kind: SurfaceKind::Monitor {
+                    name: monitor.name().map_err(xcap_err)?,
+                },
                 x: monitor.x().map_err(xcap_err)?,
                 y: monitor.y().map_err(xcap_err)?,
                 width: image.width(),
@@ -160,12 +194,15 @@ fn xcap_capture(target: &CaptureTarget) -> Result<(RgbaImage, Surface)> {
             let window = windows
                 .iter()
                 .find(|w| match target {
-                    CaptureTarget::WindowTitled { title } => {
-                        w.title().map(|t| t.contains(title.as_str())).unwrap_or(false)
-                    }
+                    CaptureTarget::WindowTitled { title } => w
+                        .title()
+                        .map(|t| t.contains(title.as_str()))
+                        .unwrap_or(false),
                     _ => w.is_focused().unwrap_or(false),
                 })
-                .ok_or_else(|| DesktopError::Capture(format!("xcap found no window matching {target:?}")))?;
+                .ok_or_else(|| {
+                    DesktopError::Capture(format!("xcap found no window matching {target:?}"))
+                })?;
             let image = window.capture_image().map_err(xcap_err)?;
             let scale = window
                 .current_monitor()
@@ -196,7 +233,12 @@ pub fn encode_png(image: &RgbaImage) -> Result<Vec<u8>> {
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     let mut out = Vec::with_capacity(image.as_raw().len() / 8);
     PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
-        .write_image(image.as_raw(), image.width(), image.height(), image::ExtendedColorType::Rgba8)
+        .write_image(
+            image.as_raw(),
+            image.width(),
+            image.height(),
+            image::ExtendedColorType::Rgba8,
+        )
         .map_err(|e| DesktopError::Capture(format!("PNG encoding failed: {e}")))?;
     Ok(out)
 }

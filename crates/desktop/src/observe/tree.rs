@@ -66,7 +66,12 @@ impl Element {
 
 impl AccessTree {
     /// Wraps a full tree update (every node present) as a snapshot.
-    pub fn new(app: AppRef, update: TreeUpdate, truncated: Option<Truncation>, walk_ms: f64) -> Self {
+    pub fn new(
+        app: AppRef,
+        update: TreeUpdate,
+        truncated: Option<Truncation>,
+        walk_ms: f64,
+    ) -> Self {
         let mut tree = AccessTree {
             app,
             update,
@@ -80,7 +85,13 @@ impl AccessTree {
 
     /// Rebuilds the id index (after deserialising).
     pub fn reindex(&mut self) {
-        self.index = self.update.nodes.iter().enumerate().map(|(i, (id, _))| (*id, i)).collect();
+        self.index = self
+            .update
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
     }
 
     pub fn len(&self) -> usize {
@@ -116,7 +127,8 @@ impl AccessTree {
             bounds: node.bounds().map(|r| (r.x0, r.y0, r.width(), r.height())),
             focused: self.update.focus == id && self.root() != Some(id),
             enabled: !node.is_disabled(),
-            editable: (text_role && !node.is_read_only()) || node.supports_action(accesskit::Action::SetValue),
+            editable: (text_role && !node.is_read_only())
+                || node.supports_action(accesskit::Action::SetValue),
             password,
             checked: node.toggled() == Some(Toggled::True),
             visible: !node.is_hidden(),
@@ -158,8 +170,9 @@ impl AccessTree {
         self.elements()
             .into_iter()
             .filter(|e| {
-                e.bounds
-                    .is_some_and(|(bx, by, w, h)| w > 0.0 && h > 0.0 && x >= bx && y >= by && x < bx + w && y < by + h)
+                e.bounds.is_some_and(|(bx, by, w, h)| {
+                    w > 0.0 && h > 0.0 && x >= bx && y >= by && x < bx + w && y < by + h
+                })
             })
             .min_by(|a, b| {
                 let area = |e: &Element| e.bounds.map(|(_, _, w, h)| w * h).unwrap_or(f64::MAX);
@@ -182,11 +195,20 @@ impl AccessTree {
         let mut out = String::new();
         for (id, depth) in self.walk() {
             let Some(e) = self.element(id) else { continue };
-            let Some((x, y, w, h)) = e.bounds else { continue };
+            let Some((x, y, w, h)) = e.bounds else {
+                continue;
+            };
             if !e.visible || w <= 0.0 || h <= 0.0 {
                 continue;
             }
-            let _ = write!(out, "{:indent$}[{}] {}", "", e.id, role_name(e.role), indent = depth.min(12) * 2);
+            let _ = write!(
+                out,
+                "{:indent$}[{}] {}",
+                "",
+                e.id,
+                role_name(e.role),
+                indent = depth.min(12) * 2
+            );
             if !e.name.is_empty() {
                 let _ = write!(out, " {:?}", clip(&e.name, 80));
             }
@@ -209,7 +231,14 @@ impl AccessTree {
             if !states.is_empty() {
                 let _ = write!(out, " ({})", states.join(", "));
             }
-            let _ = writeln!(out, " @{},{} {}x{}", x.round(), y.round(), w.round(), h.round());
+            let _ = writeln!(
+                out,
+                " @{},{} {}x{}",
+                x.round(),
+                y.round(),
+                w.round(),
+                h.round()
+            );
         }
         out
     }
@@ -269,12 +298,21 @@ mod tests {
         hidden.set_hidden();
         hidden.set_bounds(Rect::new(10.0, 100.0, 20.0, 110.0));
         let update = TreeUpdate {
-            nodes: vec![(NodeId(0), window), (NodeId(1), seven), (NodeId(2), entry), (NodeId(3), hidden)],
+            nodes: vec![
+                (NodeId(0), window),
+                (NodeId(1), seven),
+                (NodeId(2), entry),
+                (NodeId(3), hidden),
+            ],
             tree: Some(TreeInfo::new(NodeId(0))),
             tree_id: accesskit::TreeId::ROOT,
             focus: NodeId(2),
         };
-        let app = AppRef { name: "calc".into(), bus_name: ":1.2".into(), pid: None };
+        let app = AppRef {
+            name: "calc".into(),
+            bus_name: ":1.2".into(),
+            pid: None,
+        };
         AccessTree::new(app, update, None, 1.0)
     }
 
@@ -301,7 +339,10 @@ mod tests {
         let text = t.linearise();
         assert!(text.contains("[0] window \"Calc\" @0,0 400x300"), "{text}");
         assert!(text.contains("  [1] button \"7\" @10,100 50x40"), "{text}");
-        assert!(text.contains("[2] password_input \"Password\" value=<hidden> (focused, editable)"), "{text}");
+        assert!(
+            text.contains("[2] password_input \"Password\" value=<hidden> (focused, editable)"),
+            "{text}"
+        );
         assert!(!text.contains("secret"));
         assert_eq!(text.lines().count(), 3, "hidden node left out:\n{text}");
         assert!(t.focused().unwrap().password);
@@ -320,6 +361,9 @@ mod tests {
     fn sentinel_extents_mean_no_bounds() {
         assert!(rect_from_extents(i32::MIN, i32::MIN, 0, 0).is_none());
         assert!(rect_from_extents(0, 0, 0, 10).is_none());
-        assert_eq!(rect_from_extents(1, 2, 3, 4).unwrap(), Rect::new(1.0, 2.0, 4.0, 6.0));
+        assert_eq!(
+            rect_from_extents(1, 2, 3, 4).unwrap(),
+            Rect::new(1.0, 2.0, 4.0, 6.0)
+        );
     }
 }

@@ -46,7 +46,9 @@ pub fn table(title: &str, baseline_name: &str, rows: &[Row]) -> String {
         "| operation | ClawDesk p50 ms | p95 ms | {baseline_name} p50 ms | p95 ms | speed-up (p50) |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
-    let f = |s: Option<Stats>, pick: fn(&Stats) -> f64| s.map_or("—".to_owned(), |s| format!("{:.2}", pick(&s)));
+    let f = |s: Option<Stats>, pick: fn(&Stats) -> f64| {
+        s.map_or("—".to_owned(), |s| format!("{:.2}", pick(&s)))
+    };
     for r in rows {
         let ratio = match (r.ours, r.baseline) {
             (Some(o), Some(b)) if o.p50 > 0.0 => format!("{:.1}×", b.p50 / o.p50),
@@ -81,8 +83,25 @@ mod tests {
 
     #[test]
     fn table_shows_ratio_of_medians() {
-        let s = |p50| Some(Stats { p50, p95: p50 * 2.0, n: 3 });
-        let t = table("T", "base", &[Row { what: "capture".into(), ours: s(2.0), baseline: s(20.0) }]);
-        assert!(t.contains("| capture | 2.00 | 4.00 | 20.00 | 40.00 | 10.0× |"), "{t}");
+        let s = |p50| {
+            Some(Stats {
+                p50,
+                p95: p50 * 2.0,
+                n: 3,
+            })
+        };
+        let t = table(
+            "T",
+            "base",
+            &[Row {
+                what: "capture".into(),
+                ours: s(2.0),
+                baseline: s(20.0),
+            }],
+        );
+        assert!(
+            t.contains("| capture | 2.00 | 4.00 | 20.00 | 40.00 | 10.0× |"),
+            "{t}"
+        );
     }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use clawdesk_desktop::observe::encode_png;
 use clawdesk_desktop::{
-    Accessibility, CaptureBackend, CaptureTarget, Desktop, DesktopConfig, Sandbox, SandboxOptions, WalkLimits,
+    Accessibility, CaptureBackend, CaptureTarget, Desktop, DesktopConfig, Sandbox, SandboxOptions,
+    WalkLimits,
 };
 use clawdesk_store::{BlobKind, NewEpisode, NewStep, StepOutcome, Store};
 
@@ -51,7 +52,11 @@ fn default_python() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_default()
         .join(".cache/clawdesk/osworld-venv/bin/python");
-    if venv.exists() { venv } else { PathBuf::from("/usr/bin/python3") }
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("/usr/bin/python3")
+    }
 }
 
 fn baseline_script() -> PathBuf {
@@ -82,26 +87,38 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
     };
     let mut sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&options))
         .await
-        .map_err(|e| EngineError::External { program: "sandbox".into(), detail: e.to_string() })??;
+        .map_err(|e| EngineError::External {
+            program: "sandbox".into(),
+            detail: e.to_string(),
+        })??;
     sandbox.launch(&args.app, &[])?;
     let a11y = Accessibility::connect(Some(sandbox.dbus_address())).await?;
-    let app = a11y.wait_for_application(&args.app, Duration::from_secs(20)).await?;
+    let app = a11y
+        .wait_for_application(&args.app, Duration::from_secs(20))
+        .await?;
     // Let the app finish drawing its first frame.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut config = DesktopConfig::for_sandbox(&sandbox);
     config.stop_key = None;
     let desktop = Desktop::connect(config).await?;
     let capture = CaptureBackend::x11(sandbox.display())?;
-    let dir = tempfile::tempdir().map_err(|e| EngineError::External { program: "tempdir".into(), detail: e.to_string() })?;
+    let dir = tempfile::tempdir().map_err(|e| EngineError::External {
+        program: "tempdir".into(),
+        detail: e.to_string(),
+    })?;
 
-    let (mut cap, mut tree_t, mut enc, mut ins, mut step, mut full) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut cap, mut tree_t, mut enc, mut ins, mut step, mut full) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut nodes = 0;
     for i in 0..args.iterations + 3 {
         let t0 = Instant::now();
         let shot = capture.capture(&CaptureTarget::Screen)?;
         let c = ms(t0);
         let t1 = Instant::now();
-        let tree = desktop.accessibility().snapshot(&app, WalkLimits::default()).await?;
+        let tree = desktop
+            .accessibility()
+            .snapshot(&app, WalkLimits::default())
+            .await?;
         let text = tree.linearise();
         let t = ms(t1);
         let s = ms(t0);
@@ -110,7 +127,10 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
         let e = ms(t2);
         // A fresh store each round, so the blob is really written (same screen, same hash).
         let store = Store::open(dir.path().join(format!("s{i}")))?;
-        let episode = store.begin_episode(&NewEpisode { task: "bench".into(), app: Some(args.app.clone()) })?;
+        let episode = store.begin_episode(&NewEpisode {
+            task: "bench".into(),
+            app: Some(args.app.clone()),
+        })?;
         let t3 = Instant::now();
         let image = store.put_blob(&png, BlobKind::Png)?;
         let tree_blob = store.put_blob(text.as_bytes(), BlobKind::Json)?;
@@ -156,13 +176,44 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
         }
     };
     let rows = vec![
-        Row { what: "screen capture (X11 GetImage) vs pyautogui.screenshot".into(), ours: Stats::of(&cap), baseline: Stats::of(&baseline.screenshot) },
-        Row { what: "screen capture (xcap) vs pyautogui.screenshot".into(), ours: xcap_stats, baseline: Stats::of(&baseline.screenshot) },
-        Row { what: format!("tree walk + linearise ({nodes} nodes; pyatspi {} nodes)", baseline.nodes), ours: Stats::of(&tree_t), baseline: Stats::of(&baseline.tree) },
-        Row { what: "PNG encode (ours fast; Pillow default)".into(), ours: Stats::of(&enc), baseline: Stats::of(&baseline.encode) },
-        Row { what: "store insert (blobs + step row)".into(), ours: Stats::of(&ins), baseline: None },
-        Row { what: "observed step (capture + tree)".into(), ours: Stats::of(&step), baseline: Stats::of(&baseline.step) },
-        Row { what: "observed step + encode + store".into(), ours: Stats::of(&full), baseline: None },
+        Row {
+            what: "screen capture (X11 GetImage) vs pyautogui.screenshot".into(),
+            ours: Stats::of(&cap),
+            baseline: Stats::of(&baseline.screenshot),
+        },
+        Row {
+            what: "screen capture (xcap) vs pyautogui.screenshot".into(),
+            ours: xcap_stats,
+            baseline: Stats::of(&baseline.screenshot),
+        },
+        Row {
+            what: format!(
+                "tree walk + linearise ({nodes} nodes; pyatspi {} nodes)",
+                baseline.nodes
+            ),
+            ours: Stats::of(&tree_t),
+            baseline: Stats::of(&baseline.tree),
+        },
+        Row {
+            what: "PNG encode (ours fast; Pillow default)".into(),
+            ours: Stats::of(&enc),
+            baseline: Stats::of(&baseline.encode),
+        },
+        Row {
+            what: "store insert (blobs + step row)".into(),
+            ours: Stats::of(&ins),
+            baseline: None,
+        },
+        Row {
+            what: "observed step (capture + tree)".into(),
+            ours: Stats::of(&step),
+            baseline: Stats::of(&baseline.step),
+        },
+        Row {
+            what: "observed step + encode + store".into(),
+            ours: Stats::of(&full),
+            baseline: None,
+        },
     ];
     sandbox.stop();
     let title = format!(
@@ -175,20 +226,34 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
 /// Times xcap in a child process, since xcap reads $DISPLAY and this process must not change
 /// its own environment.
 fn run_xcap_probe(sandbox: &Sandbox, iterations: usize) -> Result<Vec<f64>, EngineError> {
-    let exe = std::env::current_exe().map_err(|e| EngineError::External { program: "clawdesk".into(), detail: e.to_string() })?;
+    let exe = std::env::current_exe().map_err(|e| EngineError::External {
+        program: "clawdesk".into(),
+        detail: e.to_string(),
+    })?;
     let out = sandbox
         .command(exe)
-        .args(["bench", "observe", "--xcap-probe", "--iterations", &iterations.to_string()])
+        .args([
+            "bench",
+            "observe",
+            "--xcap-probe",
+            "--iterations",
+            &iterations.to_string(),
+        ])
         .output()
-        .map_err(|e| EngineError::External { program: "xcap probe".into(), detail: e.to_string() })?;
+        .map_err(|e| EngineError::External {
+            program: "xcap probe".into(),
+            detail: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(EngineError::External {
             program: "xcap probe".into(),
             detail: String::from_utf8_lossy(&out.stderr).into_owned(),
         });
     }
-    serde_json::from_slice(&out.stdout)
-        .map_err(|e| EngineError::External { program: "xcap probe".into(), detail: e.to_string() })
+    serde_json::from_slice(&out.stdout).map_err(|e| EngineError::External {
+        program: "xcap probe".into(),
+        detail: e.to_string(),
+    })
 }
 
 fn xcap_probe(iterations: usize) -> Result<String, EngineError> {
@@ -200,7 +265,10 @@ fn xcap_probe(iterations: usize) -> Result<String, EngineError> {
             samples.push(ms(t));
         }
     }
-    serde_json::to_string(&samples).map_err(|e| EngineError::External { program: "json".into(), detail: e.to_string() })
+    serde_json::to_string(&samples).map_err(|e| EngineError::External {
+        program: "json".into(),
+        detail: e.to_string(),
+    })
 }
 
 fn run_baseline(args: &ObserveBenchArgs, sandbox: &Sandbox) -> Result<Baseline, EngineError> {
@@ -209,7 +277,12 @@ fn run_baseline(args: &ObserveBenchArgs, sandbox: &Sandbox) -> Result<Baseline, 
     let out = sandbox
         .command(&python)
         .arg(&script)
-        .args(["--app", &args.app, "--iterations", &args.iterations.to_string()])
+        .args([
+            "--app",
+            &args.app,
+            "--iterations",
+            &args.iterations.to_string(),
+        ])
         .output()
         .map_err(|e| EngineError::External {
             program: python.display().to_string(),
@@ -226,6 +299,9 @@ fn run_baseline(args: &ObserveBenchArgs, sandbox: &Sandbox) -> Result<Baseline, 
     }
     serde_json::from_slice(&out.stdout).map_err(|e| EngineError::External {
         program: "baseline".into(),
-        detail: format!("unreadable output ({e}): {}", String::from_utf8_lossy(&out.stdout)),
+        detail: format!(
+            "unreadable output ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
     })
 }

@@ -79,7 +79,11 @@ impl DesktopArgs {
         };
         config.session_bus = self.bus.clone();
         config.guard = GuardConfig {
-            allowlist: if self.allow.is_empty() { Allowlist::Any } else { Allowlist::Only(self.allow.clone()) },
+            allowlist: if self.allow.is_empty() {
+                Allowlist::Any
+            } else {
+                Allowlist::Only(self.allow.clone())
+            },
             max_steps: Some(self.max_steps),
         };
         config.stop_key = (!self.no_stop_key).then_some(self.stop_key);

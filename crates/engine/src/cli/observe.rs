@@ -32,7 +32,11 @@ pub async fn run(args: ObserveArgs) -> anyhow::Result<()> {
     config.stop_key = None;
     let desktop = Desktop::connect(config).await?;
     let options = ObserveOptions {
-        target: if args.window { CaptureTarget::ActiveWindow } else { CaptureTarget::Screen },
+        target: if args.window {
+            CaptureTarget::ActiveWindow
+        } else {
+            CaptureTarget::Screen
+        },
         app: args.app.clone(),
         skip_tree: false,
         limits: WalkLimits {
@@ -44,14 +48,18 @@ pub async fn run(args: ObserveArgs) -> anyhow::Result<()> {
     if args.xcap {
         observation.screenshot = CaptureBackend::Xcap.capture(&options.target)?;
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let png = clawdesk_desktop::observe::encode_png(&observation.screenshot.image)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = args.out.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
     };
     write("screenshot.png", &png)?;
-    write("surface.json", serde_json::to_string_pretty(&observation.screenshot.surface)?.as_bytes())?;
+    write(
+        "surface.json",
+        serde_json::to_string_pretty(&observation.screenshot.surface)?.as_bytes(),
+    )?;
     match &observation.tree {
         Some(tree) => {
             write("tree.json", serde_json::to_string(tree)?.as_bytes())?;
@@ -65,7 +73,11 @@ pub async fn run(args: ObserveArgs) -> anyhow::Result<()> {
         s.image.width(),
         s.image.height(),
         observation.tree.as_ref().map_or(0, |t| t.len()),
-        observation.tree.as_ref().map(|t| format!(" of {}", t.app.name)).unwrap_or_default(),
+        observation
+            .tree
+            .as_ref()
+            .map(|t| format!(" of {}", t.app.name))
+            .unwrap_or_default(),
         args.out.display(),
         observation.timings.capture_ms,
         observation.timings.tree_ms,

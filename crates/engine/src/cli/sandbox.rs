@@ -19,11 +19,15 @@ pub struct SandboxArgs {
 }
 
 pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s.split_once('x').ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
+    let (w, h) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
     let w: u32 = w.parse().map_err(|_| format!("bad width in {s:?}"))?;
     let h: u32 = h.parse().map_err(|_| format!("bad height in {s:?}"))?;
     if !(64..=16384).contains(&w) || !(64..=16384).contains(&h) {
-        return Err(format!("{s:?}: each side must be between 64 and 16384 pixels"));
+        return Err(format!(
+            "{s:?}: each side must be between 64 and 16384 pixels"
+        ));
     }
     Ok((w, h))
 }
@@ -42,9 +46,21 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         sandbox.launch(program, rest)?;
     }
     println!("export DISPLAY={}", sandbox.display());
-    println!("export DBUS_SESSION_BUS_ADDRESS='{}'", sandbox.dbus_address());
+    println!(
+        "export DBUS_SESSION_BUS_ADDRESS='{}'",
+        sandbox.dbus_address()
+    );
     eprintln!("sandbox running; press Ctrl-C to stop it");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    // Stop cleanly on Ctrl-C, kill's SIGTERM or a closed terminal's SIGHUP alike, so no
+    // X server or bus outlives the command.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
     sandbox.stop();
     Ok(())
 }
