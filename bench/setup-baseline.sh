@@ -11,4 +11,5 @@ if [ ! -x "$venv/bin/python" ]; then
   /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet 'pyautogui==0.9.54' 'pillow>=10'
-"$venv/bin/python" -c 'import pyautogui, pyatspi; print("baseline ready:", pyautogui.__version__)'
+# pyautogui needs a display to import, so check what is installed without importing it.
+"$venv/bin/python" -c 'import importlib.metadata as m, pyatspi; print("baseline ready: pyautogui", m.version("pyautogui"))'

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use accesskit::{Node, NodeId, Role, Toggled, TreeInfo, TreeUpdate};
 use atspi::proxy::accessible::AccessibleProxy;
 use atspi::proxy::bus::BusProxy;
-use atspi::proxy::component::ComponentProxy;
-use atspi::proxy::text::TextProxy;
 use atspi::proxy::value::ValueProxy;
-use atspi::{CoordType, Interface, State};
+use atspi::{Interface, State};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use zbus::proxy::CacheProperties;
@@ -117,26 +115,32 @@ impl Accessibility {
         let dbus = zbus::fdo::DBusProxy::new(&self.conn)
             .await
             .map_err(call_err)?;
-        let mut apps = Vec::with_capacity(children.len());
-        for (bus_name, path) in children {
-            let Ok(proxy) = self.proxy(&bus_name, &path).await else {
-                continue;
-            };
-            // An app that does not answer its name quickly is skipped rather than waited on.
-            let name = match tokio::time::timeout(Duration::from_millis(500), proxy.name()).await {
-                Ok(Ok(name)) => name,
-                _ => continue,
-            };
-            let pid = match zbus::names::BusName::try_from(bus_name.as_str()) {
-                Ok(n) => dbus.get_connection_unix_process_id(n).await.ok(),
-                Err(_) => None,
-            };
-            apps.push(AppRef {
-                name,
-                bus_name,
-                pid,
-            });
-        }
+        // Ask every app at once: one round trip for the lot, not two per app.
+        let lookups = children.into_iter().map(|(bus_name, path)| {
+            let dbus = dbus.clone();
+            async move {
+                let proxy = self.proxy(&bus_name, &path).await.ok()?;
+                // An app that does not answer its name quickly is skipped rather than waited on.
+                let name = tokio::time::timeout(Duration::from_millis(500), proxy.name())
+                    .await
+                    .ok()?
+                    .ok()?;
+                let pid = match zbus::names::BusName::try_from(bus_name.as_str()) {
+                    Ok(n) => dbus.get_connection_unix_process_id(n).await.ok(),
+                    Err(_) => None,
+                };
+                Some(AppRef {
+                    name,
+                    bus_name,
+                    pid,
+                })
+            }
+        });
+        let apps: Vec<AppRef> = futures::future::join_all(lookups)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         Ok(apps)
     }
 
@@ -310,13 +314,56 @@ impl Accessibility {
         // Role and children are read raw: the typed replies reject role numbers newer than the
         // crate and children named by well-known bus names (WebKit's socket), or even panic
         // on an empty name.
-        let (role, name, states, interfaces, mut children) = futures::try_join!(
+        // Everything is asked at once, including the calls that only some nodes answer
+        // (extents, text, value): a node then costs one round trip instead of two, which is
+        // what bounds a walk of a deep tree. Answers from interfaces the node lacks are errors
+        // and are dropped.
+        let value = async {
+            let v = ValueProxy::builder(&self.conn)
+                .destination(dest.to_owned())
+                .ok()?
+                .path(path.to_owned())
+                .ok()?
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .ok()?;
+            v.current_value().await.ok()
+        };
+        let facts = futures::future::try_join5(
             self.raw_role(dest, path),
             async { proxy.name().await.map_err(call_err) },
             async { proxy.get_state().await.map_err(call_err) },
             async { proxy.get_interfaces().await.map_err(call_err) },
             self.raw_children(dest, path),
-        )?;
+        );
+        let extents = async {
+            self.raw::<(i32, i32, i32, i32), _>(
+                dest,
+                path,
+                "org.a11y.atspi.Component",
+                "GetExtents",
+                &(0u32,),
+            )
+            .await
+            .ok()
+        };
+        let text = async {
+            self.raw::<String, _>(
+                dest,
+                path,
+                "org.a11y.atspi.Text",
+                "GetText",
+                &(0i32, max_text),
+            )
+            .await
+            .ok()
+        };
+        let (facts, extents, text, value) = futures::join!(facts, extents, text, value);
+        let (role, name, states, interfaces, mut children) = facts?;
+        let extents = extents.filter(|_| interfaces.contains(Interface::Component));
+        let text = text.filter(|_| interfaces.contains(Interface::Text));
+        let value = value.filter(|_| interfaces.contains(Interface::Value));
         if children.is_empty() && role != atspi::Role::Application {
             // A plug/socket (WebKit's web view) lists no children but answers by index.
             let count = proxy.child_count().await.unwrap_or(0);
@@ -329,53 +376,6 @@ impl Accessibility {
                 }
             }
         }
-
-        let extents = async {
-            if !interfaces.contains(Interface::Component) {
-                return None;
-            }
-            let c = ComponentProxy::builder(&self.conn)
-                .destination(dest.to_owned())
-                .ok()?
-                .path(path.to_owned())
-                .ok()?
-                .cache_properties(CacheProperties::No)
-                .build()
-                .await
-                .ok()?;
-            c.get_extents(CoordType::Screen).await.ok()
-        };
-        let text = async {
-            if !interfaces.contains(Interface::Text) {
-                return None;
-            }
-            let t = TextProxy::builder(&self.conn)
-                .destination(dest.to_owned())
-                .ok()?
-                .path(path.to_owned())
-                .ok()?
-                .cache_properties(CacheProperties::No)
-                .build()
-                .await
-                .ok()?;
-            t.get_text(0, max_text).await.ok()
-        };
-        let value = async {
-            if !interfaces.contains(Interface::Value) {
-                return None;
-            }
-            let v = ValueProxy::builder(&self.conn)
-                .destination(dest.to_owned())
-                .ok()?
-                .path(path.to_owned())
-                .ok()?
-                .cache_properties(CacheProperties::No)
-                .build()
-                .await
-                .ok()?;
-            v.current_value().await.ok()
-        };
-        let (extents, text, value) = futures::join!(extents, text, value);
 
         let mut node = Node::new(map_role(role, states));
         if !name.is_empty() {
@@ -429,22 +429,32 @@ impl Accessibility {
         })
     }
 
+    async fn raw<R, B>(
+        &self,
+        dest: &str,
+        path: &str,
+        interface: &str,
+        method: &str,
+        body: &B,
+    ) -> Result<R>
+    where
+        R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let reply = self
+            .conn
+            .call_method(Some(dest), path, Some(interface), method, body)
+            .await
+            .map_err(call_err)?;
+        reply.body().deserialize().map_err(call_err)
+    }
+
     async fn raw_call<R>(&self, dest: &str, path: &str, method: &str) -> Result<R>
     where
         R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
     {
-        let reply = self
-            .conn
-            .call_method(
-                Some(dest),
-                path,
-                Some("org.a11y.atspi.Accessible"),
-                method,
-                &(),
-            )
+        self.raw(dest, path, "org.a11y.atspi.Accessible", method, &())
             .await
-            .map_err(call_err)?;
-        reply.body().deserialize().map_err(call_err)
     }
 
     async fn raw_role(&self, dest: &str, path: &str) -> Result<atspi::Role> {
