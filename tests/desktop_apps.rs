@@ -84,14 +84,7 @@ async fn types_unicode_text_and_reads_it_back_through_the_tree() {
         .act(&click(o.point_of(&entry).unwrap()), &o)
         .await
         .unwrap();
-    let o = t
-        .wait_for(|o| {
-            o.tree
-                .as_ref()
-                .and_then(|t| t.focused())
-                .is_some_and(|f| f.editable)
-        })
-        .await;
+    let o = t.wait_for_editable_focus().await;
     let text = "Grüße ✓ 42";
     t.desktop
         .act(
@@ -113,16 +106,7 @@ async fn types_unicode_text_and_reads_it_back_through_the_tree() {
                 .any(|e| e.value.as_deref() == Some(text))
         })
         .await;
-    t.desktop
-        .act(
-            &Action::Key {
-                combo: "Return".into(),
-            },
-            &o,
-        )
-        .await
-        .unwrap();
-    let (code, out) = t.wait_exit(Duration::from_secs(10));
+    let (code, out) = t.submit(&o).await;
     assert_eq!(code, Some(0));
     assert_eq!(out.trim_end(), text, "zenity prints what was typed");
 }
@@ -135,14 +119,7 @@ async fn pastes_text_through_the_clipboard() {
         any_app(),
     )
     .await;
-    let o = t
-        .wait_for(|o| {
-            o.tree
-                .as_ref()
-                .and_then(|t| t.focused())
-                .is_some_and(|f| f.editable)
-        })
-        .await;
+    let o = t.wait_for_editable_focus().await;
     let text = "pasted: 東京 — ✓";
     t.desktop
         .act(
@@ -155,16 +132,7 @@ async fn pastes_text_through_the_clipboard() {
         .await
         .expect("paste runs");
     let o = t.observe().await;
-    t.desktop
-        .act(
-            &Action::Key {
-                combo: "Return".into(),
-            },
-            &o,
-        )
-        .await
-        .unwrap();
-    let (code, out) = t.wait_exit(Duration::from_secs(10));
+    let (code, out) = t.submit(&o).await;
     assert_eq!((code, out.trim_end()), (Some(0), text));
 }
 

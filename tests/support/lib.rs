@@ -85,6 +85,29 @@ impl AppUnderTest {
         }
     }
 
+    /// Observes until an editable field has keyboard focus.
+    pub async fn wait_for_editable_focus(&self) -> Observation {
+        self.wait_for(|o| {
+            o.tree
+                .as_ref()
+                .and_then(|t| t.focused())
+                .is_some_and(|f| f.editable)
+        })
+        .await
+    }
+
+    /// Presses Return (zenity's OK) and returns the app's exit code and what it printed.
+    pub async fn submit(&mut self, o: &Observation) -> (Option<i32>, String) {
+        let enter = clawdesk_desktop::Action::Key {
+            combo: "Return".into(),
+        };
+        self.desktop
+            .act(&enter, o)
+            .await
+            .expect("Return is pressed");
+        self.wait_exit(Duration::from_secs(10))
+    }
+
     /// Waits for the app to exit and returns its code and stdout.
     pub fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, String) {
         let deadline = Instant::now() + timeout;

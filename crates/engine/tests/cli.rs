@@ -146,3 +146,57 @@ async fn a_record_killed_mid_episode_keeps_every_committed_step() {
             .expect("after image present");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_approve_a_person_rejects_an_action_before_it_runs() {
+    use std::io::Write;
+    let sandbox = sandbox_with_entry().await;
+    let run = |answer: &'static str| {
+        let mut child = sandbox
+            .command(BIN)
+            .args([
+                "act",
+                "--approve",
+                "--no-stop-key",
+                r#"{"kind":"type","text":"approved"}"#,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("not this one\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("run it?"), "the person is asked: {err}");
+    assert!(
+        err.contains("a person rejected the action: not this one"),
+        "{err}"
+    );
+    let out = run("y\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The approved text reached the entry.
+    let dir = tempfile::tempdir().unwrap();
+    let obs = sandbox
+        .command(BIN)
+        .args(["observe", "--app", "zenity", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(obs.status.success());
+    let tree = std::fs::read_to_string(dir.path().join("tree.txt")).unwrap();
+    assert!(tree.contains("value=\"approved\""), "{tree}");
+    assert!(!tree.contains("not this one"));
+}

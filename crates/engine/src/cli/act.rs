@@ -1,6 +1,6 @@
 use anyhow::Context;
 use clap::Args;
-use clawdesk_desktop::{Action, Desktop, ObserveOptions};
+use clawdesk_desktop::{Action, ObserveOptions};
 
 use super::DesktopArgs;
 
@@ -15,7 +15,7 @@ pub struct ActArgs {
 
 pub async fn run(args: ActArgs) -> anyhow::Result<()> {
     let action: Action = serde_json::from_str(&args.action).context("reading the action JSON")?;
-    let desktop = Desktop::connect(args.desktop.config()?).await?;
+    let desktop = args.desktop.connect().await?;
     let observation = desktop.observe(&ObserveOptions::default()).await?;
     desktop.act(&action, &observation).await?;
     println!("done: {}", action.describe());

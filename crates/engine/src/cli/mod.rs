@@ -1,6 +1,7 @@
 //! The subcommands, one file each.
 
 mod act;
+mod approve;
 mod bench;
 mod observe;
 mod record;
@@ -64,9 +65,21 @@ pub struct DesktopArgs {
     /// Do not grab a stop key.
     #[arg(long)]
     no_stop_key: bool,
+    /// Ask on the terminal before every action (y runs it; anything else rejects it).
+    #[arg(long)]
+    approve: bool,
 }
 
 impl DesktopArgs {
+    /// Connects to the desktop these flags name, with the approval hook when asked for.
+    async fn connect(&self) -> anyhow::Result<clawdesk_desktop::Desktop> {
+        let mut desktop = clawdesk_desktop::Desktop::connect(self.config()?).await?;
+        if self.approve {
+            desktop.set_approver(std::sync::Arc::new(approve::TerminalApprover));
+        }
+        Ok(desktop)
+    }
+
     fn config(&self) -> anyhow::Result<DesktopConfig> {
         let mut config = match &self.display {
             Some(d) => DesktopConfig {

@@ -2,7 +2,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use clawdesk_desktop::Desktop;
 use clawdesk_engine::record::{RecordOptions, record};
 use clawdesk_engine::script::Script;
 use clawdesk_store::Store;
@@ -27,7 +26,7 @@ pub struct RecordArgs {
 pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
     let script = Script::load(&args.script)?;
     let store = Store::open(data_dir(&args.data_dir)?)?;
-    let desktop = Desktop::connect(args.desktop.config()?).await?;
+    let desktop = args.desktop.connect().await?;
     let options = RecordOptions {
         settle: Duration::from_millis(args.settle_ms),
         ..RecordOptions::default()
