@@ -411,3 +411,52 @@ async fn an_app_that_stops_answering_is_reported_not_waited_on() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visible_sandbox_runs_nested_in_a_window_on_the_host() {
+    use clawdesk_desktop::{Desktop, DesktopConfig, ObserveOptions, Sandbox, SandboxOptions};
+    // The "host" is itself a sandbox, so the test needs no real screen.
+    let host = Sandbox::start(&SandboxOptions::default()).expect("host display");
+    let options = SandboxOptions {
+        width: 800,
+        height: 600,
+        visible: true,
+        host_display: Some(host.display().to_owned()),
+        ..SandboxOptions::default()
+    };
+    let mut nested = Sandbox::start(&options).expect("Xephyr starts on the host display");
+    assert_ne!(nested.display(), host.display());
+    nested
+        .launch("zenity", &["--entry", "--text=Nested"])
+        .unwrap();
+    let mut config = DesktopConfig::for_sandbox(&nested);
+    config.stop_key = None;
+    let desktop = Desktop::connect(config).await.unwrap();
+    let app = desktop
+        .accessibility()
+        .wait_for_application("zenity", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let o = desktop
+        .observe(&ObserveOptions {
+            app: Some(app.name),
+            ..ObserveOptions::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (o.screenshot.image.width(), o.screenshot.image.height()),
+        (800, 600)
+    );
+    // Xephyr's window lives on the host display.
+    let tree = std::process::Command::new("xwininfo")
+        .args(["-root", "-tree", "-display", host.display()])
+        .output()
+        .expect("xwininfo runs");
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    assert!(
+        tree.contains("(\"Xephyr\" \"Xephyr\")"),
+        "no Xephyr window on the host:\n{tree}"
+    );
+    nested.stop();
+}

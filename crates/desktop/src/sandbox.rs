@@ -5,7 +5,7 @@
 //! test runs against the same real stack. Dropping a [`Sandbox`] stops everything it started.
 
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::Read as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,10 @@ use crate::error::{DesktopError, Result};
 pub struct SandboxOptions {
     pub width: u32,
     pub height: u32,
-    /// Xephyr in a window on the current display instead of an invisible Xvfb.
+    /// Xephyr in a window on a host display instead of an invisible Xvfb.
     pub visible: bool,
+    /// The display Xephyr's window opens on; `None` means `$DISPLAY`.
+    pub host_display: Option<String>,
     /// Run openbox, which gives windows decorations, focus and the EWMH hints capture needs.
     pub window_manager: bool,
 }
@@ -31,6 +33,7 @@ impl Default for SandboxOptions {
             width: 1280,
             height: 800,
             visible: false,
+            host_display: None,
             window_manager: true,
         }
     }
@@ -140,6 +143,9 @@ impl Sandbox {
         let (name, mut cmd) = if options.visible {
             let mut cmd = Command::new(find_program("Xephyr", "xserver-xephyr")?);
             cmd.args(["-screen", &format!("{}x{}", options.width, options.height)]);
+            if let Some(host) = &options.host_display {
+                cmd.env("DISPLAY", host);
+            }
             ("Xephyr", cmd)
         } else {
             let mut cmd = Command::new(find_program("Xvfb", "xvfb")?);
@@ -150,15 +156,23 @@ impl Sandbox {
             ]);
             ("Xvfb", cmd)
         };
+        // The server's log goes to a file: a pipe nobody drains would stall a chatty server
+        // once its buffer filled.
+        let log_path = self.dir.join("xserver.log");
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| DesktopError::io(format!("creating {}", log_path.display()), e))?;
         cmd.args(["-displayfd", &fd, "-nolisten", "tcp", "-noreset"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stderr(log);
         self.spawn(name, &mut cmd)?;
         drop(write_end);
         let number = read_line_with_timeout(read_end, START_TIMEOUT).map_err(|e| {
-            let log = self.stderr_of(name);
-            DesktopError::Sandbox(format!("{name} did not start ({e}); it said: {log}"))
+            let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+            DesktopError::Sandbox(format!(
+                "{name} did not start ({e}); it said: {}",
+                said.trim()
+            ))
         })?;
         let number: u32 = number
             .trim()
@@ -190,20 +204,6 @@ impl Sandbox {
             })?;
         self.dbus_address = address.trim().to_owned();
         Ok(())
-    }
-
-    fn stderr_of(&mut self, name: &str) -> String {
-        let Some((_, child)) = self.processes.iter_mut().find(|(n, _)| n == name) else {
-            return String::new();
-        };
-        if let Ok(Some(_)) = child.try_wait()
-            && let Some(mut err) = child.stderr.take()
-        {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            return s.trim().to_owned();
-        }
-        "(still running)".into()
     }
 
     /// Stops every process, newest first: SIGTERM to each process group, then SIGKILL to

@@ -38,6 +38,7 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
         height: args.size.1,
         visible: args.visible,
         window_manager: !args.no_wm,
+        ..SandboxOptions::default()
     };
     let mut sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&options)).await??;
     for app in &args.apps {
