@@ -16,6 +16,13 @@ import time
 
 import pyatspi
 import pyautogui
+import pyscreeze
+
+# OSWorld's Ubuntu image has gnome-screenshot, and with it (and Pillow >= 9.2) pyscreeze takes
+# screenshots with Pillow's in-memory XCB grab; gnome-screenshot itself is only checked for,
+# never run. Debian's minimal sandbox lacks it, so set the flag it would have set, and
+# pyautogui.screenshot() runs the same code as on OSWorld's VM.
+pyscreeze.GNOMESCREENSHOT_EXISTS = True
 
 
 def find_app(name):

@@ -100,6 +100,9 @@ impl Sandbox {
             ("XDG_CONFIG_HOME".into(), d("config")),
             ("XDG_DATA_HOME".into(), d("data")),
             ("XDG_CACHE_HOME".into(), d("cache")),
+            // The server takes no authentication, but python-xlib refuses to connect when the
+            // authority file is missing; an empty one satisfies it.
+            ("XAUTHORITY".into(), d("Xauthority")),
             ("GSETTINGS_BACKEND".into(), "memory".into()),
             ("GTK_A11Y".into(), "atspi".into()),
             ("GDK_BACKEND".into(), "x11".into()),
@@ -188,6 +191,9 @@ impl Sandbox {
             std::fs::create_dir_all(&p)
                 .map_err(|e| DesktopError::io(format!("creating {}", p.display()), e))?;
         }
+        let auth = self.dir.join("Xauthority");
+        std::fs::write(&auth, b"")
+            .map_err(|e| DesktopError::io(format!("creating {}", auth.display()), e))?;
         let mut cmd = self.command(find_program("dbus-daemon", "dbus")?);
         cmd.args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
             .stdout(Stdio::piped())

@@ -314,30 +314,22 @@ impl Accessibility {
         // Role and children are read raw: the typed replies reject role numbers newer than the
         // crate and children named by well-known bus names (WebKit's socket), or even panic
         // on an empty name.
-        // Everything is asked at once, including the calls that only some nodes answer
-        // (extents, text, value): a node then costs one round trip instead of two, which is
-        // what bounds a walk of a deep tree. Answers from interfaces the node lacks are errors
-        // and are dropped.
-        let value = async {
-            let v = ValueProxy::builder(&self.conn)
-                .destination(dest.to_owned())
-                .ok()?
-                .path(path.to_owned())
-                .ok()?
-                .cache_properties(CacheProperties::No)
-                .build()
-                .await
-                .ok()?;
-            v.current_value().await.ok()
-        };
-        let facts = futures::future::try_join5(
+        // Two waves: the facts every node has, then extents, text and value from the nodes
+        // that have those interfaces. A walk is bounded by the bus's message throughput, not
+        // by latency (many nodes are in flight at once), so asking only what a node can
+        // answer beats asking everything speculatively.
+        let (role, name, states, interfaces, mut children) = futures::future::try_join5(
             self.raw_role(dest, path),
             async { proxy.name().await.map_err(call_err) },
             async { proxy.get_state().await.map_err(call_err) },
             async { proxy.get_interfaces().await.map_err(call_err) },
             self.raw_children(dest, path),
-        );
+        )
+        .await?;
         let extents = async {
+            if !interfaces.contains(Interface::Component) {
+                return None;
+            }
             self.raw::<(i32, i32, i32, i32), _>(
                 dest,
                 path,
@@ -349,6 +341,9 @@ impl Accessibility {
             .ok()
         };
         let text = async {
+            if !interfaces.contains(Interface::Text) {
+                return None;
+            }
             self.raw::<String, _>(
                 dest,
                 path,
@@ -359,23 +354,48 @@ impl Accessibility {
             .await
             .ok()
         };
-        let (facts, extents, text, value) = futures::join!(facts, extents, text, value);
-        let (role, name, states, interfaces, mut children) = facts?;
-        let extents = extents.filter(|_| interfaces.contains(Interface::Component));
-        let text = text.filter(|_| interfaces.contains(Interface::Text));
-        let value = value.filter(|_| interfaces.contains(Interface::Value));
-        if children.is_empty() && role != atspi::Role::Application {
+        let value = async {
+            if !interfaces.contains(Interface::Value) {
+                return None;
+            }
+            let v = ValueProxy::builder(&self.conn)
+                .destination(dest.to_owned())
+                .ok()?
+                .path(path.to_owned())
+                .ok()?
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .ok()?;
+            v.current_value().await.ok()
+        };
+        let may_be_socket = interfaces.contains(Interface::Socket)
+            || matches!(
+                role,
+                atspi::Role::Filler
+                    | atspi::Role::Embedded
+                    | atspi::Role::Panel
+                    | atspi::Role::Unknown
+            );
+        let plugged = async {
             // A plug/socket (WebKit's web view) lists no children but answers by index.
+            let mut found = Vec::new();
+            if !children.is_empty() || !may_be_socket {
+                return found;
+            }
             let count = proxy.child_count().await.unwrap_or(0);
             for i in 0..count.min(64) {
                 if let Ok(child) = self.raw_child_at_index(dest, path, i).await
                     && !child.0.is_empty()
                     && child.1 != NULL_PATH
                 {
-                    children.push(child);
+                    found.push(child);
                 }
             }
-        }
+            found
+        };
+        let (extents, text, value, plugged) = futures::join!(extents, text, value, plugged);
+        children.extend(plugged);
 
         let mut node = Node::new(map_role(role, states));
         if !name.is_empty() {

@@ -217,8 +217,14 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
     ];
     sandbox.stop();
     let title = format!(
-        "bench observe: {} on a {w}x{h} Xvfb + openbox sandbox, {} iterations (+3 warm-up), release build",
-        args.app, args.iterations
+        "bench observe: {} on a {w}x{h} Xvfb + openbox sandbox, {} iterations (+3 warm-up), {} build",
+        args.app,
+        args.iterations,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     Ok(table(&title, "OSWorld stack", &rows))
 }
@@ -297,7 +303,14 @@ fn run_baseline(args: &ObserveBenchArgs, sandbox: &Sandbox) -> Result<Baseline, 
             ),
         });
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| EngineError::External {
+    // python-xlib prints warnings on stdout; the timings are the last line.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    serde_json::from_str(last).map_err(|e| EngineError::External {
         program: "baseline".into(),
         detail: format!(
             "unreadable output ({e}): {}",
