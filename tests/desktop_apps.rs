@@ -460,3 +460,34 @@ async fn a_visible_sandbox_runs_nested_in_a_window_on_the_host() {
     );
     nested.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screen_capture_uses_shared_memory_and_matches_get_image() {
+    // A dialog without a blinking text cursor, so two grabs see the same screen.
+    let t = start_app(&["zenity", "--info", "--text=Pixels"], "zenity", any_app()).await;
+    let grabber = clawdesk_desktop::x11::RootGrabber::open(t.sandbox.display()).unwrap();
+    assert!(grabber.uses_shm(), "Xvfb offers MIT-SHM");
+    let (w, h) = grabber.size();
+    let fast = grabber.grab_all().unwrap();
+    assert!(
+        grabber.uses_shm(),
+        "the shared-memory grab worked (no fallback)"
+    );
+    assert_eq!(fast.len(), (w * h * 4) as usize);
+    // The same frame through the socket path: the same pixels, but for the entry's blinking
+    // text cursor.
+    let slow = grabber.grab_without_shm(0, 0, w as u16, h as u16).unwrap();
+    let differ = fast
+        .chunks_exact(4)
+        .zip(slow.chunks_exact(4))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        differ < 200,
+        "{differ} pixels differ between shared-memory and GetImage frames"
+    );
+    assert!(
+        fast.chunks_exact(4).any(|p| p[..3] != [0, 0, 0]),
+        "the dialog is drawn"
+    );
+}

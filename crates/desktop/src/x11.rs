@@ -160,6 +160,8 @@ pub struct RootGrabber {
     height: u16,
     /// Locked per grab: two grabs at once would overwrite each other's frame.
     shm: Option<std::sync::Mutex<ShmSegment>>,
+    /// Set once a shared-memory grab failed; later grabs go straight to GetImage.
+    shm_failed: std::sync::atomic::AtomicBool,
 }
 
 /// A server-allocated shared-memory segment the size of the whole screen, mapped read-only.
@@ -185,7 +187,8 @@ impl ShmSegment {
         }
         let seg = conn.generate_id().ok()?;
         let fd = conn
-            .shm_create_segment(seg, u32::try_from(len).ok()?, true)
+            // Not read-only: the server writes each frame into it (we map it read-only).
+            .shm_create_segment(seg, u32::try_from(len).ok()?, false)
             .ok()?
             .reply()
             .ok()?
@@ -246,12 +249,13 @@ impl RootGrabber {
             width,
             height,
             shm,
+            shm_failed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Whether frames come through shared memory.
     pub fn uses_shm(&self) -> bool {
-        self.shm.is_some()
+        self.shm.is_some() && !self.shm_failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn grab_shm(
@@ -302,13 +306,24 @@ impl RootGrabber {
 
     /// The rectangle's pixels as RGBA, row by row.
     pub fn grab(&self, x: i16, y: i16, width: u16, height: u16) -> Result<Vec<u8>> {
-        if let Some(shm) = &self.shm {
+        if let Some(shm) = self.shm.as_ref().filter(|_| self.uses_shm()) {
             let shm = shm.lock().unwrap_or_else(|p| p.into_inner());
             match self.grab_shm(&shm, x, y, width, height) {
                 Ok(pixels) => return Ok(pixels),
-                Err(e) => tracing::debug!("shared-memory capture failed ({e}); using GetImage"),
+                Err(e) => {
+                    tracing::warn!(
+                        "shared-memory capture failed ({e}); using GetImage from now on"
+                    );
+                    self.shm_failed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
+        self.grab_without_shm(x, y, width, height)
+    }
+
+    /// The rectangle's pixels through plain `GetImage` over the socket.
+    pub fn grab_without_shm(&self, x: i16, y: i16, width: u16, height: u16) -> Result<Vec<u8>> {
         let reply = self
             .conn
             .get_image(ImageFormat::Z_PIXMAP, self.root, x, y, width, height, !0)

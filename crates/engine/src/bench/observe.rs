@@ -177,7 +177,7 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
     };
     let rows = vec![
         Row {
-            what: "screen capture (X11 GetImage) vs pyautogui.screenshot".into(),
+            what: "screen capture (X11 MIT-SHM) vs pyautogui.screenshot".into(),
             ours: Stats::of(&cap),
             baseline: Stats::of(&baseline.screenshot),
         },
