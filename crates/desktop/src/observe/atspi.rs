@@ -5,7 +5,8 @@
 //! flight at once on one connection, so a walk costs a few round trips per tree level rather
 //! than several per node.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use accesskit::{Node, NodeId, Role, Toggled, TreeInfo, TreeUpdate};
@@ -50,9 +51,17 @@ const NULL_PATH: &str = "/org/a11y/atspi/null";
 const IN_FLIGHT: usize = 48;
 
 /// A connection to the accessibility bus of one desktop session.
+///
+/// Walks talk to each app over a direct (peer-to-peer) connection when the app offers one
+/// (`Application.GetApplicationBusAddress`, which GTK's bridge answers): a walk is bound by
+/// the messages the bus daemon routes, and a direct connection takes the daemon out of the path.
 #[derive(Clone, Debug)]
 pub struct Accessibility {
     conn: zbus::Connection,
+    /// Direct connections by app bus name; `None` where the app offers none.
+    peers: Arc<tokio::sync::Mutex<HashMap<String, Option<zbus::Connection>>>>,
+    /// The app this handle walks over its direct connection.
+    peer: Option<(Arc<str>, zbus::Connection)>,
 }
 
 fn bus_err(e: impl std::fmt::Display) -> DesktopError {
@@ -88,11 +97,68 @@ impl Accessibility {
             .build()
             .await
             .map_err(bus_err)?;
-        Ok(Accessibility { conn })
+        Ok(Accessibility {
+            conn,
+            peers: Arc::default(),
+            peer: None,
+        })
+    }
+
+    /// The connection that reaches `dest`: the app's direct one during its walk, else the bus.
+    fn conn_for(&self, dest: &str) -> &zbus::Connection {
+        match &self.peer {
+            Some((name, conn)) if **name == *dest => conn,
+            _ => &self.conn,
+        }
+    }
+
+    /// A handle whose calls to `bus_name` go over that app's direct connection, if it has one.
+    async fn with_peer(&self, bus_name: &str) -> Accessibility {
+        let mut peers = self.peers.lock().await;
+        let peer = match peers.get(bus_name) {
+            Some(known) => known.clone(),
+            None => {
+                let found = self.open_peer(bus_name).await;
+                if found.is_none() {
+                    tracing::debug!(bus_name, "no direct connection; walking through the bus");
+                }
+                peers.insert(bus_name.to_owned(), found.clone());
+                found
+            }
+        };
+        Accessibility {
+            conn: self.conn.clone(),
+            peers: self.peers.clone(),
+            peer: peer.map(|c| (Arc::from(bus_name), c)),
+        }
+    }
+
+    async fn open_peer(&self, bus_name: &str) -> Option<zbus::Connection> {
+        let ask = self.raw::<(String,), _>(
+            bus_name,
+            ROOT_PATH,
+            "org.a11y.atspi.Application",
+            "GetApplicationBusAddress",
+            &(),
+        );
+        let (address,) = tokio::time::timeout(Duration::from_millis(500), ask)
+            .await
+            .ok()?
+            .ok()?;
+        let connect = async {
+            zbus::connection::Builder::address(address.as_str())?
+                .p2p()
+                .build()
+                .await
+        };
+        tokio::time::timeout(Duration::from_secs(1), connect)
+            .await
+            .ok()?
+            .ok()
     }
 
     async fn proxy(&self, dest: &str, path: &str) -> Result<AccessibleProxy<'static>> {
-        AccessibleProxy::builder(&self.conn)
+        AccessibleProxy::builder(self.conn_for(dest))
             .destination(dest.to_owned())
             .map_err(call_err)?
             .path(path.to_owned())
@@ -209,6 +275,7 @@ impl Accessibility {
     /// Walks `app`'s tree within `limits`.
     pub async fn snapshot(&self, app: &AppRef, limits: WalkLimits) -> Result<AccessTree> {
         let start = Instant::now();
+        let walker = self.with_peer(&app.bus_name).await;
         let deadline = start + limits.time_limit;
         let mut nodes: Vec<(NodeId, Node)> = Vec::new();
         let mut focus = NodeId(0);
@@ -222,7 +289,7 @@ impl Accessibility {
             while in_flight.len() < IN_FLIGHT
                 && let Some((id, dest, path)) = queue.pop_front()
             {
-                let this = self.clone();
+                let this = walker.clone();
                 let timeout = limits.call_timeout;
                 in_flight.push(async move {
                     let r =
@@ -318,14 +385,14 @@ impl Accessibility {
         // that have those interfaces. A walk is bounded by the bus's message throughput, not
         // by latency (many nodes are in flight at once), so asking only what a node can
         // answer beats asking everything speculatively.
-        let (role, name, states, interfaces, mut children) = futures::future::try_join5(
+        // Name and child count come in one GetAll, so leaves (most nodes) are never asked
+        // for their children.
+        let (role, (name, child_count), states, interfaces) = futures::try_join!(
             self.raw_role(dest, path),
-            async { proxy.name().await.map_err(call_err) },
+            self.name_and_child_count(&proxy, dest, path),
             async { proxy.get_state().await.map_err(call_err) },
             async { proxy.get_interfaces().await.map_err(call_err) },
-            self.raw_children(dest, path),
-        )
-        .await?;
+        )?;
         let extents = async {
             if !interfaces.contains(Interface::Component) {
                 return None;
@@ -358,7 +425,7 @@ impl Accessibility {
             if !interfaces.contains(Interface::Value) {
                 return None;
             }
-            let v = ValueProxy::builder(&self.conn)
+            let v = ValueProxy::builder(self.conn_for(dest))
                 .destination(dest.to_owned())
                 .ok()?
                 .path(path.to_owned())
@@ -369,33 +436,26 @@ impl Accessibility {
                 .ok()?;
             v.current_value().await.ok()
         };
-        let may_be_socket = interfaces.contains(Interface::Socket)
-            || matches!(
-                role,
-                atspi::Role::Filler
-                    | atspi::Role::Embedded
-                    | atspi::Role::Panel
-                    | atspi::Role::Unknown
-            );
-        let plugged = async {
-            // A plug/socket (WebKit's web view) lists no children but answers by index.
-            let mut found = Vec::new();
-            if !children.is_empty() || !may_be_socket {
-                return found;
+        let children = async {
+            if child_count == 0 {
+                return Ok::<_, DesktopError>(Vec::new());
             }
-            let count = proxy.child_count().await.unwrap_or(0);
-            for i in 0..count.min(64) {
-                if let Ok(child) = self.raw_child_at_index(dest, path, i).await
-                    && !child.0.is_empty()
-                    && child.1 != NULL_PATH
-                {
-                    found.push(child);
+            let mut children = self.raw_children(dest, path).await?;
+            if children.is_empty() {
+                // A plug/socket (WebKit's web view) lists no children but answers by index.
+                for i in 0..child_count.min(64) {
+                    if let Ok(child) = self.raw_child_at_index(dest, path, i).await
+                        && !child.0.is_empty()
+                        && child.1 != NULL_PATH
+                    {
+                        children.push(child);
+                    }
                 }
             }
-            found
+            Ok(children)
         };
-        let (extents, text, value, plugged) = futures::join!(extents, text, value, plugged);
-        children.extend(plugged);
+        let (extents, text, value, children) = futures::join!(extents, text, value, children);
+        let children: Vec<(String, String)> = children?;
 
         let mut node = Node::new(map_role(role, states));
         if !name.is_empty() {
@@ -462,7 +522,7 @@ impl Accessibility {
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
         let reply = self
-            .conn
+            .conn_for(dest)
             .call_method(Some(dest), path, Some(interface), method, body)
             .await
             .map_err(call_err)?;
@@ -475,6 +535,38 @@ impl Accessibility {
     {
         self.raw(dest, path, "org.a11y.atspi.Accessible", method, &())
             .await
+    }
+
+    /// The accessible name and child count in one `Properties.GetAll` (two calls where an
+    /// app does not implement GetAll). A count of -1 means unknown: the children are asked.
+    async fn name_and_child_count(
+        &self,
+        proxy: &AccessibleProxy<'static>,
+        dest: &str,
+        path: &str,
+    ) -> Result<(String, i32)> {
+        let all = self
+            .raw::<(HashMap<String, zbus::zvariant::OwnedValue>,), _>(
+                dest,
+                path,
+                "org.freedesktop.DBus.Properties",
+                "GetAll",
+                &("org.a11y.atspi.Accessible",),
+            )
+            .await;
+        if let Ok((props,)) = all
+            && let Some(name) = props
+                .get("Name")
+                .and_then(|v| String::try_from(v.clone()).ok())
+        {
+            let count = props
+                .get("ChildCount")
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or(-1);
+            return Ok((name, count));
+        }
+        let name = proxy.name().await.map_err(call_err)?;
+        Ok((name, -1))
     }
 
     async fn raw_role(&self, dest: &str, path: &str) -> Result<atspi::Role> {
