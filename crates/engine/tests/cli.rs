@@ -200,3 +200,67 @@ async fn with_approve_a_person_rejects_an_action_before_it_runs() {
     assert!(tree.contains("value=\"approved\""), "{tree}");
     assert!(!tree.contains("not this one"));
 }
+
+#[test]
+fn sandbox_command_serves_a_desktop_and_takes_it_down_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(BIN)
+        .args([
+            "sandbox",
+            "--size",
+            "800x600",
+            "zenity --entry --text=Served",
+        ])
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let display = lines.next().unwrap().unwrap();
+    let bus = lines.next().unwrap().unwrap();
+    let display = display
+        .strip_prefix("export DISPLAY=")
+        .expect("DISPLAY line")
+        .to_owned();
+    let bus = bus
+        .strip_prefix("export DBUS_SESSION_BUS_ADDRESS='")
+        .and_then(|b| b.strip_suffix('\''))
+        .expect("bus line")
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let observe = || {
+        Command::new(BIN)
+            .args(["observe", "--display", &display, "--bus", &bus, "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    // The app registers a moment after start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = observe();
+        if out.status.success()
+            && std::fs::read_to_string(dir.path().join("tree.txt"))
+                .is_ok_and(|t| t.contains("text_input"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox never showed zenity: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(png_size(&dir.path().join("screenshot.png")), (800, 600));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "SIGTERM is a clean stop");
+    let out = observe();
+    assert!(!out.status.success(), "the display is gone after the stop");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the X display"));
+}
