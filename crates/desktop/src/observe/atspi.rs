@@ -705,3 +705,24 @@ fn map_role(role: atspi::Role, states: atspi::StateSet) -> Role {
         _ => Role::Unknown,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_bus_is_a_clear_error_naming_the_fix() {
+        let err = Accessibility::connect(Some("unix:path=/nonexistent/clawdesk-bus"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, DesktopError::NoAccessibilityBus { .. }),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("at-spi2-core") && msg.contains("clawdesk sandbox"),
+            "{msg}"
+        );
+    }
+}
