@@ -34,6 +34,7 @@ pub fn run() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    check_display()?;
     let data_dir = clawdesk_store::default_data_dir().context("choosing the data directory")?;
     let store = clawdesk_store::Store::open(&data_dir)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
@@ -43,5 +44,31 @@ pub fn run() -> anyhow::Result<()> {
     build_app(tauri::Builder::default(), state)
         .run(tauri::generate_context!())
         .context("running the ClawDesk window")?;
+    Ok(())
+}
+
+/// GTK panics deep inside the windowing crates when it has no display; say so plainly first.
+#[cfg(target_os = "linux")]
+fn check_display() -> anyhow::Result<()> {
+    let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
+    match std::env::var("DISPLAY").ok().filter(|d| !d.is_empty()) {
+        Some(display) => {
+            if !wayland {
+                clawdesk_desktop::x11::screen_size(&display).with_context(|| {
+                    format!("the ClawDesk window needs the X display {display}")
+                })?;
+            }
+            Ok(())
+        }
+        None if wayland => Ok(()),
+        None => anyhow::bail!(
+            "no display to open the ClawDesk window on: set DISPLAY (for example to a display \
+             started with `clawdesk sandbox --visible`), or use the headless `clawdesk` command"
+        ),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn check_display() -> anyhow::Result<()> {
     Ok(())
 }

@@ -117,3 +117,33 @@ async fn the_window_renders_and_its_tree_is_readable() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn without_a_display_the_app_says_so_instead_of_panicking() {
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(APP)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("CLAWDESK_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no display to open the ClawDesk window on"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let out = std::process::Command::new(APP)
+        .env("DISPLAY", ":97531")
+        .env_remove("WAYLAND_DISPLAY")
+        .env("CLAWDESK_DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("cannot open the X display"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
