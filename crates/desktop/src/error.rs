@@ -57,6 +57,14 @@ pub enum DesktopError {
 }
 
 impl DesktopError {
+    /// Whether this is the stop key (or a person) halting the agent, mid-action or before one.
+    pub fn is_stop(&self) -> bool {
+        matches!(
+            self,
+            DesktopError::Stopped | DesktopError::Refused(crate::guard::Refusal::Stopped)
+        )
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         DesktopError::Io {
             context: context.into(),

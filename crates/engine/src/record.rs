@@ -80,8 +80,7 @@ pub async fn record(
     .await;
     let (status, note) = match &result {
         Ok(()) => (EpisodeStatus::Done, None),
-        Err(EngineError::Desktop(DesktopError::Stopped))
-        | Err(EngineError::Desktop(DesktopError::Refused(Refusal::Stopped))) => (
+        Err(EngineError::Desktop(e)) if e.is_stop() => (
             EpisodeStatus::Stopped,
             Some("halted by the stop key".to_owned()),
         ),
@@ -90,9 +89,10 @@ pub async fn record(
     store.finish_episode(episode, status, note.as_deref())?;
     summary.status = status;
     summary.note = note;
+    // A stop is how a person ends an episode early, not a failure of the run.
     match result {
-        Ok(()) | Err(EngineError::Desktop(DesktopError::Stopped)) => Ok(summary),
-        Err(EngineError::Desktop(DesktopError::Refused(Refusal::Stopped))) => Ok(summary),
+        Ok(()) => Ok(summary),
+        Err(EngineError::Desktop(e)) if e.is_stop() => Ok(summary),
         Err(e) => Err(e),
     }
 }
@@ -118,7 +118,7 @@ async fn run_steps(
         let acted = desktop.act(&action, &before).await;
         let (outcome, error) = match &acted {
             Ok(()) => (StepOutcome::Executed, None),
-            Err(DesktopError::Refused(Refusal::Stopped)) | Err(DesktopError::Stopped) => (
+            Err(e) if e.is_stop() => (
                 StepOutcome::Stopped,
                 Some("halted by the stop key".to_owned()),
             ),
