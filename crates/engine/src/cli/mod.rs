@@ -3,6 +3,7 @@
 mod act;
 mod approve;
 mod bench;
+mod model;
 mod observe;
 mod record;
 mod sandbox;
@@ -32,6 +33,8 @@ enum Command {
     Record(record::RecordArgs),
     /// Measure the observe path beside OSWorld's Python stack.
     Bench(bench::BenchArgs),
+    /// The local Qwen3-VL: tiny models, logits, adapters, generation.
+    Model(model::ModelArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -41,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox(a) => sandbox::run(a).await,
         Command::Record(a) => record::run(a).await,
         Command::Bench(a) => bench::run(a).await,
+        Command::Model(a) => tokio::task::block_in_place(|| model::run(a)),
     }
 }
 

@@ -1,0 +1,269 @@
+//! `clawdesk model ...`: make tiny models, dump logits, make test adapters, generate.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use clawdesk_model::chat::{Message, Role};
+use clawdesk_model::generate::{Sampling, generate};
+use clawdesk_model::source::{LoadEvent, LoadedModel};
+use clawdesk_model::{LoraConfig, Mode, peft, tiny};
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    #[command(subcommand)]
+    command: ModelCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Write a seeded random tiny Qwen3-VL directory in HF's format.
+    Tiny(TinyArgs),
+    /// Save the full logits of a rendered prompt to a safetensors file.
+    Logits(LogitsArgs),
+    /// Write a PEFT adapter with random non-zero A and B (for testing export paths).
+    AdapterRandom(AdapterRandomArgs),
+    /// Generate a reply to a prompt.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+struct TinyArgs {
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// JSON file whose fields override the default tiny config (any HF config field).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// Where and how to run the model.
+#[derive(Debug, Args)]
+struct ModelSourceArgs {
+    /// A local HF model directory or a hub repo id (resolved through the HF cache).
+    #[arg(long)]
+    model: String,
+    /// A PEFT LoRA adapter directory to apply.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Fast,
+    Train,
+}
+
+/// The prompt: one user message of images then text, rendered by the model's chat template.
+#[derive(Debug, Args)]
+struct PromptArgs {
+    #[arg(long)]
+    prompt: String,
+    /// An image to show before the text; repeatable.
+    #[arg(long = "image")]
+    images: Vec<PathBuf>,
+    /// A system message.
+    #[arg(long)]
+    system: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct LogitsArgs {
+    #[command(flatten)]
+    source: ModelSourceArgs,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    #[arg(long, value_enum, default_value_t = ModeArg::Fast)]
+    mode: ModeArg,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct AdapterRandomArgs {
+    #[arg(long)]
+    model: String,
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    #[arg(long)]
+    alpha: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    source: ModelSourceArgs,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    #[arg(long, default_value_t = 128)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f64,
+    #[arg(long, default_value_t = 0.8)]
+    top_p: f64,
+    #[arg(long, default_value_t = 20)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+pub fn run(args: ModelArgs) -> anyhow::Result<()> {
+    match args.command {
+        ModelCommand::Tiny(a) => run_tiny(a),
+        ModelCommand::Logits(a) => run_logits(a),
+        ModelCommand::AdapterRandom(a) => run_adapter_random(a),
+        ModelCommand::Generate(a) => run_generate(a),
+    }
+}
+
+fn run_tiny(a: TinyArgs) -> anyhow::Result<()> {
+    let mut config = tiny::default_config();
+    if let Some(path) = &a.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let overlay: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        tiny::merge_json(&mut config, &overlay);
+    }
+    tiny::write_tiny_model(&a.out, &config, a.seed)?;
+    println!("{}", a.out.display());
+    Ok(())
+}
+
+fn device(arg: DeviceArg) -> anyhow::Result<candle_core::Device> {
+    match arg {
+        DeviceArg::Cpu => Ok(candle_core::Device::Cpu),
+        DeviceArg::Cuda => candle_core::Device::new_cuda(0)
+            .context("no CUDA device (build with --features cuda on a machine with a GPU)"),
+    }
+}
+
+fn report(event: LoadEvent) {
+    match event {
+        LoadEvent::Downloading { file, done, total } if total > 0 => {
+            eprint!("\rdownloading {file}: {}%", done * 100 / total);
+        }
+        LoadEvent::Downloading { .. } => {}
+        LoadEvent::Downloaded { file } => eprintln!("\rdownloaded {file}"),
+        LoadEvent::Loading { dir } => tracing::info!(dir = %dir.display(), "loading model"),
+    }
+}
+
+fn load(source: &ModelSourceArgs) -> anyhow::Result<LoadedModel> {
+    let mut loaded = LoadedModel::load(&source.model, &device(source.device)?, None, &mut report)?;
+    if let Some(adapter) = &source.adapter {
+        peft::import_adapter(&mut loaded.model, adapter)?;
+    }
+    Ok(loaded)
+}
+
+fn prompt_input(
+    loaded: &LoadedModel,
+    prompt: &PromptArgs,
+) -> anyhow::Result<clawdesk_model::ModelInput> {
+    let images = prompt
+        .images
+        .iter()
+        .map(|p| image::open(p).with_context(|| format!("reading image {}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut messages = Vec::new();
+    if let Some(system) = &prompt.system {
+        messages.push(Message::text(Role::System, system.clone()));
+    }
+    messages.push(Message::images_then_text(
+        Role::User,
+        images.len(),
+        prompt.prompt.clone(),
+    ));
+    Ok(loaded.processor.prompt(&messages, &[], &images)?)
+}
+
+fn run_logits(a: LogitsArgs) -> anyhow::Result<()> {
+    let loaded = load(&a.source)?;
+    let input = prompt_input(&loaded, &a.prompt)?;
+    let mode = match a.mode {
+        ModeArg::Fast => Mode::Fast,
+        ModeArg::Train => Mode::Train,
+    };
+    let lora = a.source.adapter.is_some();
+    let logits = loaded.model.full_logits(&input, mode, lora)?;
+    let ids: Vec<i64> = input.ids.iter().map(|&i| i as i64).collect();
+    let n = ids.len();
+    let mut out = HashMap::new();
+    out.insert(
+        "logits".to_string(),
+        logits.to_device(&candle_core::Device::Cpu)?,
+    );
+    out.insert(
+        "input_ids".to_string(),
+        candle_core::Tensor::from_vec(ids, n, &candle_core::Device::Cpu)?,
+    );
+    candle_core::safetensors::save(&out, &a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    println!("{}", a.out.display());
+    Ok(())
+}
+
+fn run_adapter_random(a: AdapterRandomArgs) -> anyhow::Result<()> {
+    let mut loaded = LoadedModel::load(&a.model, &candle_core::Device::Cpu, None, &mut report)?;
+    let config = LoraConfig::new(a.rank, a.alpha.unwrap_or(2.0 * a.rank as f64));
+    peft::write_random_adapter(&mut loaded.model, config, a.seed, &a.out, &a.model)?;
+    println!("{}", a.out.display());
+    Ok(())
+}
+
+fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let loaded = load(&a.source)?;
+    let input = prompt_input(&loaded, &a.prompt)?;
+    let sampling = Sampling {
+        temperature: a.temperature,
+        top_p: a.top_p,
+        top_k: a.top_k,
+        seed: a.seed,
+        max_tokens: a.max_tokens,
+        stop: loaded.processor.stop_ids().to_vec(),
+    };
+    let mut cache = loaded.model.new_cache();
+    let lora = a.source.adapter.is_some();
+    let processor = &loaded.processor;
+    let mut stdout = std::io::stdout();
+    let mut shown = String::new();
+    let mut tokens = Vec::new();
+    let generation = generate(
+        &loaded.model,
+        &mut cache,
+        &input,
+        &sampling,
+        lora,
+        &mut |t| {
+            tokens.push(t);
+            // Print the text as it grows; decoding the whole prefix keeps multi-byte characters whole.
+            if let Ok(text) = processor.decode(&tokens, true)
+                && text.len() > shown.len()
+                && text.starts_with(&shown)
+            {
+                let _ = write!(stdout, "{}", &text[shown.len()..]);
+                let _ = stdout.flush();
+                shown = text;
+            }
+        },
+    )?;
+    println!();
+    tracing::info!(tokens = generation.tokens.len(), finish = ?generation.finish, "generated");
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! The model's configuration, read from a Hugging Face `config.json` and
+//! `preprocessor_config.json` and checked before any tensor is touched, so a bad directory fails
+//! with the field at fault instead of a shape error deep in a forward pass.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// The whole Qwen3-VL configuration as HF writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Qwen3VlConfig {
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    pub model_type: String,
+    pub text_config: TextConfig,
+    pub vision_config: VisionConfig,
+    pub image_token_id: u32,
+    pub video_token_id: u32,
+    pub vision_start_token_id: u32,
+    pub vision_end_token_id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_word_embeddings: Option<bool>,
+    /// Fields we do not use, kept so a config written back out loses nothing.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The language model's half of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_silu")]
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    /// transformers 4.x spells the rope settings as `rope_theta` + `rope_scaling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeParameters>,
+    /// transformers 5 folds both into `rope_parameters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<RopeParameters>,
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_word_embeddings: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Rotary settings; only the default rope type with interleaved M-RoPE is supported.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RopeParameters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrope_section: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mrope_interleaved: Option<bool>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The vision tower's half of the configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VisionConfig {
+    pub depth: usize,
+    pub hidden_size: usize,
+    #[serde(default = "default_gelu_tanh")]
+    pub hidden_act: String,
+    pub intermediate_size: usize,
+    pub num_heads: usize,
+    #[serde(default = "default_in_channels")]
+    pub in_channels: usize,
+    pub patch_size: usize,
+    pub spatial_merge_size: usize,
+    pub temporal_patch_size: usize,
+    pub out_hidden_size: usize,
+    pub num_position_embeddings: usize,
+    #[serde(default)]
+    pub deepstack_visual_indexes: Vec<usize>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_silu() -> String {
+    "silu".into()
+}
+fn default_gelu_tanh() -> String {
+    "gelu_pytorch_tanh".into()
+}
+fn default_in_channels() -> usize {
+    3
+}
+
+impl Qwen3VlConfig {
+    /// Reads and checks `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| ModelError::Json {
+                path: path.into(),
+                what: "a model config",
+                source,
+            })?;
+        let model_type = value
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("<none>");
+        if model_type != "qwen3_vl" {
+            return Err(ModelError::UnsupportedArchitecture {
+                path: path.into(),
+                found: model_type.into(),
+            });
+        }
+        let config: Self = serde_json::from_value(value).map_err(|source| ModelError::Json {
+            path: path.into(),
+            what: "a Qwen3-VL config",
+            source,
+        })?;
+        config.validate().map_err(|reason| ModelError::Config {
+            path: path.into(),
+            reason,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the relations between fields that the forward pass relies on.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let t = &self.text_config;
+        let v = &self.vision_config;
+        if t.num_attention_heads == 0 || t.num_key_value_heads == 0 {
+            return Err("num_attention_heads and num_key_value_heads must be positive".into());
+        }
+        if !t.num_attention_heads.is_multiple_of(t.num_key_value_heads) {
+            return Err(format!(
+                "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
+                t.num_attention_heads, t.num_key_value_heads
+            ));
+        }
+        let head_dim = self.head_dim();
+        if !head_dim.is_multiple_of(2) {
+            return Err(format!("head_dim ({head_dim}) must be even"));
+        }
+        let section = self.mrope_section();
+        if section.len() != 3 || section.iter().sum::<usize>() != head_dim / 2 {
+            return Err(format!(
+                "mrope_section {section:?} must have 3 entries summing to head_dim/2 = {}",
+                head_dim / 2
+            ));
+        }
+        let rope = self.rope();
+        if let Some(kind) = rope.rope_type.as_deref()
+            && kind != "default"
+        {
+            return Err(format!(
+                "rope_type {kind:?} is not supported (only \"default\")"
+            ));
+        }
+        if rope.mrope_interleaved == Some(false) {
+            return Err("only interleaved M-RoPE (mrope_interleaved: true) is supported".into());
+        }
+        if t.hidden_act != "silu" {
+            return Err(format!(
+                "text hidden_act {:?} is not supported",
+                t.hidden_act
+            ));
+        }
+        if !matches!(v.hidden_act.as_str(), "gelu_pytorch_tanh" | "gelu") {
+            return Err(format!(
+                "vision hidden_act {:?} is not supported",
+                v.hidden_act
+            ));
+        }
+        if v.num_heads == 0 || !v.hidden_size.is_multiple_of(v.num_heads) {
+            return Err(format!(
+                "vision hidden_size ({}) must be a multiple of num_heads ({})",
+                v.hidden_size, v.num_heads
+            ));
+        }
+        if !(v.hidden_size / v.num_heads).is_multiple_of(4) {
+            return Err("vision head dim must be a multiple of 4 (2-D rotary)".into());
+        }
+        let side = (v.num_position_embeddings as f64).sqrt() as usize;
+        if side * side != v.num_position_embeddings || side == 0 {
+            return Err(format!(
+                "vision num_position_embeddings ({}) must be a square",
+                v.num_position_embeddings
+            ));
+        }
+        if let Some(bad) = v.deepstack_visual_indexes.iter().find(|&&i| i >= v.depth) {
+            return Err(format!(
+                "deepstack_visual_indexes holds {bad}, beyond the vision depth {}",
+                v.depth
+            ));
+        }
+        if v.deepstack_visual_indexes.len() > t.num_hidden_layers {
+            return Err("more deepstack layers than text layers".into());
+        }
+        if v.out_hidden_size != t.hidden_size {
+            return Err(format!(
+                "vision out_hidden_size ({}) must equal the text hidden_size ({})",
+                v.out_hidden_size, t.hidden_size
+            ));
+        }
+        let ids = [
+            self.image_token_id,
+            self.video_token_id,
+            self.vision_start_token_id,
+            self.vision_end_token_id,
+        ];
+        if let Some(id) = ids.iter().find(|&&id| id as usize >= t.vocab_size) {
+            return Err(format!(
+                "special token id {id} lies outside the vocabulary of {}",
+                t.vocab_size
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.text_config
+            .head_dim
+            .unwrap_or(self.text_config.hidden_size / self.text_config.num_attention_heads)
+    }
+
+    fn rope(&self) -> RopeParameters {
+        self.text_config
+            .rope_parameters
+            .clone()
+            .or_else(|| self.text_config.rope_scaling.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn rope_theta(&self) -> f64 {
+        self.rope()
+            .rope_theta
+            .or(self.text_config.rope_theta)
+            .unwrap_or(5_000_000.0)
+    }
+
+    pub fn mrope_section(&self) -> Vec<usize> {
+        self.rope()
+            .mrope_section
+            .unwrap_or_else(|| vec![24, 20, 20])
+    }
+
+    /// Whether `lm_head` shares the embedding matrix; the top-level flag wins, as in HF.
+    pub fn tie_word_embeddings(&self) -> bool {
+        self.tie_word_embeddings
+            .or(self.text_config.tie_word_embeddings)
+            .unwrap_or(false)
+    }
+
+    /// Token ids that end generation by default, from the config's `eos_token_id`.
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        match &self.text_config.eos_token_id {
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|n| vec![n as u32]).unwrap_or_default()
+            }
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_u64().map(|n| n as u32))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `preprocessor_config.json` of a Qwen2-VL-style image processor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreprocessorConfig {
+    #[serde(default = "default_patch")]
+    pub patch_size: usize,
+    #[serde(default = "default_merge")]
+    pub merge_size: usize,
+    #[serde(default = "default_temporal")]
+    pub temporal_patch_size: usize,
+    #[serde(default = "default_half3")]
+    pub image_mean: [f32; 3],
+    #[serde(default = "default_half3")]
+    pub image_std: [f32; 3],
+    #[serde(default = "default_rescale")]
+    pub rescale_factor: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<PixelBounds>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_pixels: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pixels: Option<usize>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// HF's `size` field: `shortest_edge` is the minimum pixel count, `longest_edge` the maximum.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PixelBounds {
+    pub shortest_edge: usize,
+    pub longest_edge: usize,
+}
+
+fn default_patch() -> usize {
+    16
+}
+fn default_merge() -> usize {
+    2
+}
+fn default_temporal() -> usize {
+    2
+}
+fn default_half3() -> [f32; 3] {
+    [0.5, 0.5, 0.5]
+}
+fn default_rescale() -> f64 {
+    1.0 / 255.0
+}
+
+impl PreprocessorConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let config: Self = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: path.into(),
+            what: "an image preprocessor config",
+            source,
+        })?;
+        if config.patch_size == 0 || config.merge_size == 0 || config.temporal_patch_size == 0 {
+            return Err(ModelError::Config {
+                path: path.into(),
+                reason: "patch_size, merge_size and temporal_patch_size must be positive".into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The fewest pixels an image is scaled up to (HF's `min_pixels`).
+    pub fn min_pixels(&self) -> usize {
+        self.size
+            .as_ref()
+            .map(|s| s.shortest_edge)
+            .or(self.min_pixels)
+            .unwrap_or(56 * 56)
+    }
+
+    /// The most pixels an image is scaled down to (HF's `max_pixels`).
+    pub fn max_pixels(&self) -> usize {
+        self.size
+            .as_ref()
+            .map(|s| s.longest_edge)
+            .or(self.max_pixels)
+            .unwrap_or(28 * 28 * 1280)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "architectures": ["Qwen3VLForConditionalGeneration"],
+            "model_type": "qwen3_vl",
+            "image_token_id": 10, "video_token_id": 11,
+            "vision_start_token_id": 12, "vision_end_token_id": 13,
+            "tie_word_embeddings": true,
+            "text_config": {
+                "vocab_size": 100, "hidden_size": 32, "intermediate_size": 64,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "head_dim": 8, "max_position_embeddings": 512, "rms_norm_eps": 1e-6,
+                "rope_theta": 10000.0,
+                "rope_scaling": {"rope_type": "default", "mrope_section": [2, 1, 1], "mrope_interleaved": true},
+                "eos_token_id": [5, 6]
+            },
+            "vision_config": {
+                "depth": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
+                "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
+                "out_hidden_size": 32, "num_position_embeddings": 16,
+                "deepstack_visual_indexes": [0]
+            }
+        })
+    }
+
+    fn write(value: &serde_json::Value) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, value.to_string()).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn reads_legacy_rope_fields() {
+        let (_dir, path) = write(&sample());
+        let config = Qwen3VlConfig::from_file(&path).expect("valid");
+        assert_eq!(config.mrope_section(), vec![2, 1, 1]);
+        assert_eq!(config.rope_theta(), 10000.0);
+        assert!(config.tie_word_embeddings());
+        assert_eq!(config.eos_token_ids(), vec![5, 6]);
+    }
+
+    #[test]
+    fn names_unsupported_architecture() {
+        let mut value = sample();
+        value["model_type"] = "llama".into();
+        let (_dir, path) = write(&value);
+        let err = Qwen3VlConfig::from_file(&path).expect_err("llama refused");
+        assert!(err.to_string().contains("\"llama\""), "{err}");
+    }
+
+    #[test]
+    fn refuses_mrope_section_not_matching_head_dim() {
+        let mut value = sample();
+        value["text_config"]["rope_scaling"]["mrope_section"] = serde_json::json!([2, 2, 2]);
+        let (_dir, path) = write(&value);
+        let err = Qwen3VlConfig::from_file(&path).expect_err("bad section");
+        assert!(err.to_string().contains("mrope_section"), "{err}");
+    }
+}

@@ -1,0 +1,236 @@
+//! Sampling from the model in Fast mode, returning the generated ids with the log-probability
+//! of each under the distribution it was drawn from (what PPO's importance ratio needs).
+
+use candle_core::DType;
+
+use crate::error::{ModelError, Result};
+use crate::model::{KvCache, Logits, ModelInput, Qwen3Vl};
+use crate::rng::SeededRng;
+
+/// Sampling settings, with HF's order of application: temperature, then top-k, then top-p.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// 0 means greedy.
+    pub temperature: f64,
+    /// 1.0 disables nucleus filtering.
+    pub top_p: f64,
+    /// 0 disables top-k filtering.
+    pub top_k: usize,
+    pub seed: u64,
+    pub max_tokens: usize,
+    /// Tokens that end the generation (included in the output).
+    pub stop: Vec<u32>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            temperature: 0.7,
+            top_p: 0.8,
+            top_k: 20,
+            seed: 0,
+            max_tokens: 256,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Stop(u32),
+    MaxTokens,
+    ContextFull,
+}
+
+/// A generated response.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    /// Per token: log-probability under the sampling distribution (temperature-scaled and
+    /// truncated); for greedy decoding, under the model's own distribution.
+    pub logprobs: Vec<f32>,
+    pub finish: Finish,
+}
+
+/// Generates a response to `input`; `on_token` sees each token as it is chosen.
+pub fn generate(
+    model: &Qwen3Vl,
+    cache: &mut KvCache,
+    input: &ModelInput,
+    sampling: &Sampling,
+    lora: bool,
+    on_token: &mut dyn FnMut(u32),
+) -> Result<Generation> {
+    if !(sampling.temperature >= 0.0 && sampling.temperature.is_finite()) {
+        return Err(ModelError::Input(format!(
+            "temperature {} must be finite and >= 0",
+            sampling.temperature
+        )));
+    }
+    if !(sampling.top_p > 0.0 && sampling.top_p <= 1.0) {
+        return Err(ModelError::Input(format!(
+            "top_p {} must be in (0, 1]",
+            sampling.top_p
+        )));
+    }
+    let limit = model.context_limit();
+    let mut rng = SeededRng::new(sampling.seed);
+    let mut tokens = Vec::new();
+    let mut logprobs = Vec::new();
+    let mut logits = model
+        .prefill(cache, input, lora, Logits::Last)?
+        .squeeze(0)?;
+    let finish = loop {
+        if tokens.len() >= sampling.max_tokens {
+            break Finish::MaxTokens;
+        }
+        let values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let (token, logprob) = choose(&values, sampling, &mut rng)?;
+        tokens.push(token);
+        logprobs.push(logprob);
+        on_token(token);
+        if sampling.stop.contains(&token) {
+            break Finish::Stop(token);
+        }
+        if cache.len() + 1 > limit {
+            break Finish::ContextFull;
+        }
+        if tokens.len() >= sampling.max_tokens {
+            break Finish::MaxTokens;
+        }
+        logits = model.decode(cache, token, lora)?;
+    };
+    Ok(Generation {
+        tokens,
+        logprobs,
+        finish,
+    })
+}
+
+/// Picks one token from raw logits; returns it with its log-probability.
+pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SeededRng) -> Result<(u32, f32)> {
+    if logits.is_empty() {
+        return Err(ModelError::Input("empty logits".into()));
+    }
+    if logits.iter().any(|x| x.is_nan()) {
+        return Err(ModelError::Input("the model produced NaN logits".into()));
+    }
+    if sampling.temperature == 0.0 {
+        let (best, _) = logits
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |acc, (i, &x)| if x > acc.1 { (i, x) } else { acc },
+            );
+        return Ok((best as u32, log_softmax_at(logits, best, 1.0)));
+    }
+    let t = sampling.temperature as f32;
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if sampling.top_k > 0 && sampling.top_k < order.len() {
+        order.truncate(sampling.top_k);
+    }
+    let max = logits[order[0]] / t;
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] / t - max) as f64).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    // Nucleus: keep the smallest prefix whose mass reaches top_p (always at least one).
+    let mut kept = 0;
+    let mut mass = 0.0;
+    for w in &weights {
+        kept += 1;
+        mass += w / total;
+        if mass >= sampling.top_p {
+            break;
+        }
+    }
+    let kept_total: f64 = weights[..kept].iter().sum();
+    let mut draw = rng.uniform() * kept_total;
+    let mut pick = kept - 1;
+    for (j, w) in weights[..kept].iter().enumerate() {
+        if draw < *w {
+            pick = j;
+            break;
+        }
+        draw -= w;
+    }
+    let logprob = (weights[pick] / kept_total).ln() as f32;
+    Ok((order[pick] as u32, logprob))
+}
+
+fn log_softmax_at(logits: &[f32], index: usize, t: f32) -> f32 {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x / t));
+    let sum: f64 = logits.iter().map(|&x| ((x / t - max) as f64).exp()).sum();
+    (logits[index] / t - max) - sum.ln() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_takes_the_largest() {
+        let s = Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        };
+        let (tok, lp) = choose(&[0.0, 3.0, 1.0], &s, &mut SeededRng::new(0)).expect("choose");
+        assert_eq!(tok, 1);
+        let expected = 3.0 - (1.0f64 + 3f64.exp() + 1f64.exp()).ln();
+        assert!((lp as f64 - expected).abs() < 1e-5);
+    }
+
+    #[test]
+    fn top_k_one_is_deterministic_with_logprob_zero() {
+        let s = Sampling {
+            temperature: 1.0,
+            top_k: 1,
+            top_p: 1.0,
+            ..Sampling::default()
+        };
+        for seed in 0..20 {
+            let (tok, lp) =
+                choose(&[0.5, 0.1, 2.0], &s, &mut SeededRng::new(seed)).expect("choose");
+            assert_eq!(tok, 2);
+            assert_eq!(lp, 0.0);
+        }
+    }
+
+    #[test]
+    fn sampling_follows_the_distribution() {
+        let s = Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            ..Sampling::default()
+        };
+        let logits = [0.0f32, (3.0f32).ln()]; // probabilities 1/4 and 3/4
+        let mut rng = SeededRng::new(3);
+        let n = 4000;
+        let ones = (0..n)
+            .filter(|_| choose(&logits, &s, &mut rng).expect("choose").0 == 1)
+            .count();
+        let share = ones as f64 / n as f64;
+        assert!((share - 0.75).abs() < 0.03, "{share}");
+    }
+
+    #[test]
+    fn nucleus_drops_the_tail() {
+        // probabilities ≈ 0.665, 0.245, 0.090: top_p 0.8 keeps the first two.
+        let s = Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.8,
+            ..Sampling::default()
+        };
+        let mut rng = SeededRng::new(1);
+        for _ in 0..500 {
+            let (tok, _) = choose(&[2.0, 1.0, 0.0], &s, &mut rng).expect("choose");
+            assert_ne!(tok, 2);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Qwen3-VL in candle, owned end to end so that it can be trained: one model definition with a
+//! Fast mode (fused kernels, KV cache) for generation and a Train mode (differentiable ops) for
+//! log-probabilities under gradient; LoRA in PEFT's layout; HF-exact image preprocessing and
+//! chat templates; PEFT adapter files; and a generator of tiny random models in HF's format.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod lora;
+pub mod model;
+pub mod ops;
+pub mod peft;
+pub mod preprocess;
+pub mod processor;
+pub mod rng;
+pub mod rope;
+pub mod source;
+pub mod text;
+pub mod tiny;
+pub mod vision;
+pub mod weights;
+
+pub use config::{PreprocessorConfig, Qwen3VlConfig};
+pub use error::{ModelError, Result};
+pub use lora::LoraConfig;
+pub use model::{KvCache, Logits, ModelInput, Qwen3Vl, ScoreItem, Scored};
+pub use ops::{Mode, Pass};
+pub use preprocess::{ImageFrame, PreparedImage};

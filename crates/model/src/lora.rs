@@ -1,0 +1,200 @@
+//! Linear layers with an optional LoRA adapter in PEFT's layout.
+//!
+//! PEFT stores `lora_A` as `[r, in]` and `lora_B` as `[out, r]` and adds
+//! `scale * x Aᵀ Bᵀ` (scale = alpha / r) to the frozen layer's output. `A` starts random and `B`
+//! zero, so a fresh adapter leaves the model unchanged. The adapter's tensors are candle `Var`s
+//! in f32 whatever the base dtype, so the optimiser updates them in place and a bf16 base keeps
+//! full-precision adapter weights.
+
+use candle_core::{DType, Result, Tensor, Var};
+
+use crate::ops::{Mode, Pass};
+
+/// Which linear layers carry adapters, and how large.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    /// Module names as PEFT spells them (`q_proj`, `down_proj`, ...), matched within the
+    /// language model.
+    pub target_modules: Vec<String>,
+    /// rsLoRA scales by alpha/√r instead of alpha/r.
+    pub use_rslora: bool,
+}
+
+impl LoraConfig {
+    /// The seven linears of every decoder layer, the usual choice for GUI-agent RL.
+    pub const DEFAULT_TARGETS: [&'static str; 7] = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ];
+
+    pub fn new(rank: usize, alpha: f64) -> Self {
+        Self {
+            rank,
+            alpha,
+            target_modules: Self::DEFAULT_TARGETS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            use_rslora: false,
+        }
+    }
+
+    pub fn scale(&self) -> f64 {
+        if self.use_rslora {
+            self.alpha / (self.rank as f64).sqrt()
+        } else {
+            self.alpha / self.rank as f64
+        }
+    }
+
+    pub fn targets(&self, module: &str) -> bool {
+        self.target_modules.iter().any(|t| t == module)
+    }
+}
+
+/// One adapter's trainable pair.
+#[derive(Debug, Clone)]
+pub struct LoraWeights {
+    /// `[r, in]`
+    pub a: Var,
+    /// `[out, r]`
+    pub b: Var,
+    pub scale: f64,
+}
+
+/// A frozen linear layer, `y = x Wᵀ + b`, with an optional adapter.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `[out, in]`
+    weight: Tensor,
+    bias: Option<Tensor>,
+    lora: Option<LoraWeights>,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight,
+            bias,
+            lora: None,
+        }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weight.dims().get(1).copied().unwrap_or(0)
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.dims().first().copied().unwrap_or(0)
+    }
+
+    pub fn lora(&self) -> Option<&LoraWeights> {
+        self.lora.as_ref()
+    }
+
+    pub fn set_lora(&mut self, lora: Option<LoraWeights>) {
+        self.lora = lora;
+    }
+
+    /// Applies the layer to `[..., in]`, flattening leading dims into one matrix product.
+    pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let Some((&in_dim, lead)) = dims.split_last() else {
+            candle_core::bail!("linear layer on a scalar");
+        };
+        let rows: usize = lead.iter().product();
+        let x2 = x.reshape((rows, in_dim))?;
+        let mut y = x2.matmul(&self.weight.t()?)?;
+        if let Some(bias) = &self.bias {
+            y = y.broadcast_add(bias)?;
+        }
+        if pass.lora
+            && let Some(lora) = &self.lora
+        {
+            let (a, b) = match pass.mode {
+                Mode::Fast => (lora.a.as_tensor().detach(), lora.b.as_tensor().detach()),
+                Mode::Train => (lora.a.as_tensor().clone(), lora.b.as_tensor().clone()),
+            };
+            let delta = x2
+                .to_dtype(DType::F32)?
+                .matmul(&a.t()?)?
+                .matmul(&b.t()?)?
+                .affine(lora.scale, 0.0)?;
+            let dtype = y.dtype();
+            y = (y + delta.to_dtype(dtype)?)?;
+        }
+        let mut out_shape = lead.to_vec();
+        out_shape.push(self.out_features());
+        y.reshape(out_shape)
+    }
+
+    /// Folds the adapter into the frozen weight and drops it.
+    pub fn merge(&mut self) -> Result<()> {
+        if let Some(lora) = self.lora.take() {
+            let delta = lora
+                .b
+                .as_tensor()
+                .matmul(lora.a.as_tensor())?
+                .affine(lora.scale, 0.0)?;
+            self.weight =
+                (self.weight.to_dtype(DType::F32)? + delta)?.to_dtype(self.weight.dtype())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn adapter_adds_scaled_low_rank_update() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::new(&[[1f32, 0.], [0., 1.], [1., 1.]], &dev)?;
+        let mut lin = Linear::new(w, None);
+        let a = Var::from_tensor(&Tensor::new(&[[1f32, 2.]], &dev)?)?;
+        let b = Var::from_tensor(&Tensor::new(&[[1f32], [0.], [-1.]], &dev)?)?;
+        lin.set_lora(Some(LoraWeights { a, b, scale: 0.5 }));
+        let x = Tensor::new(&[[3f32, 4.]], &dev)?;
+        let on = lin.forward(&x, Pass::train(true))?.to_vec2::<f32>()?;
+        let off = lin.forward(&x, Pass::train(false))?.to_vec2::<f32>()?;
+        assert_eq!(off, vec![vec![3., 4., 7.]]);
+        // x·Aᵀ = 11; B·11·0.5 = [5.5, 0, -5.5]
+        assert_eq!(on, vec![vec![8.5, 4., 1.5]]);
+        lin.merge()?;
+        assert!(lin.lora().is_none());
+        assert_eq!(lin.forward(&x, Pass::fast(true))?.to_vec2::<f32>()?, on);
+        Ok(())
+    }
+
+    #[test]
+    fn fast_mode_gives_no_gradient() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut lin = Linear::new(Tensor::ones((2, 2), DType::F32, &dev)?, None);
+        let a = Var::ones((1, 2), DType::F32, &dev)?;
+        let b = Var::ones((2, 1), DType::F32, &dev)?;
+        lin.set_lora(Some(LoraWeights {
+            a: a.clone(),
+            b,
+            scale: 1.0,
+        }));
+        let x = Tensor::ones((1, 2), DType::F32, &dev)?;
+        let grads = lin.forward(&x, Pass::fast(true))?.sum_all()?.backward()?;
+        assert!(grads.get(a.as_tensor()).is_none());
+        let grads = lin.forward(&x, Pass::train(true))?.sum_all()?.backward()?;
+        assert!(grads.get(a.as_tensor()).is_some());
+        Ok(())
+    }
+}

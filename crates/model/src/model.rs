@@ -1,0 +1,574 @@
+//! Qwen3-VL for conditional generation: vision tower + language model + lm_head, with the two
+//! execution modes (see [`crate::ops::Mode`]) and LoRA adapters on the language model.
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor, Var, backprop::GradStore};
+
+use crate::config::Qwen3VlConfig;
+use crate::error::{ModelError, Result};
+use crate::lora::{LoraConfig, LoraWeights};
+use crate::ops::{Mode, Pass};
+use crate::preprocess::PreparedImage;
+use crate::rng::SeededRng;
+use crate::rope::{Positions, TextRope, rope_index};
+use crate::text::{LayerCache, TextModel, causal_mask};
+use crate::vision::VisionModel;
+use crate::weights::WeightFiles;
+
+/// A rendered prompt: token ids with image placeholders expanded, and the images in order.
+#[derive(Debug, Clone, Default)]
+pub struct ModelInput {
+    pub ids: Vec<u32>,
+    pub images: Vec<PreparedImage>,
+}
+
+/// Keys and values of a generation in progress, resettable and sized by what was seen.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+    rope_delta: i64,
+    lora: Option<bool>,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Forgets everything, keeping the allocation-free empty state.
+    pub fn reset(&mut self) {
+        for layer in &mut self.layers {
+            *layer = LayerCache::default();
+        }
+        self.len = 0;
+        self.rope_delta = 0;
+        self.lora = None;
+    }
+}
+
+/// Which positions' logits a prefill returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    Last,
+    All,
+}
+
+/// A prompt and the response whose per-token log-probabilities are wanted.
+#[derive(Debug, Clone)]
+pub struct ScoreItem {
+    pub prompt: ModelInput,
+    pub response: Vec<u32>,
+}
+
+/// Per-token log-probabilities of a batch of responses, flat, with each item's span.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    /// `[total response tokens]`, f32, carrying gradient in Train mode.
+    pub logprobs: Tensor,
+    /// (start, len) of each item in `logprobs`.
+    pub spans: Vec<(usize, usize)>,
+}
+
+/// One prepared row: embeddings, positions and the DeepStack additions.
+struct Row {
+    embeds: Tensor,
+    positions: Positions,
+    delta: i64,
+    deepstack: Vec<Tensor>,
+}
+
+/// The model.
+pub struct Qwen3Vl {
+    config: Qwen3VlConfig,
+    vision: VisionModel,
+    text: TextModel,
+    lm_head: Tensor,
+    rope: TextRope,
+    device: Device,
+    dtype: DType,
+    lora: Option<LoraConfig>,
+}
+
+impl Qwen3Vl {
+    /// Loads the weights of a model directory whose config has been read.
+    pub fn load(dir: &Path, config: Qwen3VlConfig, device: &Device, dtype: DType) -> Result<Self> {
+        let weights = WeightFiles::open(dir, device, dtype)?;
+        let vision = VisionModel::load(&weights, &config)?;
+        let text = TextModel::load(&weights, &config)?;
+        let t = &config.text_config;
+        let lm_head = if config.tie_word_embeddings() {
+            text.embed_tokens().clone()
+        } else {
+            weights.get("lm_head.weight", &[t.vocab_size, t.hidden_size])?
+        };
+        weights.finish()?;
+        let rope = TextRope::new(
+            config.head_dim(),
+            config.rope_theta(),
+            &config.mrope_section(),
+        );
+        Ok(Self {
+            config,
+            vision,
+            text,
+            lm_head,
+            rope,
+            device: device.clone(),
+            dtype,
+            lora: None,
+        })
+    }
+
+    pub fn config(&self) -> &Qwen3VlConfig {
+        &self.config
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn context_limit(&self) -> usize {
+        self.config.text_config.max_position_embeddings
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            layers: vec![LayerCache::default(); self.text.num_layers()],
+            len: 0,
+            rope_delta: 0,
+            lora: None,
+        }
+    }
+
+    fn check_input(&self, input: &ModelInput) -> Result<()> {
+        if input.ids.is_empty() {
+            return Err(ModelError::Input("empty prompt".into()));
+        }
+        if input.ids.len() > self.context_limit() {
+            return Err(ModelError::ContextOverflow {
+                tokens: input.ids.len(),
+                limit: self.context_limit(),
+            });
+        }
+        let vocab = self.config.text_config.vocab_size;
+        if let Some(bad) = input.ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let merge = self.config.vision_config.spatial_merge_size;
+        let placeholders = input
+            .ids
+            .iter()
+            .filter(|&&id| id == self.config.image_token_id)
+            .count();
+        let wanted: usize = input.images.iter().map(|im| im.num_tokens(merge)).sum();
+        if placeholders != wanted {
+            return Err(ModelError::ImageCountMismatch {
+                placeholders,
+                images: wanted,
+            });
+        }
+        let patch_dim = self.config.vision_config.in_channels
+            * self.config.vision_config.temporal_patch_size
+            * self.config.vision_config.patch_size.pow(2);
+        if let Some(im) = input.images.iter().find(|im| im.patch_dim != patch_dim) {
+            return Err(ModelError::Input(format!(
+                "image patches of {} values, the vision tower takes {patch_dim}",
+                im.patch_dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// Embeds one prompt, runs the (frozen) vision tower and places its outputs.
+    fn prepare_row(&self, input: &ModelInput) -> Result<Row> {
+        self.check_input(input)?;
+        let s = input.ids.len();
+        let ids = Tensor::new(input.ids.as_slice(), &self.device)?.unsqueeze(0)?;
+        let mut embeds = self.text.embed(&ids)?.squeeze(0)?;
+        let merge = self.config.vision_config.spatial_merge_size;
+        let grids: Vec<_> = input.images.iter().map(|im| im.grid).collect();
+        let (positions, delta) = rope_index(&input.ids, self.config.image_token_id, &grids, merge);
+        let mut deepstack = Vec::new();
+        if !input.images.is_empty() {
+            let pixels: Vec<f32> = input
+                .images
+                .iter()
+                .flat_map(|im| im.pixels.iter().copied())
+                .collect();
+            let patches: usize = input.images.iter().map(|im| im.num_patches()).sum();
+            let pixels =
+                Tensor::from_vec(pixels, (patches, input.images[0].patch_dim), &self.device)?;
+            let out = self.vision.forward(&pixels, &grids, Mode::Fast)?;
+            let slots: Vec<u32> = input
+                .ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| **id == self.config.image_token_id)
+                .map(|(i, _)| i as u32)
+                .collect();
+            let slots = Tensor::new(slots.as_slice(), &self.device)?;
+            let hidden = embeds.dim(1)?;
+            let zeros = Tensor::zeros((s, hidden), self.dtype, &self.device)?;
+            let placed = zeros.index_add(&slots, &out.embeds.to_dtype(self.dtype)?, 0)?;
+            let ones = Tensor::ones((slots.dim(0)?, 1), self.dtype, &self.device)?;
+            let is_image =
+                Tensor::zeros((s, 1), self.dtype, &self.device)?.index_add(&slots, &ones, 0)?;
+            let keep = (1.0 - &is_image)?;
+            embeds = (embeds.broadcast_mul(&keep)? + placed)?;
+            for feature in &out.deepstack {
+                deepstack.push(
+                    zeros
+                        .index_add(&slots, &feature.to_dtype(self.dtype)?, 0)?
+                        .unsqueeze(0)?,
+                );
+            }
+        }
+        Ok(Row {
+            embeds: embeds.unsqueeze(0)?,
+            positions,
+            delta,
+            deepstack,
+        })
+    }
+
+    /// lm_head on `[n, hidden]` rows, in f32.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(hidden.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?)
+    }
+
+    /// Fast mode: runs a prompt into a fresh cache and returns logits `[positions, vocab]`.
+    pub fn prefill(
+        &self,
+        cache: &mut KvCache,
+        input: &ModelInput,
+        lora: bool,
+        keep: Logits,
+    ) -> Result<Tensor> {
+        cache.reset();
+        let row = self.prepare_row(input)?;
+        let s = input.ids.len();
+        let (cos, sin) = self
+            .rope
+            .tables(std::slice::from_ref(&row.positions), &self.device)?;
+        let mask = if s > 1 {
+            Some(causal_mask(1, s, 0, None, &self.device)?)
+        } else {
+            None
+        };
+        let hidden = self.text.forward(
+            row.embeds,
+            &cos,
+            &sin,
+            mask.as_ref(),
+            &row.deepstack,
+            Some(&mut cache.layers),
+            Pass::fast(lora),
+        )?;
+        cache.len = s;
+        cache.rope_delta = row.delta;
+        cache.lora = Some(lora);
+        let hidden = hidden.squeeze(0)?;
+        let hidden = match keep {
+            Logits::All => hidden,
+            Logits::Last => hidden.narrow(0, s - 1, 1)?,
+        };
+        self.logits(&hidden)
+    }
+
+    /// Fast mode: feeds one token after a prefill and returns its logits `[vocab]`.
+    pub fn decode(&self, cache: &mut KvCache, token: u32, lora: bool) -> Result<Tensor> {
+        match cache.lora {
+            None => return Err(ModelError::Input("decode before prefill".into())),
+            Some(l) if l != lora => {
+                return Err(ModelError::Input(format!(
+                    "decode with LoRA {} on a cache filled with LoRA {}",
+                    if lora { "on" } else { "off" },
+                    if l { "on" } else { "off" }
+                )));
+            }
+            Some(_) => {}
+        }
+        if cache.len + 1 > self.context_limit() {
+            return Err(ModelError::ContextOverflow {
+                tokens: cache.len + 1,
+                limit: self.context_limit(),
+            });
+        }
+        let vocab = self.config.text_config.vocab_size;
+        if token as usize >= vocab {
+            return Err(ModelError::Input(format!(
+                "token id {token} outside the vocabulary of {vocab}"
+            )));
+        }
+        let ids = Tensor::new(&[[token]], &self.device)?;
+        let embeds = self.text.embed(&ids)?;
+        let pos = Positions::sequential(cache.len as i64 + cache.rope_delta, 1);
+        let (cos, sin) = self.rope.tables(&[pos], &self.device)?;
+        let hidden = self.text.forward(
+            embeds,
+            &cos,
+            &sin,
+            None,
+            &[],
+            Some(&mut cache.layers),
+            Pass::fast(lora),
+        )?;
+        cache.len += 1;
+        Ok(self.logits(&hidden.squeeze(0)?)?.squeeze(0)?)
+    }
+
+    /// Train mode: final hidden states `[b, longest, hidden]` of right-padded rows, with each
+    /// row's real length. Differentiable with respect to the LoRA weights.
+    pub fn forward_train(&self, inputs: &[ModelInput], lora: bool) -> Result<(Tensor, Vec<usize>)> {
+        if inputs.is_empty() {
+            return Err(ModelError::Input("empty batch".into()));
+        }
+        let rows = inputs
+            .iter()
+            .map(|input| self.prepare_row(input))
+            .collect::<Result<Vec<_>>>()?;
+        let lens: Vec<usize> = inputs.iter().map(|i| i.ids.len()).collect();
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        let hidden_size = self.config.text_config.hidden_size;
+        let layers = self.config.vision_config.deepstack_visual_indexes.len();
+        let mut embeds = Vec::with_capacity(rows.len());
+        let mut positions = Vec::with_capacity(rows.len());
+        let mut deepstack: Vec<Vec<Tensor>> = vec![Vec::new(); layers];
+        let any_images = rows.iter().any(|r| !r.deepstack.is_empty());
+        for row in rows {
+            let len = row.positions.len();
+            let pad = longest - len;
+            let mut p = row.positions;
+            let next =
+                p.t.iter()
+                    .chain(&p.h)
+                    .chain(&p.w)
+                    .copied()
+                    .max()
+                    .unwrap_or(-1)
+                    + 1;
+            let filler = Positions::sequential(next, pad);
+            p.t.extend(filler.t);
+            p.h.extend(filler.h);
+            p.w.extend(filler.w);
+            positions.push(p);
+            embeds.push(pad_seq(&row.embeds, pad)?);
+            if any_images {
+                for (k, slot) in deepstack.iter_mut().enumerate() {
+                    let extra = match row.deepstack.get(k) {
+                        Some(t) => pad_seq(t, pad)?,
+                        None => Tensor::zeros((1, longest, hidden_size), self.dtype, &self.device)?,
+                    };
+                    slot.push(extra);
+                }
+            }
+        }
+        let embeds = Tensor::cat(&embeds, 0)?;
+        let deepstack = if any_images {
+            deepstack
+                .iter()
+                .map(|rows| Tensor::cat(rows, 0))
+                .collect::<candle_core::Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        let (cos, sin) = self.rope.tables(&positions, &self.device)?;
+        let mask = causal_mask(inputs.len(), longest, 0, Some(&lens), &self.device)?;
+        let hidden = self.text.forward(
+            embeds,
+            &cos,
+            &sin,
+            Some(&mask),
+            &deepstack,
+            None,
+            Pass::train(lora),
+        )?;
+        Ok((hidden, lens))
+    }
+
+    /// All logits `[s, vocab]` of one prompt, in either mode (for comparisons with other
+    /// implementations).
+    pub fn full_logits(&self, input: &ModelInput, mode: Mode, lora: bool) -> Result<Tensor> {
+        match mode {
+            Mode::Fast => self.prefill(&mut self.new_cache(), input, lora, Logits::All),
+            Mode::Train => {
+                let (hidden, _) = self.forward_train(std::slice::from_ref(input), lora)?;
+                self.logits(&hidden.squeeze(0)?)
+            }
+        }
+    }
+
+    /// Train mode: log-probabilities of each response token given its prompt, computing the
+    /// lm_head only at response positions.
+    pub fn score(&self, items: &[ScoreItem], lora: bool) -> Result<Scored> {
+        let mut inputs = Vec::with_capacity(items.len());
+        for item in items {
+            if item.response.is_empty() {
+                return Err(ModelError::Input("a response to score is empty".into()));
+            }
+            let mut input = item.prompt.clone();
+            input
+                .ids
+                .extend_from_slice(&item.response[..item.response.len() - 1]);
+            inputs.push(input);
+        }
+        let (hidden, lens) = self.forward_train(&inputs, lora)?;
+        let (b, longest, h) = hidden.dims3()?;
+        let mut rows = Vec::new();
+        let mut targets = Vec::new();
+        let mut spans = Vec::with_capacity(b);
+        for (i, item) in items.iter().enumerate() {
+            let p = item.prompt.ids.len();
+            spans.push((targets.len(), item.response.len()));
+            for (j, &token) in item.response.iter().enumerate() {
+                rows.push((i * longest + p - 1 + j) as u32);
+                targets.push(token);
+            }
+            debug_assert!(p - 1 + item.response.len() <= lens[i]);
+        }
+        let vocab = self.config.text_config.vocab_size;
+        if let Some(bad) = targets.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::Input(format!(
+                "response token {bad} outside the vocabulary of {vocab}"
+            )));
+        }
+        let rows = Tensor::new(rows.as_slice(), &self.device)?;
+        let picked = hidden.reshape((b * longest, h))?.index_select(&rows, 0)?;
+        let logits = self.logits(&picked)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let targets = Tensor::new(targets.as_slice(), &self.device)?.unsqueeze(1)?;
+        let logprobs = logp.gather(&targets, 1)?.squeeze(1)?;
+        Ok(Scored { logprobs, spans })
+    }
+
+    /// Adds fresh adapters (A random as PEFT's Kaiming-uniform init, B zero) to every target.
+    pub fn attach_lora(&mut self, config: LoraConfig, seed: u64) -> Result<()> {
+        if config.rank == 0 {
+            return Err(ModelError::Input("LoRA rank must be positive".into()));
+        }
+        let mut rng = SeededRng::new(seed);
+        let device = self.device.clone();
+        for (_, module, linear) in self.text.linears_mut() {
+            if !config.targets(module) {
+                continue;
+            }
+            let (out_f, in_f) = (linear.out_features(), linear.in_features());
+            let bound = 1.0 / (in_f as f64).sqrt();
+            let a = Tensor::from_vec(
+                rng.uniforms(config.rank * in_f, bound),
+                (config.rank, in_f),
+                &device,
+            )?;
+            let b = Tensor::zeros((out_f, config.rank), DType::F32, &device)?;
+            linear.set_lora(Some(LoraWeights {
+                a: Var::from_tensor(&a)?,
+                b: Var::from_tensor(&b)?,
+                scale: config.scale(),
+            }));
+        }
+        self.lora = Some(config);
+        Ok(())
+    }
+
+    /// Installs given adapter tensors (module path → (A, B)), replacing any present.
+    pub(crate) fn set_lora_weights(
+        &mut self,
+        config: LoraConfig,
+        mut tensors: std::collections::BTreeMap<String, (Tensor, Tensor)>,
+    ) -> Result<()> {
+        for (path, _, linear) in self.text.linears_mut() {
+            linear.set_lora(None);
+            if let Some((a, b)) = tensors.remove(&path) {
+                let expected_a = [config.rank, linear.in_features()];
+                let expected_b = [linear.out_features(), config.rank];
+                if a.dims() != expected_a {
+                    return Err(ModelError::WrongShape {
+                        name: format!("{path}.lora_A.weight"),
+                        found: a.dims().to_vec(),
+                        expected: expected_a.to_vec(),
+                    });
+                }
+                if b.dims() != expected_b {
+                    return Err(ModelError::WrongShape {
+                        name: format!("{path}.lora_B.weight"),
+                        found: b.dims().to_vec(),
+                        expected: expected_b.to_vec(),
+                    });
+                }
+                linear.set_lora(Some(LoraWeights {
+                    a: Var::from_tensor(&a.to_dtype(DType::F32)?.to_device(&self.device)?)?,
+                    b: Var::from_tensor(&b.to_dtype(DType::F32)?.to_device(&self.device)?)?,
+                    scale: config.scale(),
+                }));
+            }
+        }
+        if let Some(path) = tensors.keys().next() {
+            return Err(ModelError::Input(format!(
+                "adapter names module {path}, which this model does not have"
+            )));
+        }
+        self.lora = Some(config);
+        Ok(())
+    }
+
+    pub fn lora_config(&self) -> Option<&LoraConfig> {
+        self.lora.as_ref()
+    }
+
+    /// Every adapter as (module path, A, B): the trainer's parameters.
+    pub fn lora_weights(&self) -> Vec<(String, LoraWeights)> {
+        self.text
+            .linears()
+            .into_iter()
+            .filter_map(|(path, lin)| lin.lora().map(|l| (path, l.clone())))
+            .collect()
+    }
+
+    /// The adapters' trainable variables, in a fixed order.
+    pub fn lora_vars(&self) -> Vec<Var> {
+        self.lora_weights()
+            .into_iter()
+            .flat_map(|(_, l)| [l.a, l.b])
+            .collect()
+    }
+
+    /// Gradients of every adapter variable; fails if any has none, which means the loss was
+    /// computed in Fast mode or with LoRA off.
+    pub fn lora_gradients(&self, grads: &GradStore) -> Result<Vec<(Var, Tensor)>> {
+        let mut out = Vec::new();
+        for (path, lora) in self.lora_weights() {
+            for (var, which) in [(lora.a, "lora_A"), (lora.b, "lora_B")] {
+                let Some(g) = grads.get(var.as_tensor()) else {
+                    return Err(ModelError::ModeMismatch(format!(
+                        "the gradient of {path}.{which}"
+                    )));
+                };
+                out.push((var.clone(), g.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Folds every adapter into its base weight (for export of a merged model).
+    pub fn merge_lora(&mut self) -> Result<()> {
+        for (_, _, linear) in self.text.linears_mut() {
+            linear.merge()?;
+        }
+        self.lora = None;
+        Ok(())
+    }
+}
+
+fn pad_seq(t: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
+    if pad == 0 {
+        return Ok(t.clone());
+    }
+    t.pad_with_zeros(1, 0, pad)
+}

@@ -1,0 +1,189 @@
+//! The few operations whose implementation depends on the execution mode.
+//!
+//! Fast mode uses candle's fused kernels, which carry no backward pass; Train mode composes
+//! differentiable primitives. Every layer calls these with the mode of its pass, so one model
+//! definition serves generation and training and the two cannot drift apart.
+
+use candle_core::{D, DType, Result, Tensor};
+
+/// How a forward pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Fused kernels, KV cache, LoRA detached: for generation. Gradients do not flow.
+    Fast,
+    /// Differentiable ops only, whole sequences with a causal and padding mask: for
+    /// log-probabilities under gradient.
+    Train,
+}
+
+/// One forward pass's switches, handed down to every layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub mode: Mode,
+    /// Whether LoRA adapters apply; off gives the frozen base model (the OPD teacher and the
+    /// KL reference).
+    pub lora: bool,
+}
+
+impl Pass {
+    pub fn fast(lora: bool) -> Self {
+        Self {
+            mode: Mode::Fast,
+            lora,
+        }
+    }
+    pub fn train(lora: bool) -> Self {
+        Self {
+            mode: Mode::Train,
+            lora,
+        }
+    }
+}
+
+/// RMSNorm over the last dimension, computed in f32 as HF does.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Tensor> {
+    let dtype = x.dtype();
+    match mode {
+        Mode::Fast => {
+            let x32 = x.to_dtype(DType::F32)?.contiguous()?;
+            let w32 = weight.to_dtype(DType::F32)?;
+            candle_nn::ops::rms_norm(&x32, &w32, eps as f32)?.to_dtype(dtype)
+        }
+        Mode::Train => {
+            let x32 = x.to_dtype(DType::F32)?;
+            let variance = x32.sqr()?.mean_keepdim(D::Minus1)?;
+            let normed = x32.broadcast_mul(&(variance + eps)?.sqrt()?.recip()?)?;
+            normed
+                .to_dtype(dtype)?
+                .broadcast_mul(&weight.to_dtype(dtype)?)
+        }
+    }
+}
+
+/// LayerNorm over the last dimension (the vision tower's norm).
+pub fn layer_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    mode: Mode,
+) -> Result<Tensor> {
+    let dtype = x.dtype();
+    match mode {
+        Mode::Fast => {
+            let x32 = x.to_dtype(DType::F32)?.contiguous()?;
+            candle_nn::ops::layer_norm(
+                &x32,
+                &weight.to_dtype(DType::F32)?,
+                &bias.to_dtype(DType::F32)?,
+                eps as f32,
+            )?
+            .to_dtype(dtype)
+        }
+        Mode::Train => {
+            let x32 = x.to_dtype(DType::F32)?;
+            let mean = x32.mean_keepdim(D::Minus1)?;
+            let centred = x32.broadcast_sub(&mean)?;
+            let variance = centred.sqr()?.mean_keepdim(D::Minus1)?;
+            centred
+                .broadcast_div(&(variance + eps)?.sqrt()?)?
+                .broadcast_mul(&weight.to_dtype(DType::F32)?)?
+                .broadcast_add(&bias.to_dtype(DType::F32)?)?
+                .to_dtype(dtype)
+        }
+    }
+}
+
+/// Softmax over the last dimension, in f32.
+pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x32 = x.to_dtype(DType::F32)?;
+    let out = match mode {
+        Mode::Fast => candle_nn::ops::softmax_last_dim(&x32.contiguous()?)?,
+        Mode::Train => {
+            let max = x32.max_keepdim(D::Minus1)?.detach();
+            let exp = x32.broadcast_sub(&max)?.exp()?;
+            exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?
+        }
+    };
+    out.to_dtype(dtype)
+}
+
+/// Rotary embedding in the rotate-half layout. `x` is `[b, heads, seq, dim]`; `cos` and `sin`
+/// are `[b, seq, dim/2]` (the half that HF duplicates).
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
+    match mode {
+        Mode::Fast => {
+            let dtype = x.dtype();
+            candle_nn::rotary_emb::rope(
+                &x.contiguous()?,
+                &cos.to_dtype(dtype)?.contiguous()?,
+                &sin.to_dtype(dtype)?.contiguous()?,
+            )
+        }
+        Mode::Train => {
+            let dtype = x.dtype();
+            let cos = Tensor::cat(&[cos, cos], D::Minus1)?
+                .unsqueeze(1)?
+                .to_dtype(dtype)?;
+            let sin = Tensor::cat(&[sin, sin], D::Minus1)?
+                .unsqueeze(1)?
+                .to_dtype(dtype)?;
+            let half = x.dim(D::Minus1)? / 2;
+            let x1 = x.narrow(D::Minus1, 0, half)?;
+            let x2 = x.narrow(D::Minus1, half, half)?;
+            let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+            x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(data, shape, &Device::Cpu).expect("tensor")
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("diff")
+    }
+
+    #[test]
+    fn modes_agree() {
+        let x = random(&[2, 3, 5, 8], 1);
+        let w = random(&[8], 2);
+        let b = random(&[8], 3);
+        let fast = rms_norm(&x, &w, 1e-6, Mode::Fast).expect("fast");
+        let train = rms_norm(&x, &w, 1e-6, Mode::Train).expect("train");
+        assert!(max_diff(&fast, &train) < 1e-5);
+        let fast = layer_norm(&x, &w, &b, 1e-6, Mode::Fast).expect("fast");
+        let train = layer_norm(&x, &w, &b, 1e-6, Mode::Train).expect("train");
+        assert!(max_diff(&fast, &train) < 1e-5);
+        let fast = softmax_last(&x, Mode::Fast).expect("fast");
+        let train = softmax_last(&x, Mode::Train).expect("train");
+        assert!(max_diff(&fast, &train) < 1e-6);
+        let cos = random(&[2, 5, 4], 4);
+        let sin = random(&[2, 5, 4], 5);
+        let fast = rope(&x, &cos, &sin, Mode::Fast).expect("fast");
+        let train = rope(&x, &cos, &sin, Mode::Train).expect("train");
+        assert!(max_diff(&fast, &train) < 1e-6);
+    }
+}

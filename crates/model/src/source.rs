@@ -1,0 +1,224 @@
+//! Where a model comes from: a local HF-format directory, or a hub repo id resolved through the
+//! standard Hugging Face cache (downloading what is missing when the network allows).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+
+use crate::config::Qwen3VlConfig;
+use crate::error::{ModelError, Result};
+use crate::model::Qwen3Vl;
+use crate::processor::Processor;
+
+/// Files a model directory must have besides its weights.
+const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "preprocessor_config.json"];
+/// Files used when present.
+const OPTIONAL: [&str; 4] = [
+    "generation_config.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+];
+
+/// Download progress of one file, for progress bars.
+#[derive(Debug, Clone)]
+pub enum LoadEvent {
+    Downloading {
+        file: String,
+        done: usize,
+        total: usize,
+    },
+    Downloaded {
+        file: String,
+    },
+    Loading {
+        dir: PathBuf,
+    },
+}
+
+/// A loaded model with the processor of its directory.
+pub struct LoadedModel {
+    pub model: Qwen3Vl,
+    pub processor: Processor,
+    pub dir: PathBuf,
+}
+
+impl LoadedModel {
+    /// Loads from a directory or hub id. CPU runs f32; CUDA runs bf16 unless told otherwise.
+    pub fn load(
+        spec: &str,
+        device: &Device,
+        dtype: Option<DType>,
+        progress: &mut dyn FnMut(LoadEvent),
+    ) -> Result<Self> {
+        let dir = resolve(spec, progress)?;
+        progress(LoadEvent::Loading { dir: dir.clone() });
+        let config = Qwen3VlConfig::from_file(&dir.join("config.json"))?;
+        let processor = Processor::load(&dir, &config)?;
+        let dtype = dtype.unwrap_or(if device.is_cuda() {
+            DType::BF16
+        } else {
+            DType::F32
+        });
+        let model = Qwen3Vl::load(&dir, config, device, dtype)?;
+        Ok(Self {
+            model,
+            processor,
+            dir,
+        })
+    }
+}
+
+/// The standard hub cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+pub fn hub_cache() -> hf_hub::Cache {
+    match std::env::var_os("HF_HUB_CACHE") {
+        Some(path) => hf_hub::Cache::new(path.into()),
+        None => hf_hub::Cache::from_env(),
+    }
+}
+
+/// Turns `spec` into a directory holding every file the model needs.
+pub fn resolve(spec: &str, progress: &mut dyn FnMut(LoadEvent)) -> Result<PathBuf> {
+    let local = Path::new(spec);
+    if local.is_dir() {
+        return Ok(local.to_path_buf());
+    }
+    if !looks_like_repo_id(spec) {
+        return Err(ModelError::io(
+            local,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such model directory"),
+        ));
+    }
+    let cache = hub_cache();
+    let repo = cache.model(spec.to_string());
+    let mut missing: Vec<String> = Vec::new();
+    let mut dir = None;
+    for file in REQUIRED {
+        match repo.get(file) {
+            Some(path) => dir = path.parent().map(Path::to_path_buf),
+            None => missing.push(file.to_string()),
+        }
+    }
+    if let Some(dir) = &dir {
+        for shard in weight_files(dir) {
+            if !dir.join(&shard).exists() {
+                missing.push(shard);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(dir.clone());
+        }
+    }
+    download(spec, &cache, progress).map_err(|reason| ModelError::NotFound {
+        repo: spec.into(),
+        cache: cache.path().clone(),
+        reason,
+    })
+}
+
+fn looks_like_repo_id(spec: &str) -> bool {
+    let parts: Vec<&str> = spec.split('/').collect();
+    parts.len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+}
+
+/// The safetensors files a directory's index names, or the single file.
+fn weight_files(dir: &Path) -> Vec<String> {
+    let index = dir.join("model.safetensors.index.json");
+    let Ok(text) = std::fs::read_to_string(&index) else {
+        return vec!["model.safetensors".into()];
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return vec!["model.safetensors".into()];
+    };
+    let mut files: Vec<String> = value
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.values()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files.dedup();
+    files
+}
+
+struct Reporter<'a> {
+    file: String,
+    done: usize,
+    total: usize,
+    sink: &'a mut dyn FnMut(LoadEvent),
+}
+
+impl hf_hub::api::Progress for Reporter<'_> {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.file = filename.to_string();
+        self.total = size;
+        (self.sink)(LoadEvent::Downloading {
+            file: self.file.clone(),
+            done: 0,
+            total: size,
+        });
+    }
+    fn update(&mut self, size: usize) {
+        self.done += size;
+        (self.sink)(LoadEvent::Downloading {
+            file: self.file.clone(),
+            done: self.done,
+            total: self.total,
+        });
+    }
+    fn finish(&mut self) {
+        (self.sink)(LoadEvent::Downloaded {
+            file: self.file.clone(),
+        });
+    }
+}
+
+fn download(
+    spec: &str,
+    cache: &hf_hub::Cache,
+    progress: &mut dyn FnMut(LoadEvent),
+) -> std::result::Result<PathBuf, String> {
+    let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
+        .with_progress(false)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let repo = api.model(spec.to_string());
+    let fetch = |file: &str, progress: &mut dyn FnMut(LoadEvent)| {
+        let reporter = Reporter {
+            file: file.to_string(),
+            done: 0,
+            total: 0,
+            sink: progress,
+        };
+        repo.download_with_progress(file, reporter)
+            .map_err(|e| format!("{file}: {e}"))
+    };
+    let config = fetch("config.json", progress)?;
+    let dir = config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "download landed outside a snapshot".to_string())?;
+    for file in REQUIRED.iter().skip(1) {
+        fetch(file, progress)?;
+    }
+    for file in OPTIONAL {
+        // Optional files may be absent from the repo; a failure there is not an error.
+        let _ = fetch(file, progress);
+    }
+    if fetch("model.safetensors.index.json", progress).is_err() {
+        fetch("model.safetensors", progress)?;
+    } else {
+        for shard in weight_files(&dir) {
+            fetch(&shard, progress)?;
+        }
+    }
+    Ok(dir)
+}

@@ -1,0 +1,300 @@
+//! The language model: embeddings, decoder layers (GQA with q/k norm, SwiGLU), final norm.
+
+use candle_core::{Device, Tensor};
+
+use crate::config::Qwen3VlConfig;
+use crate::error::Result;
+use crate::lora::Linear;
+use crate::ops::{self, Pass};
+use crate::weights::WeightFiles;
+
+/// Keys and values of one layer for the tokens seen so far (Fast mode only).
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    eps: f64,
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+struct DecoderLayer {
+    input_layernorm: Tensor,
+    post_attention_layernorm: Tensor,
+    attn: Attention,
+    mlp: Mlp,
+}
+
+/// The decoder stack.
+pub struct TextModel {
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: Tensor,
+    eps: f64,
+}
+
+fn linear(
+    w: &WeightFiles,
+    prefix: &str,
+    out_dim: usize,
+    in_dim: usize,
+    bias: bool,
+) -> Result<Linear> {
+    let weight = w.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?;
+    let bias = if bias {
+        Some(w.get(&format!("{prefix}.bias"), &[out_dim])?)
+    } else {
+        None
+    };
+    Ok(Linear::new(weight, bias))
+}
+
+impl TextModel {
+    pub const PREFIX: &'static str = "model.language_model";
+
+    pub fn load(w: &WeightFiles, config: &Qwen3VlConfig) -> Result<Self> {
+        let t = &config.text_config;
+        let p = Self::PREFIX;
+        let hd = config.head_dim();
+        let (h, nh, nkv, im) = (
+            t.hidden_size,
+            t.num_attention_heads,
+            t.num_key_value_heads,
+            t.intermediate_size,
+        );
+        let mut layers = Vec::with_capacity(t.num_hidden_layers);
+        for i in 0..t.num_hidden_layers {
+            let lp = format!("{p}.layers.{i}");
+            let bias = t.attention_bias;
+            layers.push(DecoderLayer {
+                input_layernorm: w.get(&format!("{lp}.input_layernorm.weight"), &[h])?,
+                post_attention_layernorm: w
+                    .get(&format!("{lp}.post_attention_layernorm.weight"), &[h])?,
+                attn: Attention {
+                    q_proj: linear(w, &format!("{lp}.self_attn.q_proj"), nh * hd, h, bias)?,
+                    k_proj: linear(w, &format!("{lp}.self_attn.k_proj"), nkv * hd, h, bias)?,
+                    v_proj: linear(w, &format!("{lp}.self_attn.v_proj"), nkv * hd, h, bias)?,
+                    o_proj: linear(w, &format!("{lp}.self_attn.o_proj"), h, nh * hd, bias)?,
+                    q_norm: w.get(&format!("{lp}.self_attn.q_norm.weight"), &[hd])?,
+                    k_norm: w.get(&format!("{lp}.self_attn.k_norm.weight"), &[hd])?,
+                    heads: nh,
+                    kv_heads: nkv,
+                    head_dim: hd,
+                    eps: t.rms_norm_eps,
+                },
+                mlp: Mlp {
+                    gate_proj: linear(w, &format!("{lp}.mlp.gate_proj"), im, h, false)?,
+                    up_proj: linear(w, &format!("{lp}.mlp.up_proj"), im, h, false)?,
+                    down_proj: linear(w, &format!("{lp}.mlp.down_proj"), h, im, false)?,
+                },
+            });
+        }
+        Ok(Self {
+            embed_tokens: w.get(&format!("{p}.embed_tokens.weight"), &[t.vocab_size, h])?,
+            layers,
+            norm: w.get(&format!("{p}.norm.weight"), &[h])?,
+            eps: t.rms_norm_eps,
+        })
+    }
+
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed_tokens
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Embeds token ids `[b, s]`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        Ok(self
+            .embed_tokens
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, ()))?)
+    }
+
+    /// Runs the decoder over `hidden` `[b, s, h]`. `mask` is additive `[b, 1, s, kv]`;
+    /// `deepstack[i]` (dense `[b, s, h]`) is added after layer i; `caches` (Fast mode) extend
+    /// each layer's keys and values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        mut hidden: Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        deepstack: &[Tensor],
+        mut caches: Option<&mut [LayerCache]>,
+        pass: Pass,
+    ) -> Result<Tensor> {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let cache = caches.as_deref_mut().and_then(|c| c.get_mut(i));
+            hidden = layer.forward(&hidden, cos, sin, mask, cache, pass)?;
+            if let Some(extra) = deepstack.get(i) {
+                hidden = (hidden + extra)?;
+            }
+        }
+        Ok(ops::rms_norm(&hidden, &self.norm, self.eps, pass.mode)?)
+    }
+
+    /// Visits every linear layer with its PEFT module path (for LoRA).
+    pub fn linears_mut(&mut self) -> Vec<(String, &'static str, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let lp = format!("{}.layers.{i}", Self::PREFIX);
+            let a = &mut layer.attn;
+            let m = &mut layer.mlp;
+            out.push((format!("{lp}.self_attn.q_proj"), "q_proj", &mut a.q_proj));
+            out.push((format!("{lp}.self_attn.k_proj"), "k_proj", &mut a.k_proj));
+            out.push((format!("{lp}.self_attn.v_proj"), "v_proj", &mut a.v_proj));
+            out.push((format!("{lp}.self_attn.o_proj"), "o_proj", &mut a.o_proj));
+            out.push((format!("{lp}.mlp.gate_proj"), "gate_proj", &mut m.gate_proj));
+            out.push((format!("{lp}.mlp.up_proj"), "up_proj", &mut m.up_proj));
+            out.push((format!("{lp}.mlp.down_proj"), "down_proj", &mut m.down_proj));
+        }
+        out
+    }
+
+    /// Read-only twin of [`Self::linears_mut`].
+    pub fn linears(&self) -> Vec<(String, &Linear)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let lp = format!("{}.layers.{i}", Self::PREFIX);
+            let a = &layer.attn;
+            let m = &layer.mlp;
+            out.push((format!("{lp}.self_attn.q_proj"), &a.q_proj));
+            out.push((format!("{lp}.self_attn.k_proj"), &a.k_proj));
+            out.push((format!("{lp}.self_attn.v_proj"), &a.v_proj));
+            out.push((format!("{lp}.self_attn.o_proj"), &a.o_proj));
+            out.push((format!("{lp}.mlp.gate_proj"), &m.gate_proj));
+            out.push((format!("{lp}.mlp.up_proj"), &m.up_proj));
+            out.push((format!("{lp}.mlp.down_proj"), &m.down_proj));
+        }
+        out
+    }
+}
+
+impl DecoderLayer {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut LayerCache>,
+        pass: Pass,
+    ) -> candle_core::Result<Tensor> {
+        let eps = self.attn.eps;
+        let normed = ops::rms_norm(x, &self.input_layernorm, eps, pass.mode)?;
+        let x = (x + self.attn.forward(&normed, cos, sin, mask, cache, pass)?)?;
+        let normed = ops::rms_norm(&x, &self.post_attention_layernorm, eps, pass.mode)?;
+        let gate = self.mlp.gate_proj.forward(&normed, pass)?;
+        let up = self.mlp.up_proj.forward(&normed, pass)?;
+        let act = (candle_nn::ops::silu(&gate)? * up)?;
+        x + self.mlp.down_proj.forward(&act, pass)?
+    }
+}
+
+impl Attention {
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<&mut LayerCache>,
+        pass: Pass,
+    ) -> candle_core::Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        let hd = self.head_dim;
+        let q = self
+            .q_proj
+            .forward(x, pass)?
+            .reshape((b, s, self.heads, hd))?;
+        let k = self
+            .k_proj
+            .forward(x, pass)?
+            .reshape((b, s, self.kv_heads, hd))?;
+        let v = self
+            .v_proj
+            .forward(x, pass)?
+            .reshape((b, s, self.kv_heads, hd))?;
+        let q = ops::rms_norm(&q, &self.q_norm, self.eps, pass.mode)?.transpose(1, 2)?;
+        let k = ops::rms_norm(&k, &self.k_norm, self.eps, pass.mode)?.transpose(1, 2)?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let q = ops::rope(&q.contiguous()?, cos, sin, pass.mode)?;
+        let k = ops::rope(&k.contiguous()?, cos, sin, pass.mode)?;
+        let (k, v) = match cache {
+            Some(cache) => {
+                let (k, v) = match &cache.kv {
+                    Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+                    None => (k, v),
+                };
+                cache.kv = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let kv_len = k.dim(2)?;
+        let groups = self.heads / self.kv_heads;
+        // Grouped-query attention without copying keys: fold each group's query heads into
+        // the sequence axis of its key head.
+        let q = q.reshape((b, self.kv_heads, groups * s, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let scores = match mask {
+            Some(mask) => scores
+                .reshape((b, self.kv_heads, groups, s, kv_len))?
+                .broadcast_add(&mask.unsqueeze(2)?.to_dtype(scores.dtype())?)?
+                .reshape((b, self.kv_heads, groups * s, kv_len))?,
+            None => scores,
+        };
+        let probs = ops::softmax_last(&scores, pass.mode)?;
+        let out = probs
+            .matmul(&v)?
+            .reshape((b, self.heads, s, hd))?
+            .transpose(1, 2)?
+            .reshape((b, s, self.heads * hd))?;
+        self.o_proj.forward(&out, pass)
+    }
+}
+
+/// Additive causal mask `[b, 1, s, past + s]` that also hides padded keys (`lens[i]` real
+/// tokens at the start of row i).
+pub fn causal_mask(
+    b: usize,
+    s: usize,
+    past: usize,
+    lens: Option<&[usize]>,
+    device: &Device,
+) -> Result<Tensor> {
+    const NEG: f32 = -1e9;
+    let kv = past + s;
+    let mut data = Vec::with_capacity(b * s * kv);
+    for row in 0..b {
+        let len = lens.and_then(|l| l.get(row).copied()).unwrap_or(kv);
+        for i in 0..s {
+            for j in 0..kv {
+                let visible = j <= past + i && j < len.max(1);
+                data.push(if visible { 0.0 } else { NEG });
+            }
+        }
+    }
+    Ok(Tensor::from_vec(data, (b, 1, s, kv), device)?)
+}
