@@ -121,9 +121,8 @@ pub fn to_rgb(image: &DynamicImage) -> RgbImage {
     out
 }
 
-/// Runs the whole preprocessing pipeline on one image.
-pub fn prepare(image: &DynamicImage, config: &PreprocessorConfig) -> Result<PreparedImage> {
-    let (width, height) = (image.width(), image.height());
+/// Refuses sizes no screen has before anything is decoded or allocated.
+pub fn check_size(width: u32, height: u32) -> Result<()> {
     if width < MIN_IMAGE_SIDE || height < MIN_IMAGE_SIDE {
         return Err(ModelError::Image {
             width,
@@ -138,6 +137,26 @@ pub fn prepare(image: &DynamicImage, config: &PreprocessorConfig) -> Result<Prep
             reason: format!("more than the limit of {MAX_IMAGE_PIXELS} pixels"),
         });
     }
+    Ok(())
+}
+
+/// Opens an image file, reading its header first so that an oversized image is refused
+/// without decoding it.
+pub fn load_image(path: &std::path::Path) -> Result<DynamicImage> {
+    let reader = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| ModelError::io(path, e))?;
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| ModelError::Input(format!("{}: {e}", path.display())))?;
+    check_size(width, height)?;
+    image::open(path).map_err(|e| ModelError::Input(format!("{}: {e}", path.display())))
+}
+
+/// Runs the whole preprocessing pipeline on one image.
+pub fn prepare(image: &DynamicImage, config: &PreprocessorConfig) -> Result<PreparedImage> {
+    let (width, height) = (image.width(), image.height());
+    check_size(width, height)?;
     let factor = (config.patch_size * config.merge_size) as u32;
     let (rh, rw) = smart_resize(
         height,

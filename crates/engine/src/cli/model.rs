@@ -179,8 +179,8 @@ fn prompt_input(
     let images = prompt
         .images
         .iter()
-        .map(|p| image::open(p).with_context(|| format!("reading image {}", p.display())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|p| clawdesk_model::preprocess::load_image(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut messages = Vec::new();
     if let Some(system) = &prompt.system {
         messages.push(Message::text(Role::System, system.clone()));
