@@ -16,6 +16,9 @@ pub enum EngineError {
         query: String,
         available: String,
     },
+    /// A benchmark could not run.
+    #[error("benchmark: {0}")]
+    Bench(String),
     /// A baseline or helper program failed.
     #[error("{program}: {detail}")]
     External { program: String, detail: String },

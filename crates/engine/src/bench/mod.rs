@@ -1,5 +1,6 @@
 //! Benchmarks that print a table of our figures beside a baseline's, measured in the same run.
 
+pub mod model;
 pub mod observe;
 
 use std::fmt::Write as _;

@@ -10,12 +10,19 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Capture, tree walk, PNG encode and store insert on a real app, beside OSWorld's stack.
     Observe(clawdesk_engine::bench::observe::ObserveBenchArgs),
+    /// Prefill, decode and LoRA train-step throughput beside PyTorch + transformers + PEFT.
+    Model(clawdesk_engine::bench::model::ModelBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Observe(a) => {
             let table = clawdesk_engine::bench::observe::run(a).await?;
+            println!("{table}");
+            Ok(())
+        }
+        BenchWhat::Model(a) => {
+            let table = tokio::task::block_in_place(|| clawdesk_engine::bench::model::run(a))?;
             println!("{table}");
             Ok(())
         }

@@ -1,0 +1,88 @@
+"""PyTorch + transformers + PEFT side of `clawdesk bench model`: the same three measurements on
+the same model directory, printed as one JSON line (tokens per second, medians).
+
+Usage: python hf_model_bench.py MODEL_DIR PROMPT_TOKENS DECODE_TOKENS BATCH RESPONSE_TOKENS
+       ITERATIONS RANK THREADS DEVICE
+"""
+
+import json
+import statistics
+import sys
+import time
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForImageTextToText
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main():
+    model_dir = sys.argv[1]
+    prompt, decode, batch, response, iterations, rank, threads = map(int, sys.argv[2:9])
+    device = sys.argv[9]
+    if threads > 0:
+        torch.set_num_threads(threads)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    vocab = model.config.text_config.vocab_size
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 256, (1, prompt), generator=gen).to(device)
+
+    def median_rate(tokens, fn):
+        fn()  # warm-up
+        times = []
+        for _ in range(iterations):
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+        return tokens / statistics.median(times)
+
+    with torch.no_grad():
+        prefill_rate = median_rate(prompt, lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1))
+
+        def decode_run():
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            past = out.past_key_values
+            tok = ids[:, -1:]
+            for i in range(decode):
+                out = model(input_ids=tok, past_key_values=past, use_cache=True,
+                            cache_position=torch.tensor([prompt + i], device=device))
+                past = out.past_key_values
+            return out
+
+        # Decode rate excludes the prefill: time both, subtract the prefill.
+        both = median_rate(1, decode_run)
+        decode_rate = decode / (1.0 / both - prompt / prefill_rate)
+
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    peft_model = get_peft_model(model, config)
+    peft_model.train()
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    seqs = torch.randint(0, 256, (batch, prompt + response), generator=gen).to(device)
+
+    def train_step():
+        logits = peft_model(input_ids=seqs[:, :-1], logits_to_keep=response).logits.float()
+        logp = torch.log_softmax(logits, dim=-1)
+        target = seqs[:, prompt:]
+        loss = -logp.gather(-1, target.unsqueeze(-1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    train_rate = median_rate(batch * (prompt + response), train_step)
+    print(json.dumps({"prefill": prefill_rate, "decode": decode_rate, "train": train_rate,
+                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()
