@@ -6,6 +6,8 @@
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod frozen;
+pub mod fused;
 pub mod generate;
 pub mod lora;
 pub mod model;

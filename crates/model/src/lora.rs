@@ -115,7 +115,7 @@ impl Linear {
         };
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = x2.matmul(&self.weight.t()?)?;
+        let mut y = crate::frozen::frozen_matmul(&x2, &self.weight)?;
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
         }

@@ -49,6 +49,7 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Ten
             let w32 = weight.to_dtype(DType::F32)?;
             candle_nn::ops::rms_norm(&x32, &w32, eps as f32)?.to_dtype(dtype)
         }
+        Mode::Train if crate::fused::applies(x) => crate::fused::rms_norm(x, weight, eps),
         Mode::Train => {
             let x32 = x.to_dtype(DType::F32)?;
             let variance = x32.sqr()?.mean_keepdim(D::Minus1)?;
@@ -100,6 +101,7 @@ pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
     let x32 = x.to_dtype(DType::F32)?;
     let out = match mode {
         Mode::Fast => candle_nn::ops::softmax_last_dim(&x32.contiguous()?)?,
+        Mode::Train if crate::fused::applies(&x32) => crate::fused::softmax_last(&x32)?,
         Mode::Train => {
             let max = x32.max_keepdim(D::Minus1)?.detach();
             let exp = x32.broadcast_sub(&max)?.exp()?;
@@ -121,6 +123,7 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor
                 &sin.to_dtype(dtype)?.contiguous()?,
             )
         }
+        Mode::Train if crate::fused::applies(x) => crate::fused::rope(x, cos, sin),
         Mode::Train => {
             let dtype = x.dtype();
             let cos = Tensor::cat(&[cos, cos], D::Minus1)?
@@ -135,6 +138,34 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor
             let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
             x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
         }
+    }
+}
+
+/// The composed Train-mode forms, kept callable so tests can hold the fused kernels to them.
+#[cfg(test)]
+pub(crate) mod composed {
+    use super::*;
+
+    pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
+        x.broadcast_mul(&(variance + eps)?.sqrt()?.recip()?)?
+            .broadcast_mul(weight)
+    }
+
+    pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let exp = x.broadcast_sub(&max)?.exp()?;
+        exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
+    }
+
+    pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
+        let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
+        let half = x.dim(D::Minus1)? / 2;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
     }
 }
 
@@ -185,5 +216,68 @@ mod tests {
         let fast = rope(&x, &cos, &sin, Mode::Fast).expect("fast");
         let train = rope(&x, &cos, &sin, Mode::Train).expect("train");
         assert!(max_diff(&fast, &train) < 1e-6);
+    }
+
+    /// The fused Train kernels give the composed forms' values and input gradients.
+    #[test]
+    fn fused_backward_matches_composed() {
+        use candle_core::Var;
+        let x = Var::from_tensor(&random(&[2, 3, 5, 8], 11)).expect("var");
+        let w = random(&[8], 12);
+        let cos = random(&[2, 5, 4], 13);
+        let sin = random(&[2, 5, 4], 14);
+        let probe = random(&[2, 3, 5, 8], 15);
+        type F = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
+        let pairs: Vec<(&str, F, F)> = vec![
+            (
+                "rms_norm",
+                Box::new({
+                    let w = w.clone();
+                    move |t| crate::fused::rms_norm(t, &w, 1e-6)
+                }),
+                Box::new({
+                    let w = w.clone();
+                    move |t| composed::rms_norm(t, &w, 1e-6)
+                }),
+            ),
+            (
+                "softmax",
+                Box::new(crate::fused::softmax_last),
+                Box::new(composed::softmax_last),
+            ),
+            (
+                "rope",
+                Box::new({
+                    let (c, s) = (cos.clone(), sin.clone());
+                    move |t| crate::fused::rope(t, &c, &s)
+                }),
+                Box::new({
+                    let (c, s) = (cos.clone(), sin.clone());
+                    move |t| composed::rope(t, &c, &s)
+                }),
+            ),
+        ];
+        for (name, fused, composed) in pairs {
+            let a = fused(x.as_tensor()).expect("fused");
+            let b = composed(x.as_tensor()).expect("composed");
+            assert!(max_diff(&a, &b) < 1e-5, "{name} forward");
+            let ga = (a * &probe)
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.backward())
+                .expect("bwd");
+            let gb = (b * &probe)
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.backward())
+                .expect("bwd");
+            let (ga, gb) = (
+                ga.get(x.as_tensor()).expect("grad"),
+                gb.get(x.as_tensor()).expect("grad"),
+            );
+            assert!(
+                max_diff(ga, gb) < 1e-5,
+                "{name} backward: {}",
+                max_diff(ga, gb)
+            );
+        }
     }
 }

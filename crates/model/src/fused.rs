@@ -1,0 +1,227 @@
+//! Train-mode kernels for the CPU with hand-written backward passes: RMSNorm (weight frozen),
+//! softmax over the last axis and rotary embedding.
+//!
+//! Composed from candle primitives, each of these is 6-10 graph nodes whose backward passes
+//! allocate as many temporaries (measured in FINDINGS.md: the backward pass dominated a naive
+//! candle train step at ~0.2x PyTorch). As single nodes they make one pass over memory forward
+//! and one backward. They run on f32 CPU tensors; other devices and dtypes take the composed
+//! path in `ops`.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
+
+/// Whether the fused kernels apply to this tensor.
+pub fn applies(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// Runs `f` on the f32 contents of a contiguous CPU tensor.
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.contiguous()?
+    };
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(CpuStorage::F32(v)) => {
+            let start = layout.start_offset();
+            Ok(f(&v[start..start + layout.shape().elem_count()]))
+        }
+        _ => candle_core::bail!("fused kernels take f32 CPU tensors"),
+    }
+}
+
+fn input<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = storage else {
+        candle_core::bail!("{op}: f32 only");
+    };
+    if !layout.is_contiguous() {
+        candle_core::bail!("{op}: contiguous input only");
+    }
+    let start = layout.start_offset();
+    Ok(&v[start..start + layout.shape().elem_count()])
+}
+
+struct RmsNorm {
+    weight: Vec<f32>,
+    eps: f32,
+}
+
+impl CustomOp1 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "train-rms-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = input(storage, layout, self.name())?;
+        let h = self.weight.len();
+        let mut out = vec![0f32; x.len()];
+        for (row, dst) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
+            let mean = row.iter().map(|v| v * v).sum::<f32>() / h as f32;
+            let r = 1.0 / (mean + self.eps).sqrt();
+            for ((d, &v), &w) in dst.iter_mut().zip(row).zip(&self.weight) {
+                *d = w * (v * r);
+            }
+        }
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let h = self.weight.len();
+        let dx = with_slice(arg, |x| {
+            with_slice(grad, |g| {
+                let mut dx = vec![0f32; x.len()];
+                for ((xr, gr), dr) in x
+                    .chunks_exact(h)
+                    .zip(g.chunks_exact(h))
+                    .zip(dx.chunks_exact_mut(h))
+                {
+                    let mean = xr.iter().map(|v| v * v).sum::<f32>() / h as f32;
+                    let r = 1.0 / (mean + self.eps).sqrt();
+                    // u = g·w; dx = r·u − x·r³·mean(u·x)
+                    let dot = xr
+                        .iter()
+                        .zip(gr)
+                        .zip(&self.weight)
+                        .map(|((&xv, &gv), &w)| gv * w * xv)
+                        .sum::<f32>()
+                        / h as f32;
+                    let r3 = r * r * r;
+                    for (i, d) in dr.iter_mut().enumerate() {
+                        *d = r * gr[i] * self.weight[i] - xr[i] * r3 * dot;
+                    }
+                }
+                dx
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+    }
+}
+
+/// RMSNorm with a frozen weight, as one node.
+pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let weight = weight.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    x.contiguous()?.apply_op1(RmsNorm {
+        weight,
+        eps: eps as f32,
+    })
+}
+
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "train-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = input(storage, layout, self.name())?;
+        let n = layout.shape().dims().last().copied().unwrap_or(1);
+        let mut out = vec![0f32; x.len()];
+        for (row, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for (d, &v) in dst.iter_mut().zip(row) {
+                *d = (v - max).exp();
+                sum += *d;
+            }
+            let inv = 1.0 / sum;
+            dst.iter_mut().for_each(|d| *d *= inv);
+        }
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let n = arg.dims().last().copied().unwrap_or(1);
+        let dx = with_slice(res, |y| {
+            with_slice(grad, |g| {
+                let mut dx = vec![0f32; y.len()];
+                for ((yr, gr), dr) in y
+                    .chunks_exact(n)
+                    .zip(g.chunks_exact(n))
+                    .zip(dx.chunks_exact_mut(n))
+                {
+                    let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+                    for ((d, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
+                        *d = yv * (gv - dot);
+                    }
+                }
+                dx
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+    }
+}
+
+/// Softmax over the last axis, as one node.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Softmax)
+}
+
+struct Rope {
+    /// `[b, s, d/2]`, contiguous f32
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    b: usize,
+}
+
+impl Rope {
+    /// Rotate-half rope of `x` `[b, h, s, d]` with a sign on sin (−1 gives the inverse rotation,
+    /// which is the transpose: the backward pass).
+    fn apply(&self, x: &[f32], dims: &[usize], sign: f32) -> Result<Vec<f32>> {
+        let &[b, h, s, d] = dims else {
+            candle_core::bail!("rope takes [b, heads, seq, dim]");
+        };
+        let half = d / 2;
+        if b != self.b || self.cos.len() != b * s * half {
+            candle_core::bail!("rope tables do not fit {dims:?}");
+        }
+        let mut out = vec![0f32; x.len()];
+        for bi in 0..b {
+            for hi in 0..h {
+                for si in 0..s {
+                    let base = ((bi * h + hi) * s + si) * d;
+                    let t = (bi * s + si) * half;
+                    let (cos, sin) = (&self.cos[t..t + half], &self.sin[t..t + half]);
+                    let (x1, x2) = x[base..base + d].split_at(half);
+                    let (o1, o2) = out[base..base + d].split_at_mut(half);
+                    for j in 0..half {
+                        let (c, sn) = (cos[j], sign * sin[j]);
+                        o1[j] = x1[j] * c - x2[j] * sn;
+                        o2[j] = x2[j] * c + x1[j] * sn;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "train-rope"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = input(storage, layout, self.name())?;
+        let out = self.apply(x, layout.shape().dims(), 1.0)?;
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let dims = arg.dims().to_vec();
+        let dx = with_slice(grad, |g| self.apply(g, &dims, -1.0))??;
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+    }
+}
+
+/// Rotary embedding (rotate-half layout) as one node; `cos`/`sin` are `[b, s, d/2]`.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let b = x.dim(0)?;
+    let flat = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+    x.contiguous()?.apply_op1(Rope {
+        cos: flat(cos)?,
+        sin: flat(sin)?,
+        b,
+    })
+}
