@@ -225,3 +225,111 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         b,
     })
 }
+
+/// Which keys each query row may see: causal from `past`, and only the first `lens[b]` keys of
+/// batch row b (right padding).
+#[derive(Debug, Clone)]
+pub struct Visibility {
+    pub past: usize,
+    pub lens: Option<Vec<usize>>,
+}
+
+struct MaskedSoftmax {
+    scale: f32,
+    /// Query rows per (batch, kv-head) block: groups × seq.
+    seq: usize,
+    blocks_per_batch: usize,
+    visibility: Visibility,
+}
+
+impl MaskedSoftmax {
+    /// The number of visible keys for row `r` of the flattened `[rows, keys]` scores.
+    fn visible(&self, r: usize, keys: usize) -> usize {
+        let per_batch = self.blocks_per_batch * self.seq;
+        let b = r / per_batch;
+        let s = r % self.seq;
+        let causal = self.visibility.past + s + 1;
+        let len = self
+            .visibility
+            .lens
+            .as_ref()
+            .and_then(|l| l.get(b).copied())
+            .unwrap_or(keys)
+            .max(1);
+        causal.min(len).min(keys)
+    }
+}
+
+impl CustomOp1 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "masked-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = input(storage, layout, self.name())?;
+        let keys = layout.shape().dims().last().copied().unwrap_or(1);
+        let mut out = vec![0f32; x.len()];
+        for (r, (row, dst)) in x
+            .chunks_exact(keys)
+            .zip(out.chunks_exact_mut(keys))
+            .enumerate()
+        {
+            let n = self.visible(r, keys);
+            let max = row[..n]
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &v| m.max(v * self.scale));
+            let mut sum = 0f32;
+            for (d, &v) in dst[..n].iter_mut().zip(&row[..n]) {
+                *d = (v * self.scale - max).exp();
+                sum += *d;
+            }
+            let inv = 1.0 / sum;
+            dst[..n].iter_mut().for_each(|d| *d *= inv);
+        }
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let keys = arg.dims().last().copied().unwrap_or(1);
+        let dx = with_slice(res, |y| {
+            with_slice(grad, |g| {
+                let mut dx = vec![0f32; y.len()];
+                for (r, ((yr, gr), dr)) in y
+                    .chunks_exact(keys)
+                    .zip(g.chunks_exact(keys))
+                    .zip(dx.chunks_exact_mut(keys))
+                    .enumerate()
+                {
+                    let n = self.visible(r, keys);
+                    let dot: f32 = yr[..n].iter().zip(&gr[..n]).map(|(a, b)| a * b).sum();
+                    for ((d, &yv), &gv) in dr[..n].iter_mut().zip(&yr[..n]).zip(&gr[..n]) {
+                        *d = self.scale * yv * (gv - dot);
+                    }
+                }
+                dx
+            })
+        })??;
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
+    }
+}
+
+/// `softmax(scale · scores)` over keys with the causal and padding mask applied in the kernel
+/// (no mask tensor, no separate scale and add nodes). `scores` is `[b, kv_heads, groups·seq,
+/// keys]`, grouped-query rows as `text::Attention` lays them out.
+pub fn masked_softmax(
+    scores: &Tensor,
+    scale: f64,
+    seq: usize,
+    visibility: &Visibility,
+) -> Result<Tensor> {
+    let (_, blocks, rows, _) = scores.dims4()?;
+    if seq == 0 || rows % seq != 0 {
+        candle_core::bail!("masked softmax: {rows} rows are not whole groups of {seq}");
+    }
+    scores.contiguous()?.apply_op1(MaskedSoftmax {
+        scale: scale as f32,
+        seq,
+        blocks_per_batch: blocks * (rows / seq),
+        visibility: visibility.clone(),
+    })
+}

@@ -7,12 +7,13 @@ use candle_core::{D, DType, Device, Tensor, Var, backprop::GradStore};
 
 use crate::config::Qwen3VlConfig;
 use crate::error::{ModelError, Result};
+use crate::fused::Visibility;
 use crate::lora::{LoraConfig, LoraWeights};
 use crate::ops::{Mode, Pass};
 use crate::preprocess::PreparedImage;
 use crate::rng::SeededRng;
 use crate::rope::{Positions, TextRope, rope_index};
-use crate::text::{LayerCache, TextModel, causal_mask};
+use crate::text::{LayerCache, TextModel};
 use crate::vision::VisionModel;
 use crate::weights::WeightFiles;
 
@@ -257,16 +258,14 @@ impl Qwen3Vl {
         let (cos, sin) = self
             .rope
             .tables(std::slice::from_ref(&row.positions), &self.device)?;
-        let mask = if s > 1 {
-            Some(causal_mask(1, s, 0, None, &self.device)?)
-        } else {
-            None
-        };
         let hidden = self.text.forward(
             row.embeds,
             &cos,
             &sin,
-            mask.as_ref(),
+            &Visibility {
+                past: 0,
+                lens: None,
+            },
             &row.deepstack,
             Some(&mut cache.layers),
             Pass::fast(lora),
@@ -315,7 +314,10 @@ impl Qwen3Vl {
             embeds,
             &cos,
             &sin,
-            None,
+            &Visibility {
+                past: cache.len,
+                lens: None,
+            },
             &[],
             Some(&mut cache.layers),
             Pass::fast(lora),
@@ -380,12 +382,14 @@ impl Qwen3Vl {
             Vec::new()
         };
         let (cos, sin) = self.rope.tables(&positions, &self.device)?;
-        let mask = causal_mask(inputs.len(), longest, 0, Some(&lens), &self.device)?;
         let hidden = self.text.forward(
             embeds,
             &cos,
             &sin,
-            Some(&mask),
+            &Visibility {
+                past: 0,
+                lens: Some(lens.clone()),
+            },
             &deepstack,
             None,
             Pass::train(lora),

@@ -4,6 +4,7 @@ use candle_core::{Device, Tensor};
 
 use crate::config::Qwen3VlConfig;
 use crate::error::Result;
+use crate::fused::{self, Visibility};
 use crate::lora::Linear;
 use crate::ops::{self, Pass};
 use crate::weights::WeightFiles;
@@ -129,23 +130,41 @@ impl TextModel {
             .reshape((b, s, ()))?)
     }
 
-    /// Runs the decoder over `hidden` `[b, s, h]`. `mask` is additive `[b, 1, s, kv]`;
-    /// `deepstack[i]` (dense `[b, s, h]`) is added after layer i; `caches` (Fast mode) extend
-    /// each layer's keys and values.
+    /// Runs the decoder over `hidden` `[b, s, h]`. `visibility` says which keys each query
+    /// sees (causal after `past` cached tokens, right padding); `deepstack[i]` (dense `[b, s, h]`)
+    /// is added after layer i; `caches` (Fast mode) extend each layer's keys and values.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         mut hidden: Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
+        visibility: &Visibility,
         deepstack: &[Tensor],
         mut caches: Option<&mut [LayerCache]>,
         pass: Pass,
     ) -> Result<Tensor> {
+        let (b, s, _) = hidden.dims3()?;
+        // The fused kernel masks in place on f32 CPU tensors; elsewhere an additive mask
+        // tensor is built once for all layers.
+        let mask = if fused::applies(&hidden) || (s == 1 && visibility.lens.is_none()) {
+            None
+        } else {
+            Some(causal_mask(
+                b,
+                s,
+                visibility.past,
+                visibility.lens.as_deref(),
+                hidden.device(),
+            )?)
+        };
+        let attn_mask = AttnMask {
+            tensor: mask.as_ref(),
+            visibility,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             let cache = caches.as_deref_mut().and_then(|c| c.get_mut(i));
-            hidden = layer.forward(&hidden, cos, sin, mask, cache, pass)?;
+            hidden = layer.forward(&hidden, cos, sin, &attn_mask, cache, pass)?;
             if let Some(extra) = deepstack.get(i) {
                 hidden = (hidden + extra)?;
             }
@@ -196,7 +215,7 @@ impl DecoderLayer {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
+        mask: &AttnMask,
         cache: Option<&mut LayerCache>,
         pass: Pass,
     ) -> candle_core::Result<Tensor> {
@@ -217,7 +236,7 @@ impl Attention {
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
+        mask: &AttnMask,
         cache: Option<&mut LayerCache>,
         pass: Pass,
     ) -> candle_core::Result<Tensor> {
@@ -257,15 +276,20 @@ impl Attention {
         // the sequence axis of its key head.
         let q = q.reshape((b, self.kv_heads, groups * s, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = match mask {
-            Some(mask) => scores
-                .reshape((b, self.kv_heads, groups, s, kv_len))?
-                .broadcast_add(&mask.unsqueeze(2)?.to_dtype(scores.dtype())?)?
-                .reshape((b, self.kv_heads, groups * s, kv_len))?,
-            None => scores,
+        let raw = q.matmul(&k.t()?)?;
+        let probs = if fused::applies(&raw) {
+            fused::masked_softmax(&raw, scale, s, mask.visibility)?
+        } else {
+            let scores = (raw * scale)?;
+            let scores = match mask.tensor {
+                Some(mask) => scores
+                    .reshape((b, self.kv_heads, groups, s, kv_len))?
+                    .broadcast_add(&mask.unsqueeze(2)?.to_dtype(scores.dtype())?)?
+                    .reshape((b, self.kv_heads, groups * s, kv_len))?,
+                None => scores,
+            };
+            ops::softmax_last(&scores, pass.mode)?
         };
-        let probs = ops::softmax_last(&scores, pass.mode)?;
         let out = probs
             .matmul(&v)?
             .reshape((b, self.heads, s, hd))?
@@ -273,6 +297,12 @@ impl Attention {
             .reshape((b, s, self.heads * hd))?;
         self.o_proj.forward(&out, pass)
     }
+}
+
+/// The attention mask in both forms: the rule for the fused kernel, the tensor for the rest.
+struct AttnMask<'a> {
+    tensor: Option<&'a Tensor>,
+    visibility: &'a Visibility,
 }
 
 /// Additive causal mask `[b, 1, s, past + s]` that also hides padded keys (`lens[i]` real

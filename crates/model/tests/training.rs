@@ -215,3 +215,61 @@ fn scoring_matches_generation_logprobs_under_greedy_decoding() {
         assert!((a - b).abs() < 1e-4, "train {a} vs generation {b}");
     }
 }
+
+/// Right-padded batches score each item as it scores alone, on the fused f32 kernels and on
+/// the composed path (taken here by f64, as on GPUs by bf16).
+#[test]
+fn batched_scores_equal_single_scores_on_both_attention_paths() {
+    let (_dir, loaded) = model_with_adapter();
+    let items = batch(&loaded);
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny::write_tiny_model(dir.path(), &tiny::default_config(), 21).expect("tiny");
+    let f64_model = LoadedModel::load(
+        dir.path().to_str().expect("utf8"),
+        &Device::Cpu,
+        Some(candle_core::DType::F64),
+        &mut |_| {},
+    )
+    .expect("load f64");
+    for (name, model, lora) in [
+        ("f32", &loaded.model, true),
+        ("f64", &f64_model.model, false),
+    ] {
+        let together = model.score(&items, lora).expect("batch");
+        let all = together
+            .logprobs
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("values");
+        for (i, item) in items.iter().enumerate() {
+            let alone = model
+                .score(std::slice::from_ref(item), lora)
+                .expect("single");
+            let alone = alone
+                .logprobs
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("values");
+            let (start, len) = together.spans[i];
+            for (a, b) in all[start..start + len].iter().zip(&alone) {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{name}: item {i}: batched {a} vs alone {b}"
+                );
+            }
+        }
+    }
+    // And the two paths agree with each other on the base model.
+    let base32 = loaded.model.score(&items, false).expect("f32");
+    let base64 = f64_model.model.score(&items, false).expect("f64");
+    let d = (base32.logprobs
+        - base64
+            .logprobs
+            .to_dtype(candle_core::DType::F32)
+            .expect("cast"))
+    .and_then(|t| t.abs())
+    .and_then(|t| t.max(0))
+    .and_then(|t| t.to_scalar::<f32>())
+    .expect("diff");
+    assert!(d < 1e-4, "fused and composed paths differ by {d}");
+}

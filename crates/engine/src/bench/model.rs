@@ -73,6 +73,23 @@ pub struct ModelBenchArgs {
     pub no_baseline: bool,
     #[arg(long)]
     pub cuda: bool,
+    /// Measure only these operations (for profiling); default all.
+    #[arg(long = "only", value_enum)]
+    pub only: Vec<Operation>,
+}
+
+/// The three measured operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Operation {
+    Prefill,
+    Decode,
+    Train,
+}
+
+impl ModelBenchArgs {
+    fn wants(&self, op: Operation) -> bool {
+        self.only.is_empty() || self.only.contains(&op)
+    }
 }
 
 /// Throughputs of one implementation on one shape, tokens per second.
@@ -179,16 +196,24 @@ fn measure(
     };
     let model = &loaded.model;
     let mut cache = model.new_cache();
-    let prefill = time(args.iterations, || {
-        model
-            .prefill(&mut cache, &prompt, false, Logits::Last)
-            .map(drop)
-            .map_err(model_err)
-    })?;
+    let prefill = if !args.wants(Operation::Prefill) {
+        f64::NAN
+    } else {
+        time(args.iterations, || {
+            model
+                .prefill(&mut cache, &prompt, false, Logits::Last)
+                .map(drop)
+                .map_err(model_err)
+        })?
+    };
     let continuation = ids(args.decode_tokens);
     // Decode alone: each round prefills afresh (untimed), then times the token loop.
-    let mut decode_times = Vec::new();
-    for i in 0..=args.iterations.max(1) {
+    let mut decode_times = vec![f64::NAN];
+    for i in 0..=if args.wants(Operation::Decode) {
+        args.iterations.max(1)
+    } else {
+        0
+    } {
         model
             .prefill(&mut cache, &prompt, false, Logits::Last)
             .map_err(model_err)?;
@@ -198,6 +223,9 @@ fn measure(
         }
         if i > 0 {
             decode_times.push(start.elapsed().as_secs_f64());
+        }
+        if i == 1 {
+            decode_times.remove(0);
         }
     }
     let decode = median(decode_times);
@@ -217,6 +245,13 @@ fn measure(
         })
         .collect();
     let mut opt = candle_nn::AdamW::new_lr(model.lora_vars(), 1e-4).map_err(model_err)?;
+    if !args.wants(Operation::Train) {
+        return Ok(Rates {
+            prefill: args.prompt_tokens as f64 / prefill,
+            decode: args.decode_tokens as f64 / decode,
+            train: f64::NAN,
+        });
+    }
     let train = time(args.iterations, || {
         let scored = model.score(&items, true).map_err(model_err)?;
         let loss: Tensor = scored
