@@ -115,25 +115,41 @@ impl Linear {
         };
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = crate::frozen::frozen_matmul(&x2, &self.weight)?;
-        if let Some(bias) = &self.bias {
-            y = y.broadcast_add(bias)?;
-        }
-        if pass.lora
-            && let Some(lora) = &self.lora
-        {
-            let (a, b) = match pass.mode {
-                Mode::Fast => (lora.a.as_tensor().detach(), lora.b.as_tensor().detach()),
-                Mode::Train => (lora.a.as_tensor().clone(), lora.b.as_tensor().clone()),
-            };
-            let delta = x2
-                .to_dtype(DType::F32)?
-                .matmul(&a.t()?)?
-                .matmul(&b.t()?)?
-                .affine(lora.scale, 0.0)?;
-            let dtype = y.dtype();
-            y = (y + delta.to_dtype(dtype)?)?;
-        }
+        let lora = self.lora.as_ref().filter(|_| pass.lora);
+        let y = match lora {
+            // One fused node when every operand shares the CPU f32 kernels.
+            Some(lora)
+                if crate::fused::applies(&x2)
+                    && self.weight.dtype() == x2.dtype()
+                    && self.bias.is_none() =>
+            {
+                let (a, b) = match pass.mode {
+                    Mode::Fast => (lora.a.as_tensor().detach(), lora.b.as_tensor().detach()),
+                    Mode::Train => (lora.a.as_tensor().clone(), lora.b.as_tensor().clone()),
+                };
+                crate::frozen::lora_matmul(&x2, &self.weight, &a, &b, lora.scale)?
+            }
+            _ => {
+                let mut y = crate::frozen::frozen_matmul(&x2, &self.weight)?;
+                if let Some(bias) = &self.bias {
+                    y = y.broadcast_add(bias)?;
+                }
+                if let Some(lora) = lora {
+                    let (a, b) = match pass.mode {
+                        Mode::Fast => (lora.a.as_tensor().detach(), lora.b.as_tensor().detach()),
+                        Mode::Train => (lora.a.as_tensor().clone(), lora.b.as_tensor().clone()),
+                    };
+                    let delta = x2
+                        .to_dtype(DType::F32)?
+                        .matmul(&a.t()?)?
+                        .matmul(&b.t()?)?
+                        .affine(lora.scale, 0.0)?;
+                    let dtype = y.dtype();
+                    y = (y + delta.to_dtype(dtype)?)?;
+                }
+                y
+            }
+        };
         let mut out_shape = lead.to_vec();
         out_shape.push(self.out_features());
         y.reshape(out_shape)
