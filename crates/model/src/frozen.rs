@@ -18,14 +18,40 @@ struct FrozenMatmul {
     weight: Tensor,
 }
 
+/// Rows and features of a contiguous `[.., k]` input, its 2-D layout, and the output shape.
+fn as_rows(layout: &Layout, n: usize) -> Result<(usize, usize, Layout, Shape)> {
+    let dims = layout.shape().dims();
+    let Some((&k, lead)) = dims.split_last() else {
+        candle_core::bail!("matmul on a scalar");
+    };
+    if !layout.is_contiguous() {
+        candle_core::bail!("frozen matmul takes a contiguous input");
+    }
+    let m: usize = lead.iter().product();
+    let mut out = lead.to_vec();
+    out.push(n);
+    Ok((
+        m,
+        k,
+        Layout::contiguous_with_offset((m, k), layout.start_offset()),
+        Shape::from(out),
+    ))
+}
+
+/// A `[.., n]` gradient as `[rows, n]`.
+fn rows(t: &Tensor) -> Result<Tensor> {
+    let n = t.dims().last().copied().unwrap_or(1);
+    t.reshape(((), n))
+}
+
 impl FrozenMatmul {
-    fn dims(&self, layout: &Layout) -> Result<(usize, usize, usize)> {
-        let (m, k) = layout.shape().dims2()?;
+    fn dims(&self, layout: &Layout) -> Result<(usize, usize, usize, Layout, Shape)> {
         let (n, k2) = self.weight.dims2()?;
+        let (m, k, rows, out) = as_rows(layout, n)?;
         if k != k2 {
             candle_core::bail!("frozen matmul: input has {k} features, weight takes {k2}");
         }
-        Ok((m, n, k))
+        Ok((m, n, k, rows, out))
     }
 }
 
@@ -35,14 +61,14 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (m, n, k) = self.dims(layout)?;
+        let (m, n, k, rows, shape) = self.dims(layout)?;
         let wt = self.weight.t()?;
         let (ws, wl) = wt.storage_and_layout();
         let Storage::Cpu(ws) = &*ws else {
             candle_core::bail!("frozen matmul: weight and input on different devices");
         };
-        let out = storage.matmul(ws, (1, m, n, k), layout, wl)?;
-        Ok((out, Shape::from((m, n))))
+        let out = storage.matmul(ws, (1, m, n, k), &rows, wl)?;
+        Ok((out, shape))
     }
 
     #[cfg(feature = "cuda")]
@@ -51,25 +77,33 @@ impl CustomOp1 for FrozenMatmul {
         storage: &candle_core::CudaStorage,
         layout: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (m, n, k) = self.dims(layout)?;
+        let (m, n, k, rows, shape) = self.dims(layout)?;
         let wt = self.weight.t()?;
         let (ws, wl) = wt.storage_and_layout();
         let Storage::Cuda(ws) = &*ws else {
             candle_core::bail!("frozen matmul: weight and input on different devices");
         };
-        let out = storage.matmul(ws, (1, m, n, k), layout, wl)?;
-        Ok((out, Shape::from((m, n))))
+        let out = storage.matmul(ws, (1, m, n, k), &rows, wl)?;
+        Ok((out, shape))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.weight)?))
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(
+            rows(grad)?.matmul(&self.weight)?.reshape(arg.shape())?,
+        ))
     }
 }
 
-/// `x Wᵀ` for `x` `[m, k]` and a frozen `W` `[n, k]`. Untracked inputs take the plain matmul.
+/// `x Wᵀ` for `x` `[.., k]` and a frozen `W` `[n, k]`, giving `[.., n]`. Untracked inputs take
+/// the plain matmul.
 pub fn frozen_matmul(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     if !x.track_op() {
-        return x.matmul(&weight.t()?);
+        let k = x.dims().last().copied().unwrap_or(1);
+        let mut shape = x.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = weight.dim(0)?;
+        }
+        return x.reshape(((), k))?.matmul(&weight.t()?)?.reshape(shape);
     }
     let x = if x.is_contiguous() {
         x.clone()
@@ -101,15 +135,21 @@ impl LoraMatmul {
         b: &S,
         bl: &Layout,
     ) -> Result<(S, Shape)> {
-        let (m, k) = xl.shape().dims2()?;
         let (n, _) = wl.shape().dims2()?;
+        let (m, k, xl, shape) = as_rows(xl, n)?;
         let (r, _) = al.shape().dims2()?;
+        let xl = &xl;
         let y = x.matmul(w, (1, m, n, k), xl, &wl.transpose(0, 1)?)?;
         let xa = x.matmul(a, (1, m, r, k), xl, &al.transpose(0, 1)?)?;
-        let delta = xa.matmul(b, (1, m, n, r), &Layout::contiguous((m, r)), &bl.transpose(0, 1)?)?;
+        let delta = xa.matmul(
+            b,
+            (1, m, n, r),
+            &Layout::contiguous((m, r)),
+            &bl.transpose(0, 1)?,
+        )?;
         let yl = Layout::contiguous((m, n));
         let delta = delta.affine(&yl, self.scale, 0.0)?;
-        Ok((y.binary_impl::<Add>(&delta, &yl, &yl)?, Shape::from((m, n))))
+        Ok((y.binary_impl::<Add>(&delta, &yl, &yl)?, shape))
     }
 }
 
@@ -142,25 +182,37 @@ impl CustomOp3 for LoraMatmul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (x, a, b) = (x.detach(), a.detach(), b.detach());
+        let shape = x.shape().clone();
+        let (x, a, b) = (rows(&x.detach())?, a.detach(), b.detach());
+        let grad = rows(grad)?;
         let xa = x.matmul(&a.t()?)?; // [m, r]
         let gb = grad.matmul(&b)?; // [m, r]
         let d_b = grad.t()?.matmul(&xa)?.affine(self.scale, 0.0)?; // [n, r]
         let d_a = gb.t()?.matmul(&x)?.affine(self.scale, 0.0)?; // [r, k]
         let d_x = (grad.matmul(&self.weight)? + gb.matmul(&a)?.affine(self.scale, 0.0)?)?;
-        Ok((Some(d_x), Some(d_a), Some(d_b)))
+        Ok((Some(d_x.reshape(shape)?), Some(d_a), Some(d_b)))
     }
 }
 
-/// A LoRA linear `x Wᵀ + scale (x Aᵀ) Bᵀ` as one node, for `x` `[m, k]`, frozen `W` `[n, k]`,
+/// A LoRA linear `x Wᵀ + scale (x Aᵀ) Bᵀ` as one node, for `x` `[.., k]`, frozen `W` `[n, k]`,
 /// `A` `[r, k]`, `B` `[n, r]`, all of one dtype on the CPU. Untracked operands (Fast mode) run
 /// the same kernels without recording a graph.
-pub fn lora_matmul(x: &Tensor, weight: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+pub fn lora_matmul(
+    x: &Tensor,
+    weight: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
     let op = LoraMatmul {
         weight: weight.clone(),
         scale,
     };
-    let x = if x.is_contiguous() { x.clone() } else { x.contiguous()? };
+    let x = if x.is_contiguous() {
+        x.clone()
+    } else {
+        x.contiguous()?
+    };
     if x.track_op() || a.track_op() || b.track_op() {
         x.apply_op3(a, b, op)
     } else {
@@ -215,7 +267,10 @@ mod tests {
         let g1 = (fused * &probe)?.sum_all()?.backward()?;
         let g2 = (composed * &probe)?.sum_all()?.backward()?;
         for v in [&x, &a, &b] {
-            let d = close(g1.get(v.as_tensor()).expect("fused grad"), g2.get(v.as_tensor()).expect("grad"))?;
+            let d = close(
+                g1.get(v.as_tensor()).expect("fused grad"),
+                g2.get(v.as_tensor()).expect("grad"),
+            )?;
             assert!(d < 1e-5, "gradient differs by {d}");
         }
         Ok(())

@@ -107,52 +107,50 @@ impl Linear {
         self.lora = lora;
     }
 
-    /// Applies the layer to `[..., in]`, flattening leading dims into one matrix product.
+    /// Applies the layer to `[..., in]`.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let Some((&in_dim, lead)) = dims.split_last() else {
-            candle_core::bail!("linear layer on a scalar");
+        let x = if x.is_contiguous() {
+            x.clone()
+        } else {
+            x.contiguous()?
         };
-        let rows: usize = lead.iter().product();
-        let x2 = x.reshape((rows, in_dim))?;
         let lora = self.lora.as_ref().filter(|_| pass.lora);
-        let y = match lora {
+        let detach = |l: &LoraWeights| match pass.mode {
+            Mode::Fast => (l.a.as_tensor().detach(), l.b.as_tensor().detach()),
+            Mode::Train => (l.a.as_tensor().clone(), l.b.as_tensor().clone()),
+        };
+        match lora {
             // One fused node when every operand shares the CPU f32 kernels.
             Some(lora)
-                if crate::fused::applies(&x2)
-                    && self.weight.dtype() == x2.dtype()
+                if crate::fused::applies(&x)
+                    && self.weight.dtype() == x.dtype()
                     && self.bias.is_none() =>
             {
-                let (a, b) = match pass.mode {
-                    Mode::Fast => (lora.a.as_tensor().detach(), lora.b.as_tensor().detach()),
-                    Mode::Train => (lora.a.as_tensor().clone(), lora.b.as_tensor().clone()),
-                };
-                crate::frozen::lora_matmul(&x2, &self.weight, &a, &b, lora.scale)?
+                let (a, b) = detach(lora);
+                crate::frozen::lora_matmul(&x, &self.weight, &a, &b, lora.scale)
             }
             _ => {
-                let mut y = crate::frozen::frozen_matmul(&x2, &self.weight)?;
+                let mut y = crate::frozen::frozen_matmul(&x, &self.weight)?;
                 if let Some(bias) = &self.bias {
                     y = y.broadcast_add(bias)?;
                 }
                 if let Some(lora) = lora {
-                    let (a, b) = match pass.mode {
-                        Mode::Fast => (lora.a.as_tensor().detach(), lora.b.as_tensor().detach()),
-                        Mode::Train => (lora.a.as_tensor().clone(), lora.b.as_tensor().clone()),
-                    };
-                    let delta = x2
+                    let (a, b) = detach(lora);
+                    let dims = x.dims();
+                    let rows: usize = dims[..dims.len() - 1].iter().product();
+                    let delta = x
+                        .reshape((rows, self.in_features()))?
                         .to_dtype(DType::F32)?
                         .matmul(&a.t()?)?
                         .matmul(&b.t()?)?
-                        .affine(lora.scale, 0.0)?;
+                        .affine(lora.scale, 0.0)?
+                        .reshape(y.shape())?;
                     let dtype = y.dtype();
                     y = (y + delta.to_dtype(dtype)?)?;
                 }
-                y
+                Ok(y)
             }
-        };
-        let mut out_shape = lead.to_vec();
-        out_shape.push(self.out_features());
-        y.reshape(out_shape)
+        }
     }
 
     /// Folds the adapter into the frozen weight and drops it.

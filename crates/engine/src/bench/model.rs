@@ -65,6 +65,10 @@ pub struct ModelBenchArgs {
     pub rank: usize,
     #[arg(long, default_value_t = 5)]
     pub iterations: usize,
+    /// Alternating rounds of ours and the baseline; medians are reported. Rounds even out
+    /// the drift of a shared machine between the two measurements.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Python with torch, transformers and peft (default: ~/.cache/clawdesk/hf-venv).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -100,6 +104,16 @@ pub struct Rates {
     pub train: f64,
 }
 
+impl Rates {
+    fn median_of(rounds: &[Rates]) -> Rates {
+        Rates {
+            prefill: median(rounds.iter().map(|r| r.prefill).collect()),
+            decode: median(rounds.iter().map(|r| r.decode).collect()),
+            train: median(rounds.iter().map(|r| r.train).collect()),
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -132,7 +146,7 @@ pub fn run(args: ModelBenchArgs) -> Result<String, EngineError> {
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = format!(
-        "bench model: prompt {} tokens, decode {}, train batch {} x ({} + {}) tokens, LoRA r={} on 7 linears, {} ({} threads)\n\n",
+        "bench model: prompt {} tokens, decode {}, train batch {} x ({} + {}) tokens, LoRA r={} on 7 linears, {} ({} threads), median of {} alternating rounds\n\n",
         args.prompt_tokens,
         args.decode_tokens,
         args.batch,
@@ -140,7 +154,8 @@ pub fn run(args: ModelBenchArgs) -> Result<String, EngineError> {
         args.response_tokens,
         args.rank,
         if args.cuda { "cuda" } else { "cpu" },
-        threads
+        threads,
+        args.rounds.max(1)
     );
     out.push_str("| shape | operation | ClawDesk tok/s | PyTorch+PEFT tok/s | ratio |\n|---|---|---:|---:|---:|\n");
     for shape in &args.shapes {
@@ -148,18 +163,23 @@ pub fn run(args: ModelBenchArgs) -> Result<String, EngineError> {
         let mut config = tiny::default_config();
         tiny::merge_json(&mut config, &shape.overrides());
         tiny::write_tiny_model(dir.path(), &config, 0).map_err(model_err)?;
-        let ours = measure(&args, dir.path(), &device)?;
-        let baseline = if args.no_baseline {
-            None
-        } else {
-            match baseline(&args, dir.path(), threads) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!("baseline unavailable: {e}");
-                    None
+        let mut ours_rounds = Vec::new();
+        let mut base_rounds = Vec::new();
+        let mut baseline_ok = !args.no_baseline;
+        for _ in 0..args.rounds.max(1) {
+            ours_rounds.push(measure(&args, dir.path(), &device)?);
+            if baseline_ok {
+                match baseline(&args, dir.path(), threads) {
+                    Ok(r) => base_rounds.push(r),
+                    Err(e) => {
+                        tracing::warn!("baseline unavailable: {e}");
+                        baseline_ok = false;
+                    }
                 }
             }
-        };
+        }
+        let ours = Rates::median_of(&ours_rounds);
+        let baseline = (!base_rounds.is_empty()).then(|| Rates::median_of(&base_rounds));
         let name = format!("{shape:?}").to_lowercase();
         for (op, o, b) in [
             ("prefill", ours.prefill, baseline.map(|b| b.prefill)),
