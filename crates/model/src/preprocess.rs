@@ -335,6 +335,19 @@ mod tests {
     }
 
     #[test]
+    fn coordinates_map_between_grid_resized_and_screen() {
+        let frame = ImageFrame {
+            source: (1920, 1080),
+            resized: (1920, 1088),
+        };
+        assert_eq!(frame.from_grid_1000(500.0, 500.0), (960.0, 540.0));
+        let (x, y) = frame.to_grid_1000(960.0, 540.0);
+        assert!((x - 500.0).abs() < 1e-9 && (y - 500.0).abs() < 1e-9);
+        let (x, y) = frame.from_resized(1920.0, 1088.0);
+        assert!((x - 1920.0).abs() < 1e-9 && (y - 1080.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn constant_image_stays_constant() {
         let img = RgbImage::from_pixel(50, 37, image::Rgb([200, 10, 90]));
         let out = resample_bicubic(&img, 64, 32);
