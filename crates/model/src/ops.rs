@@ -50,14 +50,9 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Ten
             candle_nn::ops::rms_norm(&x32, &w32, eps as f32)?.to_dtype(dtype)
         }
         Mode::Train if crate::fused::applies(x) => crate::fused::rms_norm(x, weight, eps),
-        Mode::Train => {
-            let x32 = x.to_dtype(DType::F32)?;
-            let variance = x32.sqr()?.mean_keepdim(D::Minus1)?;
-            let normed = x32.broadcast_mul(&(variance + eps)?.sqrt()?.recip()?)?;
-            normed
-                .to_dtype(dtype)?
-                .broadcast_mul(&weight.to_dtype(dtype)?)
-        }
+        Mode::Train => composed::rms_normalize(&x.to_dtype(DType::F32)?, eps)?
+            .to_dtype(dtype)?
+            .broadcast_mul(&weight.to_dtype(dtype)?),
     }
 }
 
@@ -102,11 +97,7 @@ pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
     let out = match mode {
         Mode::Fast => candle_nn::ops::softmax_last_dim(&x32.contiguous()?)?,
         Mode::Train if crate::fused::applies(&x32) => crate::fused::softmax_last(&x32)?,
-        Mode::Train => {
-            let max = x32.max_keepdim(D::Minus1)?.detach();
-            let exp = x32.broadcast_sub(&max)?.exp()?;
-            exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?
-        }
+        Mode::Train => composed::softmax_last(&x32)?,
     };
     out.to_dtype(dtype)
 }
@@ -126,30 +117,20 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor
         Mode::Train if crate::fused::applies(x) => crate::fused::rope(x, cos, sin),
         Mode::Train => {
             let dtype = x.dtype();
-            let cos = Tensor::cat(&[cos, cos], D::Minus1)?
-                .unsqueeze(1)?
-                .to_dtype(dtype)?;
-            let sin = Tensor::cat(&[sin, sin], D::Minus1)?
-                .unsqueeze(1)?
-                .to_dtype(dtype)?;
-            let half = x.dim(D::Minus1)? / 2;
-            let x1 = x.narrow(D::Minus1, 0, half)?;
-            let x2 = x.narrow(D::Minus1, half, half)?;
-            let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-            x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+            composed::rope(x, &cos.to_dtype(dtype)?, &sin.to_dtype(dtype)?)
         }
     }
 }
 
-/// The composed Train-mode forms, kept callable so tests can hold the fused kernels to them.
-#[cfg(test)]
+/// Train mode's differentiable compositions, for devices and dtypes the fused kernels do not
+/// cover; tests hold the fused kernels to them.
 pub(crate) mod composed {
     use super::*;
 
-    pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    /// `x / sqrt(mean(x²) + eps)` over the last dimension.
+    pub fn rms_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
         let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
-        x.broadcast_mul(&(variance + eps)?.sqrt()?.recip()?)?
-            .broadcast_mul(weight)
+        x.broadcast_mul(&(variance + eps)?.sqrt()?.recip()?)
     }
 
     pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
@@ -237,7 +218,7 @@ mod tests {
                 }),
                 Box::new({
                     let w = w.clone();
-                    move |t| composed::rms_norm(t, &w, 1e-6)
+                    move |t| composed::rms_normalize(t, 1e-6)?.broadcast_mul(&w)
                 }),
             ),
             (
