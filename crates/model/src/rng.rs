@@ -1,20 +1,18 @@
 //! A small seeded generator (SplitMix64) whose stream never changes with a dependency's
-//! version: tiny models, adapter initialisation and sampling must be reproducible from a seed
-//! across releases, since committed goldens depend on them.
+//! version or the machine: tiny models, adapter initialisation and sampling must be
+//! reproducible bit for bit from a seed, since committed goldens (and their checksums) depend on
+//! them. It uses integer and IEEE-exact arithmetic only: libm's `ln`, `sin` and `cos` may differ
+//! in the last bit between CPUs (glibc picks FMA or non-FMA variants at run time).
 
 /// SplitMix64 with helpers for the distributions we need.
 #[derive(Debug, Clone)]
 pub struct SeededRng {
     state: u64,
-    spare_normal: Option<f64>,
 }
 
 impl SeededRng {
     pub fn new(seed: u64) -> Self {
-        Self {
-            state: seed,
-            spare_normal: None,
-        }
+        Self { state: seed }
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -30,17 +28,10 @@ impl SeededRng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Standard normal by Box-Muller.
+    /// Approximately standard normal: the sum of twelve uniforms less six (Irwin–Hall; mean 0,
+    /// variance 1, bounded by ±6), which random test weights need and which needs no libm.
     pub fn normal(&mut self) -> f64 {
-        if let Some(z) = self.spare_normal.take() {
-            return z;
-        }
-        let u1 = self.uniform().max(f64::MIN_POSITIVE);
-        let u2 = self.uniform();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let theta = 2.0 * std::f64::consts::PI * u2;
-        self.spare_normal = Some(r * theta.sin());
-        r * theta.cos()
+        (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
     }
 
     pub fn normals(&mut self, n: usize, std: f64) -> Vec<f32> {
