@@ -64,13 +64,6 @@ impl Message {
         }
     }
 
-    pub fn image_count(&self) -> usize {
-        self.content
-            .iter()
-            .filter(|p| matches!(p, Part::Image))
-            .count()
-    }
-
     /// The message as the template sees it: content as a string when it is pure text (as
     /// most callers of HF pass it), a list of parts otherwise.
     fn to_template_value(&self) -> serde_json::Value {

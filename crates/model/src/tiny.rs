@@ -3,7 +3,6 @@
 //! and the chat template. Tests and HF transformers load the same files, so nothing needs a
 //! download and parity checks compare like with like.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::config::Qwen3VlConfig;
@@ -426,9 +425,4 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]
         path: path.into(),
         reason: e.to_string(),
     })
-}
-
-/// Names in `tensor_shapes` order, for callers that check completeness.
-pub fn tensor_names(config: &Qwen3VlConfig) -> BTreeMap<String, Vec<usize>> {
-    tensor_shapes(config).into_iter().collect()
 }

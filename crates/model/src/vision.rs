@@ -1,7 +1,7 @@
 //! The vision tower: patch embedding, interpolated learned positions, 2-D rotary attention
 //! blocks, the patch merger and the DeepStack mergers whose outputs join early text layers.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, Device, Tensor};
 
 use crate::config::{Qwen3VlConfig, VisionConfig};
 use crate::error::Result;
@@ -316,10 +316,6 @@ impl VisionModel {
             Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
             Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
         ))
-    }
-
-    pub fn dtype(&self) -> DType {
-        self.patch_weight.dtype()
     }
 }
 

@@ -77,10 +77,6 @@ impl WeightFiles {
         })
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.routing.contains_key(name)
-    }
-
     /// Loads `name`, checking its shape, in the model's dtype on the model's device.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         self.get_as(name, shape, self.dtype)

@@ -227,28 +227,26 @@ fn measure(
         })?
     };
     let continuation = ids(args.decode_tokens);
-    // Decode alone: each round prefills afresh (untimed), then times the token loop.
-    let mut decode_times = vec![f64::NAN];
-    for i in 0..=if args.wants(Operation::Decode) {
-        args.iterations.max(1)
+    // Decode alone: each run prefills afresh (untimed), then times the token loop; the first
+    // run warms up.
+    let decode = if args.wants(Operation::Decode) {
+        let mut times = Vec::new();
+        for run in 0..=args.iterations.max(1) {
+            model
+                .prefill(&mut cache, &prompt, false, Logits::Last)
+                .map_err(model_err)?;
+            let start = Instant::now();
+            for &t in &continuation {
+                model.decode(&mut cache, t, false).map_err(model_err)?;
+            }
+            if run > 0 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        median(times)
     } else {
-        0
-    } {
-        model
-            .prefill(&mut cache, &prompt, false, Logits::Last)
-            .map_err(model_err)?;
-        let start = Instant::now();
-        for &t in &continuation {
-            model.decode(&mut cache, t, false).map_err(model_err)?;
-        }
-        if i > 0 {
-            decode_times.push(start.elapsed().as_secs_f64());
-        }
-        if i == 1 {
-            decode_times.remove(0);
-        }
-    }
-    let decode = median(decode_times);
+        f64::NAN
+    };
 
     loaded
         .model
