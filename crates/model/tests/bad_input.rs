@@ -206,3 +206,87 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn decoding_with_lora_switched_since_the_prefill_is_refused() {
+    let dir = tiny_dir(serde_json::json!({}));
+    let mut loaded = load(dir.path()).expect("load");
+    loaded
+        .model
+        .attach_lora(clawdesk_model::LoraConfig::new(2, 4.0), 0)
+        .expect("attach");
+    let input = loaded.processor.encode("hello", &[]).expect("encode");
+    let mut cache = loaded.model.new_cache();
+    loaded
+        .model
+        .prefill(&mut cache, &input, false, clawdesk_model::Logits::Last)
+        .expect("prefill");
+    let err = loaded
+        .model
+        .decode(&mut cache, 65, true)
+        .expect_err("mixed");
+    assert!(
+        err.to_string().contains("LoRA on") && err.to_string().contains("LoRA off"),
+        "{err}"
+    );
+    let err = loaded
+        .model
+        .decode(&mut loaded.model.new_cache(), 65, false)
+        .expect_err("no prefill");
+    assert!(err.to_string().contains("before prefill"), "{err}");
+}
+
+#[test]
+fn adapters_peft_would_read_differently_are_refused_with_the_reason() {
+    let dir = tiny_dir(serde_json::json!({}));
+    let mut loaded = load(dir.path()).expect("load");
+    let adapter = dir.path().join("adapter");
+    clawdesk_model::peft::write_random_adapter(
+        &mut loaded.model,
+        clawdesk_model::LoraConfig::new(2, 4.0),
+        1,
+        &adapter,
+        "tiny",
+    )
+    .expect("adapter");
+    let config_path = adapter.join("adapter_config.json");
+    let original = std::fs::read_to_string(&config_path).expect("config");
+    let edit = |field: &str, value: serde_json::Value| {
+        let mut v: serde_json::Value = serde_json::from_str(&original).expect("json");
+        v[field] = value;
+        std::fs::write(&config_path, v.to_string()).expect("write");
+    };
+    for (field, value, words) in [
+        ("use_dora", serde_json::json!(true), "DoRA"),
+        (
+            "target_modules",
+            serde_json::json!(".*proj"),
+            "regular expression",
+        ),
+        (
+            "rank_pattern",
+            serde_json::json!({"q_proj": 4}),
+            "rank_pattern",
+        ),
+        ("peft_type", serde_json::json!("IA3"), "LORA"),
+    ] {
+        edit(field, value);
+        let err =
+            clawdesk_model::peft::import_adapter(&mut loaded.model, &adapter).expect_err(field);
+        assert!(err.to_string().contains(words), "{field}: {err}");
+    }
+    std::fs::write(&config_path, &original).expect("restore");
+    clawdesk_model::peft::import_adapter(&mut loaded.model, &adapter).expect("valid adapter");
+
+    // A lora_A without its lora_B is refused, naming the module.
+    let weights = adapter.join("adapter_model.safetensors");
+    let key = "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_B.weight";
+    let mut tensors = candle_core::safetensors::load(&weights, &Device::Cpu).expect("load");
+    assert!(tensors.remove(key).is_some());
+    candle_core::safetensors::save(&tensors, &weights).expect("save");
+    let err = clawdesk_model::peft::import_adapter(&mut loaded.model, &adapter).expect_err("half");
+    assert!(
+        err.to_string().contains("layers.0.self_attn.q_proj"),
+        "{err}"
+    );
+}
