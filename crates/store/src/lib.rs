@@ -27,8 +27,9 @@ pub use paths::default_data_dir;
 pub use store::Store;
 pub use table::adapters::{Adapter, AdapterId, NewAdapter};
 pub use table::episodes::{Episode, EpisodeId, EpisodeStatus, NewEpisode};
+pub use table::judging::JudgeFailure;
 pub use table::steps::{NewStep, Step, StepId, StepOutcome};
-pub use table::verdicts::{NewVerdict, Verdict, VerdictId, VerdictSource};
+pub use table::verdicts::{Agreement, NewVerdict, Verdict, VerdictId, VerdictSource};
 
 /// Milliseconds since the Unix epoch: the one timestamp unit in the database.
 pub fn now_ms() -> i64 {

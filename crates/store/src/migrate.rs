@@ -21,6 +21,8 @@ const MIGRATIONS: &[&[&str]] = &[
         table::verdicts::SCHEMA,
         table::adapters::SCHEMA,
     ],
+    // 2: judging: vote means, corrections, one verdict per judge, failures to retry.
+    &[table::verdicts::SCHEMA_V2, table::judging::SCHEMA],
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`]; refuses one from a newer build untouched.

@@ -5,10 +5,11 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::blobs::{BlobId, BlobKind, Blobs};
 use crate::error::{Result, StoreError};
-use crate::table::{adapters, episodes, steps, verdicts};
+use crate::table::{adapters, episodes, judging, steps, verdicts};
 use crate::{
-    Adapter, AdapterId, Episode, EpisodeId, EpisodeStatus, NewAdapter, NewEpisode, NewStep,
-    NewVerdict, Step, StepId, Verdict, VerdictId, migrate, now_ms,
+    Adapter, AdapterId, Agreement, Episode, EpisodeId, EpisodeStatus, JudgeFailure, NewAdapter,
+    NewEpisode, NewStep, NewVerdict, Step, StepId, Verdict, VerdictId, VerdictSource, migrate,
+    now_ms,
 };
 
 /// A data directory: `clawdesk.sqlite3` plus `blobs/`.
@@ -163,21 +164,90 @@ impl Store {
         self.sql(steps::count(&conn))
     }
 
-    pub fn add_verdict(&self, verdict: &NewVerdict) -> Result<VerdictId> {
+    /// Records a verdict in one transaction, clearing its judge's failure mark on the step.
+    ///
+    /// `None` when this judge already has a verdict on the step: the first one stays, so a judge
+    /// loop that restarts mid-batch and judges a step again changes nothing. People may give a
+    /// step as many verdicts as they like; the newest counts.
+    pub fn add_verdict(&self, verdict: &NewVerdict) -> Result<Option<VerdictId>> {
         if !(-1..=1).contains(&verdict.score) {
             return Err(StoreError::Invalid(format!(
                 "a verdict's score is -1, 0 or +1, not {}",
                 verdict.score
             )));
         }
-        let conn = self.conn();
-        if self.sql(steps::get(&conn, verdict.step))?.is_none() {
+        if verdict.mean.is_some_and(|m| !(-1.0..=1.0).contains(&m)) {
+            return Err(StoreError::Invalid(format!(
+                "a verdict's mean vote lies in [-1, 1], not {:?}",
+                verdict.mean
+            )));
+        }
+        if verdict.source == VerdictSource::Judge && verdict.judge.is_none() {
+            return Err(StoreError::Invalid("a judge's verdict must name its judge".into()));
+        }
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        if self.sql(steps::get(&tx, verdict.step))?.is_none() {
             return Err(StoreError::NotFound {
                 what: "step",
                 id: verdict.step.0,
             });
         }
-        self.sql(verdicts::insert(&conn, verdict, now_ms()))
+        let id = self.sql(verdicts::insert(&tx, verdict, now_ms()))?;
+        if let Some(judge) = &verdict.judge {
+            self.sql(judging::clear_failure(&tx, verdict.step, judge))?;
+        }
+        self.sql(tx.commit())?;
+        Ok(id)
+    }
+
+    /// Steps with an after-screen that `judge` owes a verdict and may try now, oldest first,
+    /// leaving out `busy` (steps it is judging already). A person owes every step no person
+    /// has judged.
+    pub fn owed_steps(
+        &self,
+        judge: &str,
+        source: VerdictSource,
+        busy: &[StepId],
+        limit: usize,
+    ) -> Result<Vec<StepId>> {
+        let conn = self.conn();
+        self.sql(judging::owed(&conn, judge, source, now_ms(), busy, limit))
+    }
+
+    /// How many steps `judge` still owes, counting those waiting for a retry.
+    pub fn owed_count(&self, judge: &str, source: VerdictSource) -> Result<i64> {
+        let conn = self.conn();
+        self.sql(judging::owed_count(&conn, judge, source))
+    }
+
+    /// Marks a failed attempt to judge `step` (in one transaction); it is owed again after
+    /// `delay_ms(attempts so far)` milliseconds.
+    pub fn record_judge_failure(
+        &self,
+        step: StepId,
+        judge: &str,
+        error: &str,
+        delay_ms: impl Fn(i64) -> i64,
+    ) -> Result<JudgeFailure> {
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        let failure =
+            self.sql(judging::record_failure(&tx, step, judge, error, now_ms(), &delay_ms))?;
+        self.sql(tx.commit())?;
+        Ok(failure)
+    }
+
+    /// The steps `judge` failed on and will retry.
+    pub fn judge_failures(&self, judge: &str) -> Result<Vec<JudgeFailure>> {
+        let conn = self.conn();
+        self.sql(judging::failures(&conn, judge))
+    }
+
+    /// Judge-vs-person agreement per judge, so a user can see whether a judge can be trusted.
+    pub fn agreement(&self) -> Result<Vec<Agreement>> {
+        let conn = self.conn();
+        self.sql(verdicts::agreement(&conn))
     }
 
     /// The verdict that counts: a person's over any judge's, the newest of each.
@@ -232,7 +302,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{StepOutcome, VerdictSource};
+    use crate::StepOutcome;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -311,40 +381,122 @@ mod tests {
         assert!(matches!(err, StoreError::MissingBlob { .. }), "{err}");
     }
 
-    #[test]
-    fn a_person_overrides_the_judge() {
-        let (_d, store) = store();
-        let ep = store
+    fn episode(store: &Store) -> EpisodeId {
+        store
             .begin_episode(&NewEpisode {
                 task: "t".into(),
                 app: None,
             })
-            .unwrap();
-        let step = store.insert_step(&new_step(&store, ep, 0)).unwrap();
-        let judge = |score| NewVerdict {
+            .unwrap()
+    }
+
+    fn judge_verdict(step: StepId, judge: &str, score: i8) -> NewVerdict {
+        NewVerdict {
             step,
             source: VerdictSource::Judge,
             score,
             votes: Some(serde_json::json!([1, 1, -1])),
             hint: Some("open the menu first".into()),
-            judge: Some("test".into()),
-        };
-        store.add_verdict(&judge(1)).unwrap();
+            judge: Some(judge.into()),
+            mean: Some(f64::from(score) / 3.0),
+            correction: None,
+        }
+    }
+
+    fn person_verdict(step: StepId, score: i8) -> NewVerdict {
+        NewVerdict {
+            source: VerdictSource::Person,
+            judge: None,
+            votes: None,
+            mean: None,
+            correction: Some(serde_json::json!({"kind": "key", "combo": "Return"})),
+            ..judge_verdict(step, "", score)
+        }
+    }
+
+    #[test]
+    fn a_person_overrides_the_judge() {
+        let (_d, store) = store();
+        let ep = episode(&store);
+        let step = store.insert_step(&new_step(&store, ep, 0)).unwrap();
+        store.add_verdict(&judge_verdict(step, "a", 1)).unwrap();
         assert_eq!(store.effective_verdict(step).unwrap().unwrap().score, 1);
-        store
-            .add_verdict(&NewVerdict {
-                source: VerdictSource::Person,
-                hint: None,
-                votes: None,
-                ..judge(-1)
-            })
-            .unwrap();
+        store.add_verdict(&person_verdict(step, -1)).unwrap();
         // A later judge verdict does not take the person's place.
-        store.add_verdict(&judge(1)).unwrap();
+        store.add_verdict(&judge_verdict(step, "b", 1)).unwrap();
         let v = store.effective_verdict(step).unwrap().unwrap();
         assert_eq!((v.source, v.score), (VerdictSource::Person, -1));
+        assert_eq!(v.correction.unwrap()["combo"], "Return");
         assert_eq!(store.verdicts(step).unwrap().len(), 3);
-        assert!(store.add_verdict(&judge(2)).is_err());
+        assert!(store.add_verdict(&judge_verdict(step, "c", 2)).is_err());
+        let mut no_name = judge_verdict(step, "c", 1);
+        no_name.judge = None;
+        assert!(store.add_verdict(&no_name).is_err());
+    }
+
+    #[test]
+    fn a_judge_gives_one_verdict_per_step_and_its_failures_wait() {
+        let (_d, store) = store();
+        let ep = episode(&store);
+        let a = store.insert_step(&new_step(&store, ep, 0)).unwrap();
+        let b = store.insert_step(&new_step(&store, ep, 1)).unwrap();
+        const J: VerdictSource = VerdictSource::Judge;
+        let mut unfinished = new_step(&store, ep, 2);
+        unfinished.after_image = None;
+        store.insert_step(&unfinished).unwrap();
+
+        assert_eq!(store.owed_steps("j", J, &[], 10).unwrap(), [a, b]);
+        assert_eq!(store.owed_steps("j", J, &[a], 10).unwrap(), [b]);
+        assert_eq!(store.owed_steps("j", J, &[], 1).unwrap(), [a]);
+
+        // A failure hides the step until its retry time, but it stays owed.
+        let backoff = |attempts: i64| 60_000 * attempts;
+        let first = store.record_judge_failure(b, "j", "503", backoff).unwrap();
+        assert_eq!(first.attempts, 1);
+        let second = store.record_judge_failure(b, "j", "timeout", backoff).unwrap();
+        assert_eq!(second.attempts, 2);
+        assert!(second.retry_at_ms - first.retry_at_ms >= 60_000);
+        assert_eq!(store.owed_steps("j", J, &[], 10).unwrap(), [a]);
+        assert_eq!(store.owed_count("j", J).unwrap(), 2);
+        assert_eq!(store.judge_failures("j").unwrap()[0].last_error, "timeout");
+        store.record_judge_failure(b, "j", "timeout", |_| -1000).unwrap();
+        assert_eq!(store.owed_steps("j", J, &[], 10).unwrap(), [a, b]);
+
+        // The first verdict stays; judging again changes nothing; the failure mark goes.
+        assert!(store.add_verdict(&judge_verdict(b, "j", 1)).unwrap().is_some());
+        assert!(store.add_verdict(&judge_verdict(b, "j", -1)).unwrap().is_none());
+        assert_eq!(store.verdicts(b).unwrap().len(), 1);
+        assert_eq!(store.verdicts(b).unwrap()[0].score, 1);
+        assert!(store.judge_failures("j").unwrap().is_empty());
+        assert_eq!(store.owed_steps("j", J, &[], 10).unwrap(), [a]);
+        // Another judge still owes both, and so does a person until one judges.
+        assert_eq!(store.owed_steps("k", J, &[], 10).unwrap(), [a, b]);
+        const P: VerdictSource = VerdictSource::Person;
+        store.add_verdict(&person_verdict(a, 1)).unwrap();
+        assert_eq!(store.owed_steps("person", P, &[], 10).unwrap(), [b]);
+        assert_eq!(store.owed_count("person", P).unwrap(), 1);
+    }
+
+    #[test]
+    fn agreement_compares_each_judge_with_the_newest_person_verdict() {
+        let (_d, store) = store();
+        let ep = episode(&store);
+        let steps: Vec<StepId> = (0..4)
+            .map(|i| store.insert_step(&new_step(&store, ep, i)).unwrap())
+            .collect();
+        for (step, j, p) in [(0, 1, 1), (1, 1, -1), (2, 0, -1)] {
+            store.add_verdict(&judge_verdict(steps[step], "j", j)).unwrap();
+            store.add_verdict(&person_verdict(steps[step], -p)).unwrap();
+            store.add_verdict(&person_verdict(steps[step], p)).unwrap();
+        }
+        // Judged, never checked by a person: not compared.
+        store.add_verdict(&judge_verdict(steps[3], "j", 1)).unwrap();
+        store.add_verdict(&judge_verdict(steps[0], "k", -1)).unwrap();
+        let a = store.agreement().unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!((a[0].judge.as_str(), a[0].compared, a[0].agreed, a[0].undecided), ("j", 3, 1, 1));
+        assert_eq!(a[0].rate(), Some(1.0 / 3.0));
+        assert_eq!((a[1].judge.as_str(), a[1].compared, a[1].agreed), ("k", 1, 0));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod adapters;
 pub mod episodes;
+pub mod judging;
 pub mod steps;
 pub mod verdicts;
 

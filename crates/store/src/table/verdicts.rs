@@ -23,6 +23,14 @@ CREATE TABLE verdicts (
 CREATE INDEX verdicts_by_step ON verdicts (step_id, created_at_ms);
 ";
 
+/// Version 2: the votes' mean beside the majority, a person's corrected action, and one verdict
+/// set per (step, judge) so a judge loop that restarts mid-batch cannot judge a step twice.
+pub(crate) const SCHEMA_V2: &str = "
+ALTER TABLE verdicts ADD COLUMN mean REAL;
+ALTER TABLE verdicts ADD COLUMN correction TEXT;
+CREATE UNIQUE INDEX verdicts_one_per_judge ON verdicts (step_id, judge) WHERE source = 'judge';
+";
+
 /// Who gave the verdict. A person's verdict overrides any judge's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,6 +61,10 @@ pub struct NewVerdict {
     pub hint: Option<String>,
     /// Which judge (endpoint and model) gave it.
     pub judge: Option<String>,
+    /// The mean of the valid votes (the majority's sign is `score`); `None` when no vote counted.
+    pub mean: Option<f64>,
+    /// A person's corrected action, in the internal action form, when they gave one.
+    pub correction: Option<serde_json::Value>,
 }
 
 /// A verdict as stored.
@@ -65,13 +77,22 @@ pub struct Verdict {
     pub votes: Option<serde_json::Value>,
     pub hint: Option<String>,
     pub judge: Option<String>,
+    pub mean: Option<f64>,
+    pub correction: Option<serde_json::Value>,
     pub created_at_ms: i64,
 }
 
-pub(crate) fn insert(conn: &Connection, v: &NewVerdict, now: i64) -> rusqlite::Result<VerdictId> {
-    conn.execute(
-        "INSERT INTO verdicts (step_id, source, score, votes, hint, judge, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+/// Inserts a verdict; `None` when the judge already has a verdict on the step (the first stays).
+pub(crate) fn insert(
+    conn: &Connection,
+    v: &NewVerdict,
+    now: i64,
+) -> rusqlite::Result<Option<VerdictId>> {
+    let changed = conn.execute(
+        "INSERT INTO verdicts (step_id, source, score, votes, hint, judge, mean, correction,
+                               created_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT DO NOTHING",
         params![
             v.step.0,
             v.source.as_str(),
@@ -79,10 +100,12 @@ pub(crate) fn insert(conn: &Connection, v: &NewVerdict, now: i64) -> rusqlite::R
             v.votes.as_ref().map(ToString::to_string),
             v.hint,
             v.judge,
+            v.mean,
+            v.correction.as_ref().map(ToString::to_string),
             now,
         ],
     )?;
-    Ok(VerdictId(conn.last_insert_rowid()))
+    Ok((changed == 1).then(|| VerdictId(conn.last_insert_rowid())))
 }
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Verdict> {
@@ -98,17 +121,22 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Verdict> {
         votes: json_column(row.get(4)?)?,
         hint: row.get(5)?,
         judge: row.get(6)?,
-        created_at_ms: row.get(7)?,
+        mean: row.get(7)?,
+        correction: json_column(row.get(8)?)?,
+        created_at_ms: row.get(9)?,
     })
 }
+
+const COLUMNS: &str =
+    "id, step_id, source, score, votes, hint, judge, mean, correction, created_at_ms";
 
 /// The verdict that counts for a step: the newest person's, else the newest judge's.
 pub(crate) fn effective(conn: &Connection, step: StepId) -> rusqlite::Result<Option<Verdict>> {
     conn.query_row(
-        "SELECT id, step_id, source, score, votes, hint, judge, created_at_ms FROM verdicts
-         WHERE step_id = ?1
-         ORDER BY (source = 'person') DESC, created_at_ms DESC, id DESC
-         LIMIT 1",
+        &format!(
+            "SELECT {COLUMNS} FROM verdicts WHERE step_id = ?1
+             ORDER BY (source = 'person') DESC, created_at_ms DESC, id DESC LIMIT 1"
+        ),
         [step.0],
         from_row,
     )
@@ -116,9 +144,52 @@ pub(crate) fn effective(conn: &Connection, step: StepId) -> rusqlite::Result<Opt
 }
 
 pub(crate) fn of_step(conn: &Connection, step: StepId) -> rusqlite::Result<Vec<Verdict>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, step_id, source, score, votes, hint, judge, created_at_ms FROM verdicts
-         WHERE step_id = ?1 ORDER BY id",
-    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM verdicts WHERE step_id = ?1 ORDER BY id"
+    ))?;
     stmt.query_map([step.0], from_row)?.collect()
+}
+
+/// How often one judge agreed with the people who checked its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    pub judge: String,
+    /// Steps with both this judge's verdict and a person's.
+    pub compared: i64,
+    /// Of those, where the judge's score equals the person's (newest person verdict).
+    pub agreed: i64,
+    /// Of those, where the judge had no valid vote (score 0) and so could not agree.
+    pub undecided: i64,
+}
+
+impl Agreement {
+    /// The share of compared steps where the judge agreed; `None` before any comparison.
+    pub fn rate(&self) -> Option<f64> {
+        (self.compared > 0).then(|| self.agreed as f64 / self.compared as f64)
+    }
+}
+
+pub(crate) fn agreement(conn: &Connection) -> rusqlite::Result<Vec<Agreement>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH person AS (
+             SELECT step_id, score FROM (
+                 SELECT step_id, score,
+                        ROW_NUMBER() OVER (PARTITION BY step_id
+                                           ORDER BY created_at_ms DESC, id DESC) AS n
+                 FROM verdicts WHERE source = 'person')
+             WHERE n = 1)
+         SELECT j.judge, COUNT(*), SUM(j.score = p.score), SUM(j.score = 0)
+         FROM verdicts j JOIN person p ON p.step_id = j.step_id
+         WHERE j.source = 'judge' AND j.judge IS NOT NULL
+         GROUP BY j.judge ORDER BY j.judge",
+    )?;
+    stmt.query_map([], |r| {
+        Ok(Agreement {
+            judge: r.get(0)?,
+            compared: r.get(1)?,
+            agreed: r.get(2)?,
+            undecided: r.get(3)?,
+        })
+    })?
+    .collect()
 }

@@ -1,0 +1,81 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can stop a step from being judged. Problems with what a judge *said* are not
+/// errors: they are invalid votes, recorded with the raw text (see [`crate::Vote`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JudgeError {
+    /// A prompt template could not be read, parsed or rendered.
+    #[error("prompt template {origin}: {reason}")]
+    Prompt { origin: String, reason: String },
+    /// The endpoint could not be reached (refused, reset, DNS); worth retrying.
+    #[error("cannot reach the judge endpoint {endpoint}: {reason}")]
+    Network { endpoint: String, reason: String },
+    /// The endpoint did not answer in time; worth retrying.
+    #[error("the judge endpoint {endpoint} did not answer within {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+    /// The endpoint answered with an HTTP error status.
+    #[error("the judge endpoint {endpoint} answered HTTP {status}: {body}")]
+    Status {
+        endpoint: String,
+        status: u16,
+        /// The start of the body, for the log and the UI.
+        body: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The endpoint answered 200 with something that is not a chat completion (an HTML page from
+    /// a proxy, broken JSON, no choices, a body over the size limit).
+    #[error("the judge endpoint {endpoint} sent no usable chat completion: {reason}")]
+    Protocol { endpoint: String, reason: String },
+    /// No API key where the settings say one is.
+    #[error("no API key for the judge: {0}")]
+    Secret(String),
+    /// A screenshot could not be decoded or encoded.
+    #[error("screenshot of step {step}: {reason}")]
+    Image { step: i64, reason: String },
+    /// The settings make no sense (zero votes, a URL that is not one).
+    #[error("judge settings: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] clawdesk_store::StoreError),
+    #[error("the local judge model failed: {0}")]
+    Model(#[from] clawdesk_model::ModelError),
+    /// A person-judge's question went unanswered (the asking side went away).
+    #[error("no answer from the person: {0}")]
+    Person(String),
+    /// A blocking task (image work, the local model) panicked or was cancelled.
+    #[error("judging task stopped: {0}")]
+    Task(String),
+    /// The file a template was to be written to, or read from.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl JudgeError {
+    /// Whether trying the same request again may succeed: network trouble, timeouts, rate
+    /// limits, server errors and garbled answers (a proxy in a bad moment).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            JudgeError::Network { .. } | JudgeError::Timeout { .. } => true,
+            JudgeError::Protocol { .. } => true,
+            JudgeError::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// How long the server asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            JudgeError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = JudgeError> = std::result::Result<T, E>;

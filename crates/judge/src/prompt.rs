@@ -1,0 +1,325 @@
+//! The judge's prompt templates (`prompts/judge/*.md`), read at run time so users can edit them,
+//! and rendered for one step into text and screenshot parts.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::case::StepCase;
+use crate::error::{JudgeError, Result};
+
+/// Where the two screenshots go in the step template.
+pub const BEFORE_MARKER: &str = "[[screenshot_before]]";
+pub const AFTER_MARKER: &str = "[[screenshot_after]]";
+
+const STEP_FILE: &str = "judge/step.md";
+const HINT_FILE: &str = "judge/hint.md";
+/// The copies built into the binary, used when no folder overrides them.
+const BUILTIN: [(&str, &str); 2] = [
+    (STEP_FILE, include_str!("../../../prompts/judge/step.md")),
+    (HINT_FILE, include_str!("../../../prompts/judge/hint.md")),
+];
+
+/// Which screenshot a part of the prompt shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Before,
+    After,
+}
+
+/// One piece of a rendered prompt, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptPart {
+    Text(String),
+    Image(Screen),
+}
+
+/// A template's text and where it came from (a file, or "built-in").
+#[derive(Debug, Clone)]
+struct Source {
+    text: String,
+    origin: String,
+}
+
+/// The judge's templates, checked when loaded.
+#[derive(Debug, Clone)]
+pub struct JudgePrompts {
+    step: Source,
+    hint: Source,
+}
+
+/// The values a template may use (see `prompts/README.md`).
+#[derive(Serialize)]
+struct Vars<'a> {
+    objective: &'a str,
+    app: Option<&'a str>,
+    previous_actions: &'a [String],
+    step_number: u32,
+    response: &'a str,
+    outcome: &'a str,
+    error: Option<&'a str>,
+}
+
+impl JudgePrompts {
+    /// The templates built into the binary.
+    pub fn builtin() -> Result<Self> {
+        Self::load(&[])
+    }
+
+    /// Reads each template from the first folder in `dirs` that has it, else the built-in copy,
+    /// and checks that it parses and has its markers.
+    pub fn load(dirs: &[PathBuf]) -> Result<Self> {
+        let prompts = Self {
+            step: read(dirs, STEP_FILE)?,
+            hint: read(dirs, HINT_FILE)?,
+        };
+        for source in [&prompts.step, &prompts.hint] {
+            let mut env = minijinja::Environment::new();
+            env.add_template("t", &source.text)
+                .map_err(|e| prompt_error(source, e))?;
+        }
+        for marker in [BEFORE_MARKER, AFTER_MARKER] {
+            let found = prompts.step.text.matches(marker).count();
+            if found != 1 {
+                return Err(JudgeError::Prompt {
+                    origin: prompts.step.origin.clone(),
+                    reason: format!("{marker} must appear exactly once, not {found} times"),
+                });
+            }
+        }
+        Ok(prompts)
+    }
+
+    /// The folders searched, first match wins: `explicit`, `$CLAWDESK_PROMPTS`, then the data
+    /// directory's `prompts/`.
+    pub fn search_path(explicit: Option<&Path>, data_dir: Option<&Path>) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = explicit.map(Path::to_path_buf).into_iter().collect();
+        if let Some(env) = std::env::var_os("CLAWDESK_PROMPTS").filter(|v| !v.is_empty()) {
+            dirs.push(env.into());
+        }
+        dirs.extend(data_dir.map(|d| d.join("prompts")));
+        dirs
+    }
+
+    /// Renders the prompt for one step: text and the two screenshots in the template's order,
+    /// with the hint request appended when `hints` is on.
+    pub fn render(&self, case: &StepCase, hints: bool) -> Result<Vec<PromptPart>> {
+        let objective = defuse(&case.objective);
+        let app = case.app.as_deref().map(defuse);
+        let previous: Vec<String> = case.previous_actions.iter().map(|a| defuse(a)).collect();
+        let response = defuse(&case.response);
+        let error = case.error.as_deref().map(defuse);
+        let vars = Vars {
+            objective: &objective,
+            app: app.as_deref(),
+            previous_actions: &previous,
+            step_number: case.step_number,
+            response: &response,
+            outcome: case.outcome_name(),
+            error: error.as_deref(),
+        };
+        let mut text = render(&self.step, &vars)?;
+        if hints {
+            text.push_str(&render(&self.hint, &vars)?);
+        }
+        split_markers(&text, &self.step.origin)
+    }
+}
+
+fn read(dirs: &[PathBuf], name: &str) -> Result<Source> {
+    for dir in dirs {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                tracing::debug!(path = %path.display(), "prompt template from file");
+                return Ok(Source {
+                    text,
+                    origin: path.display().to_string(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(JudgeError::Io { path, source }),
+        }
+    }
+    let text = BUILTIN
+        .iter()
+        .find(|(file, _)| *file == name)
+        .map(|(_, text)| (*text).to_owned())
+        .ok_or_else(|| JudgeError::Prompt {
+            origin: name.into(),
+            reason: "no such built-in template".into(),
+        })?;
+    Ok(Source {
+        text,
+        origin: format!("built-in {name}"),
+    })
+}
+
+fn prompt_error(source: &Source, e: minijinja::Error) -> JudgeError {
+    let mut reason = e.to_string();
+    if let Some(line) = e.line() {
+        reason = format!("line {line}: {reason}");
+    }
+    JudgeError::Prompt {
+        origin: source.origin.clone(),
+        reason,
+    }
+}
+
+fn render(source: &Source, vars: &Vars<'_>) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    // A misspelt variable in an edited template is an error, not silently empty text.
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env.add_template("t", &source.text)
+        .map_err(|e| prompt_error(source, e))?;
+    env.get_template("t")
+        .and_then(|t| t.render(vars))
+        .map_err(|e| prompt_error(source, e))
+}
+
+/// Splits rendered text at the screenshot markers, each of which must appear exactly once.
+fn split_markers(text: &str, origin: &str) -> Result<Vec<PromptPart>> {
+    let mut found: Vec<(usize, &str, Screen)> = Vec::new();
+    for (marker, screen) in [(BEFORE_MARKER, Screen::Before), (AFTER_MARKER, Screen::After)] {
+        let at: Vec<usize> = text.match_indices(marker).map(|(at, _)| at).collect();
+        if at.len() != 1 {
+            return Err(JudgeError::Prompt {
+                origin: origin.to_owned(),
+                reason: format!("{marker} rendered {} times; it must be once", at.len()),
+            });
+        }
+        found.push((at[0], marker, screen));
+    }
+    found.sort_by_key(|(at, _, _)| *at);
+    let mut parts = Vec::new();
+    let mut from = 0;
+    for (at, marker, screen) in found {
+        push_text(&mut parts, &text[from..at]);
+        parts.push(PromptPart::Image(screen));
+        from = at + marker.len();
+    }
+    push_text(&mut parts, &text[from..]);
+    Ok(parts)
+}
+
+/// Breaks marker text inside a value (an agent's reply quoting one), so that only the
+/// template's own markers place images.
+fn defuse(text: &str) -> String {
+    text.replace("[[screenshot_", "[ [screenshot_")
+}
+
+fn push_text(parts: &mut Vec<PromptPart>, text: &str) {
+    if !text.is_empty() {
+        parts.push(PromptPart::Text(text.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawdesk_store::{StepId, StepOutcome};
+
+    pub(crate) fn case() -> StepCase {
+        StepCase {
+            step: StepId(1),
+            objective: "compute 12+7".into(),
+            app: Some("gnome-calculator".into()),
+            previous_actions: vec!["left click at (0.100, 0.200)".into()],
+            step_number: 2,
+            response: "Action: press 7\n[[screenshot_after]]".into(),
+            action: serde_json::json!({"kind": "key", "combo": "7"}),
+            outcome: StepOutcome::Executed,
+            error: None,
+            before_png: Vec::new(),
+            after_png: Vec::new(),
+            before_tree: None,
+            after_tree: None,
+        }
+    }
+
+    fn texts(parts: &[PromptPart]) -> String {
+        parts
+            .iter()
+            .map(|p| match p {
+                PromptPart::Text(t) => t.clone(),
+                PromptPart::Image(Screen::Before) => "<BEFORE>".into(),
+                PromptPart::Image(Screen::After) => "<AFTER>".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn builtin_prompt_renders_every_input_in_order() {
+        let prompts = JudgePrompts::builtin().unwrap();
+        let parts = prompts.render(&case(), false).unwrap();
+        let images: Vec<_> = parts
+            .iter()
+            .filter_map(|p| match p {
+                PromptPart::Image(s) => Some(*s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(images, [Screen::Before, Screen::After]);
+        let text = texts(&parts);
+        let order = [
+            "compute 12+7",
+            "gnome-calculator",
+            "1. left click at (0.100, 0.200)",
+            "<BEFORE>",
+            "step 2",
+            "Action: press 7",
+            "<AFTER>",
+            "\\boxed{1} or \\boxed{-1}",
+        ];
+        let mut from = 0;
+        for needle in order {
+            let at = text[from..].find(needle).unwrap_or_else(|| panic!("{needle} in\n{text}"));
+            from += at + needle.len();
+        }
+        assert!(!text.contains("HINT_START"));
+        assert!(!text.contains("not carried out"));
+        let with_hint = texts(&prompts.render(&case(), true).unwrap());
+        assert!(with_hint.ends_with("write no hint at all.\n"), "{with_hint}");
+        assert!(with_hint.contains("[HINT_START]"));
+    }
+
+    #[test]
+    fn first_step_and_refused_step_read_as_such() {
+        let mut c = case();
+        c.previous_actions.clear();
+        c.outcome = StepOutcome::Refused;
+        c.error = Some("not on the allowlist".into());
+        let text = texts(&JudgePrompts::builtin().unwrap().render(&c, false).unwrap());
+        assert!(text.contains("(none: this is the first step)"), "{text}");
+        assert!(text.contains("not carried out normally (refused: not on the allowlist)"));
+    }
+
+    #[test]
+    fn edited_templates_override_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let judge = dir.path().join("judge");
+        std::fs::create_dir_all(&judge).unwrap();
+        let step = judge.join("step.md");
+        std::fs::write(&step, "Goal {{ objective }} [[screenshot_after]] then [[screenshot_before]]").unwrap();
+        let prompts = JudgePrompts::load(&[dir.path().to_path_buf()]).unwrap();
+        let parts = prompts.render(&case(), true).unwrap();
+        assert_eq!(parts[1], PromptPart::Image(Screen::After));
+        assert_eq!(parts[3], PromptPart::Image(Screen::Before));
+        // The hint template still comes from the built-in copy.
+        assert!(texts(&parts).contains("[HINT_START]"));
+
+        std::fs::write(&step, "{{ objective } [[screenshot_before]] [[screenshot_after]]").unwrap();
+        let err = JudgePrompts::load(&[dir.path().to_path_buf()]).unwrap_err();
+        assert!(err.to_string().contains("step.md"), "{err}");
+
+        std::fs::write(&step, "{{ objective }} [[screenshot_before]]").unwrap();
+        let err = JudgePrompts::load(&[dir.path().to_path_buf()]).unwrap_err();
+        assert!(err.to_string().contains("[[screenshot_after]]"), "{err}");
+
+        std::fs::write(&step, "{{ objectiv }} [[screenshot_before]] [[screenshot_after]]").unwrap();
+        let prompts = JudgePrompts::load(&[dir.path().to_path_buf()]).unwrap();
+        let err = prompts.render(&case(), false).unwrap_err();
+        assert!(err.to_string().contains("undefined"), "{err}");
+    }
+}

@@ -1,0 +1,264 @@
+//! The judge loop: works through the steps a judge owes, a bounded number at a time, writing
+//! each verdict set in one transaction and marking failures for a later retry.
+//!
+//! It keeps no state of its own that matters: what is owed, failed and done lives in the store,
+//! so the loop can be killed at any moment and a new one carries on. A step being judged when
+//! the loop dies is simply still owed; a verdict that was written is never written twice.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+
+use clawdesk_store::{StepId, Store};
+
+use crate::case::StepCase;
+use crate::error::{JudgeError, Result};
+use crate::judge::{Judge, Judgement};
+
+/// How the loop paces itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoopOptions {
+    /// Steps judged at once (each with its own parallel votes).
+    pub concurrency: usize,
+    /// How often the store is asked for new steps when nobody wakes the loop.
+    #[serde(with = "millis")]
+    pub poll: Duration,
+    /// The wait after a step's first failed judging; doubles with each further failure.
+    #[serde(with = "millis")]
+    pub failure_backoff: Duration,
+    #[serde(with = "millis")]
+    pub failure_backoff_max: Duration,
+    /// Return once nothing is owed that can be judged now (for batch runs and tests); otherwise
+    /// run until shut down.
+    pub until_idle: bool,
+}
+
+impl Default for LoopOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            poll: Duration::from_millis(500),
+            failure_backoff: Duration::from_secs(30),
+            failure_backoff_max: Duration::from_secs(3600),
+            until_idle: false,
+        }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// What the loop reports as it goes, for progress in the UI and the CLI.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JudgeEvent {
+    Judged {
+        step: StepId,
+        score: i8,
+        mean: Option<f64>,
+        hint: bool,
+    },
+    /// The step could not be judged now; it will be tried again.
+    Failed {
+        step: StepId,
+        attempts: i64,
+        error: String,
+        retry_in: Duration,
+    },
+}
+
+/// What one run of the loop did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoopStats {
+    pub judged: u64,
+    /// Judged again after a restart or by a second loop; the first verdict was kept.
+    pub already_judged: u64,
+    pub failures: u64,
+}
+
+/// The loop for one judge over one store.
+pub struct JudgeLoop {
+    store: Arc<Store>,
+    judge: Arc<dyn Judge>,
+    options: LoopOptions,
+    events: Option<mpsc::UnboundedSender<JudgeEvent>>,
+    wake: Arc<Notify>,
+}
+
+impl JudgeLoop {
+    pub fn new(store: Arc<Store>, judge: Arc<dyn Judge>, options: LoopOptions) -> Result<Self> {
+        if options.concurrency == 0 {
+            return Err(JudgeError::Config("judge concurrency must be at least 1".into()));
+        }
+        Ok(Self {
+            store,
+            judge,
+            options,
+            events: None,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// A stream of what the loop does.
+    pub fn subscribe(&mut self) -> mpsc::UnboundedReceiver<JudgeEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events = Some(tx);
+        rx
+    }
+
+    /// Notify this after storing a step to have it judged without waiting for the next poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Runs until `shutdown` resolves (or, with `until_idle`, until nothing can be judged now).
+    /// Steps in flight at shutdown are abandoned and stay owed.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<LoopStats> {
+        let name = self.judge.name().to_owned();
+        let source = self.judge.source();
+        tracing::info!(judge = %name, concurrency = self.options.concurrency, "judge loop started");
+        let mut stats = LoopStats::default();
+        let mut tasks: JoinSet<Result<Judgement>> = JoinSet::new();
+        // Which step each task judges; also the steps not to fetch again.
+        let mut busy: Vec<(tokio::task::Id, StepId)> = Vec::new();
+        tokio::pin!(shutdown);
+        loop {
+            if busy.len() < self.options.concurrency {
+                let want = self.options.concurrency - busy.len();
+                let store = self.store.clone();
+                let judge_name = name.clone();
+                let skip: Vec<StepId> = busy.iter().map(|(_, s)| *s).collect();
+                let owed = tokio::task::spawn_blocking(move || {
+                    store.owed_steps(&judge_name, source, &skip, want)
+                })
+                .await
+                .map_err(|e| JudgeError::Task(e.to_string()))??;
+                for step in owed {
+                    let (store, judge) = (self.store.clone(), self.judge.clone());
+                    let task = tasks.spawn(judge_one(store, judge, step));
+                    busy.push((task.id(), step));
+                }
+            }
+            if tasks.is_empty() && self.options.until_idle {
+                break;
+            }
+            tokio::select! {
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let (id, result) = match done {
+                        Ok((id, result)) => (id, result),
+                        // A judge that panicked: a failure like any other, retried later.
+                        Err(e) => (e.id(), Err(JudgeError::Task(format!("the judge panicked: {e}")))),
+                    };
+                    let Some(at) = busy.iter().position(|(task, _)| *task == id) else {
+                        continue;
+                    };
+                    let (_, step) = busy.swap_remove(at);
+                    self.settle(&name, step, result, &mut stats).await;
+                }
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.options.poll) => {}
+                () = &mut shutdown => {
+                    tracing::info!(judge = %name, in_flight = busy.len(), "judge loop stopping");
+                    break;
+                }
+            }
+        }
+        tasks.abort_all();
+        Ok(stats)
+    }
+
+    /// Writes a verdict, or marks a failure, for one finished step.
+    async fn settle(
+        &self,
+        name: &str,
+        step: StepId,
+        result: Result<Judgement>,
+        stats: &mut LoopStats,
+    ) {
+        let store = self.store.clone();
+        let name_owned = name.to_owned();
+        match result {
+            Ok(judgement) => {
+                let verdict = judgement.verdict(step, name);
+                let written =
+                    tokio::task::spawn_blocking(move || store.add_verdict(&verdict)).await;
+                match written {
+                    Ok(Ok(Some(_))) => {
+                        stats.judged += 1;
+                        tracing::debug!(step = step.0, score = judgement.score, "judged");
+                        self.emit(JudgeEvent::Judged {
+                            step,
+                            score: judgement.score,
+                            mean: judgement.mean,
+                            hint: judgement.hint.is_some(),
+                        });
+                    }
+                    Ok(Ok(None)) => stats.already_judged += 1,
+                    Ok(Err(e)) => self.fail(name_owned, step, e.to_string(), stats).await,
+                    Err(e) => self.fail(name_owned, step, e.to_string(), stats).await,
+                }
+            }
+            Err(e) => self.fail(name_owned, step, e.to_string(), stats).await,
+        }
+    }
+
+    async fn fail(&self, name: String, step: StepId, error: String, stats: &mut LoopStats) {
+        stats.failures += 1;
+        let (base, max) = (
+            self.options.failure_backoff.as_millis() as i64,
+            self.options.failure_backoff_max.as_millis() as i64,
+        );
+        let store = self.store.clone();
+        let message = error.clone();
+        let marked = tokio::task::spawn_blocking(move || {
+            store.record_judge_failure(step, &name, &message, |attempts| {
+                base.saturating_mul(1i64 << (attempts - 1).clamp(0, 30)).min(max)
+            })
+        })
+        .await;
+        match marked {
+            Ok(Ok(failure)) => {
+                let retry_in =
+                    Duration::from_millis((failure.retry_at_ms - clawdesk_store::now_ms()).max(0) as u64);
+                tracing::warn!(step = step.0, attempts = failure.attempts, ?retry_in, %error, "could not judge step; will retry");
+                self.emit(JudgeEvent::Failed {
+                    step,
+                    attempts: failure.attempts,
+                    error,
+                    retry_in,
+                });
+            }
+            // The store itself is failing: the step stays owed and is tried on the next pass.
+            Ok(Err(e)) => tracing::error!(step = step.0, error = %e, "cannot mark the failed step"),
+            Err(e) => tracing::error!(step = step.0, error = %e, "cannot mark the failed step"),
+        }
+    }
+
+    fn emit(&self, event: JudgeEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
+    }
+}
+
+async fn judge_one(store: Arc<Store>, judge: Arc<dyn Judge>, step: StepId) -> Result<Judgement> {
+    let case = tokio::task::spawn_blocking(move || StepCase::load(&store, step))
+        .await
+        .map_err(|e| JudgeError::Task(e.to_string()))??;
+    judge.judge(&case).await
+}
