@@ -38,6 +38,7 @@ pub fn fit(width: u32, height: u32, budget: u64) -> (u32, u32) {
     let w = ((f64::from(width) * scale).floor() as u32).max(1);
     // A sliver (one side rounded up to 1 pixel) must still fit.
     let w = w.min((budget / u64::from(h)).max(1) as u32);
+    let h = h.min((budget / u64::from(w)).max(1) as u32);
     (w, h)
 }
 
@@ -121,7 +122,7 @@ mod tests {
         assert!(u64::from(w * h) <= 1_000_000);
         assert!((f64::from(w) / f64::from(h) - 16.0 / 9.0).abs() < 0.01);
         assert_eq!(fit(100_000, 1, 10), (10, 1));
-        assert_eq!(fit(1, 100_000, 10), (1, 1));
+        assert_eq!(fit(1, 100_000, 10), (1, 10));
     }
 
     #[test]

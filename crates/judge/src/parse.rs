@@ -70,6 +70,9 @@ fn split_hints(answer: &str) -> (String, Vec<&str>) {
         match after.find(HINT_END) {
             Some(end) => {
                 hints.push(&after[..end]);
+                // A break where the block was, so the text around it cannot join into a box
+                // that the answer never wrote (`\\boxed{` + hint + `1}`).
+                outside.push('\n');
                 rest = &after[end + HINT_END.len()..];
             }
             None => {
@@ -201,6 +204,8 @@ mod tests {
         let vote = parse_vote("\\boxed{1} [HINT_START]Click OK. \\boxed{-1}");
         assert_eq!((vote.score, vote.hint), (Some(1), None));
         let long = format!("\\boxed{{1}}[HINT_START]{}[HINT_END]", "x".repeat(1001));
+        // Removing a hint never makes a box out of the text around it.
+        assert_eq!(parse_vote("\\boxed{[HINT_START]Click OK please.[HINT_END]1}").score, None);
         assert_eq!(parse_vote(&long).hint, None);
     }
 
