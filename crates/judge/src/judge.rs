@@ -104,13 +104,19 @@ impl VoteSettings {
             return bad(format!("votes must be 1 to 64, not {}", self.votes));
         }
         if !(self.temperature.is_finite() && (0.0..=2.0).contains(&self.temperature)) {
-            return bad(format!("temperature must be in [0, 2], not {}", self.temperature));
+            return bad(format!(
+                "temperature must be in [0, 2], not {}",
+                self.temperature
+            ));
         }
         if self.max_tokens == 0 {
             return bad("max_tokens must be at least 1".into());
         }
         if self.pixel_budget < 28 * 28 {
-            return bad(format!("pixel budget {} is too small to see anything", self.pixel_budget));
+            return bad(format!(
+                "pixel budget {} is too small to see anything",
+                self.pixel_budget
+            ));
         }
         Ok(())
     }

@@ -115,10 +115,7 @@ fn boxed_score(text: &str) -> Result<i8, String> {
     match (count, found) {
         (1, "1") => Ok(1),
         (1, "-1") => Ok(-1),
-        (1, other) => Err(format!(
-            "\\boxed{{{}}} is not 1 or -1",
-            shorten(other, 40)
-        )),
+        (1, other) => Err(format!("\\boxed{{{}}} is not 1 or -1", shorten(other, 40))),
         (n, _) => Err(format!("{n} \\boxed{{}} scores; exactly one counts")),
     }
 }
@@ -167,13 +164,21 @@ mod tests {
             assert_eq!(vote.score, None, "{text:?}");
             assert!(vote.problem.is_some(), "{text:?}");
         }
-        assert!(parse_vote("\\boxed{1} \\boxed{-1}").problem.unwrap().contains("2 "));
+        assert!(
+            parse_vote("\\boxed{1} \\boxed{-1}")
+                .problem
+                .unwrap()
+                .contains("2 ")
+        );
         assert!(parse_vote("\\boxed{+1}").problem.unwrap().contains("+1"));
     }
 
     #[test]
     fn thinking_does_not_count_and_unfinished_thinking_is_invalid() {
-        assert_eq!(score("<think>maybe \\boxed{1}?</think> no: \\boxed{-1}"), Some(-1));
+        assert_eq!(
+            score("<think>maybe \\boxed{1}?</think> no: \\boxed{-1}"),
+            Some(-1)
+        );
         // Some chat templates open the think block in the prompt: only the close is seen.
         assert_eq!(score("hmm \\boxed{-1} wait</think>\\boxed{1}"), Some(1));
         let vote = parse_vote("<think>the click \\boxed{1}");
@@ -183,11 +188,13 @@ mod tests {
 
     #[test]
     fn hints_are_taken_from_their_markers_and_their_boxes_do_not_count() {
-        let vote = parse_vote(
-            "\\boxed{-1}\n[HINT_START] Click the File menu, then Save. [HINT_END]",
-        );
+        let vote =
+            parse_vote("\\boxed{-1}\n[HINT_START] Click the File menu, then Save. [HINT_END]");
         assert_eq!(vote.score, Some(-1));
-        assert_eq!(vote.hint.as_deref(), Some("Click the File menu, then Save."));
+        assert_eq!(
+            vote.hint.as_deref(),
+            Some("Click the File menu, then Save.")
+        );
         let vote = parse_vote("[HINT_START]Answer \\boxed{1} next time.[HINT_END] \\boxed{-1}");
         assert_eq!(vote.score, Some(-1));
         assert_eq!(vote.hint.as_deref(), Some("Answer \\boxed{1} next time."));
@@ -197,15 +204,28 @@ mod tests {
              [HINT_START]Type 12 first.[HINT_END]",
         );
         assert_eq!(vote.hint.as_deref(), Some("Press Return to confirm."));
-        assert_eq!(parse_vote("\\boxed{1} [HINT_START]none[HINT_END]").hint, None);
-        assert_eq!(parse_vote("\\boxed{1} [HINT_START]exactly10c[HINT_END]").hint, None);
-        assert!(parse_vote("\\boxed{1} [HINT_START]exactly11ch[HINT_END]").hint.is_some());
+        assert_eq!(
+            parse_vote("\\boxed{1} [HINT_START]none[HINT_END]").hint,
+            None
+        );
+        assert_eq!(
+            parse_vote("\\boxed{1} [HINT_START]exactly10c[HINT_END]").hint,
+            None
+        );
+        assert!(
+            parse_vote("\\boxed{1} [HINT_START]exactly11ch[HINT_END]")
+                .hint
+                .is_some()
+        );
         // Unterminated: no hint, and its box does not count either.
         let vote = parse_vote("\\boxed{1} [HINT_START]Click OK. \\boxed{-1}");
         assert_eq!((vote.score, vote.hint), (Some(1), None));
         let long = format!("\\boxed{{1}}[HINT_START]{}[HINT_END]", "x".repeat(1001));
         // Removing a hint never makes a box out of the text around it.
-        assert_eq!(parse_vote("\\boxed{[HINT_START]Click OK please.[HINT_END]1}").score, None);
+        assert_eq!(
+            parse_vote("\\boxed{[HINT_START]Click OK please.[HINT_END]1}").score,
+            None
+        );
         assert_eq!(parse_vote(&long).hint, None);
     }
 

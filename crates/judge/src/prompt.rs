@@ -181,7 +181,10 @@ fn render(source: &Source, vars: &Vars<'_>) -> Result<String> {
 /// Splits rendered text at the screenshot markers, each of which must appear exactly once.
 fn split_markers(text: &str, origin: &str) -> Result<Vec<PromptPart>> {
     let mut found: Vec<(usize, &str, Screen)> = Vec::new();
-    for (marker, screen) in [(BEFORE_MARKER, Screen::Before), (AFTER_MARKER, Screen::After)] {
+    for (marker, screen) in [
+        (BEFORE_MARKER, Screen::Before),
+        (AFTER_MARKER, Screen::After),
+    ] {
         let at: Vec<usize> = text.match_indices(marker).map(|(at, _)| at).collect();
         if at.len() != 1 {
             return Err(JudgeError::Prompt {
@@ -274,13 +277,18 @@ mod tests {
         ];
         let mut from = 0;
         for needle in order {
-            let at = text[from..].find(needle).unwrap_or_else(|| panic!("{needle} in\n{text}"));
+            let at = text[from..]
+                .find(needle)
+                .unwrap_or_else(|| panic!("{needle} in\n{text}"));
             from += at + needle.len();
         }
         assert!(!text.contains("HINT_START"));
         assert!(!text.contains("not carried out"));
         let with_hint = texts(&prompts.render(&case(), true).unwrap());
-        assert!(with_hint.ends_with("write no hint at all.\n"), "{with_hint}");
+        assert!(
+            with_hint.ends_with("write no hint at all.\n"),
+            "{with_hint}"
+        );
         assert!(with_hint.contains("[HINT_START]"));
     }
 
@@ -301,7 +309,11 @@ mod tests {
         let judge = dir.path().join("judge");
         std::fs::create_dir_all(&judge).unwrap();
         let step = judge.join("step.md");
-        std::fs::write(&step, "Goal {{ objective }} [[screenshot_after]] then [[screenshot_before]]").unwrap();
+        std::fs::write(
+            &step,
+            "Goal {{ objective }} [[screenshot_after]] then [[screenshot_before]]",
+        )
+        .unwrap();
         let prompts = JudgePrompts::load(&[dir.path().to_path_buf()]).unwrap();
         let parts = prompts.render(&case(), true).unwrap();
         assert_eq!(parts[1], PromptPart::Image(Screen::After));
@@ -309,7 +321,11 @@ mod tests {
         // The hint template still comes from the built-in copy.
         assert!(texts(&parts).contains("[HINT_START]"));
 
-        std::fs::write(&step, "{{ objective } [[screenshot_before]] [[screenshot_after]]").unwrap();
+        std::fs::write(
+            &step,
+            "{{ objective } [[screenshot_before]] [[screenshot_after]]",
+        )
+        .unwrap();
         let err = JudgePrompts::load(&[dir.path().to_path_buf()]).unwrap_err();
         assert!(err.to_string().contains("step.md"), "{err}");
 
@@ -317,7 +333,11 @@ mod tests {
         let err = JudgePrompts::load(&[dir.path().to_path_buf()]).unwrap_err();
         assert!(err.to_string().contains("[[screenshot_after]]"), "{err}");
 
-        std::fs::write(&step, "{{ objectiv }} [[screenshot_before]] [[screenshot_after]]").unwrap();
+        std::fs::write(
+            &step,
+            "{{ objectiv }} [[screenshot_before]] [[screenshot_after]]",
+        )
+        .unwrap();
         let prompts = JudgePrompts::load(&[dir.path().to_path_buf()]).unwrap();
         let err = prompts.render(&case(), false).unwrap_err();
         assert!(err.to_string().contains("undefined"), "{err}");

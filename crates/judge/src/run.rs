@@ -103,7 +103,9 @@ pub struct JudgeLoop {
 impl JudgeLoop {
     pub fn new(store: Arc<Store>, judge: Arc<dyn Judge>, options: LoopOptions) -> Result<Self> {
         if options.concurrency == 0 {
-            return Err(JudgeError::Config("judge concurrency must be at least 1".into()));
+            return Err(JudgeError::Config(
+                "judge concurrency must be at least 1".into(),
+            ));
         }
         Ok(Self {
             store,
@@ -129,13 +131,18 @@ impl JudgeLoop {
     /// Runs until `shutdown` resolves (or, with `until_idle`, until nothing can be judged now).
     /// Steps in flight at shutdown are abandoned and stay owed.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<LoopStats> {
-        let name = self.judge.name().to_owned();
+        let name: Arc<str> = self.judge.name().into();
         let source = self.judge.source();
         tracing::info!(judge = %name, concurrency = self.options.concurrency, "judge loop started");
         let mut stats = LoopStats::default();
-        let mut tasks: JoinSet<Result<Judgement>> = JoinSet::new();
-        // Which step each task judges; also the steps not to fetch again.
+        // Each task judges a step and records what came of it, so a slow write never holds up
+        // the loop; the loop only counts, reports, and hands out more steps.
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
         let mut busy: Vec<(tokio::task::Id, StepId)> = Vec::new();
+        let backoff = Backoff {
+            base_ms: self.options.failure_backoff.as_millis() as i64,
+            max_ms: self.options.failure_backoff_max.as_millis() as i64,
+        };
         tokio::pin!(shutdown);
         loop {
             if busy.len() < self.options.concurrency {
@@ -149,8 +156,9 @@ impl JudgeLoop {
                 .await
                 .map_err(|e| JudgeError::Task(e.to_string()))??;
                 for step in owed {
-                    let (store, judge) = (self.store.clone(), self.judge.clone());
-                    let task = tasks.spawn(judge_one(store, judge, step));
+                    let (store, judge, name) =
+                        (self.store.clone(), self.judge.clone(), name.clone());
+                    let task = tasks.spawn(judge_and_record(store, judge, name, step, backoff));
                     busy.push((task.id(), step));
                 }
             }
@@ -159,16 +167,15 @@ impl JudgeLoop {
             }
             tokio::select! {
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    let (id, result) = match done {
-                        Ok((id, result)) => (id, result),
-                        // A judge that panicked: a failure like any other, retried later.
-                        Err(e) => (e.id(), Err(JudgeError::Task(format!("the judge panicked: {e}")))),
-                    };
-                    let Some(at) = busy.iter().position(|(task, _)| *task == id) else {
-                        continue;
-                    };
-                    let (_, step) = busy.swap_remove(at);
-                    self.settle(&name, step, result, &mut stats).await;
+                    // Settle everything that finished together before asking the store for
+                    // more, so a burst of completions costs one query, not one each.
+                    let mut finished = vec![done];
+                    while let Some(done) = tasks.try_join_next_with_id() {
+                        finished.push(done);
+                    }
+                    for done in finished {
+                        self.finish(done, &mut busy, &name, backoff, &mut stats).await;
+                    }
                 }
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.options.poll) => {}
@@ -182,76 +189,153 @@ impl JudgeLoop {
         Ok(stats)
     }
 
-    /// Writes a verdict, or marks a failure, for one finished step.
-    async fn settle(
+    async fn finish(
         &self,
+        done: std::result::Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+        busy: &mut Vec<(tokio::task::Id, StepId)>,
         name: &str,
-        step: StepId,
-        result: Result<Judgement>,
+        backoff: Backoff,
         stats: &mut LoopStats,
     ) {
-        let store = self.store.clone();
-        let name_owned = name.to_owned();
-        match result {
-            Ok(judgement) => {
-                let verdict = judgement.verdict(step, name);
-                let written =
-                    tokio::task::spawn_blocking(move || store.add_verdict(&verdict)).await;
-                match written {
-                    Ok(Ok(Some(_))) => {
-                        stats.judged += 1;
-                        tracing::debug!(step = step.0, score = judgement.score, "judged");
-                        self.emit(JudgeEvent::Judged {
-                            step,
-                            score: judgement.score,
-                            mean: judgement.mean,
-                            hint: judgement.hint.is_some(),
-                        });
-                    }
-                    Ok(Ok(None)) => stats.already_judged += 1,
-                    Ok(Err(e)) => self.fail(name_owned, step, e.to_string(), stats).await,
-                    Err(e) => self.fail(name_owned, step, e.to_string(), stats).await,
-                }
+        let (id, outcome) = match done {
+            Ok((id, outcome)) => (id, Some(outcome)),
+            Err(e) => {
+                tracing::error!(error = %e, "a judging task panicked");
+                (e.id(), None)
             }
-            Err(e) => self.fail(name_owned, step, e.to_string(), stats).await,
-        }
+        };
+        let Some(at) = busy.iter().position(|(task, _)| *task == id) else {
+            return;
+        };
+        let (_, step) = busy.swap_remove(at);
+        let outcome = match outcome {
+            Some(outcome) => outcome,
+            // A judge that panicked: marked like any failure, retried later.
+            None => {
+                record_failure(
+                    &self.store,
+                    name,
+                    step,
+                    "the judge panicked".into(),
+                    backoff,
+                )
+                .await
+            }
+        };
+        self.count(outcome, stats);
     }
 
-    async fn fail(&self, name: String, step: StepId, error: String, stats: &mut LoopStats) {
-        stats.failures += 1;
-        let (base, max) = (
-            self.options.failure_backoff.as_millis() as i64,
-            self.options.failure_backoff_max.as_millis() as i64,
-        );
-        let store = self.store.clone();
-        let message = error.clone();
-        let marked = tokio::task::spawn_blocking(move || {
-            store.record_judge_failure(step, &name, &message, |attempts| {
-                base.saturating_mul(1i64 << (attempts - 1).clamp(0, 30)).min(max)
-            })
-        })
-        .await;
-        match marked {
-            Ok(Ok(failure)) => {
-                let retry_in =
-                    Duration::from_millis((failure.retry_at_ms - clawdesk_store::now_ms()).max(0) as u64);
-                tracing::warn!(step = step.0, attempts = failure.attempts, ?retry_in, %error, "could not judge step; will retry");
-                self.emit(JudgeEvent::Failed {
-                    step,
-                    attempts: failure.attempts,
-                    error,
-                    retry_in,
-                });
+    fn count(&self, outcome: Outcome, stats: &mut LoopStats) {
+        match outcome {
+            Outcome::Judged(event) => {
+                stats.judged += 1;
+                self.emit(event);
             }
-            // The store itself is failing: the step stays owed and is tried on the next pass.
-            Ok(Err(e)) => tracing::error!(step = step.0, error = %e, "cannot mark the failed step"),
-            Err(e) => tracing::error!(step = step.0, error = %e, "cannot mark the failed step"),
+            Outcome::AlreadyJudged => stats.already_judged += 1,
+            Outcome::Failed(event) => {
+                stats.failures += 1;
+                self.emit(event);
+            }
+            Outcome::Unmarked => stats.failures += 1,
         }
     }
 
     fn emit(&self, event: JudgeEvent) {
         if let Some(events) = &self.events {
             let _ = events.send(event);
+        }
+    }
+}
+
+/// What became of one step.
+enum Outcome {
+    Judged(JudgeEvent),
+    AlreadyJudged,
+    Failed(JudgeEvent),
+    /// It failed, and so did marking it (the store is failing); it stays owed regardless.
+    Unmarked,
+}
+
+/// Exponential wait before a failed step is tried again.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    base_ms: i64,
+    max_ms: i64,
+}
+
+impl Backoff {
+    fn delay_ms(self, attempts: i64) -> i64 {
+        self.base_ms
+            .saturating_mul(1i64 << (attempts - 1).clamp(0, 30))
+            .min(self.max_ms)
+    }
+}
+
+async fn judge_and_record(
+    store: Arc<Store>,
+    judge: Arc<dyn Judge>,
+    name: Arc<str>,
+    step: StepId,
+    backoff: Backoff,
+) -> Outcome {
+    let judgement = match judge_one(store.clone(), judge, step).await {
+        Ok(judgement) => judgement,
+        Err(e) => return record_failure(&store, &name, step, e.to_string(), backoff).await,
+    };
+    let verdict = judgement.verdict(step, &name);
+    let writer = store.clone();
+    let written = tokio::task::spawn_blocking(move || writer.add_verdict(&verdict))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match written {
+        Ok(Some(_)) => {
+            tracing::debug!(step = step.0, score = judgement.score, "judged");
+            Outcome::Judged(JudgeEvent::Judged {
+                step,
+                score: judgement.score,
+                mean: judgement.mean,
+                hint: judgement.hint.is_some(),
+            })
+        }
+        Ok(None) => Outcome::AlreadyJudged,
+        Err(e) => record_failure(&store, &name, step, e, backoff).await,
+    }
+}
+
+async fn record_failure(
+    store: &Arc<Store>,
+    name: &str,
+    step: StepId,
+    error: String,
+    backoff: Backoff,
+) -> Outcome {
+    let (store, name_owned, message) = (store.clone(), name.to_owned(), error.clone());
+    let marked = tokio::task::spawn_blocking(move || {
+        store.record_judge_failure(step, &name_owned, &message, |a| backoff.delay_ms(a))
+    })
+    .await;
+    match marked {
+        Ok(Ok(failure)) => {
+            let retry_in = Duration::from_millis(
+                (failure.retry_at_ms - clawdesk_store::now_ms()).max(0) as u64,
+            );
+            tracing::warn!(step = step.0, attempts = failure.attempts, ?retry_in, %error, "could not judge step; will retry");
+            Outcome::Failed(JudgeEvent::Failed {
+                step,
+                attempts: failure.attempts,
+                error,
+                retry_in,
+            })
+        }
+        // The store itself is failing: the step stays owed and is tried on the next pass.
+        Ok(Err(e)) => {
+            tracing::error!(step = step.0, error = %e, judging = %error, "cannot mark the failed step");
+            Outcome::Unmarked
+        }
+        Err(e) => {
+            tracing::error!(step = step.0, error = %e, judging = %error, "cannot mark the failed step");
+            Outcome::Unmarked
         }
     }
 }

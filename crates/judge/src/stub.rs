@@ -155,7 +155,10 @@ async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     let _guard = InFlight::enter(&shared);
     let n = shared.requests.fetch_add(1, Ordering::SeqCst);
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return respond(Reply::json(400, json!({"error": {"message": "invalid JSON"}})));
+        return respond(Reply::json(
+            400,
+            json!({"error": {"message": "invalid JSON"}}),
+        ));
     };
     if shared.record {
         let auth = headers

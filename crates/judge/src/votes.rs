@@ -49,7 +49,10 @@ pub struct Tally {
 
 /// Counts votes.
 pub fn tally(votes: &[Vote]) -> Tally {
-    let valid: Vec<i64> = votes.iter().filter_map(|v| v.score.map(i64::from)).collect();
+    let valid: Vec<i64> = votes
+        .iter()
+        .filter_map(|v| v.score.map(i64::from))
+        .collect();
     let sum: i64 = valid.iter().sum();
     let hint = votes
         .iter()
@@ -98,7 +101,10 @@ mod tests {
             "oops [HINT_START]Open the File menu, then click Save.[HINT_END]",
             "\\boxed{-1}",
         ]));
-        assert_eq!(t.hint.as_deref(), Some("Open the File menu, then click Save."));
+        assert_eq!(
+            t.hint.as_deref(),
+            Some("Open the File menu, then click Save.")
+        );
         assert_eq!(t.score, -1);
     }
 

@@ -45,7 +45,10 @@ async fn votes_hint_and_request_shape() {
     assert!(votes.iter().any(|v| v.raw.contains("Nothing changed")));
     // The stored judge name says which model and endpoint, and never carries the key.
     let name = v.judge.clone().unwrap();
-    assert!(name.starts_with("judge-model @ http://127.0.0.1:"), "{name}");
+    assert!(
+        name.starts_with("judge-model @ http://127.0.0.1:"),
+        "{name}"
+    );
     let row = serde_json::to_string(&v).unwrap();
     assert!(!row.contains("sk-stub-secret"));
 
@@ -61,7 +64,11 @@ async fn votes_hint_and_request_shape() {
             .filter_map(|p| p["image_url"]["url"].as_str())
             .collect();
         assert_eq!(images.len(), 2);
-        assert!(images.iter().all(|u| u.starts_with("data:image/png;base64,")));
+        assert!(
+            images
+                .iter()
+                .all(|u| u.starts_with("data:image/png;base64,"))
+        );
         let text: String = content.iter().filter_map(|p| p["text"].as_str()).collect();
         assert!(text.contains("compute 12+7"));
         assert!(text.contains("Action: press 7 (step 0)"));
@@ -77,8 +84,14 @@ enum Expect {
     Failed(&'static str),
 }
 
-async fn check(name: &str, script: impl Fn(usize) -> Reply + Send + Sync + 'static, expect: Expect) {
-    let stub = StubEndpoint::start(false, move |n, _| script(n)).await.unwrap();
+async fn check(
+    name: &str,
+    script: impl Fn(usize) -> Reply + Send + Sync + 'static,
+    expect: Expect,
+) {
+    let stub = StubEndpoint::start(false, move |n, _| script(n))
+        .await
+        .unwrap();
     check_at(name, &stub.base_url, expect).await;
 }
 
@@ -101,8 +114,14 @@ async fn check_at(name: &str, base_url: &str, expect: Expect) {
                 "{name}: valid votes"
             );
             if valid == 0 {
-                assert_eq!(verdicts[0].mean, None, "{name}: no mean without a valid vote");
-                assert!(votes.iter().all(|v| v.problem.is_some()), "{name}: problems named");
+                assert_eq!(
+                    verdicts[0].mean, None,
+                    "{name}: no mean without a valid vote"
+                );
+                assert!(
+                    votes.iter().all(|v| v.problem.is_some()),
+                    "{name}: problems named"
+                );
             }
         }
         Expect::Failed(says) => {
@@ -115,7 +134,9 @@ async fn check_at(name: &str, base_url: &str, expect: Expect) {
                 failures[0].last_error
             );
             assert_eq!(
-                store.owed_count(&judge_name, clawdesk_store::VerdictSource::Judge).unwrap(),
+                store
+                    .owed_count(&judge_name, clawdesk_store::VerdictSource::Judge)
+                    .unwrap(),
                 1,
                 "{name}: still owed"
             );
@@ -140,7 +161,12 @@ async fn endpoint_down() {
         .local_addr()
         .unwrap()
         .port();
-    check_at("down", &format!("http://127.0.0.1:{port}/v1"), Expect::Failed("cannot reach")).await;
+    check_at(
+        "down",
+        &format!("http://127.0.0.1:{port}/v1"),
+        Expect::Failed("cannot reach"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,13 +223,22 @@ async fn rate_limited_throughout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors() {
-    check("503", |_| http(503, "text/plain", b"overloaded"), Expect::Failed("HTTP 503")).await;
+    check(
+        "503",
+        |_| http(503, "text/plain", b"overloaded"),
+        Expect::Failed("HTTP 503"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_key_is_not_retried() {
     let stub = StubEndpoint::start(false, |_, _| {
-        http(401, "application/json", br#"{"error":{"message":"bad key"}}"#)
+        http(
+            401,
+            "application/json",
+            br#"{"error":{"message":"bad key"}}"#,
+        )
     })
     .await
     .unwrap();
@@ -215,7 +250,13 @@ async fn a_bad_key_is_not_retried() {
 async fn html_instead_of_json() {
     check(
         "html",
-        |_| http(200, "text/html", b"<html><body>502 Bad Gateway</body></html>"),
+        |_| {
+            http(
+                200,
+                "text/html",
+                b"<html><body>502 Bad Gateway</body></html>",
+            )
+        },
         Expect::Failed("not JSON"),
     )
     .await;
@@ -235,7 +276,13 @@ async fn empty_choices() {
 async fn invalid_json() {
     check(
         "invalid json",
-        |_| http(200, "application/json", br#"{"choices": [{"message": {"content": "\boxed{1}"#),
+        |_| {
+            http(
+                200,
+                "application/json",
+                br#"{"choices": [{"message": {"content": "\boxed{1}"#,
+            )
+        },
         Expect::Failed("not JSON"),
     )
     .await;
@@ -245,7 +292,13 @@ async fn invalid_json() {
 async fn non_utf8_body() {
     check(
         "non-utf8",
-        |_| http(200, "application/json", b"{\"choices\":[{\"message\":{\"content\":\"\xff\xfe\\boxed{1}\"}}]}"),
+        |_| {
+            http(
+                200,
+                "application/json",
+                b"{\"choices\":[{\"message\":{\"content\":\"\xff\xfe\\boxed{1}\"}}]}",
+            )
+        },
         Expect::Failed("not JSON"),
     )
     .await;
@@ -255,7 +308,13 @@ async fn non_utf8_body() {
 async fn connection_dropped_mid_answer_then_served() {
     check(
         "reset then ok",
-        |n| if n % 2 == 0 { Reply::Reset } else { Reply::Answer(GOOD.into()) },
+        |n| {
+            if n % 2 == 0 {
+                Reply::Reset
+            } else {
+                Reply::Answer(GOOD.into())
+            }
+        },
         Expect::Verdict { score: 1, valid: 3 },
     )
     .await;
@@ -280,8 +339,12 @@ async fn malformed_boxes_are_invalid_votes() {
         ("no box", "It worked."),
         ("empty", ""),
     ] {
-        check(name, move |_| Reply::Answer(answer.into()), Expect::Verdict { score: 0, valid: 0 })
-            .await;
+        check(
+            name,
+            move |_| Reply::Answer(answer.into()),
+            Expect::Verdict { score: 0, valid: 0 },
+        )
+        .await;
     }
 }
 
@@ -289,8 +352,20 @@ async fn malformed_boxes_are_invalid_votes() {
 async fn one_bad_vote_among_good_ones_is_left_out() {
     check(
         "mixed",
-        |n| Reply::Answer(if n == 0 { "\\boxed{1.0}" } else { "\\boxed{-1}" }.into()),
-        Expect::Verdict { score: -1, valid: 2 },
+        |n| {
+            Reply::Answer(
+                if n == 0 {
+                    "\\boxed{1.0}"
+                } else {
+                    "\\boxed{-1}"
+                }
+                .into(),
+            )
+        },
+        Expect::Verdict {
+            score: -1,
+            valid: 2,
+        },
     )
     .await;
 }
@@ -298,7 +373,14 @@ async fn one_bad_vote_among_good_ones_is_left_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tie_scores_zero_but_keeps_the_mean() {
     let stub = StubEndpoint::start(false, |n, _| {
-        Reply::Answer(if n % 2 == 0 { "\\boxed{1}" } else { "\\boxed{-1}" }.into())
+        Reply::Answer(
+            if n % 2 == 0 {
+                "\\boxed{1}"
+            } else {
+                "\\boxed{-1}"
+            }
+            .into(),
+        )
     })
     .await
     .unwrap();

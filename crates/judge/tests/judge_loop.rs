@@ -39,11 +39,11 @@ async fn killed_mid_batch_then_restarted_judges_every_step_exactly_once() {
     // Kill it: in-flight requests and their steps are abandoned mid-batch.
     running.abort();
     let _ = running.await;
-    let judged_before: usize = steps
-        .iter()
-        .map(|s| judge_verdicts(&store, *s).len())
-        .sum();
-    assert!((5..12).contains(&judged_before), "{judged_before} judged before the kill");
+    let judged_before: usize = steps.iter().map(|s| judge_verdicts(&store, *s).len()).sum();
+    assert!(
+        (5..12).contains(&judged_before),
+        "{judged_before} judged before the kill"
+    );
 
     let stats = run_until_idle(&store, judge, 4).await;
     assert_eq!(stats.judged as usize, 12 - judged_before);
@@ -128,10 +128,13 @@ async fn a_failing_step_is_retried_later_and_never_dropped() {
     }
     let _ = stop.send(());
     let stats = running.await.unwrap().unwrap();
-    assert!(matches!(
-        &seen[0],
-        JudgeEvent::Failed { attempts: 1, error, .. } if error.contains("HTTP 502")
-    ), "{seen:?}");
+    assert!(
+        matches!(
+            &seen[0],
+            JudgeEvent::Failed { attempts: 1, error, .. } if error.contains("HTTP 502")
+        ),
+        "{seen:?}"
+    );
     assert_eq!((stats.judged, stats.failures), (1, 1));
     assert_eq!(judge_verdicts(&store, steps[0]).len(), 1);
     // The failure mark went with the verdict.
@@ -159,7 +162,9 @@ async fn concurrency_keeps_that_many_steps_at_the_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_step_wakes_the_loop() {
-    let stub = StubEndpoint::start(false, |_, _| Reply::Answer(GOOD.into())).await.unwrap();
+    let stub = StubEndpoint::start(false, |_, _| Reply::Answer(GOOD.into()))
+        .await
+        .unwrap();
     let judge = judge(config(&stub.base_url), 1).await;
     let (_dir, store, _) = store_with_steps(0);
     let mut judge_loop = JudgeLoop::new(
@@ -177,9 +182,14 @@ async fn a_new_step_wakes_the_loop() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Record a step, as the agent would, and ring.
     let episode = store
-        .begin_episode(&clawdesk_store::NewEpisode { task: "t".into(), app: None })
+        .begin_episode(&clawdesk_store::NewEpisode {
+            task: "t".into(),
+            app: None,
+        })
         .unwrap();
-    let png = store.put_blob(&png(8, 8, 1), clawdesk_store::BlobKind::Png).unwrap();
+    let png = store
+        .put_blob(&png(8, 8, 1), clawdesk_store::BlobKind::Png)
+        .unwrap();
     let step = store
         .insert_step(&clawdesk_store::NewStep {
             episode,
@@ -199,7 +209,11 @@ async fn a_new_step_wakes_the_loop() {
         })
         .unwrap();
     wake.notify_one();
-    wait_for(&mut events, 1, |e| matches!(e, JudgeEvent::Judged { step: s, .. } if *s == step))
-        .await;
+    wait_for(
+        &mut events,
+        1,
+        |e| matches!(e, JudgeEvent::Judged { step: s, .. } if *s == step),
+    )
+    .await;
     running.abort();
 }

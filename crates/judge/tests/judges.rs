@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clawdesk_judge::{
-    Judge, JudgeLoop, JudgePrompts, LocalJudge, LoopOptions, PersonAnswer,
-    PersonJudge, RuleJudge, RuleVerdict, StepCase, VoteSettings, person_verdict,
+    Judge, JudgeLoop, JudgePrompts, LocalJudge, LoopOptions, PersonAnswer, PersonJudge, RuleJudge,
+    RuleVerdict, StepCase, VoteSettings, person_verdict,
 };
 use clawdesk_store::VerdictSource;
 use support::*;
@@ -33,12 +33,20 @@ async fn a_rule_judges_from_the_recorded_action() {
     let judge = Arc::new(RuleJudge::new("calc-v1", rule));
     run_until_idle(&store, judge, 2).await;
     let first = &judge_verdicts(&store, steps[0])[0];
-    assert_eq!((first.score, first.judge.as_deref()), (1, Some("rule calc-v1")));
+    assert_eq!(
+        (first.score, first.judge.as_deref()),
+        (1, Some("rule calc-v1"))
+    );
     let second = &judge_verdicts(&store, steps[1])[0];
     assert_eq!(second.score, -1);
     // A rule's hint counts even when short: it is exact.
     assert_eq!(second.hint.as_deref(), Some("Press + next."));
-    assert!(second.votes.as_ref().unwrap()[0]["raw"].as_str().unwrap().contains("repeats"));
+    assert!(
+        second.votes.as_ref().unwrap()[0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("repeats")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,8 +110,15 @@ async fn a_person_answers_questions_and_wins_over_the_judge() {
     assert_eq!(judge_verdicts(&store, steps[1]).len(), 1);
     let v = store.effective_verdict(steps[2]).unwrap().unwrap();
     assert_eq!(v.source, VerdictSource::Judge);
-    assert_eq!(store.owed_count("person", VerdictSource::Person).unwrap(), 1);
-    assert!(store.judge_failures("person").unwrap()[0].last_error.contains("dismissed"));
+    assert_eq!(
+        store.owed_count("person", VerdictSource::Person).unwrap(),
+        1
+    );
+    assert!(
+        store.judge_failures("person").unwrap()[0]
+            .last_error
+            .contains("dismissed")
+    );
 
     // The timeline's click, without the loop; and agreement: 1 of 2 compared.
     store
@@ -116,7 +131,10 @@ async fn a_person_answers_questions_and_wins_over_the_judge() {
             },
         ))
         .unwrap();
-    assert_eq!(store.owed_count("person", VerdictSource::Person).unwrap(), 0);
+    assert_eq!(
+        store.owed_count("person", VerdictSource::Person).unwrap(),
+        0
+    );
     let agreement = store.agreement().unwrap();
     assert_eq!(agreement.len(), 1);
     assert_eq!((agreement[0].compared, agreement[0].agreed), (3, 2));
@@ -145,9 +163,14 @@ async fn the_local_model_votes_with_the_same_prompts() {
         ..VoteSettings::default()
     };
     let judge = Arc::new(
-        LocalJudge::new(Arc::new(loaded), JudgePrompts::builtin().unwrap(), settings, "tiny")
-            .unwrap()
-            .with_seed(5),
+        LocalJudge::new(
+            Arc::new(loaded),
+            JudgePrompts::builtin().unwrap(),
+            settings,
+            "tiny",
+        )
+        .unwrap()
+        .with_seed(5),
     );
     let (_dir, store, steps) = store_with_steps(1);
     let case = StepCase::load(&store, steps[0]).unwrap();
@@ -156,11 +179,16 @@ async fn the_local_model_votes_with_the_same_prompts() {
     assert_eq!(stats.judged, 1);
     let v = &judge_verdicts(&store, steps[0])[0];
     assert_eq!(v.judge.as_deref(), Some("local tiny"));
-    let votes: Vec<clawdesk_judge::Vote> = serde_json::from_value(v.votes.clone().unwrap()).unwrap();
+    let votes: Vec<clawdesk_judge::Vote> =
+        serde_json::from_value(v.votes.clone().unwrap()).unwrap();
     assert_eq!(votes.len(), 2);
     // A random tiny model writes no valid box: invalid votes, score 0, raw text kept.
     assert_eq!(v.score, 0);
-    assert!(votes.iter().all(|v| !v.raw.is_empty() && v.problem.is_some()));
+    assert!(
+        votes
+            .iter()
+            .all(|v| !v.raw.is_empty() && v.problem.is_some())
+    );
     // Seeded: the same step gets the same answers.
     assert_eq!(again.votes, votes);
 }

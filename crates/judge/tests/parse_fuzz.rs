@@ -3,7 +3,9 @@
 //!
 //! `CLAWDESK_FUZZ_CASES` scales the run (default: 1,050,000 inputs over the three properties).
 
-use clawdesk_judge::{MAX_HINT_CHARS, MAX_RAW_CHARS, MIN_HINT_CHARS, Vote, completion_text, parse_vote, tally};
+use clawdesk_judge::{
+    MAX_HINT_CHARS, MAX_RAW_CHARS, MIN_HINT_CHARS, Vote, completion_text, parse_vote, tally,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;

@@ -183,7 +183,9 @@ impl Store {
             )));
         }
         if verdict.source == VerdictSource::Judge && verdict.judge.is_none() {
-            return Err(StoreError::Invalid("a judge's verdict must name its judge".into()));
+            return Err(StoreError::Invalid(
+                "a judge's verdict must name its judge".into(),
+            ));
         }
         let mut conn = self.conn();
         let tx = self.sql(conn.transaction())?;
@@ -232,8 +234,14 @@ impl Store {
     ) -> Result<JudgeFailure> {
         let mut conn = self.conn();
         let tx = self.sql(conn.transaction())?;
-        let failure =
-            self.sql(judging::record_failure(&tx, step, judge, error, now_ms(), &delay_ms))?;
+        let failure = self.sql(judging::record_failure(
+            &tx,
+            step,
+            judge,
+            error,
+            now_ms(),
+            &delay_ms,
+        ))?;
         self.sql(tx.commit())?;
         Ok(failure)
     }
@@ -453,18 +461,32 @@ mod tests {
         let backoff = |attempts: i64| 60_000 * attempts;
         let first = store.record_judge_failure(b, "j", "503", backoff).unwrap();
         assert_eq!(first.attempts, 1);
-        let second = store.record_judge_failure(b, "j", "timeout", backoff).unwrap();
+        let second = store
+            .record_judge_failure(b, "j", "timeout", backoff)
+            .unwrap();
         assert_eq!(second.attempts, 2);
         assert!(second.retry_at_ms - first.retry_at_ms >= 60_000);
         assert_eq!(store.owed_steps("j", J, &[], 10).unwrap(), [a]);
         assert_eq!(store.owed_count("j", J).unwrap(), 2);
         assert_eq!(store.judge_failures("j").unwrap()[0].last_error, "timeout");
-        store.record_judge_failure(b, "j", "timeout", |_| -1000).unwrap();
+        store
+            .record_judge_failure(b, "j", "timeout", |_| -1000)
+            .unwrap();
         assert_eq!(store.owed_steps("j", J, &[], 10).unwrap(), [a, b]);
 
         // The first verdict stays; judging again changes nothing; the failure mark goes.
-        assert!(store.add_verdict(&judge_verdict(b, "j", 1)).unwrap().is_some());
-        assert!(store.add_verdict(&judge_verdict(b, "j", -1)).unwrap().is_none());
+        assert!(
+            store
+                .add_verdict(&judge_verdict(b, "j", 1))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .add_verdict(&judge_verdict(b, "j", -1))
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(store.verdicts(b).unwrap().len(), 1);
         assert_eq!(store.verdicts(b).unwrap()[0].score, 1);
         assert!(store.judge_failures("j").unwrap().is_empty());
@@ -485,18 +507,33 @@ mod tests {
             .map(|i| store.insert_step(&new_step(&store, ep, i)).unwrap())
             .collect();
         for (step, j, p) in [(0, 1, 1), (1, 1, -1), (2, 0, -1)] {
-            store.add_verdict(&judge_verdict(steps[step], "j", j)).unwrap();
+            store
+                .add_verdict(&judge_verdict(steps[step], "j", j))
+                .unwrap();
             store.add_verdict(&person_verdict(steps[step], -p)).unwrap();
             store.add_verdict(&person_verdict(steps[step], p)).unwrap();
         }
         // Judged, never checked by a person: not compared.
         store.add_verdict(&judge_verdict(steps[3], "j", 1)).unwrap();
-        store.add_verdict(&judge_verdict(steps[0], "k", -1)).unwrap();
+        store
+            .add_verdict(&judge_verdict(steps[0], "k", -1))
+            .unwrap();
         let a = store.agreement().unwrap();
         assert_eq!(a.len(), 2);
-        assert_eq!((a[0].judge.as_str(), a[0].compared, a[0].agreed, a[0].undecided), ("j", 3, 1, 1));
+        assert_eq!(
+            (
+                a[0].judge.as_str(),
+                a[0].compared,
+                a[0].agreed,
+                a[0].undecided
+            ),
+            ("j", 3, 1, 1)
+        );
         assert_eq!(a[0].rate(), Some(1.0 / 3.0));
-        assert_eq!((a[1].judge.as_str(), a[1].compared, a[1].agreed), ("k", 1, 0));
+        assert_eq!(
+            (a[1].judge.as_str(), a[1].compared, a[1].agreed),
+            ("k", 1, 0)
+        );
     }
 
     #[test]

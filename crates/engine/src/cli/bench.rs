@@ -10,6 +10,8 @@ pub struct BenchArgs {
 enum BenchWhat {
     /// Capture, tree walk, PNG encode and store insert on a real app, beside OSWorld's stack.
     Observe(clawdesk_engine::bench::observe::ObserveBenchArgs),
+    /// Judged steps per second against an endpoint with a set latency, per concurrency.
+    Judge(clawdesk_engine::bench::judge::JudgeBenchArgs),
     /// Prefill, decode and LoRA train-step throughput beside PyTorch + transformers + PEFT.
     Model(clawdesk_engine::bench::model::ModelBenchArgs),
 }
@@ -18,6 +20,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Observe(a) => {
             let table = clawdesk_engine::bench::observe::run(a).await?;
+            println!("{table}");
+            Ok(())
+        }
+        BenchWhat::Judge(a) => {
+            let table = clawdesk_engine::bench::judge::run(a).await?;
             println!("{table}");
             Ok(())
         }

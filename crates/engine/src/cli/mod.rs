@@ -3,6 +3,7 @@
 mod act;
 mod approve;
 mod bench;
+mod judge;
 mod model;
 mod observe;
 mod record;
@@ -35,6 +36,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// The local Qwen3-VL: tiny models, logits, adapters, generation.
     Model(model::ModelArgs),
+    /// The step judge: score recorded steps, record a person's verdict, check agreement.
+    Judge(judge::JudgeArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -45,6 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Record(a) => record::run(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Model(a) => tokio::task::block_in_place(|| model::run(a)),
+        Command::Judge(a) => judge::run(a).await,
     }
 }
 

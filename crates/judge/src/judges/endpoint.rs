@@ -128,14 +128,21 @@ impl EndpointJudge {
     ) -> Result<Self> {
         settings.validate()?;
         if config.model.trim().is_empty() {
-            return Err(JudgeError::Config("the judge endpoint needs a model name".into()));
+            return Err(JudgeError::Config(
+                "the judge endpoint needs a model name".into(),
+            ));
         }
         if config.retry.attempts == 0 {
-            return Err(JudgeError::Config("retry attempts must be at least 1".into()));
+            return Err(JudgeError::Config(
+                "retry attempts must be at least 1".into(),
+            ));
         }
         let base = config.base_url.trim_end_matches('/');
         let url = reqwest::Url::parse(&format!("{base}/chat/completions")).map_err(|e| {
-            JudgeError::Config(format!("judge endpoint {:?} is not a URL: {e}", config.base_url))
+            JudgeError::Config(format!(
+                "judge endpoint {:?} is not a URL: {e}",
+                config.base_url
+            ))
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(JudgeError::Config(format!(
@@ -277,8 +284,11 @@ impl Judge for EndpointJudge {
     fn judge<'a>(&'a self, case: &'a StepCase) -> BoxFuture<'a, Result<Judgement>> {
         Box::pin(async move {
             let parts = self.prompts.render(case, self.settings.hints)?;
-            let (budget, encoding, step) =
-                (self.settings.pixel_budget, self.settings.encoding, case.step.0);
+            let (budget, encoding, step) = (
+                self.settings.pixel_budget,
+                self.settings.encoding,
+                case.step.0,
+            );
             let (before, after) = (case.before_png.clone(), case.after_png.clone());
             let (before, after) = tokio::task::spawn_blocking(move || {
                 Ok::<_, JudgeError>((
@@ -289,10 +299,8 @@ impl Judge for EndpointJudge {
             .await
             .map_err(|e| JudgeError::Task(e.to_string()))??;
             let body = Bytes::from(self.body(&parts, &before, &after).to_string());
-            let votes = try_join_all(
-                (0..self.settings.votes).map(|i| self.vote(&body, step, i)),
-            )
-            .await?;
+            let votes =
+                try_join_all((0..self.settings.votes).map(|i| self.vote(&body, step, i))).await?;
             Ok(Judgement::from_votes(votes))
         })
     }
@@ -364,7 +372,10 @@ mod tests {
             (&b"<html>502 Bad Gateway</html>"[..], "not JSON"),
             (br#"{"choices":[]}"#, "no choices"),
             (br#"{"object":"chat.completion"}"#, "no choices"),
-            (br#"{"error":{"message":"model not found"}}"#, "model not found"),
+            (
+                br#"{"error":{"message":"model not found"}}"#,
+                "model not found",
+            ),
             (br#"{"choices":[{"text":"x"}]}"#, "without a message"),
             (br#"{"choices":[{"message":{"content":7}}]}"#, "not text"),
             (b"\xff\xfe{\"choices\"", "not JSON"),

@@ -63,19 +63,20 @@ impl LocalJudge {
     fn run(&self, case: &StepCase) -> Result<Vec<Vote>> {
         let parts = self.prompts.render(case, self.settings.hints)?;
         let step = case.step.0;
-        let decode = |png: &[u8]| -> Result<DynamicImage> {
-            let image = image::load_from_memory_with_format(png, image::ImageFormat::Png)
-                .map_err(|e| JudgeError::Image {
-                    step,
-                    reason: format!("cannot decode: {e}"),
-                })?;
-            let (w, h) = fit(image.width(), image.height(), self.settings.pixel_budget);
-            Ok(if (w, h) == (image.width(), image.height()) {
-                image
-            } else {
-                image.resize_exact(w, h, FilterType::Triangle)
-            })
-        };
+        let decode =
+            |png: &[u8]| -> Result<DynamicImage> {
+                let image = image::load_from_memory_with_format(png, image::ImageFormat::Png)
+                    .map_err(|e| JudgeError::Image {
+                        step,
+                        reason: format!("cannot decode: {e}"),
+                    })?;
+                let (w, h) = fit(image.width(), image.height(), self.settings.pixel_budget);
+                Ok(if (w, h) == (image.width(), image.height()) {
+                    image
+                } else {
+                    image.resize_exact(w, h, FilterType::Triangle)
+                })
+            };
         let before = decode(&case.before_png)?;
         let after = decode(&case.after_png)?;
         let mut images = Vec::new();
@@ -115,7 +116,8 @@ impl LocalJudge {
                 stop: processor.stop_ids().to_vec(),
             };
             let mut cache = model.new_cache();
-            let generation = generate(model, &mut cache, &input, &sampling, self.lora, &mut |_| {})?;
+            let generation =
+                generate(model, &mut cache, &input, &sampling, self.lora, &mut |_| {})?;
             let text = processor.decode(&generation.tokens, true)?;
             votes.push(Vote::from_answer(&text));
         }
