@@ -12,6 +12,7 @@ mod error;
 mod image;
 mod judge;
 mod judges;
+mod millis;
 mod parse;
 mod prompt;
 mod run;

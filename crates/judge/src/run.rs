@@ -26,12 +26,12 @@ pub struct LoopOptions {
     /// Steps judged at once (each with its own parallel votes).
     pub concurrency: usize,
     /// How often the store is asked for new steps when nobody wakes the loop.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::millis")]
     pub poll: Duration,
     /// The wait after a step's first failed judging; doubles with each further failure.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::millis")]
     pub failure_backoff: Duration,
-    #[serde(with = "millis")]
+    #[serde(with = "crate::millis")]
     pub failure_backoff_max: Duration,
     /// Return once nothing is owed that can be judged now (for batch runs and tests); otherwise
     /// run until shut down.
@@ -47,20 +47,6 @@ impl Default for LoopOptions {
             failure_backoff_max: Duration::from_secs(3600),
             until_idle: false,
         }
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 

@@ -46,7 +46,12 @@ async fn killed_mid_batch_then_restarted_judges_every_step_exactly_once() {
     );
 
     let stats = run_until_idle(&store, judge, 4).await;
-    assert_eq!(stats.judged as usize, 12 - judged_before);
+    // A verdict write already under way when the loop died may still land (a blocking write
+    // cannot be cancelled): the restart then has that step less to do, never one more.
+    assert!(
+        (1..=12 - judged_before).contains(&(stats.judged as usize)),
+        "{stats:?}"
+    );
     for step in &steps {
         assert_eq!(judge_verdicts(&store, *step).len(), 1, "step {step:?}");
     }

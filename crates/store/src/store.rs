@@ -537,6 +537,47 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_migrates_keeping_its_verdicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        for sql in [
+            crate::table::episodes::SCHEMA,
+            crate::table::steps::SCHEMA,
+            crate::table::verdicts::SCHEMA,
+            crate::table::adapters::SCHEMA,
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO episodes (id, task, started_at_ms) VALUES (1, 't', 0);
+             INSERT INTO steps (id, episode_id, idx, before_image, surface, action, outcome,
+                                started_at_ms, ended_at_ms)
+                 VALUES (1, 1, 0, 'BLOB', '{}', '{}', 'executed', 0, 0);
+             INSERT INTO verdicts (step_id, source, score, votes, judge, created_at_ms)
+                 VALUES (1, 'judge', -1, '[-1]', 'old', 5);
+             PRAGMA user_version = 1;"
+                .replace("BLOB", &BlobId::of(b"x", BlobKind::Png).to_string())
+                .as_str(),
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(dir.path()).unwrap();
+        let v = store.effective_verdict(StepId(1)).unwrap().unwrap();
+        assert_eq!(
+            (v.score, v.judge.as_deref(), v.mean),
+            (-1, Some("old"), None)
+        );
+        assert!(store.judge_failures("old").unwrap().is_empty());
+        // The new one-per-judge rule holds for the old rows too.
+        assert!(
+            store
+                .add_verdict(&judge_verdict(StepId(1), "old", 1))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn newer_schema_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("data");

@@ -146,7 +146,8 @@ fn table(args: &JudgeBenchArgs, w: u32, h: u32, levels: &[Level]) -> String {
 fn screenshot(w: u32, h: u32, seed: u32) -> anyhow::Result<Vec<u8>> {
     let img = image::RgbImage::from_fn(w, h, |x, y| {
         let panel = ((x / 160 + y / 90 + seed) % 4) as u8 * 40 + 60;
-        let ink = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503) ^ seed).is_multiple_of(11);
+        let ink =
+            (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503) ^ seed).is_multiple_of(11);
         if ink && y % 18 < 12 {
             image::Rgb([20, 20, 20])
         } else {

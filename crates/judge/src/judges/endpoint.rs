@@ -26,10 +26,10 @@ pub struct RetryPolicy {
     /// Tries per vote, the first included.
     pub attempts: u32,
     /// The first backoff's ceiling; each retry doubles it.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::millis")]
     pub base: Duration,
     /// No wait is longer, whatever the server's `Retry-After` says.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::millis")]
     pub max: Duration,
 }
 
@@ -60,20 +60,6 @@ impl RetryPolicy {
     }
 }
 
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
 /// Where the endpoint is and how to talk to it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -83,9 +69,9 @@ pub struct EndpointConfig {
     pub model: String,
     pub api_key: ApiKey,
     /// The whole request, answer included.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::millis")]
     pub timeout: Duration,
-    #[serde(with = "millis")]
+    #[serde(with = "crate::millis")]
     pub connect_timeout: Duration,
     /// Answers larger than this are refused (and retried) rather than read into memory.
     pub max_response_bytes: usize,
@@ -383,6 +369,28 @@ mod tests {
             let err = completion_text(body).unwrap_err();
             assert!(err.contains(says), "{err} lacks {says}");
         }
+    }
+
+    #[test]
+    fn settings_read_from_json_with_defaults_and_no_key_inside() {
+        let config: EndpointConfig = serde_json::from_value(json!({
+            "base_url": "https://api.openai.com/v1",
+            "model": "gpt-4.1-mini",
+            "api_key": {"from": "env", "var": "OPENAI_API_KEY"},
+            "timeout": 5000
+        }))
+        .unwrap();
+        assert_eq!(config.timeout, Duration::from_secs(5));
+        assert_eq!(config.retry, RetryPolicy::default());
+        assert_eq!(
+            config.api_key,
+            ApiKey::Env {
+                var: "OPENAI_API_KEY".into()
+            }
+        );
+        let back = serde_json::to_value(&config).unwrap();
+        assert_eq!(back["timeout"], 5000);
+        assert_eq!(back["retry"]["base"], 500);
     }
 
     #[test]
