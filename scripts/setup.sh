@@ -5,12 +5,14 @@ set -euo pipefail
 
 # Build: Tauri's WebKitGTK, xcap's PipeWire/EGL/Wayland bindings (bindgen needs libclang).
 # Run and test: an X server, a window manager, D-Bus with the AT-SPI bus, xdotool, and the
-# real GTK apps the tests operate.
+# real GTK apps the tests operate, and a Secret Service (GNOME Keyring, secret-tool) for the
+# judge's API-key test.
 CLAWDESK_PACKAGES=(
   pkg-config build-essential libwebkit2gtk-4.1-dev libpipewire-0.3-dev libclang-dev libgbm-dev
   libegl-dev libwayland-dev libxcb1-dev
   xvfb xserver-xephyr xauth openbox dbus at-spi2-core x11-utils xdotool
   zenity gtk-3-examples mousepad
+  gnome-keyring libsecret-tools
 )
 
 missing=()

@@ -111,6 +111,11 @@ impl StubEndpoint {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
     /// The most requests that were being answered at the same moment.
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)

@@ -36,7 +36,10 @@ async fn killed_mid_batch_then_restarted_judges_every_step_exactly_once() {
     let mut events = first.subscribe();
     let running = tokio::spawn(first.run(std::future::pending()));
     wait_for(&mut events, 5, |e| matches!(e, JudgeEvent::Judged { .. })).await;
-    // Kill it: in-flight requests and their steps are abandoned mid-batch.
+    // Kill it while requests are out, so the batch in flight is abandoned mid-way.
+    while stub.in_flight() == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     running.abort();
     let _ = running.await;
     let judged_before: usize = steps.iter().map(|s| judge_verdicts(&store, *s).len()).sum();
