@@ -243,7 +243,13 @@ async fn a_bad_key_is_not_retried() {
     .await
     .unwrap();
     check_at("401", &stub.base_url, Expect::Failed("HTTP 401")).await;
-    assert_eq!(stub.requests(), 3, "one try per vote, no retries");
+    // At most one try per vote (the first refusal may cancel the votes not yet sent); with
+    // retries there would be up to 3 per vote.
+    assert!(
+        (1..=3).contains(&stub.requests()),
+        "{} requests",
+        stub.requests()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
