@@ -1,0 +1,15 @@
+/// What stops a loss from being computed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainerError {
+    /// Inputs that do not fit together (lengths, spans, settings).
+    #[error("invalid training input: {0}")]
+    Input(String),
+    /// A NaN or infinity where a number must be finite; the update is skipped, not applied.
+    #[error("non-finite {what} ({detail}); the update was skipped and the adapter left as it was")]
+    NonFinite { what: &'static str, detail: String },
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+pub type Result<T, E = TrainerError> = std::result::Result<T, E>;

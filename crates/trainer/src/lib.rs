@@ -1,0 +1,19 @@
+//! Turning judged steps into a better policy, after OpenClaw-RL: a PPO-style clipped surrogate
+//! whose per-token advantage is the judge's reward (Binary RL), the log-probability gap between a
+//! hint-conditioned teacher and the policy (Hindsight-Guided On-Policy Distillation), or their
+//! weighted sum (combined).
+//!
+//! This first part holds the objective itself: [`advantage`] applies the sample rules and
+//! builds per-token advantages; [`loss`] computes the surrogate over a flat batch of scored
+//! response tokens with exact gradients. The optimiser, checkpoints and the training loop build
+//! on them.
+
+pub mod advantage;
+mod error;
+pub mod loss;
+
+pub use advantage::{
+    AdvantageSettings, Method, Sample, TokenAdvantages, standardise, token_advantages,
+};
+pub use error::{Result, TrainerError};
+pub use loss::{ClipRange, LossParts, Objective, surrogate_loss};
