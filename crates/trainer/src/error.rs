@@ -8,6 +8,9 @@ pub enum TrainerError {
     /// A NaN or infinity where a number must be finite; the update is skipped, not applied.
     #[error("non-finite {what} ({detail}); the update was skipped and the adapter left as it was")]
     NonFinite { what: &'static str, detail: String },
+    /// A checkpoint could not be written or read, or belongs to another model.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
 }

@@ -6,9 +6,11 @@
 //! This first part holds the objective itself: [`advantage`] applies the sample rules and
 //! builds per-token advantages; [`loss`] computes the surrogate over a flat batch of scored
 //! response tokens with exact gradients; [`optim`] is AdamW with clipping, a schedule and a
-//! state that checkpoints hold. Checkpoint files and the training loop build on them.
+//! state that [`checkpoint`] writes atomically and restores exactly. The training loop builds on
+//! them.
 
 pub mod advantage;
+pub mod checkpoint;
 mod error;
 pub mod loss;
 pub mod optim;
@@ -16,6 +18,7 @@ pub mod optim;
 pub use advantage::{
     AdvantageSettings, Method, Sample, TokenAdvantages, standardise, token_advantages,
 };
+pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use error::{Result, TrainerError};
 pub use loss::{ClipRange, LossParts, Objective, surrogate_loss};
 pub use optim::{AdamW, AdamWConfig, Schedule, UpdateReport};
