@@ -12,6 +12,8 @@ pub enum TrainerError {
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     #[error(transparent)]
+    Model(#[from] clawdesk_model::ModelError),
+    #[error(transparent)]
     Tensor(#[from] candle_core::Error),
 }
 

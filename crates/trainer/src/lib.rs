@@ -6,14 +6,15 @@
 //! This first part holds the objective itself: [`advantage`] applies the sample rules and
 //! builds per-token advantages; [`loss`] computes the surrogate over a flat batch of scored
 //! response tokens with exact gradients; [`optim`] is AdamW with clipping, a schedule and a
-//! state that [`checkpoint`] writes atomically and restores exactly. The training loop builds on
-//! them.
+//! state that [`checkpoint`] writes atomically and restores exactly; [`update`] makes one update of a
+//! Qwen3-VL's LoRA from a batch. The training loop and the gym build on them.
 
 pub mod advantage;
 pub mod checkpoint;
 mod error;
 pub mod loss;
 pub mod optim;
+pub mod update;
 
 pub use advantage::{
     AdvantageSettings, Method, Sample, TokenAdvantages, standardise, token_advantages,
@@ -22,3 +23,4 @@ pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use error::{Result, TrainerError};
 pub use loss::{ClipRange, LossParts, Objective, surrogate_loss};
 pub use optim::{AdamW, AdamWConfig, Schedule, UpdateReport};
+pub use update::{TrainSample, UpdateMetrics, UpdateSettings, update};
