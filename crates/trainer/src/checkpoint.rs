@@ -281,16 +281,20 @@ mod tests {
             .collect()
     }
 
+    fn optimizer(p: &[(String, Var)]) -> AdamW {
+        AdamW::new(
+            p.iter().map(|(_, v)| v.clone()).collect(),
+            AdamWConfig::default(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn resume_takes_the_same_next_update() {
         let dir = tempfile::tempdir().unwrap();
         // Uninterrupted: three updates.
         let p = params();
-        let mut opt = AdamW::new(
-            p.iter().map(|(_, v)| v.clone()).collect(),
-            AdamWConfig::default(),
-        )
-        .unwrap();
+        let mut opt = optimizer(&p);
         for _ in 0..3 {
             opt.step(&grads(&p), 0.1).unwrap();
             if opt.steps() == 2 {
@@ -301,11 +305,7 @@ mod tests {
 
         // Resumed from the checkpoint after two, in fresh parameters and optimiser.
         let q = params();
-        let mut opt = AdamW::new(
-            q.iter().map(|(_, v)| v.clone()).collect(),
-            AdamWConfig::default(),
-        )
-        .unwrap();
+        let mut opt = optimizer(&q);
         let ckpt = load_latest(dir.path(), "tiny@abc", 1, &Device::Cpu)
             .unwrap()
             .unwrap();
@@ -320,11 +320,7 @@ mod tests {
     fn another_base_or_rank_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let p = params();
-        let opt = AdamW::new(
-            p.iter().map(|(_, v)| v.clone()).collect(),
-            AdamWConfig::default(),
-        )
-        .unwrap();
+        let opt = optimizer(&p);
         save(dir.path(), &p, &opt, 0, "tiny@abc", 1, 2).unwrap();
         for (base, rank) in [("other@def", 1), ("tiny@abc", 8)] {
             let err = load_latest(dir.path(), base, rank, &Device::Cpu).unwrap_err();
@@ -344,11 +340,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let other = vec![p[1].clone(), p[0].clone()];
-        let mut opt2 = AdamW::new(
-            other.iter().map(|(_, v)| v.clone()).collect(),
-            AdamWConfig::default(),
-        )
-        .unwrap();
+        let mut opt2 = optimizer(&other);
         let before = values(&other);
         assert!(ckpt.restore(&other, &mut opt2).is_err());
         assert_eq!(values(&other), before);
@@ -358,11 +350,7 @@ mod tests {
     fn a_failed_write_leaves_the_previous_checkpoint_valid() {
         let dir = tempfile::tempdir().unwrap();
         let p = params();
-        let mut opt = AdamW::new(
-            p.iter().map(|(_, v)| v.clone()).collect(),
-            AdamWConfig::default(),
-        )
-        .unwrap();
+        let mut opt = optimizer(&p);
         opt.step(&grads(&p), 0.1).unwrap();
         save(dir.path(), &p, &opt, 5, "tiny@abc", 1, 3).unwrap();
         let saved = values(&p);
@@ -389,11 +377,7 @@ mod tests {
     fn only_the_newest_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let p = params();
-        let mut opt = AdamW::new(
-            p.iter().map(|(_, v)| v.clone()).collect(),
-            AdamWConfig::default(),
-        )
-        .unwrap();
+        let mut opt = optimizer(&p);
         std::fs::create_dir_all(dir.path().join("step-000009.tmp")).unwrap();
         for _ in 0..4 {
             opt.step(&grads(&p), 0.1).unwrap();
