@@ -10,5 +10,8 @@ mod error;
 pub mod persist;
 pub mod record;
 pub mod script;
+mod size;
+
+pub use size::parse_size;
 
 pub use error::EngineError;

@@ -43,12 +43,7 @@ struct Level {
 }
 
 pub async fn run(args: JudgeBenchArgs) -> anyhow::Result<String> {
-    let (w, h) = args
-        .size
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-        .filter(|&(w, h)| w > 0 && h > 0)
-        .ok_or_else(|| anyhow::anyhow!("--size {:?} is not WIDTHxHEIGHT", args.size))?;
+    let (w, h) = crate::parse_size(&args.size).map_err(|e| anyhow::anyhow!("--size {e}"))?;
     anyhow::ensure!(args.steps > 0, "--steps must be at least 1");
     anyhow::ensure!(!args.concurrency.is_empty(), "--concurrency needs a level");
     let latency = Duration::from_millis(args.latency_ms);

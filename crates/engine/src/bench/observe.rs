@@ -72,14 +72,10 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
     if args.xcap_probe {
         return xcap_probe(args.iterations);
     }
-    let (w, h) = args
-        .size
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-        .ok_or_else(|| EngineError::Script {
-            path: "--size".into(),
-            detail: format!("{:?} is not WIDTHxHEIGHT", args.size),
-        })?;
+    let (w, h) = crate::parse_size(&args.size).map_err(|detail| EngineError::Script {
+        path: "--size".into(),
+        detail,
+    })?;
     let options = SandboxOptions {
         width: w,
         height: h,

@@ -5,7 +5,7 @@ use clawdesk_desktop::{Sandbox, SandboxOptions};
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// Screen size, WIDTHxHEIGHT.
-    #[arg(long, default_value = "1280x800", value_parser = parse_size)]
+    #[arg(long, default_value = "1280x800", value_parser = clawdesk_engine::parse_size)]
     size: (u32, u32),
     /// Show the sandbox in a window (Xephyr) instead of running it invisibly (Xvfb).
     #[arg(long)]
@@ -16,20 +16,6 @@ pub struct SandboxArgs {
     /// Apps to start, each as one shell-quoted command line, for example 'mousepad' or
     /// 'zenity --entry'.
     apps: Vec<String>,
-}
-
-pub(crate) fn parse_size(s: &str) -> Result<(u32, u32), String> {
-    let (w, h) = s
-        .split_once('x')
-        .ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT"))?;
-    let w: u32 = w.parse().map_err(|_| format!("bad width in {s:?}"))?;
-    let h: u32 = h.parse().map_err(|_| format!("bad height in {s:?}"))?;
-    if !(64..=16384).contains(&w) || !(64..=16384).contains(&h) {
-        return Err(format!(
-            "{s:?}: each side must be between 64 and 16384 pixels"
-        ));
-    }
-    Ok((w, h))
 }
 
 pub async fn run(args: SandboxArgs) -> anyhow::Result<()> {
