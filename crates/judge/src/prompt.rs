@@ -41,11 +41,13 @@ struct Source {
     origin: String,
 }
 
-/// The judge's templates, checked when loaded.
+/// The judge's templates, parsed and checked once when loaded.
 #[derive(Debug, Clone)]
 pub struct JudgePrompts {
     step: Source,
     hint: Source,
+    /// Both templates compiled, under the names "step" and "hint".
+    env: minijinja::Environment<'static>,
 }
 
 /// The values a template may use (see `prompts/README.md`).
@@ -69,15 +71,16 @@ impl JudgePrompts {
     /// Reads each template from the first folder in `dirs` that has it, else the built-in copy,
     /// and checks that it parses and has its markers.
     pub fn load(dirs: &[PathBuf]) -> Result<Self> {
-        let prompts = Self {
-            step: read(dirs, STEP_FILE)?,
-            hint: read(dirs, HINT_FILE)?,
-        };
-        for source in [&prompts.step, &prompts.hint] {
-            let mut env = minijinja::Environment::new();
-            env.add_template("t", &source.text)
+        let (step, hint) = (read(dirs, STEP_FILE)?, read(dirs, HINT_FILE)?);
+        let mut env = minijinja::Environment::new();
+        // A misspelt variable in an edited template is an error, not silently empty text.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        for (name, source) in [("step", &step), ("hint", &hint)] {
+            env.add_template_owned(name, source.text.clone())
                 .map_err(|e| prompt_error(source, e))?;
         }
+        let prompts = Self { step, hint, env };
         for marker in [BEFORE_MARKER, AFTER_MARKER] {
             let found = prompts.step.text.matches(marker).count();
             if found != 1 {
@@ -118,11 +121,18 @@ impl JudgePrompts {
             outcome: case.outcome_name(),
             error: error.as_deref(),
         };
-        let mut text = render(&self.step, &vars)?;
+        let mut text = self.render_one("step", &self.step, &vars)?;
         if hints {
-            text.push_str(&render(&self.hint, &vars)?);
+            text.push_str(&self.render_one("hint", &self.hint, &vars)?);
         }
         split_markers(&text, &self.step.origin)
+    }
+
+    fn render_one(&self, name: &str, source: &Source, vars: &Vars<'_>) -> Result<String> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(vars))
+            .map_err(|e| prompt_error(source, e))
     }
 }
 
@@ -164,18 +174,6 @@ fn prompt_error(source: &Source, e: minijinja::Error) -> JudgeError {
         origin: source.origin.clone(),
         reason,
     }
-}
-
-fn render(source: &Source, vars: &Vars<'_>) -> Result<String> {
-    let mut env = minijinja::Environment::new();
-    // A misspelt variable in an edited template is an error, not silently empty text.
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.set_keep_trailing_newline(true);
-    env.add_template("t", &source.text)
-        .map_err(|e| prompt_error(source, e))?;
-    env.get_template("t")
-        .and_then(|t| t.render(vars))
-        .map_err(|e| prompt_error(source, e))
 }
 
 /// Splits rendered text at the screenshot markers, each of which must appear exactly once.
