@@ -1,0 +1,15 @@
+use std::path::PathBuf;
+
+/// What can go wrong in the gym.
+#[derive(Debug, thiserror::Error)]
+pub enum GymError {
+    #[error("prompt template {path}: {reason}")]
+    Template { path: PathBuf, reason: String },
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, GymError>;

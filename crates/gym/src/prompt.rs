@@ -1,0 +1,93 @@
+//! The gym's prompt: the user turn's text under the screenshot, from `prompts/gym/task.md`
+//! (a directory given at run time overrides the built-in copy).
+
+use std::path::Path;
+
+use minijinja::{Environment, UndefinedBehavior, context};
+
+use crate::error::{GymError, Result};
+
+const TASK_FILE: &str = "gym/task.md";
+const BUILT_IN_TASK: &str = include_str!("../../../prompts/gym/task.md");
+
+/// The compiled gym prompt.
+#[derive(Debug)]
+pub struct GymPrompts {
+    env: Environment<'static>,
+}
+
+impl GymPrompts {
+    /// The built-in template.
+    pub fn built_in() -> Result<Self> {
+        Self::from_source(
+            BUILT_IN_TASK.to_string(),
+            Path::new("<built-in>/gym/task.md"),
+        )
+    }
+
+    /// `dir/gym/task.md` when it exists, else the built-in template.
+    pub fn load(dir: Option<&Path>) -> Result<Self> {
+        match dir.map(|d| d.join(TASK_FILE)).filter(|p| p.exists()) {
+            Some(path) => {
+                let source = std::fs::read_to_string(&path).map_err(|source| GymError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::from_source(source, &path)
+            }
+            None => Self::built_in(),
+        }
+    }
+
+    fn from_source(source: String, path: &Path) -> Result<Self> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(false);
+        env.add_template_owned("task", source)
+            .map_err(|e| GymError::Template {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+        let prompts = Self { env };
+        prompts.task("check").map_err(|e| GymError::Template {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(prompts)
+    }
+
+    /// The user text for an instruction.
+    pub fn task(&self, instruction: &str) -> Result<String> {
+        let template = self
+            .env
+            .get_template("task")
+            .map_err(|e| template_error(&e))?;
+        template
+            .render(context! { instruction })
+            .map_err(|e| template_error(&e))
+    }
+}
+
+fn template_error(e: &minijinja::Error) -> GymError {
+    GymError::Template {
+        path: TASK_FILE.into(),
+        reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_instruction_and_refuses_unknown_variables() {
+        let p = GymPrompts::built_in().expect("built-in prompt");
+        let text = p.task("Click the red button.").expect("renders");
+        assert!(text.starts_with("Click the red button.\n"), "{text:?}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("gym")).expect("mkdir");
+        std::fs::write(dir.path().join("gym/task.md"), "{{ instrucion }}").expect("write");
+        let err = GymPrompts::load(Some(dir.path())).expect_err("a misspelt variable");
+        assert!(err.to_string().contains("task.md"), "{err}");
+    }
+}

@@ -1,0 +1,394 @@
+//! The tasks: seeded layouts, the expert's next action, the rule verifier, and the hindsight
+//! hint ("the right action was ...") that a judge writes after seeing what happened.
+
+use clawdesk_model::rng::SeededRng;
+
+use crate::action::GymAction;
+use crate::screen::{COLS, Cell, Colour, Screen, Widget, WidgetRole};
+
+/// Words the type task asks for.
+pub const WORDS: [&str; 6] = ["cat", "dog", "sun", "map", "box", "pen"];
+
+/// The kinds of task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    /// Click the named coloured button among distractors.
+    Click,
+    /// Type a word into the focused field.
+    Type,
+    /// Open a menu, then choose an entry: two steps.
+    Menu,
+}
+
+impl TaskKind {
+    pub const ALL: [TaskKind; 3] = [TaskKind::Click, TaskKind::Type, TaskKind::Menu];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Click => "click",
+            TaskKind::Type => "type",
+            TaskKind::Menu => "menu",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Goal {
+    Click { target: usize },
+    Type { word: &'static str },
+    Menu { header: usize, item: Colour },
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutcome {
+    /// +1 when the step was the right one, -1 otherwise (the rule verifier's verdict).
+    pub reward: f32,
+    /// The episode is over (finished or failed).
+    pub done: bool,
+    /// The task is accomplished.
+    pub success: bool,
+    /// What the right action was and why: the hindsight hint for this step.
+    pub hint: String,
+}
+
+/// One task instance, with its state.
+#[derive(Debug, Clone)]
+pub struct Task {
+    kind: TaskKind,
+    seed: u64,
+    instruction: String,
+    screen: Screen,
+    goal: Goal,
+    /// For menus: each header's entries (cell, colour), shown when it opens.
+    menus: Vec<Vec<Widget>>,
+    steps: usize,
+    done: bool,
+    success: bool,
+}
+
+impl Task {
+    /// The task of `kind` that `seed` lays out.
+    pub fn generate(kind: TaskKind, seed: u64) -> Task {
+        let mut rng = SeededRng::new(seed);
+        let mut screen = Screen::default();
+        let mut menus = Vec::new();
+        let (goal, instruction) = match kind {
+            TaskKind::Click => {
+                let n = 2 + pick(&mut rng, 3);
+                let cells = choose(&mut rng, &Cell::all(), n);
+                let colours = choose(&mut rng, &Colour::ALL, n);
+                for (cell, colour) in cells.into_iter().zip(colours) {
+                    screen.widgets.push(Widget {
+                        role: WidgetRole::Button,
+                        colour,
+                        cell,
+                    });
+                }
+                let target = pick(&mut rng, n);
+                let name = screen.widgets[target].colour.name();
+                (Goal::Click { target }, format!("Click the {name} button."))
+            }
+            TaskKind::Type => {
+                let n = 1 + pick(&mut rng, 2);
+                let cells = choose(&mut rng, &Cell::all(), n + 1);
+                let colours = choose(&mut rng, &Colour::ALL, n + 1);
+                for (i, (cell, colour)) in cells.into_iter().zip(colours).enumerate() {
+                    let role = if i == 0 {
+                        WidgetRole::TextField
+                    } else {
+                        WidgetRole::Button
+                    };
+                    screen.widgets.push(Widget { role, colour, cell });
+                }
+                screen.typed = Some(String::new());
+                let word = WORDS[pick(&mut rng, WORDS.len())];
+                (Goal::Type { word }, format!("Type {word} in the field."))
+            }
+            TaskKind::Menu => {
+                let n = 2 + pick(&mut rng, 3);
+                let cols: Vec<u32> = choose(&mut rng, &(0..COLS).collect::<Vec<_>>(), n);
+                let colours = choose(&mut rng, &Colour::ALL, n);
+                for (col, colour) in cols.into_iter().zip(colours) {
+                    screen.widgets.push(Widget {
+                        role: WidgetRole::MenuHeader,
+                        colour,
+                        cell: Cell { col, row: 0 },
+                    });
+                    let m = 2 + pick(&mut rng, 3);
+                    let item_cols = choose(&mut rng, &(0..COLS).collect::<Vec<_>>(), m);
+                    let item_colours = choose(&mut rng, &Colour::ALL, m);
+                    menus.push(
+                        item_cols
+                            .into_iter()
+                            .zip(item_colours)
+                            .map(|(col, colour)| Widget {
+                                role: WidgetRole::MenuItem,
+                                colour,
+                                cell: Cell { col, row: 1 },
+                            })
+                            .collect(),
+                    );
+                }
+                let header = pick(&mut rng, n);
+                let items: &Vec<Widget> = &menus[header];
+                let item = items[pick(&mut rng, items.len())].colour;
+                let name = screen.widgets[header].colour.name();
+                (
+                    Goal::Menu { header, item },
+                    format!("Open the {name} menu and choose {}.", item.name()),
+                )
+            }
+        };
+        Task {
+            kind,
+            seed,
+            instruction,
+            screen,
+            goal,
+            menus,
+            steps: 0,
+            done: false,
+            success: false,
+        }
+    }
+
+    pub fn kind(&self) -> TaskKind {
+        self.kind
+    }
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    pub fn instruction(&self) -> &str {
+        &self.instruction
+    }
+    pub fn screen(&self) -> &Screen {
+        &self.screen
+    }
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+    pub fn succeeded(&self) -> bool {
+        self.success
+    }
+    /// Steps taken so far.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// A stable fingerprint of the layout and goal (not the state), which decides the split.
+    pub fn signature(&self) -> u64 {
+        let text = format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            self.kind, self.goal, self.screen.widgets, self.menus
+        );
+        // FNV-1a: fixed across builds and platforms, unlike std's hasher.
+        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+
+    /// The right next action, while the episode runs.
+    pub fn expert(&self) -> Option<GymAction> {
+        if self.done {
+            return None;
+        }
+        match &self.goal {
+            Goal::Click { target } => Some(click(self.screen.widgets[*target].cell)),
+            Goal::Type { word } => Some(GymAction::Type {
+                text: (*word).to_string(),
+            }),
+            Goal::Menu { header, item } => match self.screen.open_menu {
+                None => Some(click(self.screen.widgets[*header].cell)),
+                Some(_) => self
+                    .screen
+                    .widgets
+                    .iter()
+                    .find(|w| w.role == WidgetRole::MenuItem && w.colour == *item)
+                    .map(|w| click(w.cell)),
+            },
+        }
+    }
+
+    /// Plausible wrong next actions: the other widgets, the other words. An imperfect
+    /// demonstrator picks among these.
+    pub fn mistakes(&self) -> Vec<GymAction> {
+        let Some(right) = self.expert() else {
+            return Vec::new();
+        };
+        let mut out: Vec<GymAction> = match &self.goal {
+            Goal::Type { word } => WORDS
+                .iter()
+                .filter(|w| *w != word)
+                .map(|w| GymAction::Type {
+                    text: (*w).to_string(),
+                })
+                .collect(),
+            _ => self
+                .screen
+                .widgets
+                .iter()
+                .filter(|w| self.screen.open_menu.is_none() || w.role == WidgetRole::MenuItem)
+                .map(|w| click(w.cell))
+                .collect(),
+        };
+        out.retain(|a| !self.is_right(a, &right));
+        out
+    }
+
+    fn is_right(&self, action: &GymAction, right: &GymAction) -> bool {
+        match (action, right) {
+            (GymAction::Click { x, y }, GymAction::Click { x: rx, y: ry }) => {
+                Cell::at_grid(*x, *y).is_some() && Cell::at_grid(*x, *y) == Cell::at_grid(*rx, *ry)
+            }
+            (GymAction::Type { text }, GymAction::Type { text: right }) => text == right,
+            _ => false,
+        }
+    }
+
+    /// The hint for the current step, naming the right action and its target.
+    pub fn hint(&self) -> Option<String> {
+        let right = self.expert()?;
+        Some(match &right {
+            GymAction::Click { x, y } => {
+                let target = Cell::at_grid(*x, *y)
+                    .and_then(|c| self.screen.widget_at(c))
+                    .map(|(_, w)| w.name())
+                    .unwrap_or_default();
+                format!("The right action was {right}, on the {target}.")
+            }
+            GymAction::Type { .. } => format!("The right action was {right}."),
+        })
+    }
+
+    /// Applies an action (`None`: the reply was not an action) and verifies it: the rule judge.
+    /// A wrong step ends the episode; a done episode takes no more steps.
+    pub fn step(&mut self, action: Option<&GymAction>) -> Option<StepOutcome> {
+        let right = self.expert()?;
+        let hint = self.hint().unwrap_or_default();
+        self.steps += 1;
+        let ok = action.is_some_and(|a| self.is_right(a, &right));
+        if let Some(GymAction::Type { text }) = action
+            && let Some(typed) = self.screen.typed.as_mut()
+        {
+            typed.push_str(text);
+        }
+        if !ok {
+            self.done = true;
+            return Some(StepOutcome {
+                reward: -1.0,
+                done: true,
+                success: false,
+                hint,
+            });
+        }
+        match &self.goal {
+            Goal::Menu { header, .. } if self.screen.open_menu.is_none() => {
+                self.screen.open_menu = Some(*header);
+                self.screen
+                    .widgets
+                    .extend(self.menus[*header].iter().cloned());
+            }
+            _ => {
+                self.done = true;
+                self.success = true;
+            }
+        }
+        Some(StepOutcome {
+            reward: 1.0,
+            done: self.done,
+            success: self.success,
+            hint,
+        })
+    }
+}
+
+fn click(cell: Cell) -> GymAction {
+    let (x, y) = cell.center_grid();
+    GymAction::Click { x, y }
+}
+
+fn pick(rng: &mut SeededRng, n: usize) -> usize {
+    (rng.next_u64() % n as u64) as usize
+}
+
+/// `n` distinct elements of `from`, in random order (partial Fisher-Yates).
+fn choose<T: Clone>(rng: &mut SeededRng, from: &[T], n: usize) -> Vec<T> {
+    let mut pool = from.to_vec();
+    let n = n.min(pool.len());
+    for i in 0..n {
+        let j = i + pick(rng, pool.len() - i);
+        pool.swap(i, j);
+    }
+    pool.truncate(n);
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expert_solves_every_task_and_mistakes_fail() {
+        for kind in TaskKind::ALL {
+            for seed in 0..200 {
+                let mut task = Task::generate(kind, seed);
+                let mut wrong = task.clone();
+                let mistakes = wrong.mistakes();
+                assert!(!mistakes.is_empty(), "{kind:?} {seed}");
+                let out = wrong.step(Some(&mistakes[0])).expect("a step");
+                assert_eq!((out.reward, out.done, out.success), (-1.0, true, false));
+                let mut steps = 0;
+                while let Some(action) = task.expert() {
+                    let out = task.step(Some(&action)).expect("a step");
+                    assert_eq!(out.reward, 1.0);
+                    steps += 1;
+                }
+                assert!(task.succeeded());
+                assert_eq!(steps, if kind == TaskKind::Menu { 2 } else { 1 });
+                assert!(task.step(None).is_none(), "a done task takes no step");
+            }
+        }
+    }
+
+    #[test]
+    fn a_click_anywhere_on_the_target_counts() {
+        let mut task = Task::generate(TaskKind::Click, 3);
+        let Some(GymAction::Click { x, y }) = task.expert() else {
+            panic!("a click task starts with a click");
+        };
+        let out = task.step(Some(&GymAction::Click {
+            x: x - 100,
+            y: y + 100,
+        }));
+        assert_eq!(out.map(|o| o.reward), Some(1.0));
+    }
+
+    #[test]
+    fn an_unparsed_reply_is_a_wrong_step_with_a_hint() {
+        let mut task = Task::generate(TaskKind::Menu, 9);
+        let out = task.step(None).expect("a step");
+        assert_eq!(out.reward, -1.0);
+        assert!(
+            out.hint.starts_with("The right action was click("),
+            "{}",
+            out.hint
+        );
+        assert!(out.hint.ends_with(" menu."), "{}", out.hint);
+    }
+
+    #[test]
+    fn seeds_fix_the_layout() {
+        for kind in TaskKind::ALL {
+            let a = Task::generate(kind, 42);
+            let b = Task::generate(kind, 42);
+            assert_eq!(a.signature(), b.signature());
+            assert_eq!(a.screen().render(), b.screen().render());
+            assert_ne!(a.signature(), Task::generate(kind, 43).signature());
+        }
+    }
+}
