@@ -29,6 +29,7 @@ pub use table::adapters::{Adapter, AdapterId, NewAdapter};
 pub use table::episodes::{Episode, EpisodeId, EpisodeStatus, NewEpisode};
 pub use table::judging::JudgeFailure;
 pub use table::steps::{NewStep, Step, StepId, StepOutcome};
+pub use table::training::TrainUpdate;
 pub use table::verdicts::{Agreement, NewVerdict, Verdict, VerdictId, VerdictSource};
 
 /// Milliseconds since the Unix epoch: the one timestamp unit in the database.

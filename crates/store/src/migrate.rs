@@ -23,6 +23,8 @@ const MIGRATIONS: &[&[&str]] = &[
     ],
     // 2: judging: vote means, corrections, one verdict per judge, failures to retry.
     &[table::verdicts::SCHEMA_V2, table::judging::SCHEMA],
+    // 3: the trainer's figures per update.
+    &[table::training::SCHEMA],
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`]; refuses one from a newer build untouched.

@@ -5,11 +5,11 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::blobs::{BlobId, BlobKind, Blobs};
 use crate::error::{Result, StoreError};
-use crate::table::{adapters, episodes, judging, steps, verdicts};
+use crate::table::{adapters, episodes, judging, steps, training, verdicts};
 use crate::{
     Adapter, AdapterId, Agreement, Episode, EpisodeId, EpisodeStatus, JudgeFailure, NewAdapter,
-    NewEpisode, NewStep, NewVerdict, Step, StepId, Verdict, VerdictId, VerdictSource, migrate,
-    now_ms,
+    NewEpisode, NewStep, NewVerdict, Step, StepId, TrainUpdate, Verdict, VerdictId, VerdictSource,
+    migrate, now_ms,
 };
 
 /// A data directory: `clawdesk.sqlite3` plus `blobs/`.
@@ -159,6 +159,13 @@ impl Store {
         self.sql(steps::of_episode(&conn, episode))
     }
 
+    /// Up to `limit` steps with ids above `after`, oldest first (ids only grow, so a cursor
+    /// over them never misses a step).
+    pub fn steps_after(&self, after: StepId, limit: usize) -> Result<Vec<Step>> {
+        let conn = self.conn();
+        self.sql(steps::after(&conn, after, limit))
+    }
+
     pub fn step_count(&self) -> Result<i64> {
         let conn = self.conn();
         self.sql(steps::count(&conn))
@@ -278,6 +285,23 @@ impl Store {
     pub fn adapters(&self) -> Result<Vec<Adapter>> {
         let conn = self.conn();
         self.sql(adapters::list(&conn))
+    }
+
+    /// Records one update's figures under its run; a redone update replaces its row.
+    pub fn record_train_update(
+        &self,
+        run: &str,
+        step: i64,
+        metrics: &serde_json::Value,
+    ) -> Result<()> {
+        let conn = self.conn();
+        self.sql(training::record(&conn, run, step, metrics, now_ms()))
+    }
+
+    /// A run's updates after `after`, in order: what the curves plot (and poll for).
+    pub fn train_updates(&self, run: &str, after: i64) -> Result<Vec<TrainUpdate>> {
+        let conn = self.conn();
+        self.sql(training::list(&conn, run, after))
     }
 
     /// SQLite's own consistency check; `Ok(())` when it answers "ok".
@@ -631,5 +655,50 @@ mod tests {
         store.integrity_check().unwrap();
         assert_eq!(store.steps(ep).unwrap().len(), 1);
         assert_eq!(store.adapters().unwrap()[0].version, 1);
+    }
+
+    #[test]
+    fn train_updates_are_listed_in_order_and_a_redone_update_replaces_its_row() {
+        let (_dir, store) = store();
+        for step in [2, 1, 3] {
+            store
+                .record_train_update("main", step, &serde_json::json!({"loss": step}))
+                .unwrap();
+        }
+        store
+            .record_train_update("other", 1, &serde_json::json!({"loss": 9}))
+            .unwrap();
+        store
+            .record_train_update("main", 2, &serde_json::json!({"loss": 20}))
+            .unwrap();
+        let main = store.train_updates("main", 0).unwrap();
+        let losses: Vec<(i64, i64)> = main
+            .iter()
+            .map(|u| (u.step, u.metrics["loss"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(losses, vec![(1, 1), (2, 20), (3, 3)]);
+        assert_eq!(store.train_updates("main", 2).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn steps_after_a_cursor_come_in_id_order() {
+        let (_dir, store) = store();
+        let episode = store
+            .begin_episode(&NewEpisode {
+                task: "t".into(),
+                app: None,
+            })
+            .unwrap();
+        let ids: Vec<StepId> = (0..5)
+            .map(|i| store.insert_step(&new_step(&store, episode, i)).unwrap())
+            .collect();
+        let after: Vec<StepId> = store
+            .steps_after(ids[1], 2)
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(after, vec![ids[2], ids[3]]);
+        assert!(store.steps_after(ids[4], 10).unwrap().is_empty());
     }
 }

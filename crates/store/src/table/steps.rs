@@ -138,6 +138,15 @@ pub(crate) fn insert(conn: &Connection, s: &NewStep) -> rusqlite::Result<StepId>
     Ok(StepId(conn.last_insert_rowid()))
 }
 
+/// Steps with an id above `after`, in id order: the trainer's data stream.
+pub(crate) fn after(conn: &Connection, after: StepId, limit: usize) -> rusqlite::Result<Vec<Step>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM steps WHERE id > ?1 ORDER BY id LIMIT ?2"
+    ))?;
+    stmt.query_map(params![after.0, limit as i64], from_row)?
+        .collect()
+}
+
 const COLUMNS: &str = "id, episode_id, idx, before_image, after_image, before_tree, after_tree,
     surface, action, response, policy_version, outcome, error, started_at_ms, ended_at_ms";
 
