@@ -560,6 +560,16 @@ impl Qwen3Vl {
         Ok(out)
     }
 
+    /// The language model's linear weights under their HF names (`...q_proj.weight`), without
+    /// adapters: after [`Self::merge_lora`], what a merged model's safetensors hold.
+    pub fn text_linear_weights(&self) -> Vec<(String, Tensor)> {
+        self.text
+            .linears()
+            .into_iter()
+            .map(|(path, linear)| (format!("{path}.weight"), linear.weight().clone()))
+            .collect()
+    }
+
     /// Folds every adapter into its base weight (for export of a merged model).
     pub fn merge_lora(&mut self) -> Result<()> {
         for (_, _, linear) in self.text.linears_mut() {

@@ -11,6 +11,13 @@ pub enum TrainerError {
     /// A checkpoint could not be written or read, or belongs to another model.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Gym(#[from] clawdesk_gym::GymError),
     #[error(transparent)]
     Model(#[from] clawdesk_model::ModelError),
     #[error(transparent)]

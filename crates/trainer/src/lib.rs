@@ -7,13 +7,20 @@
 //! builds per-token advantages; [`loss`] computes the surrogate over a flat batch of scored
 //! response tokens with exact gradients; [`optim`] is AdamW with clipping, a schedule and a
 //! state that [`checkpoint`] writes atomically and restores exactly; [`update`] makes one update of a
-//! Qwen3-VL's LoRA from a batch. The training loop and the gym build on them.
+//! Qwen3-VL's LoRA from a batch; [`teacher`] words the OPD teacher's hinted context. [`practice`]
+//! runs all of it on the gym: rollouts judged by rule verifiers, the warm-started practice base,
+//! and measured learning runs. [`run`] is the loop over the store: batches of judged steps
+//! ([`stored`] says what a step keeps of its policy turn), figures per update, checkpoints.
 
 pub mod advantage;
 pub mod checkpoint;
 mod error;
 pub mod loss;
 pub mod optim;
+pub mod practice;
+pub mod run;
+pub mod stored;
+pub mod teacher;
 pub mod update;
 
 pub use advantage::{

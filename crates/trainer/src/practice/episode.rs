@@ -1,0 +1,180 @@
+//! A policy playing gym tasks: the prompt (screenshot and instruction), sampling with the
+//! log-probabilities PPO's ratio needs, the rule verifier's reward, and the hindsight hint.
+
+use clawdesk_gym::{GymAction, GymPrompts, StepOutcome, Task};
+use clawdesk_model::chat::{Message, Role};
+use clawdesk_model::generate::{Sampling, generate};
+use clawdesk_model::source::LoadedModel;
+use clawdesk_model::{ModelInput, preprocess};
+use image::DynamicImage;
+
+use crate::error::Result;
+use crate::teacher::HintTemplate;
+use crate::update::TrainSample;
+
+/// When the rule judge writes a hindsight hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HintWhen {
+    /// Only after a wrong step: the next state shows what should have been done.
+    OnFailure,
+    /// After every step.
+    Always,
+    Never,
+}
+
+impl HintWhen {
+    /// The hint the rule judge writes after this outcome.
+    pub fn hint(self, outcome: &StepOutcome) -> Option<String> {
+        match self {
+            HintWhen::Always => Some(outcome.hint.clone()),
+            HintWhen::OnFailure if outcome.reward < 0.0 => Some(outcome.hint.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A reply sampled for one screen.
+#[derive(Debug, Clone)]
+pub struct Acted {
+    pub messages: Vec<Message>,
+    pub prompt: ModelInput,
+    pub tokens: Vec<u32>,
+    pub logprobs: Vec<f32>,
+    pub reply: String,
+    /// `None` when the reply is not an action.
+    pub action: Option<GymAction>,
+}
+
+/// One step played, judged, and ready to train on.
+#[derive(Debug, Clone)]
+pub struct PlayedStep {
+    pub sample: TrainSample,
+    /// The reply as text.
+    pub reply: String,
+    pub reward: f32,
+    pub hint: Option<String>,
+}
+
+/// The model with what it needs to play: its prompt templates.
+pub struct GymPolicy<'a> {
+    pub loaded: &'a LoadedModel,
+    pub prompts: &'a GymPrompts,
+    pub hints: &'a HintTemplate,
+}
+
+impl GymPolicy<'_> {
+    /// The prompt's messages for the task's current screen (one image: the screenshot).
+    pub fn messages(&self, task: &Task, hint: Option<&str>) -> Result<Vec<Message>> {
+        let mut text = self.prompts.task(task.instruction())?;
+        if let Some(hint) = hint {
+            text = self.hints.append(&text, hint)?;
+        }
+        Ok(vec![Message::images_then_text(Role::User, 1, text)])
+    }
+
+    /// The prompt for the task's current screen; with a hint, the teacher's prompt.
+    pub fn prompt(&self, task: &Task, hint: Option<&str>) -> Result<ModelInput> {
+        let messages = self.messages(task, hint)?;
+        let processor = &self.loaded.processor;
+        let rendered = processor.render(&messages, &[], true)?;
+        let image = DynamicImage::ImageRgb8(task.screen().render());
+        let prepared = preprocess::prepare(&image, processor.preprocessor())?;
+        Ok(processor.encode_prepared(&rendered, vec![prepared])?)
+    }
+
+    /// Samples the policy's reply to the task's current screen.
+    pub fn act(&self, task: &Task, sampling: &Sampling, lora: bool) -> Result<Acted> {
+        let model = &self.loaded.model;
+        let mut sampling = sampling.clone();
+        if sampling.stop.is_empty() {
+            sampling.stop = self.loaded.processor.stop_ids().to_vec();
+        }
+        let prompt = self.prompt(task, None)?;
+        let generation = generate(
+            model,
+            &mut model.new_cache(),
+            &prompt,
+            &sampling,
+            lora,
+            &mut |_| {},
+        )?;
+        let reply = self.loaded.processor.decode(&generation.tokens, true)?;
+        Ok(Acted {
+            action: GymAction::parse(&reply),
+            messages: self.messages(task, None)?,
+            prompt,
+            tokens: generation.tokens,
+            logprobs: generation.logprobs,
+            reply,
+        })
+    }
+
+    /// The response tokens for an action as the model would write it (ending the turn).
+    pub fn response_tokens(&self, action: &GymAction) -> Result<Vec<u32>> {
+        let mut ids = self.loaded.processor.tokenize(&action.to_string())?;
+        ids.extend(self.loaded.processor.stop_ids().first().copied());
+        Ok(ids)
+    }
+
+    /// Plays `task` to its end, sampling with `sampling` (whose seed is advanced per step).
+    pub fn play(
+        &self,
+        task: &mut Task,
+        sampling: &Sampling,
+        lora: bool,
+        hints: HintWhen,
+    ) -> Result<Vec<PlayedStep>> {
+        let mut steps = Vec::new();
+        let mut sampling = sampling.clone();
+        while !task.is_done() {
+            let acted = self.act(task, &sampling, lora)?;
+            sampling.seed = sampling.seed.wrapping_add(0x9E37_79B9);
+            // The teacher sees the screen the student saw, so its prompt is built before the
+            // step changes it; it is kept only when a hint is written.
+            let before = task.clone();
+            let Some(outcome) = task.step(acted.action.as_ref()) else {
+                break;
+            };
+            let hint = hints.hint(&outcome);
+            let teacher_prompt = match &hint {
+                Some(h) => Some(self.prompt(&before, Some(h))?),
+                None => None,
+            };
+            steps.push(PlayedStep {
+                sample: TrainSample {
+                    prompt: acted.prompt,
+                    teacher_prompt,
+                    response: acted.tokens,
+                    old_logprobs: acted.logprobs,
+                    reward: Some(outcome.reward),
+                },
+                reply: acted.reply,
+                reward: outcome.reward,
+                hint,
+            });
+        }
+        Ok(steps)
+    }
+
+    /// Greedy success rate over `tasks` (each played from its start).
+    pub fn success_rate(&self, tasks: &[Task], lora: bool) -> Result<f64> {
+        if tasks.is_empty() {
+            return Ok(0.0);
+        }
+        let greedy = Sampling {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            max_tokens: 24,
+            stop: Vec::new(),
+        };
+        let mut solved = 0;
+        for task in tasks {
+            let mut task = task.clone();
+            self.play(&mut task, &greedy, lora, HintWhen::Never)?;
+            solved += usize::from(task.succeeded());
+        }
+        Ok(solved as f64 / tasks.len() as f64)
+    }
+}

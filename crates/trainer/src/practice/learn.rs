@@ -1,0 +1,231 @@
+//! A learning run on the gym: the policy (base plus a fresh LoRA) plays batches of train tasks,
+//! the rule verifier judges each step and writes hindsight hints, one update per batch by the
+//! chosen method, and greedy success on held-out tasks is measured along the way.
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Device;
+use clawdesk_gym::split::evaluation_set;
+use clawdesk_gym::{GymPrompts, Split, TaskKind, sample_task};
+use clawdesk_model::LoraConfig;
+use clawdesk_model::generate::Sampling;
+use clawdesk_model::rng::SeededRng;
+use clawdesk_model::source::LoadedModel;
+
+use crate::advantage::{AdvantageSettings, Method, standardise};
+use crate::error::{Result, TrainerError};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::practice::episode::{GymPolicy, HintWhen};
+use crate::teacher::HintTemplate;
+use crate::update::{UpdateMetrics, UpdateSettings, update};
+
+/// One learning run's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnSettings {
+    pub method: Method,
+    pub updates: usize,
+    /// Train tasks per update.
+    pub tasks: usize,
+    /// Rollouts of each task per update (a group for standardisation).
+    pub rollouts: usize,
+    /// Standardise rewards within each (task, step index) group of rollouts.
+    pub standardise: bool,
+    pub lr: f64,
+    pub rank: usize,
+    pub alpha: f64,
+    pub seed: u64,
+    /// Held-out success is measured every this many updates (and before and after).
+    pub eval_every: usize,
+    pub eval_tasks: usize,
+    pub hints: HintWhen,
+    pub temperature: f64,
+    pub kinds: Vec<TaskKind>,
+    /// The success rate whose first crossing is reported.
+    pub target: f64,
+}
+
+impl Default for LearnSettings {
+    fn default() -> Self {
+        Self {
+            method: Method::Combined,
+            updates: 40,
+            tasks: 8,
+            rollouts: 4,
+            standardise: true,
+            lr: 5e-3,
+            rank: 8,
+            alpha: 16.0,
+            seed: 1,
+            eval_every: 5,
+            eval_tasks: 100,
+            hints: HintWhen::OnFailure,
+            temperature: 1.0,
+            kinds: TaskKind::ALL.to_vec(),
+            target: 0.8,
+        }
+    }
+}
+
+/// Progress of a run.
+#[derive(Debug, Clone)]
+pub enum LearnEvent {
+    Evaluated {
+        update: usize,
+        success: f64,
+    },
+    Updated {
+        update: usize,
+        metrics: UpdateMetrics,
+        batch_reward: f64,
+    },
+    Skipped {
+        update: usize,
+        reason: String,
+    },
+}
+
+/// What a run reached.
+#[derive(Debug, Clone)]
+pub struct LearnReport {
+    pub method: Method,
+    pub before: f64,
+    pub after: f64,
+    /// (update, held-out success) at each evaluation.
+    pub curve: Vec<(usize, f64)>,
+    /// The first evaluated update at or above the target.
+    pub updates_to_target: Option<usize>,
+    pub seconds: f64,
+    pub metrics: Vec<UpdateMetrics>,
+    /// Updates skipped because their batch had nothing trainable under the method.
+    pub skipped: usize,
+}
+
+/// Runs `settings.updates` updates from the base in `base_dir`.
+pub fn learn(
+    base_dir: &Path,
+    settings: &LearnSettings,
+    progress: &mut dyn FnMut(&LearnEvent),
+) -> Result<LearnReport> {
+    let start = Instant::now();
+    let spec = base_dir
+        .to_str()
+        .ok_or_else(|| TrainerError::Input(format!("{} is not UTF-8", base_dir.display())))?;
+    let mut loaded = LoadedModel::load(spec, &Device::Cpu, None, &mut |_| {})?;
+    loaded.model.attach_lora(
+        LoraConfig::new(settings.rank, settings.alpha),
+        settings.seed,
+    )?;
+    let mut optimizer = AdamW::new(loaded.model.lora_vars(), AdamWConfig::default())?;
+    let prompts = GymPrompts::built_in()?;
+    let hints = HintTemplate::built_in()?;
+    let policy = GymPolicy {
+        loaded: &loaded,
+        prompts: &prompts,
+        hints: &hints,
+    };
+    let held_out = evaluation_set(
+        Split::HeldOut,
+        &settings.kinds,
+        settings.eval_tasks,
+        settings.seed ^ 0xE7A1,
+    );
+    let update_settings = UpdateSettings {
+        advantages: AdvantageSettings {
+            method: settings.method,
+            ..AdvantageSettings::default()
+        },
+        ..UpdateSettings::default()
+    };
+    let mut rng = SeededRng::new(settings.seed);
+    let mut curve = Vec::new();
+    let mut metrics = Vec::new();
+    let mut skipped = 0;
+    let evaluate = |update: usize,
+                    curve: &mut Vec<(usize, f64)>,
+                    progress: &mut dyn FnMut(&LearnEvent)|
+     -> Result<f64> {
+        let success = policy.success_rate(&held_out, true)?;
+        curve.push((update, success));
+        progress(&LearnEvent::Evaluated { update, success });
+        Ok(success)
+    };
+    let before = evaluate(0, &mut curve, progress)?;
+    for step in 1..=settings.updates {
+        let mut samples = Vec::new();
+        let mut keys = Vec::new();
+        let mut rewards = 0.0;
+        for _ in 0..settings.tasks {
+            let task = sample_task(Split::Train, &settings.kinds, &mut rng);
+            for _ in 0..settings.rollouts.max(1) {
+                let mut rollout = task.clone();
+                let sampling = Sampling {
+                    temperature: settings.temperature,
+                    top_p: 1.0,
+                    top_k: 0,
+                    seed: rng.next_u64(),
+                    max_tokens: 24,
+                    stop: Vec::new(),
+                };
+                let played = policy.play(&mut rollout, &sampling, true, settings.hints)?;
+                for (index, step) in played.into_iter().enumerate() {
+                    rewards += f64::from(step.reward);
+                    keys.push((task.signature(), index));
+                    samples.push(step.sample);
+                }
+            }
+        }
+        if settings.standardise {
+            let keyed: Vec<_> = keys
+                .into_iter()
+                .zip(samples.iter().map(|s| s.reward))
+                .collect();
+            for (sample, reward) in samples.iter_mut().zip(standardise(&keyed)) {
+                sample.reward = reward;
+            }
+        }
+        let batch_reward = rewards / samples.len().max(1) as f64;
+        match update(
+            &loaded.model,
+            &mut optimizer,
+            &samples,
+            &update_settings,
+            settings.lr,
+        ) {
+            Ok(m) => {
+                progress(&LearnEvent::Updated {
+                    update: step,
+                    metrics: m.clone(),
+                    batch_reward,
+                });
+                metrics.push(m);
+            }
+            Err(e @ (TrainerError::Input(_) | TrainerError::NonFinite { .. })) => {
+                skipped += 1;
+                progress(&LearnEvent::Skipped {
+                    update: step,
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        if step % settings.eval_every.max(1) == 0 || step == settings.updates {
+            evaluate(step, &mut curve, progress)?;
+        }
+    }
+    let after = curve.last().map(|&(_, s)| s).unwrap_or(before);
+    let updates_to_target = curve
+        .iter()
+        .find(|&&(_, s)| s >= settings.target)
+        .map(|&(u, _)| u);
+    Ok(LearnReport {
+        method: settings.method,
+        before,
+        after,
+        curve,
+        updates_to_target,
+        seconds: start.elapsed().as_secs_f64(),
+        metrics,
+        skipped,
+    })
+}

@@ -1,0 +1,333 @@
+//! The practice base: a seeded random tiny Qwen3-VL given a supervised warm start on gym
+//! demonstrations, so that it behaves like a pretrained model — it writes the action format,
+//! follows a hint when its context has one, and is imperfect without one (its demonstrator
+//! picked the right target only part of the time). The adapter is merged into the weights,
+//! so "the base with LoRA off" (the OPD teacher) is the warm-started model.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use clawdesk_gym::split::evaluation_set;
+use clawdesk_gym::{GymPrompts, Split, TaskKind, sample_task};
+use clawdesk_model::rng::SeededRng;
+use clawdesk_model::source::LoadedModel;
+use clawdesk_model::{LoraConfig, ScoreItem, tiny};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainerError};
+use crate::optim::{AdamW, AdamWConfig, Schedule};
+use crate::practice::episode::GymPolicy;
+use crate::teacher::HintTemplate;
+
+/// Bumped whenever the recipe changes, so cached bases from an older recipe are not reused.
+const RECIPE: u32 = 1;
+const MARKER: &str = "warm_start.json";
+
+/// How the practice base is made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmStartSettings {
+    pub seed: u64,
+    /// Supervised updates.
+    pub steps: usize,
+    /// Demonstrations per update.
+    pub batch: usize,
+    pub lr: f64,
+    /// Rank of the adapter that is trained and then merged.
+    pub rank: usize,
+    /// Share of demonstrations with the hint in the prompt (always the right action).
+    pub hint_share: f64,
+    /// How often the demonstrator without a hint picked the right action.
+    pub demo_accuracy: f64,
+    /// Overrides of the tiny model's HF config.
+    pub config: serde_json::Value,
+}
+
+impl Default for WarmStartSettings {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            steps: 600,
+            batch: 16,
+            lr: 3e-3,
+            rank: 32,
+            hint_share: 0.75,
+            demo_accuracy: 0.5,
+            config: serde_json::json!({"text_config": {"num_hidden_layers": 3}}),
+        }
+    }
+}
+
+/// What the warm start reached, measured greedily on held-out tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmStartReport {
+    pub recipe: u32,
+    pub settings: WarmStartSettings,
+    pub final_loss: f64,
+    pub success_without_hint: f64,
+    pub success_with_hint: f64,
+    pub seconds: f64,
+}
+
+/// Progress of a warm start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WarmStartProgress {
+    pub step: usize,
+    pub steps: usize,
+    pub loss: f64,
+}
+
+/// Trains the warm start on the model in `tiny_dir` and writes the merged base to `out`.
+pub fn warm_start(
+    tiny_dir: &Path,
+    out: &Path,
+    settings: &WarmStartSettings,
+    progress: &mut dyn FnMut(WarmStartProgress),
+) -> Result<WarmStartReport> {
+    let start = Instant::now();
+    let spec = tiny_dir
+        .to_str()
+        .ok_or_else(|| TrainerError::Input(format!("{} is not UTF-8", tiny_dir.display())))?;
+    let mut loaded = LoadedModel::load(spec, &Device::Cpu, None, &mut |_| {})?;
+    let config = LoraConfig::new(settings.rank, settings.rank as f64);
+    loaded.model.attach_lora(config, settings.seed)?;
+    let mut optimizer = AdamW::new(
+        loaded.model.lora_vars(),
+        AdamWConfig {
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        },
+    )?;
+    let schedule = Schedule::WarmupCosine {
+        lr: settings.lr,
+        warmup: (settings.steps / 20) as u64,
+        total: settings.steps as u64,
+        min_ratio: 0.1,
+    };
+    let prompts = GymPrompts::built_in()?;
+    let hints = HintTemplate::built_in()?;
+    let mut rng = SeededRng::new(settings.seed ^ 0x5746_5354);
+    let mut final_loss = f64::NAN;
+    for step in 1..=settings.steps {
+        let policy = GymPolicy {
+            loaded: &loaded,
+            prompts: &prompts,
+            hints: &hints,
+        };
+        let mut items = Vec::with_capacity(settings.batch);
+        for _ in 0..settings.batch {
+            let mut task = sample_task(Split::Train, &TaskKind::ALL, &mut rng);
+            // Half the menu demonstrations are of the second step.
+            if rng.uniform() < 0.5
+                && let Some(first) = task.expert()
+                && task.kind() == TaskKind::Menu
+            {
+                task.step(Some(&first));
+            }
+            let hinted = rng.uniform() < settings.hint_share;
+            let right = task
+                .expert()
+                .ok_or_else(|| TrainerError::Input("a fresh task has no expert action".into()))?;
+            let mistakes = task.mistakes();
+            let action = if hinted || rng.uniform() < settings.demo_accuracy || mistakes.is_empty()
+            {
+                right
+            } else {
+                mistakes[(rng.next_u64() % mistakes.len() as u64) as usize].clone()
+            };
+            let hint = if hinted { task.hint() } else { None };
+            items.push(ScoreItem {
+                prompt: policy.prompt(&task, hint.as_deref())?,
+                response: policy.response_tokens(&action)?,
+            });
+        }
+        let scored = loaded.model.score(&items, true)?;
+        let weights: Vec<f32> = scored
+            .spans
+            .iter()
+            .flat_map(|&(_, len)| std::iter::repeat_n(1.0 / (len * items.len()) as f32, len))
+            .collect();
+        let weights = Tensor::new(weights.as_slice(), &Device::Cpu)?;
+        let loss = (scored.logprobs * weights)?.sum_all()?.neg()?;
+        final_loss = f64::from(loss.to_scalar::<f32>()?);
+        if !final_loss.is_finite() {
+            return Err(TrainerError::NonFinite {
+                what: "warm-start loss",
+                detail: format!("at step {step}"),
+            });
+        }
+        let grads = loss.backward()?;
+        let grads: Vec<Tensor> = loaded
+            .model
+            .lora_gradients(&grads)?
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect();
+        optimizer.step(&grads, schedule.lr(step as u64))?;
+        progress(WarmStartProgress {
+            step,
+            steps: settings.steps,
+            loss: final_loss,
+        });
+    }
+    loaded.model.merge_lora()?;
+    let held_out = evaluation_set(Split::HeldOut, &TaskKind::ALL, 60, settings.seed ^ 0xE7A1);
+    let policy = GymPolicy {
+        loaded: &loaded,
+        prompts: &prompts,
+        hints: &hints,
+    };
+    let success_without_hint = policy.success_rate(&held_out, false)?;
+    let success_with_hint = hinted_success(&policy, &held_out)?;
+    write_merged(tiny_dir, out, &loaded)?;
+    let report = WarmStartReport {
+        recipe: RECIPE,
+        settings: settings.clone(),
+        final_loss,
+        success_without_hint,
+        success_with_hint,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    let marker = out.join(MARKER);
+    let text = serde_json::to_string_pretty(&report)
+        .map_err(|e| TrainerError::Input(format!("serialising the warm-start report: {e}")))?;
+    std::fs::write(&marker, text).map_err(|e| TrainerError::Io {
+        path: marker,
+        source: e,
+    })?;
+    Ok(report)
+}
+
+/// Greedy first-step success when the right action's hint is in the prompt.
+fn hinted_success(policy: &GymPolicy<'_>, tasks: &[clawdesk_gym::Task]) -> Result<f64> {
+    let mut right = 0;
+    for task in tasks {
+        let hint = task.hint();
+        let prompt = policy.prompt(task, hint.as_deref())?;
+        let model = &policy.loaded.model;
+        let sampling = clawdesk_model::generate::Sampling {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            max_tokens: 24,
+            stop: policy.loaded.processor.stop_ids().to_vec(),
+        };
+        let generation = clawdesk_model::generate::generate(
+            model,
+            &mut model.new_cache(),
+            &prompt,
+            &sampling,
+            false,
+            &mut |_| {},
+        )?;
+        let reply = policy.loaded.processor.decode(&generation.tokens, true)?;
+        let mut probe = task.clone();
+        let ok = probe
+            .step(clawdesk_gym::GymAction::parse(&reply).as_ref())
+            .is_some_and(|o| o.reward > 0.0);
+        right += usize::from(ok);
+    }
+    Ok(right as f64 / tasks.len().max(1) as f64)
+}
+
+/// Copies the model directory with its language-model linears replaced by the merged ones.
+fn write_merged(tiny_dir: &Path, out: &Path, loaded: &LoadedModel) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| TrainerError::Io {
+        path: out.into(),
+        source: e,
+    })?;
+    let entries = std::fs::read_dir(tiny_dir).map_err(|e| TrainerError::Io {
+        path: tiny_dir.into(),
+        source: e,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|e| TrainerError::Io {
+            path: tiny_dir.into(),
+            source: e,
+        })?;
+        let name = entry.file_name();
+        if name == "model.safetensors" || name == MARKER {
+            continue;
+        }
+        let to = out.join(&name);
+        std::fs::copy(entry.path(), &to).map_err(|e| TrainerError::Io {
+            path: to,
+            source: e,
+        })?;
+    }
+    let weights_path = tiny_dir.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)?;
+    for (name, weight) in loaded.model.text_linear_weights() {
+        let Some(slot) = tensors.get_mut(&name) else {
+            return Err(TrainerError::Input(format!(
+                "{} has no tensor {name} to replace",
+                weights_path.display()
+            )));
+        };
+        *slot = weight.to_device(&Device::Cpu)?.to_dtype(slot.dtype())?;
+    }
+    candle_core::safetensors::save(&tensors, out.join("model.safetensors"))?;
+    Ok(())
+}
+
+/// The cached practice base for `settings` under `cache`, made (with progress) when missing.
+/// A half-written base is never reused: it is built in a temporary directory and renamed.
+pub fn practice_base(
+    cache: &Path,
+    settings: &WarmStartSettings,
+    progress: &mut dyn FnMut(WarmStartProgress),
+) -> Result<(PathBuf, WarmStartReport)> {
+    let key = format!(
+        "{RECIPE}|{}",
+        serde_json::to_string(settings).unwrap_or_default()
+    );
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let dir = cache.join(format!("practice-base-{hash:016x}"));
+    let marker = dir.join(MARKER);
+    if let Ok(text) = std::fs::read_to_string(&marker)
+        && let Ok(report) = serde_json::from_str::<WarmStartReport>(&text)
+    {
+        return Ok((dir, report));
+    }
+    std::fs::create_dir_all(cache).map_err(|e| TrainerError::Io {
+        path: cache.into(),
+        source: e,
+    })?;
+    let work = tempfile_dir(cache)?;
+    let tiny_dir = work.join("random");
+    let mut config = tiny::default_config();
+    tiny::merge_json(&mut config, &settings.config);
+    tiny::write_tiny_model(&tiny_dir, &config, settings.seed)?;
+    let built = work.join("base");
+    let report = warm_start(&tiny_dir, &built, settings, progress)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| TrainerError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+    }
+    std::fs::rename(&built, &dir).map_err(|e| TrainerError::Io {
+        path: dir.clone(),
+        source: e,
+    })?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok((dir, report))
+}
+
+fn tempfile_dir(cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join(format!(".building-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| TrainerError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| TrainerError::Io {
+        path: dir.clone(),
+        source: e,
+    })?;
+    Ok(dir)
+}

@@ -1,0 +1,254 @@
+//! The training loop over the store: judged steps become batches in step-id order (a cursor
+//! that never skips a step still waiting for its verdict), one update per batch, the figures of
+//! every update written to the store for the curves, and a checkpoint (adapter, optimiser
+//! moments, step count, cursor) every K updates. Restarted, it resumes from the newest
+//! checkpoint and makes the same updates an uninterrupted run makes.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Var;
+use clawdesk_model::source::LoadedModel;
+use clawdesk_store::{StepId, Store};
+
+use crate::checkpoint;
+use crate::error::{Result, TrainerError};
+use crate::optim::{AdamW, AdamWConfig, Schedule};
+use crate::stored::PolicyTurn;
+use crate::teacher::HintTemplate;
+use crate::update::{TrainSample, UpdateMetrics, UpdateSettings, update};
+
+/// How the loop trains.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainLoopSettings {
+    /// The run's name in the store's figures.
+    pub run: String,
+    /// Trainable samples per update.
+    pub batch: usize,
+    /// A checkpoint every this many updates.
+    pub checkpoint_every: u64,
+    /// Checkpoints kept.
+    pub keep: usize,
+    pub schedule: Schedule,
+    pub optimizer: AdamWConfig,
+    pub update: UpdateSettings,
+}
+
+impl Default for TrainLoopSettings {
+    fn default() -> Self {
+        Self {
+            run: "main".into(),
+            batch: 16,
+            checkpoint_every: 10,
+            keep: 3,
+            schedule: Schedule::Constant { lr: 1e-5 },
+            optimizer: AdamWConfig::default(),
+            update: UpdateSettings::default(),
+        }
+    }
+}
+
+/// What one turn of the loop did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Turn {
+    /// An update was made.
+    Updated { step: u64, metrics: UpdateMetrics },
+    /// A batch's update failed on non-finite numbers; the adapter is unchanged, the batch is
+    /// passed over and the reason reported.
+    Skipped { step: u64, reason: String },
+    /// Fewer than a batch of judged samples is ready.
+    Waiting { ready: usize },
+}
+
+/// The loop's state: the policy's adapter and optimiser, and where it is in the data.
+pub struct TrainLoop<'a> {
+    store: &'a Store,
+    loaded: &'a LoadedModel,
+    params: Vec<(String, Var)>,
+    optimizer: AdamW,
+    hints: HintTemplate,
+    checkpoints: PathBuf,
+    base_model: String,
+    rank: usize,
+    cursor: StepId,
+    settings: TrainLoopSettings,
+}
+
+impl<'a> TrainLoop<'a> {
+    /// Opens the loop on a model whose LoRA is attached, resuming from the newest checkpoint
+    /// under `checkpoints` (refused if it belongs to another base model or rank).
+    pub fn open(
+        store: &'a Store,
+        loaded: &'a LoadedModel,
+        base_model: &str,
+        checkpoints: &Path,
+        hints: HintTemplate,
+        settings: TrainLoopSettings,
+    ) -> Result<Self> {
+        let rank =
+            loaded.model.lora_config().map(|c| c.rank).ok_or_else(|| {
+                TrainerError::Input("the model has no LoRA adapter to train".into())
+            })?;
+        let params: Vec<(String, Var)> = loaded
+            .model
+            .lora_weights()
+            .into_iter()
+            .flat_map(|(path, l)| {
+                [
+                    (format!("{path}.lora_A"), l.a),
+                    (format!("{path}.lora_B"), l.b),
+                ]
+            })
+            .collect();
+        let mut optimizer = AdamW::new(
+            params.iter().map(|(_, v)| v.clone()).collect(),
+            settings.optimizer,
+        )?;
+        let mut cursor = StepId(0);
+        if let Some(found) =
+            checkpoint::load_latest(checkpoints, base_model, rank, loaded.model.device())?
+        {
+            cursor = StepId(found.meta.cursor);
+            tracing::info!(
+                step = found.meta.step,
+                cursor = cursor.0,
+                "resuming from a checkpoint"
+            );
+            found.restore(&params, &mut optimizer)?;
+        }
+        Ok(Self {
+            store,
+            loaded,
+            params,
+            optimizer,
+            hints,
+            checkpoints: checkpoints.to_path_buf(),
+            base_model: base_model.to_string(),
+            rank,
+            cursor,
+            settings,
+        })
+    }
+
+    /// Updates made so far (restored ones included).
+    pub fn steps(&self) -> u64 {
+        self.optimizer.steps()
+    }
+
+    /// The last step id consumed.
+    pub fn cursor(&self) -> StepId {
+        self.cursor
+    }
+
+    /// Makes one update when a batch is ready.
+    pub fn turn(&mut self) -> Result<Turn> {
+        let (samples, cursor) = self.collect()?;
+        if samples.len() < self.settings.batch {
+            return Ok(Turn::Waiting {
+                ready: samples.len(),
+            });
+        }
+        let step = self.optimizer.steps() + 1;
+        let lr = self.settings.schedule.lr(step);
+        let outcome = update(
+            &self.loaded.model,
+            &mut self.optimizer,
+            &samples,
+            &self.settings.update,
+            lr,
+        );
+        self.cursor = cursor;
+        let metrics = match outcome {
+            Ok(m) => m,
+            Err(e @ TrainerError::NonFinite { .. }) => {
+                let reason = e.to_string();
+                tracing::warn!(step, %reason, "update skipped");
+                return Ok(Turn::Skipped { step, reason });
+            }
+            Err(e) => return Err(e),
+        };
+        let step = self.optimizer.steps();
+        self.store
+            .record_train_update(&self.settings.run, step as i64, &metrics_json(&metrics))
+            .map_err(|e| TrainerError::Input(format!("recording the update's figures: {e}")))?;
+        if step.is_multiple_of(self.settings.checkpoint_every.max(1)) {
+            self.checkpoint()?;
+        }
+        Ok(Turn::Updated { step, metrics })
+    }
+
+    /// Writes a checkpoint now.
+    pub fn checkpoint(&self) -> Result<PathBuf> {
+        checkpoint::save(
+            &self.checkpoints,
+            &self.params,
+            &self.optimizer,
+            self.cursor.0,
+            &self.base_model,
+            self.rank,
+            self.settings.keep,
+        )
+    }
+
+    /// The next batch of samples after the cursor and the cursor after them. Stops at the first
+    /// model step that has no verdict yet, so none is passed over while its judge works.
+    fn collect(&self) -> Result<(Vec<TrainSample>, StepId)> {
+        let mut samples = Vec::new();
+        let mut cursor = self.cursor;
+        loop {
+            let steps = self
+                .store
+                .steps_after(cursor, 256)
+                .map_err(|e| TrainerError::Input(format!("reading steps: {e}")))?;
+            if steps.is_empty() {
+                return Ok((samples, cursor));
+            }
+            for step in steps {
+                let turn = match PolicyTurn::of_step(step.response.as_ref()) {
+                    Ok(Some(turn)) => turn,
+                    Ok(None) => {
+                        cursor = step.id;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(step = step.id.0, error = %e, "passing over a step");
+                        cursor = step.id;
+                        continue;
+                    }
+                };
+                let verdict = self
+                    .store
+                    .effective_verdict(step.id)
+                    .map_err(|e| TrainerError::Input(format!("reading a verdict: {e}")))?;
+                let Some(verdict) = verdict else {
+                    return Ok((samples, cursor));
+                };
+                let sample =
+                    turn.sample(self.store, &self.loaded.processor, &self.hints, &verdict)?;
+                cursor = step.id;
+                samples.extend(sample);
+                if samples.len() == self.settings.batch {
+                    return Ok((samples, cursor));
+                }
+            }
+        }
+    }
+}
+
+/// The figures as the store keeps them (and the UI plots them).
+pub fn metrics_json(m: &UpdateMetrics) -> serde_json::Value {
+    serde_json::json!({
+        "loss": m.loss,
+        "surrogate": m.surrogate,
+        "kl_to_base": m.kl_to_base,
+        "mean_reward": m.mean_reward,
+        "mean_gap": m.mean_gap,
+        "clip_fraction": m.clip_fraction,
+        "approx_kl": m.approx_kl,
+        "grad_norm": m.grad_norm,
+        "lr": m.lr,
+        "samples": m.samples,
+        "dropped": m.dropped,
+        "tokens": m.tokens,
+        "tokens_per_second": m.tokens_per_second,
+    })
+}

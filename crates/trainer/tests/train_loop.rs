@@ -1,0 +1,151 @@
+//! The training loop over a real store of recorded gym practice: it never passes over a step
+//! still waiting for its verdict, writes each update's figures to the store, and refuses a
+//! checkpoint made at another rank.
+
+use candle_core::Device;
+use clawdesk_gym::GymPrompts;
+use clawdesk_model::source::LoadedModel;
+use clawdesk_model::{LoraConfig, tiny};
+use clawdesk_store::{NewVerdict, Store, VerdictSource};
+use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen};
+use clawdesk_trainer::practice::record::record_episodes;
+use clawdesk_trainer::run::{TrainLoop, TrainLoopSettings, Turn};
+use clawdesk_trainer::teacher::HintTemplate;
+use clawdesk_trainer::{Schedule, TrainerError};
+
+fn setup() -> (tempfile::TempDir, LoadedModel, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny::write_tiny_model(&dir.path().join("model"), &tiny::default_config(), 11).expect("tiny");
+    let loaded = LoadedModel::load(
+        dir.path().join("model").to_str().expect("utf8"),
+        &Device::Cpu,
+        None,
+        &mut |_| {},
+    )
+    .expect("load");
+    let store = Store::open(dir.path().join("data")).expect("store");
+    (dir, loaded, store)
+}
+
+fn record(store: &Store, loaded: &LoadedModel, episodes: usize, seed: u64) {
+    let prompts = GymPrompts::built_in().expect("prompts");
+    let hints = HintTemplate::built_in().expect("hints");
+    let policy = GymPolicy {
+        loaded,
+        prompts: &prompts,
+        hints: &hints,
+    };
+    record_episodes(store, &policy, episodes, seed, HintWhen::OnFailure, None).expect("record");
+}
+
+#[test]
+fn waits_for_a_verdict_instead_of_passing_over_the_step() {
+    let (dir, mut loaded, store) = setup();
+    record(&store, &loaded, 3, 1);
+    let first = store
+        .steps_after(clawdesk_store::StepId(0), 1)
+        .expect("steps")[0]
+        .clone();
+    // A model step the judge has not reached yet, then more judged practice after it.
+    let mut pending = clawdesk_store::NewStep {
+        episode: first.episode,
+        index: 99,
+        before_image: first.before_image.clone(),
+        after_image: first.after_image.clone(),
+        before_tree: None,
+        after_tree: None,
+        surface: first.surface.clone(),
+        action: first.action.clone(),
+        response: first.response.clone(),
+        policy_version: None,
+        outcome: clawdesk_store::StepOutcome::Executed,
+        error: None,
+        started_at_ms: 0,
+        ended_at_ms: 0,
+    };
+    pending.index = 99;
+    let pending = store.insert_step(&pending).expect("pending step");
+    record(&store, &loaded, 3, 2);
+
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(4, 8.0), 3)
+        .expect("lora");
+    let settings = TrainLoopSettings {
+        batch: 4,
+        checkpoint_every: 1,
+        schedule: Schedule::Constant { lr: 1e-2 },
+        ..TrainLoopSettings::default()
+    };
+    let checkpoints = dir.path().join("ckpt");
+    let mut train = TrainLoop::open(
+        &store,
+        &loaded,
+        "tiny",
+        &checkpoints,
+        HintTemplate::built_in().expect("hints"),
+        settings.clone(),
+    )
+    .expect("open");
+    match train.turn().expect("turn") {
+        Turn::Waiting { ready } => assert_eq!(ready, 3),
+        other => panic!("trained past an unjudged step: {other:?}"),
+    }
+    assert!(train.cursor().0 < pending.0);
+    store
+        .add_verdict(&NewVerdict {
+            step: pending,
+            source: VerdictSource::Person,
+            score: 1,
+            votes: None,
+            hint: None,
+            judge: None,
+            mean: None,
+            correction: None,
+        })
+        .expect("verdict");
+    match train.turn().expect("turn") {
+        Turn::Updated { step, metrics } => {
+            assert_eq!(step, 1);
+            assert_eq!(metrics.samples, 4);
+            assert!(
+                metrics.mean_gap.is_some(),
+                "the failed steps' hints made a teacher"
+            );
+        }
+        other => panic!("no update once the verdict came: {other:?}"),
+    }
+    assert_eq!(
+        train.cursor(),
+        pending,
+        "the batch ends with the step that waited"
+    );
+    let figures = store.train_updates("main", 0).expect("figures");
+    assert_eq!(figures.len(), 1);
+    assert!(
+        figures[0].metrics["grad_norm"]
+            .as_f64()
+            .is_some_and(f64::is_finite)
+    );
+
+    // Another rank cannot resume this run's checkpoints.
+    drop(train);
+    let (_other_dir, mut other, _) = setup();
+    other
+        .model
+        .attach_lora(LoraConfig::new(2, 4.0), 3)
+        .expect("lora");
+    let refused = TrainLoop::open(
+        &store,
+        &other,
+        "tiny",
+        &checkpoints,
+        HintTemplate::built_in().expect("hints"),
+        settings,
+    );
+    assert!(
+        matches!(refused, Err(TrainerError::Checkpoint(ref m)) if m.contains("rank")),
+        "{:?}",
+        refused.err()
+    );
+}
