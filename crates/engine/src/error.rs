@@ -6,6 +6,8 @@ pub enum EngineError {
     Desktop(#[from] clawdesk_desktop::DesktopError),
     #[error(transparent)]
     Store(#[from] clawdesk_store::StoreError),
+    #[error(transparent)]
+    Trainer(#[from] clawdesk_trainer::TrainerError),
     /// A script file that cannot be read or understood.
     #[error("script {path}: {detail}")]
     Script { path: String, detail: String },

@@ -1,6 +1,7 @@
 //! Benchmarks that print a table of our figures beside a baseline's, measured in the same run.
 
 pub mod judge;
+pub mod learn;
 pub mod model;
 pub mod observe;
 

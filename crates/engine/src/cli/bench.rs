@@ -14,6 +14,8 @@ enum BenchWhat {
     Judge(clawdesk_engine::bench::judge::JudgeBenchArgs),
     /// Prefill, decode and LoRA train-step throughput beside PyTorch + transformers + PEFT.
     Model(clawdesk_engine::bench::model::ModelBenchArgs),
+    /// Binary RL, OPD and combined on the gym: held-out success before and after, wall time.
+    Learn(clawdesk_engine::bench::learn::LearnBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -30,6 +32,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         BenchWhat::Model(a) => {
             let table = tokio::task::block_in_place(|| clawdesk_engine::bench::model::run(a))?;
+            println!("{table}");
+            Ok(())
+        }
+        BenchWhat::Learn(a) => {
+            let table = tokio::task::block_in_place(|| clawdesk_engine::bench::learn::run(a))?;
             println!("{table}");
             Ok(())
         }

@@ -3,11 +3,13 @@
 mod act;
 mod approve;
 mod bench;
+mod gym;
 mod judge;
 mod model;
 mod observe;
 mod record;
 mod sandbox;
+mod train;
 
 use std::path::PathBuf;
 
@@ -38,6 +40,10 @@ enum Command {
     Model(model::ModelArgs),
     /// The step judge: score recorded steps, record a person's verdict, check agreement.
     Judge(judge::JudgeArgs),
+    /// The practice gym: the warm-started practice base, recorded practice, held-out success.
+    Gym(gym::GymArgs),
+    /// The trainer: learn from the store's judged steps.
+    Train(train::TrainArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -49,6 +55,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => bench::run(a).await,
         Command::Model(a) => tokio::task::block_in_place(|| model::run(a)),
         Command::Judge(a) => judge::run(a).await,
+        Command::Gym(a) => tokio::task::block_in_place(|| gym::run(a)),
+        Command::Train(a) => tokio::task::block_in_place(|| train::run(a)),
     }
 }
 

@@ -1,0 +1,221 @@
+//! `clawdesk bench learn`: Binary RL, OPD and the combined method, each from the same
+//! warm-started practice base on the same seeds, trained on gym tasks judged by rule
+//! verifiers; held-out success before, along the way and after, in one table.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clawdesk_trainer::Method;
+use clawdesk_trainer::practice::episode::HintWhen;
+use clawdesk_trainer::practice::learn::{LearnEvent, LearnReport, LearnSettings, learn};
+use clawdesk_trainer::practice::warm_start::{WarmStartSettings, practice_base};
+
+use crate::error::EngineError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    #[value(name = "binary-rl")]
+    BinaryRl,
+    Opd,
+    Combined,
+}
+
+impl MethodArg {
+    fn method(self) -> Method {
+        match self {
+            MethodArg::BinaryRl => Method::BinaryRl,
+            MethodArg::Opd => Method::Opd,
+            MethodArg::Combined => Method::Combined,
+        }
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::BinaryRl => "Binary RL",
+        Method::Opd => "OPD",
+        Method::Combined => "combined",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HintArg {
+    /// Hints after wrong steps only.
+    #[value(name = "on-failure")]
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LearnBenchArgs {
+    /// Seed of the practice base, the task stream, the adapters and the sampling.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long = "method", value_enum, default_values_t = [MethodArg::BinaryRl, MethodArg::Opd, MethodArg::Combined])]
+    pub methods: Vec<MethodArg>,
+    /// Updates per method.
+    #[arg(long, default_value_t = 30)]
+    pub updates: usize,
+    /// Train tasks per update.
+    #[arg(long, default_value_t = LearnSettings::default().tasks)]
+    pub tasks: usize,
+    /// Rollouts per task (rewards are standardised within each task's rollouts).
+    #[arg(long, default_value_t = LearnSettings::default().rollouts)]
+    pub rollouts: usize,
+    /// Raw ±1 rewards instead of standardising them within each task's rollouts.
+    #[arg(long)]
+    pub raw_rewards: bool,
+    #[arg(long, default_value_t = LearnSettings::default().lr)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 5)]
+    pub eval_every: usize,
+    /// Held-out tasks per evaluation.
+    #[arg(long, default_value_t = 100)]
+    pub eval_tasks: usize,
+    #[arg(long, value_enum, default_value_t = HintArg::OnFailure)]
+    pub hints: HintArg,
+    /// Supervised warm-start updates of the practice base (cached by its settings).
+    #[arg(long, default_value_t = WarmStartSettings::default().steps)]
+    pub warm_steps: usize,
+    /// Where practice bases are cached (default: the user cache directory).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+}
+
+/// The cache directory for generated models.
+pub fn default_cache() -> Result<PathBuf, EngineError> {
+    directories::ProjectDirs::from("", "", "clawdesk")
+        .map(|d| d.cache_dir().to_path_buf())
+        .ok_or_else(|| EngineError::Bench("no home directory for the cache".into()))
+}
+
+pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
+    let cache = match args.cache.clone() {
+        Some(c) => c,
+        None => default_cache()?,
+    };
+    let warm = WarmStartSettings {
+        seed: args.seed,
+        steps: args.warm_steps,
+        ..WarmStartSettings::default()
+    };
+    let (base, warm_report) = practice_base(&cache, &warm, &mut |p| {
+        if p.step % 50 == 0 || p.step == p.steps {
+            tracing::info!(step = p.step, of = p.steps, loss = p.loss, "warm start");
+        }
+    })?;
+    tracing::info!(
+        base = %base.display(),
+        without_hint = warm_report.success_without_hint,
+        with_hint = warm_report.success_with_hint,
+        "practice base ready"
+    );
+    let mut reports = Vec::new();
+    for m in &args.methods {
+        let settings = LearnSettings {
+            method: m.method(),
+            updates: args.updates,
+            tasks: args.tasks,
+            rollouts: args.rollouts,
+            standardise: !args.raw_rewards,
+            lr: args.lr,
+            seed: args.seed,
+            eval_every: args.eval_every,
+            eval_tasks: args.eval_tasks,
+            hints: match args.hints {
+                HintArg::OnFailure => HintWhen::OnFailure,
+                HintArg::Always => HintWhen::Always,
+            },
+            ..LearnSettings::default()
+        };
+        let name = method_name(settings.method);
+        let report = learn(&base, &settings, &mut |e| match e {
+            LearnEvent::Evaluated { update, success } => {
+                tracing::info!(method = name, update, success, "held-out success");
+            }
+            LearnEvent::Updated {
+                update,
+                metrics,
+                batch_reward,
+            } => tracing::info!(
+                method = name,
+                update,
+                batch_reward,
+                loss = metrics.loss,
+                gap = metrics.mean_gap,
+                grad_norm = metrics.grad_norm,
+                samples = metrics.samples,
+                "update"
+            ),
+            LearnEvent::Skipped { update, reason } => {
+                tracing::warn!(method = name, update, reason, "update skipped");
+            }
+        })?;
+        reports.push(report);
+    }
+    Ok(render(&args, &warm_report, &reports))
+}
+
+fn render(
+    args: &LearnBenchArgs,
+    warm: &clawdesk_trainer::practice::WarmStartReport,
+    reports: &[LearnReport],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "bench learn — seed {}, {} updates × {} tasks × {} rollouts (rewards {}), lr {}, hints {:?}, held-out tasks {}\n\
+         practice base: warm start {} steps ({:.0} s), held-out greedy success {:.2} without hint, \
+         {:.2} with the hint in context\n",
+        args.seed,
+        args.updates,
+        args.tasks,
+        args.rollouts,
+        if args.raw_rewards {
+            "raw ±1"
+        } else {
+            "standardised per task"
+        },
+        args.lr,
+        args.hints,
+        args.eval_tasks,
+        warm.settings.steps,
+        warm.seconds,
+        warm.success_without_hint,
+        warm.success_with_hint,
+    );
+    let _ = writeln!(
+        out,
+        "| method | held-out before | after {} updates | best | updates to {:.1} | wall s | trained samples/update | skipped |",
+        args.updates,
+        LearnSettings::default().target
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in reports {
+        let best = r.curve.iter().map(|&(_, s)| s).fold(0.0, f64::max);
+        let samples = if r.metrics.is_empty() {
+            0.0
+        } else {
+            r.metrics.iter().map(|m| m.samples as f64).sum::<f64>() / r.metrics.len() as f64
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.1} | {} |",
+            method_name(r.method),
+            r.before,
+            r.after,
+            best,
+            r.updates_to_target
+                .map_or("not reached".to_string(), |u| u.to_string()),
+            r.seconds,
+            samples,
+            r.skipped
+        );
+    }
+    let _ = writeln!(out, "\ncurves (update: held-out success):");
+    for r in reports {
+        let points: Vec<String> = r.curve.iter().map(|(u, s)| format!("{u}:{s:.2}")).collect();
+        let _ = writeln!(out, "- {}: {}", method_name(r.method), points.join(" "));
+    }
+    out
+}

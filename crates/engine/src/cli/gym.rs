@@ -1,0 +1,156 @@
+//! `clawdesk gym`: the practice base (a warm-started tiny model), recorded practice episodes,
+//! and held-out success of a model or adapter.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use clawdesk_gym::split::evaluation_set;
+use clawdesk_gym::{GymPrompts, Split, TaskKind};
+use clawdesk_model::source::LoadedModel;
+use clawdesk_store::Store;
+use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen};
+use clawdesk_trainer::practice::record::record_episodes;
+use clawdesk_trainer::practice::warm_start::{WarmStartSettings, practice_base};
+use clawdesk_trainer::teacher::HintTemplate;
+
+use super::data_dir;
+
+#[derive(Debug, Args)]
+pub struct GymArgs {
+    #[command(subcommand)]
+    command: GymCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum GymCommand {
+    /// Make (or find in the cache) the practice base: a tiny Qwen3-VL warm-started on gym
+    /// demonstrations. Prints its folder.
+    Base(BaseArgs),
+    /// Play gym tasks with a model and record every step, with the rule judge's verdicts and
+    /// hints, into the store.
+    Record(RecordArgs),
+    /// Greedy success of a model (and adapter) on held-out gym tasks.
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, Args)]
+struct BaseArgs {
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value_t = WarmStartSettings::default().steps)]
+    warm_steps: usize,
+    /// Where generated models are cached (default: the user cache directory).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RecordArgs {
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The policy: a model folder or hub id.
+    #[arg(long)]
+    model: String,
+    /// A PEFT adapter folder to apply.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    episodes: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write hints after every step, not only after wrong ones.
+    #[arg(long)]
+    hint_always: bool,
+}
+
+#[derive(Debug, Args)]
+struct EvalArgs {
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    #[arg(long, default_value_t = 100)]
+    tasks: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+pub fn run(args: GymArgs) -> anyhow::Result<()> {
+    match args.command {
+        GymCommand::Base(a) => {
+            let cache = match a.cache {
+                Some(c) => c,
+                None => crate_cache()?,
+            };
+            let settings = WarmStartSettings {
+                seed: a.seed,
+                steps: a.warm_steps,
+                ..WarmStartSettings::default()
+            };
+            let (dir, report) = practice_base(&cache, &settings, &mut |p| {
+                if p.step % 50 == 0 || p.step == p.steps {
+                    tracing::info!(step = p.step, of = p.steps, loss = p.loss, "warm start");
+                }
+            })?;
+            tracing::info!(
+                without_hint = report.success_without_hint,
+                with_hint = report.success_with_hint,
+                "held-out greedy success of the practice base"
+            );
+            println!("{}", dir.display());
+            Ok(())
+        }
+        GymCommand::Record(a) => {
+            let store = Store::open(data_dir(&a.data_dir)?)?;
+            let loaded = load(&a.model, a.adapter.as_ref())?;
+            let prompts = GymPrompts::built_in()?;
+            let hints = HintTemplate::built_in()?;
+            let policy = GymPolicy {
+                loaded: &loaded,
+                prompts: &prompts,
+                hints: &hints,
+            };
+            let when = if a.hint_always {
+                HintWhen::Always
+            } else {
+                HintWhen::OnFailure
+            };
+            let report = record_episodes(&store, &policy, a.episodes, a.seed, when, None)?;
+            println!(
+                "recorded {} episodes, {} steps, {} succeeded",
+                report.episodes, report.steps, report.succeeded
+            );
+            Ok(())
+        }
+        GymCommand::Eval(a) => {
+            let loaded = load(&a.model, a.adapter.as_ref())?;
+            let prompts = GymPrompts::built_in()?;
+            let hints = HintTemplate::built_in()?;
+            let policy = GymPolicy {
+                loaded: &loaded,
+                prompts: &prompts,
+                hints: &hints,
+            };
+            let tasks = evaluation_set(Split::HeldOut, &TaskKind::ALL, a.tasks, a.seed);
+            let success = policy.success_rate(&tasks, true)?;
+            println!("held-out success {success:.3} over {} tasks", tasks.len());
+            Ok(())
+        }
+    }
+}
+
+fn crate_cache() -> anyhow::Result<PathBuf> {
+    Ok(clawdesk_engine::bench::learn::default_cache()?)
+}
+
+/// Loads a model on the CPU, with a PEFT adapter when given.
+pub fn load(model: &str, adapter: Option<&PathBuf>) -> anyhow::Result<LoadedModel> {
+    let mut loaded = LoadedModel::load(model, &candle_core::Device::Cpu, None, &mut |event| {
+        tracing::info!(?event, "loading the model");
+    })?;
+    if let Some(dir) = adapter {
+        clawdesk_model::peft::import_adapter(&mut loaded.model, dir)?;
+    }
+    Ok(loaded)
+}

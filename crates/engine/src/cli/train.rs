@@ -1,0 +1,165 @@
+//! `clawdesk train run`: the training loop over the store, resumable from its checkpoints.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use clawdesk_model::LoraConfig;
+use clawdesk_store::Store;
+use clawdesk_trainer::run::{TrainLoop, TrainLoopSettings, Turn};
+use clawdesk_trainer::teacher::HintTemplate;
+use clawdesk_trainer::{AdvantageSettings, Method, Schedule, UpdateSettings};
+
+use super::data_dir;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(subcommand)]
+    command: TrainCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum TrainCommand {
+    /// Train the policy's LoRA on the store's judged steps, checkpointing as it goes; a
+    /// restart (after a crash or kill) resumes from the newest checkpoint.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MethodArg {
+    #[value(name = "binary-rl")]
+    BinaryRl,
+    Opd,
+    Combined,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The base model: a folder or hub id.
+    #[arg(long)]
+    model: String,
+    /// Checkpoint folder (default: <data dir>/checkpoints/<run>).
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
+    /// The run's name in the store's training figures.
+    #[arg(long, default_value = "main")]
+    run: String,
+    #[arg(long, value_enum, default_value_t = MethodArg::Combined)]
+    method: MethodArg,
+    #[arg(long, default_value_t = 1.0)]
+    w_rl: f32,
+    #[arg(long, default_value_t = 1.0)]
+    w_opd: f32,
+    #[arg(long, default_value_t = 1e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    alpha: f64,
+    /// Seed of the adapter's initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Trainable samples per update.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 10)]
+    checkpoint_every: u64,
+    /// Stop after this many updates in all (restored ones count).
+    #[arg(long)]
+    until_updates: Option<u64>,
+    /// Stop when no full batch is ready instead of waiting for more judged steps.
+    #[arg(long)]
+    until_idle: bool,
+    /// Write the adapter as a PEFT folder here when the run stops.
+    #[arg(long)]
+    export: Option<PathBuf>,
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let TrainCommand::Run(a) = args.command;
+    let data = data_dir(&a.data_dir)?;
+    let store = Store::open(&data)?;
+    let mut loaded = super::gym::load(&a.model, None)?;
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(a.rank, a.alpha), a.seed)?;
+    let checkpoints = a
+        .checkpoints
+        .clone()
+        .unwrap_or_else(|| data.join("checkpoints").join(&a.run));
+    let settings = TrainLoopSettings {
+        run: a.run.clone(),
+        batch: a.batch,
+        checkpoint_every: a.checkpoint_every,
+        schedule: Schedule::Constant { lr: a.lr },
+        update: UpdateSettings {
+            advantages: AdvantageSettings {
+                method: match a.method {
+                    MethodArg::BinaryRl => Method::BinaryRl,
+                    MethodArg::Opd => Method::Opd,
+                    MethodArg::Combined => Method::Combined,
+                },
+                w_rl: a.w_rl,
+                w_opd: a.w_opd,
+                ..AdvantageSettings::default()
+            },
+            ..UpdateSettings::default()
+        },
+        ..TrainLoopSettings::default()
+    };
+    let base_model = base_id(&a.model, &loaded.dir)?;
+    let mut train = TrainLoop::open(
+        &store,
+        &loaded,
+        &base_model,
+        &checkpoints,
+        HintTemplate::built_in()?,
+        settings,
+    )?;
+    loop {
+        if a.until_updates.is_some_and(|n| train.steps() >= n) {
+            break;
+        }
+        match train.turn()? {
+            Turn::Updated { step, metrics } => tracing::info!(
+                step,
+                loss = metrics.loss,
+                reward = metrics.mean_reward,
+                gap = metrics.mean_gap,
+                grad_norm = metrics.grad_norm,
+                tokens_per_second = metrics.tokens_per_second,
+                "update"
+            ),
+            Turn::Skipped { step, reason } => tracing::warn!(step, %reason, "update skipped"),
+            Turn::Waiting { ready } => {
+                if a.until_idle {
+                    tracing::info!(ready, "no full batch ready; stopping");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    train.checkpoint()?;
+    if let Some(dir) = &a.export {
+        clawdesk_model::peft::export_adapter(&loaded.model, dir, &a.model)?;
+        tracing::info!(dir = %dir.display(), "adapter exported");
+    }
+    println!(
+        "{} updates, cursor at step {}",
+        train.steps(),
+        train.cursor().0
+    );
+    Ok(())
+}
+
+/// The base model's identity for checkpoints: its name plus a digest of its config, so a
+/// checkpoint of one tiny model is refused by another of the same folder name.
+fn base_id(spec: &str, dir: &std::path::Path) -> anyhow::Result<String> {
+    let config = std::fs::read(dir.join("config.json"))?;
+    let digest = blake3::hash(&config).to_hex();
+    Ok(format!("{spec}#{}", &digest[..16]))
+}
