@@ -1,7 +1,7 @@
 //! The gym's prompt: the user turn's text under the screenshot, from `prompts/gym/task.md`
 //! (a directory given at run time overrides the built-in copy).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, UndefinedBehavior, context};
 
@@ -25,9 +25,9 @@ impl GymPrompts {
         )
     }
 
-    /// `dir/gym/task.md` when it exists, else the built-in template.
-    pub fn load(dir: Option<&Path>) -> Result<Self> {
-        match dir.map(|d| d.join(TASK_FILE)).filter(|p| p.exists()) {
+    /// `gym/task.md` from the first of `dirs` that has it, else the built-in template.
+    pub fn load(dirs: &[PathBuf]) -> Result<Self> {
+        match dirs.iter().map(|d| d.join(TASK_FILE)).find(|p| p.exists()) {
             Some(path) => {
                 let source = std::fs::read_to_string(&path).map_err(|source| GymError::Io {
                     path: path.clone(),
@@ -87,7 +87,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("gym")).expect("mkdir");
         std::fs::write(dir.path().join("gym/task.md"), "{{ instrucion }}").expect("write");
-        let err = GymPrompts::load(Some(dir.path())).expect_err("a misspelt variable");
+        let err = GymPrompts::load(&[dir.path().to_path_buf()]).expect_err("a misspelt variable");
         assert!(err.to_string().contains("task.md"), "{err}");
     }
 }

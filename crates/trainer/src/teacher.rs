@@ -1,7 +1,7 @@
 //! The OPD teacher's context: the student's prompt with the hindsight hint appended to the last
 //! user turn, worded by `prompts/trainer/hint.md`.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use minijinja::{Environment, UndefinedBehavior, context};
 
@@ -21,9 +21,9 @@ impl HintTemplate {
         Self::from_source(BUILT_IN_HINT.to_string(), "<built-in>/trainer/hint.md")
     }
 
-    /// `dir/trainer/hint.md` when it exists, else the built-in template.
-    pub fn load(dir: Option<&Path>) -> Result<Self> {
-        match dir.map(|d| d.join(HINT_FILE)).filter(|p| p.exists()) {
+    /// `trainer/hint.md` from the first of `dirs` that has it, else the built-in template.
+    pub fn load(dirs: &[PathBuf]) -> Result<Self> {
+        match dirs.iter().map(|d| d.join(HINT_FILE)).find(|p| p.exists()) {
             Some(path) => {
                 let source = std::fs::read_to_string(&path).map_err(|e| TrainerError::Io {
                     path: path.clone(),
@@ -81,7 +81,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("trainer")).expect("mkdir");
         std::fs::write(dir.path().join("trainer/hint.md"), "Hint follows").expect("write");
-        let err = HintTemplate::load(Some(dir.path())).expect_err("no hint placed");
+        let err = HintTemplate::load(&[dir.path().to_path_buf()]).expect_err("no hint placed");
         assert!(err.to_string().contains("does not place"), "{err}");
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{GymPrompts, Split, TaskKind};
+use clawdesk_judge::JudgePrompts;
 use clawdesk_model::source::LoadedModel;
 use clawdesk_store::Store;
 use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen};
@@ -62,6 +63,9 @@ struct RecordArgs {
     /// Write hints after every step, not only after wrong ones.
     #[arg(long)]
     hint_always: bool,
+    /// A folder of prompt templates that override the built-in ones (see prompts/README.md).
+    #[arg(long)]
+    prompts: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -102,10 +106,12 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
             Ok(())
         }
         GymCommand::Record(a) => {
-            let store = Store::open(data_dir(&a.data_dir)?)?;
+            let data = data_dir(&a.data_dir)?;
+            let store = Store::open(&data)?;
             let loaded = load(&a.model, a.adapter.as_ref())?;
-            let prompts = GymPrompts::built_in()?;
-            let hints = HintTemplate::built_in()?;
+            let dirs = JudgePrompts::search_path(a.prompts.as_deref(), Some(&data));
+            let prompts = GymPrompts::load(&dirs)?;
+            let hints = HintTemplate::load(&dirs)?;
             let policy = GymPolicy {
                 loaded: &loaded,
                 prompts: &prompts,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use clawdesk_judge::JudgePrompts;
 use clawdesk_model::LoraConfig;
 use clawdesk_store::Store;
 use clawdesk_trainer::run::{TrainLoop, TrainLoopSettings, Turn};
@@ -73,6 +74,9 @@ struct RunArgs {
     /// Stop when no full batch is ready instead of waiting for more judged steps.
     #[arg(long)]
     until_idle: bool,
+    /// A folder of prompt templates that override the built-in ones (see prompts/README.md).
+    #[arg(long)]
+    prompts: Option<PathBuf>,
     /// Write the adapter as a PEFT folder here when the run stops.
     #[arg(long)]
     export: Option<PathBuf>,
@@ -116,7 +120,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         &loaded,
         &base_model,
         &checkpoints,
-        HintTemplate::built_in()?,
+        HintTemplate::load(&JudgePrompts::search_path(
+            a.prompts.as_deref(),
+            Some(&data),
+        ))?,
         settings,
     )?;
     loop {
