@@ -84,12 +84,23 @@ impl GymPolicy<'_> {
 
     /// Samples the policy's reply to the task's current screen.
     pub fn act(&self, task: &Task, sampling: &Sampling, lora: bool) -> Result<Acted> {
+        self.act_with(task, None, sampling, lora)
+    }
+
+    /// As [`Self::act`], with a hint in the context (the teacher's view).
+    pub fn act_with(
+        &self,
+        task: &Task,
+        hint: Option<&str>,
+        sampling: &Sampling,
+        lora: bool,
+    ) -> Result<Acted> {
         let model = &self.loaded.model;
         let mut sampling = sampling.clone();
         if sampling.stop.is_empty() {
             sampling.stop = self.loaded.processor.stop_ids().to_vec();
         }
-        let prompt = self.prompt(task, None)?;
+        let prompt = self.prompt(task, hint)?;
         let generation = generate(
             model,
             &mut model.new_cache(),
@@ -101,7 +112,7 @@ impl GymPolicy<'_> {
         let reply = self.loaded.processor.decode(&generation.tokens, true)?;
         Ok(Acted {
             action: GymAction::parse(&reply),
-            messages: self.messages(task, None)?,
+            messages: self.messages(task, hint)?,
             prompt,
             tokens: generation.tokens,
             logprobs: generation.logprobs,
@@ -161,14 +172,7 @@ impl GymPolicy<'_> {
         if tasks.is_empty() {
             return Ok(0.0);
         }
-        let greedy = Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-            top_k: 0,
-            seed: 0,
-            max_tokens: 24,
-            stop: Vec::new(),
-        };
+        let greedy = greedy();
         let mut solved = 0;
         for task in tasks {
             let mut task = task.clone();
@@ -177,4 +181,29 @@ impl GymPolicy<'_> {
         }
         Ok(solved as f64 / tasks.len() as f64)
     }
+}
+
+/// Greedy decoding with room for one action.
+pub fn greedy() -> Sampling {
+    Sampling {
+        temperature: 0.0,
+        top_p: 1.0,
+        top_k: 0,
+        seed: 0,
+        max_tokens: 24,
+        stop: Vec::new(),
+    }
+}
+
+/// Loads a model folder on the CPU.
+pub fn load_cpu(dir: &std::path::Path) -> Result<LoadedModel> {
+    let spec = dir.to_str().ok_or_else(|| {
+        crate::error::TrainerError::Input(format!("{} is not UTF-8", dir.display()))
+    })?;
+    Ok(LoadedModel::load(
+        spec,
+        &candle_core::Device::Cpu,
+        None,
+        &mut |_| {},
+    )?)
 }

@@ -5,18 +5,16 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::Device;
 use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{GymPrompts, Split, TaskKind, sample_task};
 use clawdesk_model::LoraConfig;
 use clawdesk_model::generate::Sampling;
 use clawdesk_model::rng::SeededRng;
-use clawdesk_model::source::LoadedModel;
 
 use crate::advantage::{AdvantageSettings, Method, standardise};
 use crate::error::{Result, TrainerError};
 use crate::optim::{AdamW, AdamWConfig};
-use crate::practice::episode::{GymPolicy, HintWhen};
+use crate::practice::episode::{GymPolicy, HintWhen, load_cpu};
 use crate::teacher::HintTemplate;
 use crate::update::{UpdateMetrics, UpdateSettings, update};
 
@@ -108,10 +106,7 @@ pub fn learn(
     progress: &mut dyn FnMut(&LearnEvent),
 ) -> Result<LearnReport> {
     let start = Instant::now();
-    let spec = base_dir
-        .to_str()
-        .ok_or_else(|| TrainerError::Input(format!("{} is not UTF-8", base_dir.display())))?;
-    let mut loaded = LoadedModel::load(spec, &Device::Cpu, None, &mut |_| {})?;
+    let mut loaded = load_cpu(base_dir)?;
     loaded.model.attach_lora(
         LoraConfig::new(settings.rank, settings.alpha),
         settings.seed,

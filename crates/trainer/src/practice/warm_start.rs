@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainerError};
 use crate::optim::{AdamW, AdamWConfig, Schedule};
-use crate::practice::episode::GymPolicy;
+use crate::practice::episode::{GymPolicy, greedy, load_cpu};
 use crate::teacher::HintTemplate;
 
 /// Bumped whenever the recipe changes, so cached bases from an older recipe are not reused.
@@ -85,10 +85,7 @@ pub fn warm_start(
     progress: &mut dyn FnMut(WarmStartProgress),
 ) -> Result<WarmStartReport> {
     let start = Instant::now();
-    let spec = tiny_dir
-        .to_str()
-        .ok_or_else(|| TrainerError::Input(format!("{} is not UTF-8", tiny_dir.display())))?;
-    let mut loaded = LoadedModel::load(spec, &Device::Cpu, None, &mut |_| {})?;
+    let mut loaded = load_cpu(tiny_dir)?;
     let config = LoraConfig::new(settings.rank, settings.rank as f64);
     loaded.model.attach_lora(config, settings.seed)?;
     let mut optimizer = AdamW::new(
@@ -203,28 +200,10 @@ fn hinted_success(policy: &GymPolicy<'_>, tasks: &[clawdesk_gym::Task]) -> Resul
     let mut right = 0;
     for task in tasks {
         let hint = task.hint();
-        let prompt = policy.prompt(task, hint.as_deref())?;
-        let model = &policy.loaded.model;
-        let sampling = clawdesk_model::generate::Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-            top_k: 0,
-            seed: 0,
-            max_tokens: 24,
-            stop: policy.loaded.processor.stop_ids().to_vec(),
-        };
-        let generation = clawdesk_model::generate::generate(
-            model,
-            &mut model.new_cache(),
-            &prompt,
-            &sampling,
-            false,
-            &mut |_| {},
-        )?;
-        let reply = policy.loaded.processor.decode(&generation.tokens, true)?;
+        let acted = policy.act_with(task, hint.as_deref(), &greedy(), false)?;
         let mut probe = task.clone();
         let ok = probe
-            .step(clawdesk_gym::GymAction::parse(&reply).as_ref())
+            .step(acted.action.as_ref())
             .is_some_and(|o| o.reward > 0.0);
         right += usize::from(ok);
     }
