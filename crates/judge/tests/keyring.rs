@@ -96,7 +96,8 @@ async fn the_key_comes_from_the_secret_service() {
     let start = Instant::now();
     while !store_secret(home.path(), &address, "judge-test", "sk-from-keyring\n") {
         assert!(
-            start.elapsed() < Duration::from_secs(15),
+            // Generous: on a loaded 2-core machine the daemon has been seen to take over 15 s.
+            start.elapsed() < Duration::from_secs(90),
             "the keyring never came up"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
