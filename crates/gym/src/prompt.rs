@@ -49,21 +49,23 @@ impl GymPrompts {
                 reason: e.to_string(),
             })?;
         let prompts = Self { env };
-        prompts.task("check").map_err(|e| GymError::Template {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
+        prompts
+            .task("check", &["red button (125,250)".into()])
+            .map_err(|e| GymError::Template {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
         Ok(prompts)
     }
 
-    /// The user text for an instruction.
-    pub fn task(&self, instruction: &str) -> Result<String> {
+    /// The user text for an instruction and the screen's elements (name and grid centre).
+    pub fn task(&self, instruction: &str, elements: &[String]) -> Result<String> {
         let template = self
             .env
             .get_template("task")
             .map_err(|e| template_error(&e))?;
         template
-            .render(context! { instruction })
+            .render(context! { instruction, elements })
             .map_err(|e| template_error(&e))
     }
 }
@@ -82,8 +84,13 @@ mod tests {
     #[test]
     fn renders_the_instruction_and_refuses_unknown_variables() {
         let p = GymPrompts::built_in().expect("built-in prompt");
-        let text = p.task("Click the red button.").expect("renders");
-        assert!(text.starts_with("Click the red button.\n"), "{text:?}");
+        let text = p
+            .task("Click the red button.", &["red button (125,250)".into()])
+            .expect("renders");
+        assert!(
+            text.starts_with("Click the red button.\n- red button (125,250)\n"),
+            "{text:?}"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("gym")).expect("mkdir");
         std::fs::write(dir.path().join("gym/task.md"), "{{ instrucion }}").expect("write");

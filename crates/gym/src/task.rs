@@ -250,6 +250,35 @@ impl Task {
         }
     }
 
+    /// The elements a prompt lists, in reading order (top row first, left to right): each
+    /// widget's accessible name and the centre of its bounds on the 0-999 grid, as the agent
+    /// reads them from the accessibility tree.
+    pub fn elements(&self) -> Vec<String> {
+        let mut widgets: Vec<&Widget> = self.screen.widgets.iter().collect();
+        widgets.sort_by_key(|w| (w.cell.row, w.cell.col));
+        widgets
+            .into_iter()
+            .map(|w| {
+                let (x, y) = w.cell.center_grid();
+                format!("{} ({x},{y})", w.name())
+            })
+            .collect()
+    }
+
+    /// The most salient wrong action: a click on the first widget in reading order, the
+    /// mistake a model biased toward the top-left of the screen makes. `None` when that click
+    /// would be right.
+    pub fn salient_mistake(&self) -> Option<GymAction> {
+        let right = self.expert()?;
+        let first = self
+            .screen
+            .widgets
+            .iter()
+            .min_by_key(|w| (w.cell.row, w.cell.col))?;
+        let action = click(first.cell);
+        (!self.is_right(&action, &right)).then_some(action)
+    }
+
     /// The hint for the current step, naming the right action and its target.
     pub fn hint(&self) -> Option<String> {
         let right = self.expert()?;
@@ -342,6 +371,11 @@ mod tests {
                 assert!(!mistakes.is_empty(), "{kind:?} {seed}");
                 let out = wrong.step(Some(&mistakes[0])).expect("a step");
                 assert_eq!((out.reward, out.done, out.success), (-1.0, true, false));
+                if let Some(salient) = task.salient_mistake() {
+                    let out = task.clone().step(Some(&salient)).expect("a step");
+                    assert_eq!(out.reward, -1.0, "the salient mistake is a mistake");
+                }
+                assert_eq!(task.elements().len(), task.screen().widgets.len());
                 let mut steps = 0;
                 while let Some(action) = task.expert() {
                     let out = task.step(Some(&action)).expect("a step");

@@ -54,7 +54,7 @@ pub struct LearnBenchArgs {
     #[arg(long = "method", value_enum, default_values_t = [MethodArg::BinaryRl, MethodArg::Opd, MethodArg::Combined])]
     pub methods: Vec<MethodArg>,
     /// Updates per method.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = LearnSettings::default().updates)]
     pub updates: usize,
     /// Train tasks per update.
     #[arg(long, default_value_t = LearnSettings::default().tasks)]
@@ -62,12 +62,15 @@ pub struct LearnBenchArgs {
     /// Rollouts per task (rewards are standardised within each task's rollouts).
     #[arg(long, default_value_t = LearnSettings::default().rollouts)]
     pub rollouts: usize,
+    /// Optimiser steps (PPO epochs) per batch of rollouts.
+    #[arg(long, default_value_t = LearnSettings::default().epochs)]
+    pub epochs: usize,
     /// Raw ±1 rewards instead of standardising them within each task's rollouts.
     #[arg(long)]
     pub raw_rewards: bool,
     #[arg(long, default_value_t = LearnSettings::default().lr)]
     pub lr: f64,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = LearnSettings::default().eval_every)]
     pub eval_every: usize,
     /// Held-out tasks per evaluation.
     #[arg(long, default_value_t = 100)]
@@ -118,6 +121,7 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
             tasks: args.tasks,
             rollouts: args.rollouts,
             standardise: !args.raw_rewards,
+            epochs: args.epochs,
             lr: args.lr,
             seed: args.seed,
             eval_every: args.eval_every,
@@ -164,7 +168,7 @@ fn render(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "bench learn — seed {}, {} updates × {} tasks × {} rollouts (rewards {}), lr {}, hints {:?}, held-out tasks {}\n\
+        "bench learn — seed {}, {} updates × {} tasks × {} rollouts (rewards {}), {} epochs, lr {}, hints {:?}, held-out tasks {}\n\
          practice base: warm start {} steps ({:.0} s), held-out greedy success {:.2} without hint, \
          {:.2} with the hint in context\n",
         args.seed,
@@ -176,6 +180,7 @@ fn render(
         } else {
             "standardised per task"
         },
+        args.epochs,
         args.lr,
         args.hints,
         args.eval_tasks,

@@ -65,7 +65,7 @@ pub struct GymPolicy<'a> {
 impl GymPolicy<'_> {
     /// The prompt's messages for the task's current screen (one image: the screenshot).
     pub fn messages(&self, task: &Task, hint: Option<&str>) -> Result<Vec<Message>> {
-        let mut text = self.prompts.task(task.instruction())?;
+        let mut text = self.prompts.task(task.instruction(), &task.elements())?;
         if let Some(hint) = hint {
             text = self.hints.append(&text, hint)?;
         }

@@ -29,6 +29,9 @@ pub struct LearnSettings {
     pub rollouts: usize,
     /// Standardise rewards within each (task, step index) group of rollouts.
     pub standardise: bool,
+    /// Optimiser steps per batch of rollouts (PPO epochs: the clipped ratio against the
+    /// recorded log-probabilities keeps the later ones close to the policy that sampled).
+    pub epochs: usize,
     pub lr: f64,
     pub rank: usize,
     pub alpha: f64,
@@ -51,11 +54,12 @@ impl Default for LearnSettings {
             tasks: 8,
             rollouts: 4,
             standardise: true,
-            lr: 5e-3,
+            epochs: 1,
+            lr: 2e-3,
             rank: 8,
             alpha: 16.0,
             seed: 1,
-            eval_every: 5,
+            eval_every: 10,
             eval_tasks: 100,
             hints: HintWhen::OnFailure,
             temperature: 1.0,
@@ -95,7 +99,7 @@ pub struct LearnReport {
     pub updates_to_target: Option<usize>,
     pub seconds: f64,
     pub metrics: Vec<UpdateMetrics>,
-    /// Updates skipped because their batch had nothing trainable under the method.
+    /// Batches skipped because they had nothing trainable under the method.
     pub skipped: usize,
 }
 
@@ -180,29 +184,32 @@ pub fn learn(
             }
         }
         let batch_reward = rewards / samples.len().max(1) as f64;
-        match update(
-            &loaded.model,
-            &mut optimizer,
-            &samples,
-            &update_settings,
-            settings.lr,
-        ) {
-            Ok(m) => {
-                progress(&LearnEvent::Updated {
-                    update: step,
-                    metrics: m.clone(),
-                    batch_reward,
-                });
-                metrics.push(m);
+        for _ in 0..settings.epochs.max(1) {
+            match update(
+                &loaded.model,
+                &mut optimizer,
+                &samples,
+                &update_settings,
+                settings.lr,
+            ) {
+                Ok(m) => {
+                    progress(&LearnEvent::Updated {
+                        update: step,
+                        metrics: m.clone(),
+                        batch_reward,
+                    });
+                    metrics.push(m);
+                }
+                Err(e @ (TrainerError::Input(_) | TrainerError::NonFinite { .. })) => {
+                    skipped += 1;
+                    progress(&LearnEvent::Skipped {
+                        update: step,
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e @ (TrainerError::Input(_) | TrainerError::NonFinite { .. })) => {
-                skipped += 1;
-                progress(&LearnEvent::Skipped {
-                    update: step,
-                    reason: e.to_string(),
-                });
-            }
-            Err(e) => return Err(e),
         }
         if step % settings.eval_every.max(1) == 0 || step == settings.updates {
             evaluate(step, &mut curve, progress)?;

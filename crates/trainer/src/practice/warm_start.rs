@@ -21,7 +21,7 @@ use crate::practice::episode::{GymPolicy, greedy, load_cpu};
 use crate::teacher::HintTemplate;
 
 /// Bumped whenever the recipe changes, so cached bases from an older recipe are not reused.
-const RECIPE: u32 = 1;
+const RECIPE: u32 = 2;
 const MARKER: &str = "warm_start.json";
 
 /// How the practice base is made.
@@ -37,7 +37,8 @@ pub struct WarmStartSettings {
     pub rank: usize,
     /// Share of demonstrations with the hint in the prompt (always the right action).
     pub hint_share: f64,
-    /// How often the demonstrator without a hint picked the right action.
+    /// How often the demonstrator without a hint picked the right action; otherwise it made
+    /// the salient mistake (clicking the first widget in reading order) when there was one.
     pub demo_accuracy: f64,
     /// Overrides of the tiny model's HF config.
     pub config: serde_json::Value,
@@ -52,7 +53,7 @@ impl Default for WarmStartSettings {
             lr: 3e-3,
             rank: 32,
             hint_share: 0.75,
-            demo_accuracy: 0.5,
+            demo_accuracy: 0.4,
             config: serde_json::json!({"text_config": {"num_hidden_layers": 3}}),
         }
     }
@@ -125,12 +126,9 @@ pub fn warm_start(
             let right = task
                 .expert()
                 .ok_or_else(|| TrainerError::Input("a fresh task has no expert action".into()))?;
-            let mistakes = task.mistakes();
-            let action = if hinted || rng.uniform() < settings.demo_accuracy || mistakes.is_empty()
-            {
-                right
-            } else {
-                mistakes[(rng.next_u64() % mistakes.len() as u64) as usize].clone()
+            let action = match task.salient_mistake() {
+                Some(mistake) if !hinted && rng.uniform() >= settings.demo_accuracy => mistake,
+                _ => right,
             };
             let hint = if hinted { task.hint() } else { None };
             items.push(ScoreItem {
