@@ -3,7 +3,6 @@
 //! checkpoint made at another rank.
 
 use candle_core::Device;
-use clawdesk_gym::GymPrompts;
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, tiny};
 use clawdesk_store::{NewVerdict, Store, VerdictSource};
@@ -28,13 +27,7 @@ fn setup() -> (tempfile::TempDir, LoadedModel, Store) {
 }
 
 fn record(store: &Store, loaded: &LoadedModel, episodes: usize, seed: u64) {
-    let prompts = GymPrompts::built_in().expect("prompts");
-    let hints = HintTemplate::built_in().expect("hints");
-    let policy = GymPolicy {
-        loaded,
-        prompts: &prompts,
-        hints: &hints,
-    };
+    let policy = GymPolicy::built_in(loaded).expect("templates");
     record_episodes(store, &policy, episodes, seed, HintWhen::OnFailure, None).expect("record");
 }
 

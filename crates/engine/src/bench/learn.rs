@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clawdesk_trainer::Method;
 use clawdesk_trainer::practice::episode::HintWhen;
 use clawdesk_trainer::practice::learn::{LearnEvent, LearnReport, LearnSettings, learn};
-use clawdesk_trainer::practice::warm_start::{WarmStartSettings, practice_base};
+use clawdesk_trainer::practice::warm_start::{WarmStartProgress, WarmStartSettings, practice_base};
 
 use crate::error::EngineError;
 
@@ -92,6 +92,13 @@ pub fn default_cache() -> Result<PathBuf, EngineError> {
         .ok_or_else(|| EngineError::Bench("no home directory for the cache".into()))
 }
 
+/// Logs a warm start's progress every 50 updates.
+pub fn log_warm_start(p: WarmStartProgress) {
+    if p.step.is_multiple_of(50) || p.step == p.steps {
+        tracing::info!(step = p.step, of = p.steps, loss = p.loss, "warm start");
+    }
+}
+
 pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
     let cache = match args.cache.clone() {
         Some(c) => c,
@@ -102,11 +109,7 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
         steps: args.warm_steps,
         ..WarmStartSettings::default()
     };
-    let (base, warm_report) = practice_base(&cache, &warm, &mut |p| {
-        if p.step % 50 == 0 || p.step == p.steps {
-            tracing::info!(step = p.step, of = p.steps, loss = p.loss, "warm start");
-        }
-    })?;
+    let (base, warm_report) = practice_base(&cache, &warm, &mut log_warm_start)?;
     tracing::info!(
         base = %base.display(),
         without_hint = warm_report.success_without_hint,

@@ -4,15 +4,15 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use clawdesk_engine::bench::learn::log_warm_start;
 use clawdesk_gym::split::evaluation_set;
-use clawdesk_gym::{GymPrompts, Split, TaskKind};
+use clawdesk_gym::{Split, TaskKind};
 use clawdesk_judge::JudgePrompts;
 use clawdesk_model::source::LoadedModel;
 use clawdesk_store::Store;
 use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen};
 use clawdesk_trainer::practice::record::record_episodes;
 use clawdesk_trainer::practice::warm_start::{WarmStartSettings, practice_base};
-use clawdesk_trainer::teacher::HintTemplate;
 
 use super::data_dir;
 
@@ -92,11 +92,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 steps: a.warm_steps,
                 ..WarmStartSettings::default()
             };
-            let (dir, report) = practice_base(&cache, &settings, &mut |p| {
-                if p.step % 50 == 0 || p.step == p.steps {
-                    tracing::info!(step = p.step, of = p.steps, loss = p.loss, "warm start");
-                }
-            })?;
+            let (dir, report) = practice_base(&cache, &settings, &mut log_warm_start)?;
             tracing::info!(
                 without_hint = report.success_without_hint,
                 with_hint = report.success_with_hint,
@@ -110,13 +106,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
             let store = Store::open(&data)?;
             let loaded = load(&a.model, a.adapter.as_ref())?;
             let dirs = JudgePrompts::search_path(a.prompts.as_deref(), Some(&data));
-            let prompts = GymPrompts::load(&dirs)?;
-            let hints = HintTemplate::load(&dirs)?;
-            let policy = GymPolicy {
-                loaded: &loaded,
-                prompts: &prompts,
-                hints: &hints,
-            };
+            let policy = GymPolicy::load(&loaded, &dirs)?;
             let when = if a.hint_always {
                 HintWhen::Always
             } else {
@@ -131,13 +121,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
         }
         GymCommand::Eval(a) => {
             let loaded = load(&a.model, a.adapter.as_ref())?;
-            let prompts = GymPrompts::built_in()?;
-            let hints = HintTemplate::built_in()?;
-            let policy = GymPolicy {
-                loaded: &loaded,
-                prompts: &prompts,
-                hints: &hints,
-            };
+            let policy = GymPolicy::built_in(&loaded)?;
             let tasks = evaluation_set(Split::HeldOut, &TaskKind::ALL, a.tasks, a.seed);
             let success = policy.success_rate(&tasks, true)?;
             println!("held-out success {success:.3} over {} tasks", tasks.len());

@@ -58,11 +58,29 @@ pub struct PlayedStep {
 /// The model with what it needs to play: its prompt templates.
 pub struct GymPolicy<'a> {
     pub loaded: &'a LoadedModel,
-    pub prompts: &'a GymPrompts,
-    pub hints: &'a HintTemplate,
+    pub prompts: GymPrompts,
+    pub hints: HintTemplate,
 }
 
-impl GymPolicy<'_> {
+impl<'a> GymPolicy<'a> {
+    /// With the built-in templates (what benchmarks use).
+    pub fn built_in(loaded: &'a LoadedModel) -> Result<Self> {
+        Ok(Self {
+            loaded,
+            prompts: GymPrompts::built_in()?,
+            hints: HintTemplate::built_in()?,
+        })
+    }
+
+    /// With the templates found first in `dirs` (the prompt search path).
+    pub fn load(loaded: &'a LoadedModel, dirs: &[std::path::PathBuf]) -> Result<Self> {
+        Ok(Self {
+            loaded,
+            prompts: GymPrompts::load(dirs)?,
+            hints: HintTemplate::load(dirs)?,
+        })
+    }
+
     /// The prompt's messages for the task's current screen (one image: the screenshot).
     pub fn messages(&self, task: &Task, hint: Option<&str>) -> Result<Vec<Message>> {
         let mut text = self.prompts.task(task.instruction(), &task.elements())?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use clawdesk_gym::split::evaluation_set;
-use clawdesk_gym::{GymPrompts, Split, TaskKind, sample_task};
+use clawdesk_gym::{Split, TaskKind, sample_task};
 use clawdesk_model::LoraConfig;
 use clawdesk_model::generate::Sampling;
 use clawdesk_model::rng::SeededRng;
@@ -15,7 +15,6 @@ use crate::advantage::{AdvantageSettings, Method, standardise};
 use crate::error::{Result, TrainerError};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::practice::episode::{GymPolicy, HintWhen, load_cpu};
-use crate::teacher::HintTemplate;
 use crate::update::{UpdateMetrics, UpdateSettings, update};
 
 /// One learning run's settings.
@@ -116,13 +115,7 @@ pub fn learn(
         settings.seed,
     )?;
     let mut optimizer = AdamW::new(loaded.model.lora_vars(), AdamWConfig::default())?;
-    let prompts = GymPrompts::built_in()?;
-    let hints = HintTemplate::built_in()?;
-    let policy = GymPolicy {
-        loaded: &loaded,
-        prompts: &prompts,
-        hints: &hints,
-    };
+    let policy = GymPolicy::built_in(&loaded)?;
     let held_out = evaluation_set(
         Split::HeldOut,
         &settings.kinds,

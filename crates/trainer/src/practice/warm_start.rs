@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clawdesk_gym::split::evaluation_set;
-use clawdesk_gym::{GymPrompts, Split, TaskKind, sample_task};
+use clawdesk_gym::{Split, TaskKind, sample_task};
 use clawdesk_model::rng::SeededRng;
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, ScoreItem, tiny};
@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TrainerError};
 use crate::optim::{AdamW, AdamWConfig, Schedule};
 use crate::practice::episode::{GymPolicy, greedy, load_cpu};
-use crate::teacher::HintTemplate;
 
 /// Bumped whenever the recipe changes, so cached bases from an older recipe are not reused.
 const RECIPE: u32 = 2;
@@ -102,16 +101,10 @@ pub fn warm_start(
         total: settings.steps as u64,
         min_ratio: 0.1,
     };
-    let prompts = GymPrompts::built_in()?;
-    let hints = HintTemplate::built_in()?;
     let mut rng = SeededRng::new(settings.seed ^ 0x5746_5354);
     let mut final_loss = f64::NAN;
+    let policy = GymPolicy::built_in(&loaded)?;
     for step in 1..=settings.steps {
-        let policy = GymPolicy {
-            loaded: &loaded,
-            prompts: &prompts,
-            hints: &hints,
-        };
         let mut items = Vec::with_capacity(settings.batch);
         for _ in 0..settings.batch {
             let mut task = sample_task(Split::Train, &TaskKind::ALL, &mut rng);
@@ -165,13 +158,10 @@ pub fn warm_start(
             loss: final_loss,
         });
     }
+    drop(policy);
     loaded.model.merge_lora()?;
     let held_out = evaluation_set(Split::HeldOut, &TaskKind::ALL, 60, settings.seed ^ 0xE7A1);
-    let policy = GymPolicy {
-        loaded: &loaded,
-        prompts: &prompts,
-        hints: &hints,
-    };
+    let policy = GymPolicy::built_in(&loaded)?;
     let success_without_hint = policy.success_rate(&held_out, false)?;
     let success_with_hint = hinted_success(&policy, &held_out)?;
     write_merged(tiny_dir, out, &loaded)?;
