@@ -8,6 +8,10 @@ pub enum TrainerError {
     /// A NaN or infinity where a number must be finite; the update is skipped, not applied.
     #[error("non-finite {what} ({detail}); the update was skipped and the adapter left as it was")]
     NonFinite { what: &'static str, detail: String },
+    /// The batch has no sample the method can learn from (Binary RL without decided rewards,
+    /// OPD without hints); nothing was changed.
+    #[error("none of the {samples} samples is trainable under this method; nothing was changed")]
+    NothingToTrain { samples: usize },
     /// A checkpoint could not be written or read, or belongs to another model.
     #[error("checkpoint: {0}")]
     Checkpoint(String),

@@ -10,6 +10,7 @@ use candle_core::Var;
 use clawdesk_model::source::LoadedModel;
 use clawdesk_store::{StepId, Store};
 
+use crate::advantage::Method;
 use crate::checkpoint;
 use crate::error::{Result, TrainerError};
 use crate::optim::{AdamW, AdamWConfig, Schedule};
@@ -52,8 +53,8 @@ impl Default for TrainLoopSettings {
 pub enum Turn {
     /// An update was made.
     Updated { step: u64, metrics: UpdateMetrics },
-    /// A batch's update failed on non-finite numbers; the adapter is unchanged, the batch is
-    /// passed over and the reason reported.
+    /// A batch's update failed on non-finite numbers or had nothing the method learns from;
+    /// the adapter is unchanged, the batch is passed over and the reason reported.
     Skipped { step: u64, reason: String },
     /// Fewer than a batch of judged samples is ready.
     Waiting { ready: usize },
@@ -159,7 +160,7 @@ impl<'a> TrainLoop<'a> {
         self.cursor = cursor;
         let metrics = match outcome {
             Ok(m) => m,
-            Err(e @ TrainerError::NonFinite { .. }) => {
+            Err(e @ (TrainerError::NonFinite { .. } | TrainerError::NothingToTrain { .. })) => {
                 let reason = e.to_string();
                 tracing::warn!(step, %reason, "update skipped");
                 return Ok(Turn::Skipped { step, reason });
@@ -225,7 +226,12 @@ impl<'a> TrainLoop<'a> {
                 let sample =
                     turn.sample(self.store, &self.loaded.processor, &self.hints, &verdict)?;
                 cursor = step.id;
-                samples.extend(sample);
+                let method = self.settings.update.advantages.method;
+                samples.extend(sample.filter(|s| match method {
+                    Method::BinaryRl => s.reward.is_some(),
+                    Method::Opd => s.teacher_prompt.is_some(),
+                    Method::Combined => true,
+                }));
                 if samples.len() == self.settings.batch {
                     return Ok((samples, cursor));
                 }

@@ -126,10 +126,9 @@ pub fn update(
         }
     }
     if kept.is_empty() {
-        return Err(TrainerError::Input(format!(
-            "none of the {} samples is trainable (no decided reward and no hint); nothing was changed",
-            samples.len()
-        )));
+        return Err(TrainerError::NothingToTrain {
+            samples: samples.len(),
+        });
     }
     let total = kept.len();
     let mean_reward = kept.iter().map(|(_, a)| f64::from(a.reward)).sum::<f64>() / total as f64;

@@ -142,3 +142,57 @@ fn waits_for_a_verdict_instead_of_passing_over_the_step() {
         refused.err()
     );
 }
+
+#[test]
+fn batches_hold_only_samples_the_method_learns_from() {
+    let (dir, mut loaded, store) = setup();
+    // A random model fails every step, so every verdict is -1 with a hint; one person's +1
+    // without a hint is a sample OPD cannot learn from.
+    record(&store, &loaded, 4, 5);
+    let first = store
+        .steps_after(clawdesk_store::StepId(0), 1)
+        .expect("steps")[0]
+        .id;
+    store
+        .add_verdict(&NewVerdict {
+            step: first,
+            source: VerdictSource::Person,
+            score: 1,
+            votes: None,
+            hint: None,
+            judge: None,
+            mean: None,
+            correction: None,
+        })
+        .expect("verdict");
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(4, 8.0), 3)
+        .expect("lora");
+    let mut settings = TrainLoopSettings {
+        batch: 2,
+        schedule: Schedule::Constant { lr: 1e-2 },
+        ..TrainLoopSettings::default()
+    };
+    settings.update.advantages.method = clawdesk_trainer::Method::Opd;
+    let mut train = TrainLoop::open(
+        &store,
+        &loaded,
+        "tiny",
+        &dir.path().join("ckpt"),
+        HintTemplate::built_in().expect("hints"),
+        settings,
+    )
+    .expect("open");
+    match train.turn().expect("turn") {
+        Turn::Updated { metrics, .. } => {
+            assert_eq!((metrics.samples, metrics.dropped), (2, 0));
+            assert!(metrics.mean_gap.is_some());
+        }
+        other => panic!("expected an update: {other:?}"),
+    }
+    assert!(
+        train.cursor().0 > first.0,
+        "the unhinted step was passed, not trained"
+    );
+}

@@ -193,7 +193,7 @@ pub fn learn(
                     });
                     metrics.push(m);
                 }
-                Err(e @ (TrainerError::Input(_) | TrainerError::NonFinite { .. })) => {
+                Err(e @ (TrainerError::NothingToTrain { .. } | TrainerError::NonFinite { .. })) => {
                     skipped += 1;
                     progress(&LearnEvent::Skipped {
                         update: step,
