@@ -31,6 +31,22 @@ fn record(store: &Store, loaded: &LoadedModel, episodes: usize, seed: u64) {
     record_episodes(store, &policy, episodes, seed, HintWhen::OnFailure, None).expect("record");
 }
 
+/// A person's +1 without a hint.
+fn approve(store: &Store, step: clawdesk_store::StepId) {
+    store
+        .add_verdict(&NewVerdict {
+            step,
+            source: VerdictSource::Person,
+            score: 1,
+            votes: None,
+            hint: None,
+            judge: None,
+            mean: None,
+            correction: None,
+        })
+        .expect("verdict");
+}
+
 #[test]
 fn waits_for_a_verdict_instead_of_passing_over_the_step() {
     let (dir, mut loaded, store) = setup();
@@ -85,18 +101,7 @@ fn waits_for_a_verdict_instead_of_passing_over_the_step() {
         other => panic!("trained past an unjudged step: {other:?}"),
     }
     assert!(train.cursor().0 < pending.0);
-    store
-        .add_verdict(&NewVerdict {
-            step: pending,
-            source: VerdictSource::Person,
-            score: 1,
-            votes: None,
-            hint: None,
-            judge: None,
-            mean: None,
-            correction: None,
-        })
-        .expect("verdict");
+    approve(&store, pending);
     match train.turn().expect("turn") {
         Turn::Updated { step, metrics } => {
             assert_eq!(step, 1);
@@ -153,18 +158,7 @@ fn batches_hold_only_samples_the_method_learns_from() {
         .steps_after(clawdesk_store::StepId(0), 1)
         .expect("steps")[0]
         .id;
-    store
-        .add_verdict(&NewVerdict {
-            step: first,
-            source: VerdictSource::Person,
-            score: 1,
-            votes: None,
-            hint: None,
-            judge: None,
-            mean: None,
-            correction: None,
-        })
-        .expect("verdict");
+    approve(&store, first);
     loaded
         .model
         .attach_lora(LoraConfig::new(4, 8.0), 3)
