@@ -70,6 +70,9 @@ pub struct LearnBenchArgs {
     pub raw_rewards: bool,
     #[arg(long, default_value_t = LearnSettings::default().lr)]
     pub lr: f64,
+    /// Rank of each method's fresh LoRA (alpha is twice the rank).
+    #[arg(long, default_value_t = LearnSettings::default().rank)]
+    pub rank: usize,
     #[arg(long, default_value_t = LearnSettings::default().eval_every)]
     pub eval_every: usize,
     /// Held-out tasks per evaluation.
@@ -126,6 +129,8 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
             standardise: !args.raw_rewards,
             epochs: args.epochs,
             lr: args.lr,
+            rank: args.rank,
+            alpha: 2.0 * args.rank as f64,
             seed: args.seed,
             eval_every: args.eval_every,
             eval_tasks: args.eval_tasks,
