@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use clawdesk_gym::TaskKind;
 use clawdesk_trainer::Method;
 use clawdesk_trainer::practice::episode::HintWhen;
 use clawdesk_trainer::practice::learn::{LearnEvent, LearnReport, LearnSettings, learn};
@@ -70,6 +71,9 @@ pub struct LearnBenchArgs {
     pub raw_rewards: bool,
     #[arg(long, default_value_t = LearnSettings::default().lr)]
     pub lr: f64,
+    /// Only tasks of these kinds (click, type, menu) in training and evaluation; repeatable.
+    #[arg(long = "kind")]
+    pub kinds: Vec<String>,
     /// Rank of each method's fresh LoRA (alpha is twice the rank).
     #[arg(long, default_value_t = LearnSettings::default().rank)]
     pub rank: usize,
@@ -103,6 +107,18 @@ pub fn log_warm_start(p: WarmStartProgress) {
 }
 
 pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
+    let kinds = if args.kinds.is_empty() {
+        TaskKind::ALL.to_vec()
+    } else {
+        args.kinds
+            .iter()
+            .map(|k| {
+                TaskKind::parse(k).ok_or_else(|| {
+                    EngineError::Bench(format!("unknown task kind {k:?}: use click, type or menu"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let cache = match args.cache.clone() {
         Some(c) => c,
         None => default_cache()?,
@@ -130,6 +146,7 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
             epochs: args.epochs,
             lr: args.lr,
             rank: args.rank,
+            kinds: kinds.clone(),
             alpha: 2.0 * args.rank as f64,
             seed: args.seed,
             eval_every: args.eval_every,
