@@ -34,6 +34,24 @@ impl TaskKind {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
+
+    /// The kinds a user chose, or every kind when they chose none.
+    pub fn or_all(chosen: &[TaskKind]) -> Vec<TaskKind> {
+        if chosen.is_empty() {
+            Self::ALL.to_vec()
+        } else {
+            chosen.to_vec()
+        }
+    }
+}
+
+impl std::str::FromStr for TaskKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Self, String> {
+        Self::parse(name)
+            .ok_or_else(|| format!("unknown task kind {name:?}: use click, type or menu"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -186,10 +204,7 @@ impl Task {
             "{:?}|{:?}|{:?}|{:?}",
             self.kind, self.goal, self.screen.widgets, self.menus
         );
-        // FNV-1a: fixed across builds and platforms, unlike std's hasher.
-        text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+        fingerprint(&text)
     }
 
     /// The right next action, while the episode runs.
@@ -334,6 +349,14 @@ impl Task {
             hint,
         })
     }
+}
+
+/// FNV-1a of a text: fixed across builds and platforms, unlike std's hasher, so splits and
+/// cache keys stay put.
+pub fn fingerprint(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn click(cell: Cell) -> GymAction {

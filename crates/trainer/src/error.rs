@@ -29,3 +29,11 @@ pub enum TrainerError {
 }
 
 pub type Result<T, E = TrainerError> = std::result::Result<T, E>;
+
+impl TrainerError {
+    /// Wraps an I/O error with the path it concerns: `.map_err(TrainerError::io(&path))`.
+    pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| TrainerError::Io { path, source }
+    }
+}

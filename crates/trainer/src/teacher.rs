@@ -25,10 +25,7 @@ impl HintTemplate {
     pub fn load(dirs: &[PathBuf]) -> Result<Self> {
         match dirs.iter().map(|d| d.join(HINT_FILE)).find(|p| p.exists()) {
             Some(path) => {
-                let source = std::fs::read_to_string(&path).map_err(|e| TrainerError::Io {
-                    path: path.clone(),
-                    source: e,
-                })?;
+                let source = std::fs::read_to_string(&path).map_err(TrainerError::io(&path))?;
                 Self::from_source(source, &path.display().to_string())
             }
             None => Self::built_in(),

@@ -73,7 +73,7 @@ pub struct LearnBenchArgs {
     pub lr: f64,
     /// Only tasks of these kinds (click, type, menu) in training and evaluation; repeatable.
     #[arg(long = "kind")]
-    pub kinds: Vec<String>,
+    pub kinds: Vec<TaskKind>,
     /// Rank of each method's fresh LoRA (alpha is twice the rank).
     #[arg(long, default_value_t = LearnSettings::default().rank)]
     pub rank: usize,
@@ -107,18 +107,7 @@ pub fn log_warm_start(p: WarmStartProgress) {
 }
 
 pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
-    let kinds = if args.kinds.is_empty() {
-        TaskKind::ALL.to_vec()
-    } else {
-        args.kinds
-            .iter()
-            .map(|k| {
-                TaskKind::parse(k).ok_or_else(|| {
-                    EngineError::Bench(format!("unknown task kind {k:?}: use click, type or menu"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let kinds = TaskKind::or_all(&args.kinds);
     let cache = match args.cache.clone() {
         Some(c) => c,
         None => default_cache()?,

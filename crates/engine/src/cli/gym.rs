@@ -80,7 +80,7 @@ struct EvalArgs {
     seed: u64,
     /// Only tasks of these kinds (click, type, menu); repeatable. Default: all.
     #[arg(long = "kind")]
-    kinds: Vec<String>,
+    kinds: Vec<TaskKind>,
 }
 
 pub fn run(args: GymArgs) -> anyhow::Result<()> {
@@ -125,18 +125,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
         GymCommand::Eval(a) => {
             let loaded = load(&a.model, a.adapter.as_ref())?;
             let policy = GymPolicy::built_in(&loaded)?;
-            let kinds = if a.kinds.is_empty() {
-                TaskKind::ALL.to_vec()
-            } else {
-                a.kinds
-                    .iter()
-                    .map(|k| {
-                        TaskKind::parse(k).ok_or_else(|| {
-                            anyhow::anyhow!("unknown task kind {k:?}: use click, type or menu")
-                        })
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?
-            };
+            let kinds = TaskKind::or_all(&a.kinds);
             let tasks = evaluation_set(Split::HeldOut, &kinds, a.tasks, a.seed);
             let success = policy.success_rate(&tasks, true)?;
             println!("held-out success {success:.3} over {} tasks", tasks.len());

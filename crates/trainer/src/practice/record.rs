@@ -8,7 +8,7 @@ use clawdesk_model::generate::Sampling;
 use clawdesk_model::rng::SeededRng;
 use clawdesk_store::{
     BlobId, BlobKind, EpisodeStatus, NewEpisode, NewStep, NewVerdict, StepOutcome, Store,
-    VerdictSource,
+    VerdictSource, now_ms,
 };
 
 use crate::error::{Result, TrainerError};
@@ -161,10 +161,4 @@ fn snapshot(store: &Store, task: &Task) -> Result<(BlobId, BlobId)> {
         .map_err(|e| TrainerError::Input(format!("serialising a gym tree: {e}")))?;
     let tree = store.put_blob(&tree, BlobKind::Json).map_err(store_err)?;
     Ok((image, tree))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

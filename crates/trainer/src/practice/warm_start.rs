@@ -176,10 +176,7 @@ pub fn warm_start(
     let marker = out.join(MARKER);
     let text = serde_json::to_string_pretty(&report)
         .map_err(|e| TrainerError::Input(format!("serialising the warm-start report: {e}")))?;
-    std::fs::write(&marker, text).map_err(|e| TrainerError::Io {
-        path: marker,
-        source: e,
-    })?;
+    std::fs::write(&marker, text).map_err(TrainerError::io(&marker))?;
     Ok(report)
 }
 
@@ -200,28 +197,16 @@ fn hinted_success(policy: &GymPolicy<'_>, tasks: &[clawdesk_gym::Task]) -> Resul
 
 /// Copies the model directory with its language-model linears replaced by the merged ones.
 fn write_merged(tiny_dir: &Path, out: &Path, loaded: &LoadedModel) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| TrainerError::Io {
-        path: out.into(),
-        source: e,
-    })?;
-    let entries = std::fs::read_dir(tiny_dir).map_err(|e| TrainerError::Io {
-        path: tiny_dir.into(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(out).map_err(TrainerError::io(out))?;
+    let entries = std::fs::read_dir(tiny_dir).map_err(TrainerError::io(tiny_dir))?;
     for entry in entries {
-        let entry = entry.map_err(|e| TrainerError::Io {
-            path: tiny_dir.into(),
-            source: e,
-        })?;
+        let entry = entry.map_err(TrainerError::io(tiny_dir))?;
         let name = entry.file_name();
         if name == "model.safetensors" || name == MARKER {
             continue;
         }
         let to = out.join(&name);
-        std::fs::copy(entry.path(), &to).map_err(|e| TrainerError::Io {
-            path: to,
-            source: e,
-        })?;
+        std::fs::copy(entry.path(), &to).map_err(TrainerError::io(&to))?;
     }
     let weights_path = tiny_dir.join("model.safetensors");
     let mut tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)?;
@@ -249,9 +234,7 @@ pub fn practice_base(
         "{RECIPE}|{}",
         serde_json::to_string(settings).unwrap_or_default()
     );
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = clawdesk_gym::task::fingerprint(&key);
     let dir = cache.join(format!("practice-base-{hash:016x}"));
     let marker = dir.join(MARKER);
     if let Ok(text) = std::fs::read_to_string(&marker)
@@ -259,42 +242,21 @@ pub fn practice_base(
     {
         return Ok((dir, report));
     }
-    std::fs::create_dir_all(cache).map_err(|e| TrainerError::Io {
-        path: cache.into(),
-        source: e,
-    })?;
-    let work = tempfile_dir(cache)?;
-    let tiny_dir = work.join("random");
+    std::fs::create_dir_all(cache).map_err(TrainerError::io(cache))?;
+    // Removed when dropped, whether the build finishes or fails.
+    let work = tempfile::Builder::new()
+        .prefix(".building-")
+        .tempdir_in(cache)
+        .map_err(TrainerError::io(cache))?;
+    let tiny_dir = work.path().join("random");
     let mut config = tiny::default_config();
     tiny::merge_json(&mut config, &settings.config);
     tiny::write_tiny_model(&tiny_dir, &config, settings.seed)?;
-    let built = work.join("base");
+    let built = work.path().join("base");
     let report = warm_start(&tiny_dir, &built, settings, progress)?;
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| TrainerError::Io {
-            path: dir.clone(),
-            source: e,
-        })?;
+        std::fs::remove_dir_all(&dir).map_err(TrainerError::io(&dir))?;
     }
-    std::fs::rename(&built, &dir).map_err(|e| TrainerError::Io {
-        path: dir.clone(),
-        source: e,
-    })?;
-    let _ = std::fs::remove_dir_all(&work);
+    std::fs::rename(&built, &dir).map_err(TrainerError::io(&dir))?;
     Ok((dir, report))
-}
-
-fn tempfile_dir(cache: &Path) -> Result<PathBuf> {
-    let dir = cache.join(format!(".building-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| TrainerError::Io {
-            path: dir.clone(),
-            source: e,
-        })?;
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| TrainerError::Io {
-        path: dir.clone(),
-        source: e,
-    })?;
-    Ok(dir)
 }
