@@ -5,11 +5,8 @@ use std::path::PathBuf;
 pub enum GymError {
     #[error("prompt template {path}: {reason}")]
     Template { path: PathBuf, reason: String },
-    #[error("reading {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Prompt(#[from] clawdesk_prompts::PromptError),
 }
 
 pub type Result<T> = std::result::Result<T, GymError>;

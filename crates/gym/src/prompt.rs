@@ -1,14 +1,15 @@
 //! The gym's prompt: the user turn's text under the screenshot, from `prompts/gym/task.md`
-//! (a directory given at run time overrides the built-in copy).
+//! (found on the prompt search path, else the built-in copy).
 
 use std::path::{Path, PathBuf};
+
+use clawdesk_prompts::Template;
 
 use minijinja::{Environment, UndefinedBehavior, context};
 
 use crate::error::{GymError, Result};
 
 const TASK_FILE: &str = "gym/task.md";
-const BUILT_IN_TASK: &str = include_str!("../../../prompts/gym/task.md");
 
 /// The compiled gym prompt.
 #[derive(Debug)]
@@ -19,24 +20,13 @@ pub struct GymPrompts {
 impl GymPrompts {
     /// The built-in template.
     pub fn built_in() -> Result<Self> {
-        Self::from_source(
-            BUILT_IN_TASK.to_string(),
-            Path::new("<built-in>/gym/task.md"),
-        )
+        Self::load(&[])
     }
 
     /// `gym/task.md` from the first of `dirs` that has it, else the built-in template.
     pub fn load(dirs: &[PathBuf]) -> Result<Self> {
-        match dirs.iter().map(|d| d.join(TASK_FILE)).find(|p| p.exists()) {
-            Some(path) => {
-                let source = std::fs::read_to_string(&path).map_err(|source| GymError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                Self::from_source(source, &path)
-            }
-            None => Self::built_in(),
-        }
+        let Template { text, origin } = clawdesk_prompts::find(dirs, TASK_FILE)?;
+        Self::from_source(text, Path::new(&origin))
     }
 
     fn from_source(source: String, path: &Path) -> Result<Self> {

@@ -1,8 +1,9 @@
 //! The judge's prompt templates (`prompts/judge/*.md`), read at run time so users can edit them,
 //! and rendered for one step into text and screenshot parts.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use clawdesk_prompts::Template as Source;
 use serde::Serialize;
 
 use crate::case::StepCase;
@@ -14,11 +15,6 @@ pub const AFTER_MARKER: &str = "[[screenshot_after]]";
 
 const STEP_FILE: &str = "judge/step.md";
 const HINT_FILE: &str = "judge/hint.md";
-/// The copies built into the binary, used when no folder overrides them.
-const BUILTIN: [(&str, &str); 2] = [
-    (STEP_FILE, include_str!("../../../prompts/judge/step.md")),
-    (HINT_FILE, include_str!("../../../prompts/judge/hint.md")),
-];
 
 /// Which screenshot a part of the prompt shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +28,6 @@ pub enum Screen {
 pub enum PromptPart {
     Text(String),
     Image(Screen),
-}
-
-/// A template's text and where it came from (a file, or "built-in").
-#[derive(Debug, Clone)]
-struct Source {
-    text: String,
-    origin: String,
 }
 
 /// The judge's templates, parsed and checked once when loaded.
@@ -93,17 +82,6 @@ impl JudgePrompts {
         Ok(prompts)
     }
 
-    /// The folders searched, first match wins: `explicit`, `$CLAWDESK_PROMPTS`, then the data
-    /// directory's `prompts/`.
-    pub fn search_path(explicit: Option<&Path>, data_dir: Option<&Path>) -> Vec<PathBuf> {
-        let mut dirs: Vec<PathBuf> = explicit.map(Path::to_path_buf).into_iter().collect();
-        if let Some(env) = std::env::var_os("CLAWDESK_PROMPTS").filter(|v| !v.is_empty()) {
-            dirs.push(env.into());
-        }
-        dirs.extend(data_dir.map(|d| d.join("prompts")));
-        dirs
-    }
-
     /// Renders the prompt for one step: text and the two screenshots in the template's order,
     /// with the hint request appended when `hints` is on.
     pub fn render(&self, case: &StepCase, hints: bool) -> Result<Vec<PromptPart>> {
@@ -137,31 +115,12 @@ impl JudgePrompts {
 }
 
 fn read(dirs: &[PathBuf], name: &str) -> Result<Source> {
-    for dir in dirs {
-        let path = dir.join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                tracing::debug!(path = %path.display(), "prompt template from file");
-                return Ok(Source {
-                    text,
-                    origin: path.display().to_string(),
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(JudgeError::Io { path, source }),
-        }
-    }
-    let text = BUILTIN
-        .iter()
-        .find(|(file, _)| *file == name)
-        .map(|(_, text)| (*text).to_owned())
-        .ok_or_else(|| JudgeError::Prompt {
+    clawdesk_prompts::find(dirs, name).map_err(|e| match e {
+        clawdesk_prompts::PromptError::Io { path, source } => JudgeError::Io { path, source },
+        other => JudgeError::Prompt {
             origin: name.into(),
-            reason: "no such built-in template".into(),
-        })?;
-    Ok(Source {
-        text,
-        origin: format!("built-in {name}"),
+            reason: other.to_string(),
+        },
     })
 }
 

@@ -1,5 +1,5 @@
 //! The OPD teacher's context: the student's prompt with the hindsight hint appended to the last
-//! user turn, worded by `prompts/trainer/hint.md`.
+//! user turn, worded by `prompts/trainer/hint.md` (found on the prompt search path).
 
 use std::path::PathBuf;
 
@@ -8,7 +8,6 @@ use minijinja::{Environment, UndefinedBehavior, context};
 use crate::error::{Result, TrainerError};
 
 const HINT_FILE: &str = "trainer/hint.md";
-const BUILT_IN_HINT: &str = include_str!("../../../prompts/trainer/hint.md");
 
 /// The compiled hint template.
 #[derive(Debug)]
@@ -18,18 +17,16 @@ pub struct HintTemplate {
 
 impl HintTemplate {
     pub fn built_in() -> Result<Self> {
-        Self::from_source(BUILT_IN_HINT.to_string(), "<built-in>/trainer/hint.md")
+        Self::load(&[])
     }
 
     /// `trainer/hint.md` from the first of `dirs` that has it, else the built-in template.
     pub fn load(dirs: &[PathBuf]) -> Result<Self> {
-        match dirs.iter().map(|d| d.join(HINT_FILE)).find(|p| p.exists()) {
-            Some(path) => {
-                let source = std::fs::read_to_string(&path).map_err(TrainerError::io(&path))?;
-                Self::from_source(source, &path.display().to_string())
-            }
-            None => Self::built_in(),
-        }
+        let template = clawdesk_prompts::find(dirs, HINT_FILE).map_err(|e| match e {
+            clawdesk_prompts::PromptError::Io { path, source } => TrainerError::Io { path, source },
+            other => TrainerError::Input(other.to_string()),
+        })?;
+        Self::from_source(template.text, &template.origin)
     }
 
     fn from_source(source: String, name: &str) -> Result<Self> {

@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 use clawdesk_engine::bench::learn::log_warm_start;
 use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{Split, TaskKind};
-use clawdesk_judge::JudgePrompts;
 use clawdesk_model::source::LoadedModel;
 use clawdesk_store::Store;
 use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen};
@@ -108,7 +107,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
             let data = data_dir(&a.data_dir)?;
             let store = Store::open(&data)?;
             let loaded = load(&a.model, a.adapter.as_ref())?;
-            let dirs = JudgePrompts::search_path(a.prompts.as_deref(), Some(&data));
+            let dirs = clawdesk_prompts::search_path(a.prompts.as_deref(), Some(&data));
             let policy = GymPolicy::load(&loaded, &dirs)?;
             let when = if a.hint_always {
                 HintWhen::Always

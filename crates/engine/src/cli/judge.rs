@@ -116,7 +116,7 @@ pub async fn run(args: JudgeArgs) -> anyhow::Result<()> {
 async fn run_loop(a: RunArgs) -> anyhow::Result<()> {
     let root = data_dir(&a.store.data_dir)?;
     let store = Arc::new(Store::open(&root)?);
-    let prompts = JudgePrompts::load(&JudgePrompts::search_path(
+    let prompts = JudgePrompts::load(&clawdesk_prompts::search_path(
         a.prompts.as_deref(),
         Some(&root),
     ))?;

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use clawdesk_judge::JudgePrompts;
 use clawdesk_model::LoraConfig;
 use clawdesk_store::Store;
 use clawdesk_trainer::run::{TrainLoop, TrainLoopSettings, Turn};
@@ -120,7 +119,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         &loaded,
         &base_model,
         &checkpoints,
-        HintTemplate::load(&JudgePrompts::search_path(
+        HintTemplate::load(&clawdesk_prompts::search_path(
             a.prompts.as_deref(),
             Some(&data),
         ))?,
