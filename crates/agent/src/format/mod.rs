@@ -1,0 +1,253 @@
+//! The action formats of the models the agent runs. Each format parses a model's reply into
+//! [`Reply`] (its thought and its actions in the internal form) and emits a [`Reply`] back as
+//! the text that model would write — for a person's correction stored as a training target,
+//! and for the round-trip tests that hold every parser to its emitter.
+//!
+//! Coordinates: the internal form is a [`NormPoint`] in [0,1]² of the observed surface; each
+//! format has its own scale ([`Frame`] gives the pixel sizes the pixel formats need).
+
+mod computer13;
+mod coords;
+mod keys;
+mod pyautogui;
+mod pycall;
+mod qwen;
+mod ui_tars;
+
+use clawdesk_desktop::Action;
+use clawdesk_desktop::geometry::NormPoint;
+use serde::{Deserialize, Serialize};
+
+use crate::FormatError;
+
+/// What a model asks for in one step, beyond the desktop actions themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentAction {
+    /// Something done to the desktop.
+    Desktop { action: Action },
+    /// The model says the task is over, done or given up.
+    Terminate { success: bool },
+    /// The model answers the instruction in words (Qwen3-VL `answer`, UI-TARS `finished`).
+    Answer { text: String },
+    /// The model hands control to the person (UI-TARS `call_user`).
+    CallUser,
+}
+
+impl From<Action> for AgentAction {
+    fn from(action: Action) -> Self {
+        AgentAction::Desktop { action }
+    }
+}
+
+/// A parsed reply: the model's thought (the text around its actions) and the actions in order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Reply {
+    pub thought: Option<String>,
+    pub actions: Vec<AgentAction>,
+}
+
+/// The sizes a format's coordinates refer to, and where the pointer is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Frame {
+    /// The screenshot as the model saw it, after its processor resized it (Qwen2.5-VL and
+    /// UI-TARS address these pixels).
+    pub image: (u32, u32),
+    /// The screen in the pixels pyautogui and computer_13 address.
+    pub screen: (u32, u32),
+    /// Where the pointer is before the reply, for drags and clicks that start "here".
+    pub pointer: Option<NormPoint>,
+}
+
+/// A model family's way of writing actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionFormat {
+    /// Qwen3-VL's `computer_use` tool call, coordinates on the 0-999 grid.
+    Qwen3Vl,
+    /// Qwen2.5-VL's `computer_use` tool call, coordinates in the resized image's pixels.
+    Qwen25Vl,
+    /// UI-TARS `click(start_box='(x,y)')`, coordinates on a 0-1000 grid (UI-TARS 1.0).
+    UiTars1000,
+    /// UI-TARS with coordinates in the resized image's pixels (UI-TARS 1.5).
+    UiTarsPixels,
+    /// OSWorld's pyautogui code, screen pixels, with WAIT/DONE/FAIL.
+    PyAutoGui,
+    /// OSWorld's computer_13 JSON actions, screen pixels.
+    Computer13,
+}
+
+impl ActionFormat {
+    pub const ALL: [ActionFormat; 6] = [
+        ActionFormat::Qwen3Vl,
+        ActionFormat::Qwen25Vl,
+        ActionFormat::UiTars1000,
+        ActionFormat::UiTarsPixels,
+        ActionFormat::PyAutoGui,
+        ActionFormat::Computer13,
+    ];
+
+    /// The name used in settings and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionFormat::Qwen3Vl => "qwen3-vl",
+            ActionFormat::Qwen25Vl => "qwen2.5-vl",
+            ActionFormat::UiTars1000 => "ui-tars-1000",
+            ActionFormat::UiTarsPixels => "ui-tars-pixels",
+            ActionFormat::PyAutoGui => "pyautogui",
+            ActionFormat::Computer13 => "computer-13",
+        }
+    }
+
+    /// Reads a model's reply. Anything that is not a well-formed action in this format is an
+    /// error that says what was wrong; no input panics.
+    pub fn parse(self, text: &str, frame: &Frame) -> Result<Reply, FormatError> {
+        let name = self.name();
+        let reply = match self {
+            ActionFormat::Qwen3Vl => qwen::parse(name, text, coords::Scale::Grid(999), frame),
+            ActionFormat::Qwen25Vl => qwen::parse(name, text, coords::Scale::image(frame), frame),
+            ActionFormat::UiTars1000 => {
+                ui_tars::parse(name, text, coords::Scale::Grid(1000), frame)
+            }
+            ActionFormat::UiTarsPixels => {
+                ui_tars::parse(name, text, coords::Scale::image(frame), frame)
+            }
+            ActionFormat::PyAutoGui => pyautogui::parse(name, text, frame),
+            ActionFormat::Computer13 => computer13::parse(name, text, frame),
+        }?;
+        for action in &reply.actions {
+            if let AgentAction::Desktop { action } = action {
+                action.validate().map_err(|e| FormatError::Malformed {
+                    format: name,
+                    detail: e.to_string(),
+                })?;
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Writes a reply as this model would. Fails for actions the format has no words for.
+    pub fn emit(self, reply: &Reply, frame: &Frame) -> Result<String, FormatError> {
+        let name = self.name();
+        match self {
+            ActionFormat::Qwen3Vl => qwen::emit(name, reply, coords::Scale::Grid(999)),
+            ActionFormat::Qwen25Vl => qwen::emit(name, reply, coords::Scale::image(frame)),
+            ActionFormat::UiTars1000 => ui_tars::emit(name, reply, coords::Scale::Grid(1000)),
+            ActionFormat::UiTarsPixels => ui_tars::emit(name, reply, coords::Scale::image(frame)),
+            ActionFormat::PyAutoGui => pyautogui::emit(name, reply, frame),
+            ActionFormat::Computer13 => computer13::emit(name, reply, frame),
+        }
+    }
+}
+
+impl std::fmt::Display for ActionFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ActionFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ActionFormat::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = ActionFormat::ALL.iter().map(|f| f.name()).collect();
+                format!(
+                    "unknown action format {s:?}: use one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Tracks the pointer through a reply so that "drag from here" and "click here" resolve, and
+/// fuses a move followed by a drag into one drag from the moved-to point.
+pub(crate) struct Builder {
+    format: &'static str,
+    pointer: Option<NormPoint>,
+    actions: Vec<AgentAction>,
+}
+
+impl Builder {
+    pub(crate) fn new(format: &'static str, frame: &Frame) -> Self {
+        Builder {
+            format,
+            pointer: frame.pointer,
+            actions: Vec::new(),
+        }
+    }
+
+    /// The pointer, or an error naming what needed it.
+    pub(crate) fn here(&self, what: &str) -> Result<NormPoint, FormatError> {
+        self.pointer.ok_or_else(|| FormatError::Malformed {
+            format: self.format,
+            detail: format!("{what} has no point and the pointer's position is unknown"),
+        })
+    }
+
+    pub(crate) fn push(&mut self, action: AgentAction) {
+        if let AgentAction::Desktop { action } = &action {
+            match action {
+                Action::Move { at } | Action::Click { at, .. } => self.pointer = Some(*at),
+                Action::Drag { to, .. } => self.pointer = Some(*to),
+                Action::Scroll { at: Some(at), .. } => self.pointer = Some(*at),
+                _ => {}
+            }
+        }
+        self.actions.push(action);
+    }
+
+    /// A drag to `to` from the pointer; a move just before it is folded in as the start.
+    pub(crate) fn drag_to(
+        &mut self,
+        to: NormPoint,
+        button: clawdesk_desktop::MouseButton,
+    ) -> Result<(), FormatError> {
+        let from = match self.actions.last() {
+            Some(AgentAction::Desktop {
+                action: Action::Move { at },
+            }) => {
+                let at = *at;
+                self.actions.pop();
+                at
+            }
+            _ => self.here("a drag")?,
+        };
+        self.push(Action::Drag { from, to, button }.into());
+        Ok(())
+    }
+
+    pub(crate) fn finish(self, thought: Option<String>) -> Result<Reply, FormatError> {
+        if self.actions.is_empty() {
+            return Err(FormatError::NoAction {
+                format: self.format,
+            });
+        }
+        Ok(Reply {
+            thought,
+            actions: self.actions,
+        })
+    }
+}
+
+/// A thought as kept: trimmed, `None` when empty.
+pub(crate) fn thought(text: &str) -> Option<String> {
+    let t = text.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+pub(crate) fn unsupported(format: &'static str, what: impl Into<String>) -> FormatError {
+    FormatError::Unsupported {
+        format,
+        what: what.into(),
+    }
+}
+
+pub(crate) fn malformed(format: &'static str, detail: impl Into<String>) -> FormatError {
+    FormatError::Malformed {
+        format,
+        detail: detail.into(),
+    }
+}
