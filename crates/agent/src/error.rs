@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use thiserror::Error;
 
 /// Why a model's reply is not an action, or why an action cannot be written in a format.
@@ -17,4 +19,20 @@ pub enum FormatError {
     /// The action exists in the format but not in the internal form (or the other way round).
     #[error("{format} cannot express {what}")]
     Unsupported { format: &'static str, what: String },
+}
+
+/// What can go wrong in the agent's prompt and policy.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Prompt(#[from] clawdesk_prompts::PromptError),
+    #[error("prompt template {}: {reason}", path.display())]
+    Template { path: PathBuf, reason: String },
+    #[error("rendering the agent prompt: {0}")]
+    Render(String),
+    #[error(transparent)]
+    Model(#[from] clawdesk_model::ModelError),
+    /// The policy's thread ended (it panicked or was shut down); nothing more can be served.
+    #[error("the policy is not running")]
+    PolicyGone,
 }

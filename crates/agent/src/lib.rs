@@ -1,10 +1,15 @@
 //! The GUI agent's side of ClawDesk that does not need a window: the action formats of the
 //! models it runs (Qwen3-VL and Qwen2.5-VL computer use, UI-TARS, OSWorld's pyautogui and
 //! computer_13), each parsed into and emitted from the one internal action form the desktop
-//! layer executes and the store keeps.
+//! layer executes; the agent's prompt; and the policy, which owns the model on its own thread
+//! and swaps adapters between generations.
 
 pub mod error;
 pub mod format;
+pub mod policy;
+pub mod prompt;
 
-pub use error::FormatError;
+pub use error::{AgentError, FormatError};
 pub use format::{ActionFormat, AgentAction, Frame, Reply};
+pub use policy::{Generated, Policy, PolicyRequest};
+pub use prompt::{AgentPrompts, PastStep, conversation};

@@ -8,6 +8,10 @@ pub enum EngineError {
     Store(#[from] clawdesk_store::StoreError),
     #[error(transparent)]
     Trainer(#[from] clawdesk_trainer::TrainerError),
+    #[error(transparent)]
+    Agent(#[from] clawdesk_agent::AgentError),
+    #[error(transparent)]
+    Model(#[from] clawdesk_model::ModelError),
     /// A script file that cannot be read or understood.
     #[error("script {path}: {detail}")]
     Script { path: String, detail: String },

@@ -76,6 +76,7 @@ impl StepCase {
             StepOutcome::Refused => "refused",
             StepOutcome::Failed => "failed",
             StepOutcome::Stopped => "stopped",
+            StepOutcome::Invalid => "invalid",
         }
     }
 }

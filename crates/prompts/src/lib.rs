@@ -6,7 +6,11 @@
 use std::path::{Path, PathBuf};
 
 /// The copies built into the binary, by their path under `prompts/`.
-const BUILT_IN: [(&str, &str); 4] = [
+const BUILT_IN: [(&str, &str); 5] = [
+    (
+        "agent/task.md",
+        include_str!("../../../prompts/agent/task.md"),
+    ),
     (
         "judge/step.md",
         include_str!("../../../prompts/judge/step.md"),

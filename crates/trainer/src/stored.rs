@@ -19,6 +19,9 @@ pub struct PolicyTurn {
     pub messages: Vec<Message>,
     /// The prompt's images, as blob ids, in order.
     pub images: Vec<BlobId>,
+    /// The tool schemas the prompt was rendered with (the agent's `computer_use`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<serde_json::Value>,
     /// The reply as text (for people; the tokens are what trains).
     pub text: String,
     pub tokens: Vec<u32>,
@@ -79,11 +82,12 @@ impl PolicyTurn {
                 Ok(preprocess::prepare(&image, processor.preprocessor())?)
             })
             .collect::<Result<Vec<_>>>()?;
-        let prompt = encode(processor, &self.messages, images.clone())?;
+        let prompt = encode(processor, &self.messages, &self.tools, images.clone())?;
         let teacher_prompt = match hint {
             Some(hint) => Some(encode(
                 processor,
                 &with_hint(&self.messages, hints, hint)?,
+                &self.tools,
                 images,
             )?),
             None => None,
@@ -101,9 +105,10 @@ impl PolicyTurn {
 fn encode(
     processor: &Processor,
     messages: &[Message],
+    tools: &[serde_json::Value],
     images: Vec<clawdesk_model::PreparedImage>,
 ) -> Result<ModelInput> {
-    let text = processor.render(messages, &[], true)?;
+    let text = processor.render(messages, tools, true)?;
     Ok(processor.encode_prepared(&text, images)?)
 }
 

@@ -1,6 +1,7 @@
 //! The subcommands, one file each.
 
 mod act;
+mod agent;
 mod approve;
 mod bench;
 mod gym;
@@ -34,6 +35,8 @@ enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Run a scripted list of actions, recording each as a step.
     Record(record::RecordArgs),
+    /// The model as a GUI agent: episodes on the desktop, every step recorded.
+    Agent(agent::AgentArgs),
     /// Measure the observe path beside OSWorld's Python stack.
     Bench(bench::BenchArgs),
     /// The local Qwen3-VL: tiny models, logits, adapters, generation.
@@ -52,6 +55,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Act(a) => act::run(a).await,
         Command::Sandbox(a) => sandbox::run(a).await,
         Command::Record(a) => record::run(a).await,
+        Command::Agent(a) => agent::run(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Model(a) => tokio::task::block_in_place(|| model::run(a)),
         Command::Judge(a) => judge::run(a).await,

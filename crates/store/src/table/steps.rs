@@ -44,6 +44,9 @@ pub enum StepOutcome {
     Failed,
     /// The stop key or a person halted it.
     Stopped,
+    /// The model's reply held no action that could run (unparseable, off the screen, an
+    /// unknown key); nothing was sent. A judge scores it -1.
+    Invalid,
 }
 
 impl StepOutcome {
@@ -53,6 +56,7 @@ impl StepOutcome {
             StepOutcome::Refused => "refused",
             StepOutcome::Failed => "failed",
             StepOutcome::Stopped => "stopped",
+            StepOutcome::Invalid => "invalid",
         }
     }
 
@@ -61,6 +65,7 @@ impl StepOutcome {
             "executed" => StepOutcome::Executed,
             "refused" => StepOutcome::Refused,
             "stopped" => StepOutcome::Stopped,
+            "invalid" => StepOutcome::Invalid,
             _ => StepOutcome::Failed,
         }
     }

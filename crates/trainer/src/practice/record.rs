@@ -48,7 +48,7 @@ pub fn record_episodes(
             top_p: 1.0,
             top_k: 0,
             seed: rng.next_u64(),
-            max_tokens: 24,
+            max_tokens: crate::practice::episode::MAX_REPLY_TOKENS,
             stop: Vec::new(),
         };
         record_one(
@@ -91,6 +91,7 @@ fn record_one(
         };
         let (after_image, after_tree) = snapshot(store, task)?;
         let turn = PolicyTurn {
+            tools: Vec::new(),
             messages: acted.messages,
             images: vec![before_image.clone()],
             text: acted.reply.clone(),

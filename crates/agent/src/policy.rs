@@ -1,0 +1,182 @@
+//! The policy: the one model in memory, on its own thread, serving generations in order. A
+//! new adapter version is a job in the same queue, so it takes effect between two generations
+//! and never in the middle of one; every generation says which version produced it, which the
+//! step records so the trainer's ratio uses the right log-probabilities.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clawdesk_model::chat::Message;
+use clawdesk_model::generate::{Sampling, generate};
+use clawdesk_model::peft::import_adapter;
+use clawdesk_model::preprocess;
+use clawdesk_model::source::LoadedModel;
+use image::DynamicImage;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::AgentError;
+
+/// One generation asked of the policy.
+#[derive(Debug, Clone)]
+pub struct PolicyRequest {
+    /// The conversation; each image part takes the next of `images`.
+    pub messages: Vec<Message>,
+    /// Tool schemas rendered into the system prompt (the agent's `computer_use`).
+    pub tools: Vec<serde_json::Value>,
+    pub images: Vec<DynamicImage>,
+    pub sampling: Sampling,
+}
+
+/// What the policy generated, with what the trainer and the parsers need to know about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    pub text: String,
+    pub tokens: Vec<u32>,
+    /// Per token, the log-probability under the distribution it was sampled from.
+    pub logprobs: Vec<f32>,
+    /// The adapter version that was active; `None` for the base model.
+    pub version: Option<i64>,
+    /// The last image's size after the processor resized it (what pixel formats address).
+    pub image_size: (u32, u32),
+    pub seconds: f64,
+}
+
+enum Job {
+    Generate(
+        Box<PolicyRequest>,
+        oneshot::Sender<Result<Generated, AgentError>>,
+    ),
+    Activate {
+        adapter: Option<(i64, PathBuf)>,
+        done: oneshot::Sender<Result<(), AgentError>>,
+    },
+}
+
+/// A handle to the policy thread; clones share the one model.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Generate(..) => f.write_str("Generate"),
+            Job::Activate { adapter, .. } => write!(f, "Activate({adapter:?})"),
+        }
+    }
+}
+
+/// Requests that may wait for the policy before a caller is made to wait to send more.
+const QUEUE: usize = 64;
+
+impl Policy {
+    /// Starts the policy thread with `loaded` (the base model, no adapter active).
+    pub fn spawn(loaded: LoadedModel) -> Policy {
+        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
+        std::thread::Builder::new()
+            .name("clawdesk-policy".into())
+            .spawn(move || {
+                let mut loaded = loaded;
+                let mut version: Option<i64> = None;
+                while let Some(job) = queue.blocking_recv() {
+                    match job {
+                        Job::Generate(request, reply) => {
+                            let result = serve(&loaded, &request, version);
+                            // The asker may have gone (a stopped episode); nothing to do then.
+                            let _ = reply.send(result);
+                        }
+                        Job::Activate { adapter, done } => {
+                            let result = match &adapter {
+                                Some((v, dir)) => import_adapter(&mut loaded.model, dir)
+                                    .map(|()| version = Some(*v))
+                                    .map_err(AgentError::from),
+                                None => {
+                                    version = None;
+                                    Ok(())
+                                }
+                            };
+                            match &result {
+                                Ok(()) => tracing::info!(?version, "policy adapter active"),
+                                Err(e) => tracing::warn!(error = %e, "adapter not activated"),
+                            }
+                            let _ = done.send(result);
+                        }
+                    }
+                }
+                tracing::debug!("policy thread ends: every handle was dropped");
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "the policy thread did not start"));
+        Policy { jobs }
+    }
+
+    /// Generates a reply; waits its turn behind earlier requests.
+    pub async fn generate(&self, request: PolicyRequest) -> Result<Generated, AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Generate(Box::new(request), reply))
+            .await
+            .map_err(|_| AgentError::PolicyGone)?;
+        answer.await.map_err(|_| AgentError::PolicyGone)?
+    }
+
+    /// Makes adapter `version` (a PEFT folder) the active one from the next generation on.
+    /// A folder that does not load leaves the previous adapter active.
+    pub async fn activate(&self, version: i64, dir: PathBuf) -> Result<(), AgentError> {
+        self.send_activate(Some((version, dir))).await
+    }
+
+    /// Serves the base model alone from the next generation on.
+    pub async fn deactivate(&self) -> Result<(), AgentError> {
+        self.send_activate(None).await
+    }
+
+    async fn send_activate(&self, adapter: Option<(i64, PathBuf)>) -> Result<(), AgentError> {
+        let (done, finished) = oneshot::channel();
+        self.jobs
+            .send(Job::Activate { adapter, done })
+            .await
+            .map_err(|_| AgentError::PolicyGone)?;
+        finished.await.map_err(|_| AgentError::PolicyGone)?
+    }
+}
+
+fn serve(
+    loaded: &LoadedModel,
+    request: &PolicyRequest,
+    version: Option<i64>,
+) -> Result<Generated, AgentError> {
+    let start = Instant::now();
+    let processor = &loaded.processor;
+    let text = processor.render(&request.messages, &request.tools, true)?;
+    let prepared = request
+        .images
+        .iter()
+        .map(|im| preprocess::prepare(im, processor.preprocessor()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let image_size = prepared.last().map(|p| p.frame.resized).unwrap_or((0, 0));
+    let input = processor.encode_prepared(&text, prepared)?;
+    let mut sampling = request.sampling.clone();
+    if sampling.stop.is_empty() {
+        sampling.stop = processor.stop_ids().to_vec();
+    }
+    let model = &loaded.model;
+    let generation = generate(
+        model,
+        &mut model.new_cache(),
+        &input,
+        &sampling,
+        version.is_some(),
+        &mut |_| {},
+    )?;
+    let text = processor.decode(&generation.tokens, true)?;
+    Ok(Generated {
+        text,
+        tokens: generation.tokens,
+        logprobs: generation.logprobs,
+        version,
+        image_size,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,144 @@
+//! The agent's prompt: the instruction's user turn from `prompts/agent/task.md`, and the
+//! conversation the policy sees at each step — the last few screenshots with the replies the
+//! model gave to them, then the current screenshot. Older steps appear as one line each.
+
+use std::path::{Path, PathBuf};
+
+use clawdesk_model::chat::{Message, Part, Role};
+use clawdesk_prompts::Template;
+use minijinja::{Environment, UndefinedBehavior, context};
+
+use crate::error::AgentError;
+
+const TASK_FILE: &str = "agent/task.md";
+
+/// The compiled agent prompt.
+#[derive(Debug)]
+pub struct AgentPrompts {
+    env: Environment<'static>,
+}
+
+impl AgentPrompts {
+    /// The built-in template.
+    pub fn built_in() -> Result<Self, AgentError> {
+        Self::load(&[])
+    }
+
+    /// `agent/task.md` from the first of `dirs` that has it, else the built-in template.
+    /// A template that does not render is refused here, naming the file.
+    pub fn load(dirs: &[PathBuf]) -> Result<Self, AgentError> {
+        let Template { text, origin } = clawdesk_prompts::find(dirs, TASK_FILE)?;
+        let bad = |reason: String| AgentError::Template {
+            path: Path::new(&origin).into(),
+            reason,
+        };
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_template_owned("task", text)
+            .map_err(|e| bad(e.to_string()))?;
+        let prompts = Self { env };
+        prompts
+            .task("check", &["one".into()], 2)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(prompts)
+    }
+
+    /// The instruction's user text.
+    pub fn task(
+        &self,
+        instruction: &str,
+        previous_actions: &[String],
+        step_number: usize,
+    ) -> Result<String, AgentError> {
+        let render = || {
+            self.env.get_template("task")?.render(context! {
+                instruction,
+                previous_actions,
+                step_number,
+            })
+        };
+        render().map_err(|e| AgentError::Render(e.to_string()))
+    }
+}
+
+/// An earlier step as the next prompt remembers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastStep {
+    /// The model's whole reply to that step's screenshot.
+    pub reply: String,
+    /// One line for the list of earlier steps, once its screenshot has left the window.
+    pub summary: String,
+}
+
+/// The messages for the next step and how many of the past steps' screenshots they use (the
+/// last ones; the current screenshot comes after them). `window` is how many past screenshots
+/// to keep, with their replies.
+pub fn conversation(
+    prompts: &AgentPrompts,
+    instruction: &str,
+    past: &[PastStep],
+    window: usize,
+) -> Result<(Vec<Message>, usize), AgentError> {
+    let kept = past.len().min(window);
+    let (older, recent) = past.split_at(past.len() - kept);
+    let summaries: Vec<String> = older.iter().map(|s| s.summary.clone()).collect();
+    let text = prompts.task(instruction, &summaries, past.len() + 1)?;
+    let mut messages = vec![Message::images_then_text(Role::User, 1, text)];
+    for step in recent {
+        messages.push(Message::text(Role::Assistant, step.reply.clone()));
+        let mut next = Message::text(Role::User, String::new());
+        next.content = vec![Part::Image];
+        messages.push(next);
+    }
+    Ok((messages, kept))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(n: usize) -> PastStep {
+        PastStep {
+            reply: format!("reply {n}"),
+            summary: format!("did {n}"),
+        }
+    }
+
+    #[test]
+    fn the_window_keeps_the_last_screens_and_lists_the_rest() {
+        let p = AgentPrompts::built_in().expect("built-in");
+        let past: Vec<_> = (1..=4).map(step).collect();
+        let (messages, kept) = conversation(&p, "compute 12+7", &past, 2).expect("builds");
+        assert_eq!(kept, 2);
+        // user(image, task) · assistant · user(image) · assistant · user(image)
+        assert_eq!(messages.len(), 5);
+        let images: usize = messages
+            .iter()
+            .map(|m| {
+                m.content
+                    .iter()
+                    .filter(|p| matches!(p, Part::Image))
+                    .count()
+            })
+            .sum();
+        assert_eq!(images, kept + 1);
+        let Part::Text { text } = &messages[0].content[1] else {
+            panic!("{:?}", messages[0])
+        };
+        assert!(text.starts_with("compute 12+7"), "{text}");
+        assert!(text.contains("1. did 1\n2. did 2"), "{text}");
+        assert!(!text.contains("did 3"), "{text}");
+        assert!(matches!(&messages[1].content[0], Part::Text { text } if text == "reply 3"));
+        let (first, kept) = conversation(&p, "x", &[], 2).expect("builds");
+        assert_eq!((first.len(), kept), (1, 0));
+    }
+
+    #[test]
+    fn a_template_with_an_unknown_variable_is_refused_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("agent")).expect("mkdir");
+        std::fs::write(dir.path().join("agent/task.md"), "{{ instructions }}").expect("write");
+        let err = AgentPrompts::load(&[dir.path().to_path_buf()]).expect_err("misspelt");
+        assert!(err.to_string().contains("task.md"), "{err}");
+    }
+}

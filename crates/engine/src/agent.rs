@@ -1,0 +1,492 @@
+//! The agent's episode: observe, ask the policy, parse its reply in the model's action format,
+//! act through the guard, wait for the screen to settle, observe again, and commit the step —
+//! with the policy turn (prompt messages, image blobs, generated tokens and their
+//! log-probabilities) and the adapter version that produced it, so the judge and the trainer
+//! can take it from the store while the agent goes on.
+//!
+//! An episode ends when the model terminates, at the step limit, at the stop key, when the
+//! model hands over to the person, or when it repeats itself on an unchanged screen and the
+//! supervisor (the person, in the app) says to stop.
+
+use std::time::{Duration, Instant};
+
+use clawdesk_agent::{
+    ActionFormat, AgentAction, AgentPrompts, Frame, PastStep, Policy, PolicyRequest, Reply,
+    conversation,
+};
+use clawdesk_desktop::{Action, Desktop, DesktopError, NormPoint, Observation, ObserveOptions};
+use clawdesk_model::chat::computer_use_tool;
+use clawdesk_model::generate::Sampling;
+use clawdesk_store::{
+    BlobId, EpisodeId, EpisodeStatus, NewEpisode, NewStep, StepOutcome, Store, now_ms,
+};
+use clawdesk_trainer::stored::PolicyTurn;
+use image::DynamicImage;
+
+use crate::EngineError;
+use crate::persist::save_observation;
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub instruction: String,
+    /// The app the episode is about (its tree is read, the episode is filed under it).
+    pub app: Option<String>,
+    pub format: ActionFormat,
+    pub max_steps: usize,
+    /// Past screenshots (with their replies) kept in the prompt; older steps become one line.
+    pub window: usize,
+    pub sampling: Sampling,
+    pub settle: Settle,
+    /// The same action on an unchanged screen this many times in a row asks the supervisor.
+    pub loop_repeats: usize,
+    pub observe: ObserveOptions,
+}
+
+impl AgentSettings {
+    /// The defaults of the OpenClaw-RL GUI track: two past screenshots, 30 steps, temperature 1.
+    pub fn new(instruction: impl Into<String>) -> Self {
+        AgentSettings {
+            instruction: instruction.into(),
+            app: None,
+            format: ActionFormat::Qwen3Vl,
+            max_steps: 30,
+            window: 2,
+            sampling: Sampling {
+                temperature: 1.0,
+                max_tokens: 512,
+                ..Sampling::default()
+            },
+            settle: Settle::default(),
+            loop_repeats: 3,
+            observe: ObserveOptions::default(),
+        }
+    }
+}
+
+/// Waiting for the screen to settle after an action: until two captures in a row are the
+/// same, or the limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Settle {
+    pub poll: Duration,
+    pub limit: Duration,
+}
+
+impl Default for Settle {
+    fn default() -> Self {
+        Settle {
+            poll: Duration::from_millis(150),
+            limit: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Who decides when the agent seems stuck. The app asks the person; headless runs stop.
+pub trait Supervisor: Send + Sync {
+    /// The agent did `action` `repeats` times in a row and the screen did not change.
+    fn go_on_after_loop(&self, action: &str, repeats: usize) -> bool;
+}
+
+/// Stops at the first loop: for runs with nobody to ask.
+pub struct StopOnLoop;
+
+impl Supervisor for StopOnLoop {
+    fn go_on_after_loop(&self, _action: &str, _repeats: usize) -> bool {
+        false
+    }
+}
+
+/// Why an episode ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EndReason {
+    Terminated {
+        success: bool,
+    },
+    StepLimit,
+    StopKey,
+    /// The model asked for the person.
+    HandedOver,
+    /// Repeating itself on an unchanged screen; the supervisor said stop.
+    Loop {
+        action: String,
+        repeats: usize,
+    },
+}
+
+/// How an episode went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentSummary {
+    pub episode: i64,
+    pub status: EpisodeStatus,
+    pub ended: EndReason,
+    pub steps: usize,
+    pub executed: usize,
+    pub invalid: usize,
+    pub refused: usize,
+    /// The adapter version of each step's reply, in order (`None`: the base model).
+    pub versions: Vec<Option<i64>>,
+    pub answer: Option<String>,
+}
+
+/// What one committed step did, for progress reports.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub index: usize,
+    pub outcome: StepOutcome,
+    pub reply: String,
+    pub version: Option<i64>,
+    pub generate_seconds: f64,
+    pub step_seconds: f64,
+}
+
+/// Runs one episode of the agent on `desktop`, committing every step to `store`.
+pub async fn run_agent(
+    desktop: &Desktop,
+    store: &Store,
+    policy: &Policy,
+    prompts: &AgentPrompts,
+    settings: &AgentSettings,
+    supervisor: &dyn Supervisor,
+    mut progress: impl FnMut(&StepReport),
+) -> Result<AgentSummary, EngineError> {
+    let mut observe = settings.observe.clone();
+    if observe.app.is_none() {
+        observe.app = settings.app.clone();
+    }
+    let episode = store.begin_episode(&NewEpisode {
+        task: settings.instruction.clone(),
+        app: settings.app.clone(),
+    })?;
+    let mut summary = AgentSummary {
+        episode: episode.0,
+        status: EpisodeStatus::Running,
+        ended: EndReason::StepLimit,
+        steps: 0,
+        executed: 0,
+        invalid: 0,
+        refused: 0,
+        versions: Vec::new(),
+        answer: None,
+    };
+    let run = Run {
+        desktop,
+        store,
+        policy,
+        prompts,
+        settings,
+        supervisor,
+        observe: &observe,
+        episode,
+    };
+    let result = run.steps(&mut summary, &mut progress).await;
+    let (status, note) = match &result {
+        Ok(EndReason::Terminated { success: true }) => (EpisodeStatus::Done, None),
+        Ok(EndReason::Terminated { success: false }) => (
+            EpisodeStatus::Failed,
+            Some("the model gave up on the task".to_owned()),
+        ),
+        Ok(EndReason::StepLimit) => (
+            EpisodeStatus::Failed,
+            Some(format!("no end after {} steps", settings.max_steps)),
+        ),
+        Ok(EndReason::StopKey) => (
+            EpisodeStatus::Stopped,
+            Some("halted by the stop key".to_owned()),
+        ),
+        Ok(EndReason::HandedOver) => (
+            EpisodeStatus::Stopped,
+            Some("the model asked for the person".to_owned()),
+        ),
+        Ok(EndReason::Loop { action, repeats }) => (
+            EpisodeStatus::Stopped,
+            Some(format!(
+                "stopped in a loop: {action} {repeats} times on an unchanged screen"
+            )),
+        ),
+        Err(e) => (EpisodeStatus::Failed, Some(e.to_string())),
+    };
+    store.finish_episode(episode, status, note.as_deref())?;
+    summary.status = status;
+    summary.ended = result?;
+    Ok(summary)
+}
+
+struct Run<'a> {
+    desktop: &'a Desktop,
+    store: &'a Store,
+    policy: &'a Policy,
+    prompts: &'a AgentPrompts,
+    settings: &'a AgentSettings,
+    supervisor: &'a dyn Supervisor,
+    observe: &'a ObserveOptions,
+    episode: EpisodeId,
+}
+
+/// A past step as the loop keeps it: what the prompt needs, and its screenshot.
+struct Kept {
+    past: PastStep,
+    image: DynamicImage,
+    blob: BlobId,
+}
+
+impl Run<'_> {
+    async fn steps(
+        &self,
+        summary: &mut AgentSummary,
+        progress: &mut impl FnMut(&StepReport),
+    ) -> Result<EndReason, EngineError> {
+        let settings = self.settings;
+        let mut before = self.desktop.observe(self.observe).await?;
+        let mut before_saved = save_observation(self.store, &before)?;
+        let mut kept: Vec<Kept> = Vec::new();
+        let mut pointer: Option<NormPoint> = None;
+        let mut last_key: Option<String> = None;
+        let mut repeats = 0usize;
+        for index in 0..settings.max_steps {
+            if self.desktop.stop_flag().is_stopped() {
+                return Ok(EndReason::StopKey);
+            }
+            let started = Instant::now();
+            let started_at_ms = now_ms();
+            let current = DynamicImage::ImageRgba8(before.screenshot.image.clone()).to_rgb8();
+            let current = DynamicImage::ImageRgb8(current);
+            let past: Vec<PastStep> = kept.iter().map(|k| k.past.clone()).collect();
+            let (messages, window) =
+                conversation(self.prompts, &settings.instruction, &past, settings.window)?;
+            let recent = &kept[kept.len() - window..];
+            let mut images: Vec<DynamicImage> = recent.iter().map(|k| k.image.clone()).collect();
+            images.push(current.clone());
+            let mut blobs: Vec<BlobId> = recent.iter().map(|k| k.blob.clone()).collect();
+            blobs.push(before_saved.image.clone());
+            let surface = &before.screenshot.surface;
+            let tools = match settings.format {
+                ActionFormat::Qwen3Vl | ActionFormat::Qwen25Vl => {
+                    vec![computer_use_tool(surface.width, surface.height)?]
+                }
+                _ => Vec::new(),
+            };
+            let mut sampling = settings.sampling.clone();
+            sampling.seed = sampling.seed.wrapping_add(index as u64);
+            let generated = self
+                .policy
+                .generate(PolicyRequest {
+                    messages: messages.clone(),
+                    tools: tools.clone(),
+                    images,
+                    sampling,
+                })
+                .await?;
+            let frame = Frame {
+                image: generated.image_size,
+                screen: (surface.width, surface.height),
+                pointer,
+            };
+            let parsed = settings.format.parse(&generated.text, &frame);
+            let mut ended = None;
+            let (outcome, error, action_json, key) = match &parsed {
+                Err(e) => (
+                    StepOutcome::Invalid,
+                    Some(e.to_string()),
+                    serde_json::json!({"invalid": e.to_string(), "reply": generated.text}),
+                    format!("invalid: {}", generated.text.trim()),
+                ),
+                Ok(reply) => {
+                    let (outcome, error, end) = self.act(reply, &before, &mut pointer).await;
+                    ended = end;
+                    if let Some(AgentAction::Answer { text }) = reply
+                        .actions
+                        .iter()
+                        .find(|a| matches!(a, AgentAction::Answer { .. }))
+                    {
+                        summary.answer = Some(text.clone());
+                    }
+                    let json = action_json(reply);
+                    let key = json.to_string();
+                    (outcome, error, json, key)
+                }
+            };
+            if outcome == StepOutcome::Executed {
+                self.settle().await;
+            }
+            let after = self.desktop.observe(self.observe).await?;
+            let after_saved = save_observation(self.store, &after)?;
+            let turn = PolicyTurn {
+                messages,
+                images: blobs,
+                tools,
+                text: generated.text.clone(),
+                tokens: generated.tokens.clone(),
+                logprobs: generated.logprobs.clone(),
+            };
+            self.store.insert_step(&NewStep {
+                episode: self.episode,
+                index: index as u32,
+                before_image: before_saved.image.clone(),
+                after_image: Some(after_saved.image.clone()),
+                before_tree: before_saved.tree.clone(),
+                after_tree: after_saved.tree.clone(),
+                surface: before_saved.surface.clone(),
+                action: action_json,
+                response: Some(turn.to_json()),
+                policy_version: generated.version,
+                outcome,
+                error,
+                started_at_ms,
+                ended_at_ms: now_ms(),
+            })?;
+            summary.steps += 1;
+            summary.versions.push(generated.version);
+            match outcome {
+                StepOutcome::Executed => summary.executed += 1,
+                StepOutcome::Invalid => summary.invalid += 1,
+                StepOutcome::Refused => summary.refused += 1,
+                _ => {}
+            }
+            progress(&StepReport {
+                index,
+                outcome,
+                reply: generated.text.clone(),
+                version: generated.version,
+                generate_seconds: generated.seconds,
+                step_seconds: started.elapsed().as_secs_f64(),
+            });
+            if let Some(end) = ended {
+                return Ok(end);
+            }
+            // The same action again on a screen it did not change.
+            let unchanged = after_saved.image == before_saved.image;
+            if unchanged && last_key.as_deref() == Some(key.as_str()) {
+                repeats += 1;
+            } else {
+                repeats = 1;
+            }
+            last_key = Some(key.clone());
+            if repeats >= settings.loop_repeats.max(2) {
+                tracing::warn!(action = %key, repeats, "the agent repeats itself");
+                if !self.supervisor.go_on_after_loop(&key, repeats) {
+                    return Ok(EndReason::Loop {
+                        action: key,
+                        repeats,
+                    });
+                }
+                repeats = 0;
+            }
+            let summary_line = match &parsed {
+                Ok(reply) => describe(reply),
+                Err(e) => format!("(invalid reply: {e})"),
+            };
+            kept.push(Kept {
+                past: PastStep {
+                    reply: generated.text,
+                    summary: summary_line,
+                },
+                image: current,
+                blob: before_saved.image.clone(),
+            });
+            before = after;
+            before_saved = after_saved;
+        }
+        Ok(EndReason::StepLimit)
+    }
+
+    /// Runs a reply's actions in order through the guard. Returns the step's outcome, the
+    /// error, and the end of the episode when the reply ends it.
+    async fn act(
+        &self,
+        reply: &Reply,
+        before: &Observation,
+        pointer: &mut Option<NormPoint>,
+    ) -> (StepOutcome, Option<String>, Option<EndReason>) {
+        for action in &reply.actions {
+            match action {
+                AgentAction::Desktop { action } => match self.desktop.act(action, before).await {
+                    Ok(()) => *pointer = last_point(action).or(*pointer),
+                    Err(e) if e.is_stop() => {
+                        return (
+                            StepOutcome::Stopped,
+                            Some("halted by the stop key".into()),
+                            Some(EndReason::StopKey),
+                        );
+                    }
+                    Err(DesktopError::Refused(r)) => {
+                        return (StepOutcome::Refused, Some(r.to_string()), None);
+                    }
+                    Err(e) => return (StepOutcome::Failed, Some(e.to_string()), None),
+                },
+                AgentAction::Terminate { success } => {
+                    return (
+                        StepOutcome::Executed,
+                        None,
+                        Some(EndReason::Terminated { success: *success }),
+                    );
+                }
+                AgentAction::CallUser => {
+                    return (StepOutcome::Executed, None, Some(EndReason::HandedOver));
+                }
+                AgentAction::Answer { .. } => {}
+            }
+        }
+        (StepOutcome::Executed, None, None)
+    }
+
+    /// Waits until two screenshots in a row are the same, or the limit.
+    async fn settle(&self) {
+        let Settle { poll, limit } = self.settings.settle;
+        let start = Instant::now();
+        let quick = ObserveOptions {
+            skip_tree: true,
+            ..self.observe.clone()
+        };
+        let mut last: Option<blake3::Hash> = None;
+        while start.elapsed() < limit {
+            tokio::time::sleep(poll).await;
+            let Ok(seen) = self.desktop.observe(&quick).await else {
+                return;
+            };
+            let hash = blake3::hash(seen.screenshot.image.as_raw());
+            if last == Some(hash) {
+                return;
+            }
+            last = Some(hash);
+        }
+        tracing::debug!(?limit, "the screen did not settle");
+    }
+}
+
+/// The action column: the one desktop action in its internal form when the reply has just
+/// that (what the judge describes best), else the whole parsed reply.
+fn action_json(reply: &Reply) -> serde_json::Value {
+    match reply.actions.as_slice() {
+        [AgentAction::Desktop { action }] => serde_json::to_value(action),
+        _ => serde_json::to_value(reply),
+    }
+    .unwrap_or(serde_json::Value::Null)
+}
+
+/// One line for the prompt's list of earlier steps.
+fn describe(reply: &Reply) -> String {
+    let actions: Vec<String> = reply
+        .actions
+        .iter()
+        .map(|a| match a {
+            AgentAction::Desktop { action } => action.describe(),
+            AgentAction::Terminate { success } => format!("terminate ({success})"),
+            AgentAction::Answer { text } => format!("answer {text:?}"),
+            AgentAction::CallUser => "ask the person".into(),
+        })
+        .collect();
+    match &reply.thought {
+        Some(t) => format!("{t} ({})", actions.join("; ")),
+        None => actions.join("; "),
+    }
+}
+
+fn last_point(action: &Action) -> Option<NormPoint> {
+    match action {
+        Action::Move { at } | Action::Click { at, .. } => Some(*at),
+        Action::Drag { to, .. } => Some(*to),
+        Action::Scroll { at, .. } => *at,
+        _ => None,
+    }
+}

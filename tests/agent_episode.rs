@@ -1,0 +1,149 @@
+//! The model as an agent on a real app: every step is committed with its screens, the policy
+//! turn the trainer needs (messages, image blobs, tokens, log-probabilities) and the adapter
+//! version that produced it; a reply that is not an action is an invalid step, not a crash;
+//! the stop key ends an episode.
+
+use clawdesk_agent::{AgentPrompts, Policy};
+use clawdesk_desktop::GuardConfig;
+use clawdesk_engine::agent::{AgentSettings, EndReason, StopOnLoop, run_agent};
+use clawdesk_model::source::LoadedModel;
+use clawdesk_model::{LoraConfig, tiny};
+use clawdesk_store::{EpisodeId, EpisodeStatus, StepOutcome, Store};
+use clawdesk_tests::start_app;
+use clawdesk_trainer::stored::PolicyTurn;
+
+fn tiny_model(dir: &std::path::Path) -> LoadedModel {
+    tiny::write_tiny_model(dir, &tiny::default_config(), 3).expect("tiny model");
+    LoadedModel::load(
+        dir.to_str().expect("utf-8"),
+        &candle_core::Device::Cpu,
+        None,
+        &mut |_| {},
+    )
+    .expect("loads")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_agent_step_is_stored_with_its_policy_turn_and_version() {
+    let t = start_app(
+        &["zenity", "--entry", "--text=Agent here"],
+        "zenity",
+        GuardConfig::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().join("data")).expect("store");
+    let model_dir = dir.path().join("tiny");
+    let mut loaded = tiny_model(&model_dir);
+    // A second copy of the model writes a random adapter for the policy to swap in.
+    let adapter = dir.path().join("adapter");
+    let mut other = tiny_model(&model_dir);
+    clawdesk_model::peft::write_random_adapter(
+        &mut other.model,
+        LoraConfig::new(4, 8.0),
+        11,
+        &adapter,
+        "tiny",
+    )
+    .expect("adapter");
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(4, 8.0), 1)
+        .expect("attach");
+    let policy = Policy::spawn(loaded);
+    let prompts = AgentPrompts::built_in().expect("prompt");
+    let mut settings = AgentSettings::new("Type hello into the entry.");
+    settings.app = Some("zenity".into());
+    settings.max_steps = 3;
+    settings.sampling.temperature = 1.0;
+    settings.sampling.max_tokens = 24;
+    settings.sampling.seed = 5;
+    settings.loop_repeats = 10;
+
+    let mut reports = Vec::new();
+    let base = run_agent(
+        &t.desktop,
+        &store,
+        &policy,
+        &prompts,
+        &settings,
+        &StopOnLoop,
+        |r| reports.push(r.clone()),
+    )
+    .await
+    .expect("episode runs");
+    assert_eq!(base.steps, 3, "{base:?}");
+    assert_eq!(base.ended, EndReason::StepLimit);
+    assert_eq!(base.versions, vec![None, None, None]);
+    assert_eq!(reports.len(), 3);
+
+    policy
+        .activate(7, adapter.clone())
+        .await
+        .expect("adapter loads");
+    settings.max_steps = 2;
+    let adapted = run_agent(
+        &t.desktop,
+        &store,
+        &policy,
+        &prompts,
+        &settings,
+        &StopOnLoop,
+        |_| {},
+    )
+    .await
+    .expect("episode runs");
+    assert_eq!(adapted.versions, vec![Some(7), Some(7)]);
+
+    // A folder that is not an adapter is refused and the active one stays.
+    let refused = policy.activate(8, dir.path().join("nothing")).await;
+    assert!(refused.is_err());
+
+    for summary in [&base, &adapted] {
+        let steps = store.steps(EpisodeId(summary.episode)).expect("steps");
+        assert_eq!(steps.len(), summary.steps);
+        for (i, step) in steps.iter().enumerate() {
+            assert!(step.after_image.is_some() && step.before_tree.is_some());
+            let turn = PolicyTurn::of_step(step.response.as_ref())
+                .expect("a well-formed policy turn")
+                .expect("the model's turn is stored");
+            assert_eq!(turn.tokens.len(), turn.logprobs.len());
+            assert!(turn.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
+            // The current screen plus up to two earlier ones, the current one last.
+            assert_eq!(turn.images.len(), i.min(2) + 1, "step {i}");
+            assert_eq!(turn.images.last(), Some(&step.before_image));
+            assert_eq!(turn.tools.len(), 1, "the computer_use schema");
+            assert_eq!(step.policy_version, summary.versions[i]);
+            // A random model's reply is not an action: stored as invalid, with the reason.
+            if step.outcome == StepOutcome::Invalid {
+                assert!(step.error.as_deref().is_some_and(|e| !e.is_empty()));
+                assert!(step.action.get("invalid").is_some());
+            }
+        }
+    }
+    assert!(
+        store
+            .steps(EpisodeId(base.episode))
+            .expect("steps")
+            .iter()
+            .any(|s| s.outcome == StepOutcome::Invalid),
+        "a random tiny model writes no valid computer_use call"
+    );
+
+    // The stop key (its flag) ends the next episode before it acts.
+    t.desktop.stop_flag().stop();
+    let stopped = run_agent(
+        &t.desktop,
+        &store,
+        &policy,
+        &prompts,
+        &settings,
+        &StopOnLoop,
+        |_| {},
+    )
+    .await
+    .expect("episode runs");
+    assert_eq!(stopped.ended, EndReason::StopKey);
+    assert_eq!(stopped.status, EpisodeStatus::Stopped);
+    assert_eq!(stopped.steps, 0);
+}
