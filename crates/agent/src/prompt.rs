@@ -72,16 +72,24 @@ pub struct PastStep {
 
 /// The messages for the next step and how many of the past steps' screenshots they use (the
 /// last ones; the current screenshot comes after them). `window` is how many past screenshots
-/// to keep, with their replies.
+/// to keep, with their replies; `listed` how many of the older steps to list in words (the
+/// latest ones; a line says how many earlier ones were left out).
 pub fn conversation(
     prompts: &AgentPrompts,
     instruction: &str,
     past: &[PastStep],
     window: usize,
+    listed: usize,
 ) -> Result<(Vec<Message>, usize), AgentError> {
     let kept = past.len().min(window);
     let (older, recent) = past.split_at(past.len() - kept);
-    let summaries: Vec<String> = older.iter().map(|s| s.summary.clone()).collect();
+    let shown = older.len().min(listed);
+    let left_out = older.len() - shown;
+    let mut summaries = Vec::with_capacity(shown + 1);
+    if left_out > 0 {
+        summaries.push(format!("({left_out} earlier steps not shown)"));
+    }
+    summaries.extend(older[left_out..].iter().map(|s| s.summary.clone()));
     let text = prompts.task(instruction, &summaries, past.len() + 1)?;
     let mut messages = vec![Message::images_then_text(Role::User, 1, text)];
     for step in recent {
@@ -108,7 +116,7 @@ mod tests {
     fn the_window_keeps_the_last_screens_and_lists_the_rest() {
         let p = AgentPrompts::built_in().expect("built-in");
         let past: Vec<_> = (1..=4).map(step).collect();
-        let (messages, kept) = conversation(&p, "compute 12+7", &past, 2).expect("builds");
+        let (messages, kept) = conversation(&p, "compute 12+7", &past, 2, 10).expect("builds");
         assert_eq!(kept, 2);
         // user(image, task) · assistant · user(image) · assistant · user(image)
         assert_eq!(messages.len(), 5);
@@ -129,8 +137,17 @@ mod tests {
         assert!(text.contains("1. did 1\n2. did 2"), "{text}");
         assert!(!text.contains("did 3"), "{text}");
         assert!(matches!(&messages[1].content[0], Part::Text { text } if text == "reply 3"));
-        let (first, kept) = conversation(&p, "x", &[], 2).expect("builds");
+        let (first, kept) = conversation(&p, "x", &[], 2, 10).expect("builds");
         assert_eq!((first.len(), kept), (1, 0));
+        // Listing only the latest older step says how many were left out.
+        let (messages, _) = conversation(&p, "x", &past, 2, 1).expect("builds");
+        let Part::Text { text } = &messages[0].content[1] else {
+            panic!("{:?}", messages[0])
+        };
+        assert!(
+            text.contains("(1 earlier steps not shown)\n2. did 2"),
+            "{text}"
+        );
     }
 
     #[test]

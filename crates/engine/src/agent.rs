@@ -11,10 +11,11 @@
 use std::time::{Duration, Instant};
 
 use clawdesk_agent::{
-    ActionFormat, AgentAction, AgentPrompts, Frame, PastStep, Policy, PolicyRequest, Reply,
-    conversation,
+    ActionFormat, AgentAction, AgentError, AgentPrompts, Frame, PastStep, Policy, PolicyRequest,
+    Reply, conversation,
 };
 use clawdesk_desktop::{Action, Desktop, DesktopError, NormPoint, Observation, ObserveOptions};
+use clawdesk_model::ModelError;
 use clawdesk_model::chat::computer_use_tool;
 use clawdesk_model::generate::Sampling;
 use clawdesk_store::{
@@ -252,13 +253,6 @@ impl Run<'_> {
             let current = DynamicImage::ImageRgba8(before.screenshot.image.clone()).to_rgb8();
             let current = DynamicImage::ImageRgb8(current);
             let past: Vec<PastStep> = kept.iter().map(|k| k.past.clone()).collect();
-            let (messages, window) =
-                conversation(self.prompts, &settings.instruction, &past, settings.window)?;
-            let recent = &kept[kept.len() - window..];
-            let mut images: Vec<DynamicImage> = recent.iter().map(|k| k.image.clone()).collect();
-            images.push(current.clone());
-            let mut blobs: Vec<BlobId> = recent.iter().map(|k| k.blob.clone()).collect();
-            blobs.push(before_saved.image.clone());
             let surface = &before.screenshot.surface;
             let tools = match settings.format {
                 ActionFormat::Qwen3Vl | ActionFormat::Qwen25Vl => {
@@ -268,15 +262,40 @@ impl Run<'_> {
             };
             let mut sampling = settings.sampling.clone();
             sampling.seed = sampling.seed.wrapping_add(index as u64);
-            let generated = self
-                .policy
-                .generate(PolicyRequest {
+            // A prompt too long for the model's context keeps fewer past screenshots (their
+            // steps stay listed in words), then lists fewer old steps, rather than ending the
+            // episode.
+            let (mut window, mut listed) = (settings.window, past.len());
+            let (generated, messages, blobs) = loop {
+                let (messages, kept_now) =
+                    conversation(self.prompts, &settings.instruction, &past, window, listed)?;
+                let recent = &kept[kept.len() - kept_now..];
+                let mut images: Vec<DynamicImage> =
+                    recent.iter().map(|k| k.image.clone()).collect();
+                images.push(current.clone());
+                let mut blobs: Vec<BlobId> = recent.iter().map(|k| k.blob.clone()).collect();
+                blobs.push(before_saved.image.clone());
+                let request = PolicyRequest {
                     messages: messages.clone(),
                     tools: tools.clone(),
                     images,
-                    sampling,
-                })
-                .await?;
+                    sampling: sampling.clone(),
+                };
+                match self.policy.generate(request).await {
+                    Ok(generated) => break (generated, messages, blobs),
+                    Err(AgentError::Model(ModelError::ContextOverflow { tokens, limit }))
+                        if kept_now > 0 || listed > 0 =>
+                    {
+                        tracing::warn!(tokens, limit, window = kept_now, listed, "prompt too long");
+                        if kept_now > 0 {
+                            window = kept_now - 1;
+                        } else {
+                            listed /= 2;
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             let frame = Frame {
                 image: generated.image_size,
                 screen: (surface.width, surface.height),

@@ -92,8 +92,19 @@ pub fn update(
         }
     }
     // Teacher log-probabilities, for the samples with a hint (no gradient needed).
+    // A sequence longer than the model's context cannot be scored: such a sample is passed
+    // over (counted as dropped), and a teacher prompt that does not fit gives no gap.
+    let limit = model.context_limit();
+    let fits = |prompt: &clawdesk_model::ModelInput, s: &TrainSample| {
+        prompt.ids.len() + s.response.len() <= limit
+    };
     let hinted: Vec<usize> = (0..samples.len())
-        .filter(|&i| samples[i].teacher_prompt.is_some())
+        .filter(|&i| {
+            samples[i]
+                .teacher_prompt
+                .as_ref()
+                .is_some_and(|t| fits(t, &samples[i]))
+        })
         .collect();
     let mut teacher: Vec<Option<Vec<f32>>> = vec![None; samples.len()];
     if !hinted.is_empty() && settings.advantages.method != crate::Method::BinaryRl {
@@ -116,6 +127,14 @@ pub fn update(
     // Advantages by the sample rules.
     let mut kept = Vec::new();
     for (i, s) in samples.iter().enumerate() {
+        if !fits(&s.prompt, s) {
+            tracing::warn!(
+                tokens = s.prompt.ids.len() + s.response.len(),
+                limit,
+                "a sample longer than the model's context is passed over"
+            );
+            continue;
+        }
         let sample = Sample {
             reward: s.reward,
             old_logprobs: &s.old_logprobs,

@@ -1,0 +1,240 @@
+//! The live loop: the agent acts, the judge scores, the trainer learns, all at once. Three
+//! loops on their own clocks with channels between them, as OpenClaw-RL runs them:
+//!
+//! - the policy thread owns the serving model and answers the agent in order;
+//! - the judge loop scores each step as it lands in the store;
+//! - the trainer (its own thread, its own copy of the model on CPU) takes judged steps in
+//!   order, updates the adapter, and every `publish_every` updates writes it as a PEFT folder,
+//!   records it as an adapter version and hands it to the policy, which swaps it in between
+//!   two generations. The agent never waits for training.
+//!
+//! Every step records the version that produced it, and the trainer's ratio uses the
+//! log-probabilities recorded with the step, so a step from an older version is still learned
+//! from correctly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clawdesk_agent::{AgentPrompts, Policy};
+use clawdesk_desktop::Desktop;
+use clawdesk_judge::Judge;
+use clawdesk_judge::{JudgeLoop, LoopOptions};
+use clawdesk_model::LoraConfig;
+use clawdesk_model::source::LoadedModel;
+use clawdesk_store::{NewAdapter, Store};
+use clawdesk_trainer::run::{TrainLoop, TrainLoopSettings, Turn, metrics_json};
+use clawdesk_trainer::teacher::HintTemplate;
+use tokio::sync::mpsc;
+
+use crate::EngineError;
+use crate::agent::{AgentSettings, AgentSummary, Supervisor, run_agent};
+
+/// How the three loops run.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    pub agent: AgentSettings,
+    /// Episodes the agent runs before the live loop ends.
+    pub episodes: usize,
+    /// The base model (folder or hub id) the trainer's adapters are recorded against.
+    pub base_model: String,
+    pub lora: LoraConfig,
+    pub train: TrainLoopSettings,
+    /// Publish the adapter to the policy every this many updates.
+    pub publish_every: u64,
+    /// Where published adapters (`v<N>/`) and the trainer's checkpoints go.
+    pub adapters_dir: PathBuf,
+    pub checkpoints_dir: PathBuf,
+    pub judge: LoopOptions,
+    /// How long the trainer sleeps when fewer than a batch of judged steps is ready.
+    pub trainer_idle: Duration,
+}
+
+/// What happened in a live run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LiveReport {
+    pub episodes: Vec<AgentSummary>,
+    /// Adapter versions published to the policy, in order.
+    pub published: Vec<i64>,
+    pub updates: u64,
+    pub skipped: u64,
+}
+
+/// Runs `settings.episodes` episodes with the judge and the trainer learning alongside.
+/// `serving` and `training` are two loads of the same base: the policy's and the trainer's.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_live(
+    desktop: &Desktop,
+    store: Arc<Store>,
+    serving: LoadedModel,
+    mut training: LoadedModel,
+    judge: Arc<dyn Judge>,
+    prompts: &AgentPrompts,
+    hints: HintTemplate,
+    settings: &LiveSettings,
+    supervisor: &dyn Supervisor,
+) -> Result<LiveReport, EngineError> {
+    let policy = Policy::spawn(serving);
+    training.model.attach_lora(settings.lora.clone(), 0)?;
+
+    // The trainer thread, publishing adapters over a channel.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (publish, mut published_rx) = mpsc::channel::<(i64, PathBuf)>(8);
+    let trainer = {
+        let store = store.clone();
+        let stop = stop.clone();
+        let settings = settings.clone();
+        std::thread::Builder::new()
+            .name("clawdesk-trainer".into())
+            .spawn(move || train(&store, &training, hints, &settings, &stop, &publish))
+            .map_err(|e| EngineError::External {
+                program: "trainer thread".into(),
+                detail: e.to_string(),
+            })?
+    };
+    // The publisher: swaps each new adapter into the policy as it comes.
+    let swapper = {
+        let policy = policy.clone();
+        tokio::spawn(async move {
+            let mut versions = Vec::new();
+            while let Some((version, dir)) = published_rx.recv().await {
+                match policy.activate(version, dir).await {
+                    Ok(()) => versions.push(version),
+                    Err(e) => tracing::warn!(version, error = %e, "adapter not swapped in"),
+                }
+            }
+            versions
+        })
+    };
+    // The judge loop, until the agent is done.
+    let (judge_stop, judge_stopped) = tokio::sync::oneshot::channel::<()>();
+    let judging = {
+        let judge_loop =
+            JudgeLoop::new(store.clone(), judge, settings.judge.clone()).map_err(|e| {
+                EngineError::External {
+                    program: "judge loop".into(),
+                    detail: e.to_string(),
+                }
+            })?;
+        tokio::spawn(judge_loop.run(async {
+            let _ = judge_stopped.await;
+        }))
+    };
+
+    let mut episodes = Vec::new();
+    let mut failure = None;
+    for _ in 0..settings.episodes {
+        match run_agent(
+            desktop,
+            &store,
+            &policy,
+            prompts,
+            &settings.agent,
+            supervisor,
+            |report| {
+                tracing::info!(
+                    step = report.index,
+                    outcome = ?report.outcome,
+                    version = ?report.version,
+                    "agent step"
+                )
+            },
+        )
+        .await
+        {
+            Ok(summary) => {
+                let stopped = desktop.stop_flag().is_stopped();
+                episodes.push(summary);
+                if stopped {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+
+    stop.store(true, Ordering::SeqCst);
+    let _ = judge_stop.send(());
+    let trained = tokio::task::spawn_blocking(move || trainer.join())
+        .await
+        .map_err(|e| EngineError::External {
+            program: "trainer thread".into(),
+            detail: e.to_string(),
+        })?
+        .map_err(|_| EngineError::External {
+            program: "trainer thread".into(),
+            detail: "it panicked".into(),
+        })?;
+    let published = swapper.await.unwrap_or_default();
+    match judging.await {
+        Ok(Ok(stats)) => tracing::info!(?stats, "judge loop ended"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "judge loop failed"),
+        Err(e) => tracing::warn!(error = %e, "judge loop panicked"),
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let (updates, skipped) = trained?;
+    Ok(LiveReport {
+        episodes,
+        published,
+        updates,
+        skipped,
+    })
+}
+
+/// The trainer's loop: turns until told to stop; returns (updates, skipped batches).
+fn train(
+    store: &Store,
+    loaded: &LoadedModel,
+    hints: HintTemplate,
+    settings: &LiveSettings,
+    stop: &AtomicBool,
+    publish: &mpsc::Sender<(i64, PathBuf)>,
+) -> Result<(u64, u64), EngineError> {
+    let mut train = TrainLoop::open(
+        store,
+        loaded,
+        &settings.base_model,
+        &settings.checkpoints_dir,
+        hints,
+        settings.train.clone(),
+    )?;
+    let known: Vec<i64> = store.adapters()?.iter().map(|a| a.version).collect();
+    let (mut updates, mut skipped) = (0, 0);
+    while !stop.load(Ordering::SeqCst) {
+        match train.turn()? {
+            Turn::Updated { step, metrics } => {
+                updates += 1;
+                if step % settings.publish_every.max(1) != 0 {
+                    continue;
+                }
+                let version = step as i64;
+                let dir = settings.adapters_dir.join(format!("v{version}"));
+                clawdesk_model::peft::export_adapter(&loaded.model, &dir, &settings.base_model)?;
+                if !known.contains(&version) {
+                    store.add_adapter(&NewAdapter {
+                        version,
+                        base_model: settings.base_model.clone(),
+                        path: dir.display().to_string(),
+                        metrics: Some(metrics_json(&metrics)),
+                    })?;
+                }
+                tracing::info!(version, "adapter published");
+                if publish.blocking_send((version, dir)).is_err() {
+                    break;
+                }
+            }
+            Turn::Skipped { step, reason } => {
+                skipped += 1;
+                tracing::warn!(step, reason, "training batch passed over");
+            }
+            Turn::Waiting { .. } => std::thread::sleep(settings.trainer_idle),
+        }
+    }
+    Ok((updates, skipped))
+}
