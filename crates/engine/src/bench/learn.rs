@@ -162,6 +162,8 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
                 loss = metrics.loss,
                 gap = metrics.mean_gap,
                 grad_norm = metrics.grad_norm,
+                clip_fraction = metrics.clip_fraction,
+                approx_kl = metrics.approx_kl,
                 samples = metrics.samples,
                 "update"
             ),

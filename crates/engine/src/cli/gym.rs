@@ -9,9 +9,9 @@ use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{Split, TaskKind};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_store::Store;
-use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen};
+use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen, greedy};
 use clawdesk_trainer::practice::record::record_episodes;
-use clawdesk_trainer::practice::warm_start::{WarmStartSettings, practice_base};
+use clawdesk_trainer::practice::warm_start::{Mistakes, WarmStartSettings, practice_base};
 
 use super::data_dir;
 
@@ -39,6 +39,19 @@ struct BaseArgs {
     seed: u64,
     #[arg(long, default_value_t = WarmStartSettings::default().steps)]
     warm_steps: usize,
+    /// How often the demonstrator without a hint picks the right action (1.0: a supervised
+    /// ceiling rather than an imperfect base).
+    #[arg(long, default_value_t = WarmStartSettings::default().demo_accuracy)]
+    demo_accuracy: f64,
+    /// Share of demonstrations with the hint in the prompt.
+    #[arg(long, default_value_t = WarmStartSettings::default().hint_share)]
+    hint_share: f64,
+    /// The demonstrator's mistakes are random other elements, not the first one listed.
+    #[arg(long)]
+    random_mistakes: bool,
+    /// Decoder layers of the tiny model.
+    #[arg(long, default_value_t = 3)]
+    layers: usize,
     /// Where generated models are cached (default: the user cache directory).
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -80,6 +93,12 @@ struct EvalArgs {
     /// Only tasks of these kinds (click, type, menu); repeatable. Default: all.
     #[arg(long = "kind")]
     kinds: Vec<TaskKind>,
+    /// Evaluate on the training layouts instead (to tell memorising from not learning).
+    #[arg(long)]
+    train_split: bool,
+    /// Print the prompt and greedy reply of the first N tasks' first steps.
+    #[arg(long, default_value_t = 0)]
+    show: usize,
 }
 
 pub fn run(args: GymArgs) -> anyhow::Result<()> {
@@ -92,6 +111,14 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
             let settings = WarmStartSettings {
                 seed: a.seed,
                 steps: a.warm_steps,
+                demo_accuracy: a.demo_accuracy,
+                hint_share: a.hint_share,
+                mistakes: if a.random_mistakes {
+                    Mistakes::Random
+                } else {
+                    Mistakes::Salient
+                },
+                config: serde_json::json!({"text_config": {"num_hidden_layers": a.layers}}),
                 ..WarmStartSettings::default()
             };
             let (dir, report) = practice_base(&cache, &settings, &mut log_warm_start)?;
@@ -125,9 +152,25 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
             let loaded = load(&a.model, a.adapter.as_ref())?;
             let policy = GymPolicy::built_in(&loaded)?;
             let kinds = TaskKind::or_all(&a.kinds);
-            let tasks = evaluation_set(Split::HeldOut, &kinds, a.tasks, a.seed);
+            let (split, name) = if a.train_split {
+                (Split::Train, "train")
+            } else {
+                (Split::HeldOut, "held-out")
+            };
+            let tasks = evaluation_set(split, &kinds, a.tasks, a.seed);
+            for task in tasks.iter().take(a.show) {
+                let acted = policy.act(task, &greedy(), true)?;
+                let right = task.expert().map(|a| a.to_string());
+                println!(
+                    "--- {}\n{}\nreplied: {:?}\nright:   {:?}",
+                    task.instruction(),
+                    task.elements().join("\n"),
+                    acted.reply,
+                    right.unwrap_or_default()
+                );
+            }
             let success = policy.success_rate(&tasks, true)?;
-            println!("held-out success {success:.3} over {} tasks", tasks.len());
+            println!("{name} success {success:.3} over {} tasks", tasks.len());
             Ok(())
         }
     }

@@ -201,14 +201,17 @@ impl<'a> GymPolicy<'a> {
     }
 }
 
-/// Greedy decoding with room for one action.
+/// Room for the longest gym action with its stop token (longer replies are wrong anyway).
+pub const MAX_REPLY_TOKENS: usize = 24;
+
+/// Greedy decoding with room for one reply.
 pub fn greedy() -> Sampling {
     Sampling {
         temperature: 0.0,
         top_p: 1.0,
         top_k: 0,
         seed: 0,
-        max_tokens: 24,
+        max_tokens: MAX_REPLY_TOKENS,
         stop: Vec::new(),
     }
 }

@@ -156,7 +156,7 @@ pub fn learn(
                     top_p: 1.0,
                     top_k: 0,
                     seed: rng.next_u64(),
-                    max_tokens: 24,
+                    max_tokens: crate::practice::episode::MAX_REPLY_TOKENS,
                     stop: Vec::new(),
                 };
                 let played = policy.play(&mut rollout, &sampling, true, settings.hints)?;

@@ -37,8 +37,10 @@ pub struct WarmStartSettings {
     /// Share of demonstrations with the hint in the prompt (always the right action).
     pub hint_share: f64,
     /// How often the demonstrator without a hint picked the right action; otherwise it made
-    /// the salient mistake (clicking the first widget in reading order) when there was one.
+    /// a mistake of the kind `mistakes` says.
     pub demo_accuracy: f64,
+    #[serde(default)]
+    pub mistakes: Mistakes,
     /// Overrides of the tiny model's HF config.
     pub config: serde_json::Value,
 }
@@ -53,9 +55,21 @@ impl Default for WarmStartSettings {
             rank: 32,
             hint_share: 0.75,
             demo_accuracy: 0.4,
+            mistakes: Mistakes::Salient,
             config: serde_json::json!({"text_config": {"num_hidden_layers": 3}}),
         }
     }
+}
+
+/// The demonstrator's mistakes without a hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mistakes {
+    /// The first widget in reading order, when that is wrong: a salience bias.
+    #[default]
+    Salient,
+    /// Another element or word at random.
+    Random,
 }
 
 /// What the warm start reached, measured greedily on held-out tasks.
@@ -119,10 +133,17 @@ pub fn warm_start(
             let right = task
                 .expert()
                 .ok_or_else(|| TrainerError::Input("a fresh task has no expert action".into()))?;
-            let action = match task.salient_mistake() {
-                Some(mistake) if !hinted && rng.uniform() >= settings.demo_accuracy => mistake,
-                _ => right,
+            let wrong = !hinted && rng.uniform() >= settings.demo_accuracy;
+            let mistake = match settings.mistakes {
+                _ if !wrong => None,
+                Mistakes::Salient => task.salient_mistake(),
+                Mistakes::Random => {
+                    let all = task.mistakes();
+                    (!all.is_empty())
+                        .then(|| all[(rng.next_u64() % all.len() as u64) as usize].clone())
+                }
             };
+            let action = mistake.unwrap_or(right);
             let hint = if hinted { task.hint() } else { None };
             items.push(ScoreItem {
                 prompt: policy.prompt(&task, hint.as_deref())?,
@@ -230,8 +251,15 @@ pub fn practice_base(
     settings: &WarmStartSettings,
     progress: &mut dyn FnMut(WarmStartProgress),
 ) -> Result<(PathBuf, WarmStartReport)> {
+    // The templates the demonstrations are written in belong to the recipe: a base trained
+    // on another wording of the prompt is another base.
+    let mut templates = String::new();
+    for name in ["gym/task.md", "trainer/hint.md"] {
+        let template = clawdesk_prompts::find(&[], name).map_err(clawdesk_gym::GymError::from)?;
+        templates.push_str(&template.text);
+    }
     let key = format!(
-        "{RECIPE}|{}",
+        "{RECIPE}|{}|{templates}",
         serde_json::to_string(settings).unwrap_or_default()
     );
     let hash = clawdesk_gym::task::fingerprint(&key);
