@@ -1,5 +1,6 @@
 //! Benchmarks that print a table of our figures beside a baseline's, measured in the same run.
 
+pub mod agent;
 pub mod judge;
 pub mod learn;
 pub mod model;

@@ -16,6 +16,8 @@ enum BenchWhat {
     Model(clawdesk_engine::bench::model::ModelBenchArgs),
     /// Binary RL, OPD and combined on the gym: held-out success before and after, wall time.
     Learn(clawdesk_engine::bench::learn::LearnBenchArgs),
+    /// Agent step latency with the trainer idle and with it training, in one run.
+    Agent(clawdesk_engine::bench::agent::AgentBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -32,6 +34,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         BenchWhat::Model(a) => {
             let table = tokio::task::block_in_place(|| clawdesk_engine::bench::model::run(a))?;
+            println!("{table}");
+            Ok(())
+        }
+        BenchWhat::Agent(a) => {
+            let table = clawdesk_engine::bench::agent::run(a).await?;
             println!("{table}");
             Ok(())
         }
