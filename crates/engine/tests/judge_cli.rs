@@ -89,7 +89,7 @@ async fn killed_judge_process_resumes_and_judges_each_step_once() {
             &data_arg,
             "--endpoint",
             &url,
-            "--model",
+            "--judge-model",
             "stub-model",
             "--concurrency",
             "4",

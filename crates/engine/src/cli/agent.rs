@@ -2,7 +2,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use clawdesk_agent::{ActionFormat, AgentPrompts, Policy};
-use clawdesk_engine::agent::{AgentSettings, StopOnLoop, run_agent};
+use clawdesk_engine::agent::{AgentSettings, StepReport, StopOnLoop, run_agent};
+use clawdesk_engine::live::{LiveSettings, run_live};
 use clawdesk_store::Store;
 
 use super::{DesktopArgs, data_dir};
@@ -16,7 +17,36 @@ pub struct AgentArgs {
 #[derive(Debug, Subcommand)]
 enum AgentCommand {
     /// Run the model as an agent for one episode, recording every step.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Run the agent while the judge scores its steps and the trainer learns from them,
+    /// publishing adapter versions that the agent picks up between steps.
+    Live(Box<LiveArgs>),
+}
+
+#[derive(Debug, Args)]
+struct LiveArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    judge: super::judge::JudgeChoice,
+    /// Episodes to run (the stop key ends the current one and the run).
+    #[arg(long, default_value_t = 1)]
+    episodes: usize,
+    /// Judged steps per training update.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    #[arg(long, default_value_t = 32.0)]
+    alpha: f64,
+    /// Publish the adapter to the agent every this many updates.
+    #[arg(long, default_value_t = 1)]
+    publish_every: u64,
+    /// Write a resumable checkpoint every this many updates.
+    #[arg(long, default_value_t = 10)]
+    checkpoint_every: u64,
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +92,86 @@ struct RunArgs {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let AgentCommand::Run(a) = args.command;
+    match args.command {
+        AgentCommand::Run(a) => run_one(*a).await,
+        AgentCommand::Live(a) => live(*a).await,
+    }
+}
+
+fn settings_of(a: &RunArgs) -> AgentSettings {
+    let mut settings = AgentSettings::new(a.instruction.clone());
+    settings.app = a.app.clone();
+    settings.format = a.format;
+    settings.max_steps = a.steps;
+    settings.window = a.window;
+    settings.sampling.temperature = a.temperature;
+    settings.sampling.max_tokens = a.max_tokens;
+    settings.sampling.seed = a.seed;
+    settings
+}
+
+fn report_step(report: &StepReport) {
+    eprintln!(
+        "step {}: {:?} in {:.1} s (generation {:.1} s, adapter {:?})",
+        report.index + 1,
+        report.outcome,
+        report.step_seconds,
+        report.generate_seconds,
+        report.version
+    );
+}
+
+async fn live(a: LiveArgs) -> anyhow::Result<()> {
+    if a.run.adapter.is_some() {
+        anyhow::bail!("agent live trains its own adapter from the base model; drop --adapter");
+    }
+    let data = data_dir(&a.run.data_dir)?;
+    let store = std::sync::Arc::new(Store::open(&data)?);
+    let dirs = clawdesk_prompts::search_path(a.run.prompts.as_deref(), Some(&data));
+    let prompts = AgentPrompts::load(&dirs)?;
+    let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
+    let judge = a.judge.build(&dirs).await?;
+    let (serving, training) = tokio::task::block_in_place(|| {
+        anyhow::Ok((
+            super::gym::load(&a.run.model, None)?,
+            super::gym::load(&a.run.model, None)?,
+        ))
+    })?;
+    let desktop = a.run.desktop.connect().await?;
+    let settings = LiveSettings {
+        agent: settings_of(&a.run),
+        episodes: a.episodes,
+        base_model: a.run.model.clone(),
+        lora: clawdesk_model::LoraConfig::new(a.rank, a.alpha),
+        train: clawdesk_trainer::run::TrainLoopSettings {
+            batch: a.batch,
+            checkpoint_every: a.checkpoint_every,
+            schedule: clawdesk_trainer::optim::Schedule::Constant { lr: a.lr },
+            ..Default::default()
+        },
+        publish_every: a.publish_every,
+        adapters_dir: data.join("adapters"),
+        checkpoints_dir: data.join("checkpoints").join("live"),
+        judge: clawdesk_judge::LoopOptions::default(),
+        trainer_idle: std::time::Duration::from_millis(250),
+    };
+    let report = run_live(
+        &desktop,
+        store,
+        serving,
+        training,
+        judge,
+        &prompts,
+        hints,
+        &settings,
+        &StopOnLoop,
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+async fn run_one(a: RunArgs) -> anyhow::Result<()> {
     let data = data_dir(&a.data_dir)?;
     let store = Store::open(&data)?;
     let dirs = clawdesk_prompts::search_path(a.prompts.as_deref(), Some(&data));
@@ -73,14 +182,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         policy.activate(a.adapter_version, dir.clone()).await?;
     }
     let desktop = a.desktop.connect().await?;
-    let mut settings = AgentSettings::new(a.instruction.clone());
-    settings.app = a.app.clone();
-    settings.format = a.format;
-    settings.max_steps = a.steps;
-    settings.window = a.window;
-    settings.sampling.temperature = a.temperature;
-    settings.sampling.max_tokens = a.max_tokens;
-    settings.sampling.seed = a.seed;
+    let settings = settings_of(&a);
     let summary = run_agent(
         &desktop,
         &store,
@@ -88,16 +190,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         &prompts,
         &settings,
         &StopOnLoop,
-        |report| {
-            eprintln!(
-                "step {}: {:?} in {:.1} s (generation {:.1} s, adapter {:?})",
-                report.index + 1,
-                report.outcome,
-                report.step_seconds,
-                report.generate_seconds,
-                report.version
-            );
-        },
+        report_step,
     )
     .await?;
     println!("{}", serde_json::to_string(&summary)?);

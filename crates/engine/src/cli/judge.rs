@@ -41,13 +41,29 @@ struct StoreArgs {
 struct RunArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    judge: JudgeChoice,
+    /// Steps judged at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// A folder of prompt templates overriding the built-in ones (see prompts/README.md).
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// Stop once nothing is left that can be judged now, instead of watching for new steps.
+    #[arg(long)]
+    until_idle: bool,
+}
+
+/// Which judge scores steps, and how it votes; shared by `judge run` and `agent live`.
+#[derive(Debug, Args, Clone)]
+pub struct JudgeChoice {
     /// An OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 (vLLM) or
     /// https://api.openai.com/v1.
     #[arg(long, conflicts_with = "local", required_unless_present = "local")]
     endpoint: Option<String>,
     /// The endpoint's model name.
-    #[arg(long, requires = "endpoint")]
-    model: Option<String>,
+    #[arg(long = "judge-model", requires = "endpoint")]
+    judge_model: Option<String>,
     /// Read the API key from this environment variable.
     #[arg(long, value_name = "VAR", conflicts_with = "keyring_account")]
     api_key_env: Option<String>,
@@ -60,10 +76,10 @@ struct RunArgs {
     /// Votes per step.
     #[arg(long, default_value_t = 3)]
     votes: usize,
-    #[arg(long, default_value_t = 0.6)]
-    temperature: f64,
-    #[arg(long, default_value_t = 1024)]
-    max_tokens: u32,
+    #[arg(long = "judge-temperature", default_value_t = 0.6)]
+    judge_temperature: f64,
+    #[arg(long = "judge-max-tokens", default_value_t = 1024)]
+    judge_max_tokens: u32,
     /// Do not ask for hindsight hints.
     #[arg(long)]
     no_hints: bool,
@@ -73,18 +89,63 @@ struct RunArgs {
     /// Send screenshots as JPEG at this quality instead of PNG.
     #[arg(long, value_name = "QUALITY")]
     jpeg: Option<u8>,
-    /// Steps judged at once.
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
     /// Seconds a request may take.
     #[arg(long, default_value_t = 120)]
     timeout_s: u64,
-    /// A folder of prompt templates overriding the built-in ones (see prompts/README.md).
-    #[arg(long)]
-    prompts: Option<PathBuf>,
-    /// Stop once nothing is left that can be judged now, instead of watching for new steps.
-    #[arg(long)]
-    until_idle: bool,
+}
+
+impl JudgeChoice {
+    /// The judge these flags name, with prompts from `prompt_dirs`.
+    pub async fn build(&self, prompt_dirs: &[PathBuf]) -> anyhow::Result<Arc<dyn Judge>> {
+        let prompts = JudgePrompts::load(prompt_dirs)?;
+        let settings = VoteSettings {
+            votes: self.votes,
+            temperature: self.judge_temperature,
+            max_tokens: self.judge_max_tokens,
+            hints: !self.no_hints,
+            pixel_budget: self.pixel_budget,
+            encoding: match self.jpeg {
+                Some(quality) => ImageEncoding::Jpeg { quality },
+                None => ImageEncoding::Png,
+            },
+        };
+        Ok(match (&self.endpoint, &self.local) {
+            (Some(endpoint), _) => {
+                let api_key = match (&self.api_key_env, &self.keyring_account) {
+                    (Some(var), _) => ApiKey::Env { var: var.clone() },
+                    (None, Some(account)) => ApiKey::Keyring {
+                        service: "clawdesk".into(),
+                        account: account.clone(),
+                    },
+                    (None, None) => ApiKey::None,
+                };
+                let config = EndpointConfig {
+                    base_url: endpoint.clone(),
+                    model: self
+                        .judge_model
+                        .clone()
+                        .ok_or_else(|| anyhow::anyhow!("--endpoint needs --judge-model"))?,
+                    api_key,
+                    timeout: std::time::Duration::from_secs(self.timeout_s),
+                    ..EndpointConfig::default()
+                };
+                Arc::new(EndpointJudge::new(config, settings, prompts).await?)
+            }
+            (None, Some(spec)) => {
+                let device = candle_core::Device::Cpu;
+                let spec = spec.clone();
+                let loaded = tokio::task::block_in_place(|| {
+                    clawdesk_model::source::LoadedModel::load(&spec, &device, None, &mut |event| {
+                        tracing::info!(?event, "loading the judge model");
+                    })
+                })?;
+                Arc::new(LocalJudge::new(Arc::new(loaded), prompts, settings, &spec)?)
+            }
+            (None, None) => {
+                anyhow::bail!("give --endpoint URL --judge-model NAME, or --local MODEL")
+            }
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -116,55 +177,8 @@ pub async fn run(args: JudgeArgs) -> anyhow::Result<()> {
 async fn run_loop(a: RunArgs) -> anyhow::Result<()> {
     let root = data_dir(&a.store.data_dir)?;
     let store = Arc::new(Store::open(&root)?);
-    let prompts = JudgePrompts::load(&clawdesk_prompts::search_path(
-        a.prompts.as_deref(),
-        Some(&root),
-    ))?;
-    let settings = VoteSettings {
-        votes: a.votes,
-        temperature: a.temperature,
-        max_tokens: a.max_tokens,
-        hints: !a.no_hints,
-        pixel_budget: a.pixel_budget,
-        encoding: match a.jpeg {
-            Some(quality) => ImageEncoding::Jpeg { quality },
-            None => ImageEncoding::Png,
-        },
-    };
-    let judge: Arc<dyn Judge> = match (&a.endpoint, &a.local) {
-        (Some(endpoint), _) => {
-            let api_key = match (a.api_key_env, a.keyring_account) {
-                (Some(var), _) => ApiKey::Env { var },
-                (None, Some(account)) => ApiKey::Keyring {
-                    service: "clawdesk".into(),
-                    account,
-                },
-                (None, None) => ApiKey::None,
-            };
-            let config = EndpointConfig {
-                base_url: endpoint.clone(),
-                model: a
-                    .model
-                    .clone()
-                    .ok_or_else(|| anyhow::anyhow!("--endpoint needs --model"))?,
-                api_key,
-                timeout: std::time::Duration::from_secs(a.timeout_s),
-                ..EndpointConfig::default()
-            };
-            Arc::new(EndpointJudge::new(config, settings, prompts).await?)
-        }
-        (None, Some(spec)) => {
-            let device = candle_core::Device::Cpu;
-            let spec = spec.clone();
-            let loaded = tokio::task::block_in_place(|| {
-                clawdesk_model::source::LoadedModel::load(&spec, &device, None, &mut |event| {
-                    tracing::info!(?event, "loading the judge model");
-                })
-            })?;
-            Arc::new(LocalJudge::new(Arc::new(loaded), prompts, settings, &spec)?)
-        }
-        (None, None) => anyhow::bail!("give --endpoint URL --model NAME, or --local MODEL"),
-    };
+    let dirs = clawdesk_prompts::search_path(a.prompts.as_deref(), Some(&root));
+    let judge = a.judge.build(&dirs).await?;
     let name = judge.name().to_owned();
     let owed = store.owed_count(&name, judge.source())?;
     eprintln!("judge {name}: {owed} steps to judge in {}", root.display());
