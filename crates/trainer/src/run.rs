@@ -32,6 +32,10 @@ pub struct TrainLoopSettings {
     pub schedule: Schedule,
     pub optimizer: AdamWConfig,
     pub update: UpdateSettings,
+    /// Pass over a step whose reply came from an adapter more than this many updates older
+    /// than the one being trained (a step with no version counts as version 0, the base).
+    /// `None`: learn from every step; its recorded log-probabilities keep the ratio right.
+    pub max_staleness: Option<u64>,
 }
 
 impl Default for TrainLoopSettings {
@@ -44,6 +48,7 @@ impl Default for TrainLoopSettings {
             schedule: Schedule::Constant { lr: 1e-5 },
             optimizer: AdamWConfig::default(),
             update: UpdateSettings::default(),
+            max_staleness: None,
         }
     }
 }
@@ -144,6 +149,11 @@ impl<'a> TrainLoop<'a> {
     pub fn turn(&mut self) -> Result<Turn> {
         let (samples, cursor) = self.collect()?;
         if samples.len() < self.settings.batch {
+            // Steps passed over with nothing collected (a person's, stale ones) need not be
+            // read again; collected samples wait for the rest of their batch.
+            if samples.is_empty() {
+                self.cursor = cursor;
+            }
             return Ok(Turn::Waiting {
                 ready: samples.len(),
             });
@@ -204,6 +214,20 @@ impl<'a> TrainLoop<'a> {
                 return Ok((samples, cursor));
             }
             for step in steps {
+                let version = step.policy_version.unwrap_or(0).max(0) as u64;
+                let trained = self.optimizer.steps();
+                if let Some(max) = self.settings.max_staleness
+                    && trained.saturating_sub(version) > max
+                {
+                    tracing::debug!(
+                        step = step.id.0,
+                        version,
+                        trained,
+                        "passing over a stale step"
+                    );
+                    cursor = step.id;
+                    continue;
+                }
                 let turn = match PolicyTurn::of_step(step.response.as_ref()) {
                     Ok(Some(turn)) => turn,
                     Ok(None) => {

@@ -190,3 +190,46 @@ fn batches_hold_only_samples_the_method_learns_from() {
         "the unhinted step was passed, not trained"
     );
 }
+
+#[test]
+fn steps_from_adapters_older_than_the_staleness_bound_are_passed_over() {
+    let (dir, mut loaded, store) = setup();
+    record(&store, &loaded, 3, 1);
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(4, 8.0), 3)
+        .expect("lora");
+    let settings = TrainLoopSettings {
+        batch: 2,
+        checkpoint_every: 1000,
+        schedule: Schedule::Constant { lr: 1e-3 },
+        max_staleness: Some(0),
+        ..TrainLoopSettings::default()
+    };
+    let mut train = TrainLoop::open(
+        &store,
+        &loaded,
+        "tiny",
+        &dir.path().join("ckpt"),
+        HintTemplate::built_in().expect("hints"),
+        settings,
+    )
+    .expect("open");
+    // The base's steps are fresh while nothing has been trained...
+    assert!(matches!(
+        train.turn().expect("turn"),
+        Turn::Updated { step: 1, .. }
+    ));
+    // ...and one update later, new steps from the base are one version stale: passed over,
+    // however many are judged.
+    record(&store, &loaded, 3, 2);
+    match train.turn().expect("turn") {
+        Turn::Waiting { ready } => assert_eq!(ready, 0),
+        other => panic!("trained on stale steps: {other:?}"),
+    }
+    let last = store.steps_after(train.cursor(), 10).expect("steps");
+    assert!(
+        last.is_empty(),
+        "the stale steps were passed, not waited on"
+    );
+}

@@ -47,6 +47,10 @@ struct LiveArgs {
     /// Write a resumable checkpoint every this many updates.
     #[arg(long, default_value_t = 10)]
     checkpoint_every: u64,
+    /// Learn only from steps whose adapter is at most this many updates older than the one
+    /// being trained.
+    #[arg(long, default_value_t = 8)]
+    max_staleness: u64,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +151,7 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
             batch: a.batch,
             checkpoint_every: a.checkpoint_every,
             schedule: clawdesk_trainer::optim::Schedule::Constant { lr: a.lr },
+            max_staleness: Some(a.max_staleness),
             ..Default::default()
         },
         publish_every: a.publish_every,

@@ -1,6 +1,7 @@
 //! The subcommands, one file each.
 
 mod act;
+mod adapters;
 mod agent;
 mod approve;
 mod bench;
@@ -37,6 +38,8 @@ enum Command {
     Record(record::RecordArgs),
     /// The model as a GUI agent: episodes on the desktop, every step recorded.
     Agent(agent::AgentArgs),
+    /// Published adapter versions: list them, export one as a PEFT folder.
+    Adapters(adapters::AdaptersArgs),
     /// Measure the observe path beside OSWorld's Python stack.
     Bench(bench::BenchArgs),
     /// The local Qwen3-VL: tiny models, logits, adapters, generation.
@@ -56,6 +59,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox(a) => sandbox::run(a).await,
         Command::Record(a) => record::run(a).await,
         Command::Agent(a) => agent::run(a).await,
+        Command::Adapters(a) => adapters::run(a),
         Command::Bench(a) => bench::run(a).await,
         Command::Model(a) => tokio::task::block_in_place(|| model::run(a)),
         Command::Judge(a) => judge::run(a).await,
