@@ -62,9 +62,33 @@ async fn the_key_comes_from_the_secret_service() {
         std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     }
     let socket = home.path().join("bus");
+    // A session bus without service activation: otherwise the first secret-tool call can
+    // auto-start a second, locked keyring daemon that takes the Secret Service name before
+    // ours does ("another secret service is running"), and the secret is never stored.
+    let config = home.path().join("bus.conf");
+    std::fs::write(
+        &config,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={}</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+            socket.display()
+        ),
+    )
+    .expect("bus config");
     let mut bus = Killed(
         Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--print-address=1"])
             .arg(format!("--address=unix:path={}", socket.display()))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
