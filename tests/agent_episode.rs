@@ -9,18 +9,12 @@ use clawdesk_engine::agent::{AgentSettings, EndReason, StopOnLoop, run_agent};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, tiny};
 use clawdesk_store::{EpisodeId, EpisodeStatus, StepOutcome, Store};
-use clawdesk_tests::start_app;
+use clawdesk_tests::{load_model, start_app};
 use clawdesk_trainer::stored::PolicyTurn;
 
 fn tiny_model(dir: &std::path::Path) -> LoadedModel {
     tiny::write_tiny_model(dir, &tiny::default_config(), 3).expect("tiny model");
-    LoadedModel::load(
-        dir.to_str().expect("utf-8"),
-        &candle_core::Device::Cpu,
-        None,
-        &mut |_| {},
-    )
-    .expect("loads")
+    load_model(dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

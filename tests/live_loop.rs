@@ -9,37 +9,14 @@ use clawdesk_agent::AgentPrompts;
 use clawdesk_desktop::{Allowlist, GuardConfig};
 use clawdesk_engine::agent::{AgentSettings, EndReason, StopOnLoop};
 use clawdesk_engine::live::{LiveSettings, run_live};
-use clawdesk_judge::{LoopOptions, RuleJudge, RuleVerdict, StepCase};
-use clawdesk_model::source::LoadedModel;
+use clawdesk_engine::rules::text_appears;
+use clawdesk_judge::{LoopOptions, RuleJudge};
 use clawdesk_model::{LoraConfig, tiny};
 use clawdesk_store::{EpisodeId, Store};
-use clawdesk_tests::start_app;
+use clawdesk_tests::{load_model, start_app};
 use clawdesk_trainer::optim::Schedule;
 use clawdesk_trainer::run::TrainLoopSettings;
 use clawdesk_trainer::teacher::HintTemplate;
-
-fn load(dir: &std::path::Path) -> LoadedModel {
-    LoadedModel::load(
-        dir.to_str().expect("utf-8"),
-        &candle_core::Device::Cpu,
-        None,
-        &mut |_| {},
-    )
-    .expect("loads")
-}
-
-/// The task's rule: the entry holds "hello" after the step.
-fn typed_hello(case: &StepCase) -> RuleVerdict {
-    let done = case
-        .after_tree
-        .as_ref()
-        .is_some_and(|t| t.to_string().contains("hello"));
-    RuleVerdict {
-        score: if done { 1 } else { -1 },
-        hint: (!done).then(|| "Click the text entry, then type hello.".to_string()),
-        reason: format!("the entry {} hello", if done { "holds" } else { "lacks" }),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
@@ -79,7 +56,10 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         },
         trainer_idle: Duration::from_millis(100),
     };
-    let judge = Arc::new(RuleJudge::new("typed-hello", typed_hello));
+    let judge = Arc::new(RuleJudge::new(
+        "typed-hello",
+        text_appears("hello", "Click the text entry, then type hello."),
+    ));
 
     // Press the stop key once two versions are out and the policy has served the second.
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -117,8 +97,8 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         let report = run_live(
             &t.desktop,
             store.clone(),
-            load(&model_dir),
-            load(&model_dir),
+            load_model(&model_dir),
+            load_model(&model_dir),
             judge,
             &prompts,
             HintTemplate::built_in().expect("hint template"),

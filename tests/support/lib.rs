@@ -147,3 +147,14 @@ pub fn tree_text(o: &Observation) -> String {
         .map(|t| t.linearise())
         .unwrap_or_else(|| "(no tree)".into())
 }
+
+/// Loads a model folder on the CPU (the tests' generated tiny models).
+pub fn load_model(dir: &std::path::Path) -> clawdesk_model::source::LoadedModel {
+    clawdesk_model::source::LoadedModel::load(
+        dir.to_str().expect("a UTF-8 path"),
+        &candle_core::Device::Cpu,
+        None,
+        &mut |_| {},
+    )
+    .expect("the model loads")
+}

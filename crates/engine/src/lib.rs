@@ -12,6 +12,7 @@ mod error;
 pub mod live;
 pub mod persist;
 pub mod record;
+pub mod rules;
 pub mod script;
 mod size;
 

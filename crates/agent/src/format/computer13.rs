@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::coords::Scale;
 use super::pyautogui::{WAIT_MS, code_of};
-use super::{AgentAction, Builder, Frame, Reply, keys, malformed, thought, unsupported};
+use super::{AgentAction, Builder, Frame, Reply, fenced, keys, malformed, thought, unsupported};
 use crate::FormatError;
 
 pub(crate) fn parse(format: &'static str, text: &str, frame: &Frame) -> Result<Reply, FormatError> {
@@ -229,13 +229,5 @@ pub(crate) fn emit(
         [one] => one.clone(),
         _ => Value::Array(items),
     };
-    let mut out = String::new();
-    if let Some(t) = &reply.thought {
-        out.push_str(t);
-        out.push('\n');
-    }
-    out.push_str("```json\n");
-    out.push_str(&body.to_string());
-    out.push_str("\n```");
-    Ok(out)
+    Ok(fenced(reply.thought.as_deref(), "json", &body.to_string()))
 }

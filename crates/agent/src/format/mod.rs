@@ -232,6 +232,21 @@ impl Builder {
     }
 }
 
+/// A reply written as the thought (if any) and then a fenced code block.
+pub(crate) fn fenced(thought: Option<&str>, language: &str, body: &str) -> String {
+    let mut out = String::new();
+    if let Some(t) = thought {
+        out.push_str(t);
+        out.push('\n');
+    }
+    out.push_str("```");
+    out.push_str(language);
+    out.push('\n');
+    out.push_str(body);
+    out.push_str("\n```");
+    out
+}
+
 /// A thought as kept: trimmed, `None` when empty.
 pub(crate) fn thought(text: &str) -> Option<String> {
     let t = text.trim();

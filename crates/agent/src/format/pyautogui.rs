@@ -5,7 +5,7 @@ use clawdesk_desktop::{Action, MouseButton, NormPoint};
 
 use super::coords::Scale;
 use super::pycall::{Call, Lit, Stmt, quote, statements};
-use super::{AgentAction, Builder, Frame, Reply, keys, malformed, thought, unsupported};
+use super::{AgentAction, Builder, Frame, Reply, fenced, keys, malformed, thought, unsupported};
 use crate::FormatError;
 
 /// How long WAIT pauses: OSWorld leaves it to the runner; ClawDesk waits this long.
@@ -261,13 +261,9 @@ pub(crate) fn emit(
     if lines.is_empty() {
         return Err(unsupported(format, "a reply without actions"));
     }
-    let mut out = String::new();
-    if let Some(t) = &reply.thought {
-        out.push_str(t);
-        out.push('\n');
-    }
-    out.push_str("```python\n");
-    out.push_str(&lines.join("\n"));
-    out.push_str("\n```");
-    Ok(out)
+    Ok(fenced(
+        reply.thought.as_deref(),
+        "python",
+        &lines.join("\n"),
+    ))
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 use clawdesk_agent::{AgentPrompts, Policy};
-use clawdesk_desktop::{Accessibility, Desktop, DesktopConfig, Sandbox, SandboxOptions};
-use clawdesk_judge::{LoopOptions, RuleJudge, RuleVerdict, StepCase};
+use clawdesk_desktop::{Accessibility, Desktop, DesktopConfig};
+use clawdesk_judge::{LoopOptions, RuleJudge};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, tiny};
 use clawdesk_store::{EpisodeId, Store};
@@ -22,6 +22,7 @@ use super::Stats;
 use crate::EngineError;
 use crate::agent::{AgentSettings, StopOnLoop, run_agent};
 use crate::live::{LiveSettings, run_live};
+use crate::rules::text_appears;
 
 /// `clawdesk bench agent`.
 #[derive(Debug, Clone, Args)]
@@ -47,19 +48,6 @@ fn external(program: &str, e: impl std::fmt::Display) -> EngineError {
     EngineError::External {
         program: program.into(),
         detail: e.to_string(),
-    }
-}
-
-/// The rule for the bench's task: the entry holds "hello" after the step.
-fn typed_hello(case: &StepCase) -> RuleVerdict {
-    let done = case
-        .after_tree
-        .as_ref()
-        .is_some_and(|t| t.to_string().contains("hello"));
-    RuleVerdict {
-        score: if done { 1 } else { -1 },
-        hint: (!done).then(|| "Click the text entry, then type hello.".to_string()),
-        reason: format!("the entry {} hello", if done { "holds" } else { "lacks" }),
     }
 }
 
@@ -89,14 +77,7 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
         let device = candle_core::Device::Cpu;
         Ok(LoadedModel::load(spec, &device, None, &mut |_| {})?)
     };
-    let options = SandboxOptions {
-        width: w,
-        height: h,
-        ..SandboxOptions::default()
-    };
-    let mut sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&options))
-        .await
-        .map_err(|e| external("sandbox", e))??;
+    let mut sandbox = super::start_sandbox(w, h).await?;
     sandbox.launch("zenity", &["--entry", "--text=Type hello"])?;
     let a11y = Accessibility::connect(Some(sandbox.dbus_address())).await?;
     a11y.wait_for_application("zenity", Duration::from_secs(20))
@@ -157,7 +138,10 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
         store.clone(),
         load(&model)?,
         load(&model)?,
-        Arc::new(RuleJudge::new("typed-hello", typed_hello)),
+        Arc::new(RuleJudge::new(
+            "typed-hello",
+            text_appears("hello", "Click the text entry, then type hello."),
+        )),
         &prompts,
         HintTemplate::built_in()?,
         &settings,

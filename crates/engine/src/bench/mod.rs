@@ -8,6 +8,26 @@ pub mod observe;
 
 use std::fmt::Write as _;
 
+use clawdesk_desktop::{Sandbox, SandboxOptions};
+
+use crate::EngineError;
+
+/// A private display of `width`x`height` for a benchmark to launch its app in.
+pub(crate) async fn start_sandbox(width: u32, height: u32) -> Result<Sandbox, EngineError> {
+    let options = SandboxOptions {
+        width,
+        height,
+        ..SandboxOptions::default()
+    };
+    tokio::task::spawn_blocking(move || Sandbox::start(&options))
+        .await
+        .map_err(|e| EngineError::External {
+            program: "sandbox".into(),
+            detail: e.to_string(),
+        })?
+        .map_err(EngineError::from)
+}
+
 /// Percentiles of a set of timings, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {

@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 
 use clawdesk_desktop::observe::encode_png;
 use clawdesk_desktop::{
-    Accessibility, CaptureBackend, CaptureTarget, Desktop, DesktopConfig, Sandbox, SandboxOptions,
-    WalkLimits,
+    Accessibility, CaptureBackend, CaptureTarget, Desktop, DesktopConfig, Sandbox, WalkLimits,
 };
 use clawdesk_store::{BlobKind, NewEpisode, NewStep, StepOutcome, Store};
 
@@ -76,17 +75,7 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
         path: "--size".into(),
         detail,
     })?;
-    let options = SandboxOptions {
-        width: w,
-        height: h,
-        ..SandboxOptions::default()
-    };
-    let mut sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&options))
-        .await
-        .map_err(|e| EngineError::External {
-            program: "sandbox".into(),
-            detail: e.to_string(),
-        })??;
+    let mut sandbox = super::start_sandbox(w, h).await?;
     sandbox.launch(&args.app, &[])?;
     let a11y = Accessibility::connect(Some(sandbox.dbus_address())).await?;
     let app = a11y
