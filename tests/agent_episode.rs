@@ -5,7 +5,7 @@
 
 use clawdesk_agent::{AgentPrompts, Policy};
 use clawdesk_desktop::GuardConfig;
-use clawdesk_engine::agent::{AgentSettings, EndReason, StopOnLoop, run_agent};
+use clawdesk_engine::agent::{AgentSettings, EndReason, PauseSwitch, StopOnLoop, run_agent};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, tiny};
 use clawdesk_store::{EpisodeId, EpisodeStatus, StepOutcome, Store};
@@ -122,6 +122,35 @@ async fn every_agent_step_is_stored_with_its_policy_turn_and_version() {
             .iter()
             .any(|s| s.outcome == StepOutcome::Invalid),
         "a random tiny model writes no valid computer_use call"
+    );
+
+    // A paused agent takes no step until it is resumed.
+    let switch = PauseSwitch::default();
+    switch.pause();
+    settings.max_steps = 1;
+    let resume_at = std::sync::Mutex::new(0i64);
+    let resume = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        *resume_at.lock().expect("lock") = clawdesk_store::now_ms();
+        switch.resume();
+    };
+    let (paused, ()) = tokio::join!(
+        run_agent(
+            &t.desktop,
+            &store,
+            &policy,
+            &prompts,
+            &settings,
+            &switch,
+            |_| {}
+        ),
+        resume
+    );
+    let paused = paused.expect("episode runs");
+    let first = &store.steps(EpisodeId(paused.episode)).expect("steps")[0];
+    assert!(
+        first.started_at_ms >= *resume_at.lock().expect("lock"),
+        "a step began while paused"
     );
 
     // The stop key (its flag) ends the next episode before it acts.

@@ -82,10 +82,17 @@ impl Default for Settle {
     }
 }
 
-/// Who decides when the agent seems stuck. The app asks the person; headless runs stop.
+/// The person's hold on a running agent: whether it may take its next step, and what to do
+/// when it seems stuck. The app's implementation asks the person; headless runs stop.
 pub trait Supervisor: Send + Sync {
     /// The agent did `action` `repeats` times in a row and the screen did not change.
     fn go_on_after_loop(&self, action: &str, repeats: usize) -> bool;
+
+    /// While this is true the agent waits before its next step (pause); the stop key still
+    /// ends the episode.
+    fn paused(&self) -> bool {
+        false
+    }
 }
 
 /// Stops at the first loop: for runs with nobody to ask.
@@ -94,6 +101,33 @@ pub struct StopOnLoop;
 impl Supervisor for StopOnLoop {
     fn go_on_after_loop(&self, _action: &str, _repeats: usize) -> bool {
         false
+    }
+}
+
+/// A pause switch a person (or a test) flips from another task; stops at loops.
+#[derive(Debug, Default)]
+pub struct PauseSwitch {
+    paused: std::sync::atomic::AtomicBool,
+}
+
+impl PauseSwitch {
+    pub fn pause(&self) {
+        self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn resume(&self) {
+        self.paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Supervisor for PauseSwitch {
+    fn go_on_after_loop(&self, _action: &str, _repeats: usize) -> bool {
+        false
+    }
+
+    fn paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -245,8 +279,21 @@ impl Run<'_> {
         let mut last_key: Option<String> = None;
         let mut repeats = 0usize;
         for index in 0..settings.max_steps {
+            let mut announced = false;
+            while self.supervisor.paused() && !self.desktop.stop_flag().is_stopped() {
+                if !announced {
+                    tracing::info!(step = index, "paused");
+                    announced = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             if self.desktop.stop_flag().is_stopped() {
                 return Ok(EndReason::StopKey);
+            }
+            if announced {
+                // The screen may have changed while the agent waited.
+                before = self.desktop.observe(self.observe).await?;
+                before_saved = save_observation(self.store, &before)?;
             }
             let started = Instant::now();
             let started_at_ms = now_ms();
