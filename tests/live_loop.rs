@@ -55,6 +55,8 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
             ..LoopOptions::default()
         },
         trainer_idle: Duration::from_millis(100),
+        policy_threads: None,
+        trainer_threads: None,
     };
     let judge = Arc::new(RuleJudge::new(
         "typed-hello",

@@ -73,38 +73,47 @@ const QUEUE: usize = 64;
 impl Policy {
     /// Starts the policy thread with `loaded` (the base model, no adapter active).
     pub fn spawn(loaded: LoadedModel) -> Policy {
+        Self::spawn_with_threads(loaded, None)
+    }
+
+    /// As [`Self::spawn`], with the model's CPU work on its own pool of `threads` threads
+    /// (so that a trainer on the same machine cannot take its cores); `None` shares the
+    /// global pool.
+    pub fn spawn_with_threads(loaded: LoadedModel, threads: Option<usize>) -> Policy {
         let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("clawdesk-policy".into())
             .spawn(move || {
-                let mut loaded = loaded;
-                let mut version: Option<i64> = None;
-                while let Some(job) = queue.blocking_recv() {
-                    match job {
-                        Job::Generate(request, reply) => {
-                            let result = serve(&loaded, &request, version);
-                            // The asker may have gone (a stopped episode); nothing to do then.
-                            let _ = reply.send(result);
-                        }
-                        Job::Activate { adapter, done } => {
-                            let result = match &adapter {
-                                Some((v, dir)) => import_adapter(&mut loaded.model, dir)
-                                    .map(|()| version = Some(*v))
-                                    .map_err(AgentError::from),
-                                None => {
-                                    version = None;
-                                    Ok(())
-                                }
-                            };
-                            match &result {
-                                Ok(()) => tracing::info!(?version, "policy adapter active"),
-                                Err(e) => tracing::warn!(error = %e, "adapter not activated"),
+                in_pool(threads, "policy", move || {
+                    let mut loaded = loaded;
+                    let mut version: Option<i64> = None;
+                    while let Some(job) = queue.blocking_recv() {
+                        match job {
+                            Job::Generate(request, reply) => {
+                                let result = serve(&loaded, &request, version);
+                                // The asker may have gone (a stopped episode); nothing to do then.
+                                let _ = reply.send(result);
                             }
-                            let _ = done.send(result);
+                            Job::Activate { adapter, done } => {
+                                let result = match &adapter {
+                                    Some((v, dir)) => import_adapter(&mut loaded.model, dir)
+                                        .map(|()| version = Some(*v))
+                                        .map_err(AgentError::from),
+                                    None => {
+                                        version = None;
+                                        Ok(())
+                                    }
+                                };
+                                match &result {
+                                    Ok(()) => tracing::info!(?version, "policy adapter active"),
+                                    Err(e) => tracing::warn!(error = %e, "adapter not activated"),
+                                }
+                                let _ = done.send(result);
+                            }
                         }
                     }
-                }
-                tracing::debug!("policy thread ends: every handle was dropped");
+                    tracing::debug!("policy thread ends: every handle was dropped");
+                })
             })
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "the policy thread did not start"));
@@ -139,6 +148,31 @@ impl Policy {
             .await
             .map_err(|_| AgentError::PolicyGone)?;
         finished.await.map_err(|_| AgentError::PolicyGone)?
+    }
+}
+
+/// Runs `work` inside a rayon pool of `threads` threads (candle's CPU kernels run on the
+/// current pool), or directly when `None` or the pool cannot be built.
+pub fn in_pool<T>(threads: Option<usize>, name: &str, work: impl FnOnce() -> T + Send) -> T
+where
+    T: Send,
+{
+    let Some(n) = threads else {
+        return work();
+    };
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(n.max(1))
+        .thread_name({
+            let name = name.to_owned();
+            move |i| format!("clawdesk-{name}-{i}")
+        })
+        .build()
+    {
+        Ok(pool) => pool.install(work),
+        Err(e) => {
+            tracing::warn!(error = %e, name, "no thread pool of its own; sharing the global one");
+            work()
+        }
     }
 }
 

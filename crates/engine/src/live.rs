@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use clawdesk_agent::policy::in_pool;
 use clawdesk_agent::{AgentPrompts, Policy};
 use clawdesk_desktop::Desktop;
 use clawdesk_judge::Judge;
@@ -49,6 +50,10 @@ pub struct LiveSettings {
     pub judge: LoopOptions,
     /// How long the trainer sleeps when fewer than a batch of judged steps is ready.
     pub trainer_idle: Duration,
+    /// CPU threads of the policy's and the trainer's own pools (`None`: both share the
+    /// global pool). On a small CPU a split keeps training from taking generation's cores.
+    pub policy_threads: Option<usize>,
+    pub trainer_threads: Option<usize>,
 }
 
 /// What happened in a live run.
@@ -75,7 +80,7 @@ pub async fn run_live(
     settings: &LiveSettings,
     supervisor: &dyn Supervisor,
 ) -> Result<LiveReport, EngineError> {
-    let policy = Policy::spawn(serving);
+    let policy = Policy::spawn_with_threads(serving, settings.policy_threads);
     training.model.attach_lora(settings.lora.clone(), 0)?;
 
     // The trainer thread, publishing adapters over a channel.
@@ -87,7 +92,11 @@ pub async fn run_live(
         let settings = settings.clone();
         std::thread::Builder::new()
             .name("clawdesk-trainer".into())
-            .spawn(move || train(&store, &training, hints, &settings, &stop, &publish))
+            .spawn(move || {
+                in_pool(settings.trainer_threads, "trainer", || {
+                    train(&store, &training, hints, &settings, &stop, &publish)
+                })
+            })
             .map_err(|e| EngineError::External {
                 program: "trainer thread".into(),
                 detail: e.to_string(),

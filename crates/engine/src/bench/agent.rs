@@ -42,6 +42,12 @@ pub struct AgentBenchArgs {
     /// The sandbox screen, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x800")]
     pub size: String,
+    /// Threads of the policy's own CPU pool (default: the shared global pool).
+    #[arg(long)]
+    pub policy_threads: Option<usize>,
+    /// Threads of the trainer's own CPU pool (default: the shared global pool).
+    #[arg(long)]
+    pub trainer_threads: Option<usize>,
 }
 
 fn external(program: &str, e: impl std::fmt::Display) -> EngineError {
@@ -98,7 +104,7 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
 
     tracing::info!(steps = args.steps, "phase 1: the trainer idle");
     let idle = {
-        let policy = Policy::spawn(load(&model)?);
+        let policy = Policy::spawn_with_threads(load(&model)?, args.policy_threads);
         let summary = run_agent(
             &desktop,
             &store,
@@ -132,6 +138,8 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
             ..LoopOptions::default()
         },
         trainer_idle: Duration::from_millis(50),
+        policy_threads: args.policy_threads,
+        trainer_threads: args.trainer_threads,
     };
     let report = run_live(
         &desktop,
@@ -162,10 +170,19 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
         args.model.as_deref().unwrap_or("tiny (generated)"),
         args.max_tokens
     );
+    let split = match (args.policy_threads, args.trainer_threads) {
+        (None, None) => {
+            format!("the policy and the trainer share {threads} cores (one global pool)")
+        }
+        (p, t) => format!(
+            "policy pool {}, trainer pool {} threads, on {threads} cores",
+            p.map_or("global".to_owned(), |n| n.to_string()),
+            t.map_or("global".to_owned(), |n| n.to_string())
+        ),
+    };
     let _ = writeln!(
         out,
-        "CPU: the policy thread and the trainer thread share {threads} cores (candle's default \
-         thread pool in each); training phase: {} updates, {} adapters published, batch {}\n",
+        "CPU: {split}; training phase: {} updates, {} adapters published, batch {}\n",
         report.updates,
         report.published.len(),
         args.batch

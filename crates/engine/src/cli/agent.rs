@@ -51,6 +51,12 @@ struct LiveArgs {
     /// being trained.
     #[arg(long, default_value_t = 8)]
     max_staleness: u64,
+    /// CPU threads of the policy's own pool (default: shared with the trainer).
+    #[arg(long)]
+    policy_threads: Option<usize>,
+    /// CPU threads of the trainer's own pool (default: shared with the policy).
+    #[arg(long)]
+    trainer_threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +165,8 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
         checkpoints_dir: data.join("checkpoints").join("live"),
         judge: clawdesk_judge::LoopOptions::default(),
         trainer_idle: std::time::Duration::from_millis(250),
+        policy_threads: a.policy_threads,
+        trainer_threads: a.trainer_threads,
     };
     let report = run_live(
         &desktop,
