@@ -4,7 +4,7 @@
 //! the stop key ends an episode.
 
 use clawdesk_agent::{AgentPrompts, Policy};
-use clawdesk_desktop::GuardConfig;
+use clawdesk_desktop::{Action, GuardConfig};
 use clawdesk_engine::agent::{AgentSettings, EndReason, PauseSwitch, StopOnLoop, run_agent};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, tiny};
@@ -122,6 +122,46 @@ async fn every_agent_step_is_stored_with_its_policy_turn_and_version() {
             .iter()
             .any(|s| s.outcome == StepOutcome::Invalid),
         "a random tiny model writes no valid computer_use call"
+    );
+
+    // The person takes over for one step: their action runs and is stored as a corrected
+    // step (no policy turn, a person's +1 with the action as the correction).
+    let person = PauseSwitch::default();
+    person.take_over_with(Action::Type {
+        text: "hello".into(),
+        paste: false,
+    });
+    settings.max_steps = 1;
+    let taken = run_agent(
+        &t.desktop,
+        &store,
+        &policy,
+        &prompts,
+        &settings,
+        &person,
+        |_| {},
+    )
+    .await
+    .expect("episode runs");
+    assert_eq!((taken.steps, taken.taken_over), (1, 1));
+    let step = &store.steps(EpisodeId(taken.episode)).expect("steps")[0];
+    assert_eq!(step.outcome, StepOutcome::Executed, "{:?}", step.error);
+    assert!(step.response.is_none() && step.policy_version.is_none());
+    let verdict = store
+        .effective_verdict(step.id)
+        .expect("verdict")
+        .expect("the person's verdict");
+    assert_eq!(verdict.score, 1);
+    assert_eq!(
+        verdict.correction.as_ref().and_then(|c| c["text"].as_str()),
+        Some("hello")
+    );
+    let after = store
+        .blob(step.after_tree.as_ref().expect("after tree"))
+        .expect("tree blob");
+    assert!(
+        String::from_utf8_lossy(&after).contains("hello"),
+        "the typing landed"
     );
 
     // A paused agent takes no step until it is resumed.

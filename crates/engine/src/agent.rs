@@ -19,7 +19,8 @@ use clawdesk_model::ModelError;
 use clawdesk_model::chat::computer_use_tool;
 use clawdesk_model::generate::Sampling;
 use clawdesk_store::{
-    BlobId, EpisodeId, EpisodeStatus, NewEpisode, NewStep, StepOutcome, Store, now_ms,
+    BlobId, EpisodeId, EpisodeStatus, NewEpisode, NewStep, NewVerdict, StepOutcome, Store,
+    VerdictSource, now_ms,
 };
 use clawdesk_trainer::stored::PolicyTurn;
 use image::DynamicImage;
@@ -93,6 +94,13 @@ pub trait Supervisor: Send + Sync {
     fn paused(&self) -> bool {
         false
     }
+
+    /// An action the person takes in the agent's place for the next step (takeover). It runs
+    /// through the guard and is stored as a step with the person's correction, and the model
+    /// sees it in its history.
+    fn take_over(&self) -> Option<Action> {
+        None
+    }
 }
 
 /// Stops at the first loop: for runs with nobody to ask.
@@ -104,13 +112,22 @@ impl Supervisor for StopOnLoop {
     }
 }
 
-/// A pause switch a person (or a test) flips from another task; stops at loops.
+/// A pause switch a person (or a test) flips from another task, and a slot for actions they
+/// take over with; stops at loops.
 #[derive(Debug, Default)]
 pub struct PauseSwitch {
     paused: std::sync::atomic::AtomicBool,
+    takeovers: std::sync::Mutex<std::collections::VecDeque<Action>>,
 }
 
 impl PauseSwitch {
+    /// Queues an action for the agent's next step, in the model's place.
+    pub fn take_over_with(&self, action: Action) {
+        if let Ok(mut queue) = self.takeovers.lock() {
+            queue.push_back(action);
+        }
+    }
+
     pub fn pause(&self) {
         self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
     }
@@ -128,6 +145,10 @@ impl Supervisor for PauseSwitch {
 
     fn paused(&self) -> bool {
         self.paused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn take_over(&self) -> Option<Action> {
+        self.takeovers.lock().ok()?.pop_front()
     }
 }
 
@@ -159,6 +180,8 @@ pub struct AgentSummary {
     pub executed: usize,
     pub invalid: usize,
     pub refused: usize,
+    /// Steps the person took in the model's place.
+    pub taken_over: usize,
     /// The adapter version of each step's reply, in order (`None`: the base model).
     pub versions: Vec<Option<i64>>,
     pub answer: Option<String>,
@@ -201,6 +224,7 @@ pub async fn run_agent(
         executed: 0,
         invalid: 0,
         refused: 0,
+        taken_over: 0,
         versions: Vec::new(),
         answer: None,
     };
@@ -299,6 +323,78 @@ impl Run<'_> {
             let started_at_ms = now_ms();
             let current = DynamicImage::ImageRgba8(before.screenshot.image.clone()).to_rgb8();
             let current = DynamicImage::ImageRgb8(current);
+            if let Some(action) = self.supervisor.take_over() {
+                let (outcome, error, end) = self
+                    .act(
+                        &Reply {
+                            thought: None,
+                            actions: vec![action.clone().into()],
+                        },
+                        &before,
+                        &mut pointer,
+                    )
+                    .await;
+                if outcome == StepOutcome::Executed {
+                    self.settle().await;
+                }
+                let after = self.desktop.observe(self.observe).await?;
+                let after_saved = save_observation(self.store, &after)?;
+                let action_json = serde_json::to_value(&action).unwrap_or_default();
+                let step = self.store.insert_step(&NewStep {
+                    episode: self.episode,
+                    index: index as u32,
+                    before_image: before_saved.image.clone(),
+                    after_image: Some(after_saved.image.clone()),
+                    before_tree: before_saved.tree.clone(),
+                    after_tree: after_saved.tree.clone(),
+                    surface: before_saved.surface.clone(),
+                    action: action_json.clone(),
+                    response: None,
+                    policy_version: None,
+                    outcome,
+                    error,
+                    started_at_ms,
+                    ended_at_ms: now_ms(),
+                })?;
+                // The person's action is what should have been done here: their correction.
+                self.store.add_verdict(&NewVerdict {
+                    step,
+                    source: VerdictSource::Person,
+                    score: 1,
+                    votes: None,
+                    hint: None,
+                    judge: None,
+                    mean: None,
+                    correction: Some(action_json),
+                })?;
+                summary.steps += 1;
+                summary.taken_over += 1;
+                summary.versions.push(None);
+                progress(&StepReport {
+                    index,
+                    outcome,
+                    reply: String::new(),
+                    version: None,
+                    generate_seconds: 0.0,
+                    step_seconds: started.elapsed().as_secs_f64(),
+                });
+                if let Some(end) = end {
+                    return Ok(end);
+                }
+                kept.push(Kept {
+                    past: PastStep {
+                        reply: format!("(the person acted: {})", action.describe()),
+                        summary: format!("the person: {}", action.describe()),
+                    },
+                    image: current,
+                    blob: before_saved.image.clone(),
+                });
+                last_key = None;
+                repeats = 0;
+                before = after;
+                before_saved = after_saved;
+                continue;
+            }
             let past: Vec<PastStep> = kept.iter().map(|k| k.past.clone()).collect();
             let surface = &before.screenshot.surface;
             let tools = match settings.format {
