@@ -19,14 +19,14 @@ use clawdesk_model::ModelError;
 use clawdesk_model::chat::computer_use_tool;
 use clawdesk_model::generate::Sampling;
 use clawdesk_store::{
-    BlobId, EpisodeId, EpisodeStatus, NewEpisode, NewStep, NewVerdict, StepOutcome, Store,
+    BlobId, EpisodeId, EpisodeStatus, NewEpisode, NewStep, NewVerdict, StepId, StepOutcome, Store,
     VerdictSource, now_ms,
 };
 use clawdesk_trainer::stored::PolicyTurn;
 use image::DynamicImage;
 
 use crate::EngineError;
-use crate::persist::save_observation;
+use crate::persist::{SavedObservation, save_observation};
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -282,6 +282,17 @@ struct Run<'a> {
     episode: EpisodeId,
 }
 
+/// What a step did, for [`Run::commit`].
+struct Done {
+    action: serde_json::Value,
+    /// The policy turn, for a model's step.
+    response: Option<serde_json::Value>,
+    version: Option<i64>,
+    outcome: StepOutcome,
+    error: Option<String>,
+    started_at_ms: i64,
+}
+
 /// A past step as the loop keeps it: what the prompt needs, and its screenshot.
 struct Kept {
     past: PastStep,
@@ -340,22 +351,19 @@ impl Run<'_> {
                 let after = self.desktop.observe(self.observe).await?;
                 let after_saved = save_observation(self.store, &after)?;
                 let action_json = serde_json::to_value(&action).unwrap_or_default();
-                let step = self.store.insert_step(&NewStep {
-                    episode: self.episode,
-                    index: index as u32,
-                    before_image: before_saved.image.clone(),
-                    after_image: Some(after_saved.image.clone()),
-                    before_tree: before_saved.tree.clone(),
-                    after_tree: after_saved.tree.clone(),
-                    surface: before_saved.surface.clone(),
-                    action: action_json.clone(),
-                    response: None,
-                    policy_version: None,
-                    outcome,
-                    error,
-                    started_at_ms,
-                    ended_at_ms: now_ms(),
-                })?;
+                let step = self.commit(
+                    index,
+                    &before_saved,
+                    &after_saved,
+                    Done {
+                        action: action_json.clone(),
+                        response: None,
+                        version: None,
+                        outcome,
+                        error,
+                        started_at_ms,
+                    },
+                )?;
                 // The person's action is what should have been done here: their correction.
                 self.store.add_verdict(&NewVerdict {
                     step,
@@ -481,22 +489,19 @@ impl Run<'_> {
                 tokens: generated.tokens.clone(),
                 logprobs: generated.logprobs.clone(),
             };
-            self.store.insert_step(&NewStep {
-                episode: self.episode,
-                index: index as u32,
-                before_image: before_saved.image.clone(),
-                after_image: Some(after_saved.image.clone()),
-                before_tree: before_saved.tree.clone(),
-                after_tree: after_saved.tree.clone(),
-                surface: before_saved.surface.clone(),
-                action: action_json,
-                response: Some(turn.to_json()),
-                policy_version: generated.version,
-                outcome,
-                error,
-                started_at_ms,
-                ended_at_ms: now_ms(),
-            })?;
+            self.commit(
+                index,
+                &before_saved,
+                &after_saved,
+                Done {
+                    action: action_json,
+                    response: Some(turn.to_json()),
+                    version: generated.version,
+                    outcome,
+                    error,
+                    started_at_ms,
+                },
+            )?;
             summary.steps += 1;
             summary.versions.push(generated.version);
             match outcome {
@@ -550,6 +555,32 @@ impl Run<'_> {
             before_saved = after_saved;
         }
         Ok(EndReason::StepLimit)
+    }
+
+    /// Commits step `index` between two saved observations.
+    fn commit(
+        &self,
+        index: usize,
+        before: &SavedObservation,
+        after: &SavedObservation,
+        done: Done,
+    ) -> Result<StepId, EngineError> {
+        Ok(self.store.insert_step(&NewStep {
+            episode: self.episode,
+            index: index as u32,
+            before_image: before.image.clone(),
+            after_image: Some(after.image.clone()),
+            before_tree: before.tree.clone(),
+            after_tree: after.tree.clone(),
+            surface: before.surface.clone(),
+            action: done.action,
+            response: done.response,
+            policy_version: done.version,
+            outcome: done.outcome,
+            error: done.error,
+            started_at_ms: done.started_at_ms,
+            ended_at_ms: now_ms(),
+        })?)
     }
 
     /// Runs a reply's actions in order through the guard. Returns the step's outcome, the
