@@ -15,12 +15,12 @@ use clawdesk_agent::{
     Reply, conversation,
 };
 use clawdesk_desktop::{Action, Desktop, DesktopError, NormPoint, Observation, ObserveOptions};
+use clawdesk_judge::{PersonAnswer, person_verdict};
 use clawdesk_model::ModelError;
 use clawdesk_model::chat::computer_use_tool;
 use clawdesk_model::generate::Sampling;
 use clawdesk_store::{
-    BlobId, EpisodeId, EpisodeStatus, NewEpisode, NewStep, NewVerdict, StepId, StepOutcome, Store,
-    VerdictSource, now_ms,
+    BlobId, EpisodeId, EpisodeStatus, NewEpisode, NewStep, StepId, StepOutcome, Store, now_ms,
 };
 use clawdesk_trainer::stored::PolicyTurn;
 use image::DynamicImage;
@@ -365,16 +365,14 @@ impl Run<'_> {
                     },
                 )?;
                 // The person's action is what should have been done here: their correction.
-                self.store.add_verdict(&NewVerdict {
+                self.store.add_verdict(&person_verdict(
                     step,
-                    source: VerdictSource::Person,
-                    score: 1,
-                    votes: None,
-                    hint: None,
-                    judge: None,
-                    mean: None,
-                    correction: Some(action_json),
-                })?;
+                    &PersonAnswer {
+                        approve: true,
+                        correction: Some(action_json),
+                        hint: None,
+                    },
+                ))?;
                 summary.steps += 1;
                 summary.taken_over += 1;
                 summary.versions.push(None);
@@ -594,7 +592,7 @@ impl Run<'_> {
         for action in &reply.actions {
             match action {
                 AgentAction::Desktop { action } => match self.desktop.act(action, before).await {
-                    Ok(()) => *pointer = last_point(action).or(*pointer),
+                    Ok(()) => *pointer = action.points().last().copied().or(*pointer),
                     Err(e) if e.is_stop() => {
                         return (
                             StepOutcome::Stopped,
@@ -672,14 +670,5 @@ fn describe(reply: &Reply) -> String {
     match &reply.thought {
         Some(t) => format!("{t} ({})", actions.join("; ")),
         None => actions.join("; "),
-    }
-}
-
-fn last_point(action: &Action) -> Option<NormPoint> {
-    match action {
-        Action::Move { at } | Action::Click { at, .. } => Some(*at),
-        Action::Drag { to, .. } => Some(*to),
-        Action::Scroll { at, .. } => *at,
-        _ => None,
     }
 }

@@ -188,13 +188,10 @@ impl Builder {
     }
 
     pub(crate) fn push(&mut self, action: AgentAction) {
-        if let AgentAction::Desktop { action } = &action {
-            match action {
-                Action::Move { at } | Action::Click { at, .. } => self.pointer = Some(*at),
-                Action::Drag { to, .. } => self.pointer = Some(*to),
-                Action::Scroll { at: Some(at), .. } => self.pointer = Some(*at),
-                _ => {}
-            }
+        if let AgentAction::Desktop { action } = &action
+            && let Some(end) = action.points().last()
+        {
+            self.pointer = Some(*end);
         }
         self.actions.push(action);
     }
