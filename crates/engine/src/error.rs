@@ -11,6 +11,8 @@ pub enum EngineError {
     #[error(transparent)]
     Agent(#[from] clawdesk_agent::AgentError),
     #[error(transparent)]
+    Judge(#[from] clawdesk_judge::JudgeError),
+    #[error(transparent)]
     Model(#[from] clawdesk_model::ModelError),
     /// A script file that cannot be read or understood.
     #[error("script {path}: {detail}")]

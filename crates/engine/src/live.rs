@@ -80,6 +80,8 @@ pub async fn run_live(
     settings: &LiveSettings,
     supervisor: &dyn Supervisor,
 ) -> Result<LiveReport, EngineError> {
+    // Checked before any thread starts, so a bad judge setting leaves nothing running.
+    let judge_loop = JudgeLoop::new(store.clone(), judge, settings.judge.clone())?;
     let policy = Policy::spawn_with_threads(serving, settings.policy_threads);
     training.model.attach_lora(settings.lora.clone(), 0)?;
 
@@ -119,13 +121,6 @@ pub async fn run_live(
     // The judge loop, until the agent is done.
     let (judge_stop, judge_stopped) = tokio::sync::oneshot::channel::<()>();
     let judging = {
-        let judge_loop =
-            JudgeLoop::new(store.clone(), judge, settings.judge.clone()).map_err(|e| {
-                EngineError::External {
-                    program: "judge loop".into(),
-                    detail: e.to_string(),
-                }
-            })?;
         tokio::spawn(judge_loop.run(async {
             let _ = judge_stopped.await;
         }))
