@@ -150,11 +150,5 @@ pub fn tree_text(o: &Observation) -> String {
 
 /// Loads a model folder on the CPU (the tests' generated tiny models).
 pub fn load_model(dir: &std::path::Path) -> clawdesk_model::source::LoadedModel {
-    clawdesk_model::source::LoadedModel::load(
-        dir.to_str().expect("a UTF-8 path"),
-        &candle_core::Device::Cpu,
-        None,
-        &mut |_| {},
-    )
-    .expect("the model loads")
+    clawdesk_trainer::practice::episode::load_cpu(dir).expect("the model loads")
 }
