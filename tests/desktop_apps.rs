@@ -63,6 +63,36 @@ async fn clicks_a_button_found_through_the_tree() {
     );
 }
 
+/// GTK 4 marks no widget below the window as SHOWING; its buttons must still be visible
+/// elements that the agent can find and click, and the result readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_through_a_gtk4_calculator_and_reads_the_result() {
+    let t = start_app(&["gnome-calculator"], "gnome-calculator", any_app()).await;
+    // GTK 4 names a calculator key "<label> <label>"; its first word is the key.
+    let key = |o: &clawdesk_desktop::Observation, label: &str| {
+        o.tree.as_ref().and_then(|tr| {
+            tr.elements().into_iter().find(|e| {
+                e.role == Role::Button && e.name.split_whitespace().next() == Some(label)
+            })
+        })
+    };
+    for label in ["1", "2", "+", "7", "="] {
+        let o = t.wait_for(|o| key(o, label).is_some()).await;
+        let button = key(&o, label).expect("the key is in the tree");
+        let at = o.point_of(&button).expect("the key is on screen");
+        t.desktop.act(&click(at), &o).await.expect("click runs");
+    }
+    let shows_19 = |o: &clawdesk_desktop::Observation| {
+        o.tree.as_ref().is_some_and(|tr| {
+            tr.elements()
+                .iter()
+                .any(|e| e.name == "19" || e.value.as_deref() == Some("19"))
+        })
+    };
+    let o = t.wait_for(shows_19).await;
+    assert!(shows_19(&o), "{}", tree_text(&o));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn types_unicode_text_and_reads_it_back_through_the_tree() {
     let mut t = start_app(

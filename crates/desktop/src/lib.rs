@@ -206,10 +206,23 @@ impl Desktop {
             }
         };
         let tree_start = Instant::now();
-        let tree = match (&app_ref, options.skip_tree) {
+        let mut tree = match (&app_ref, options.skip_tree) {
             (Some(app), false) => Some(self.a11y.snapshot(app, options.limits).await?),
             _ => None,
         };
+        if let (Some(tree), Some(window)) = (tree.as_mut(), active_window.as_ref())
+            && tree.window_relative
+            && (tree.app.pid.is_none() || tree.app.pid == window.pid)
+        {
+            // Window coordinates onto the screen: the window's origin, plus the margins its
+            // client-side decorations draw outside what it reports as its own size (shadows,
+            // even on both sides).
+            let (x, y, w, h) = observe::capture::window_rect(&self.config.display, window.id)?;
+            let (inner_w, inner_h) = tree.window_size().unwrap_or((f64::from(w), f64::from(h)));
+            let margin_x = ((f64::from(w) - inner_w) / 2.0).max(0.0);
+            let margin_y = ((f64::from(h) - inner_h) / 2.0).max(0.0);
+            tree.shift_bounds(f64::from(x) + margin_x, f64::from(y) + margin_y);
+        }
         let tree_ms = tree_start.elapsed().as_secs_f64() * 1e3;
         let app = match (&app_ref, &active_window) {
             (None, None) => None,

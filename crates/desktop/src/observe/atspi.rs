@@ -276,6 +276,14 @@ impl Accessibility {
     pub async fn snapshot(&self, app: &AppRef, limits: WalkLimits) -> Result<AccessTree> {
         let start = Instant::now();
         let walker = self.with_peer(&app.bus_name).await;
+        // The first question to the app: one that does not answer is reported, not waited on.
+        let trust_showing =
+            tokio::time::timeout(limits.call_timeout, walker.trusts_showing(&app.bus_name))
+                .await
+                .map_err(|_| DesktopError::AppNotResponding {
+                    app: app.name.clone(),
+                    after_ms: limits.call_timeout.as_millis() as u64,
+                })?;
         let deadline = start + limits.time_limit;
         let mut nodes: Vec<(NodeId, Node)> = Vec::new();
         let mut focus = NodeId(0);
@@ -293,8 +301,11 @@ impl Accessibility {
                 let timeout = limits.call_timeout;
                 in_flight.push(async move {
                     let r =
-                        tokio::time::timeout(timeout, this.fetch(&dest, &path, limits.max_text))
-                            .await;
+                        tokio::time::timeout(
+                            timeout,
+                            this.fetch(&dest, &path, limits.max_text, trust_showing),
+                        )
+                        .await;
                     (id, r)
                 });
             }
@@ -372,11 +383,43 @@ impl Accessibility {
         };
         let walk_ms = start.elapsed().as_secs_f64() * 1e3;
         tracing::debug!(app = %app.name, nodes = update.nodes.len(), walk_ms, "walked tree");
-        Ok(AccessTree::new(app.clone(), update, truncated, walk_ms))
+        let mut tree = AccessTree::new(app.clone(), update, truncated, walk_ms);
+        // The toolkit that leaves SHOWING unset (GTK 4) also gives window coordinates.
+        tree.window_relative = !trust_showing;
+        Ok(tree)
     }
 
     /// One node's facts, its interface calls issued together.
-    async fn fetch(&self, dest: &str, path: &str, max_text: i32) -> Result<Fetched> {
+    /// Whether the app's SHOWING state means what AT-SPI says. GTK 4 (4.8 seen here) sets it
+    /// on the window alone, never on the widgets inside, so on its apps VISIBLE alone tells
+    /// whether an element is shown; without this every widget of a GTK 4 app is hidden. The
+    /// same toolkit answers screen-coordinate extents with window coordinates.
+    async fn trusts_showing(&self, dest: &str) -> bool {
+        let get = |property: &'static str| async move {
+            self.raw::<zbus::zvariant::OwnedValue, _>(
+                dest,
+                ROOT_PATH,
+                "org.freedesktop.DBus.Properties",
+                "Get",
+                &("org.a11y.atspi.Application", property),
+            )
+            .await
+            .ok()
+            .and_then(|v| String::try_from(v).ok())
+        };
+        let (toolkit, version) = futures::join!(get("ToolkitName"), get("Version"));
+        let gtk4 = toolkit.is_some_and(|t| t.eq_ignore_ascii_case("gtk"))
+            && version.is_some_and(|v| v.starts_with("4."));
+        !gtk4
+    }
+
+    async fn fetch(
+        &self,
+        dest: &str,
+        path: &str,
+        max_text: i32,
+        trust_showing: bool,
+    ) -> Result<Fetched> {
         let proxy = self.proxy(dest, path).await?;
         // Role and children are read raw: the typed replies reject role numbers newer than the
         // crate and children named by well-known bus names (WebKit's socket), or even panic
@@ -472,7 +515,8 @@ impl Accessibility {
         {
             node.set_bounds(rect);
         }
-        if !(states.contains(State::Showing) && states.contains(State::Visible)) {
+        let showing = states.contains(State::Showing) || !trust_showing;
+        if !(showing && states.contains(State::Visible)) {
             node.set_hidden();
         }
         if !states.contains(State::Enabled) && !states.contains(State::Sensitive) {

@@ -142,7 +142,7 @@ fn x11_capture(
 }
 
 /// A client window's rectangle in root coordinates (after the window manager reparented it).
-fn window_rect(display: &str, window: u32) -> Result<(i32, i32, u32, u32)> {
+pub(crate) fn window_rect(display: &str, window: u32) -> Result<(i32, i32, u32, u32)> {
     let (conn, screen) = connect(display)?;
     let root = conn.setup().roots[screen].root;
     let geo = conn

@@ -36,6 +36,10 @@ pub struct AccessTree {
     pub truncated: Option<Truncation>,
     /// How long the walk took, in milliseconds.
     pub walk_ms: f64,
+    /// The bounds are relative to the app's window, not the screen (GTK 4 reports them so),
+    /// until [`Self::shift_bounds`] places them.
+    #[serde(default)]
+    pub window_relative: bool,
     #[serde(skip)]
     index: HashMap<NodeId, usize>,
 }
@@ -77,10 +81,38 @@ impl AccessTree {
             update,
             truncated,
             walk_ms,
+            window_relative: false,
             index: HashMap::new(),
         };
         tree.reindex();
         tree
+    }
+
+    /// Moves every node's bounds by (dx, dy) and marks them as screen pixels: for a
+    /// window-relative tree once its window's place on the screen is known.
+    pub fn shift_bounds(&mut self, dx: f64, dy: f64) {
+        for (_, node) in &mut self.update.nodes {
+            if let Some(r) = node.bounds() {
+                node.set_bounds(accesskit::Rect {
+                    x0: r.x0 + dx,
+                    y0: r.y0 + dy,
+                    x1: r.x1 + dx,
+                    y1: r.y1 + dy,
+                });
+            }
+        }
+        self.window_relative = false;
+    }
+
+    /// The size of the first top-level element with bounds (the app's window as it reports
+    /// itself).
+    pub fn window_size(&self) -> Option<(f64, f64)> {
+        let root = self.node(self.root()?)?;
+        root.children()
+            .iter()
+            .filter_map(|id| self.node(*id)?.bounds())
+            .map(|r| (r.x1 - r.x0, r.y1 - r.y0))
+            .next()
     }
 
     /// Rebuilds the id index (after deserialising).
