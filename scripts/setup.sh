@@ -11,7 +11,7 @@ CLAWDESK_PACKAGES=(
   pkg-config build-essential libwebkit2gtk-4.1-dev libpipewire-0.3-dev libclang-dev libgbm-dev
   libegl-dev libwayland-dev libxcb1-dev
   xvfb xserver-xephyr xauth openbox dbus at-spi2-core x11-utils xdotool
-  zenity gtk-3-examples mousepad
+  zenity gtk-3-examples mousepad gnome-calculator
   gnome-keyring libsecret-tools
 )
 

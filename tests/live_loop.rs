@@ -1,18 +1,22 @@
-//! The live loop on a real app: the agent acts while the judge scores its steps and the
-//! trainer learns from them; the trainer publishes adapter versions during the episode and the
-//! policy serves them (the recorded versions rise within the one episode); the stop key ends it.
+//! The live loop on a real app with a checkable outcome: gnome-calculator, "compute 12+7".
+//! The tiny model acts while the rule judge scores each step by reading the result through the
+//! accessibility tree and the trainer learns from the verdicts; the trainer publishes adapter
+//! versions during the episode and the policy serves them (the recorded versions rise within
+//! the one episode); midway the person takes over and types the sum, which is stored as a
+//! corrected step and shows 19 in the tree; the stop key ends the run.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clawdesk_agent::AgentPrompts;
-use clawdesk_desktop::{Allowlist, GuardConfig};
-use clawdesk_engine::agent::{AgentSettings, EndReason, StopOnLoop};
+use clawdesk_desktop::{AccessTree, Action, Allowlist, GuardConfig};
+use clawdesk_engine::agent::{AgentSettings, EndReason, PauseSwitch};
 use clawdesk_engine::live::{LiveSettings, run_live};
-use clawdesk_engine::rules::text_appears;
+use clawdesk_engine::rules::element_shows;
 use clawdesk_judge::{LoopOptions, RuleJudge};
 use clawdesk_model::{LoraConfig, tiny};
-use clawdesk_store::{EpisodeId, Store};
+use clawdesk_store::{EpisodeId, StepOutcome, Store, VerdictSource};
 use clawdesk_tests::{load_model, start_app};
 use clawdesk_trainer::optim::Schedule;
 use clawdesk_trainer::run::TrainLoopSettings;
@@ -24,14 +28,14 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         allowlist: Allowlist::Any,
         max_steps: None,
     };
-    let t = start_app(&["zenity", "--entry", "--text=Live"], "zenity", guard).await;
+    let t = start_app(&["gnome-calculator"], "gnome-calculator", guard).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(dir.path().join("data")).expect("store"));
     let model_dir = dir.path().join("tiny");
     tiny::write_tiny_model(&model_dir, &tiny::default_config(), 5).expect("tiny model");
 
-    let mut agent = AgentSettings::new("Type hello into the entry.");
-    agent.app = Some("zenity".into());
+    let mut agent = AgentSettings::new("Compute 12+7.");
+    agent.app = Some("gnome-calculator".into());
     agent.max_steps = 60;
     agent.sampling.max_tokens = 16;
     agent.sampling.seed = 9;
@@ -57,37 +61,46 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         trainer_idle: Duration::from_millis(100),
         policy_threads: None,
         trainer_threads: None,
+        gym_tasks: 2,
     };
     let judge = Arc::new(RuleJudge::new(
-        "typed-hello",
-        text_appears("hello", "Click the text entry, then type hello."),
+        "shows-19",
+        element_shows("19", "Type 12+7= on the keyboard."),
     ));
 
-    // Press the stop key once two versions are out and the policy has served the second.
-    let done = std::sync::atomic::AtomicBool::new(false);
+    // The person takes over once the model has taken two steps; the stop key is pressed once
+    // two versions are out, the policy has served the second, and the takeover is stored.
+    let person = PauseSwitch::default();
+    let done = AtomicBool::new(false);
     let watcher = {
         let store = store.clone();
-        let t = &t;
-        let done = &done;
+        let (t, done, person) = (&t, &done, &person);
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+            let mut handed = false;
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                if done.load(Ordering::SeqCst) {
                     return;
                 }
-                let served_v2 = store
+                let steps = store
                     .episodes(1)
                     .ok()
                     .and_then(|e| e.first().map(|e| e.id))
                     .and_then(|id| store.steps(id).ok())
-                    .is_some_and(|steps| {
-                        let mut versions: Vec<i64> =
-                            steps.iter().filter_map(|s| s.policy_version).collect();
-                        versions.dedup();
-                        versions.len() >= 2
+                    .unwrap_or_default();
+                if !handed && steps.len() >= 2 {
+                    person.take_over_with(Action::Type {
+                        text: "12+7=".into(),
+                        paste: false,
                     });
-                if served_v2 || tokio::time::Instant::now() > deadline {
+                    handed = true;
+                }
+                let mut versions: Vec<i64> =
+                    steps.iter().filter_map(|s| s.policy_version).collect();
+                versions.dedup();
+                let taken = steps.iter().any(|s| s.response.is_none());
+                if (versions.len() >= 2 && taken) || tokio::time::Instant::now() > deadline {
                     t.run_in_sandbox(&["xdotool", "key", "Pause"]);
                     return;
                 }
@@ -100,15 +113,14 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
             &t.desktop,
             store.clone(),
             load_model(&model_dir),
-            load_model(&model_dir),
             judge,
             &prompts,
             HintTemplate::built_in().expect("hint template"),
             &settings,
-            &StopOnLoop,
+            &person,
         )
         .await;
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        done.store(true, Ordering::SeqCst);
         report
     };
     let (report, ()) = tokio::join!(live, watcher);
@@ -116,32 +128,65 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
 
     let episode = &report.episodes[0];
     assert_eq!(episode.ended, EndReason::StopKey, "{episode:?}");
+    assert_eq!(episode.taken_over, 1, "{episode:?}");
     assert!(report.published.len() >= 2, "{report:?}");
     assert!(report.updates >= 2, "{report:?}");
-    // Versions recorded on the steps never go down, and at least two adapters served.
+    // Versions recorded on the model's steps never go down, and at least two adapters served.
     let versions: Vec<i64> = episode.versions.iter().map(|v| v.unwrap_or(0)).collect();
     assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{versions:?}");
     let mut served: Vec<i64> = versions.iter().copied().filter(|&v| v > 0).collect();
     served.dedup();
     assert!(served.len() >= 2, "{versions:?}");
+
     // Every step is stored with its screens; verdicts came while the agent was still acting.
     let steps = store.steps(EpisodeId(episode.episode)).expect("steps");
     assert_eq!(steps.len(), episode.steps);
     let last_start = steps.last().map(|s| s.started_at_ms).unwrap_or(0);
     let mut judged_early = 0;
+    let mut shown = false;
     for step in &steps {
         assert!(step.after_image.is_some());
-        for verdict in store.verdicts(step.id).expect("verdicts") {
-            assert_eq!(verdict.score, -1, "a random model does not type hello");
-            assert!(verdict.hint.is_some());
-            judged_early += usize::from(verdict.created_at_ms < last_start);
+        let verdicts = store.verdicts(step.id).expect("verdicts");
+        judged_early += verdicts
+            .iter()
+            .filter(|v| v.created_at_ms < last_start)
+            .count();
+        let rule = verdicts.iter().find(|v| v.source == VerdictSource::Judge);
+        if step.response.is_none() {
+            // The person's step: typed, stored as a correction with their +1, and the
+            // calculator's result, read through the tree, is 19.
+            assert_eq!(step.outcome, StepOutcome::Executed, "{:?}", step.error);
+            let verdict = store
+                .effective_verdict(step.id)
+                .expect("verdict")
+                .expect("the person's verdict");
+            assert_eq!((verdict.source, verdict.score), (VerdictSource::Person, 1));
+            let after = step
+                .after_tree
+                .as_ref()
+                .and_then(|b| store.blob(b).ok())
+                .and_then(|bytes| serde_json::from_slice::<AccessTree>(&bytes).ok())
+                .map(|mut t| {
+                    t.reindex();
+                    t.linearise()
+                });
+            assert_eq!(
+                rule.map(|v| v.score),
+                Some(1),
+                "{verdicts:?}\nthe tree after the step:\n{after:?}"
+            );
+            shown = true;
+        } else if !shown {
+            // Before the sum is typed, the screen does not show it.
+            assert!(rule.is_none_or(|v| v.score == -1), "{verdicts:?}");
         }
     }
+    assert!(shown, "the takeover was not stored");
     assert!(
         judged_early >= 2,
         "verdicts arrived only after the agent stopped"
     );
-    // Each published version is an adapter row with its folder.
+    // Each published version is an adapter row with its folder and its gym score.
     let adapters = store.adapters().expect("adapters");
     assert!(adapters.len() >= report.published.len());
     for a in &adapters {
@@ -150,5 +195,7 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
                 .join("adapter_config.json")
                 .exists()
         );
+        let score = a.gym_score.expect("every published adapter is scored");
+        assert!((0.0..=1.0).contains(&score), "{a:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! Step rules for tasks whose outcome the accessibility tree shows, for the rule judge in
 //! tests, benchmarks and practice runs on real apps.
 
+use clawdesk_desktop::AccessTree;
 use clawdesk_judge::{RuleVerdict, StepCase};
 
 /// +1 once `text` appears in the tree after the step, else −1 with `hint`.
@@ -20,6 +21,39 @@ pub fn text_appears(
             reason: format!(
                 "the screen {} {text:?} after the step",
                 if done { "shows" } else { "does not show" }
+            ),
+        }
+    }
+}
+
+/// +1 once an element after the step is named or holds exactly `text` (a calculator's result,
+/// a field's content), else −1 with `hint`. Unlike [`text_appears`] it reads elements, so a
+/// number never matches inside a coordinate or an id.
+pub fn element_shows(
+    text: impl Into<String>,
+    hint: impl Into<String>,
+) -> impl Fn(&StepCase) -> RuleVerdict + Send + Sync {
+    let (text, hint) = (text.into(), hint.into());
+    move |case: &StepCase| {
+        let tree = case
+            .after_tree
+            .clone()
+            .and_then(|v| serde_json::from_value::<AccessTree>(v).ok())
+            .map(|mut t| {
+                t.reindex();
+                t
+            });
+        let done = tree.is_some_and(|t| {
+            t.elements().iter().any(|e| {
+                e.name.trim() == text || e.value.as_deref().map(str::trim) == Some(text.as_str())
+            })
+        });
+        RuleVerdict {
+            score: if done { 1 } else { -1 },
+            hint: (!done).then(|| hint.clone()),
+            reason: format!(
+                "{} element shows {text:?} after the step",
+                if done { "an" } else { "no" }
             ),
         }
     }
