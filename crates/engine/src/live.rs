@@ -3,7 +3,8 @@
 //!
 //! - the policy thread owns the serving model and answers the agent in order;
 //! - the judge loop scores each step as it lands in the store;
-//! - the trainer (its own thread, its own copy of the model on CPU) takes judged steps in
+//! - the trainer (its own thread; its own adapter on the policy's base weights, which are held
+//!   once, see [`LoadedModel::share_base`]) takes judged steps in
 //!   order, updates the adapter, and every `publish_every` updates writes it as a PEFT folder,
 //!   records it as an adapter version and hands it to the policy, which swaps it in between
 //!   two generations. The agent never waits for training.
@@ -54,6 +55,9 @@ pub struct LiveSettings {
     /// global pool). On a small CPU a split keeps training from taking generation's cores.
     pub policy_threads: Option<usize>,
     pub trainer_threads: Option<usize>,
+    /// Held-out gym tasks each published adapter is scored on (0: not scored). The score
+    /// lands on the adapter's row after it is handed to the policy.
+    pub gym_tasks: usize,
 }
 
 /// What happened in a live run.
@@ -67,13 +71,13 @@ pub struct LiveReport {
 }
 
 /// Runs `settings.episodes` episodes with the judge and the trainer learning alongside.
-/// `serving` and `training` are two loads of the same base: the policy's and the trainer's.
+/// `base` is loaded once: the policy serves it and the trainer trains its own adapter on the
+/// same weights.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_live(
     desktop: &Desktop,
     store: Arc<Store>,
-    serving: LoadedModel,
-    mut training: LoadedModel,
+    base: LoadedModel,
     judge: Arc<dyn Judge>,
     prompts: &AgentPrompts,
     hints: HintTemplate,
@@ -82,8 +86,9 @@ pub async fn run_live(
 ) -> Result<LiveReport, EngineError> {
     // Checked before any thread starts, so a bad judge setting leaves nothing running.
     let judge_loop = JudgeLoop::new(store.clone(), judge, settings.judge.clone())?;
-    let policy = Policy::spawn_with_threads(serving, settings.policy_threads);
+    let mut training = base.share_base()?;
     training.model.attach_lora(settings.lora.clone(), 0)?;
+    let policy = Policy::spawn_with_threads(base, settings.policy_threads);
 
     // The trainer thread, publishing adapters over a channel.
     let stop = Arc::new(AtomicBool::new(false));
@@ -231,6 +236,11 @@ fn train(
                 tracing::info!(version, "adapter published");
                 if publish.blocking_send((version, dir)).is_err() {
                     break;
+                }
+                if settings.gym_tasks > 0 {
+                    let score = crate::gym_score::gym_score(loaded, settings.gym_tasks)?;
+                    store.set_adapter_gym_score(version, score)?;
+                    tracing::info!(version, score, "adapter scored on the gym");
                 }
             }
             Turn::Skipped { step, reason } => {

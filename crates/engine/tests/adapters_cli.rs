@@ -1,5 +1,6 @@
-//! `clawdesk adapters`: a published version is listed and exported as a loadable PEFT folder;
-//! an unknown version, a folder that is not an adapter, and a non-empty target are refused.
+//! `clawdesk adapters`: a published version is listed and exported as a loadable PEFT folder,
+//! scored on the gym and activated (and rolled back to the base); an unknown version, a folder
+//! that is not an adapter, and a non-empty target are refused.
 
 use std::process::{Command, Output};
 
@@ -48,7 +49,7 @@ fn a_published_version_exports_as_a_peft_folder() {
         store
             .add_adapter(&NewAdapter {
                 version,
-                base_model: "tiny".into(),
+                base_model: p("tiny"),
                 path,
                 metrics: Some(serde_json::json!({"loss": 0.5})),
             })
@@ -56,7 +57,51 @@ fn a_published_version_exports_as_a_peft_folder() {
     }
     let data = p("data");
     let listed = ok(clawdesk(&["adapters", "list", "--data-dir", &data]));
-    assert!(listed.contains("v3\ttiny\tloss 0.5000"), "{listed}");
+    let row = format!(" v3\t{}\tloss 0.5000\tgym -\t", p("tiny"));
+    assert!(listed.contains(&row), "{listed}");
+
+    // Scored on the gym: the figure lands on the row.
+    let scored = ok(clawdesk(&[
+        "adapters",
+        "score",
+        "3",
+        "--tasks",
+        "2",
+        "--data-dir",
+        &data,
+    ]));
+    assert!(
+        scored.starts_with("v3: ") && scored.contains(" of 2 "),
+        "{scored}"
+    );
+    let score = store.adapters().expect("rows")[0].gym_score.expect("score");
+    assert!((0.0..=1.0).contains(&score));
+    assert!(
+        ok(clawdesk(&["adapters", "list", "--data-dir", &data]))
+            .contains(&format!("gym {score:.2}")),
+    );
+
+    // Activated, then rolled back to the base.
+    ok(clawdesk(&[
+        "adapters",
+        "activate",
+        "v3",
+        "--data-dir",
+        &data,
+    ]));
+    assert_eq!(
+        store.active_adapter().expect("active").map(|a| a.version),
+        Some(3)
+    );
+    assert!(ok(clawdesk(&["adapters", "list", "--data-dir", &data])).contains("*v3\t"));
+    ok(clawdesk(&[
+        "adapters",
+        "activate",
+        "base",
+        "--data-dir",
+        &data,
+    ]));
+    assert_eq!(store.active_adapter().expect("active"), None);
 
     let printed = ok(clawdesk(&[
         "adapters",
@@ -80,6 +125,14 @@ fn a_published_version_exports_as_a_peft_folder() {
             "no adapter version 9",
         ),
         (vec!["adapters", "export", "4", "--to", &p("y")], "missing"),
+        (
+            vec!["adapters", "activate", "9"],
+            "no adapter version with id 9",
+        ),
+        (
+            vec!["adapters", "activate", "latest"],
+            "neither a version number nor base",
+        ),
         (
             vec!["adapters", "export", "3", "--to", &p("out")],
             "is not empty",

@@ -452,6 +452,28 @@ impl Qwen3Vl {
         Ok(Scored { logprobs, spans })
     }
 
+    /// A second model on the same frozen weights, with no adapter. The policy and the trainer
+    /// each attach their own LoRA while the base, the bulk of the memory (on one GPU, the part
+    /// that must not be held twice), stays one copy: candle tensors are reference-counted and
+    /// never written in place, and merging an adapter replaces a layer's tensor in that model
+    /// alone.
+    pub fn share_base(&self) -> Self {
+        let mut text = self.text.clone();
+        for (_, _, linear) in text.linears_mut() {
+            linear.set_lora(None);
+        }
+        Self {
+            config: self.config.clone(),
+            vision: self.vision.clone(),
+            text,
+            lm_head: self.lm_head.clone(),
+            rope: self.rope.clone(),
+            device: self.device.clone(),
+            dtype: self.dtype,
+            lora: None,
+        }
+    }
+
     /// Adds fresh adapters (A random as PEFT's Kaiming-uniform init, B zero) to every target.
     pub fn attach_lora(&mut self, config: LoraConfig, seed: u64) -> Result<()> {
         if config.rank == 0 {

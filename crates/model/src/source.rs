@@ -69,6 +69,18 @@ impl LoadedModel {
     }
 }
 
+impl LoadedModel {
+    /// Another handle on the same loaded base (see [`Qwen3Vl::share_base`]) with its own
+    /// processor and no adapter: the live loop's trainer beside its policy.
+    pub fn share_base(&self) -> Result<Self> {
+        Ok(Self {
+            model: self.model.share_base(),
+            processor: Processor::load(&self.dir, self.model.config())?,
+            dir: self.dir.clone(),
+        })
+    }
+}
+
 /// The standard hub cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
 pub fn hub_cache() -> hf_hub::Cache {
     match std::env::var_os("HF_HUB_CACHE") {

@@ -15,6 +15,7 @@ pub struct LayerCache {
     kv: Option<(Tensor, Tensor)>,
 }
 
+#[derive(Clone)]
 struct Attention {
     q_proj: Linear,
     k_proj: Linear,
@@ -28,12 +29,14 @@ struct Attention {
     eps: f64,
 }
 
+#[derive(Clone)]
 struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
 }
 
+#[derive(Clone)]
 struct DecoderLayer {
     input_layernorm: Tensor,
     post_attention_layernorm: Tensor,
@@ -41,7 +44,8 @@ struct DecoderLayer {
     mlp: Mlp,
 }
 
-/// The decoder stack.
+/// The decoder stack. Cloning shares the weights (candle tensors are reference-counted).
+#[derive(Clone)]
 pub struct TextModel {
     embed_tokens: Tensor,
     layers: Vec<DecoderLayer>,

@@ -12,6 +12,7 @@ use crate::weights::WeightFiles;
 
 const LN_EPS: f64 = 1e-6;
 
+#[derive(Clone)]
 struct Norm {
     weight: Tensor,
     bias: Tensor,
@@ -36,6 +37,7 @@ fn linear(w: &WeightFiles, prefix: &str, out_dim: usize, in_dim: usize) -> Resul
     ))
 }
 
+#[derive(Clone)]
 struct Block {
     norm1: Norm,
     norm2: Norm,
@@ -45,6 +47,7 @@ struct Block {
     fc2: Linear,
 }
 
+#[derive(Clone)]
 struct Merger {
     norm: Norm,
     postshuffle: bool,
@@ -52,7 +55,9 @@ struct Merger {
     fc2: Linear,
 }
 
-/// The vision encoder; its output replaces the image placeholder tokens.
+/// The vision encoder; its output replaces the image placeholder tokens. Cloning shares the
+/// weights.
+#[derive(Clone)]
 pub struct VisionModel {
     patch_weight: Tensor,
     patch_bias: Tensor,

@@ -157,6 +157,67 @@ fn a_loss_from_fast_mode_is_refused() {
     assert!(err.to_string().contains("Train mode"), "{err}");
 }
 
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff")
+}
+
+#[test]
+fn a_shared_base_is_one_copy_with_its_own_adapter() {
+    let (_dir, loaded) = model_with_adapter();
+    let items = batch(&loaded);
+    let with = loaded.model.score(&items, true).expect("score").logprobs;
+    let base = loaded.model.score(&items, false).expect("score").logprobs;
+
+    let mut shared = loaded.share_base().expect("share");
+    assert!(
+        shared.model.lora_weights().is_empty(),
+        "the adapter came along"
+    );
+    let ids = |m: &Qwen3Vl| -> Vec<_> {
+        m.text_linear_weights()
+            .iter()
+            .map(|(_, t)| t.id())
+            .collect()
+    };
+    assert_eq!(
+        ids(&loaded.model),
+        ids(&shared.model),
+        "weights were copied"
+    );
+    // With no adapter, "LoRA on" is the frozen base.
+    let plain = shared.model.score(&items, true).expect("score").logprobs;
+    assert!(max_diff(&plain, &base) < 1e-6);
+
+    // Its own adapter, trained and merged, leaves the first model as it was.
+    shared
+        .model
+        .attach_lora(LoraConfig::new(2, 4.0), 77)
+        .expect("attach");
+    for (_, lora) in shared.model.lora_weights() {
+        let b = lora.b.as_tensor();
+        lora.b
+            .set(
+                &b.ones_like()
+                    .expect("ones")
+                    .affine(0.1, 0.0)
+                    .expect("scale"),
+            )
+            .expect("set");
+    }
+    let own = shared.model.score(&items, true).expect("score").logprobs;
+    assert!(max_diff(&own, &base) > 1e-3, "its adapter does nothing");
+    shared.model.merge_lora().expect("merge");
+    assert_eq!(loaded.model.lora_weights().len(), 14);
+    let after_with = loaded.model.score(&items, true).expect("score").logprobs;
+    let after_base = loaded.model.score(&items, false).expect("score").logprobs;
+    assert!(max_diff(&after_with, &with) < 1e-6, "its adapter moved");
+    assert!(max_diff(&after_base, &base) < 1e-6, "its base moved");
+}
+
 #[test]
 fn lora_off_is_the_frozen_base() {
     let (_dir, mut loaded) = model_with_adapter();

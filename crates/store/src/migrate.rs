@@ -25,6 +25,8 @@ const MIGRATIONS: &[&[&str]] = &[
     &[table::verdicts::SCHEMA_V2, table::judging::SCHEMA],
     // 3: the trainer's figures per update.
     &[table::training::SCHEMA],
+    // 4: adapters' gym scores and activations (rollback).
+    &[table::adapters::SCHEMA_V4],
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`]; refuses one from a newer build untouched.

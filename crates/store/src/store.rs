@@ -287,6 +287,50 @@ impl Store {
         self.sql(adapters::list(&conn))
     }
 
+    /// Records an adapter's held-out gym success (the regression suite's figure).
+    pub fn set_adapter_gym_score(&self, version: i64, score: f64) -> Result<()> {
+        let conn = self.conn();
+        if self.sql(adapters::set_gym_score(&conn, version, score))? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound {
+                what: "adapter version",
+                id: version,
+            })
+        }
+    }
+
+    /// Makes `version` the adapter to serve (`None`: the base alone). Earlier choices stay on
+    /// record, so a rollback can itself be undone.
+    pub fn activate_adapter(&self, version: Option<i64>) -> Result<()> {
+        let conn = self.conn();
+        if let Some(v) = version
+            && !self
+                .sql(adapters::list(&conn))?
+                .iter()
+                .any(|a| a.version == v)
+        {
+            return Err(StoreError::NotFound {
+                what: "adapter version",
+                id: v,
+            });
+        }
+        self.sql(adapters::activate(&conn, version, now_ms()))
+    }
+
+    /// The adapter a person chose to serve: `None` when no choice was made or the base was
+    /// chosen.
+    pub fn active_adapter(&self) -> Result<Option<Adapter>> {
+        let conn = self.conn();
+        let Some(Some(version)) = self.sql(adapters::active(&conn))? else {
+            return Ok(None);
+        };
+        Ok(self
+            .sql(adapters::list(&conn))?
+            .into_iter()
+            .find(|a| a.version == version))
+    }
+
     /// Records one update's figures under its run; a redone update replaces its row.
     pub fn record_train_update(
         &self,
@@ -655,6 +699,40 @@ mod tests {
         store.integrity_check().unwrap();
         assert_eq!(store.steps(ep).unwrap().len(), 1);
         assert_eq!(store.adapters().unwrap()[0].version, 1);
+    }
+
+    #[test]
+    fn adapters_keep_gym_scores_and_every_activation() {
+        let (_dir, store) = store();
+        for version in [1, 2] {
+            store
+                .add_adapter(&NewAdapter {
+                    version,
+                    base_model: "tiny".into(),
+                    path: format!("/a/v{version}"),
+                    metrics: None,
+                })
+                .unwrap();
+        }
+        assert_eq!(store.active_adapter().unwrap(), None);
+        store.set_adapter_gym_score(2, 0.75).unwrap();
+        assert!(matches!(
+            store.set_adapter_gym_score(9, 0.5),
+            Err(StoreError::NotFound { id: 9, .. })
+        ));
+        let listed = store.adapters().unwrap();
+        assert_eq!(listed[0].gym_score, None);
+        assert_eq!(listed[1].gym_score, Some(0.75));
+
+        store.activate_adapter(Some(2)).unwrap();
+        assert_eq!(store.active_adapter().unwrap().unwrap().version, 2);
+        // Rollback, then back to the base alone; an unknown version changes nothing.
+        store.activate_adapter(Some(1)).unwrap();
+        assert_eq!(store.active_adapter().unwrap().unwrap().version, 1);
+        assert!(store.activate_adapter(Some(5)).is_err());
+        assert_eq!(store.active_adapter().unwrap().unwrap().version, 1);
+        store.activate_adapter(None).unwrap();
+        assert_eq!(store.active_adapter().unwrap(), None);
     }
 
     #[test]

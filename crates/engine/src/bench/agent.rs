@@ -140,11 +140,11 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
         trainer_idle: Duration::from_millis(50),
         policy_threads: args.policy_threads,
         trainer_threads: args.trainer_threads,
+        gym_tasks: 0,
     };
     let report = run_live(
         &desktop,
         store.clone(),
-        load(&model)?,
         load(&model)?,
         Arc::new(RuleJudge::new(
             "typed-hello",

@@ -1,5 +1,5 @@
-//! `clawdesk adapters`: the adapter versions the trainer published, and exporting one as a PEFT
-//! folder for HF PEFT and vLLM.
+//! `clawdesk adapters`: the adapter versions the trainer published; choosing the one to serve
+//! (rollback), scoring one on the gym, and exporting one as a PEFT folder for HF PEFT and vLLM.
 
 use std::path::{Path, PathBuf};
 
@@ -20,8 +20,19 @@ pub struct AdaptersArgs {
 
 #[derive(Debug, Subcommand)]
 enum AdaptersCommand {
-    /// Every published version with its base model, folder and training figures.
+    /// Every published version with its base model, folder, training loss and gym score; the
+    /// active one is starred.
     List,
+    /// Serve version N from now on (`base`: no adapter). `clawdesk agent run` picks it up;
+    /// earlier choices stay on record.
+    Activate { version: String },
+    /// Score version N on held-out gym tasks and record the score on its row.
+    Score {
+        version: i64,
+        /// Held-out tasks to play.
+        #[arg(long, default_value_t = 60)]
+        tasks: usize,
+    },
     /// Copy version N's PEFT folder to a folder of your choice (refused if it is not empty).
     Export {
         version: i64,
@@ -34,6 +45,7 @@ pub fn run(args: AdaptersArgs) -> anyhow::Result<()> {
     let store = Store::open(data_dir(&args.data_dir)?)?;
     match args.command {
         AdaptersCommand::List => {
+            let active = store.active_adapter()?.map(|a| a.version);
             for a in store.adapters()? {
                 let loss = a
                     .metrics
@@ -41,16 +53,42 @@ pub fn run(args: AdaptersArgs) -> anyhow::Result<()> {
                     .and_then(|m| m.get("loss"))
                     .and_then(|l| l.as_f64())
                     .map_or("-".to_owned(), |l| format!("{l:.4}"));
-                println!("v{}\t{}\tloss {loss}\t{}", a.version, a.base_model, a.path);
+                let gym = a.gym_score.map_or("-".to_owned(), |g| format!("{g:.2}"));
+                let mark = if active == Some(a.version) { "*" } else { " " };
+                println!(
+                    "{mark}v{}\t{}\tloss {loss}\tgym {gym}\t{}",
+                    a.version, a.base_model, a.path
+                );
             }
             Ok(())
         }
+        AdaptersCommand::Activate { version } => {
+            let chosen = match version.as_str() {
+                "base" => None,
+                v => Some(
+                    v.trim_start_matches('v')
+                        .parse::<i64>()
+                        .with_context(|| format!("{v:?} is neither a version number nor base"))?,
+                ),
+            };
+            store.activate_adapter(chosen)?;
+            match chosen {
+                Some(v) => println!("v{v} is active"),
+                None => println!("the base model is active (no adapter)"),
+            }
+            Ok(())
+        }
+        AdaptersCommand::Score { version, tasks } => {
+            let adapter = find(&store, version)?;
+            let dir = PathBuf::from(&adapter.path);
+            let loaded = super::gym::load(&adapter.base_model, Some(&dir))?;
+            let score = clawdesk_engine::gym_score::gym_score(&loaded, tasks)?;
+            store.set_adapter_gym_score(version, score)?;
+            println!("v{version}: {score:.2} of {tasks} held-out gym tasks");
+            Ok(())
+        }
         AdaptersCommand::Export { version, to } => {
-            let adapter = store
-                .adapters()?
-                .into_iter()
-                .find(|a| a.version == version)
-                .with_context(|| format!("no adapter version {version} in the store"))?;
+            let adapter = find(&store, version)?;
             let from = Path::new(&adapter.path);
             // Refuse a folder that does not hold a readable PEFT adapter before copying it.
             clawdesk_model::peft::read_adapter_config(from)
@@ -82,4 +120,12 @@ pub fn run(args: AdaptersArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn find(store: &Store, version: i64) -> anyhow::Result<clawdesk_store::Adapter> {
+    store
+        .adapters()?
+        .into_iter()
+        .find(|a| a.version == version)
+        .with_context(|| format!("no adapter version {version} in the store"))
 }

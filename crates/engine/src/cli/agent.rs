@@ -57,6 +57,9 @@ struct LiveArgs {
     /// CPU threads of the trainer's own pool (default: shared with the policy).
     #[arg(long)]
     trainer_threads: Option<usize>,
+    /// Held-out gym tasks each published adapter is scored on (0: none).
+    #[arg(long, default_value_t = 24)]
+    gym_tasks: usize,
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +72,8 @@ struct RunArgs {
     /// The policy: a model folder or hub id.
     #[arg(long)]
     model: String,
-    /// A PEFT adapter folder to serve on top of the model.
+    /// A PEFT adapter folder to serve on top of the model (default: the adapter activated
+    /// with `clawdesk adapters activate`, if any).
     #[arg(long)]
     adapter: Option<PathBuf>,
     /// The version number the adapter's steps are recorded under.
@@ -141,12 +145,7 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
     let prompts = AgentPrompts::load(&dirs)?;
     let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
     let judge = a.judge.build(&dirs).await?;
-    let (serving, training) = tokio::task::block_in_place(|| {
-        anyhow::Ok((
-            super::gym::load(&a.run.model, None)?,
-            super::gym::load(&a.run.model, None)?,
-        ))
-    })?;
+    let base = tokio::task::block_in_place(|| super::gym::load(&a.run.model, None))?;
     let desktop = a.run.desktop.connect().await?;
     let settings = LiveSettings {
         agent: settings_of(&a.run),
@@ -167,12 +166,12 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
         trainer_idle: std::time::Duration::from_millis(250),
         policy_threads: a.policy_threads,
         trainer_threads: a.trainer_threads,
+        gym_tasks: a.gym_tasks,
     };
     let report = run_live(
         &desktop,
         store,
-        serving,
-        training,
+        base,
         judge,
         &prompts,
         hints,
@@ -193,6 +192,12 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
     let policy = Policy::spawn(loaded);
     if let Some(dir) = &a.adapter {
         policy.activate(a.adapter_version, dir.clone()).await?;
+    } else if let Some(active) = store.active_adapter()? {
+        // The version a person activated (`clawdesk adapters activate`), rollbacks included.
+        eprintln!("serving adapter v{} ({})", active.version, active.path);
+        policy
+            .activate(active.version, PathBuf::from(&active.path))
+            .await?;
     }
     let desktop = a.desktop.connect().await?;
     let settings = settings_of(&a);

@@ -19,6 +19,17 @@ CREATE TABLE adapters (
 );
 ";
 
+/// 4: each adapter's success on the gym's held-out tasks (the regression suite), and the
+/// activations a person made, newest last, so a rollback is a row and not an overwrite.
+pub(crate) const SCHEMA_V4: &str = "
+ALTER TABLE adapters ADD COLUMN gym_score REAL;
+CREATE TABLE adapter_activations (
+    id       INTEGER PRIMARY KEY,
+    version  INTEGER,
+    at_ms    INTEGER NOT NULL
+);
+";
+
 /// A trained LoRA adapter to record: its policy version and where its PEFT folder lies.
 #[derive(Debug, Clone)]
 pub struct NewAdapter {
@@ -38,6 +49,8 @@ pub struct Adapter {
     pub path: String,
     pub metrics: Option<serde_json::Value>,
     pub created_at_ms: i64,
+    /// Held-out gym success with this adapter, once measured.
+    pub gym_score: Option<f64>,
 }
 
 pub(crate) fn insert(conn: &Connection, a: &NewAdapter, now: i64) -> rusqlite::Result<AdapterId> {
@@ -57,7 +70,8 @@ pub(crate) fn insert(conn: &Connection, a: &NewAdapter, now: i64) -> rusqlite::R
 
 pub(crate) fn list(conn: &Connection) -> rusqlite::Result<Vec<Adapter>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, version, base_model, path, metrics, created_at_ms FROM adapters ORDER BY version",
+        "SELECT id, version, base_model, path, metrics, created_at_ms, gym_score
+         FROM adapters ORDER BY version",
     )?;
     stmt.query_map([], |row| {
         Ok(Adapter {
@@ -67,7 +81,37 @@ pub(crate) fn list(conn: &Connection) -> rusqlite::Result<Vec<Adapter>> {
             path: row.get(3)?,
             metrics: json_column(row.get(4)?)?,
             created_at_ms: row.get(5)?,
+            gym_score: row.get(6)?,
         })
     })?
     .collect()
+}
+
+/// Records `score` on the adapter of `version`; false when there is none.
+pub(crate) fn set_gym_score(conn: &Connection, version: i64, score: f64) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE adapters SET gym_score = ?1 WHERE version = ?2",
+        params![score, version],
+    )?;
+    Ok(changed > 0)
+}
+
+/// Appends an activation (`None`: the base model alone).
+pub(crate) fn activate(conn: &Connection, version: Option<i64>, now: i64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO adapter_activations (version, at_ms) VALUES (?1, ?2)",
+        params![version, now],
+    )?;
+    Ok(())
+}
+
+/// The latest activation: `None` when nothing was ever activated, `Some(None)` for the base.
+pub(crate) fn active(conn: &Connection) -> rusqlite::Result<Option<Option<i64>>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT version FROM adapter_activations ORDER BY id DESC LIMIT 1")?;
+    let mut rows = stmt.query([])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(row.get(0)?)),
+        None => Ok(None),
+    }
 }
