@@ -11,7 +11,7 @@ use clawdesk_model::source::LoadedModel;
 use clawdesk_store::Store;
 use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen, greedy};
 use clawdesk_trainer::practice::record::record_episodes;
-use clawdesk_trainer::practice::warm_start::{Mistakes, WarmStartSettings, practice_base};
+use clawdesk_trainer::practice::warm_start::{Mistakes, WarmStartSettings, practice_base_on};
 
 use super::data_dir;
 
@@ -52,6 +52,15 @@ struct BaseArgs {
     /// Decoder layers of the tiny model.
     #[arg(long, default_value_t = 3)]
     layers: usize,
+    /// Demonstrations per update.
+    #[arg(long, default_value_t = WarmStartSettings::default().batch)]
+    batch: usize,
+    /// Peak learning rate (warm-up, then cosine decay).
+    #[arg(long, default_value_t = WarmStartSettings::default().lr)]
+    lr: f64,
+    /// Train on the GPU (a `--features cuda` build); the base is cached as if made on the CPU.
+    #[arg(long)]
+    cuda: bool,
     /// Where generated models are cached (default: the user cache directory).
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -118,10 +127,17 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 } else {
                     Mistakes::Salient
                 },
+                batch: a.batch,
+                lr: a.lr,
                 config: serde_json::json!({"text_config": {"num_hidden_layers": a.layers}}),
                 ..WarmStartSettings::default()
             };
-            let (dir, report) = practice_base(&cache, &settings, &mut log_warm_start)?;
+            let device = if a.cuda {
+                candle_core::Device::new_cuda(0)?
+            } else {
+                candle_core::Device::Cpu
+            };
+            let (dir, report) = practice_base_on(&cache, &settings, &device, &mut log_warm_start)?;
             tracing::info!(
                 without_hint = report.success_without_hint,
                 with_hint = report.success_with_hint,

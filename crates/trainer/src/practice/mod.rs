@@ -9,4 +9,6 @@ pub mod warm_start;
 
 pub use episode::{GymPolicy, HintWhen, PlayedStep};
 pub use learn::{LearnReport, LearnSettings, learn};
-pub use warm_start::{WarmStartReport, WarmStartSettings, practice_base, warm_start};
+pub use warm_start::{
+    WarmStartReport, WarmStartSettings, practice_base, practice_base_on, warm_start,
+};

@@ -81,6 +81,10 @@ pub struct WarmStartReport {
     pub success_without_hint: f64,
     pub success_with_hint: f64,
     pub seconds: f64,
+    /// Where it was trained ("cpu", "cuda"): the same recipe on another device is the same
+    /// base up to float rounding.
+    #[serde(default)]
+    pub device: String,
 }
 
 /// Progress of a warm start.
@@ -91,15 +95,22 @@ pub struct WarmStartProgress {
     pub loss: f64,
 }
 
-/// Trains the warm start on the model in `tiny_dir` and writes the merged base to `out`.
+/// Trains the warm start on the model in `tiny_dir` (in f32 on `device`) and writes the merged
+/// base to `out`.
 pub fn warm_start(
     tiny_dir: &Path,
     out: &Path,
     settings: &WarmStartSettings,
+    device: &Device,
     progress: &mut dyn FnMut(WarmStartProgress),
 ) -> Result<WarmStartReport> {
     let start = Instant::now();
-    let mut loaded = load_cpu(tiny_dir)?;
+    let mut loaded = if device.is_cpu() {
+        load_cpu(tiny_dir)?
+    } else {
+        let spec = tiny_dir.to_string_lossy();
+        LoadedModel::load(&spec, device, Some(candle_core::DType::F32), &mut |_| {})?
+    };
     let config = LoraConfig::new(settings.rank, settings.rank as f64);
     loaded.model.attach_lora(config, settings.seed)?;
     let mut optimizer = AdamW::new(
@@ -156,7 +167,7 @@ pub fn warm_start(
             .iter()
             .flat_map(|&(_, len)| std::iter::repeat_n(1.0 / (len * items.len()) as f32, len))
             .collect();
-        let weights = Tensor::new(weights.as_slice(), &Device::Cpu)?;
+        let weights = Tensor::new(weights.as_slice(), device)?;
         let loss = (scored.logprobs * weights)?.sum_all()?.neg()?;
         final_loss = f64::from(loss.to_scalar::<f32>()?);
         if !final_loss.is_finite() {
@@ -193,6 +204,7 @@ pub fn warm_start(
         success_without_hint,
         success_with_hint,
         seconds: start.elapsed().as_secs_f64(),
+        device: if device.is_cpu() { "cpu" } else { "cuda" }.to_string(),
     };
     let marker = out.join(MARKER);
     let text = serde_json::to_string_pretty(&report)
@@ -244,11 +256,23 @@ fn write_merged(tiny_dir: &Path, out: &Path, loaded: &LoadedModel) -> Result<()>
     Ok(())
 }
 
-/// The cached practice base for `settings` under `cache`, made (with progress) when missing.
-/// A half-written base is never reused: it is built in a temporary directory and renamed.
+/// The cached practice base for `settings` under `cache`, made (with progress) on the CPU when
+/// missing. A half-written base is never reused: it is built in a temporary directory and
+/// renamed.
 pub fn practice_base(
     cache: &Path,
     settings: &WarmStartSettings,
+    progress: &mut dyn FnMut(WarmStartProgress),
+) -> Result<(PathBuf, WarmStartReport)> {
+    practice_base_on(cache, settings, &Device::Cpu, progress)
+}
+
+/// [`practice_base`], trained on `device` when missing. The device is not part of the cache
+/// key: a base made on a GPU serves CPU runs of the same recipe.
+pub fn practice_base_on(
+    cache: &Path,
+    settings: &WarmStartSettings,
+    device: &Device,
     progress: &mut dyn FnMut(WarmStartProgress),
 ) -> Result<(PathBuf, WarmStartReport)> {
     // The templates the demonstrations are written in belong to the recipe: a base trained
@@ -281,7 +305,7 @@ pub fn practice_base(
     tiny::merge_json(&mut config, &settings.config);
     tiny::write_tiny_model(&tiny_dir, &config, settings.seed)?;
     let built = work.path().join("base");
-    let report = warm_start(&tiny_dir, &built, settings, progress)?;
+    let report = warm_start(&tiny_dir, &built, settings, device, progress)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(TrainerError::io(&dir))?;
     }
