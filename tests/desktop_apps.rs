@@ -71,9 +71,9 @@ async fn clicks_through_a_gtk4_calculator_and_reads_the_result() {
     // GTK 4 names a calculator key "<label> <label>"; its first word is the key.
     let key = |o: &clawdesk_desktop::Observation, label: &str| {
         o.tree.as_ref().and_then(|tr| {
-            tr.elements().into_iter().find(|e| {
-                e.role == Role::Button && e.name.split_whitespace().next() == Some(label)
-            })
+            tr.elements()
+                .into_iter()
+                .find(|e| e.role == Role::Button && e.name.split_whitespace().next() == Some(label))
         })
     };
     for label in ["1", "2", "+", "7", "="] {

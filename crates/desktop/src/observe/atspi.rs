@@ -300,12 +300,11 @@ impl Accessibility {
                 let this = walker.clone();
                 let timeout = limits.call_timeout;
                 in_flight.push(async move {
-                    let r =
-                        tokio::time::timeout(
-                            timeout,
-                            this.fetch(&dest, &path, limits.max_text, trust_showing),
-                        )
-                        .await;
+                    let r = tokio::time::timeout(
+                        timeout,
+                        this.fetch(&dest, &path, limits.max_text, trust_showing),
+                    )
+                    .await;
                     (id, r)
                 });
             }
