@@ -15,14 +15,9 @@ pub fn text_appears(
             .after_tree
             .as_ref()
             .is_some_and(|t| t.to_string().contains(&text));
-        RuleVerdict {
-            score: if done { 1 } else { -1 },
-            hint: (!done).then(|| hint.clone()),
-            reason: format!(
-                "the screen {} {text:?} after the step",
-                if done { "shows" } else { "does not show" }
-            ),
-        }
+        let shows = if done { "shows" } else { "does not show" };
+        let reason = format!("the screen {shows} {text:?} after the step");
+        verdict(done, &hint, reason)
     }
 }
 
@@ -48,13 +43,17 @@ pub fn element_shows(
                 e.name.trim() == text || e.value.as_deref().map(str::trim) == Some(text.as_str())
             })
         });
-        RuleVerdict {
-            score: if done { 1 } else { -1 },
-            hint: (!done).then(|| hint.clone()),
-            reason: format!(
-                "{} element shows {text:?} after the step",
-                if done { "an" } else { "no" }
-            ),
-        }
+        let which = if done { "an" } else { "no" };
+        let reason = format!("{which} element shows {text:?} after the step");
+        verdict(done, &hint, reason)
+    }
+}
+
+/// +1, or −1 with the hint.
+fn verdict(done: bool, hint: &str, reason: String) -> RuleVerdict {
+    RuleVerdict {
+        score: if done { 1 } else { -1 },
+        hint: (!done).then(|| hint.to_owned()),
+        reason,
     }
 }

@@ -224,20 +224,12 @@ fn lora_off_is_the_frozen_base() {
     let items = batch(&loaded);
     let with = loaded.model.score(&items, true).expect("score");
     let without = loaded.model.score(&items, false).expect("score");
-    let diff = (&with.logprobs - &without.logprobs)
-        .and_then(|d| d.abs())
-        .and_then(|d| d.max(0))
-        .and_then(|d| d.to_scalar::<f32>())
-        .expect("diff");
+    let diff = max_diff(&with.logprobs, &without.logprobs);
     assert!(diff > 1e-3, "the adapter changes nothing ({diff})");
     // Merging folds the adapter into the weights: LoRA-on scores are kept.
     loaded.model.merge_lora().expect("merge");
     let merged = loaded.model.score(&items, false).expect("score");
-    let diff = (&with.logprobs - &merged.logprobs)
-        .and_then(|d| d.abs())
-        .and_then(|d| d.max(0))
-        .and_then(|d| d.to_scalar::<f32>())
-        .expect("diff");
+    let diff = max_diff(&with.logprobs, &merged.logprobs);
     assert!(diff < 1e-4, "merged model differs by {diff}");
 }
 
