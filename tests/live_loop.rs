@@ -3,7 +3,8 @@
 //! accessibility tree and the trainer learns from the verdicts; the trainer publishes adapter
 //! versions during the episode and the policy serves them (the recorded versions rise within
 //! the one episode); midway the person takes over and types the sum, which is stored as a
-//! corrected step and shows 19 in the tree; the stop key ends the run.
+//! corrected step and shows 19 in the tree; the stop key ends the run. A second run in the same
+//! data resumes the trainer from its checkpoint and serves that adapter from its first step.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +48,7 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         lora: LoraConfig::new(4, 8.0),
         train: TrainLoopSettings {
             batch: 2,
-            checkpoint_every: 1000,
+            checkpoint_every: 2,
             schedule: Schedule::Constant { lr: 1e-3 },
             ..TrainLoopSettings::default()
         },
@@ -198,4 +199,71 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         let score = a.gym_score.expect("every published adapter is scored");
         assert!((0.0..=1.0).contains(&score), "{a:?}");
     }
+
+    // A second live run in the same data: the trainer resumes from its newest checkpoint and
+    // the policy serves that adapter from the first step (the bare base's steps would all be
+    // too stale for the trainer to learn from, and it would never publish again).
+    t.desktop.stop_flag().reset();
+    let first_episode = episode.episode;
+    let done = AtomicBool::new(false);
+    let watcher = {
+        let store = store.clone();
+        let (t, done) = (&t, &done);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                let acted = store
+                    .episodes(1)
+                    .ok()
+                    .and_then(|e| e.first().map(|e| e.id))
+                    .filter(|id| id.0 != first_episode)
+                    .and_then(|id| store.steps(id).ok())
+                    .is_some_and(|steps| !steps.is_empty());
+                if acted || tokio::time::Instant::now() > deadline {
+                    t.run_in_sandbox(&["xdotool", "key", "Pause"]);
+                    return;
+                }
+            }
+        }
+    };
+    let live = async {
+        let report = run_live(
+            &t.desktop,
+            store.clone(),
+            load_model(&model_dir),
+            Arc::new(RuleJudge::new(
+                "shows-19",
+                element_shows("19", "Type 12+7= on the keyboard."),
+            )),
+            &prompts,
+            HintTemplate::built_in().expect("hint template"),
+            &settings,
+            &PauseSwitch::default(),
+        )
+        .await;
+        done.store(true, Ordering::SeqCst);
+        report
+    };
+    let (again, ()) = tokio::join!(live, watcher);
+    let again = again.expect("the second live run");
+    let resumed = again
+        .published
+        .first()
+        .copied()
+        .expect("the resumed adapter is served");
+    assert!(
+        resumed >= 2 && resumed <= report.updates as i64,
+        "resumed v{resumed} after {} updates",
+        report.updates
+    );
+    let second = &again.episodes[0];
+    assert_eq!(
+        second.versions.first().copied().flatten(),
+        Some(resumed),
+        "{second:?}"
+    );
 }

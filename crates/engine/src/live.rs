@@ -93,6 +93,8 @@ pub async fn run_live(
     // The trainer thread, publishing adapters over a channel.
     let stop = Arc::new(AtomicBool::new(false));
     let (publish, mut published_rx) = mpsc::channel::<(i64, PathBuf)>(8);
+    // The trainer says once it has opened its state: the adapter it resumed from, if any.
+    let (ready, resumed) = tokio::sync::oneshot::channel::<Option<(i64, PathBuf)>>();
     let trainer = {
         let store = store.clone();
         let stop = stop.clone();
@@ -101,7 +103,7 @@ pub async fn run_live(
             .name("clawdesk-trainer".into())
             .spawn(move || {
                 in_pool(settings.trainer_threads, "trainer", || {
-                    train(&store, &training, hints, &settings, &stop, &publish)
+                    train(&store, &training, hints, &settings, &stop, ready, &publish)
                 })
             })
             .map_err(|e| EngineError::External {
@@ -130,6 +132,16 @@ pub async fn run_live(
             let _ = judge_stopped.await;
         }))
     };
+
+    // A resumed adapter is active before the first step (the same queue serves both, so
+    // activating it here orders it ahead of every generation).
+    let mut initial = None;
+    if let Ok(Some((version, dir))) = resumed.await {
+        match policy.activate(version, dir).await {
+            Ok(()) => initial = Some(version),
+            Err(e) => tracing::warn!(version, error = %e, "resumed adapter not swapped in"),
+        }
+    }
 
     let mut episodes = Vec::new();
     let mut failure = None;
@@ -178,7 +190,10 @@ pub async fn run_live(
             program: "trainer thread".into(),
             detail: "it panicked".into(),
         })?;
-    let published = swapper.await.unwrap_or_default();
+    let published: Vec<i64> = initial
+        .into_iter()
+        .chain(swapper.await.unwrap_or_default())
+        .collect();
     match judging.await {
         Ok(Ok(stats)) => tracing::info!(?stats, "judge loop ended"),
         Ok(Err(e)) => tracing::warn!(error = %e, "judge loop failed"),
@@ -197,12 +212,17 @@ pub async fn run_live(
 }
 
 /// The trainer's loop: turns until told to stop; returns (updates, skipped batches).
+///
+/// A trainer that resumed from a checkpoint hands that adapter over on `ready` before its
+/// first turn: otherwise the policy would serve the bare base, whose steps are all older than
+/// the staleness bound allows, and the trainer would never find a step to learn from.
 fn train(
     store: &Store,
     loaded: &LoadedModel,
     hints: HintTemplate,
     settings: &LiveSettings,
     stop: &AtomicBool,
+    ready: tokio::sync::oneshot::Sender<Option<(i64, PathBuf)>>,
     publish: &mpsc::Sender<(i64, PathBuf)>,
 ) -> Result<(u64, u64), EngineError> {
     let mut train = TrainLoop::open(
@@ -213,7 +233,19 @@ fn train(
         hints,
         settings.train.clone(),
     )?;
-    let known: Vec<i64> = store.adapters()?.iter().map(|a| a.version).collect();
+    let mut known: Vec<i64> = store.adapters()?.iter().map(|a| a.version).collect();
+    let resumed = train.steps();
+    if resumed > 0 {
+        tracing::info!(
+            version = resumed,
+            "serving the adapter the trainer resumed from"
+        );
+        let dir = record_adapter(store, loaded, settings, &mut known, resumed, None)?;
+        let _ = ready.send(Some((resumed as i64, dir)));
+        score_adapter(store, loaded, settings, resumed)?;
+    } else {
+        let _ = ready.send(None);
+    }
     let (mut updates, mut skipped) = (0, 0);
     while !stop.load(Ordering::SeqCst) {
         match train.turn()? {
@@ -222,26 +254,13 @@ fn train(
                 if step % settings.publish_every.max(1) != 0 {
                     continue;
                 }
-                let version = step as i64;
-                let dir = settings.adapters_dir.join(format!("v{version}"));
-                clawdesk_model::peft::export_adapter(&loaded.model, &dir, &settings.base_model)?;
-                if !known.contains(&version) {
-                    store.add_adapter(&NewAdapter {
-                        version,
-                        base_model: settings.base_model.clone(),
-                        path: dir.display().to_string(),
-                        metrics: Some(metrics_json(&metrics)),
-                    })?;
-                }
-                tracing::info!(version, "adapter published");
-                if publish.blocking_send((version, dir)).is_err() {
+                let metrics = Some(metrics_json(&metrics));
+                let dir = record_adapter(store, loaded, settings, &mut known, step, metrics)?;
+                tracing::info!(version = step, "adapter published");
+                if publish.blocking_send((step as i64, dir)).is_err() {
                     break;
                 }
-                if settings.gym_tasks > 0 {
-                    let score = crate::gym_score::gym_score(loaded, settings.gym_tasks)?;
-                    store.set_adapter_gym_score(version, score)?;
-                    tracing::info!(version, score, "adapter scored on the gym");
-                }
+                score_adapter(store, loaded, settings, step)?;
             }
             Turn::Skipped { step, reason } => {
                 skipped += 1;
@@ -251,4 +270,44 @@ fn train(
         }
     }
     Ok((updates, skipped))
+}
+
+/// Writes the trainer's adapter as version `step` and records it (once); returns its folder.
+fn record_adapter(
+    store: &Store,
+    loaded: &LoadedModel,
+    settings: &LiveSettings,
+    known: &mut Vec<i64>,
+    step: u64,
+    metrics: Option<serde_json::Value>,
+) -> Result<PathBuf, EngineError> {
+    let version = step as i64;
+    let dir = settings.adapters_dir.join(format!("v{version}"));
+    clawdesk_model::peft::export_adapter(&loaded.model, &dir, &settings.base_model)?;
+    if !known.contains(&version) {
+        store.add_adapter(&NewAdapter {
+            version,
+            base_model: settings.base_model.clone(),
+            path: dir.display().to_string(),
+            metrics,
+        })?;
+        known.push(version);
+    }
+    Ok(dir)
+}
+
+/// Scores version `step` on the gym's held-out tasks (when the settings ask for it) and keeps
+/// the score on its row.
+fn score_adapter(
+    store: &Store,
+    loaded: &LoadedModel,
+    settings: &LiveSettings,
+    step: u64,
+) -> Result<(), EngineError> {
+    if settings.gym_tasks > 0 {
+        let score = crate::gym_score::gym_score(loaded, settings.gym_tasks)?;
+        store.set_adapter_gym_score(step as i64, score)?;
+        tracing::info!(version = step, score, "adapter scored on the gym");
+    }
+    Ok(())
 }
