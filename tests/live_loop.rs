@@ -17,11 +17,18 @@ use clawdesk_engine::live::{LiveSettings, run_live};
 use clawdesk_engine::rules::element_shows;
 use clawdesk_judge::{LoopOptions, RuleJudge};
 use clawdesk_model::{LoraConfig, tiny};
-use clawdesk_store::{EpisodeId, StepOutcome, Store, VerdictSource};
+use clawdesk_store::{EpisodeId, Step, StepOutcome, Store, VerdictSource};
 use clawdesk_tests::{load_model, start_app};
 use clawdesk_trainer::optim::Schedule;
 use clawdesk_trainer::run::TrainLoopSettings;
 use clawdesk_trainer::teacher::HintTemplate;
+
+/// The newest episode and its steps so far (none while the store has no episode).
+fn newest_episode(store: &Store) -> (Option<EpisodeId>, Vec<Step>) {
+    let id = store.episodes(1).ok().and_then(|e| e.first().map(|e| e.id));
+    let steps = id.and_then(|id| store.steps(id).ok()).unwrap_or_default();
+    (id, steps)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
@@ -84,12 +91,7 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
                 if done.load(Ordering::SeqCst) {
                     return;
                 }
-                let steps = store
-                    .episodes(1)
-                    .ok()
-                    .and_then(|e| e.first().map(|e| e.id))
-                    .and_then(|id| store.steps(id).ok())
-                    .unwrap_or_default();
+                let (_, steps) = newest_episode(&store);
                 if !handed && steps.len() >= 2 {
                     person.take_over_with(Action::Type {
                         text: "12+7=".into(),
@@ -216,13 +218,8 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
                 if done.load(Ordering::SeqCst) {
                     return;
                 }
-                let acted = store
-                    .episodes(1)
-                    .ok()
-                    .and_then(|e| e.first().map(|e| e.id))
-                    .filter(|id| id.0 != first_episode)
-                    .and_then(|id| store.steps(id).ok())
-                    .is_some_and(|steps| !steps.is_empty());
+                let (episode, steps) = newest_episode(&store);
+                let acted = episode.is_some_and(|id| id.0 != first_episode) && !steps.is_empty();
                 if acted || tokio::time::Instant::now() > deadline {
                     t.run_in_sandbox(&["xdotool", "key", "Pause"]);
                     return;

@@ -132,11 +132,11 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 config: serde_json::json!({"text_config": {"num_hidden_layers": a.layers}}),
                 ..WarmStartSettings::default()
             };
-            let device = if a.cuda {
-                candle_core::Device::new_cuda(0)?
+            let device = super::model::device(if a.cuda {
+                super::model::DeviceArg::Cuda
             } else {
-                candle_core::Device::Cpu
-            };
+                super::model::DeviceArg::Cpu
+            })?;
             let (dir, report) = practice_base_on(&cache, &settings, &device, &mut log_warm_start)?;
             tracing::info!(
                 without_hint = report.success_without_hint,

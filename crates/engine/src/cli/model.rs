@@ -54,7 +54,7 @@ struct ModelSourceArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum DeviceArg {
+pub(super) enum DeviceArg {
     Cpu,
     Cuda,
 }
@@ -145,7 +145,7 @@ fn run_tiny(a: TinyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn device(arg: DeviceArg) -> anyhow::Result<candle_core::Device> {
+pub(super) fn device(arg: DeviceArg) -> anyhow::Result<candle_core::Device> {
     match arg {
         DeviceArg::Cpu => Ok(candle_core::Device::Cpu),
         DeviceArg::Cuda => candle_core::Device::new_cuda(0)

@@ -218,13 +218,19 @@ pub fn greedy() -> Sampling {
 
 /// Loads a model folder on the CPU.
 pub fn load_cpu(dir: &std::path::Path) -> Result<LoadedModel> {
+    load_on(dir, &candle_core::Device::Cpu)
+}
+
+/// Loads a model folder on `device` in f32 (the tiny models train in full precision, also on
+/// a GPU, where loading would otherwise pick bf16).
+pub fn load_on(dir: &std::path::Path, device: &candle_core::Device) -> Result<LoadedModel> {
     let spec = dir.to_str().ok_or_else(|| {
         crate::error::TrainerError::Input(format!("{} is not UTF-8", dir.display()))
     })?;
     Ok(LoadedModel::load(
         spec,
-        &candle_core::Device::Cpu,
-        None,
+        device,
+        Some(candle_core::DType::F32),
         &mut |_| {},
     )?)
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainerError};
 use crate::optim::{AdamW, AdamWConfig, Schedule};
-use crate::practice::episode::{GymPolicy, greedy, load_cpu};
+use crate::practice::episode::{GymPolicy, greedy, load_on};
 
 /// Bumped whenever the recipe changes, so cached bases from an older recipe are not reused.
 const RECIPE: u32 = 2;
@@ -105,12 +105,7 @@ pub fn warm_start(
     progress: &mut dyn FnMut(WarmStartProgress),
 ) -> Result<WarmStartReport> {
     let start = Instant::now();
-    let mut loaded = if device.is_cpu() {
-        load_cpu(tiny_dir)?
-    } else {
-        let spec = tiny_dir.to_string_lossy();
-        LoadedModel::load(&spec, device, Some(candle_core::DType::F32), &mut |_| {})?
-    };
+    let mut loaded = load_on(tiny_dir, device)?;
     let config = LoraConfig::new(settings.rank, settings.rank as f64);
     loaded.model.attach_lora(config, settings.seed)?;
     let mut optimizer = AdamW::new(
