@@ -105,7 +105,7 @@ async fn every_agent_step_is_stored_with_its_policy_turn_and_version() {
             assert!(turn.logprobs.iter().all(|l| l.is_finite() && *l <= 0.0));
             // The current screen plus up to two earlier ones, the current one last.
             assert_eq!(turn.images.len(), i.min(2) + 1, "step {i}");
-            assert_eq!(turn.images.last(), Some(&step.before_image));
+            assert_eq!(turn.images.last(), step.before_image.as_ref());
             assert_eq!(turn.tools.len(), 1, "the computer_use schema");
             assert_eq!(step.policy_version, summary.versions[i]);
             // A random model's reply is not an action: stored as invalid, with the reason.

@@ -46,7 +46,7 @@ async fn records_every_step_with_screens_and_trees() {
             "step {i}: {:?}",
             step.error
         );
-        let png = store.blob(&step.before_image).unwrap();
+        let png = store.blob(step.before_image.as_ref().unwrap()).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert!(
             step.after_image.is_some() && step.before_tree.is_some() && step.after_tree.is_some()
@@ -58,7 +58,7 @@ async fn records_every_step_with_screens_and_trees() {
     assert!(!tree_of(steps[1].before_tree.as_ref().unwrap()).contains("recorded"));
     assert!(tree_of(steps[1].after_tree.as_ref().unwrap()).contains("recorded"));
     // Consecutive steps share the observation between them.
-    assert_eq!(steps[0].after_image, Some(steps[1].before_image.clone()));
+    assert_eq!(steps[0].after_image, steps[1].before_image.clone());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,7 +76,8 @@ pub struct StepRow {
     pub action: serde_json::Value,
     pub outcome: clawdesk_store::StepOutcome,
     pub error: Option<String>,
-    pub before_image: String,
+    /// `None` for a conversation turn (no screens).
+    pub before_image: Option<String>,
     pub after_image: Option<String>,
     pub started_at_ms: i64,
     pub ended_at_ms: i64,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clawdesk_model::chat::Message;
-use clawdesk_model::generate::{Sampling, generate};
+use clawdesk_model::generate::{Finish, Sampling, generate_until};
 use clawdesk_model::peft::import_adapter;
 use clawdesk_model::preprocess;
 use clawdesk_model::source::LoadedModel;
@@ -25,6 +25,31 @@ pub struct PolicyRequest {
     pub tools: Vec<serde_json::Value>,
     pub images: Vec<DynamicImage>,
     pub sampling: Sampling,
+    /// Text that ends the reply where it first appears (OpenAI's `stop`); the reply's text
+    /// leaves it out, its tokens keep everything generated.
+    pub stop_text: Vec<String>,
+    /// Sees each token as it is generated (for streaming). When the receiver is dropped (a
+    /// client that went away, a timeout) the generation halts at the next token.
+    pub tokens: Option<mpsc::UnboundedSender<u32>>,
+}
+
+impl PolicyRequest {
+    /// A request with no stop text and no token stream.
+    pub fn new(
+        messages: Vec<Message>,
+        tools: Vec<serde_json::Value>,
+        images: Vec<DynamicImage>,
+        sampling: Sampling,
+    ) -> Self {
+        Self {
+            messages,
+            tools,
+            images,
+            sampling,
+            stop_text: Vec::new(),
+            tokens: None,
+        }
+    }
 }
 
 /// What the policy generated, with what the trainer and the parsers need to know about it.
@@ -34,6 +59,9 @@ pub struct Generated {
     pub tokens: Vec<u32>,
     /// Per token, the log-probability under the distribution it was sampled from.
     pub logprobs: Vec<f32>,
+    /// Per token, the most likely alternatives when the sampling asked for them.
+    pub top_logprobs: Vec<Vec<(u32, f32)>>,
+    pub finish: Finish,
     /// The adapter version that was active; `None` for the base model.
     pub version: Option<i64>,
     /// The last image's size after the processor resized it (what pixel formats address).
@@ -196,21 +224,54 @@ fn serve(
         sampling.stop = processor.stop_ids().to_vec();
     }
     let model = &loaded.model;
-    let generation = generate(
+    let mut generated = Vec::new();
+    let mut cut = None;
+    let generation = generate_until(
         model,
         &mut model.new_cache(),
         &input,
         &sampling,
         version.is_some(),
-        &mut |_| {},
+        &mut |token| {
+            generated.push(token);
+            let listening = match &request.tokens {
+                Some(tx) => tx.send(token).is_ok(),
+                None => true,
+            };
+            if !request.stop_text.is_empty() {
+                cut = stop_text_at(processor, &generated, &request.stop_text);
+            }
+            listening && cut.is_none()
+        },
     )?;
-    let text = processor.decode(&generation.tokens, true)?;
+    let mut text = processor.decode(&generation.tokens, true)?;
+    let mut finish = generation.finish;
+    if let Some(at) = cut {
+        text.truncate(at);
+        finish = Finish::Stop(generation.tokens.last().copied().unwrap_or_default());
+    }
     Ok(Generated {
         text,
         tokens: generation.tokens,
         logprobs: generation.logprobs,
+        top_logprobs: generation.top_logprobs,
+        finish,
         version,
         image_size,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Where the first of `stops` begins in the text of `tokens`, if one has appeared.
+fn stop_text_at(
+    processor: &clawdesk_model::processor::Processor,
+    tokens: &[u32],
+    stops: &[String],
+) -> Option<usize> {
+    let text = processor.decode(tokens, true).ok()?;
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
 }

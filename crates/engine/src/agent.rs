@@ -424,12 +424,8 @@ impl Run<'_> {
                 images.push(current.clone());
                 let mut blobs: Vec<BlobId> = recent.iter().map(|k| k.blob.clone()).collect();
                 blobs.push(before_saved.image.clone());
-                let request = PolicyRequest {
-                    messages: messages.clone(),
-                    tools: tools.clone(),
-                    images,
-                    sampling: sampling.clone(),
-                };
+                let request =
+                    PolicyRequest::new(messages.clone(), tools.clone(), images, sampling.clone());
                 match self.policy.generate(request).await {
                     Ok(generated) => break (generated, messages, blobs),
                     Err(AgentError::Model(ModelError::ContextOverflow { tokens, limit }))

@@ -35,9 +35,10 @@ impl StepCase {
     pub fn load(store: &Store, id: StepId) -> Result<Self> {
         let step = store.step(id)?;
         let episode = store.episode(step.episode)?;
-        let Some(after) = step.after_image.as_ref() else {
+        let (Some(before), Some(after)) = (step.before_image.as_ref(), step.after_image.as_ref())
+        else {
             return Err(JudgeError::Config(format!(
-                "step {} has no screen after its action and cannot be judged",
+                "step {} lacks a screen before or after its action and cannot be judged",
                 id.0
             )));
         };
@@ -62,7 +63,7 @@ impl StepCase {
             action: step.action.clone(),
             outcome: step.outcome,
             error: step.error.clone(),
-            before_png: store.blob(&step.before_image)?,
+            before_png: store.blob(before)?,
             after_png: store.blob(after)?,
             before_tree: tree(step.before_tree.as_ref())?,
             after_tree: tree(step.after_tree.as_ref())?,

@@ -20,6 +20,8 @@ pub struct Sampling {
     pub max_tokens: usize,
     /// Tokens that end the generation (included in the output).
     pub stop: Vec<u32>,
+    /// Alternatives to report per position (OpenAI's `top_logprobs`); 0 reports none.
+    pub top_logprobs: usize,
 }
 
 impl Default for Sampling {
@@ -31,6 +33,7 @@ impl Default for Sampling {
             seed: 0,
             max_tokens: 256,
             stop: Vec::new(),
+            top_logprobs: 0,
         }
     }
 }
@@ -41,6 +44,8 @@ pub enum Finish {
     Stop(u32),
     MaxTokens,
     ContextFull,
+    /// The caller's `on_token` asked to stop (a stop string, a client that went away).
+    Halted,
 }
 
 /// A generated response.
@@ -50,6 +55,9 @@ pub struct Generation {
     /// Per token: log-probability under the sampling distribution (temperature-scaled and
     /// truncated); for greedy decoding, under the model's own distribution.
     pub logprobs: Vec<f32>,
+    /// Per token, the `top_logprobs` most likely tokens of the same distribution, best first
+    /// (empty when none were asked for).
+    pub top_logprobs: Vec<Vec<(u32, f32)>>,
     pub finish: Finish,
 }
 
@@ -61,6 +69,22 @@ pub fn generate(
     sampling: &Sampling,
     lora: bool,
     on_token: &mut dyn FnMut(u32),
+) -> Result<Generation> {
+    generate_until(model, cache, input, sampling, lora, &mut |token| {
+        on_token(token);
+        true
+    })
+}
+
+/// As [`generate`], but `on_token` returns whether to go on: `false` ends the generation
+/// after that token with [`Finish::Halted`].
+pub fn generate_until(
+    model: &Qwen3Vl,
+    cache: &mut KvCache,
+    input: &ModelInput,
+    sampling: &Sampling,
+    lora: bool,
+    on_token: &mut dyn FnMut(u32) -> bool,
 ) -> Result<Generation> {
     if !(sampling.temperature >= 0.0 && sampling.temperature.is_finite()) {
         return Err(ModelError::Input(format!(
@@ -78,6 +102,7 @@ pub fn generate(
     let mut rng = SeededRng::new(sampling.seed);
     let mut tokens = Vec::new();
     let mut logprobs = Vec::new();
+    let mut top_logprobs = Vec::new();
     let mut logits = model
         .prefill(cache, input, lora, Logits::Last)?
         .squeeze(0)?;
@@ -87,11 +112,17 @@ pub fn generate(
         }
         let values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         let (token, logprob) = choose(&values, sampling, &mut rng)?;
+        if sampling.top_logprobs > 0 {
+            top_logprobs.push(most_likely(&values, sampling, sampling.top_logprobs));
+        }
         tokens.push(token);
         logprobs.push(logprob);
-        on_token(token);
+        let go_on = on_token(token);
         if sampling.stop.contains(&token) {
             break Finish::Stop(token);
+        }
+        if !go_on {
+            break Finish::Halted;
         }
         if cache.len() + 1 > limit {
             break Finish::ContextFull;
@@ -104,6 +135,7 @@ pub fn generate(
     Ok(Generation {
         tokens,
         logprobs,
+        top_logprobs,
         finish,
     })
 }
@@ -126,6 +158,24 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SeededRng) -> Resul
             );
         return Ok((best as u32, log_softmax_at(logits, best, 1.0)));
     }
+    let (order, weights) = sampling_distribution(logits, sampling);
+    let kept_total: f64 = weights.iter().sum();
+    let mut draw = rng.uniform() * kept_total;
+    let mut pick = weights.len() - 1;
+    for (j, w) in weights.iter().enumerate() {
+        if draw < *w {
+            pick = j;
+            break;
+        }
+        draw -= w;
+    }
+    let logprob = (weights[pick] / kept_total).ln() as f32;
+    Ok((order[pick] as u32, logprob))
+}
+
+/// The tokens sampling may pick, most likely first, with unnormalised weights: temperature
+/// applied, then top-k, then the smallest prefix whose mass reaches top-p (at least one).
+fn sampling_distribution(logits: &[f32], sampling: &Sampling) -> (Vec<usize>, Vec<f64>) {
     let t = sampling.temperature as f32;
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
@@ -133,12 +183,11 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SeededRng) -> Resul
         order.truncate(sampling.top_k);
     }
     let max = logits[order[0]] / t;
-    let weights: Vec<f64> = order
+    let mut weights: Vec<f64> = order
         .iter()
         .map(|&i| ((logits[i] / t - max) as f64).exp())
         .collect();
     let total: f64 = weights.iter().sum();
-    // Nucleus: keep the smallest prefix whose mass reaches top_p (always at least one).
     let mut kept = 0;
     let mut mass = 0.0;
     for w in &weights {
@@ -148,18 +197,35 @@ pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SeededRng) -> Resul
             break;
         }
     }
-    let kept_total: f64 = weights[..kept].iter().sum();
-    let mut draw = rng.uniform() * kept_total;
-    let mut pick = kept - 1;
-    for (j, w) in weights[..kept].iter().enumerate() {
-        if draw < *w {
-            pick = j;
-            break;
-        }
-        draw -= w;
+    order.truncate(kept);
+    weights.truncate(kept);
+    (order, weights)
+}
+
+/// The `n` most likely tokens with their log-probabilities under the distribution
+/// [`choose`] samples from (temperature-scaled, top-k and top-p truncated; the model's own
+/// for greedy), so the chosen token's log-probability matches its entry here.
+pub fn most_likely(logits: &[f32], sampling: &Sampling, n: usize) -> Vec<(u32, f32)> {
+    if logits.is_empty() || n == 0 || logits.iter().any(|x| x.is_nan()) {
+        return Vec::new();
     }
-    let logprob = (weights[pick] / kept_total).ln() as f32;
-    Ok((order[pick] as u32, logprob))
+    if sampling.temperature == 0.0 {
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        order.truncate(n);
+        return order
+            .into_iter()
+            .map(|i| (i as u32, log_softmax_at(logits, i, 1.0)))
+            .collect();
+    }
+    let (order, weights) = sampling_distribution(logits, sampling);
+    let kept_total: f64 = weights.iter().sum();
+    order
+        .iter()
+        .zip(&weights)
+        .take(n)
+        .map(|(&i, w)| (i as u32, (w / kept_total).ln() as f32))
+        .collect()
 }
 
 fn log_softmax_at(logits: &[f32], index: usize, t: f32) -> f32 {
@@ -216,6 +282,40 @@ mod tests {
             .count();
         let share = ones as f64 / n as f64;
         assert!((share - 0.75).abs() < 0.03, "{share}");
+    }
+
+    #[test]
+    fn the_alternatives_agree_with_the_chosen_tokens_logprob() {
+        let logits = [2.0f32, 1.0, 0.0, -1.0];
+        for s in [
+            Sampling {
+                temperature: 0.0,
+                ..Sampling::default()
+            },
+            Sampling {
+                temperature: 0.7,
+                top_k: 3,
+                top_p: 0.95,
+                ..Sampling::default()
+            },
+        ] {
+            let mut rng = SeededRng::new(5);
+            for _ in 0..50 {
+                let (tok, lp) = choose(&logits, &s, &mut rng).expect("choose");
+                let top = most_likely(&logits, &s, 4);
+                let listed = top.iter().find(|(t, _)| *t == tok).expect("chosen is listed");
+                assert!((listed.1 - lp).abs() < 1e-5, "{listed:?} vs {lp}");
+                assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
+            }
+        }
+        // Greedy reports the model's own distribution: the probabilities of all four sum to 1.
+        let greedy = Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        };
+        let all: f32 = most_likely(&logits, &greedy, 9).iter().map(|(_, lp)| lp.exp()).sum();
+        assert!((all - 1.0).abs() < 1e-5);
+        assert_eq!(most_likely(&logits, &greedy, 2).len(), 2);
     }
 
     #[test]

@@ -165,6 +165,11 @@ impl Processor {
         Ok(ModelInput { ids, images })
     }
 
+    /// The tokenizer, for callers that turn ids back into text off the model's thread.
+    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        &self.tokenizer
+    }
+
     /// Token ids of plain text (no image expansion).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>> {
         Ok(self

@@ -8,7 +8,8 @@ use crate::error::{Result, StoreError};
 use crate::table::{adapters, episodes, judging, steps, training, verdicts};
 use crate::{
     Adapter, AdapterId, Agreement, Episode, EpisodeId, EpisodeStatus, JudgeFailure, NewAdapter,
-    NewEpisode, NewStep, NewVerdict, Step, StepId, TrainUpdate, Verdict, VerdictId, VerdictSource,
+    NewEpisode, NewStep, NewTurn, NewVerdict, Step, StepId, TrainUpdate, Verdict, VerdictId,
+    VerdictSource,
     migrate, now_ms,
 };
 
@@ -142,6 +143,34 @@ impl Store {
         let id = self.sql(steps::insert(&tx, step))?;
         self.sql(tx.commit())?;
         Ok(id)
+    }
+
+    /// The episode recording API session `session`, started with `task` on first use.
+    pub fn session_episode(&self, session: &str, task: &str) -> Result<Episode> {
+        let conn = self.conn();
+        self.sql(episodes::of_session(&conn, session, task, now_ms()))
+    }
+
+    /// Records a conversation turn as the next step of its episode.
+    pub fn insert_turn(&self, turn: &NewTurn) -> Result<StepId> {
+        let mut conn = self.conn();
+        let tx = self.sql(conn.transaction())?;
+        let id = self.sql(steps::insert_turn(&tx, turn))?;
+        self.sql(tx.commit())?;
+        Ok(id)
+    }
+
+    /// Gives a turn the message that followed it; `false` when it had one already (the
+    /// first next state stays) or `step` is not a turn.
+    pub fn set_next_state(&self, step: StepId, next: &serde_json::Value) -> Result<bool> {
+        let conn = self.conn();
+        self.sql(steps::set_next_state(&conn, step, next))
+    }
+
+    /// The newest turn of a conversation's episode.
+    pub fn last_turn(&self, episode: EpisodeId) -> Result<Option<Step>> {
+        let conn = self.conn();
+        self.sql(steps::last_turn(&conn, episode))
     }
 
     pub fn step(&self, id: StepId) -> Result<Step> {

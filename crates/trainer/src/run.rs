@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Var;
 use clawdesk_model::source::LoadedModel;
-use clawdesk_store::{StepId, Store};
+use clawdesk_store::{EpisodeStatus, Step, StepId, StepKind, Store};
 
 use crate::advantage::Method;
 use crate::checkpoint;
@@ -200,6 +200,19 @@ impl<'a> TrainLoop<'a> {
         )
     }
 
+    /// A conversation turn whose session ended before another message came has no next state
+    /// to be judged from; waiting for it would stop training for good.
+    fn never_judged(&self, step: &Step) -> Result<bool> {
+        if step.kind != StepKind::Turn || step.next_state.is_some() {
+            return Ok(false);
+        }
+        let episode = self
+            .store
+            .episode(step.episode)
+            .map_err(|e| TrainerError::Input(format!("reading an episode: {e}")))?;
+        Ok(episode.status != EpisodeStatus::Running)
+    }
+
     /// The next batch of samples after the cursor and the cursor after them. Stops at the first
     /// model step that has no verdict yet, so none is passed over while its judge works.
     fn collect(&self) -> Result<(Vec<TrainSample>, StepId)> {
@@ -245,6 +258,10 @@ impl<'a> TrainLoop<'a> {
                     .effective_verdict(step.id)
                     .map_err(|e| TrainerError::Input(format!("reading a verdict: {e}")))?;
                 let Some(verdict) = verdict else {
+                    if self.never_judged(&step)? {
+                        cursor = step.id;
+                        continue;
+                    }
                     return Ok((samples, cursor));
                 };
                 let sample =

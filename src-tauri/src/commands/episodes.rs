@@ -27,7 +27,10 @@ pub fn episode_steps(state: State<'_, AppState>, episode: i64) -> Result<Vec<Ste
             action: s.action,
             outcome: s.outcome,
             error: s.error,
-            before_image: store.blob_path(&s.before_image).display().to_string(),
+            before_image: s
+                .before_image
+                .as_ref()
+                .map(|b| store.blob_path(b).display().to_string()),
             after_image: s
                 .after_image
                 .as_ref()

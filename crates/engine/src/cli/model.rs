@@ -237,6 +237,7 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
         seed: a.seed,
         max_tokens: a.max_tokens,
         stop: loaded.processor.stop_ids().to_vec(),
+        top_logprobs: 0,
     };
     let mut cache = loaded.model.new_cache();
     let lora = a.source.adapter.is_some();

@@ -114,6 +114,7 @@ impl LocalJudge {
                     .wrapping_add(vote as u64),
                 max_tokens: self.settings.max_tokens as usize,
                 stop: processor.stop_ids().to_vec(),
+                top_logprobs: 0,
             };
             let mut cache = model.new_cache();
             let generation =

@@ -18,6 +18,12 @@ CREATE TABLE episodes (
 );
 ";
 
+/// 5: an episode may be a conversation session of the API, found again by its id.
+pub(crate) const SCHEMA_V5: &str = "
+ALTER TABLE episodes ADD COLUMN session TEXT;
+CREATE UNIQUE INDEX episodes_by_session ON episodes (session) WHERE session IS NOT NULL;
+";
+
 /// How an episode ended (or that it has not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,6 +78,8 @@ pub struct Episode {
     pub note: Option<String>,
     /// How many steps it has recorded so far.
     pub steps: i64,
+    /// The API session it records, for a conversation.
+    pub session: Option<String>,
 }
 
 pub(crate) fn insert(conn: &Connection, new: &NewEpisode, now: i64) -> rusqlite::Result<EpisodeId> {
@@ -96,7 +104,7 @@ pub(crate) fn finish(
 }
 
 const COLUMNS: &str = "id, task, app, status, started_at_ms, ended_at_ms, note,
-    (SELECT COUNT(*) FROM steps WHERE steps.episode_id = episodes.id)";
+    (SELECT COUNT(*) FROM steps WHERE steps.episode_id = episodes.id), session";
 
 fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Episode> {
     Ok(Episode {
@@ -108,6 +116,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Episode> {
         ended_at_ms: row.get(5)?,
         note: row.get(6)?,
         steps: row.get(7)?,
+        session: row.get(8)?,
     })
 }
 
@@ -118,6 +127,25 @@ pub(crate) fn get(conn: &Connection, id: EpisodeId) -> rusqlite::Result<Option<E
         from_row,
     )
     .optional()
+}
+
+/// The episode of API session `session`, started (running, with `task`) if it has none.
+pub(crate) fn of_session(
+    conn: &Connection,
+    session: &str,
+    task: &str,
+    now: i64,
+) -> rusqlite::Result<Episode> {
+    conn.execute(
+        "INSERT INTO episodes (task, app, started_at_ms, session) VALUES (?1, 'api', ?2, ?3)
+         ON CONFLICT (session) WHERE session IS NOT NULL DO NOTHING",
+        params![task, now, session],
+    )?;
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM episodes WHERE session = ?1"),
+        [session],
+        from_row,
+    )
 }
 
 pub(crate) fn list(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Episode>> {

@@ -32,6 +32,61 @@ CREATE TABLE steps (
 CREATE INDEX steps_by_episode ON steps (episode_id, idx);
 ";
 
+/// 5: steps of two kinds. A conversation turn served over the API has no screens: its
+/// "after" is the next message of its session, which arrives later. SQLite cannot relax a
+/// NOT NULL column in place, so the table is rebuilt (foreign keys are off while migrating).
+pub(crate) const SCHEMA_V5: &str = "
+CREATE TABLE steps_v5 (
+    id             INTEGER PRIMARY KEY,
+    episode_id     INTEGER NOT NULL REFERENCES episodes(id) ON DELETE CASCADE,
+    idx            INTEGER NOT NULL,
+    kind           TEXT    NOT NULL DEFAULT 'gui',
+    before_image   TEXT,
+    after_image    TEXT,
+    before_tree    TEXT,
+    after_tree     TEXT,
+    surface        TEXT    NOT NULL,
+    action         TEXT    NOT NULL,
+    response       TEXT,
+    policy_version INTEGER,
+    outcome        TEXT    NOT NULL,
+    error          TEXT,
+    started_at_ms  INTEGER NOT NULL,
+    ended_at_ms    INTEGER NOT NULL,
+    next_state     TEXT,
+    UNIQUE (episode_id, idx)
+);
+INSERT INTO steps_v5 (id, episode_id, idx, before_image, after_image, before_tree, after_tree,
+                      surface, action, response, policy_version, outcome, error,
+                      started_at_ms, ended_at_ms)
+    SELECT id, episode_id, idx, before_image, after_image, before_tree, after_tree,
+           surface, action, response, policy_version, outcome, error,
+           started_at_ms, ended_at_ms
+    FROM steps;
+DROP TABLE steps;
+ALTER TABLE steps_v5 RENAME TO steps;
+CREATE INDEX steps_by_episode ON steps (episode_id, idx);
+";
+
+/// What a step is: an action on a screen, or a reply in a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Gui,
+    /// A main turn served over the OpenAI-compatible API; judged from the session's next
+    /// message.
+    Turn,
+}
+
+impl StepKind {
+    fn parse(s: &str) -> Self {
+        match s {
+            "turn" => StepKind::Turn,
+            _ => StepKind::Gui,
+        }
+    }
+}
+
 /// What became of the step's action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,13 +152,27 @@ pub struct NewStep {
     pub ended_at_ms: i64,
 }
 
+/// What a caller supplies to record a conversation turn: the policy turn (prompt, tokens,
+/// log-probabilities) as `response`, the reply as the client saw it as `action`.
+#[derive(Debug, Clone)]
+pub struct NewTurn {
+    pub episode: EpisodeId,
+    pub response: serde_json::Value,
+    pub action: serde_json::Value,
+    pub policy_version: Option<i64>,
+    pub started_at_ms: i64,
+    pub ended_at_ms: i64,
+}
+
 /// A step as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub id: StepId,
     pub episode: EpisodeId,
     pub index: u32,
-    pub before_image: BlobId,
+    pub kind: StepKind,
+    /// The screen the action was chosen on; `None` for a conversation turn.
+    pub before_image: Option<BlobId>,
     pub after_image: Option<BlobId>,
     pub before_tree: Option<BlobId>,
     pub after_tree: Option<BlobId>,
@@ -115,6 +184,8 @@ pub struct Step {
     pub error: Option<String>,
     pub started_at_ms: i64,
     pub ended_at_ms: i64,
+    /// For a conversation turn, the message that followed it (its next state), once it came.
+    pub next_state: Option<serde_json::Value>,
 }
 
 pub(crate) fn insert(conn: &Connection, s: &NewStep) -> rusqlite::Result<StepId> {
@@ -143,6 +214,52 @@ pub(crate) fn insert(conn: &Connection, s: &NewStep) -> rusqlite::Result<StepId>
     Ok(StepId(conn.last_insert_rowid()))
 }
 
+/// Records a turn at the end of its episode.
+pub(crate) fn insert_turn(conn: &Connection, t: &NewTurn) -> rusqlite::Result<StepId> {
+    conn.execute(
+        "INSERT INTO steps (episode_id, idx, kind, surface, action, response, policy_version,
+                            outcome, started_at_ms, ended_at_ms)
+         VALUES (?1, (SELECT COALESCE(MAX(idx) + 1, 0) FROM steps WHERE episode_id = ?1),
+                 'turn', '{}', ?2, ?3, ?4, 'executed', ?5, ?6)",
+        params![
+            t.episode.0,
+            t.action.to_string(),
+            t.response.to_string(),
+            t.policy_version,
+            t.started_at_ms,
+            t.ended_at_ms,
+        ],
+    )?;
+    Ok(StepId(conn.last_insert_rowid()))
+}
+
+/// Sets a turn's next state once; `false` when there is no such turn or it has one already.
+pub(crate) fn set_next_state(
+    conn: &Connection,
+    id: StepId,
+    next: &serde_json::Value,
+) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE steps SET next_state = ?2
+         WHERE id = ?1 AND kind = 'turn' AND next_state IS NULL",
+        params![id.0, next.to_string()],
+    )?;
+    Ok(changed == 1)
+}
+
+/// The newest turn of an episode.
+pub(crate) fn last_turn(conn: &Connection, episode: EpisodeId) -> rusqlite::Result<Option<Step>> {
+    conn.query_row(
+        &format!(
+            "SELECT {COLUMNS} FROM steps WHERE episode_id = ?1 AND kind = 'turn'
+             ORDER BY idx DESC LIMIT 1"
+        ),
+        [episode.0],
+        from_row,
+    )
+    .optional()
+}
+
 /// Steps with an id above `after`, in id order: the trainer's data stream.
 pub(crate) fn after(conn: &Connection, after: StepId, limit: usize) -> rusqlite::Result<Vec<Step>> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -153,7 +270,8 @@ pub(crate) fn after(conn: &Connection, after: StepId, limit: usize) -> rusqlite:
 }
 
 const COLUMNS: &str = "id, episode_id, idx, before_image, after_image, before_tree, after_tree,
-    surface, action, response, policy_version, outcome, error, started_at_ms, ended_at_ms";
+    surface, action, response, policy_version, outcome, error, started_at_ms, ended_at_ms,
+    kind, next_state";
 
 fn blob(text: Option<String>) -> rusqlite::Result<Option<BlobId>> {
     text.map(|t| {
@@ -170,11 +288,8 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Step> {
         id: StepId(row.get(0)?),
         episode: EpisodeId(row.get(1)?),
         index: row.get(2)?,
-        before_image: blob(row.get(3)?)?.ok_or(rusqlite::Error::InvalidColumnType(
-            3,
-            "before_image".into(),
-            rusqlite::types::Type::Null,
-        ))?,
+        kind: StepKind::parse(&row.get::<_, String>(15)?),
+        before_image: blob(row.get(3)?)?,
         after_image: blob(row.get(4)?)?,
         before_tree: blob(row.get(5)?)?,
         after_tree: blob(row.get(6)?)?,
@@ -186,6 +301,7 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Step> {
         error: row.get(12)?,
         started_at_ms: row.get(13)?,
         ended_at_ms: row.get(14)?,
+        next_state: json_column(row.get(16)?)?,
     })
 }
 

@@ -213,6 +213,7 @@ pub fn greedy() -> Sampling {
         seed: 0,
         max_tokens: MAX_REPLY_TOKENS,
         stop: Vec::new(),
+        top_logprobs: 0,
     }
 }
 

@@ -158,6 +158,7 @@ pub fn learn(
                     seed: rng.next_u64(),
                     max_tokens: crate::practice::episode::MAX_REPLY_TOKENS,
                     stop: Vec::new(),
+                    top_logprobs: 0,
                 };
                 let played = policy.play(&mut rollout, &sampling, true, settings.hints)?;
                 for (index, step) in played.into_iter().enumerate() {

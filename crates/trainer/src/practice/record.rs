@@ -50,6 +50,7 @@ pub fn record_episodes(
             seed: rng.next_u64(),
             max_tokens: crate::practice::episode::MAX_REPLY_TOKENS,
             stop: Vec::new(),
+            top_logprobs: 0,
         };
         record_one(
             store,
