@@ -66,6 +66,8 @@ pub struct Generated {
     pub version: Option<i64>,
     /// The last image's size after the processor resized it (what pixel formats address).
     pub image_size: (u32, u32),
+    /// The prompt's length in tokens (image tokens included).
+    pub prompt_tokens: usize,
     pub seconds: f64,
 }
 
@@ -219,6 +221,7 @@ fn serve(
         .collect::<Result<Vec<_>, _>>()?;
     let image_size = prepared.last().map(|p| p.frame.resized).unwrap_or((0, 0));
     let input = processor.encode_prepared(&text, prepared)?;
+    let prompt_tokens = input.ids.len();
     let mut sampling = request.sampling.clone();
     if sampling.stop.is_empty() {
         sampling.stop = processor.stop_ids().to_vec();
@@ -258,6 +261,7 @@ fn serve(
         finish,
         version,
         image_size,
+        prompt_tokens,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

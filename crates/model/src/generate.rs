@@ -303,7 +303,10 @@ mod tests {
             for _ in 0..50 {
                 let (tok, lp) = choose(&logits, &s, &mut rng).expect("choose");
                 let top = most_likely(&logits, &s, 4);
-                let listed = top.iter().find(|(t, _)| *t == tok).expect("chosen is listed");
+                let listed = top
+                    .iter()
+                    .find(|(t, _)| *t == tok)
+                    .expect("chosen is listed");
                 assert!((listed.1 - lp).abs() < 1e-5, "{listed:?} vs {lp}");
                 assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
             }
@@ -313,7 +316,10 @@ mod tests {
             temperature: 0.0,
             ..Sampling::default()
         };
-        let all: f32 = most_likely(&logits, &greedy, 9).iter().map(|(_, lp)| lp.exp()).sum();
+        let all: f32 = most_likely(&logits, &greedy, 9)
+            .iter()
+            .map(|(_, lp)| lp.exp())
+            .sum();
         assert!((all - 1.0).abs() < 1e-5);
         assert_eq!(most_likely(&logits, &greedy, 2).len(), 2);
     }

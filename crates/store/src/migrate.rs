@@ -88,7 +88,9 @@ fn apply(
                 .map_err(|e| StoreError::sql(path, e))?;
         }
         let broken: i64 = tx
-            .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0))
+            .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
             .map_err(|e| StoreError::sql(path, e))?;
         if broken > 0 {
             return Err(StoreError::Invalid(format!(
@@ -125,7 +127,8 @@ mod tests {
                     conn.execute_batch(sql).expect("old schema");
                 }
             }
-            conn.pragma_update(None, "user_version", 4).expect("version");
+            conn.pragma_update(None, "user_version", 4)
+                .expect("version");
             conn.execute_batch(
                 "INSERT INTO episodes (id, task, started_at_ms) VALUES (1, 'old task', 1);
                  INSERT INTO steps (id, episode_id, idx, before_image, surface, action, outcome,
@@ -139,7 +142,10 @@ mod tests {
         let store = Store::open(&root).expect("migrates");
         let step = store.step(crate::StepId(7)).expect("step kept");
         assert_eq!(step.kind, StepKind::Gui);
-        assert_eq!(step.before_image.map(|b| b.to_string()), Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.png".into()));
+        assert_eq!(
+            step.before_image.map(|b| b.to_string()),
+            Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.png".into())
+        );
         assert_eq!(step.next_state, None);
         let verdict = store.effective_verdict(step.id).expect("read");
         assert_eq!(verdict.map(|v| v.score), Some(1));
@@ -161,14 +167,30 @@ mod tests {
         let second = store.insert_turn(&turn(2)).expect("turn");
         let steps = store.steps(episode.id).expect("steps");
         assert_eq!(steps.iter().map(|s| s.index).collect::<Vec<_>>(), [0, 1]);
-        assert!(steps.iter().all(|s| s.kind == StepKind::Turn && s.before_image.is_none()));
+        assert!(
+            steps
+                .iter()
+                .all(|s| s.kind == StepKind::Turn && s.before_image.is_none())
+        );
         let next = serde_json::json!({"role": "user", "content": "no, shorter"});
         assert!(store.set_next_state(first, &next).expect("set"));
-        assert!(!store.set_next_state(first, &serde_json::json!("later")).expect("kept"));
+        assert!(
+            !store
+                .set_next_state(first, &serde_json::json!("later"))
+                .expect("kept")
+        );
         assert!(!store.set_next_state(step.id, &next).expect("not a turn"));
         assert_eq!(store.step(first).expect("read").next_state, Some(next));
-        assert_eq!(store.last_turn(episode.id).expect("read").map(|s| s.id), Some(second));
+        assert_eq!(
+            store.last_turn(episode.id).expect("read").map(|s| s.id),
+            Some(second)
+        );
         // Turns have no screens, so no screen judge owes them.
-        assert_eq!(store.owed_count("judge-a", crate::VerdictSource::Judge).expect("owed"), 0);
+        assert_eq!(
+            store
+                .owed_count("judge-a", crate::VerdictSource::Judge)
+                .expect("owed"),
+            0
+        );
     }
 }

@@ -9,8 +9,7 @@ use crate::table::{adapters, episodes, judging, steps, training, verdicts};
 use crate::{
     Adapter, AdapterId, Agreement, Episode, EpisodeId, EpisodeStatus, JudgeFailure, NewAdapter,
     NewEpisode, NewStep, NewTurn, NewVerdict, Step, StepId, TrainUpdate, Verdict, VerdictId,
-    VerdictSource,
-    migrate, now_ms,
+    VerdictSource, migrate, now_ms,
 };
 
 /// A data directory: `clawdesk.sqlite3` plus `blobs/`.

@@ -59,7 +59,10 @@ fn waits_for_a_verdict_instead_of_passing_over_the_step() {
     let mut pending = clawdesk_store::NewStep {
         episode: first.episode,
         index: 99,
-        before_image: first.before_image.clone().expect("a practice step has a screen"),
+        before_image: first
+            .before_image
+            .clone()
+            .expect("a practice step has a screen"),
         after_image: first.after_image.clone(),
         before_tree: None,
         after_tree: None,

@@ -183,6 +183,25 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves `adapter` when one is named, else the version a person activated (`clawdesk
+/// adapters activate`, rollbacks included), else the base model.
+pub(super) async fn activate_for_serving(
+    policy: &Policy,
+    store: &Store,
+    adapter: Option<&PathBuf>,
+    version: i64,
+) -> anyhow::Result<()> {
+    if let Some(dir) = adapter {
+        policy.activate(version, dir.clone()).await?;
+    } else if let Some(active) = store.active_adapter()? {
+        eprintln!("serving adapter v{} ({})", active.version, active.path);
+        policy
+            .activate(active.version, PathBuf::from(&active.path))
+            .await?;
+    }
+    Ok(())
+}
+
 async fn run_one(a: RunArgs) -> anyhow::Result<()> {
     let data = data_dir(&a.data_dir)?;
     let store = Store::open(&data)?;
@@ -190,15 +209,7 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
     let prompts = AgentPrompts::load(&dirs)?;
     let loaded = tokio::task::block_in_place(|| super::gym::load(&a.model, None))?;
     let policy = Policy::spawn(loaded);
-    if let Some(dir) = &a.adapter {
-        policy.activate(a.adapter_version, dir.clone()).await?;
-    } else if let Some(active) = store.active_adapter()? {
-        // The version a person activated (`clawdesk adapters activate`), rollbacks included.
-        eprintln!("serving adapter v{} ({})", active.version, active.path);
-        policy
-            .activate(active.version, PathBuf::from(&active.path))
-            .await?;
-    }
+    activate_for_serving(&policy, &store, a.adapter.as_ref(), a.adapter_version).await?;
     let desktop = a.desktop.connect().await?;
     let settings = settings_of(&a);
     let summary = run_agent(

@@ -11,6 +11,7 @@ mod model;
 mod observe;
 mod record;
 mod sandbox;
+mod serve;
 mod train;
 
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ enum Command {
     Gym(gym::GymArgs),
     /// The trainer: learn from the store's judged steps.
     Train(train::TrainArgs),
+    /// The policy behind an OpenAI-compatible API; sessions' main turns become training data.
+    Serve(serve::ServeArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -65,6 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Judge(a) => judge::run(a).await,
         Command::Gym(a) => tokio::task::block_in_place(|| gym::run(a)),
         Command::Train(a) => tokio::task::block_in_place(|| train::run(a)),
+        Command::Serve(a) => serve::run(a).await,
     }
 }
 

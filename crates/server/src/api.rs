@@ -1,0 +1,607 @@
+//! The routes: `GET /v1/models`, `POST /v1/chat/completions` (whole or streamed as SSE),
+//! served by the same policy thread as the GUI agent, with the server's limits applied
+//! before any work reaches the model.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use clawdesk_agent::{Generated, Policy, PolicyRequest};
+use clawdesk_model::generate::Finish;
+use clawdesk_store::{EpisodeId, StepId, Store};
+use clawdesk_trainer::stored::PolicyTurn;
+use futures::StreamExt;
+use image::DynamicImage;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::config::ServerConfig;
+use crate::convert::{self, ImageSource};
+use crate::error::{ApiError, ServerError};
+use crate::reply::{self, Reply};
+use crate::session::{self, ServedTurn, Session, TurnType};
+use crate::wire::ChatRequest;
+
+/// The API over one policy. Clones share everything.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policy: Policy,
+    tokenizer: tokenizers::Tokenizer,
+    store: Option<Arc<Store>>,
+    config: ServerConfig,
+    queue: Arc<Semaphore>,
+    http: reqwest::Client,
+}
+
+/// A body larger than the limit is read to its end (up to this many times the limit) and
+/// dropped, so the client gets its 413 instead of a reset connection.
+const DRAIN_FACTOR: usize = 8;
+
+impl Api {
+    /// `tokenizer` turns token ids into text for streaming and log-probabilities (the model
+    /// itself stays on the policy thread); `store` keeps sessions' main turns (`None`: serve
+    /// only).
+    pub fn new(
+        policy: Policy,
+        tokenizer: tokenizers::Tokenizer,
+        store: Option<Arc<Store>>,
+        config: ServerConfig,
+    ) -> Result<Api, ServerError> {
+        config.check()?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| ServerError::Config(format!("an HTTP client for images: {e}")))?;
+        Ok(Api {
+            inner: Arc::new(Inner {
+                queue: Arc::new(Semaphore::new(config.queue)),
+                policy,
+                tokenizer,
+                store,
+                config,
+                http,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/models", get(models))
+            .route("/v1/chat/completions", post(chat))
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(self.clone(), authorize))
+            .route("/health", get(|| async { "ok" }))
+            .with_state(self.clone())
+    }
+
+    /// Listens on the configured address.
+    pub async fn bind(&self) -> Result<TcpListener, ServerError> {
+        let addr = self.inner.config.bind;
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight (their turns
+    /// are stored before their answers go out) and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, model = %self.inner.config.model_name, "serving the OpenAI-compatible API");
+        }
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve)
+    }
+
+    fn token_text(&self, id: u32, as_ids: bool) -> String {
+        if as_ids {
+            return format!("token_id:{id}");
+        }
+        self.inner
+            .tokenizer
+            .decode(&[id], false)
+            .unwrap_or_default()
+    }
+
+    fn decode(&self, ids: &[u32]) -> String {
+        self.inner.tokenizer.decode(ids, true).unwrap_or_default()
+    }
+
+    async fn images(&self, sources: Vec<ImageSource>) -> Result<Vec<DynamicImage>, ApiError> {
+        let max_pixels = self.inner.config.max_image_pixels;
+        let mut images = Vec::with_capacity(sources.len());
+        for source in sources {
+            let bytes = match source {
+                ImageSource::Data(bytes) => bytes,
+                ImageSource::Remote(url) => self.fetch(&url).await?,
+            };
+            let image =
+                tokio::task::spawn_blocking(move || convert::decode_image(&bytes, max_pixels))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))??;
+            images.push(image);
+        }
+        Ok(images)
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, ApiError> {
+        let limit = self.inner.config.max_body_bytes;
+        let failed = |e: String| ApiError::BadRequest(format!("fetching image {url}: {e}"));
+        let response = self
+            .inner
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > limit {
+                return Err(ApiError::TooLarge(format!(
+                    "image {url} is larger than {limit} bytes"
+                )));
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+async fn authorize(
+    State(api): State<Api>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &api.inner.config.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| same(g.trim().as_bytes(), token.as_bytes())) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Compares without stopping at the first difference, so timing says nothing of the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route; this server has /v1/models and /v1/chat/completions".into())
+}
+
+async fn models(State(api): State<Api>) -> Response {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{
+            "id": api.inner.config.model_name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "clawdesk",
+        }],
+    }))
+    .into_response()
+}
+
+async fn chat(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
+    match answer(api, headers, body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = |n: String| {
+        ApiError::TooLarge(format!(
+            "a request body of {n} bytes; this server takes at most {limit}"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+        seen += chunk.len();
+        if seen <= limit {
+            bytes.extend_from_slice(&chunk);
+        } else if seen > limit * DRAIN_FACTOR {
+            break;
+        }
+    }
+    if seen > limit || declared.is_some_and(|d| d > limit) {
+        return Err(too_large(declared.unwrap_or(seen).to_string()));
+    }
+    Ok(bytes)
+}
+
+/// What a main turn needs to be stored once it is generated.
+struct Recorder {
+    store: Arc<Store>,
+    episode: EpisodeId,
+    session: Session,
+    messages: Vec<clawdesk_model::chat::Message>,
+    tools: Vec<Value>,
+    images: Vec<DynamicImage>,
+    started_at_ms: i64,
+}
+
+impl Recorder {
+    async fn record(self, generated: &Generated, reply: &Reply) -> Result<StepId, ApiError> {
+        let turn = PolicyTurn {
+            messages: self.messages,
+            images: Vec::new(),
+            tools: self.tools,
+            text: generated.text.clone(),
+            tokens: generated.tokens.clone(),
+            logprobs: generated.logprobs.clone(),
+        };
+        let served = ServedTurn {
+            turn,
+            images: self.images,
+            action: json!({"content": reply.content, "tool_calls": reply.tool_calls}),
+            version: generated.version,
+            started_at_ms: self.started_at_ms,
+        };
+        let (store, episode, session) = (self.store, self.episode, self.session);
+        tokio::task::spawn_blocking(move || session::record(&store, episode, &session, served))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+    }
+}
+
+/// A finished generation with its split reply and, for a stored turn, its step.
+struct Finished {
+    generated: Generated,
+    reply: Reply,
+    step: Option<StepId>,
+}
+
+async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let config = &api.inner.config;
+    let permit = api
+        .inner
+        .queue
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy {
+            waiting: config.queue,
+        })?;
+    let bytes = read_body(&headers, body, config.max_body_bytes).await?;
+    let mut request: ChatRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body: {e}")))?;
+    drop(bytes);
+    if let Some(model) = request.model.as_deref()
+        && model != config.model_name
+    {
+        return Err(ApiError::NotFound(format!(
+            "model `{model}` is not served here; this server serves `{}`",
+            config.model_name
+        )));
+    }
+    let session = Session::of(&headers, &request)?;
+    let (messages, sources) = convert::messages(&request, config)?;
+    let images = api.images(sources).await?;
+    let sampling = convert::sampling(&request, config)?;
+    let stop_text = request
+        .stop
+        .take()
+        .map(|s| s.into_vec())
+        .unwrap_or_default();
+    if stop_text.len() > 4 || stop_text.iter().any(String::is_empty) {
+        return Err(ApiError::BadRequest(
+            "stop takes up to 4 non-empty strings".into(),
+        ));
+    }
+    let tools = match request.tool_choice.as_ref().and_then(Value::as_str) {
+        Some("none") => Vec::new(),
+        _ => request.tools.clone(),
+    };
+    let recorder = match (&session, &api.inner.store) {
+        (Some(session), Some(store)) if session.turn == TurnType::Main => {
+            let episode = {
+                let (store, session) = (store.clone(), session.clone());
+                let context = session::Context::of(&request);
+                tokio::task::spawn_blocking(move || session::begin(&store, &session, &context))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))??
+            };
+            Some(Recorder {
+                store: store.clone(),
+                episode,
+                session: session.clone(),
+                messages: messages.clone(),
+                tools: tools.clone(),
+                images: images.clone(),
+                started_at_ms: clawdesk_store::now_ms(),
+            })
+        }
+        _ => None,
+    };
+    let (tokens_tx, tokens) = mpsc::unbounded_channel();
+    let tools_offered = !tools.is_empty();
+    let policy_request = PolicyRequest {
+        messages,
+        tools,
+        images,
+        sampling,
+        stop_text: stop_text.clone(),
+        tokens: Some(tokens_tx),
+    };
+    let id = format!("chatcmpl-{:016x}", rand::random::<u64>());
+    let (done_tx, done) = oneshot::channel();
+    let policy = api.inner.policy.clone();
+    let call_prefix = format!("call_{}", &id[9..]);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let result = async {
+            let generated = policy.generate(policy_request).await?;
+            let reply = reply::split(&generated.text, tools_offered, &call_prefix);
+            // A generation cut short because its client left is not a turn anyone saw.
+            let step = match recorder {
+                Some(recorder) if generated.finish != Finish::Halted => {
+                    Some(recorder.record(&generated, &reply).await?)
+                }
+                _ => None,
+            };
+            Ok::<_, ApiError>(Finished {
+                generated,
+                reply,
+                step,
+            })
+        }
+        .await;
+        let _ = done_tx.send(result);
+    });
+    let shape = Shape {
+        id,
+        model: config.model_name.clone(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        logprobs: request.logprobs,
+        top_logprobs: request.top_logprobs.unwrap_or(0),
+        as_ids: request.return_tokens_as_token_ids,
+    };
+    if request.stream {
+        let include_usage = request
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage);
+        let held = reply::held_patterns(&stop_text, tools_offered)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        return Ok(stream(api, shape, tokens, done, held, include_usage));
+    }
+    let finished = match tokio::time::timeout(config.request_timeout, done).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(_)) => return Err(ApiError::Internal("the generation task ended early".into())),
+        // Dropping `tokens` on return halts the generation at its next token.
+        Err(_) => return Err(ApiError::Timeout(config.request_timeout)),
+    };
+    drop(tokens);
+    let mut response = axum::Json(shape.completion(&api, &finished)).into_response();
+    if let Some(step) = finished.step
+        && let Ok(value) = HeaderValue::from_str(&step.0.to_string())
+    {
+        response.headers_mut().insert("x-clawdesk-step", value);
+    }
+    Ok(response)
+}
+
+/// The fields every response and chunk of one request share.
+struct Shape {
+    id: String,
+    model: String,
+    created: u64,
+    logprobs: bool,
+    top_logprobs: usize,
+    as_ids: bool,
+}
+
+fn finish_reason(finished: &Finished) -> &'static str {
+    if !finished.reply.tool_calls.is_empty() {
+        return "tool_calls";
+    }
+    match finished.generated.finish {
+        Finish::MaxTokens | Finish::ContextFull => "length",
+        Finish::Stop(_) | Finish::Halted => "stop",
+    }
+}
+
+impl Shape {
+    fn usage(&self, g: &Generated) -> Value {
+        json!({
+            "prompt_tokens": g.prompt_tokens,
+            "completion_tokens": g.tokens.len(),
+            "total_tokens": g.prompt_tokens + g.tokens.len(),
+        })
+    }
+
+    fn logprobs_json(&self, api: &Api, g: &Generated) -> Value {
+        if !self.logprobs {
+            return Value::Null;
+        }
+        reply::logprobs_json(
+            &g.tokens,
+            &g.logprobs,
+            &g.top_logprobs,
+            self.top_logprobs,
+            &|id| api.token_text(id, self.as_ids),
+        )
+    }
+
+    fn completion(&self, api: &Api, finished: &Finished) -> Value {
+        let g = &finished.generated;
+        let mut message = json!({"role": "assistant", "content": finished.reply.content});
+        if !finished.reply.tool_calls.is_empty() {
+            message["tool_calls"] = Value::Array(finished.reply.tool_calls.clone());
+        }
+        json!({
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "message": message,
+                "logprobs": self.logprobs_json(api, g),
+                "finish_reason": finish_reason(finished),
+            }],
+            "usage": self.usage(g),
+            "clawdesk": {
+                "adapter_version": g.version,
+                "step": finished.step.map(|s| s.0),
+            },
+        })
+    }
+
+    fn chunk(&self, delta: Value, finish: Option<&str>, logprobs: Value) -> Event {
+        let body = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
+        });
+        Event::default().data(body.to_string())
+    }
+}
+
+/// Streams the reply as it is generated. The events are made by a task of their own, so
+/// that a client that goes away drops its receiver, which drops the token stream, which
+/// halts the generation.
+fn stream(
+    api: Api,
+    shape: Shape,
+    mut tokens: mpsc::UnboundedReceiver<u32>,
+    done: oneshot::Receiver<Result<Finished, ApiError>>,
+    held: Vec<String>,
+    include_usage: bool,
+) -> Response {
+    let (events, outgoing) = mpsc::channel::<Event>(32);
+    let deadline = Instant::now() + api.inner.config.request_timeout;
+    tokio::spawn(async move {
+        let held: Vec<&str> = held.iter().map(String::as_str).collect();
+        let first = shape.chunk(
+            json!({"role": "assistant", "content": ""}),
+            None,
+            Value::Null,
+        );
+        if events.send(first).await.is_err() {
+            return;
+        }
+        let mut ids = Vec::new();
+        let mut sent = 0usize;
+        loop {
+            match tokio::time::timeout_at(deadline.into(), tokens.recv()).await {
+                Ok(Some(token)) => {
+                    ids.push(token);
+                    let text = api.decode(&ids);
+                    let safe = reply::safe_prefix(&text, &held);
+                    if safe > sent {
+                        let delta = json!({"content": &text[sent..safe]});
+                        sent = safe;
+                        if events
+                            .send(shape.chunk(delta, None, Value::Null))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    let error = ApiError::Timeout(api.inner.config.request_timeout);
+                    let _ = events
+                        .send(Event::default().data(error.body().to_string()))
+                        .await;
+                    return;
+                }
+            }
+        }
+        let finished = match done.await {
+            Ok(Ok(finished)) => finished,
+            Ok(Err(e)) => {
+                let _ = events
+                    .send(Event::default().data(e.body().to_string()))
+                    .await;
+                return;
+            }
+            Err(_) => return,
+        };
+        let content = finished.reply.content.as_deref().unwrap_or_default();
+        let mut delta = json!({});
+        if content.len() > sent && content.is_char_boundary(sent) {
+            delta["content"] = json!(&content[sent..]);
+        }
+        if !finished.reply.tool_calls.is_empty() {
+            let calls: Vec<Value> = finished
+                .reply
+                .tool_calls
+                .iter()
+                .enumerate()
+                .map(|(i, call)| {
+                    let mut call = call.clone();
+                    call["index"] = json!(i);
+                    call
+                })
+                .collect();
+            delta["tool_calls"] = Value::Array(calls);
+        }
+        let logprobs = shape.logprobs_json(&api, &finished.generated);
+        let mut last = vec![shape.chunk(delta, Some(finish_reason(&finished)), logprobs)];
+        if include_usage {
+            let usage = json!({
+                "id": shape.id, "object": "chat.completion.chunk", "created": shape.created,
+                "model": shape.model, "choices": [], "usage": shape.usage(&finished.generated),
+            });
+            last.push(Event::default().data(usage.to_string()));
+        }
+        last.push(Event::default().data("[DONE]"));
+        for event in last {
+            if events.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = futures::stream::unfold(outgoing, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
+    });
+    Sse::new(body).into_response()
+}

@@ -1,0 +1,105 @@
+//! What the server allows, with defaults safe for a laptop: loopback only, bounded bodies,
+//! images and queue, and a deadline on every request.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::ServerError;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// Required as `Authorization: Bearer <token>` when set; must be set to bind anything but
+    /// loopback.
+    pub token: Option<String>,
+    /// The model id `/v1/models` lists and requests name.
+    pub model_name: String,
+    pub max_body_bytes: usize,
+    pub max_images: usize,
+    /// Pixels per image (width × height), checked from the header before decoding.
+    pub max_image_pixels: u64,
+    /// Requests waiting for or using the model; one more gets 429.
+    pub queue: usize,
+    pub request_timeout: Duration,
+    /// Fetch `http(s)://` image URLs (off: only data URLs).
+    pub allow_remote_images: bool,
+    /// `max_tokens` when a request gives none, and the most it may ask for.
+    pub default_max_tokens: usize,
+    pub max_tokens_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            token: None,
+            model_name: "clawdesk".into(),
+            max_body_bytes: 32 << 20,
+            max_images: 8,
+            max_image_pixels: 4096 * 4096,
+            queue: 32,
+            request_timeout: Duration::from_secs(300),
+            allow_remote_images: false,
+            default_max_tokens: 1024,
+            max_tokens_limit: 8192,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Refuses settings that would expose the model or cannot work.
+    pub fn check(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        if let Some(token) = &self.token
+            && token.trim().len() < 8
+        {
+            return bad("the API token must be at least 8 characters".into());
+        }
+        if !self.bind.ip().is_loopback() && self.token.is_none() {
+            return bad(format!(
+                "refusing to serve on {} without a token: anyone on the network could use the \
+                 model and write training data; set a token (--token or CLAWDESK_API_TOKEN) or \
+                 bind 127.0.0.1",
+                self.bind
+            ));
+        }
+        if self.queue == 0 || self.max_images == 0 || self.max_body_bytes < 1024 {
+            return bad("queue, max images and body limit must be positive".into());
+        }
+        if self.default_max_tokens == 0 || self.default_max_tokens > self.max_tokens_limit {
+            return bad(format!(
+                "default max tokens {} must be 1 to the limit {}",
+                self.default_max_tokens, self.max_tokens_limit
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_loopback_needs_a_token() {
+        let open = ServerConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            ..ServerConfig::default()
+        };
+        let err = open.check().expect_err("refused");
+        assert!(err.to_string().contains("without a token"), "{err}");
+        let with_token = ServerConfig {
+            token: Some("a-long-secret".into()),
+            ..open.clone()
+        };
+        with_token.check().expect("a token makes it fine");
+        let short = ServerConfig {
+            token: Some("abc".into()),
+            ..open
+        };
+        assert!(short.check().is_err());
+        ServerConfig::default()
+            .check()
+            .expect("loopback needs none");
+    }
+}

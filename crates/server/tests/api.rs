@@ -1,0 +1,424 @@
+//! The API on loopback with a real tiny model and a real store: answers, limits, sessions
+//! stored as turns with their next states, and a shutdown that loses no turn.
+
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use candle_core::Device;
+use clawdesk_agent::Policy;
+use clawdesk_model::source::LoadedModel;
+use clawdesk_model::tiny;
+use clawdesk_server::{Api, ServerConfig};
+use clawdesk_store::{EpisodeStatus, StepId, StepKind, Store};
+use clawdesk_trainer::stored::PolicyTurn;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+struct Running {
+    _dir: tempfile::TempDir,
+    url: String,
+    store: Arc<Store>,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+    http: reqwest::Client,
+}
+
+async fn start(config: ServerConfig) -> Running {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model");
+    tiny::write_tiny_model(&model, &tiny::default_config(), 5).expect("tiny model");
+    let loaded = LoadedModel::load(
+        model.to_str().expect("utf8"),
+        &Device::Cpu,
+        None,
+        &mut |_| {},
+    )
+    .expect("load");
+    let tokenizer = loaded.processor.tokenizer().clone();
+    let store = Arc::new(Store::open(dir.path().join("data")).expect("store"));
+    let config = ServerConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..config
+    };
+    let api = Api::new(
+        Policy::spawn(loaded),
+        tokenizer,
+        Some(store.clone()),
+        config,
+    )
+    .expect("api");
+    let listener = api.bind().await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        api.serve(listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("serves");
+    });
+    Running {
+        _dir: dir,
+        url,
+        store,
+        stop: Some(stop),
+        server,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Running {
+    async fn post(&self, body: &Value, headers: &[(&str, &str)]) -> (u16, Value, Option<i64>) {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/chat/completions", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.expect("sent");
+        let status = response.status().as_u16();
+        let step = response
+            .headers()
+            .get("x-clawdesk-step")
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let bytes = response.bytes().await.expect("a body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, body, step)
+    }
+}
+
+fn ask(text: &str) -> Value {
+    json!({"model": "clawdesk", "messages": [{"role": "user", "content": text}],
+           "max_tokens": 6, "temperature": 1.0, "top_p": 1.0, "seed": 7})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_with_usage_logprobs_and_stops() {
+    let server = start(ServerConfig::default()).await;
+    let models = server
+        .http
+        .get(format!("{}/v1/models", server.url))
+        .send()
+        .await
+        .expect("models")
+        .bytes()
+        .await
+        .expect("body");
+    let models: Value = serde_json::from_slice(&models).expect("json");
+    assert_eq!(models["data"][0]["id"], "clawdesk");
+
+    let mut body = ask("hello");
+    body["logprobs"] = json!(true);
+    body["top_logprobs"] = json!(3);
+    let (status, answer, step) = server.post(&body, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(step, None, "no session: served, not stored");
+    let choice = &answer["choices"][0];
+    assert_eq!(choice["finish_reason"], "length");
+    assert_eq!(answer["usage"]["completion_tokens"], 6);
+    let content = choice["logprobs"]["content"].as_array().expect("logprobs");
+    assert_eq!(content.len(), 6);
+    for token in content {
+        let lp = token["logprob"].as_f64().expect("a number");
+        assert!(lp <= 0.0);
+        let top = token["top_logprobs"].as_array().expect("alternatives");
+        assert!(!top.is_empty() && top.len() <= 3);
+        // The chosen token is among the alternatives with the same log-probability.
+        assert!(
+            top.iter()
+                .any(|t| t["token"] == token["token"] && (t["logprob"].as_f64() == Some(lp))),
+            "{token}"
+        );
+    }
+    // The same seed gives the same reply; a stop string cuts it where it first appears.
+    let (_, again, _) = server.post(&ask("hello"), &[]).await;
+    let text = answer["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text")
+        .to_owned();
+    assert_eq!(again["choices"][0]["message"]["content"], text.as_str());
+    let stop: String = text.chars().skip(1).take(2).collect();
+    if !stop.is_empty() {
+        let mut body = ask("hello");
+        body["stop"] = json!([stop.clone()]);
+        let (_, cut, _) = server.post(&body, &[]).await;
+        let cut_text = cut["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("text");
+        assert_eq!(cut_text, &text[..text.find(&stop).expect("present")]);
+        assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+    }
+    let (status, err, _) = server
+        .post(
+            &json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(err["error"]["code"], "model_not_found");
+    let (status, err, _) = server
+        .post(&json!({"messages": [], "temperature": 0}), &[])
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_sends_the_same_reply_in_pieces() {
+    let server = start(ServerConfig::default()).await;
+    let (_, whole, _) = server.post(&ask("stream me"), &[]).await;
+    let mut body = ask("stream me");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let text = server
+        .http
+        .post(format!("{}/v1/chat/completions", server.url))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("sent")
+        .text()
+        .await
+        .expect("body");
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("a JSON chunk"))
+        .collect();
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        streamed,
+        whole["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("text")
+    );
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "length")
+    );
+    assert_eq!(
+        chunks.last().expect("usage")["usage"]["completion_tokens"],
+        6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stores_main_turns_with_their_next_state() {
+    let server = start(ServerConfig::default()).await;
+    let session = [("x-session-id", "chat-1")];
+    let first = json!({"messages": [{"role": "user", "content": "name a colour"}],
+                       "max_tokens": 4, "seed": 1});
+    let (status, reply, step) = server.post(&first, &session).await;
+    assert_eq!(status, 200, "{reply}");
+    let first_step = StepId(step.expect("a stored turn"));
+    let said = reply["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("text");
+    // A side turn in between is served but not stored, and is not the next state.
+    let side = json!({"messages": [{"role": "user", "content": "summarise"}], "max_tokens": 2});
+    let (_, _, side_step) = server
+        .post(
+            &side,
+            &[("x-session-id", "chat-1"), ("x-turn-type", "side")],
+        )
+        .await;
+    assert_eq!(side_step, None);
+    assert_eq!(
+        server.store.step(first_step).expect("step").next_state,
+        None
+    );
+    let second = json!({"messages": [
+        {"role": "user", "content": "name a colour"},
+        {"role": "assistant", "content": said},
+        {"role": "user", "content": "No, a warm one."}],
+        "max_tokens": 4, "seed": 2, "session_done": true});
+    let (_, _, step) = server.post(&second, &session).await;
+    let second_step = StepId(step.expect("stored"));
+
+    let stored = server.store.step(first_step).expect("step");
+    assert_eq!(stored.kind, StepKind::Turn);
+    assert_eq!(
+        stored.next_state,
+        Some(json!({"role": "user", "content": "No, a warm one.", "images": 0}))
+    );
+    let turn = PolicyTurn::of_step(stored.response.as_ref())
+        .expect("well formed")
+        .expect("a policy turn");
+    assert_eq!(turn.tokens.len(), turn.logprobs.len());
+    assert_eq!(turn.text.trim_end(), said.trim_end());
+    let episode = server.store.episode(stored.episode).expect("episode");
+    assert_eq!(episode.session.as_deref(), Some("chat-1"));
+    assert_eq!(episode.status, EpisodeStatus::Done, "session_done ended it");
+    assert_eq!(episode.steps, 2);
+    assert_eq!(server.store.step(second_step).expect("step").index, 1);
+}
+
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    // A valid PNG declaring a huge image, with almost no pixel data (a few dozen bytes):
+    // a server that decodes before checking the size would try to allocate gigabytes.
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    for (kind, data) in [
+        (&b"IDAT"[..], &b"\x78\x9c\x03\x00\x00\x00\x00\x01"[..]),
+        (b"IEND", b""),
+    ] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn with_image(png: &[u8]) -> Value {
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    );
+    json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is on screen?"},
+        {"type": "image_url", "image_url": {"url": url}}]}], "max_tokens": 3})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_413_401_and_429_and_the_server_stays_up() {
+    let server = start(ServerConfig {
+        max_body_bytes: 1 << 20,
+        queue: 1,
+        token: Some("secret-token".into()),
+        ..ServerConfig::default()
+    })
+    .await;
+    let auth = [("authorization", "Bearer secret-token")];
+    let (status, err, _) = server.post(&ask("hi"), &[]).await;
+    assert_eq!(status, 401, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_api_key");
+
+    let huge = png_header(30_000, 30_000);
+    let (status, err, _) = server.post(&with_image(&huge), &auth).await;
+    assert_eq!(status, 413, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("30000×30000")
+    );
+
+    let mut small = Vec::new();
+    image::RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]))
+        .write_to(&mut Cursor::new(&mut small), image::ImageFormat::Png)
+        .expect("png");
+    let (status, answer, _) = server.post(&with_image(&small), &auth).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["usage"]["prompt_tokens"].as_u64().expect("count") > 10);
+
+    let big = json!({"messages": [{"role": "user", "content": "x".repeat(3 << 20)}]});
+    let (status, err, _) = server.post(&big, &auth).await;
+    assert_eq!(status, 413, "{err}");
+
+    // One place in the queue: while a long answer holds it, the next request gets 429.
+    let slow = {
+        let mut body = ask("long");
+        // The tiny model writes ~7,000 tokens/s here: 4,000 hold the queue for a while.
+        body["max_tokens"] = json!(4000);
+        let request = server
+            .http
+            .post(format!("{}/v1/chat/completions", server.url))
+            .header("authorization", "Bearer secret-token")
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (status, err, _) = server.post(&ask("me too"), &auth).await;
+    assert_eq!(status, 429, "{err}");
+    assert_eq!(err["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(slow.await.expect("joined").expect("answered"), 200);
+    let (status, _, _) = server.post(&ask("after"), &auth).await;
+    assert_eq!(status, 200, "the server is still up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_requests_in_flight_and_keeps_their_turns() {
+    let mut server = start(ServerConfig::default()).await;
+    let mut body = ask("a long answer");
+    body["max_tokens"] = json!(4000);
+    let request = server
+        .http
+        .post(format!("{}/v1/chat/completions", server.url))
+        .header("x-session-id", "closing")
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    let in_flight = tokio::spawn(async move {
+        let response = request.send().await.expect("answered");
+        let status = response.status().as_u16();
+        let step: Option<i64> = response
+            .headers()
+            .get("x-clawdesk-step")
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        (status, step)
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let _ = server.stop.take().expect("once").send(());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !server.server.is_finished() && !in_flight.is_finished(),
+        "the request was still in flight when shutdown began"
+    );
+    let (status, step) = in_flight.await.expect("joined");
+    assert_eq!(status, 200);
+    let step = server
+        .store
+        .step(StepId(step.expect("stored")))
+        .expect("the turn is kept");
+    assert_eq!(step.kind, StepKind::Turn);
+    tokio::time::timeout(Duration::from_secs(10), &mut server.server)
+        .await
+        .expect("the server ends after its last request")
+        .expect("cleanly");
+    assert!(
+        server
+            .http
+            .get(format!("{}/v1/models", server.url))
+            .send()
+            .await
+            .is_err(),
+        "no longer listening"
+    );
+}
