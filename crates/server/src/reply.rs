@@ -21,8 +21,7 @@ pub fn split(text: &str, tools_offered: bool, id_prefix: &str) -> Reply {
     let mut content = String::new();
     let mut tool_calls = Vec::new();
     let mut rest = text;
-    while tools_offered {
-        let Some(open) = rest.find(OPEN) else { break };
+    while tools_offered && let Some(open) = rest.find(OPEN) {
         let after = &rest[open + OPEN.len()..];
         let Some(close) = after.find(CLOSE) else {
             break;
@@ -83,7 +82,7 @@ pub fn safe_prefix(text: &str, held: &[&str]) -> usize {
 }
 
 /// The text stops and tool calls hold back while streaming.
-pub fn held_patterns<'a>(stops: &'a [String], tools_offered: bool) -> Vec<&'a str> {
+pub fn held_patterns(stops: &[String], tools_offered: bool) -> Vec<&str> {
     let mut held: Vec<&str> = stops.iter().map(String::as_str).collect();
     if tools_offered {
         held.push(OPEN);
