@@ -1,7 +1,9 @@
 //! What a judge sees of one step, gathered from the store.
 
 use clawdesk_desktop::Action;
-use clawdesk_store::{Step, StepId, StepOutcome, Store};
+use clawdesk_model::chat::{Message, Part, Role};
+use clawdesk_store::{Step, StepId, StepKind, StepOutcome, Store};
+use serde::Serialize;
 
 use crate::error::{JudgeError, Result};
 
@@ -28,6 +30,23 @@ pub struct StepCase {
     /// The accessibility trees before and after, when they were recorded (for rule judges).
     pub before_tree: Option<serde_json::Value>,
     pub after_tree: Option<serde_json::Value>,
+    /// For a conversation turn served over the API (no screens: the PNGs are empty), what
+    /// was said before the reply and the message that came after it.
+    pub conversation: Option<Conversation>,
+}
+
+/// A conversation turn's context and next state, as a judge reads them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conversation {
+    pub context: Vec<Said>,
+    pub next: Said,
+}
+
+/// One message as text (images as `[image]`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Said {
+    pub role: String,
+    pub text: String,
 }
 
 impl StepCase {
@@ -35,6 +54,9 @@ impl StepCase {
     pub fn load(store: &Store, id: StepId) -> Result<Self> {
         let step = store.step(id)?;
         let episode = store.episode(step.episode)?;
+        if step.kind == StepKind::Turn {
+            return Self::turn(&step, episode);
+        }
         let (Some(before), Some(after)) = (step.before_image.as_ref(), step.after_image.as_ref())
         else {
             return Err(JudgeError::Config(format!(
@@ -67,6 +89,47 @@ impl StepCase {
             after_png: store.blob(after)?,
             before_tree: tree(step.before_tree.as_ref())?,
             after_tree: tree(step.after_tree.as_ref())?,
+            conversation: None,
+        })
+    }
+
+    fn turn(step: &Step, episode: clawdesk_store::Episode) -> Result<Self> {
+        let Some(next) = &step.next_state else {
+            return Err(JudgeError::Config(format!(
+                "turn {} has no next message yet and cannot be judged",
+                step.id.0
+            )));
+        };
+        let messages: Vec<Message> = step
+            .response
+            .as_ref()
+            .and_then(|r| r.get("messages"))
+            .map(|m| serde_json::from_value(m.clone()))
+            .transpose()
+            .map_err(|e| JudgeError::Config(format!("turn {}: its messages: {e}", step.id.0)))?
+            .unwrap_or_default();
+        let text = |key: &str| next.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+        Ok(Self {
+            step: step.id,
+            objective: episode.task,
+            app: episode.app,
+            previous_actions: Vec::new(),
+            step_number: step.index + 1,
+            response: reply_text(step),
+            action: step.action.clone(),
+            outcome: step.outcome,
+            error: step.error.clone(),
+            before_png: Vec::new(),
+            after_png: Vec::new(),
+            before_tree: None,
+            after_tree: None,
+            conversation: Some(Conversation {
+                context: messages.iter().map(said).collect(),
+                next: Said {
+                    role: text("role").to_owned(),
+                    text: text("content").to_owned(),
+                },
+            }),
         })
     }
 
@@ -79,6 +142,33 @@ impl StepCase {
             StepOutcome::Stopped => "stopped",
             StepOutcome::Invalid => "invalid",
         }
+    }
+}
+
+fn said(message: &Message) -> Said {
+    let role = match message.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    };
+    let mut text: Vec<String> = message
+        .content
+        .iter()
+        .map(|p| match p {
+            Part::Text { text } => text.clone(),
+            Part::Image => "[image]".to_owned(),
+        })
+        .collect();
+    text.extend(
+        message
+            .tool_calls
+            .iter()
+            .map(|c| format!("[calls {}({})]", c.function.name, c.function.arguments)),
+    );
+    Said {
+        role: role.to_owned(),
+        text: text.join("\n"),
     }
 }
 

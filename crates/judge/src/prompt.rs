@@ -15,6 +15,8 @@ pub const AFTER_MARKER: &str = "[[screenshot_after]]";
 
 const STEP_FILE: &str = "judge/step.md";
 const HINT_FILE: &str = "judge/hint.md";
+const TURN_FILE: &str = "judge/turn.md";
+const TURN_HINT_FILE: &str = "judge/turn_hint.md";
 
 /// Which screenshot a part of the prompt shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +37,19 @@ pub enum PromptPart {
 pub struct JudgePrompts {
     step: Source,
     hint: Source,
-    /// Both templates compiled, under the names "step" and "hint".
+    turn: Source,
+    turn_hint: Source,
+    /// The templates compiled, under the names "step", "hint", "turn" and "turn_hint".
     env: minijinja::Environment<'static>,
+}
+
+/// The values the turn templates may use.
+#[derive(Serialize)]
+struct TurnVars<'a> {
+    conversation: &'a [crate::case::Said],
+    response: &'a str,
+    next_role: &'a str,
+    next_text: &'a str,
 }
 
 /// The values a template may use (see `prompts/README.md`).
@@ -61,15 +74,27 @@ impl JudgePrompts {
     /// and checks that it parses and has its markers.
     pub fn load(dirs: &[PathBuf]) -> Result<Self> {
         let (step, hint) = (read(dirs, STEP_FILE)?, read(dirs, HINT_FILE)?);
+        let (turn, turn_hint) = (read(dirs, TURN_FILE)?, read(dirs, TURN_HINT_FILE)?);
         let mut env = minijinja::Environment::new();
         // A misspelt variable in an edited template is an error, not silently empty text.
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
-        for (name, source) in [("step", &step), ("hint", &hint)] {
+        for (name, source) in [
+            ("step", &step),
+            ("hint", &hint),
+            ("turn", &turn),
+            ("turn_hint", &turn_hint),
+        ] {
             env.add_template_owned(name, source.text.clone())
                 .map_err(|e| prompt_error(source, e))?;
         }
-        let prompts = Self { step, hint, env };
+        let prompts = Self {
+            step,
+            hint,
+            turn,
+            turn_hint,
+            env,
+        };
         for marker in [BEFORE_MARKER, AFTER_MARKER] {
             let found = prompts.step.text.matches(marker).count();
             if found != 1 {
@@ -79,12 +104,21 @@ impl JudgePrompts {
                 });
             }
         }
+        if prompts.turn.text.contains("[[screenshot_") {
+            return Err(JudgeError::Prompt {
+                origin: prompts.turn.origin.clone(),
+                reason: "a conversation turn has no screenshots to place".into(),
+            });
+        }
         Ok(prompts)
     }
 
     /// Renders the prompt for one step: text and the two screenshots in the template's order,
     /// with the hint request appended when `hints` is on.
     pub fn render(&self, case: &StepCase, hints: bool) -> Result<Vec<PromptPart>> {
+        if let Some(conversation) = &case.conversation {
+            return self.render_turn(conversation, &case.response, hints);
+        }
         let objective = defuse(&case.objective);
         let app = case.app.as_deref().map(defuse);
         let previous: Vec<String> = case.previous_actions.iter().map(|a| defuse(a)).collect();
@@ -106,7 +140,27 @@ impl JudgePrompts {
         split_markers(&text, &self.step.origin)
     }
 
-    fn render_one(&self, name: &str, source: &Source, vars: &Vars<'_>) -> Result<String> {
+    /// A conversation turn's prompt: text only.
+    fn render_turn(
+        &self,
+        conversation: &crate::case::Conversation,
+        response: &str,
+        hints: bool,
+    ) -> Result<Vec<PromptPart>> {
+        let vars = TurnVars {
+            conversation: &conversation.context,
+            response,
+            next_role: &conversation.next.role,
+            next_text: &conversation.next.text,
+        };
+        let mut text = self.render_one("turn", &self.turn, &vars)?;
+        if hints {
+            text.push_str(&self.render_one("turn_hint", &self.turn_hint, &vars)?);
+        }
+        Ok(vec![PromptPart::Text(text)])
+    }
+
+    fn render_one(&self, name: &str, source: &Source, vars: &impl Serialize) -> Result<String> {
         self.env
             .get_template(name)
             .and_then(|t| t.render(vars))
@@ -195,7 +249,40 @@ mod tests {
             after_png: Vec::new(),
             before_tree: None,
             after_tree: None,
+            conversation: None,
         }
+    }
+
+    #[test]
+    fn a_turn_renders_its_conversation_and_next_message_without_screens() {
+        let prompts = JudgePrompts::builtin().expect("built-in");
+        let mut turn = case();
+        turn.response = "It is 12 feet.".into();
+        turn.conversation = Some(crate::case::Conversation {
+            context: vec![crate::case::Said {
+                role: "user".into(),
+                text: "How tall is the door?".into(),
+            }],
+            next: crate::case::Said {
+                role: "user".into(),
+                text: "In metres, please.".into(),
+            },
+        });
+        let parts = prompts.render(&turn, true).expect("renders");
+        let [PromptPart::Text(text)] = parts.as_slice() else {
+            panic!("text only: {parts:?}");
+        };
+        for expected in [
+            "<user>\nHow tall is the door?\n</user>",
+            "It is 12 feet.",
+            "What came next (user)",
+            "In metres, please.",
+            "[HINT_START]",
+        ] {
+            assert!(text.contains(expected), "{expected} missing in {text}");
+        }
+        assert!(!prompts.render(&turn, false).expect("renders")[0]
+            .eq(&PromptPart::Text(text.clone())));
     }
 
     fn texts(parts: &[PromptPart]) -> String {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 /// The copies built into the binary, by their path under `prompts/`.
-const BUILT_IN: [(&str, &str); 5] = [
+const BUILT_IN: [(&str, &str); 7] = [
     (
         "agent/task.md",
         include_str!("../../../prompts/agent/task.md"),
@@ -18,6 +18,14 @@ const BUILT_IN: [(&str, &str); 5] = [
     (
         "judge/hint.md",
         include_str!("../../../prompts/judge/hint.md"),
+    ),
+    (
+        "judge/turn.md",
+        include_str!("../../../prompts/judge/turn.md"),
+    ),
+    (
+        "judge/turn_hint.md",
+        include_str!("../../../prompts/judge/turn_hint.md"),
     ),
     ("gym/task.md", include_str!("../../../prompts/gym/task.md")),
     (

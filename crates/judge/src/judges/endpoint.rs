@@ -162,17 +162,19 @@ impl EndpointJudge {
     }
 
     /// The request body shared by a step's votes.
-    fn body(&self, parts: &[PromptPart], before: &EncodedImage, after: &EncodedImage) -> Value {
+    /// `screens` is `None` for a conversation turn, whose prompt places no screenshots.
+    fn body(&self, parts: &[PromptPart], screens: Option<&(EncodedImage, EncodedImage)>) -> Value {
         let content: Vec<Value> = parts
             .iter()
-            .map(|part| match part {
-                PromptPart::Text(text) => json!({"type": "text", "text": text}),
+            .filter_map(|part| match part {
+                PromptPart::Text(text) => Some(json!({"type": "text", "text": text})),
                 PromptPart::Image(screen) => {
+                    let (before, after) = screens?;
                     let image = match screen {
                         Screen::Before => before,
                         Screen::After => after,
                     };
-                    json!({"type": "image_url", "image_url": {"url": image.data_url}})
+                    Some(json!({"type": "image_url", "image_url": {"url": image.data_url}}))
                 }
             })
             .collect();
@@ -275,16 +277,22 @@ impl Judge for EndpointJudge {
                 self.settings.encoding,
                 case.step.0,
             );
-            let (before, after) = (case.before_png.clone(), case.after_png.clone());
-            let (before, after) = tokio::task::spawn_blocking(move || {
-                Ok::<_, JudgeError>((
-                    encode_for_endpoint(&before, budget, encoding, step)?,
-                    encode_for_endpoint(&after, budget, encoding, step)?,
-                ))
-            })
-            .await
-            .map_err(|e| JudgeError::Task(e.to_string()))??;
-            let body = Bytes::from(self.body(&parts, &before, &after).to_string());
+            let screens = if case.conversation.is_some() {
+                None
+            } else {
+                let (before, after) = (case.before_png.clone(), case.after_png.clone());
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        Ok::<_, JudgeError>((
+                            encode_for_endpoint(&before, budget, encoding, step)?,
+                            encode_for_endpoint(&after, budget, encoding, step)?,
+                        ))
+                    })
+                    .await
+                    .map_err(|e| JudgeError::Task(e.to_string()))??,
+                )
+            };
+            let body = Bytes::from(self.body(&parts, screens.as_ref()).to_string());
             let votes =
                 try_join_all((0..self.settings.votes).map(|i| self.vote(&body, step, i))).await?;
             Ok(Judgement::from_votes(votes))

@@ -77,19 +77,23 @@ impl LocalJudge {
                     image.resize_exact(w, h, FilterType::Triangle)
                 })
             };
-        let before = decode(&case.before_png)?;
-        let after = decode(&case.after_png)?;
+        // A conversation turn's prompt places no screenshots.
+        let screens = match case.conversation {
+            Some(_) => None,
+            None => Some((decode(&case.before_png)?, decode(&case.after_png)?)),
+        };
         let mut images = Vec::new();
         let content = parts
             .into_iter()
-            .map(|part| match part {
-                PromptPart::Text(text) => Part::Text { text },
+            .filter_map(|part| match part {
+                PromptPart::Text(text) => Some(Part::Text { text }),
                 PromptPart::Image(screen) => {
+                    let (before, after) = screens.as_ref()?;
                     images.push(match screen {
                         Screen::Before => before.clone(),
                         Screen::After => after.clone(),
                     });
-                    Part::Image
+                    Some(Part::Image)
                 }
             })
             .collect();

@@ -22,6 +22,10 @@ fn unjudged(source: VerdictSource) -> &'static str {
     }
 }
 
+/// Steps that can be judged: a screen step once it has its after-screen, a conversation turn
+/// once its session's next message came.
+const JUDGEABLE: &str = "(s.after_image IS NOT NULL OR s.next_state IS NOT NULL)";
+
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE judge_failures (
     step_id     INTEGER NOT NULL REFERENCES steps(id) ON DELETE CASCADE,
@@ -43,7 +47,7 @@ pub struct JudgeFailure {
     pub retry_at_ms: i64,
 }
 
-/// Steps with an after-screen that `judge` has not judged and is not waiting to retry, oldest
+/// Judgeable steps that `judge` has not judged and is not waiting to retry, oldest
 /// first, skipping the ids in `busy` (those already being judged).
 pub(crate) fn owed(
     conn: &Connection,
@@ -55,7 +59,7 @@ pub(crate) fn owed(
 ) -> rusqlite::Result<Vec<StepId>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT s.id FROM steps s
-         WHERE s.after_image IS NOT NULL AND {}
+         WHERE {JUDGEABLE} AND {}
            AND NOT EXISTS (SELECT 1 FROM judge_failures f
                            WHERE f.step_id = s.id AND f.judge = ?1 AND f.retry_at_ms > ?2)
          ORDER BY s.id",
@@ -81,7 +85,7 @@ pub(crate) fn owed_count(
 ) -> rusqlite::Result<i64> {
     conn.query_row(
         &format!(
-            "SELECT COUNT(*) FROM steps s WHERE s.after_image IS NOT NULL AND {}",
+            "SELECT COUNT(*) FROM steps s WHERE {JUDGEABLE} AND {}",
             unjudged(source)
         ),
         [judge],
