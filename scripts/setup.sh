@@ -6,13 +6,14 @@ set -euo pipefail
 # Build: Tauri's WebKitGTK, xcap's PipeWire/EGL/Wayland bindings (bindgen needs libclang).
 # Run and test: an X server, a window manager, D-Bus with the AT-SPI bus, xdotool, and the
 # real GTK apps the tests operate, and a Secret Service (GNOME Keyring, secret-tool) for the
-# judge's API-key test.
+# judge's API-key test. Python with venv for the OpenAI client the API tests drive the server with.
 CLAWDESK_PACKAGES=(
   pkg-config build-essential libwebkit2gtk-4.1-dev libpipewire-0.3-dev libclang-dev libgbm-dev
   libegl-dev libwayland-dev libxcb1-dev
   xvfb xserver-xephyr xauth openbox dbus at-spi2-core x11-utils xdotool
   zenity gtk-3-examples mousepad gnome-calculator
   gnome-keyring libsecret-tools
+  python3 python3-venv
 )
 
 missing=()
@@ -32,6 +33,15 @@ command -v npm >/dev/null || { echo "setup: Node.js 20+ with npm is missing" >&2
 
 # One target directory that outlives checkouts, so a second run builds nothing again.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/clawdesk/target}"
+
+# The official OpenAI Python client, in a venv of its own (tests/python/openai_client.py).
+CLAWDESK_PY="${CLAWDESK_PY:-$HOME/.cache/clawdesk/py}"
+if ! "$CLAWDESK_PY/bin/python" -c "import openai" 2>/dev/null; then
+  echo "setup: installing the openai Python client into $CLAWDESK_PY" >&2
+  python3 -m venv "$CLAWDESK_PY"
+  "$CLAWDESK_PY/bin/pip" install --quiet --disable-pip-version-check "openai==3.57.0"
+fi
+export CLAWDESK_PYTHON="$CLAWDESK_PY/bin/python"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The window embeds ui/dist at compile time, so it is built first.
