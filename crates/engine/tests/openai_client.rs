@@ -68,9 +68,13 @@ fn the_openai_python_client_is_served_and_its_session_is_stored_and_judged() {
         .read_line(&mut line)
         .expect("the listening line");
     let listening: serde_json::Value = serde_json::from_str(&line).expect("JSON");
-    let base = format!("http://{}", listening["listening"].as_str().expect("address"));
+    let base = format!(
+        "http://{}",
+        listening["listening"].as_str().expect("address")
+    );
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/openai_client.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/openai_client.py");
     let report = ok(Command::new(python())
         .arg(&script)
         .arg(&base)
@@ -87,7 +91,12 @@ fn the_openai_python_client_is_served_and_its_session_is_stored_and_judged() {
 
     ok(Command::new(BIN)
         .args(["judge", "run", "--data-dir", &p("data"), "--until-idle"])
-        .args(["--endpoint", &format!("{base}/v1"), "--judge-model", "clawdesk"])
+        .args([
+            "--endpoint",
+            &format!("{base}/v1"),
+            "--judge-model",
+            "clawdesk",
+        ])
         .args(["--votes", "1", "--judge-max-tokens", "12"])
         .output()
         .expect("judge"));
@@ -98,13 +107,20 @@ fn the_openai_python_client_is_served_and_its_session_is_stored_and_judged() {
     let first = store.step(steps[0]).expect("first turn");
     assert_eq!(first.kind, StepKind::Turn);
     assert_eq!(
-        first.next_state.as_ref().and_then(|n| n["content"].as_str()),
+        first
+            .next_state
+            .as_ref()
+            .and_then(|n| n["content"].as_str()),
         Some("No, name a warm colour.")
     );
     let verdicts = store.verdicts(first.id).expect("verdicts");
     assert_eq!(verdicts.len(), 1, "{verdicts:?}");
     assert_eq!(verdicts[0].source, VerdictSource::Judge);
-    let votes = verdicts[0].votes.as_ref().and_then(|v| v.as_array()).expect("votes");
+    let votes = verdicts[0]
+        .votes
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .expect("votes");
     assert_eq!(votes.len(), 1, "the judge's raw answer is kept");
     // The last turn of an ended session has no next state: nothing to judge it from.
     let last = store.step(steps[1]).expect("second turn");
@@ -129,4 +145,38 @@ fn serving_beyond_loopback_without_a_token_is_refused() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("without a token"), "{stderr}");
+}
+
+#[test]
+fn under_load_every_answer_is_a_200_or_a_deliberate_429_and_the_limits_hold() {
+    let out = ok(Command::new(BIN)
+        .args([
+            "bench",
+            "serve",
+            "--clients",
+            "64",
+            "--seconds",
+            "3",
+            "--queue",
+            "8",
+        ])
+        .args(["--requests", "5"])
+        .output()
+        .expect("bench serve"));
+    assert!(out.contains("| 64 concurrent clients over HTTP |"), "{out}");
+    assert!(out.contains(", 0 other errors"), "{out}");
+    // With 8 places for 64 clients, the queue must have turned some away.
+    let busy: usize = out
+        .split(" turned away with 429")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a 429 count");
+    assert!(busy > 0, "{out}");
+    assert!(
+        out.contains(
+            "a 50 MB body → 413; a 30000×30000 image → 413; the next ordinary request → 200"
+        ),
+        "{out}"
+    );
 }

@@ -281,8 +281,9 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected} missing in {text}");
         }
-        assert!(!prompts.render(&turn, false).expect("renders")[0]
-            .eq(&PromptPart::Text(text.clone())));
+        assert!(
+            !prompts.render(&turn, false).expect("renders")[0].eq(&PromptPart::Text(text.clone()))
+        );
     }
 
     fn texts(parts: &[PromptPart]) -> String {

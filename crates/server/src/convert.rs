@@ -159,6 +159,31 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, ApiEr
         .map_err(|e| ApiError::BadRequest(format!("an image that does not decode: {e}")))
 }
 
+/// A small, valid PNG that declares a `width`×`height` image with almost no pixel data: what an
+/// attacker sends to make a server that decodes before it checks allocate gigabytes. For
+/// probing the limits (`clawdesk bench serve`, the tests).
+pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    // The zlib stream of nothing: the rows never come.
+    let empty_zlib = [0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01];
+    for (kind, data) in [
+        (b"IHDR", &header[..]),
+        (b"IDAT", &empty_zlib[..]),
+        (b"IEND", &[][..]),
+    ] {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        let crc = crc32fast::hash(&png[start..]);
+        png.extend_from_slice(&crc.to_be_bytes());
+    }
+    png
+}
+
 /// The request's sampling, checked, with the model's usual settings where it gives none.
 pub fn sampling(request: &ChatRequest, config: &ServerConfig) -> Result<Sampling, ApiError> {
     let defaults = Sampling::default();

@@ -267,45 +267,6 @@ async fn a_session_stores_main_turns_with_their_next_state() {
     assert_eq!(server.store.step(second_step).expect("step").index, 1);
 }
 
-fn png_header(width: u32, height: u32) -> Vec<u8> {
-    // A valid PNG declaring a huge image, with almost no pixel data (a few dozen bytes):
-    // a server that decodes before checking the size would try to allocate gigabytes.
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    for (kind, data) in [
-        (&b"IDAT"[..], &b"\x78\x9c\x03\x00\x00\x00\x00\x01"[..]),
-        (b"IEND", b""),
-    ] {
-        let mut chunk = kind.to_vec();
-        chunk.extend_from_slice(data);
-        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        png.extend_from_slice(&chunk);
-        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
-    }
-    png
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 fn with_image(png: &[u8]) -> Value {
     let url = format!(
         "data:image/png;base64,{}",
@@ -330,7 +291,7 @@ async fn limits_answer_413_401_and_429_and_the_server_stays_up() {
     assert_eq!(status, 401, "{err}");
     assert_eq!(err["error"]["code"], "invalid_api_key");
 
-    let huge = png_header(30_000, 30_000);
+    let huge = clawdesk_server::convert::png_declaring(30_000, 30_000);
     let (status, err, _) = server.post(&with_image(&huge), &auth).await;
     assert_eq!(status, 413, "{err}");
     assert!(

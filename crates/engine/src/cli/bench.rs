@@ -18,6 +18,9 @@ enum BenchWhat {
     Learn(clawdesk_engine::bench::learn::LearnBenchArgs),
     /// Agent step latency with the trainer idle and with it training, in one run.
     Agent(clawdesk_engine::bench::agent::AgentBenchArgs),
+    /// The OpenAI-compatible server on loopback: latency beside a direct policy call, many
+    /// concurrent clients, and the body and image limits.
+    Serve(clawdesk_engine::bench::serve::ServeBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -40,6 +43,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Agent(a) => {
             let table = clawdesk_engine::bench::agent::run(a).await?;
             println!("{table}");
+            Ok(())
+        }
+        BenchWhat::Serve(a) => {
+            let report = clawdesk_engine::bench::serve::run(a).await?;
+            println!("{}", report.table);
+            if !report.problems.is_empty() {
+                anyhow::bail!(
+                    "{} answers were neither 200 nor a deliberate 429, or a limit did not hold",
+                    report.problems.len()
+                );
+            }
             Ok(())
         }
         BenchWhat::Learn(a) => {
