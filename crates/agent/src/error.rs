@@ -35,4 +35,7 @@ pub enum AgentError {
     /// The policy's thread ended (it panicked or was shut down); nothing more can be served.
     #[error("the policy is not running")]
     PolicyGone,
+    /// A remote policy's endpoint failed or answered something unreadable.
+    #[error("remote policy: {0}")]
+    Remote(String),
 }

@@ -8,8 +8,10 @@ pub mod error;
 pub mod format;
 pub mod policy;
 pub mod prompt;
+pub mod remote;
 
 pub use error::{AgentError, FormatError};
 pub use format::{ActionFormat, AgentAction, Frame, Reply};
 pub use policy::{Generated, Policy, PolicyRequest};
 pub use prompt::{AgentPrompts, PastStep, conversation};
+pub use remote::{RemoteConfig, RemotePolicy};

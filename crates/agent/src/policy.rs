@@ -82,10 +82,16 @@ enum Job {
     },
 }
 
-/// A handle to the policy thread; clones share the one model.
+/// A handle to the policy: the local model's thread, or a remote endpoint. Clones share it.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    jobs: mpsc::Sender<Job>,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Local(mpsc::Sender<Job>),
+    Remote(std::sync::Arc<crate::remote::RemotePolicy>),
 }
 
 impl std::fmt::Debug for Job {
@@ -147,38 +153,65 @@ impl Policy {
             })
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "the policy thread did not start"));
-        Policy { jobs }
+        Policy {
+            backend: Backend::Local(jobs),
+        }
+    }
+
+    /// A policy served by an OpenAI-compatible endpoint.
+    pub fn remote(config: crate::remote::RemoteConfig) -> Result<Policy, AgentError> {
+        Ok(Policy {
+            backend: Backend::Remote(std::sync::Arc::new(crate::remote::RemotePolicy::new(
+                config,
+            )?)),
+        })
     }
 
     /// Generates a reply; waits its turn behind earlier requests.
     pub async fn generate(&self, request: PolicyRequest) -> Result<Generated, AgentError> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job::Generate(Box::new(request), reply))
-            .await
-            .map_err(|_| AgentError::PolicyGone)?;
-        answer.await.map_err(|_| AgentError::PolicyGone)?
+        match &self.backend {
+            Backend::Local(jobs) => {
+                let (reply, answer) = oneshot::channel();
+                jobs.send(Job::Generate(Box::new(request), reply))
+                    .await
+                    .map_err(|_| AgentError::PolicyGone)?;
+                answer.await.map_err(|_| AgentError::PolicyGone)?
+            }
+            Backend::Remote(remote) => remote.generate(&request).await,
+        }
     }
 
     /// Makes adapter `version` (a PEFT folder) the active one from the next generation on.
-    /// A folder that does not load leaves the previous adapter active.
+    /// A folder that does not load leaves the previous adapter active. A remote policy's
+    /// server loads it by path (vLLM's dynamic LoRA loading).
     pub async fn activate(&self, version: i64, dir: PathBuf) -> Result<(), AgentError> {
-        self.send_activate(Some((version, dir))).await
+        match &self.backend {
+            Backend::Local(jobs) => send_activate(jobs, Some((version, dir))).await,
+            Backend::Remote(remote) => remote.activate(version, &dir).await,
+        }
     }
 
     /// Serves the base model alone from the next generation on.
     pub async fn deactivate(&self) -> Result<(), AgentError> {
-        self.send_activate(None).await
+        match &self.backend {
+            Backend::Local(jobs) => send_activate(jobs, None).await,
+            Backend::Remote(remote) => {
+                remote.deactivate();
+                Ok(())
+            }
+        }
     }
+}
 
-    async fn send_activate(&self, adapter: Option<(i64, PathBuf)>) -> Result<(), AgentError> {
-        let (done, finished) = oneshot::channel();
-        self.jobs
-            .send(Job::Activate { adapter, done })
-            .await
-            .map_err(|_| AgentError::PolicyGone)?;
-        finished.await.map_err(|_| AgentError::PolicyGone)?
-    }
+async fn send_activate(
+    jobs: &mpsc::Sender<Job>,
+    adapter: Option<(i64, PathBuf)>,
+) -> Result<(), AgentError> {
+    let (done, finished) = oneshot::channel();
+    jobs.send(Job::Activate { adapter, done })
+        .await
+        .map_err(|_| AgentError::PolicyGone)?;
+    finished.await.map_err(|_| AgentError::PolicyGone)?
 }
 
 /// Runs `work` inside a rayon pool of `threads` threads (candle's CPU kernels run on the

@@ -45,6 +45,8 @@ struct Inner {
     config: ServerConfig,
     queue: Arc<Semaphore>,
     http: reqwest::Client,
+    /// The adapter loaded with `/v1/load_lora_adapter`, served under its name (and the base's).
+    lora: std::sync::Mutex<Option<String>>,
 }
 
 /// A body larger than the limit is read to its end (up to this many times the limit) and
@@ -74,6 +76,7 @@ impl Api {
                 store,
                 config,
                 http,
+                lora: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -86,6 +89,8 @@ impl Api {
         Router::new()
             .route("/v1/models", get(models))
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/load_lora_adapter", post(load_lora))
+            .route("/v1/unload_lora_adapter", post(unload_lora))
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(self.clone(), authorize))
             .route("/health", get(|| async { "ok" }))
@@ -114,6 +119,14 @@ impl Api {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve)
+    }
+
+    fn lora(&self) -> Option<String> {
+        self.inner
+            .lora
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn token_text(&self, id: u32, as_ids: bool) -> String {
@@ -200,16 +213,90 @@ async fn not_found() -> ApiError {
 }
 
 async fn models(State(api): State<Api>) -> Response {
-    axum::Json(json!({
-        "object": "list",
-        "data": [{
-            "id": api.inner.config.model_name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "clawdesk",
-        }],
-    }))
-    .into_response()
+    let model =
+        |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "clawdesk"});
+    let mut data = vec![model(&api.inner.config.model_name)];
+    data.extend(api.lora().as_deref().map(model));
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LoraRequest {
+    lora_name: String,
+    #[serde(default)]
+    lora_path: Option<String>,
+}
+
+/// vLLM's dynamic LoRA loading, so `clawdesk adapters push` and a remote ClawDesk agent can
+/// swap what this server serves. One adapter at a time: loading one makes it active for every
+/// request. Its version is the store's record of that folder, else the name's `-vN` suffix.
+async fn load_lora(State(api): State<Api>, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(&HeaderMap::new(), body, 64 << 10).await?;
+    let request: LoraRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body: {e}")))?;
+    let Some(path) = request.lora_path.filter(|p| !p.is_empty()) else {
+        return Err(ApiError::BadRequest("lora_path is required".into()));
+    };
+    let dir = std::path::PathBuf::from(&path);
+    let version = adapter_version(api.inner.store.as_deref(), &dir, &request.lora_name)?;
+    api.inner.policy.activate(version, dir).await?;
+    *api.inner.lora.lock().unwrap_or_else(|p| p.into_inner()) = Some(request.lora_name.clone());
+    tracing::info!(name = %request.lora_name, version, %path, "adapter loaded");
+    Ok(format!(
+        "Success: LoRA adapter '{}' added successfully.",
+        request.lora_name
+    )
+    .into_response())
+}
+
+async fn unload_lora(State(api): State<Api>, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(&HeaderMap::new(), body, 64 << 10).await?;
+    let request: LoraRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body: {e}")))?;
+    if api.lora().as_deref() != Some(request.lora_name.as_str()) {
+        return Err(ApiError::NotFound(format!(
+            "adapter `{}` is not loaded",
+            request.lora_name
+        )));
+    }
+    api.inner.policy.deactivate().await?;
+    *api.inner.lora.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    Ok(format!(
+        "Success: LoRA adapter '{}' removed successfully.",
+        request.lora_name
+    )
+    .into_response())
+}
+
+fn adapter_version(
+    store: Option<&Store>,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<i64, ApiError> {
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    let wanted = canonical(dir).ok_or_else(|| {
+        ApiError::BadRequest(format!("adapter folder {} does not exist", dir.display()))
+    })?;
+    if let Some(store) = store {
+        let adapters = store
+            .adapters()
+            .map_err(|e| ApiError::Internal(format!("the data store: {e}")))?;
+        if let Some(a) = adapters
+            .iter()
+            .find(|a| canonical(std::path::Path::new(&a.path)).as_ref() == Some(&wanted))
+        {
+            return Ok(a.version);
+        }
+    }
+    name.rsplit_once("-v")
+        .and_then(|(_, n)| n.parse().ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{} is not an adapter this ClawDesk published, and the name `{name}` carries no \
+                 `-vN` version",
+                dir.display()
+            ))
+        })
 }
 
 async fn chat(State(api): State<Api>, headers: HeaderMap, body: Body) -> Response {
@@ -305,6 +392,7 @@ async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, Ap
     drop(bytes);
     if let Some(model) = request.model.as_deref()
         && model != config.model_name
+        && api.lora().as_deref() != Some(model)
     {
         return Err(ApiError::NotFound(format!(
             "model `{model}` is not served here; this server serves `{}`",

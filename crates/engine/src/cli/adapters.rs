@@ -39,9 +39,23 @@ enum AdaptersCommand {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Load version N on a running vLLM (or ClawDesk) server with dynamic LoRA loading
+    /// (`/v1/load_lora_adapter`); the server must be able to read the adapter's folder.
+    Push {
+        version: i64,
+        /// The server's API root, e.g. http://gpu-box:8000/v1.
+        #[arg(long)]
+        to: String,
+        /// The name it is served under (default: clawdesk-vN).
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the server's API key from this environment variable.
+        #[arg(long, value_name = "VAR")]
+        api_key_env: Option<String>,
+    },
 }
 
-pub fn run(args: AdaptersArgs) -> anyhow::Result<()> {
+pub async fn run(args: AdaptersArgs) -> anyhow::Result<()> {
     let store = Store::open(data_dir(&args.data_dir)?)?;
     match args.command {
         AdaptersCommand::List => {
@@ -81,8 +95,10 @@ pub fn run(args: AdaptersArgs) -> anyhow::Result<()> {
         AdaptersCommand::Score { version, tasks } => {
             let adapter = find(&store, version)?;
             let dir = PathBuf::from(&adapter.path);
-            let loaded = super::gym::load(&adapter.base_model, Some(&dir))?;
-            let score = clawdesk_engine::gym_score::gym_score(&loaded, tasks)?;
+            let score = tokio::task::block_in_place(|| {
+                let loaded = super::gym::load(&adapter.base_model, Some(&dir))?;
+                anyhow::Ok(clawdesk_engine::gym_score::gym_score(&loaded, tasks)?)
+            })?;
             store.set_adapter_gym_score(version, score)?;
             println!("v{version}: {score:.2} of {tasks} held-out gym tasks");
             Ok(())
@@ -117,6 +133,35 @@ pub fn run(args: AdaptersArgs) -> anyhow::Result<()> {
                 "vLLM:    vllm serve {} --enable-lora --lora-modules clawdesk-v{version}={dir}",
                 adapter.base_model
             );
+            Ok(())
+        }
+        AdaptersCommand::Push {
+            version,
+            to,
+            name,
+            api_key_env,
+        } => {
+            let adapter = find(&store, version)?;
+            let dir = std::fs::canonicalize(&adapter.path)
+                .with_context(|| format!("version {version}'s folder {}", adapter.path))?;
+            clawdesk_model::peft::read_adapter_config(&dir)
+                .with_context(|| format!("version {version}'s folder {}", dir.display()))?;
+            let key = match api_key_env {
+                Some(var) => {
+                    Some(std::env::var(&var).with_context(|| format!("${var} is not set"))?)
+                }
+                None => None,
+            };
+            let name = name.unwrap_or_else(|| format!("clawdesk-v{version}"));
+            clawdesk_agent::remote::push_adapter(
+                &reqwest::Client::new(),
+                &to,
+                key.as_deref(),
+                &name,
+                &dir,
+            )
+            .await?;
+            println!("v{version} is loaded on {to} as {name}");
             Ok(())
         }
     }

@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use clawdesk_agent::{ActionFormat, AgentPrompts, Policy};
+use clawdesk_agent::{ActionFormat, AgentPrompts, Policy, RemoteConfig};
 use clawdesk_engine::agent::{AgentSettings, StepReport, StopOnLoop, run_agent};
 use clawdesk_engine::live::{LiveSettings, run_live};
 use clawdesk_store::Store;
@@ -70,8 +71,18 @@ struct RunArgs {
     #[arg(long)]
     instruction: String,
     /// The policy: a model folder or hub id.
-    #[arg(long)]
-    model: String,
+    #[arg(long, required_unless_present = "remote")]
+    model: Option<String>,
+    /// Or a policy served elsewhere: an OpenAI-compatible API root (vLLM, `clawdesk serve`),
+    /// asked for log-probabilities and token ids so its steps train here.
+    #[arg(long, conflicts_with = "model", value_name = "URL")]
+    remote: Option<String>,
+    /// The remote server's model name.
+    #[arg(long, default_value = "clawdesk", requires = "remote")]
+    remote_model: String,
+    /// Read the remote server's API key from this environment variable.
+    #[arg(long, value_name = "VAR", requires = "remote")]
+    remote_key_env: Option<String>,
     /// A PEFT adapter folder to serve on top of the model (default: the adapter activated
     /// with `clawdesk adapters activate`, if any).
     #[arg(long)]
@@ -139,18 +150,21 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
     if a.run.adapter.is_some() {
         anyhow::bail!("agent live trains its own adapter from the base model; drop --adapter");
     }
+    let Some(model) = a.run.model.clone() else {
+        anyhow::bail!("agent live trains a local model: give --model, not --remote");
+    };
     let data = data_dir(&a.run.data_dir)?;
     let store = std::sync::Arc::new(Store::open(&data)?);
     let dirs = clawdesk_prompts::search_path(a.run.prompts.as_deref(), Some(&data));
     let prompts = AgentPrompts::load(&dirs)?;
     let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
     let judge = a.judge.build(&dirs).await?;
-    let base = tokio::task::block_in_place(|| super::gym::load(&a.run.model, None))?;
+    let base = tokio::task::block_in_place(|| super::gym::load(&model, None))?;
     let desktop = a.run.desktop.connect().await?;
     let settings = LiveSettings {
         agent: settings_of(&a.run),
         episodes: a.episodes,
-        base_model: a.run.model.clone(),
+        base_model: model,
         lora: clawdesk_model::LoraConfig::new(a.rank, a.alpha),
         train: clawdesk_trainer::run::TrainLoopSettings {
             batch: a.batch,
@@ -207,8 +221,20 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
     let store = Store::open(&data)?;
     let dirs = clawdesk_prompts::search_path(a.prompts.as_deref(), Some(&data));
     let prompts = AgentPrompts::load(&dirs)?;
-    let loaded = tokio::task::block_in_place(|| super::gym::load(&a.model, None))?;
-    let policy = Policy::spawn(loaded);
+    let policy = match (&a.remote, &a.model) {
+        (Some(url), _) => {
+            let mut config = RemoteConfig::new(url.clone(), a.remote_model.clone());
+            if let Some(var) = &a.remote_key_env {
+                config.api_key =
+                    Some(std::env::var(var).with_context(|| format!("${var} is not set"))?);
+            }
+            Policy::remote(config)?
+        }
+        (None, Some(model)) => Policy::spawn(tokio::task::block_in_place(|| {
+            super::gym::load(model, None)
+        })?),
+        (None, None) => anyhow::bail!("give --model or --remote"),
+    };
     activate_for_serving(&policy, &store, a.adapter.as_ref(), a.adapter_version).await?;
     let desktop = a.desktop.connect().await?;
     let settings = settings_of(&a);

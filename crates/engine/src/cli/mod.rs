@@ -62,7 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox(a) => sandbox::run(a).await,
         Command::Record(a) => record::run(a).await,
         Command::Agent(a) => agent::run(a).await,
-        Command::Adapters(a) => adapters::run(a),
+        Command::Adapters(a) => adapters::run(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Model(a) => tokio::task::block_in_place(|| model::run(a)),
         Command::Judge(a) => judge::run(a).await,
