@@ -23,6 +23,7 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R>
             commands::app::app_info,
             commands::episodes::list_episodes,
             commands::episodes::episode_steps,
+            commands::episodes::export_episodes,
         ])
 }
 

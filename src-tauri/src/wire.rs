@@ -17,6 +17,8 @@ pub enum ErrorCode {
     NotFound,
     Storage,
     DiskFull,
+    /// An export could not be written (a folder that is not empty, a file that failed).
+    Export,
 }
 
 impl From<clawdesk_store::StoreError> for WireError {
@@ -32,6 +34,28 @@ impl From<clawdesk_store::StoreError> for WireError {
             message: e.to_string(),
         }
     }
+}
+
+impl From<clawdesk_engine::EngineError> for WireError {
+    fn from(e: clawdesk_engine::EngineError) -> Self {
+        match e {
+            clawdesk_engine::EngineError::Store(e) => e.into(),
+            other => WireError {
+                code: ErrorCode::Export,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// What an export wrote, for the status line.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportDone {
+    pub episodes: usize,
+    pub steps: usize,
+    pub images: usize,
+    pub folder: String,
 }
 
 /// Facts about the running app for the header.

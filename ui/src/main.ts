@@ -17,6 +17,14 @@ interface AppInfo {
   version: string;
 }
 
+/** Mirrors `clawdesk_app::wire::ExportDone`. */
+interface ExportDone {
+  episodes: number;
+  steps: number;
+  images: number;
+  folder: string;
+}
+
 /** Mirrors `clawdesk_app::wire::WireError`. */
 interface WireError {
   code: string;
@@ -61,6 +69,26 @@ async function refresh() {
   }
 }
 
+async function exportTo(kind: "traj" | "chat") {
+  const folder = document.querySelector<HTMLInputElement>("#export-folder")!.value.trim();
+  const status = document.querySelector<HTMLParagraphElement>("#export-status")!;
+  if (folder === "") {
+    status.textContent = "Choose a folder to export to.";
+    status.className = "error";
+    return;
+  }
+  status.textContent = "Exporting…";
+  status.className = "";
+  try {
+    const done = await invoke<ExportDone>("export_episodes", { kind, folder });
+    status.textContent = `Exported ${done.episodes} episodes, ${done.steps} steps and ${done.images} images to ${done.folder}`;
+  } catch (e) {
+    const err = e as Partial<WireError>;
+    status.textContent = err.message ?? String(e);
+    status.className = "error";
+  }
+}
+
 async function start() {
   try {
     const info = await invoke<AppInfo>("app_info");
@@ -69,6 +97,8 @@ async function start() {
     showError(e);
   }
   document.querySelector("#refresh")!.addEventListener("click", refresh);
+  document.querySelector("#export-traj")!.addEventListener("click", () => exportTo("traj"));
+  document.querySelector("#export-chat")!.addEventListener("click", () => exportTo("chat"));
   await refresh();
 }
 

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use clawdesk_model::chat::{Message, Part, Role};
+use clawdesk_model::chat::{Message, Part};
 use clawdesk_model::generate::Finish;
 use clawdesk_model::preprocess::smart_resize;
 use serde_json::{Value, json};
@@ -227,12 +227,7 @@ fn openai_messages(messages: &[Message], images: &[String]) -> Result<Vec<Value>
     let mut next = images.iter();
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
-        let role = match m.role {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-            Role::Tool => "tool",
-        };
+        let role = m.role.as_str();
         let parts = m
             .content
             .iter()
@@ -327,6 +322,7 @@ pub fn parse_completion(answer: &Value) -> Result<Generated, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clawdesk_model::chat::Role;
 
     #[test]
     fn a_completion_with_token_ids_and_tool_calls_reads_back() {

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod bench;
 mod error;
+pub mod export;
 pub mod gym_score;
 pub mod live;
 pub mod persist;

@@ -1,7 +1,7 @@
 //! What a judge sees of one step, gathered from the store.
 
 use clawdesk_desktop::Action;
-use clawdesk_model::chat::{Message, Part, Role};
+use clawdesk_model::chat::{Message, Part};
 use clawdesk_store::{Step, StepId, StepKind, StepOutcome, Store};
 use serde::Serialize;
 
@@ -146,12 +146,7 @@ impl StepCase {
 }
 
 fn said(message: &Message) -> Said {
-    let role = match message.role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    };
+    let role = message.role.as_str();
     let mut text: Vec<String> = message
         .content
         .iter()

@@ -16,6 +16,18 @@ pub enum Role {
     Tool,
 }
 
+impl Role {
+    /// The name chat APIs and templates use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
 /// One piece of a message: text, or an image placeholder (the image itself travels beside).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]

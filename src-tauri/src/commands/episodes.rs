@@ -2,7 +2,7 @@ use clawdesk_store::EpisodeId;
 use tauri::State;
 
 use crate::AppState;
-use crate::wire::{EpisodeRow, StepRow, WireError};
+use crate::wire::{EpisodeRow, ExportDone, StepRow, WireError};
 
 /// The newest episodes first.
 #[tauri::command]
@@ -39,4 +39,33 @@ pub fn episode_steps(state: State<'_, AppState>, episode: i64) -> Result<Vec<Ste
             ended_at_ms: s.ended_at_ms,
         })
         .collect())
+}
+
+/// Writes every episode to `folder` (which must be empty or new) as OSWorld trajectories
+/// (`kind` "traj") or JSONL chat records (`kind` "chat").
+#[tauri::command]
+pub async fn export_episodes(
+    state: State<'_, AppState>,
+    kind: String,
+    folder: String,
+) -> Result<ExportDone, WireError> {
+    let store = state.store.clone();
+    let out = std::path::PathBuf::from(&folder);
+    let summary = tauri::async_runtime::spawn_blocking(move || match kind.as_str() {
+        "traj" => {
+            clawdesk_engine::export::traj::export_trajectories(&store, &[], &out, &mut |_| {})
+        }
+        _ => clawdesk_engine::export::chat::export_chat(&store, &[], false, &out, &mut |_| {}),
+    })
+    .await
+    .map_err(|e| WireError {
+        code: crate::wire::ErrorCode::Export,
+        message: e.to_string(),
+    })??;
+    Ok(ExportDone {
+        episodes: summary.episodes,
+        steps: summary.steps,
+        images: summary.images,
+        folder,
+    })
 }

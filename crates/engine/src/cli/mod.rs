@@ -5,6 +5,7 @@ mod adapters;
 mod agent;
 mod approve;
 mod bench;
+mod export;
 mod gym;
 mod judge;
 mod model;
@@ -53,6 +54,8 @@ enum Command {
     Train(train::TrainArgs),
     /// The policy behind an OpenAI-compatible API; sessions' main turns become training data.
     Serve(serve::ServeArgs),
+    /// Recorded episodes as OSWorld trajectories or JSONL chat records for other trainers.
+    Export(export::ExportArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -69,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gym(a) => tokio::task::block_in_place(|| gym::run(a)),
         Command::Train(a) => tokio::task::block_in_place(|| train::run(a)),
         Command::Serve(a) => serve::run(a).await,
+        Command::Export(a) => tokio::task::block_in_place(|| export::run(a)),
     }
 }
 
