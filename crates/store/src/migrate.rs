@@ -185,12 +185,10 @@ mod tests {
             store.last_turn(episode.id).expect("read").map(|s| s.id),
             Some(second)
         );
-        // Turns have no screens, so no screen judge owes them.
-        assert_eq!(
-            store
-                .owed_count("judge-a", crate::VerdictSource::Judge)
-                .expect("owed"),
-            0
-        );
+        // A turn is owed a verdict once its next state came (the old step has no after-screen).
+        let owed = store
+            .owed_steps("judge-a", crate::VerdictSource::Judge, &[], 10)
+            .expect("owed");
+        assert_eq!(owed, vec![first]);
     }
 }
