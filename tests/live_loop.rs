@@ -70,6 +70,7 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         policy_threads: None,
         trainer_threads: None,
         gym_tasks: 2,
+        serve: None,
     };
     let judge = Arc::new(RuleJudge::new(
         "shows-19",

@@ -14,6 +14,8 @@ pub enum EngineError {
     Judge(#[from] clawdesk_judge::JudgeError),
     #[error(transparent)]
     Model(#[from] clawdesk_model::ModelError),
+    #[error(transparent)]
+    Server(#[from] clawdesk_server::ServerError),
     /// A script file that cannot be read or understood.
     #[error("script {path}: {detail}")]
     Script { path: String, detail: String },

@@ -25,6 +25,7 @@ use clawdesk_judge::Judge;
 use clawdesk_judge::{JudgeLoop, LoopOptions};
 use clawdesk_model::LoraConfig;
 use clawdesk_model::source::LoadedModel;
+use clawdesk_server::{Api, ServerConfig};
 use clawdesk_store::{NewAdapter, Store};
 use clawdesk_trainer::run::{TrainLoop, TrainLoopSettings, Turn, metrics_json};
 use clawdesk_trainer::teacher::HintTemplate;
@@ -58,6 +59,10 @@ pub struct LiveSettings {
     /// Held-out gym tasks each published adapter is scored on (0: not scored). The score
     /// lands on the adapter's row after it is handed to the policy.
     pub gym_tasks: usize,
+    /// Also serve the policy over the OpenAI-compatible API while the loop runs: the same
+    /// policy thread (one model in memory, the adapters as they are published), and the
+    /// sessions' main turns go to the same store for the judge and the trainer.
+    pub serve: Option<ServerConfig>,
 }
 
 /// What happened in a live run.
@@ -68,6 +73,35 @@ pub struct LiveReport {
     pub published: Vec<i64>,
     pub updates: u64,
     pub skipped: u64,
+}
+
+type Serving = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), clawdesk_server::ServerError>>,
+);
+
+/// Starts the API over `policy`; it stops (finishing its requests) when the sender fires.
+async fn serve(
+    policy: &Policy,
+    tokenizer: tokenizers::Tokenizer,
+    store: &Arc<Store>,
+    config: &ServerConfig,
+) -> Result<Serving, EngineError> {
+    let api = Api::new(
+        policy.clone(),
+        tokenizer,
+        Some(store.clone()),
+        config.clone(),
+    )?;
+    let listener = api.bind().await?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "the live policy is served over the API");
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(api.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Ok((stop, task))
 }
 
 /// Runs `settings.episodes` episodes with the judge and the trainer learning alongside.
@@ -88,7 +122,12 @@ pub async fn run_live(
     let judge_loop = JudgeLoop::new(store.clone(), judge, settings.judge.clone())?;
     let mut training = base.share_base()?;
     training.model.attach_lora(settings.lora.clone(), 0)?;
+    let tokenizer = base.processor.tokenizer().clone();
     let policy = Policy::spawn_with_threads(base, settings.policy_threads);
+    let server = match &settings.serve {
+        Some(config) => Some(serve(&policy, tokenizer, &store, config).await?),
+        None => None,
+    };
 
     // The trainer thread, publishing adapters over a channel.
     let stop = Arc::new(AtomicBool::new(false));
@@ -178,6 +217,14 @@ pub async fn run_live(
         }
     }
 
+    if let Some((stop_serving, serving)) = server {
+        let _ = stop_serving.send(());
+        match serving.await {
+            Ok(Ok(())) => tracing::info!("API server stopped"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "API server failed"),
+            Err(e) => tracing::warn!(error = %e, "API server panicked"),
+        }
+    }
     stop.store(true, Ordering::SeqCst);
     let _ = judge_stop.send(());
     let trained = tokio::task::spawn_blocking(move || trainer.join())

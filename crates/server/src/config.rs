@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::ServerError;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Required as `Authorization: Bearer <token>` when set; must be set to bind anything but
@@ -26,6 +26,25 @@ pub struct ServerConfig {
     /// `max_tokens` when a request gives none, and the most it may ask for.
     pub default_max_tokens: usize,
     pub max_tokens_limit: usize,
+}
+
+/// Debug output leaves the token out: settings end up in logs.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("model_name", &self.model_name)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_images", &self.max_images)
+            .field("max_image_pixels", &self.max_image_pixels)
+            .field("queue", &self.queue)
+            .field("request_timeout", &self.request_timeout)
+            .field("allow_remote_images", &self.allow_remote_images)
+            .field("default_max_tokens", &self.default_max_tokens)
+            .field("max_tokens_limit", &self.max_tokens_limit)
+            .finish()
+    }
 }
 
 impl Default for ServerConfig {

@@ -141,6 +141,7 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
         policy_threads: args.policy_threads,
         trainer_threads: args.trainer_threads,
         gym_tasks: 0,
+        serve: None,
     };
     let report = run_live(
         &desktop,

@@ -61,6 +61,13 @@ struct LiveArgs {
     /// Held-out gym tasks each published adapter is scored on (0: none).
     #[arg(long, default_value_t = 24)]
     gym_tasks: usize,
+    /// Also serve the live policy over the OpenAI-compatible API on this address; sessions'
+    /// main turns are judged and trained on with the agent's steps.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<std::net::SocketAddr>,
+    /// The bearer token for --serve (default: $CLAWDESK_API_TOKEN); required off loopback.
+    #[arg(long, requires = "serve")]
+    token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +188,11 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
         policy_threads: a.policy_threads,
         trainer_threads: a.trainer_threads,
         gym_tasks: a.gym_tasks,
+        serve: a.serve.map(|bind| clawdesk_server::ServerConfig {
+            bind,
+            token: super::serve::api_token(&a.token),
+            ..clawdesk_server::ServerConfig::default()
+        }),
     };
     let report = run_live(
         &desktop,

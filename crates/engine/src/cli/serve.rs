@@ -56,11 +56,7 @@ pub struct ServeArgs {
 pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         bind: a.bind,
-        token: a
-            .token
-            .clone()
-            .or_else(|| std::env::var("CLAWDESK_API_TOKEN").ok())
-            .filter(|t| !t.is_empty()),
+        token: api_token(&a.token),
         model_name: a.name.clone(),
         max_body_bytes: a.max_body_mb << 20,
         max_images: a.max_images,
@@ -84,6 +80,13 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     api.serve(listener, shutdown_signal()).await?;
     eprintln!("server stopped; requests in flight were finished");
     Ok(())
+}
+
+/// The API's bearer token: the flag, else $CLAWDESK_API_TOKEN.
+pub(super) fn api_token(flag: &Option<String>) -> Option<String> {
+    flag.clone()
+        .or_else(|| std::env::var("CLAWDESK_API_TOKEN").ok())
+        .filter(|t| !t.is_empty())
 }
 
 /// Ctrl-C or SIGTERM.
