@@ -383,3 +383,68 @@ async fn shutdown_finishes_requests_in_flight_and_keeps_their_turns() {
         "no longer listening"
     );
 }
+
+/// Sends `body` until the one place in the queue is free (the previous generation finished).
+async fn when_free(server: &Running, body: &Value) -> Value {
+    for _ in 0..600 {
+        let (status, answer, _) = server.post(body, &[]).await;
+        if status != 429 {
+            assert_eq!(status, 200, "{answer}");
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the queue never freed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_deadline_a_request_gets_504_and_its_generation_stops() {
+    let server = start(ServerConfig {
+        request_timeout: Duration::from_millis(100),
+        queue: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut long = ask("a long answer");
+    long["max_tokens"] = json!(8000);
+    let (status, err, step) = server.post(&long, &[("x-session-id", "late")]).await;
+    assert_eq!(status, 504, "{err}");
+    assert_eq!(err["error"]["type"], "timeout");
+    assert_eq!(step, None);
+    // Once the model is free again, the timed-out generation has ended without a turn: it
+    // was halted, not run to its 8,000 tokens and stored.
+    when_free(&server, &ask("next")).await;
+    let episode = server.store.session_episode("late", "").expect("session");
+    assert!(server.store.steps(episode.id).expect("steps").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_client_leaves_stops_generating() {
+    let server = start(ServerConfig {
+        queue: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut long = ask("stream a long answer");
+    long["max_tokens"] = json!(8000);
+    long["stream"] = json!(true);
+    let mut response = server
+        .http
+        .post(format!("{}/v1/chat/completions", server.url))
+        .header("content-type", "application/json")
+        .header("x-session-id", "gone")
+        .body(long.to_string())
+        .send()
+        .await
+        .expect("streaming");
+    assert_eq!(response.status().as_u16(), 200);
+    let first = response.chunk().await.expect("a chunk").expect("data");
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    drop(response);
+    when_free(&server, &ask("next")).await;
+    let episode = server.store.session_episode("gone", "").expect("session");
+    assert!(
+        server.store.steps(episode.id).expect("steps").is_empty(),
+        "a reply nobody received is not a turn"
+    );
+}
