@@ -12,7 +12,7 @@ use clawdesk_agent::{AgentPrompts, Policy};
 use clawdesk_desktop::{Accessibility, Desktop, DesktopConfig};
 use clawdesk_judge::{LoopOptions, RuleJudge};
 use clawdesk_model::source::LoadedModel;
-use clawdesk_model::{LoraConfig, tiny};
+use clawdesk_model::LoraConfig;
 use clawdesk_store::{EpisodeId, Store};
 use clawdesk_trainer::optim::Schedule;
 use clawdesk_trainer::run::TrainLoopSettings;
@@ -71,14 +71,7 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
         detail,
     })?;
     let work = tempfile::tempdir().map_err(|e| external("tempdir", e))?;
-    let model = match &args.model {
-        Some(m) => m.clone(),
-        None => {
-            let dir = work.path().join("tiny");
-            tiny::write_tiny_model(&dir, &tiny::default_config(), 1)?;
-            dir.display().to_string()
-        }
-    };
+    let model = super::model_or_tiny(args.model.as_deref(), work.path())?;
     let load = |spec: &str| -> Result<LoadedModel, EngineError> {
         let device = candle_core::Device::Cpu;
         Ok(LoadedModel::load(spec, &device, None, &mut |_| {})?)

@@ -29,6 +29,25 @@ pub(crate) async fn start_sandbox(width: u32, height: u32) -> Result<Sandbox, En
         .map_err(EngineError::from)
 }
 
+/// The model a benchmark runs: the one named, else a seeded tiny model written into `work`.
+pub(crate) fn model_or_tiny(
+    model: Option<&str>,
+    work: &std::path::Path,
+) -> Result<String, EngineError> {
+    match model {
+        Some(m) => Ok(m.to_owned()),
+        None => {
+            let dir = work.join("tiny");
+            clawdesk_model::tiny::write_tiny_model(
+                &dir,
+                &clawdesk_model::tiny::default_config(),
+                1,
+            )?;
+            Ok(dir.display().to_string())
+        }
+    }
+}
+
 /// Percentiles of a set of timings, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {

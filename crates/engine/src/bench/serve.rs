@@ -14,7 +14,6 @@ use clawdesk_agent::{Policy, PolicyRequest};
 use clawdesk_model::chat::{Message, Role};
 use clawdesk_model::generate::Sampling;
 use clawdesk_model::source::LoadedModel;
-use clawdesk_model::tiny;
 use clawdesk_server::{Api, ServerConfig};
 use serde_json::json;
 
@@ -67,14 +66,7 @@ fn millis(since: Instant) -> f64 {
 
 pub async fn run(args: ServeBenchArgs) -> Result<ServeReport, EngineError> {
     let work = tempfile::tempdir().map_err(bench_error)?;
-    let model = match &args.model {
-        Some(m) => m.clone(),
-        None => {
-            let dir = work.path().join("tiny");
-            tiny::write_tiny_model(&dir, &tiny::default_config(), 1)?;
-            dir.display().to_string()
-        }
-    };
+    let model = super::model_or_tiny(args.model.as_deref(), work.path())?;
     let loaded = tokio::task::block_in_place(|| {
         LoadedModel::load(&model, &candle_core::Device::Cpu, None, &mut |_| {})
     })?;
