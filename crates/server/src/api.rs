@@ -92,6 +92,7 @@ impl Api {
             .route("/v1/load_lora_adapter", post(load_lora))
             .route("/v1/unload_lora_adapter", post(unload_lora))
             .fallback(not_found)
+            .method_not_allowed_fallback(wrong_method)
             .layer(middleware::from_fn_with_state(self.clone(), authorize))
             .route("/health", get(|| async { "ok" }))
             .with_state(self.clone())
@@ -210,6 +211,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route; this server has /v1/models and /v1/chat/completions".into())
+}
+
+async fn wrong_method() -> Response {
+    let body = json!({"error": {
+        "message": "this route takes another method (GET /v1/models, POST /v1/chat/completions)",
+        "type": "invalid_request_error", "param": null, "code": "method_not_allowed"}});
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }
 
 async fn models(State(api): State<Api>) -> Response {
@@ -418,7 +426,7 @@ async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, Ap
         _ => request.tools.clone(),
     };
     let recorder = match (&session, &api.inner.store) {
-        (Some(session), Some(store)) if session.turn == TurnType::Main => {
+        (Some(session), Some(store)) => {
             let episode = {
                 let (store, session) = (store.clone(), session.clone());
                 let context = session::Context::of(&request);
@@ -426,7 +434,7 @@ async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, Ap
                     .await
                     .map_err(|e| ApiError::Internal(e.to_string()))??
             };
-            Some(Recorder {
+            (session.turn == TurnType::Main).then(|| Recorder {
                 store: store.clone(),
                 episode,
                 session: session.clone(),

@@ -105,7 +105,7 @@ impl Context {
 }
 
 /// Finds (or starts) the session's episode and, for a main turn, gives the previous main
-/// turn its next state.
+/// turn its next state; a side turn that ends the session ends its episode.
 pub fn begin(store: &Store, session: &Session, context: &Context) -> Result<EpisodeId, ApiError> {
     let episode = store
         .session_episode(&session.id, &context.task)
@@ -118,6 +118,16 @@ pub fn begin(store: &Store, session: &Session, context: &Context) -> Result<Epis
             .map_err(store_error)?
     {
         tracing::debug!(step = previous.id.0, session = %session.id, "turn has its next state");
+    }
+    // A session that ends on a side turn ends here: no main turn will be stored to end it.
+    if session.turn == TurnType::Side && session.done {
+        store
+            .finish_episode(
+                episode.id,
+                EpisodeStatus::Done,
+                Some("the client ended the session"),
+            )
+            .map_err(store_error)?;
     }
     Ok(episode.id)
 }

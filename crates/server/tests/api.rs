@@ -111,6 +111,22 @@ async fn answers_with_usage_logprobs_and_stops() {
         .expect("body");
     let models: Value = serde_json::from_slice(&models).expect("json");
     assert_eq!(models["data"][0]["id"], "clawdesk");
+    // Wrong routes and methods answer in OpenAI's error shape too.
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/v1/chat/completions", 405),
+        (reqwest::Method::POST, "/v1/completions", 404),
+    ] {
+        let response = server
+            .http
+            .request(method, format!("{}{path}", server.url))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let body: Value =
+            serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
 
     let mut body = ask("hello");
     body["logprobs"] = json!(true);
@@ -265,6 +281,23 @@ async fn a_session_stores_main_turns_with_their_next_state() {
     assert_eq!(episode.status, EpisodeStatus::Done, "session_done ended it");
     assert_eq!(episode.steps, 2);
     assert_eq!(server.store.step(second_step).expect("step").index, 1);
+
+    // A session may end on a side turn: its episode ends all the same, unstored.
+    let (_, _, main) = server.post(&first, &[("x-session-id", "chat-2")]).await;
+    assert!(main.is_some());
+    let (_, _, side) = server
+        .post(
+            &side,
+            &[
+                ("x-session-id", "chat-2"),
+                ("x-turn-type", "side"),
+                ("x-session-done", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(side, None);
+    let ended = server.store.session_episode("chat-2", "").expect("session");
+    assert_eq!((ended.status, ended.steps), (EpisodeStatus::Done, 1));
 }
 
 fn with_image(png: &[u8]) -> Value {

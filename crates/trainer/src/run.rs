@@ -36,6 +36,10 @@ pub struct TrainLoopSettings {
     /// than the one being trained (a step with no version counts as version 0, the base).
     /// `None`: learn from every step; its recorded log-probabilities keep the ratio right.
     pub max_staleness: Option<u64>,
+    /// How long to wait for the next message of a conversation turn served over the API
+    /// before passing over it (a session a client left open without ending it would
+    /// otherwise hold training back for good).
+    pub turn_patience: std::time::Duration,
 }
 
 impl Default for TrainLoopSettings {
@@ -49,6 +53,7 @@ impl Default for TrainLoopSettings {
             optimizer: AdamWConfig::default(),
             update: UpdateSettings::default(),
             max_staleness: None,
+            turn_patience: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -200,11 +205,16 @@ impl<'a> TrainLoop<'a> {
         )
     }
 
-    /// A conversation turn whose session ended before another message came has no next state
-    /// to be judged from; waiting for it would stop training for good.
+    /// A conversation turn whose session ended before another message came, or that has
+    /// waited longer than the patience for one, has no next state to be judged from; waiting
+    /// for it would stop training for good.
     fn never_judged(&self, step: &Step) -> Result<bool> {
         if step.kind != StepKind::Turn || step.next_state.is_some() {
             return Ok(false);
+        }
+        let waited = clawdesk_store::now_ms().saturating_sub(step.ended_at_ms);
+        if waited > self.settings.turn_patience.as_millis() as i64 {
+            return Ok(true);
         }
         let episode = self
             .store

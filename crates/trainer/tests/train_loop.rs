@@ -236,3 +236,64 @@ fn steps_from_adapters_older_than_the_staleness_bound_are_passed_over() {
         "the stale steps were passed, not waited on"
     );
 }
+
+/// A conversation turn with no next message yet: the trainer waits for it while its session
+/// is open, and passes over it once the session ends or its patience runs out.
+#[test]
+fn an_unanswered_conversation_turn_holds_training_only_while_it_can_still_be_judged() {
+    let (dir, mut loaded, store) = setup();
+    record(&store, &loaded, 2, 1);
+    let first = store
+        .steps_after(clawdesk_store::StepId(0), 1)
+        .expect("steps")[0]
+        .clone();
+    let session = store.session_episode("open", "chat").expect("session");
+    store
+        .insert_turn(&clawdesk_store::NewTurn {
+            episode: session.id,
+            response: first.response.clone().expect("a policy turn"),
+            action: serde_json::json!({"content": "hi"}),
+            policy_version: None,
+            started_at_ms: clawdesk_store::now_ms(),
+            ended_at_ms: clawdesk_store::now_ms(),
+        })
+        .expect("turn");
+    record(&store, &loaded, 3, 2);
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(4, 8.0), 3)
+        .expect("lora");
+    let open = |patience: std::time::Duration, name: &str| {
+        TrainLoop::open(
+            &store,
+            &loaded,
+            "tiny",
+            &dir.path().join(name),
+            HintTemplate::built_in().expect("hints"),
+            TrainLoopSettings {
+                run: name.into(),
+                batch: 64,
+                checkpoint_every: 1000,
+                schedule: Schedule::Constant { lr: 1e-3 },
+                turn_patience: patience,
+                ..TrainLoopSettings::default()
+            },
+        )
+        .expect("open")
+    };
+    let long = std::time::Duration::from_secs(3600);
+    let ready = |train: &mut TrainLoop<'_>| match train.turn().expect("turn") {
+        Turn::Waiting { ready } => ready,
+        other => panic!("{other:?}"),
+    };
+    // Open session, patient trainer: it stops at the turn, with the practice before it.
+    let before = ready(&mut open(long, "patient"));
+    // No patience: passed over, and the practice after it is read too.
+    let all = ready(&mut open(std::time::Duration::ZERO, "impatient"));
+    assert!(all > before, "{all} vs {before}");
+    // The session ends: even a patient trainer goes past it.
+    store
+        .finish_episode(session.id, clawdesk_store::EpisodeStatus::Done, None)
+        .expect("ended");
+    assert_eq!(ready(&mut open(long, "after-end")), all);
+}
