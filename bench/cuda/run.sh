@@ -8,6 +8,7 @@
 #     warm   the practice base's warm start on the GPU ($WARM_STEPS updates, seeds $WARM_SEEDS,
 #            extra `gym base` flags $WARM_FLAGS), packed as warm-bases.tgz for a CPU's cache
 #     2b     the Qwen3-VL-2B shape in bf16 beside PyTorch + transformers + PEFT
+#     variants  several warm starts at once, one per ';'-separated flag set in $WARM_VARIANTS
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 gpu="$root/.gpu"
@@ -73,6 +74,30 @@ for section in $sections; do
       done
       cat "$cache"/practice-base-*/warm_start.json 2>/dev/null
       tar -C "$cache" -czf "$out/warm-bases.tgz" . && rm -rf "$cache"
+      ;;
+    variants)
+      # Several warm starts at once (the tiny model leaves the GPU mostly idle): one per
+      # entry of $WARM_VARIANTS (flag sets separated by ';'), $WARM_STEPS updates each, each
+      # cut off at $VARIANT_TIMEOUT seconds; their reports are printed and packed.
+      i=0
+      IFS=';' read -ra variants <<<"${WARM_VARIANTS:---demo-accuracy 1.0}"
+      for flags in "${variants[@]}"; do
+        i=$((i + 1))
+        (
+          cache="$out/variant-$i"
+          # shellcheck disable=SC2086
+          timeout "${VARIANT_TIMEOUT:-500}" "$bin/clawdesk" gym base --cuda --warm-steps "${WARM_STEPS:-100}" \
+            $flags --cache "$cache" >"$out/variant-$i.out" 2>"$out/variant-$i.log"
+          echo "variant $i ($flags): exit $?"
+        ) &
+      done
+      wait
+      for j in $(seq 1 "$i"); do
+        echo "== variant $j"
+        cat "$out/variant-$j"/practice-base-*/warm_start.json 2>/dev/null || tail -3 "$out/variant-$j.log"
+        echo
+      done
+      tar -C "$out" -czf "$out/variant-bases.tgz" $(cd "$out" && ls -d variant-*/ 2>/dev/null) && rm -rf "$out"/variant-*/
       ;;
     *) echo "unknown section $section" ;;
   esac
