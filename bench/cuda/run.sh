@@ -78,7 +78,8 @@ for section in $sections; do
     variants)
       # Several warm starts at once (the tiny model leaves the GPU mostly idle): one per
       # entry of $WARM_VARIANTS (flag sets separated by ';'), $WARM_STEPS updates each, each
-      # cut off at $VARIANT_TIMEOUT seconds; their reports are printed and packed.
+      # cut off at $VARIANT_TIMEOUT seconds; their reports are printed and packed
+      # ($VARIANT_EVAL set: each base is also scored per task kind on both splits).
       i=0
       IFS=';' read -ra variants <<<"${WARM_VARIANTS:---demo-accuracy 1.0}"
       for flags in "${variants[@]}"; do
@@ -96,6 +97,16 @@ for section in $sections; do
         echo "== variant $j"
         cat "$out/variant-$j"/practice-base-*/warm_start.json 2>/dev/null || tail -3 "$out/variant-$j.log"
         echo
+        # With $VARIANT_EVAL set: greedy success per task kind, held-out and training layouts.
+        for base in "$out/variant-$j"/practice-base-*/; do
+          [ -n "${VARIANT_EVAL:-}" ] && [ -d "$base" ] || continue
+          for kind in click type menu; do
+            for split in "" --train-split; do
+              printf '%s %s: ' "$kind" "${split:-held-out}"
+              "$bin/clawdesk" gym eval --model "$base" --kind "$kind" --tasks 60 $split 2>/dev/null | tail -1
+            done
+          done
+        done
       done
       tar -C "$out" -czf "$out/variant-bases.tgz" $(cd "$out" && ls -d variant-*/ 2>/dev/null) && rm -rf "$out"/variant-*/
       ;;
