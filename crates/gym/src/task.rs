@@ -9,6 +9,24 @@ use crate::screen::{COLS, Cell, Colour, Screen, Widget, WidgetRole};
 /// Words the type task asks for.
 pub const WORDS: [&str; 6] = ["cat", "dog", "sun", "map", "box", "pen"];
 
+/// Every name and number the gym's prompts and actions use (colours, words, widget roles,
+/// the cells' centres on the 0-999 grid): a tokenizer can make each one token.
+pub fn vocabulary() -> Vec<String> {
+    let mut words: Vec<String> = crate::screen::Colour::ALL
+        .iter()
+        .map(|c| c.name().to_owned())
+        .chain(WORDS.iter().map(|w| (*w).to_owned()))
+        .chain(["button", "field", "menu"].map(String::from))
+        .collect();
+    for cell in crate::screen::Cell::all() {
+        let (x, y) = cell.center_grid();
+        words.extend([x.to_string(), y.to_string()]);
+    }
+    let mut seen = std::collections::HashSet::new();
+    words.retain(|w| seen.insert(w.clone()));
+    words
+}
+
 /// The kinds of task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskKind {

@@ -110,6 +110,18 @@ pub fn merge_json(base: &mut serde_json::Value, overlay: &serde_json::Value) {
 
 /// Writes the tiny model directory for `config_json` (the default merged with any overrides).
 pub fn write_tiny_model(out: &Path, config_json: &serde_json::Value, seed: u64) -> Result<()> {
+    write_tiny_model_with_words(out, config_json, seed, &[])
+}
+
+/// As [`write_tiny_model`], with each of `words` one token of its own (an added, non-special
+/// token matched as a whole word, ids after the special tokens), so that a task's names and
+/// numbers are single tokens rather than one per character. `vocab_size` must hold them.
+pub fn write_tiny_model_with_words(
+    out: &Path,
+    config_json: &serde_json::Value,
+    seed: u64,
+    words: &[String],
+) -> Result<()> {
     let config: Qwen3VlConfig =
         serde_json::from_value(config_json.clone()).map_err(|source| ModelError::Json {
             path: out.join("config.json"),
@@ -120,11 +132,14 @@ pub fn write_tiny_model(out: &Path, config_json: &serde_json::Value, seed: u64) 
         path: out.join("config.json"),
         reason,
     })?;
-    let needed = 256 + SPECIAL_TOKENS.len();
+    let needed = words_base() + words.len();
     if config.text_config.vocab_size < needed {
         return Err(ModelError::Config {
             path: out.join("config.json"),
-            reason: format!("vocab_size must be at least {needed} for the byte-level tokenizer"),
+            reason: format!(
+                "vocab_size must be at least {needed} for the byte-level tokenizer and {} words",
+                words.len()
+            ),
         });
     }
     std::fs::create_dir_all(out).map_err(|e| ModelError::io(out, e))?;
@@ -133,8 +148,8 @@ pub fn write_tiny_model(out: &Path, config_json: &serde_json::Value, seed: u64) 
         std::fs::write(&path, text).map_err(|e| ModelError::io(&path, e))
     };
     write("config.json", pretty(config_json))?;
-    write("tokenizer.json", pretty(&tokenizer_json()))?;
-    write("tokenizer_config.json", pretty(&tokenizer_config_json()))?;
+    write("tokenizer.json", pretty(&tokenizer_json(words)))?;
+    write("tokenizer_config.json", pretty(&tokenizer_config_json(words)))?;
     write("chat_template.jinja", CHAT_TEMPLATE.to_string())?;
     write(
         "preprocessor_config.json",
@@ -190,17 +205,42 @@ pub fn byte_chars() -> Vec<char> {
     table
 }
 
-fn tokenizer_json() -> serde_json::Value {
+/// The id of the first word token: after the bytes and the special tokens.
+fn words_base() -> usize {
+    256 + SPECIAL_TOKENS.len()
+}
+
+/// The smallest `vocab_size` that holds the bytes, the special tokens and `words` words.
+pub fn vocab_size_for(words: usize) -> usize {
+    words_base() + words
+}
+
+/// Every added token: the special ones, then the words, as `(id, content, special)`.
+fn added_tokens(words: &[String]) -> Vec<(usize, String, bool)> {
+    SPECIAL_TOKENS
+        .iter()
+        .enumerate()
+        .map(|(i, (content, special))| (256 + i, (*content).to_owned(), *special))
+        .chain(
+            words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (words_base() + i, w.clone(), false)),
+        )
+        .collect()
+}
+
+fn tokenizer_json(words: &[String]) -> serde_json::Value {
     let mut vocab = serde_json::Map::new();
     for (id, ch) in byte_chars().into_iter().enumerate() {
         vocab.insert(ch.to_string(), id.into());
     }
-    let added: Vec<serde_json::Value> = SPECIAL_TOKENS
-        .iter()
-        .enumerate()
-        .map(|(i, (content, special))| {
+    let added: Vec<serde_json::Value> = added_tokens(words)
+        .into_iter()
+        .map(|(id, content, special)| {
+            // A word only matches whole ("red" not inside "ordered").
             serde_json::json!({
-                "id": 256 + i, "content": content, "single_word": false, "lstrip": false,
+                "id": id, "content": content, "single_word": !special, "lstrip": false,
                 "rstrip": false, "normalized": false, "special": special
             })
         })
@@ -222,15 +262,14 @@ fn tokenizer_json() -> serde_json::Value {
     })
 }
 
-fn tokenizer_config_json() -> serde_json::Value {
-    let decoder: serde_json::Map<String, serde_json::Value> = SPECIAL_TOKENS
-        .iter()
-        .enumerate()
-        .map(|(i, (content, special))| {
+fn tokenizer_config_json(words: &[String]) -> serde_json::Value {
+    let decoder: serde_json::Map<String, serde_json::Value> = added_tokens(words)
+        .into_iter()
+        .map(|(id, content, special)| {
             (
-                (256 + i).to_string(),
+                id.to_string(),
                 serde_json::json!({"content": content, "lstrip": false, "normalized": false,
-                    "rstrip": false, "single_word": false, "special": special}),
+                    "rstrip": false, "single_word": !special, "special": special}),
             )
         })
         .collect();
@@ -425,4 +464,39 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]
         path: path.into(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_become_single_tokens_only_where_they_stand_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let words: Vec<String> = ["red", "button", "375"].map(String::from).to_vec();
+        let mut config = default_config();
+        config["text_config"]["vocab_size"] = (words_base() + words.len()).into();
+        write_tiny_model_with_words(dir.path(), &config, 1, &words).expect("written");
+        let tokenizer =
+            tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).expect("loads");
+        let ids = |text: &str| {
+            tokenizer
+                .encode(text, false)
+                .expect("encodes")
+                .get_ids()
+                .to_vec()
+        };
+        let red = words_base() as u32;
+        let number = red + 2;
+        let clicked = ids("Click the red button (375,250)");
+        assert!(clicked.contains(&red) && clicked.contains(&(red + 1)));
+        assert!(clicked.contains(&number), "{clicked:?}");
+        assert!(!ids("ordered").contains(&red), "a word inside another stays bytes");
+        let decoded = tokenizer.decode(&clicked, true).expect("decodes");
+        assert_eq!(decoded, "Click the red button (375,250)");
+        // Too small a vocabulary for the words is refused.
+        let mut small = default_config();
+        small["text_config"]["vocab_size"] = (vocab_size_for(words.len()) - 1).into();
+        assert!(write_tiny_model_with_words(dir.path(), &small, 1, &words).is_err());
+    }
 }

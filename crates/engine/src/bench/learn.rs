@@ -87,6 +87,9 @@ pub struct LearnBenchArgs {
     /// Supervised warm-start updates of the practice base (cached by its settings).
     #[arg(long, default_value_t = WarmStartSettings::default().steps)]
     pub warm_steps: usize,
+    /// The practice base gives each of the gym's names and numbers a token of its own.
+    #[arg(long)]
+    pub word_tokens: bool,
     /// Where practice bases are cached (default: the user cache directory).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -115,6 +118,7 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
     let warm = WarmStartSettings {
         seed: args.seed,
         steps: args.warm_steps,
+        word_tokens: args.word_tokens,
         ..WarmStartSettings::default()
     };
     let (base, warm_report) = practice_base(&cache, &warm, &mut log_warm_start)?;

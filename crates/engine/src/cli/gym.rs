@@ -58,6 +58,10 @@ struct BaseArgs {
     /// Peak learning rate (warm-up, then cosine decay).
     #[arg(long, default_value_t = WarmStartSettings::default().lr)]
     lr: f64,
+    /// Give each of the gym's names and numbers a token of its own (default: one token per
+    /// character).
+    #[arg(long)]
+    word_tokens: bool,
     /// Train on the GPU (a `--features cuda` build); the base is cached as if made on the CPU.
     #[arg(long)]
     cuda: bool,
@@ -130,6 +134,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 batch: a.batch,
                 lr: a.lr,
                 config: serde_json::json!({"text_config": {"num_hidden_layers": a.layers}}),
+                word_tokens: a.word_tokens,
                 ..WarmStartSettings::default()
             };
             let device = super::model::device(if a.cuda {

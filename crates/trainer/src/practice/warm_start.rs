@@ -43,6 +43,10 @@ pub struct WarmStartSettings {
     pub mistakes: Mistakes,
     /// Overrides of the tiny model's HF config.
     pub config: serde_json::Value,
+    /// Give each of the gym's names and numbers a token of its own (the default tokenizer
+    /// has one per character). Left out of the recipe key when off, so older bases stay valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub word_tokens: bool,
 }
 
 impl Default for WarmStartSettings {
@@ -57,6 +61,7 @@ impl Default for WarmStartSettings {
             demo_accuracy: 0.4,
             mistakes: Mistakes::Salient,
             config: serde_json::json!({"text_config": {"num_hidden_layers": 3}}),
+            word_tokens: false,
         }
     }
 }
@@ -298,7 +303,19 @@ pub fn practice_base_on(
     let tiny_dir = work.path().join("random");
     let mut config = tiny::default_config();
     tiny::merge_json(&mut config, &settings.config);
-    tiny::write_tiny_model(&tiny_dir, &config, settings.seed)?;
+    let words = if settings.word_tokens {
+        clawdesk_gym::task::vocabulary()
+    } else {
+        Vec::new()
+    };
+    if !words.is_empty() {
+        let path = "/text_config/vocab_size";
+        let vocab = config.pointer(path).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        if let Some(v) = config.pointer_mut(path) {
+            *v = vocab.max(tiny::vocab_size_for(words.len())).into();
+        }
+    }
+    tiny::write_tiny_model_with_words(&tiny_dir, &config, settings.seed, &words)?;
     let built = work.path().join("base");
     let report = warm_start(&tiny_dir, &built, settings, device, progress)?;
     if dir.exists() {
