@@ -149,7 +149,10 @@ pub fn write_tiny_model_with_words(
     };
     write("config.json", pretty(config_json))?;
     write("tokenizer.json", pretty(&tokenizer_json(words)))?;
-    write("tokenizer_config.json", pretty(&tokenizer_config_json(words)))?;
+    write(
+        "tokenizer_config.json",
+        pretty(&tokenizer_config_json(words)),
+    )?;
     write("chat_template.jinja", CHAT_TEMPLATE.to_string())?;
     write(
         "preprocessor_config.json",
@@ -491,7 +494,10 @@ mod tests {
         let clicked = ids("Click the red button (375,250)");
         assert!(clicked.contains(&red) && clicked.contains(&(red + 1)));
         assert!(clicked.contains(&number), "{clicked:?}");
-        assert!(!ids("ordered").contains(&red), "a word inside another stays bytes");
+        assert!(
+            !ids("ordered").contains(&red),
+            "a word inside another stays bytes"
+        );
         let decoded = tokenizer.decode(&clicked, true).expect("decodes");
         assert_eq!(decoded, "Click the red button (375,250)");
         // Too small a vocabulary for the words is refused.
