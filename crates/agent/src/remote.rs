@@ -138,9 +138,11 @@ impl RemotePolicy {
             "max_tokens": s.max_tokens,
             "seed": s.seed,
             "logprobs": true,
-            "top_logprobs": s.top_logprobs.clamp(1, 20),
             "return_tokens_as_token_ids": true,
         });
+        if s.top_logprobs > 0 {
+            body["top_logprobs"] = json!(s.top_logprobs.min(20));
+        }
         if s.top_k > 0 {
             body["top_k"] = json!(s.top_k);
         }
