@@ -13,14 +13,12 @@ use std::time::Duration;
 use clawdesk_agent::AgentPrompts;
 use clawdesk_desktop::{AccessTree, Action, Allowlist, GuardConfig};
 use clawdesk_engine::agent::{AgentSettings, EndReason, PauseSwitch};
-use clawdesk_engine::live::{LiveSettings, run_live};
+use clawdesk_engine::live::run_live;
 use clawdesk_engine::rules::element_shows;
-use clawdesk_judge::{LoopOptions, RuleJudge};
-use clawdesk_model::{LoraConfig, tiny};
+use clawdesk_judge::RuleJudge;
+use clawdesk_model::tiny;
 use clawdesk_store::{EpisodeId, Step, StepOutcome, Store, VerdictSource};
-use clawdesk_tests::{load_model, start_app};
-use clawdesk_trainer::optim::Schedule;
-use clawdesk_trainer::run::TrainLoopSettings;
+use clawdesk_tests::{load_model, quick_live_settings, start_app};
 use clawdesk_trainer::teacher::HintTemplate;
 
 /// The newest episode and its steps so far (none while the store has no episode).
@@ -48,30 +46,9 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
     agent.sampling.max_tokens = 16;
     agent.sampling.seed = 9;
     agent.loop_repeats = 1000;
-    let settings = LiveSettings {
-        agent,
-        episodes: 1,
-        base_model: "tiny".into(),
-        lora: LoraConfig::new(4, 8.0),
-        train: TrainLoopSettings {
-            batch: 2,
-            checkpoint_every: 2,
-            schedule: Schedule::Constant { lr: 1e-3 },
-            ..TrainLoopSettings::default()
-        },
-        publish_every: 1,
-        adapters_dir: dir.path().join("adapters"),
-        checkpoints_dir: dir.path().join("checkpoints"),
-        judge: LoopOptions {
-            poll: Duration::from_millis(100),
-            ..LoopOptions::default()
-        },
-        trainer_idle: Duration::from_millis(100),
-        policy_threads: None,
-        trainer_threads: None,
-        gym_tasks: 2,
-        serve: None,
-    };
+    let mut settings = quick_live_settings(dir.path(), agent);
+    settings.train.checkpoint_every = 2;
+    settings.gym_tasks = 2;
     let judge = Arc::new(RuleJudge::new(
         "shows-19",
         element_shows("19", "Type 12+7= on the keyboard."),

@@ -11,14 +11,12 @@ use std::time::Duration;
 use clawdesk_agent::AgentPrompts;
 use clawdesk_desktop::{Allowlist, GuardConfig};
 use clawdesk_engine::agent::{AgentSettings, EndReason, StopOnLoop};
-use clawdesk_engine::live::{LiveSettings, run_live};
-use clawdesk_judge::{LoopOptions, RuleJudge, RuleVerdict, StepCase};
-use clawdesk_model::{LoraConfig, tiny};
+use clawdesk_engine::live::run_live;
+use clawdesk_judge::{RuleJudge, RuleVerdict, StepCase};
+use clawdesk_model::tiny;
 use clawdesk_server::ServerConfig;
 use clawdesk_store::{StepId, StepKind, Store, VerdictSource};
-use clawdesk_tests::{load_model, start_app};
-use clawdesk_trainer::optim::Schedule;
-use clawdesk_trainer::run::TrainLoopSettings;
+use clawdesk_tests::{load_model, quick_live_settings, start_app};
 use clawdesk_trainer::teacher::HintTemplate;
 use serde_json::{Value, json};
 
@@ -87,33 +85,12 @@ async fn the_live_policy_is_served_and_its_conversations_are_judged_with_its_ste
     agent.max_steps = 200;
     agent.sampling.max_tokens = 16;
     agent.loop_repeats = 1000;
-    let settings = LiveSettings {
-        agent,
-        episodes: 1,
-        base_model: "tiny".into(),
-        lora: LoraConfig::new(4, 8.0),
-        train: TrainLoopSettings {
-            batch: 2,
-            checkpoint_every: 100,
-            schedule: Schedule::Constant { lr: 1e-3 },
-            ..TrainLoopSettings::default()
-        },
-        publish_every: 1,
-        adapters_dir: dir.path().join("adapters"),
-        checkpoints_dir: dir.path().join("checkpoints"),
-        judge: LoopOptions {
-            poll: Duration::from_millis(100),
-            ..LoopOptions::default()
-        },
-        trainer_idle: Duration::from_millis(100),
-        policy_threads: None,
-        trainer_threads: None,
-        gym_tasks: 0,
-        serve: Some(ServerConfig {
-            bind: SocketAddr::from(([127, 0, 0, 1], port)),
-            ..ServerConfig::default()
-        }),
-    };
+    let mut settings = quick_live_settings(dir.path(), agent);
+    settings.train.checkpoint_every = 100;
+    settings.serve = Some(ServerConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], port)),
+        ..ServerConfig::default()
+    });
 
     let done = AtomicBool::new(false);
     let client = {

@@ -152,3 +152,35 @@ pub fn tree_text(o: &Observation) -> String {
 pub fn load_model(dir: &std::path::Path) -> clawdesk_model::source::LoadedModel {
     clawdesk_trainer::practice::episode::load_cpu(dir).expect("the model loads")
 }
+
+/// A live loop that trains fast enough to see within a test: the tiny model's rank-4 adapter,
+/// batches of 2 at lr 1e-3, an adapter published after every update, the judge and the idle
+/// trainer looking again every 100 ms; data under `dir`, one episode, no gym score, no API.
+pub fn quick_live_settings(
+    dir: &std::path::Path,
+    agent: clawdesk_engine::agent::AgentSettings,
+) -> clawdesk_engine::live::LiveSettings {
+    clawdesk_engine::live::LiveSettings {
+        agent,
+        episodes: 1,
+        base_model: "tiny".into(),
+        lora: clawdesk_model::LoraConfig::new(4, 8.0),
+        train: clawdesk_trainer::run::TrainLoopSettings {
+            batch: 2,
+            schedule: clawdesk_trainer::optim::Schedule::Constant { lr: 1e-3 },
+            ..clawdesk_trainer::run::TrainLoopSettings::default()
+        },
+        publish_every: 1,
+        adapters_dir: dir.join("adapters"),
+        checkpoints_dir: dir.join("checkpoints"),
+        judge: clawdesk_judge::LoopOptions {
+            poll: Duration::from_millis(100),
+            ..clawdesk_judge::LoopOptions::default()
+        },
+        trainer_idle: Duration::from_millis(100),
+        policy_threads: None,
+        trainer_threads: None,
+        gym_tasks: 0,
+        serve: None,
+    }
+}

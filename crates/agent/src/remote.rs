@@ -4,11 +4,11 @@
 //! steps it takes are trainable here. A new adapter is pushed to the server with vLLM's dynamic
 //! LoRA loading (`/v1/load_lora_adapter`) and named in the requests that follow.
 
-use std::io::Cursor;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use clawdesk_desktop::observe::encode_png;
 use clawdesk_model::chat::{Message, Part};
 use clawdesk_model::generate::Finish;
 use clawdesk_model::preprocess::smart_resize;
@@ -114,9 +114,8 @@ impl RemotePolicy {
             .images
             .iter()
             .map(|image| {
-                let mut png = Vec::new();
-                image
-                    .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+                // The fast PNG settings screenshots are stored with.
+                let png = encode_png(&image.to_rgba8())
                     .map_err(|e| remote_error("encoding a screenshot", e))?;
                 Ok(format!(
                     "data:image/png;base64,{}",

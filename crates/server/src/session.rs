@@ -2,9 +2,8 @@
 //! next user or tool message as its next state, from which the turn judge scores it later.
 //! Side turns (a client's own summaries, titles, ...) are served but never stored.
 
-use std::io::Cursor;
-
 use axum::http::HeaderMap;
+use clawdesk_desktop::observe::encode_png;
 use clawdesk_store::{BlobKind, EpisodeId, EpisodeStatus, NewTurn, StepId, Store};
 use clawdesk_trainer::stored::PolicyTurn;
 use image::DynamicImage;
@@ -153,9 +152,9 @@ pub fn record(
         .images
         .iter()
         .map(|image| {
-            let mut png = Vec::new();
-            image
-                .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            // Stored as the agent's screenshots are (fast PNG, RGBA: the model composites any
+            // transparency onto white either way, so it sees the same pixels again).
+            let png = encode_png(&image.to_rgba8())
                 .map_err(|e| ApiError::Internal(format!("encoding an image to store: {e}")))?;
             store.put_blob(&png, BlobKind::Png).map_err(store_error)
         })
