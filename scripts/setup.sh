@@ -7,6 +7,7 @@ set -euo pipefail
 # Run and test: an X server, a window manager, D-Bus with the AT-SPI bus, xdotool, and the
 # real GTK apps the tests operate, and a Secret Service (GNOME Keyring, secret-tool) for the
 # judge's API-key test. Python with venv for the OpenAI client the API tests drive the server with.
+# WebKitGTK's WebDriver (webkit2gtk-driver) for the UI tests, behind tauri-driver.
 CLAWDESK_PACKAGES=(
   pkg-config build-essential libwebkit2gtk-4.1-dev libpipewire-0.3-dev libclang-dev libgbm-dev
   libegl-dev libwayland-dev libxcb1-dev
@@ -14,6 +15,7 @@ CLAWDESK_PACKAGES=(
   zenity gtk-3-examples mousepad gnome-calculator
   gnome-keyring libsecret-tools
   python3 python3-venv
+  webkit2gtk-driver
 )
 
 missing=()
@@ -33,6 +35,16 @@ command -v npm >/dev/null || { echo "setup: Node.js 20+ with npm is missing" >&2
 
 # One target directory that outlives checkouts, so a second run builds nothing again.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/clawdesk/target}"
+
+# tauri-driver, the WebDriver front the UI tests drive the app through (src-tauri/tests/ui.rs).
+CLAWDESK_TOOLS="${CLAWDESK_TOOLS:-$HOME/.cache/clawdesk/tools}"
+if [ ! -x "$CLAWDESK_TOOLS/bin/tauri-driver" ]; then
+  echo "setup: installing tauri-driver into $CLAWDESK_TOOLS" >&2
+  CARGO_TARGET_DIR="$CLAWDESK_TOOLS/target" cargo install --quiet --locked tauri-driver@2.1.0 \
+    --root "$CLAWDESK_TOOLS"
+  rm -rf "$CLAWDESK_TOOLS/target"
+fi
+export CLAWDESK_TAURI_DRIVER="$CLAWDESK_TOOLS/bin/tauri-driver"
 
 # The official OpenAI Python client, in a venv of its own (tests/python/openai_client.py).
 CLAWDESK_PY="${CLAWDESK_PY:-$HOME/.cache/clawdesk/py}"

@@ -94,7 +94,7 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
             &t.desktop,
             store.clone(),
             load_model(&model_dir),
-            judge,
+            Some(judge),
             &prompts,
             HintTemplate::built_in().expect("hint template"),
             &settings,
@@ -210,10 +210,10 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
             &t.desktop,
             store.clone(),
             load_model(&model_dir),
-            Arc::new(RuleJudge::new(
+            Some(Arc::new(RuleJudge::new(
                 "shows-19",
                 element_shows("19", "Type 12+7= on the keyboard."),
-            )),
+            ))),
             &prompts,
             HintTemplate::built_in().expect("hint template"),
             &settings,

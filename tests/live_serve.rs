@@ -153,7 +153,7 @@ async fn the_live_policy_is_served_and_its_conversations_are_judged_with_its_ste
             &t.desktop,
             store.clone(),
             load_model(&model_dir),
-            Arc::new(RuleJudge::new("turns-and-steps", rule)),
+            Some(Arc::new(RuleJudge::new("turns-and-steps", rule))),
             &prompts,
             HintTemplate::built_in().expect("hint template"),
             &settings,

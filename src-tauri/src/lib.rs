@@ -5,6 +5,7 @@
 //! library crate and convert its answer to the wire types in [`wire`].
 
 pub mod commands;
+pub mod protocol;
 pub mod state;
 pub mod wire;
 
@@ -19,11 +20,28 @@ pub use state::AppState;
 pub fn build_app<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R> {
     builder
         .manage(state)
+        .register_asynchronous_uri_scheme_protocol("clawdesk", protocol::handle)
         .invoke_handler(tauri::generate_handler![
             commands::app::app_info,
             commands::episodes::list_episodes,
             commands::episodes::episode_steps,
             commands::episodes::export_episodes,
+            commands::timeline::timeline,
+            commands::timeline::step_detail,
+            commands::timeline::set_verdict,
+            commands::timeline::agreement,
+            commands::training::train_series,
+            commands::adapters::list_adapters,
+            commands::adapters::activate_adapter,
+            commands::adapters::export_adapter_to,
+            commands::settings::get_settings,
+            commands::settings::save_settings,
+            commands::live::agent_start,
+            commands::live::agent_pause,
+            commands::live::agent_resume,
+            commands::live::agent_stop,
+            commands::live::agent_mode,
+            commands::live::agent_answer,
         ])
 }
 
@@ -39,9 +57,7 @@ pub fn run() -> anyhow::Result<()> {
     let data_dir = clawdesk_store::default_data_dir().context("choosing the data directory")?;
     let store = clawdesk_store::Store::open(&data_dir)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    let state = AppState {
-        store: Arc::new(store),
-    };
+    let state = AppState::new(Arc::new(store));
     build_app(tauri::Builder::default(), state)
         .run(tauri::generate_context!())
         .context("running the ClawDesk window")?;

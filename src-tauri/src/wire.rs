@@ -19,6 +19,13 @@ pub enum ErrorCode {
     DiskFull,
     /// An export could not be written (a folder that is not empty, a file that failed).
     Export,
+    /// Settings that cannot be read or are not valid.
+    Settings,
+    /// No session, or one already running.
+    Session,
+    /// The model could not be loaded.
+    Model,
+    Internal,
 }
 
 impl From<clawdesk_store::StoreError> for WireError {
@@ -38,12 +45,35 @@ impl From<clawdesk_store::StoreError> for WireError {
 
 impl From<clawdesk_engine::EngineError> for WireError {
     fn from(e: clawdesk_engine::EngineError) -> Self {
+        use clawdesk_engine::EngineError as E;
         match e {
-            clawdesk_engine::EngineError::Store(e) => e.into(),
-            other => WireError {
-                code: ErrorCode::Export,
-                message: other.to_string(),
+            E::Store(e) => e.into(),
+            e => WireError {
+                code: match &e {
+                    E::Settings { .. } => ErrorCode::Settings,
+                    E::Session(_) => ErrorCode::Session,
+                    E::Model(_) => ErrorCode::Model,
+                    _ => ErrorCode::Export,
+                },
+                message: e.to_string(),
             },
+        }
+    }
+}
+
+impl WireError {
+    /// A failure of the shell itself (a task that panicked, a poisoned lock).
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        WireError {
+            code: ErrorCode::Internal,
+            message: e.to_string(),
+        }
+    }
+
+    pub fn session(message: &str) -> Self {
+        WireError {
+            code: ErrorCode::Session,
+            message: message.to_owned(),
         }
     }
 }
@@ -105,4 +135,70 @@ pub struct StepRow {
     pub after_image: Option<String>,
     pub started_at_ms: i64,
     pub ended_at_ms: i64,
+}
+
+/// A page of the timeline and how many steps the filter lets through.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelinePage {
+    pub rows: Vec<clawdesk_store::TimelineRow>,
+    pub total: i64,
+}
+
+/// A training run's figures for the curves.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainSeries {
+    pub run: Option<String>,
+    pub runs: Vec<String>,
+    pub updates: Vec<clawdesk_store::TrainUpdate>,
+}
+
+/// One adapter version in the adapters list.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterRow {
+    pub version: i64,
+    pub base_model: String,
+    pub path: String,
+    pub created_at_ms: i64,
+    pub gym_score: Option<f64>,
+    pub loss: Option<f64>,
+    pub mean_reward: Option<f64>,
+    pub active: bool,
+}
+
+impl AdapterRow {
+    pub fn new(a: clawdesk_store::Adapter, active: Option<i64>) -> Self {
+        let metric = |name: &str| {
+            a.metrics
+                .as_ref()
+                .and_then(|m| m.get(name))
+                .and_then(serde_json::Value::as_f64)
+        };
+        AdapterRow {
+            loss: metric("loss"),
+            mean_reward: metric("mean_reward"),
+            active: active == Some(a.version),
+            version: a.version,
+            base_model: a.base_model,
+            path: a.path,
+            created_at_ms: a.created_at_ms,
+            gym_score: a.gym_score,
+        }
+    }
+}
+
+/// Bytes copied of an adapter export.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportProgress {
+    pub done: u64,
+    pub total: u64,
+}
+
+/// The answer to saving settings: saved, or the fields to mend.
+#[derive(Debug, Serialize)]
+pub struct SettingsAnswer {
+    pub saved: bool,
+    pub errors: Vec<clawdesk_engine::desk::settings::FieldError>,
 }

@@ -50,7 +50,7 @@ async fn the_window_renders_and_its_tree_is_readable() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
 
-    // Wait until the page has loaded and asked the store (through IPC) for its episodes.
+    // Wait until the page has loaded and asked the shell (through IPC) for the data folder.
     let options = ObserveOptions {
         target: CaptureTarget::ActiveWindow,
         app: Some(app.name.clone()),
@@ -68,7 +68,9 @@ async fn the_window_renders_and_its_tree_is_readable() {
         let o = desktop.observe(&options).await;
         if let Ok(o) = o
             && let Some(tree) = &o.tree
-            && tree.linearise().contains("No episodes recorded yet.")
+            && tree
+                .linearise()
+                .contains(&data.path().display().to_string())
             && header_pixels(&o) > 10_000
         {
             break o;
@@ -89,13 +91,19 @@ async fn the_window_renders_and_its_tree_is_readable() {
     };
     let tree = observation.tree.as_ref().unwrap();
     let text = tree.linearise();
-    assert!(text.contains("heading \"Episodes\""), "{text}");
+    assert!(text.contains("heading \"ClawDesk\""), "{text}");
     assert!(
         tree.elements()
             .iter()
-            .any(|e| role_name(e.role) == "button" && e.name == "Refresh"),
+            .any(|e| role_name(e.role) == "button" && e.name == "Start"),
         "{text}"
     );
+    for tab in ["Live", "Timeline", "Training", "Adapters", "Settings"] {
+        assert!(
+            tree.elements().iter().any(|e| e.name == tab),
+            "the {tab} tab is labelled: {text}"
+        );
+    }
     let data_dir = data.path().display().to_string();
     assert!(
         text.contains(&data_dir),

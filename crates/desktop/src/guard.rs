@@ -88,6 +88,18 @@ pub struct FocusedField {
 pub struct ActionContext {
     pub app: Option<AppIdentity>,
     pub focused: Option<FocusedField>,
+    /// What a person approving the action is shown; filled only when someone is asked.
+    pub shown: Option<Shown>,
+}
+
+/// What the person deciding on an action sees: the screen it was chosen on, the model's
+/// reasoning, and the element under its point.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub screen: Arc<crate::Screenshot>,
+    pub thought: Option<String>,
+    /// The element under the action's first point, as `role "name"`.
+    pub element: Option<String>,
 }
 
 /// What a person is asked to approve.
@@ -97,6 +109,8 @@ pub struct ApprovalRequest {
     pub action: Action,
     pub description: String,
     pub app: Option<String>,
+    #[serde(skip)]
+    pub shown: Option<Shown>,
 }
 
 /// A person's answer.
@@ -161,6 +175,11 @@ impl Guard {
         &self.stop
     }
 
+    /// Whether a person approves each action (so there is something to show them).
+    pub fn asks_a_person(&self) -> bool {
+        self.approver.is_some()
+    }
+
     pub fn steps_taken(&self) -> u32 {
         self.taken.load(Ordering::SeqCst)
     }
@@ -174,6 +193,7 @@ impl Guard {
                 action: action.clone(),
                 description: action.describe(),
                 app: context.app.as_ref().map(AppIdentity::display_name),
+                shown: context.shown.clone(),
             };
             if let Decision::Reject { reason } = approver.approve(&request).await {
                 return Err(Refusal::Rejected { reason });
@@ -244,6 +264,7 @@ mod tests {
                 window_instance: None,
             }),
             focused: None,
+            shown: None,
         }
     }
 
@@ -289,6 +310,7 @@ mod tests {
                 name: "Password".into(),
                 is_password: true,
             }),
+            shown: None,
         };
         let err = g
             .check(

@@ -30,7 +30,7 @@ pub use error::DesktopError;
 pub use geometry::{NormPoint, ScreenPoint, Surface, SurfaceKind};
 pub use guard::{
     ActionContext, Allowlist, AppIdentity, ApprovalRequest, Approver, Decision, FocusedField,
-    Guard, GuardConfig, Refusal,
+    Guard, GuardConfig, Refusal, Shown,
 };
 pub use observe::{
     AccessTree, Accessibility, AppRef, CaptureBackend, CaptureTarget, Element, Screenshot,
@@ -124,6 +124,7 @@ impl Observation {
         ActionContext {
             app: self.app.clone(),
             focused,
+            shown: None,
         }
     }
 
@@ -257,10 +258,34 @@ impl Desktop {
         action: &Action,
         observation: &Observation,
     ) -> Result<(), DesktopError> {
+        self.act_explained(action, observation, None).await
+    }
+
+    /// [`Desktop::act`], with the model's reasoning for a person who approves each action.
+    pub async fn act_explained(
+        &self,
+        action: &Action,
+        observation: &Observation,
+        thought: Option<&str>,
+    ) -> Result<(), DesktopError> {
         action.validate()?;
-        self.guard
-            .check(action, &observation.action_context())
-            .await?;
+        let mut context = observation.action_context();
+        if self.guard.asks_a_person() {
+            let surface = &observation.screenshot.surface;
+            let element = action
+                .points()
+                .first()
+                .and_then(|p| surface.to_screen(*p).ok())
+                .zip(observation.tree.as_ref())
+                .and_then(|(p, tree)| tree.element_at(f64::from(p.x), f64::from(p.y)))
+                .map(|e| format!("{} \"{}\"", observe::tree::role_name(e.role), e.name));
+            context.shown = Some(Shown {
+                screen: std::sync::Arc::new(observation.screenshot.clone()),
+                thought: thought.map(str::to_owned),
+                element,
+            });
+        }
+        self.guard.check(action, &context).await?;
         self.executor
             .execute(action, &observation.screenshot.surface)
             .await

@@ -101,6 +101,10 @@ pub trait Supervisor: Send + Sync {
     fn take_over(&self) -> Option<Action> {
         None
     }
+
+    /// A step was committed to the store (the app shows it, and records a person's verdict
+    /// given while it ran).
+    fn step_done(&self, _report: &StepReport) {}
 }
 
 /// Stops at the first loop: for runs with nobody to ask.
@@ -190,6 +194,8 @@ pub struct AgentSummary {
 /// What one committed step did, for progress reports.
 #[derive(Debug, Clone)]
 pub struct StepReport {
+    /// The stored step, for verdicts given on it at once (a person's reject in approve mode).
+    pub step: StepId,
     pub index: usize,
     pub outcome: StepOutcome,
     pub reply: String,
@@ -376,14 +382,17 @@ impl Run<'_> {
                 summary.steps += 1;
                 summary.taken_over += 1;
                 summary.versions.push(None);
-                progress(&StepReport {
+                let report = StepReport {
+                    step,
                     index,
                     outcome,
                     reply: String::new(),
                     version: None,
                     generate_seconds: 0.0,
                     step_seconds: started.elapsed().as_secs_f64(),
-                });
+                };
+                progress(&report);
+                self.supervisor.step_done(&report);
                 if let Some(end) = end {
                     return Ok(end);
                 }
@@ -483,7 +492,7 @@ impl Run<'_> {
                 tokens: generated.tokens.clone(),
                 logprobs: generated.logprobs.clone(),
             };
-            self.commit(
+            let step = self.commit(
                 index,
                 &before_saved,
                 &after_saved,
@@ -504,14 +513,17 @@ impl Run<'_> {
                 StepOutcome::Refused => summary.refused += 1,
                 _ => {}
             }
-            progress(&StepReport {
+            let report = StepReport {
+                step,
                 index,
                 outcome,
                 reply: generated.text.clone(),
                 version: generated.version,
                 generate_seconds: generated.seconds,
                 step_seconds: started.elapsed().as_secs_f64(),
-            });
+            };
+            progress(&report);
+            self.supervisor.step_done(&report);
             if let Some(end) = ended {
                 return Ok(end);
             }
@@ -587,7 +599,11 @@ impl Run<'_> {
     ) -> (StepOutcome, Option<String>, Option<EndReason>) {
         for action in &reply.actions {
             match action {
-                AgentAction::Desktop { action } => match self.desktop.act(action, before).await {
+                AgentAction::Desktop { action } => match self
+                    .desktop
+                    .act_explained(action, before, reply.thought.as_deref())
+                    .await
+                {
                     Ok(()) => *pointer = action.points().last().copied().or(*pointer),
                     Err(e) if e.is_stop() => {
                         return (

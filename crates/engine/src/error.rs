@@ -26,6 +26,12 @@ pub enum EngineError {
         query: String,
         available: String,
     },
+    /// The app's settings file cannot be read, or settings are not valid.
+    #[error("settings {path}: {detail}")]
+    Settings { path: String, detail: String },
+    /// A live session cannot do what was asked (none running, one already running).
+    #[error("live session: {0}")]
+    Session(String),
     /// A benchmark could not run.
     #[error("benchmark: {0}")]
     Bench(String),

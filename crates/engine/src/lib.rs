@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod desk;
 mod error;
 pub mod export;
 pub mod gym_score;

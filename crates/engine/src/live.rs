@@ -106,20 +106,27 @@ async fn serve(
 
 /// Runs `settings.episodes` episodes with the judge and the trainer learning alongside.
 /// `base` is loaded once: the policy serves it and the trainer trains its own adapter on the
-/// same weights.
+/// same weights. Without a judge only the person's verdicts (given in the store) train.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_live(
     desktop: &Desktop,
     store: Arc<Store>,
     base: LoadedModel,
-    judge: Arc<dyn Judge>,
+    judge: Option<Arc<dyn Judge>>,
     prompts: &AgentPrompts,
     hints: HintTemplate,
     settings: &LiveSettings,
     supervisor: &dyn Supervisor,
 ) -> Result<LiveReport, EngineError> {
     // Checked before any thread starts, so a bad judge setting leaves nothing running.
-    let judge_loop = JudgeLoop::new(store.clone(), judge, settings.judge.clone())?;
+    let judge_loop = match judge {
+        Some(judge) => Some(JudgeLoop::new(
+            store.clone(),
+            judge,
+            settings.judge.clone(),
+        )?),
+        None => None,
+    };
     let mut training = base.share_base()?;
     training.model.attach_lora(settings.lora.clone(), 0)?;
     let tokenizer = base.processor.tokenizer().clone();
@@ -166,11 +173,11 @@ pub async fn run_live(
     };
     // The judge loop, until the agent is done.
     let (judge_stop, judge_stopped) = tokio::sync::oneshot::channel::<()>();
-    let judging = {
+    let judging = judge_loop.map(|judge_loop| {
         tokio::spawn(judge_loop.run(async {
             let _ = judge_stopped.await;
         }))
-    };
+    });
 
     // A resumed adapter is active before the first step (the same queue serves both, so
     // activating it here orders it ahead of every generation).
@@ -241,10 +248,12 @@ pub async fn run_live(
         .into_iter()
         .chain(swapper.await.unwrap_or_default())
         .collect();
-    match judging.await {
-        Ok(Ok(stats)) => tracing::info!(?stats, "judge loop ended"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "judge loop failed"),
-        Err(e) => tracing::warn!(error = %e, "judge loop panicked"),
+    if let Some(judging) = judging {
+        match judging.await {
+            Ok(Ok(stats)) => tracing::info!(?stats, "judge loop ended"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "judge loop failed"),
+            Err(e) => tracing::warn!(error = %e, "judge loop panicked"),
+        }
     }
     if let Some(e) = failure {
         return Err(e);

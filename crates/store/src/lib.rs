@@ -29,6 +29,7 @@ pub use table::adapters::{Adapter, AdapterId, NewAdapter};
 pub use table::episodes::{Episode, EpisodeId, EpisodeStatus, NewEpisode};
 pub use table::judging::JudgeFailure;
 pub use table::steps::{NewStep, NewTurn, Step, StepId, StepKind, StepOutcome};
+pub use table::timeline::{TimelineFilter, TimelineRow};
 pub use table::training::TrainUpdate;
 pub use table::verdicts::{Agreement, NewVerdict, Verdict, VerdictId, VerdictSource};
 

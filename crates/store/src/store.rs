@@ -5,7 +5,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::blobs::{BlobId, BlobKind, Blobs};
 use crate::error::{Result, StoreError};
-use crate::table::{adapters, episodes, judging, steps, training, verdicts};
+use crate::table::{adapters, episodes, judging, steps, timeline, training, verdicts};
 use crate::{
     Adapter, AdapterId, Agreement, Episode, EpisodeId, EpisodeStatus, JudgeFailure, NewAdapter,
     NewEpisode, NewStep, NewTurn, NewVerdict, Step, StepId, TrainUpdate, Verdict, VerdictId,
@@ -376,6 +376,25 @@ impl Store {
         self.sql(training::list(&conn, run, after))
     }
 
+    /// The training runs that have figures, the most recently updated first.
+    pub fn train_runs(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        self.sql(training::runs(&conn))
+    }
+
+    /// A page of the timeline (newest step first) and how many steps the filter lets through.
+    pub fn timeline(
+        &self,
+        filter: &crate::TimelineFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<crate::TimelineRow>, i64)> {
+        let conn = self.conn();
+        let rows = self.sql(timeline::page(&conn, filter, offset, limit))?;
+        let total = self.sql(timeline::count(&conn, filter))?;
+        Ok((rows, total))
+    }
+
     /// SQLite's own consistency check; `Ok(())` when it answers "ok".
     pub fn integrity_check(&self) -> Result<()> {
         let conn = self.conn();
@@ -406,7 +425,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::StepOutcome;
+    use crate::{StepOutcome, TimelineFilter};
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -784,6 +803,107 @@ mod tests {
             .collect();
         assert_eq!(losses, vec![(1, 1), (2, 20), (3, 3)]);
         assert_eq!(store.train_updates("main", 2).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_timeline_pages_newest_first_and_each_filter_narrows() {
+        let (_d, store) = store();
+        let calc = store
+            .begin_episode(&NewEpisode {
+                task: "add".into(),
+                app: Some("calc".into()),
+            })
+            .unwrap();
+        let edit = store
+            .begin_episode(&NewEpisode {
+                task: "write".into(),
+                app: Some("editor".into()),
+            })
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            ids.push(store.insert_step(&new_step(&store, calc, i)).unwrap());
+        }
+        let mut failed = new_step(&store, edit, 0);
+        failed.outcome = StepOutcome::Failed;
+        failed.policy_version = None;
+        ids.push(store.insert_step(&failed).unwrap());
+        let judge = |step, score, hint: Option<&str>| NewVerdict {
+            step,
+            source: VerdictSource::Judge,
+            score,
+            votes: None,
+            hint: hint.map(str::to_owned),
+            judge: Some("j".into()),
+            mean: None,
+            correction: None,
+        };
+        let person = |step, score| NewVerdict {
+            source: VerdictSource::Person,
+            judge: None,
+            ..judge(step, score, None)
+        };
+        // 0: judge +1, person -1 (disagree, failed); 1: judge +1 and person +1; 2: judge -1
+        // with a hint (failed); 3: unjudged; 4: action failed, unjudged.
+        store.add_verdict(&judge(ids[0], 1, None)).unwrap();
+        store.add_verdict(&person(ids[0], -1)).unwrap();
+        store.add_verdict(&judge(ids[1], 1, None)).unwrap();
+        store.add_verdict(&person(ids[1], 1)).unwrap();
+        store
+            .add_verdict(&judge(ids[2], -1, Some("click OK")))
+            .unwrap();
+
+        let ids_of = |filter: TimelineFilter| {
+            let (rows, total) = store.timeline(&filter, 0, 100).unwrap();
+            assert_eq!(total as usize, rows.len());
+            rows.iter().map(|r| r.step).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids_of(TimelineFilter::default()),
+            ids.iter().rev().copied().collect::<Vec<_>>()
+        );
+        let (page, total) = store.timeline(&TimelineFilter::default(), 1, 2).unwrap();
+        assert_eq!(total, 5);
+        assert_eq!(
+            page.iter().map(|r| r.step).collect::<Vec<_>>(),
+            vec![ids[3], ids[2]]
+        );
+        assert_eq!(page[1].judge_score, Some(-1));
+        assert_eq!(page[1].person_score, None);
+        assert!(page[1].has_hint && !page[0].has_hint);
+        assert_eq!(page[1].task, "add");
+        let unjudged = TimelineFilter {
+            unjudged: true,
+            ..Default::default()
+        };
+        assert_eq!(ids_of(unjudged), vec![ids[4], ids[3]]);
+        let disagreement = TimelineFilter {
+            disagreement: true,
+            ..Default::default()
+        };
+        assert_eq!(ids_of(disagreement), vec![ids[0]]);
+        let failed = TimelineFilter {
+            failed: true,
+            ..Default::default()
+        };
+        assert_eq!(ids_of(failed), vec![ids[4], ids[2], ids[0]]);
+        let by_app = TimelineFilter {
+            app: Some("editor".into()),
+            ..Default::default()
+        };
+        assert_eq!(ids_of(by_app), vec![ids[4]]);
+        let by_episode_and_version = TimelineFilter {
+            episode: Some(calc.0),
+            adapter: Some(3),
+            failed: true,
+            ..Default::default()
+        };
+        assert_eq!(ids_of(by_episode_and_version), vec![ids[2], ids[0]]);
+        let base_model = TimelineFilter {
+            adapter: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(ids_of(base_model), vec![ids[4]]);
     }
 
     #[test]

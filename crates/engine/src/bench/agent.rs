@@ -140,10 +140,10 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
         &desktop,
         store.clone(),
         load(&model)?,
-        Arc::new(RuleJudge::new(
+        Some(Arc::new(RuleJudge::new(
             "typed-hello",
             text_appears("hello", "Click the text entry, then type hello."),
-        )),
+        ))),
         &prompts,
         HintTemplate::built_in()?,
         &settings,

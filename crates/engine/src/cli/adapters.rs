@@ -1,7 +1,7 @@
 //! `clawdesk adapters`: the adapter versions the trainer published; choosing the one to serve
 //! (rollback), scoring one on the gym, and exporting one as a PEFT folder for HF PEFT and vLLM.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -104,35 +104,20 @@ pub async fn run(args: AdaptersArgs) -> anyhow::Result<()> {
             Ok(())
         }
         AdaptersCommand::Export { version, to } => {
-            let adapter = find(&store, version)?;
-            let from = Path::new(&adapter.path);
-            // Refuse a folder that does not hold a readable PEFT adapter before copying it.
-            clawdesk_model::peft::read_adapter_config(from)
-                .with_context(|| format!("version {version}'s folder {}", from.display()))?;
-            if to.exists() && to.read_dir()?.next().is_some() {
-                anyhow::bail!(
-                    "{} is not empty; choose an empty or new folder",
-                    to.display()
-                );
-            }
-            std::fs::create_dir_all(&to)?;
-            for entry in std::fs::read_dir(from)? {
-                let entry = entry?;
-                if entry.file_type()?.is_file() {
-                    std::fs::copy(entry.path(), to.join(entry.file_name()))
-                        .with_context(|| format!("copying {}", entry.path().display()))?;
-                }
-            }
-            let dir = to.display();
-            println!("exported v{version} to {dir}");
+            let done = clawdesk_engine::desk::adapters::export_adapter(
+                &store,
+                version,
+                &to,
+                &mut |_, _| {},
+            )?;
             println!(
-                "HF PEFT: PeftModel.from_pretrained(Qwen3VLForConditionalGeneration.from_pretrained(\"{}\"), \"{dir}\")",
-                adapter.base_model
+                "exported v{version} to {} ({} files, {} bytes)",
+                done.folder,
+                done.files.len(),
+                done.bytes
             );
-            println!(
-                "vLLM:    vllm serve {} --enable-lora --lora-modules clawdesk-v{version}={dir}",
-                adapter.base_model
-            );
+            println!("HF PEFT:\n{}", done.peft_command);
+            println!("vLLM:\n{}", done.vllm_command);
             Ok(())
         }
         AdaptersCommand::Push {
@@ -168,9 +153,6 @@ pub async fn run(args: AdaptersArgs) -> anyhow::Result<()> {
 }
 
 fn find(store: &Store, version: i64) -> anyhow::Result<clawdesk_store::Adapter> {
-    store
-        .adapters()?
-        .into_iter()
-        .find(|a| a.version == version)
+    clawdesk_engine::desk::adapters::find_adapter(store, version)
         .with_context(|| format!("no adapter version {version} in the store"))
 }

@@ -198,7 +198,7 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
         &desktop,
         store,
         base,
-        judge,
+        Some(judge),
         &prompts,
         hints,
         &settings,

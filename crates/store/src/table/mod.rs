@@ -4,6 +4,7 @@ pub mod adapters;
 pub mod episodes;
 pub mod judging;
 pub mod steps;
+pub mod timeline;
 pub mod training;
 pub mod verdicts;
 

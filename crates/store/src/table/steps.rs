@@ -79,7 +79,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "turn" => StepKind::Turn,
             _ => StepKind::Gui,
@@ -115,7 +115,7 @@ impl StepOutcome {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "executed" => StepOutcome::Executed,
             "refused" => StepOutcome::Refused,

@@ -59,3 +59,11 @@ pub(crate) fn list(conn: &Connection, run: &str, after: i64) -> rusqlite::Result
     })?
     .collect()
 }
+
+/// The runs with figures, the most recently updated first.
+pub(crate) fn runs(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT run FROM train_updates GROUP BY run ORDER BY MAX(created_at_ms) DESC, run",
+    )?;
+    stmt.query_map([], |row| row.get(0))?.collect()
+}

@@ -1,0 +1,628 @@
+//! A live session the window drives: the agent, the judge and the trainer running together
+//! ([`crate::live`]) in a display of its own (or on this desktop), which a person can pause,
+//! stop, switch between autonomous and approve-each-step, and answer action by action.
+//!
+//! Everything the window shows arrives as [`DeskEvent`]s through one sink; the current screen
+//! is kept here as PNG bytes for the window to fetch by sequence number.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clawdesk_agent::AgentPrompts;
+use clawdesk_desktop::{
+    Action, Allowlist, ApprovalRequest, Approver, Decision, Desktop, DesktopConfig, Sandbox,
+    SandboxOptions, StopFlag, StopKeyName,
+};
+use clawdesk_judge::{
+    ApiKey, EndpointConfig, EndpointJudge, Judge, JudgePrompts, LocalJudge, PersonAnswer,
+    VoteSettings, person_verdict,
+};
+use clawdesk_model::source::{LoadEvent, LoadedModel};
+use clawdesk_store::{StepOutcome, Store};
+use clawdesk_trainer::run::TrainLoopSettings;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::EngineError;
+use crate::agent::{AgentSettings, PauseSwitch, StepReport, Supervisor};
+use crate::desk::settings::{DeskSettings, JudgeKind};
+use crate::live::{LiveReport, LiveSettings, run_live};
+
+/// Whether each action waits for the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Autonomous,
+    Approve,
+}
+
+/// What the person asked for when they pressed start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartRequest {
+    pub instruction: String,
+    pub mode: Mode,
+    /// Episodes to run; the stop key or Stop ends the run early.
+    pub episodes: usize,
+}
+
+/// Where a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Loading,
+    Running,
+    Paused,
+    Stopping,
+    Ended,
+    Failed,
+}
+
+/// What the window is told, in order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum DeskEvent {
+    State {
+        state: SessionState,
+        message: String,
+    },
+    /// Long work before the agent starts (model download and load, the sandbox).
+    Progress { what: String, done: u64, total: u64 },
+    /// A new screen in the live view ([`LiveSession::frame`]).
+    Frame { seq: u64, width: u32, height: u32 },
+    /// An action waiting for the person (approve-each-step mode).
+    Approval {
+        id: u64,
+        frame: Option<u64>,
+        step: u32,
+        description: String,
+        thought: Option<String>,
+        element: Option<String>,
+        action: serde_json::Value,
+        app: Option<String>,
+    },
+    /// A step stored.
+    Step {
+        step: i64,
+        index: usize,
+        outcome: StepOutcome,
+        reply: String,
+        version: Option<i64>,
+        seconds: f64,
+    },
+    Ended {
+        report: Option<LiveReport>,
+        error: Option<String>,
+    },
+}
+
+/// The person's answer to an [`DeskEvent::Approval`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum Answer {
+    Approve,
+    Reject {
+        reason: Option<String>,
+    },
+    /// Run this action instead; it is stored as the person's correction.
+    Edit {
+        action: Action,
+    },
+}
+
+/// Where the window's events go.
+pub type EventSink = Arc<dyn Fn(DeskEvent) + Send + Sync>;
+
+struct Pending {
+    id: u64,
+    reply: oneshot::Sender<Decision>,
+}
+
+/// What the session's tasks and the window's commands share.
+struct Shared {
+    pause: PauseSwitch,
+    approve_each: AtomicBool,
+    pending: Mutex<Option<Pending>>,
+    frame: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
+    seq: AtomicU64,
+    stop: Mutex<Option<StopFlag>>,
+    stopping: AtomicBool,
+    /// The person's rejection of the action in flight: their verdict lands on its step.
+    rejected: Mutex<Option<PersonAnswer>>,
+    store: Arc<Store>,
+    events: EventSink,
+}
+
+impl Shared {
+    fn emit(&self, event: DeskEvent) {
+        (self.events)(event);
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Keeps `screen` as the live view's newest frame.
+    fn publish_frame(&self, screen: &clawdesk_desktop::Screenshot) -> Option<u64> {
+        let png = match clawdesk_desktop::observe::encode_png(&screen.image) {
+            Ok(png) => png,
+            Err(e) => {
+                tracing::warn!(error = %e, "live view frame not encoded");
+                return None;
+            }
+        };
+        let seq = self.next_seq();
+        if let Ok(mut frame) = self.frame.lock() {
+            *frame = Some((seq, Arc::new(png)));
+        }
+        self.emit(DeskEvent::Frame {
+            seq,
+            width: screen.image.width(),
+            height: screen.image.height(),
+        });
+        Some(seq)
+    }
+}
+
+impl Supervisor for Shared {
+    fn go_on_after_loop(&self, _action: &str, _repeats: usize) -> bool {
+        false
+    }
+
+    fn paused(&self) -> bool {
+        self.pause.paused()
+    }
+
+    fn take_over(&self) -> Option<Action> {
+        self.pause.take_over()
+    }
+
+    fn step_done(&self, report: &StepReport) {
+        if report.outcome == StepOutcome::Refused
+            && let Some(answer) = self.rejected.lock().ok().and_then(|mut r| r.take())
+            && let Err(e) = self
+                .store
+                .add_verdict(&person_verdict(report.step, &answer))
+        {
+            tracing::warn!(error = %e, step = report.step.0, "the person's rejection not stored");
+        }
+        self.emit(DeskEvent::Step {
+            step: report.step.0,
+            index: report.index,
+            outcome: report.outcome,
+            reply: report.reply.clone(),
+            version: report.version,
+            seconds: report.step_seconds,
+        });
+    }
+}
+
+/// The guard's approver: shows every action's screen, and in approve mode waits for the
+/// person's answer.
+struct DeskApprover(Arc<Shared>);
+
+impl Approver for DeskApprover {
+    fn approve<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Decision> + Send + 'a>> {
+        Box::pin(async move {
+            let shared = &self.0;
+            let frame = match &request.shown {
+                Some(shown) => {
+                    let (s, screen) = (shared.clone(), shown.screen.clone());
+                    tokio::task::spawn_blocking(move || s.publish_frame(&screen))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                None => None,
+            };
+            if !shared.approve_each.load(Ordering::SeqCst) {
+                return Decision::Approve;
+            }
+            let (reply, answer) = oneshot::channel();
+            let id = shared.next_seq();
+            if let Ok(mut pending) = shared.pending.lock() {
+                *pending = Some(Pending { id, reply });
+            }
+            let shown = request.shown.as_ref();
+            shared.emit(DeskEvent::Approval {
+                id,
+                frame,
+                step: request.step,
+                description: request.description.clone(),
+                thought: shown.and_then(|s| s.thought.clone()),
+                element: shown.and_then(|s| s.element.clone()),
+                action: serde_json::to_value(&request.action).unwrap_or_default(),
+                app: request.app.clone(),
+            });
+            answer.await.unwrap_or(Decision::Reject {
+                reason: Some("the session stopped".into()),
+            })
+        })
+    }
+}
+
+/// A running session.
+pub struct LiveSession {
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a session needs besides the settings.
+#[derive(Debug, Clone)]
+pub struct SessionPlaces {
+    /// The data folder (adapters, checkpoints, prompt overrides).
+    pub data: PathBuf,
+    /// Held-out gym tasks each published adapter is scored on.
+    pub gym_tasks: usize,
+}
+
+impl LiveSession {
+    /// Starts loading and running in the background; progress and results arrive as events.
+    pub fn start(
+        store: Arc<Store>,
+        places: SessionPlaces,
+        settings: DeskSettings,
+        request: StartRequest,
+        events: EventSink,
+    ) -> Result<LiveSession, EngineError> {
+        settings
+            .validate()
+            .map_err(|errors| EngineError::Settings {
+                path: "settings".into(),
+                detail: errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
+        if request.instruction.trim().is_empty() {
+            return Err(EngineError::Session(
+                "write an instruction for the agent first".into(),
+            ));
+        }
+        let shared = Arc::new(Shared {
+            pause: PauseSwitch::default(),
+            approve_each: AtomicBool::new(request.mode == Mode::Approve),
+            pending: Mutex::new(None),
+            frame: Mutex::new(None),
+            seq: AtomicU64::new(0),
+            stop: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            rejected: Mutex::new(None),
+            store: store.clone(),
+            events,
+        });
+        let task = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let result = run(&shared, store, &places, &settings, &request).await;
+                let (state, message) = match &result {
+                    Ok(_) => (SessionState::Ended, "the session ended".to_owned()),
+                    Err(e) => (SessionState::Failed, e.to_string()),
+                };
+                shared.emit(DeskEvent::State { state, message });
+                let (report, error) = match result {
+                    Ok(report) => (Some(report), None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                shared.emit(DeskEvent::Ended { report, error });
+            })
+        };
+        Ok(LiveSession { shared, task })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    pub fn pause(&self) {
+        self.shared.pause.pause();
+        self.shared.emit(DeskEvent::State {
+            state: SessionState::Paused,
+            message: "paused before the next step".into(),
+        });
+    }
+
+    pub fn resume(&self) {
+        self.shared.pause.resume();
+        self.shared.emit(DeskEvent::State {
+            state: SessionState::Running,
+            message: "running".into(),
+        });
+    }
+
+    /// Halts the agent as the stop key does: the action in flight stops, the episode ends,
+    /// and the judge and trainer finish what they hold.
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        if let Ok(stop) = self.shared.stop.lock()
+            && let Some(stop) = stop.as_ref()
+        {
+            stop.stop();
+        }
+        // An action waiting for approval is refused.
+        if let Some(pending) = self.shared.pending.lock().ok().and_then(|mut p| p.take()) {
+            let _ = pending.reply.send(Decision::Reject {
+                reason: Some("stopped".into()),
+            });
+        }
+        self.shared.pause.resume();
+        self.shared.emit(DeskEvent::State {
+            state: SessionState::Stopping,
+            message: "stopping".into(),
+        });
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.shared
+            .approve_each
+            .store(mode == Mode::Approve, Ordering::SeqCst);
+        // Switching to autonomous lets the action that waits go.
+        if mode == Mode::Autonomous
+            && let Some(pending) = self.shared.pending.lock().ok().and_then(|mut p| p.take())
+        {
+            let _ = pending.reply.send(Decision::Approve);
+        }
+    }
+
+    /// The person's answer to approval `id`.
+    pub fn answer(&self, id: u64, answer: Answer) -> Result<(), EngineError> {
+        let pending = self
+            .shared
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.take_if(|p| p.id == id))
+            .ok_or_else(|| {
+                EngineError::Session(format!("no action {id} is waiting for an answer"))
+            })?;
+        let decision = match answer {
+            Answer::Approve => Decision::Approve,
+            Answer::Reject { reason } => {
+                self.reject(PersonAnswer {
+                    approve: false,
+                    correction: None,
+                    hint: reason.clone(),
+                });
+                Decision::Reject { reason }
+            }
+            Answer::Edit { action } => {
+                action.validate()?;
+                self.reject(PersonAnswer {
+                    approve: false,
+                    correction: serde_json::to_value(&action).ok(),
+                    hint: None,
+                });
+                // The person's action runs as the next step, stored with their +1.
+                self.shared.pause.take_over_with(action);
+                Decision::Reject {
+                    reason: Some("the person edited the action".into()),
+                }
+            }
+        };
+        let _ = pending.reply.send(decision);
+        Ok(())
+    }
+
+    fn reject(&self, answer: PersonAnswer) {
+        if let Ok(mut rejected) = self.shared.rejected.lock() {
+            *rejected = Some(answer);
+        }
+    }
+
+    /// The live view's newest screen as PNG, with its sequence number.
+    pub fn frame(&self) -> Option<(u64, Arc<Vec<u8>>)> {
+        self.shared.frame.lock().ok()?.clone()
+    }
+}
+
+/// Loads the model, opens the display and runs the live loop until it ends.
+async fn run(
+    shared: &Arc<Shared>,
+    store: Arc<Store>,
+    places: &SessionPlaces,
+    settings: &DeskSettings,
+    request: &StartRequest,
+) -> Result<LiveReport, EngineError> {
+    let state = |message: &str| {
+        shared.emit(DeskEvent::State {
+            state: SessionState::Loading,
+            message: message.to_owned(),
+        })
+    };
+    let dirs = clawdesk_prompts::search_path(None, Some(&places.data));
+    let prompts = AgentPrompts::load(&dirs)?;
+    let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
+
+    state(&format!("loading {}", settings.base_model));
+    let base = {
+        let (spec, events) = (settings.base_model.clone(), shared.clone());
+        tokio::task::spawn_blocking(move || load_model(&spec, &events))
+            .await
+            .map_err(|e| EngineError::Session(format!("loading the model: {e}")))??
+    };
+    let judge = build_judge(settings, &dirs, shared).await?;
+
+    // The display: a sandbox of its own, or this desktop.
+    let mut sandbox_app = None;
+    let sandbox = if settings.sandbox {
+        state("starting the sandbox display");
+        let sandbox = tokio::task::spawn_blocking(|| Sandbox::start(&SandboxOptions::default()))
+            .await
+            .map_err(|e| EngineError::Session(format!("starting the sandbox: {e}")))??;
+        if let Some((program, args)) = split_command(&settings.launch) {
+            let child = sandbox
+                .command(program)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| EngineError::External {
+                    program: program.to_owned(),
+                    detail: format!("could not start it in the sandbox: {e}"),
+                })?;
+            sandbox_app = Some(child);
+            // Give its window time to map and register on the bus.
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        }
+        Some(sandbox)
+    } else {
+        None
+    };
+    let mut config = match &sandbox {
+        Some(sandbox) => DesktopConfig::for_sandbox(sandbox),
+        None => DesktopConfig::from_env()?,
+    };
+    config.stop_key = Some(settings.stop_key.parse::<StopKeyName>()?);
+    config.guard.allowlist = if settings.allowed_apps.is_empty() {
+        Allowlist::Any
+    } else {
+        Allowlist::Only(settings.allowed_apps.clone())
+    };
+    config.guard.max_steps = None;
+    let mut desktop = Desktop::connect(config).await?;
+    desktop.set_approver(Arc::new(DeskApprover(shared.clone())));
+    if let Ok(mut stop) = shared.stop.lock() {
+        *stop = Some(desktop.stop_flag().clone());
+    }
+    if shared.stopping.load(Ordering::SeqCst) {
+        desktop.stop_flag().stop();
+    }
+
+    let mut agent = AgentSettings::new(request.instruction.clone());
+    agent.max_steps = settings.max_steps;
+    let live = LiveSettings {
+        agent,
+        episodes: request.episodes.max(1),
+        base_model: settings.base_model.clone(),
+        lora: settings.lora(),
+        train: TrainLoopSettings {
+            batch: settings.batch,
+            schedule: clawdesk_trainer::optim::Schedule::Constant {
+                lr: settings.learning_rate,
+            },
+            update: {
+                let mut update = clawdesk_trainer::update::UpdateSettings::default();
+                update.advantages.w_rl = settings.w_rl as f32;
+                update.advantages.w_opd = settings.w_opd as f32;
+                update
+            },
+            max_staleness: Some(8),
+            ..Default::default()
+        },
+        publish_every: 1,
+        adapters_dir: places.data.join("adapters"),
+        checkpoints_dir: places.data.join("checkpoints").join("live"),
+        judge: clawdesk_judge::LoopOptions::default(),
+        trainer_idle: std::time::Duration::from_millis(250),
+        policy_threads: None,
+        trainer_threads: None,
+        gym_tasks: places.gym_tasks,
+        serve: None,
+    };
+    shared.emit(DeskEvent::State {
+        state: SessionState::Running,
+        message: format!("running: {}", request.instruction),
+    });
+    let report = run_live(
+        &desktop,
+        store,
+        base,
+        judge,
+        &prompts,
+        hints,
+        &live,
+        shared.as_ref(),
+    )
+    .await;
+    if let Some(mut child) = sandbox_app {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(desktop);
+    drop(sandbox);
+    report
+}
+
+fn load_model(spec: &str, shared: &Arc<Shared>) -> Result<LoadedModel, EngineError> {
+    Ok(LoadedModel::load(
+        spec,
+        &candle_core::Device::Cpu,
+        None,
+        &mut |event| match event {
+            LoadEvent::Downloading { file, done, total } => shared.emit(DeskEvent::Progress {
+                what: format!("downloading {file}"),
+                done: done as u64,
+                total: total as u64,
+            }),
+            LoadEvent::Downloaded { file } => tracing::info!(file, "downloaded"),
+            LoadEvent::Loading { dir } => shared.emit(DeskEvent::State {
+                state: SessionState::Loading,
+                message: format!("loading the weights in {}", dir.display()),
+            }),
+        },
+    )?)
+}
+
+/// The judge the settings name; `None` for the person alone.
+async fn build_judge(
+    settings: &DeskSettings,
+    dirs: &[PathBuf],
+    shared: &Arc<Shared>,
+) -> Result<Option<Arc<dyn Judge>>, EngineError> {
+    let votes = VoteSettings {
+        votes: settings.votes,
+        ..VoteSettings::default()
+    };
+    Ok(match settings.judge {
+        JudgeKind::Person => None,
+        JudgeKind::Endpoint => {
+            let config = EndpointConfig {
+                base_url: settings.judge_endpoint.clone(),
+                model: settings.judge_model.clone(),
+                api_key: if settings.judge_api_key_env.is_empty() {
+                    ApiKey::None
+                } else {
+                    ApiKey::Env {
+                        var: settings.judge_api_key_env.clone(),
+                    }
+                },
+                ..EndpointConfig::default()
+            };
+            let prompts = JudgePrompts::load(dirs)?;
+            Some(Arc::new(EndpointJudge::new(config, votes, prompts).await?))
+        }
+        JudgeKind::Local => {
+            shared.emit(DeskEvent::State {
+                state: SessionState::Loading,
+                message: "loading the local judge".into(),
+            });
+            let (spec, events) = (settings.base_model.clone(), shared.clone());
+            let loaded = tokio::task::spawn_blocking(move || load_model(&spec, &events))
+                .await
+                .map_err(|e| EngineError::Session(format!("loading the judge: {e}")))??;
+            let prompts = JudgePrompts::load(dirs)?;
+            Some(Arc::new(LocalJudge::new(
+                Arc::new(loaded),
+                prompts,
+                votes,
+                &settings.base_model,
+            )?))
+        }
+    })
+}
+
+/// `program arg arg` split on spaces; `None` for an empty line.
+fn split_command(line: &str) -> Option<(&str, Vec<&str>)> {
+    let mut words = line.split_whitespace();
+    let program = words.next()?;
+    Some((program, words.collect()))
+}

@@ -1,0 +1,454 @@
+//! The built app driven over WebDriver, as a person would use it: `tauri-driver` in front of
+//! WebKitGTK's WebKitWebDriver, the app in a sandbox display, a real store behind it.
+//!
+//! Needs `tauri-driver` (on PATH or in $CLAWDESK_TAURI_DRIVER) and `WebKitWebDriver`
+//! (Debian's webkit2gtk-driver); scripts/test.sh installs both.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use clawdesk_desktop::{Sandbox, SandboxOptions};
+use clawdesk_store::{
+    BlobKind, EpisodeId, NewAdapter, NewEpisode, NewStep, StepId, StepOutcome, Store, VerdictSource,
+};
+use fantoccini::{Client, ClientBuilder, Locator};
+
+const APP: &str = env!("CARGO_BIN_EXE_clawdesk-app");
+
+/// The app under WebDriver, with the processes behind it.
+struct Driven {
+    client: Client,
+    driver: Child,
+    _sandbox: Sandbox,
+}
+
+impl Drop for Driven {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn tauri_driver() -> PathBuf {
+    if let Some(p) = std::env::var_os("CLAWDESK_TAURI_DRIVER") {
+        return p.into();
+    }
+    PathBuf::from("tauri-driver")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts the app with `data` as its data folder and connects a WebDriver session to it.
+async fn drive(data: &Path) -> Driven {
+    let sandbox = Sandbox::start(&SandboxOptions::default()).expect("sandbox");
+    let port = free_port();
+    let native = free_port();
+    let mut driver = sandbox
+        .command(tauri_driver())
+        .args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native.to_string(),
+        ])
+        .env("CLAWDESK_DATA_DIR", data)
+        .env("CLAWDESK_GYM_TASKS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tauri-driver starts (cargo install tauri-driver)");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "tauri:options".into(),
+        serde_json::json!({ "application": APP }),
+    );
+    caps.insert("browserName".into(), "wry".into());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = loop {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => break c,
+            Err(e) => {
+                if let Ok(Some(status)) = driver.try_wait() {
+                    panic!("tauri-driver exited with {status}");
+                }
+                assert!(Instant::now() < deadline, "no WebDriver session: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let driven = Driven {
+        client,
+        driver,
+        _sandbox: sandbox,
+    };
+    if driven
+        .client
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("body[data-ready=true]"))
+        .await
+        .is_err()
+    {
+        let page = driven
+            .client
+            .execute(
+                "return [document.readyState, document.body.dataset.error || '', \
+                 document.body.innerText.slice(0, 400)];",
+                vec![],
+            )
+            .await;
+        panic!("the window never finished starting: {page:?}");
+    }
+    driven
+}
+
+impl Driven {
+    async fn click(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let input = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        input.clear().await.expect("clear");
+        input.send_keys(value).await.expect("type");
+    }
+
+    /// Waits until the text of `css` satisfies `pred`.
+    async fn wait_text(&self, css: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut last = None;
+        loop {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await
+                && let Ok(t) = e.text().await
+            {
+                if pred(&t) {
+                    return t;
+                }
+                last = Some(t);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{css} never showed the expected text; last it showed {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Saves the window as `docs/screenshots/<name>.png` for the README.
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("docs")
+            .join("screenshots");
+        std::fs::create_dir_all(&dir).expect("docs/screenshots");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
+    }
+}
+
+/// A screen with a square at `x`: before and after differ where the square moved.
+fn screen_png(x: u32) -> Vec<u8> {
+    let mut img = image::RgbaImage::from_pixel(640, 400, image::Rgba([240, 240, 240, 255]));
+    for dy in 0..40 {
+        for dx in 0..60 {
+            img.put_pixel(x + dx, 100 + dy, image::Rgba([37, 99, 235, 255]));
+        }
+    }
+    clawdesk_desktop::observe::encode_png(&img).expect("png")
+}
+
+fn seed_steps(store: &Store, episode: EpisodeId, n: u32) -> Vec<StepId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let before = store
+            .put_blob(&screen_png(20 + 30 * (i % 10)), BlobKind::Png)
+            .unwrap();
+        let after = store
+            .put_blob(&screen_png(50 + 30 * (i % 10)), BlobKind::Png)
+            .unwrap();
+        ids.push(
+            store
+                .insert_step(&NewStep {
+                    episode,
+                    index: i,
+                    before_image: before,
+                    after_image: Some(after),
+                    before_tree: None,
+                    after_tree: None,
+                    surface: serde_json::json!({"kind": "screen", "x": 0, "y": 0, "width": 640,
+                                                "height": 400, "scale": 1.0}),
+                    action: serde_json::json!({"kind": "click", "at": {"x": 0.2, "y": 0.3}}),
+                    response: None,
+                    policy_version: Some(1),
+                    outcome: StepOutcome::Executed,
+                    error: None,
+                    started_at_ms: 1,
+                    ended_at_ms: 2,
+                })
+                .unwrap(),
+        );
+    }
+    ids
+}
+
+fn metrics(loss: f64) -> serde_json::Value {
+    serde_json::json!({"loss": loss, "surrogate": loss, "kl_to_base": 0.01, "mean_reward": 0.5,
+        "mean_gap": 0.1, "clip_fraction": 0.05, "approx_kl": 0.002, "grad_norm": 1.0,
+        "lr": 1e-3, "samples": 4, "dropped": 0, "tokens": 100, "tokens_per_second": 50.0})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).unwrap();
+    // A tiny model to run the agent with, and a real adapter of it.
+    let model_dir = data.path().join("tiny-model");
+    clawdesk_model::tiny::write_tiny_model(&model_dir, &clawdesk_model::tiny::default_config(), 7)
+        .unwrap();
+    let adapter_dir = data.path().join("adapters").join("v1");
+    {
+        let mut loaded = clawdesk_trainer::practice::episode::load_cpu(&model_dir).unwrap();
+        clawdesk_model::peft::write_random_adapter(
+            &mut loaded.model,
+            clawdesk_model::LoraConfig::new(4, 8.0),
+            3,
+            &adapter_dir,
+            &model_dir.display().to_string(),
+        )
+        .unwrap();
+    }
+    store
+        .add_adapter(&NewAdapter {
+            version: 1,
+            base_model: model_dir.display().to_string(),
+            path: adapter_dir.display().to_string(),
+            metrics: Some(metrics(0.4)),
+        })
+        .unwrap();
+    let episode = store
+        .begin_episode(&NewEpisode {
+            task: "Move the blue box right".into(),
+            app: Some("boxes".into()),
+        })
+        .unwrap();
+    let steps = seed_steps(&store, episode, 3);
+    for step in 1..=3 {
+        store
+            .record_train_update("live", step, &metrics(1.0 / step as f64))
+            .unwrap();
+    }
+    let settings = serde_json::json!({
+        "baseModel": model_dir.display().to_string(),
+        "judge": "person",
+        "sandbox": true,
+        "launch": "zenity --entry --text=Name",
+        "maxSteps": 2,
+        "batch": 1,
+        "learningRate": 0.001,
+    });
+    std::fs::write(
+        data.path().join("settings.json"),
+        serde_json::to_vec(&settings).unwrap(),
+    )
+    .unwrap();
+
+    let app = drive(data.path()).await;
+    app.screenshot("live-idle").await;
+
+    // Timeline: the newest step opens with its before/after; reject it with a hint.
+    app.click("#tab-timeline").await;
+    app.wait_text("#timeline-count", 20, |t| t == "3 steps")
+        .await;
+    app.wait_text("#step-detail h2", 20, |t| t.contains("Step 3 of episode"))
+        .await;
+    app.client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#step-detail .changed"))
+        .await
+        .expect("the changed region is drawn");
+    app.screenshot("step-review").await;
+    app.fill("#verdict-hint", "drag the box, do not click it")
+        .await;
+    app.click("#verdict-reject").await;
+    app.wait_text("#step-detail .verdicts", 20, |t| t.contains("Person: −1"))
+        .await;
+    let newest = store.effective_verdict(steps[2]).unwrap().expect("stored");
+    assert_eq!(newest.source, VerdictSource::Person);
+    assert_eq!(newest.score, -1);
+    assert_eq!(
+        newest.hint.as_deref(),
+        Some("drag the box, do not click it")
+    );
+    // J moves to the next (older) step, A approves it.
+    let list = app
+        .client
+        .find(Locator::Css("#timeline-list"))
+        .await
+        .unwrap();
+    list.send_keys("j").await.unwrap();
+    app.wait_text("#step-detail h2", 20, |t| t.contains("Step 2 of episode"))
+        .await;
+    list.send_keys("a").await.unwrap();
+    app.wait_text("#step-detail .verdicts", 20, |t| t.contains("Person: +1"))
+        .await;
+    assert_eq!(
+        store.effective_verdict(steps[1]).unwrap().map(|v| v.score),
+        Some(1)
+    );
+    assert!(store.effective_verdict(steps[0]).unwrap().is_none());
+
+    // Training: the curves hold the stored updates, and a new update appears live.
+    app.click("#tab-training").await;
+    app.wait_text("#training-status", 20, |t| t.contains("3 updates"))
+        .await;
+    store.record_train_update("live", 4, &metrics(0.2)).unwrap();
+    app.wait_text("#training-status", 20, |t| t.contains("4 updates"))
+        .await;
+    let charts = app
+        .client
+        .find_all(Locator::Css("#charts .uplot"))
+        .await
+        .unwrap();
+    assert!(charts.len() >= 6, "one chart per figure");
+    app.screenshot("training").await;
+
+    // Adapters: export v1 as a PEFT folder and find its files.
+    app.click("#tab-adapters").await;
+    app.wait_text("#adapters tbody", 20, |t| t.contains("v1"))
+        .await;
+    let out = data.path().join("exported-v1");
+    app.fill("#export-version", "1").await;
+    app.fill("#export-adapter-folder", &out.display().to_string())
+        .await;
+    app.click("#export-adapter").await;
+    app.wait_text("#export-adapter-status", 30, |t| {
+        t.starts_with("Exported v1")
+    })
+    .await;
+    for file in ["adapter_config.json", "adapter_model.safetensors"] {
+        assert!(out.join(file).is_file(), "{file} exported");
+    }
+    let commands = app.text("#export-adapter-commands").await;
+    assert!(
+        commands.contains("PeftModel.from_pretrained") && commands.contains("vllm serve"),
+        "{commands}"
+    );
+
+    // Settings: a bad value is named and not saved; a good one is.
+    app.click("#tab-settings").await;
+    app.fill("#set-votes", "0").await;
+    app.click("#settings-save").await;
+    app.wait_text("#set-votes-error", 10, |t| t.contains("votes per step"))
+        .await;
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("settings.json")).unwrap()).unwrap();
+    assert_eq!(saved.get("votes"), None, "nothing was saved");
+    app.fill("#set-votes", "5").await;
+    app.click("#settings-save").await;
+    app.wait_text("#settings-status", 10, |t| t.starts_with("Saved"))
+        .await;
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("settings.json")).unwrap()).unwrap();
+    assert_eq!(saved["votes"], 5);
+
+    // Live: the tiny model acts in a sandbox of its own; a step lands and is shown.
+    app.click("#tab-live").await;
+    app.fill("#instruction", "Type your name and press OK")
+        .await;
+    app.click("#mode-autonomous").await;
+    app.click("#agent-start").await;
+    app.wait_text("#live-steps", 240, |t| t.contains("Step 1"))
+        .await;
+    app.client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#live-frame:not([hidden])"))
+        .await
+        .expect("the agent's screen is shown");
+    app.screenshot("live").await;
+    let stop_hint = app.text("#stop-key-hint").await;
+    assert!(stop_hint.contains("PAUSE"), "{stop_hint}");
+    app.wait_text("#live-state", 240, |t| t.contains("the session ended"))
+        .await;
+    let (rows, total) = store
+        .timeline(&Default::default(), 0, 10)
+        .expect("timeline");
+    assert!(total >= 4, "the agent's steps were stored: {rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_steps_open_fast_and_scroll_smoothly() {
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).unwrap();
+    let episode = store
+        .begin_episode(&NewEpisode {
+            task: "many steps".into(),
+            app: None,
+        })
+        .unwrap();
+    seed_steps(&store, episode, 10_000);
+    let app = drive(data.path()).await;
+    app.click("#tab-timeline").await;
+    app.wait_text("#timeline-count", 30, |t| t == "10000 steps")
+        .await;
+    let open_ms = app
+        .client
+        .execute("return window.timelineOpenMs;", vec![])
+        .await
+        .expect("open time")
+        .as_f64()
+        .expect("a number");
+    let scroll = app
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             window.measureScroll(480).then(done);",
+            vec![],
+        )
+        .await
+        .expect("scroll measured");
+    let frames = scroll["frames"].as_f64().unwrap_or(0.0);
+    let dropped = scroll["dropped"].as_f64().unwrap_or(f64::MAX);
+    eprintln!(
+        "timeline of 10000 steps: opened in {open_ms:.0} ms; scrolled in {frames} frames, \
+         {dropped} over 25 ms, worst {:.1} ms",
+        scroll["worstMs"].as_f64().unwrap_or(0.0)
+    );
+    assert!(open_ms < 1000.0, "opened in {open_ms} ms");
+    assert!(frames > 100.0, "{scroll}");
+    assert!(dropped / frames < 0.05, "dropped frames: {scroll}");
+}
