@@ -1,4 +1,5 @@
 // The window only shows and asks: every fact comes from a command of the Tauri shell.
+import "./locale";
 import "./style.css";
 import { api, errorText } from "./api";
 import { initAdapters, refreshAdapters } from "./adapters";

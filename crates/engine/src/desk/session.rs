@@ -139,12 +139,104 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(store: Arc<Store>, events: EventSink, mode: Mode) -> Self {
+        Shared {
+            pause: PauseSwitch::default(),
+            approve_each: AtomicBool::new(mode == Mode::Approve),
+            pending: Mutex::new(None),
+            frame: Mutex::new(None),
+            seq: AtomicU64::new(0),
+            stop: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            rejected: Mutex::new(None),
+            store,
+            events,
+        }
+    }
+
     fn emit(&self, event: DeskEvent) {
         (self.events)(event);
     }
 
     fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        self.approve_each
+            .store(mode == Mode::Approve, Ordering::SeqCst);
+        // Switching to autonomous lets the action that waits go.
+        if mode == Mode::Autonomous
+            && let Some(pending) = self.pending.lock().ok().and_then(|mut p| p.take())
+        {
+            let _ = pending.reply.send(Decision::Approve);
+        }
+    }
+
+    /// Turns the person's answer into the guard's decision. A rejection (or an edit) also
+    /// waits in `rejected` to become the person's verdict on the refused step, and an edited
+    /// action runs as the next step in the model's place.
+    fn answer(&self, id: u64, answer: Answer) -> Result<(), EngineError> {
+        let pending = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.take_if(|p| p.id == id))
+            .ok_or_else(|| {
+                EngineError::Session(format!("no action {id} is waiting for an answer"))
+            })?;
+        let (decision, verdict) = match answer {
+            Answer::Approve => (Decision::Approve, None),
+            Answer::Reject { reason } => (
+                Decision::Reject {
+                    reason: reason.clone(),
+                },
+                Some(PersonAnswer {
+                    approve: false,
+                    correction: None,
+                    hint: reason,
+                }),
+            ),
+            Answer::Edit { action } => {
+                let off_screen = action
+                    .points()
+                    .iter()
+                    .any(|p| !((0.0..=1.0).contains(&p.x) && (0.0..=1.0).contains(&p.y)));
+                let checked = if off_screen {
+                    Err(EngineError::Session(
+                        "the edited action points off the screen".into(),
+                    ))
+                } else {
+                    action.validate().map_err(EngineError::from)
+                };
+                if let Err(e) = checked {
+                    // Still waiting: the person may answer again.
+                    if let Ok(mut slot) = self.pending.lock() {
+                        *slot = Some(pending);
+                    }
+                    return Err(e);
+                }
+                let correction = serde_json::to_value(&action).ok();
+                self.pause.take_over_with(action);
+                (
+                    Decision::Reject {
+                        reason: Some("the person edited the action".into()),
+                    },
+                    Some(PersonAnswer {
+                        approve: false,
+                        correction,
+                        hint: None,
+                    }),
+                )
+            }
+        };
+        if let Some(verdict) = verdict
+            && let Ok(mut rejected) = self.rejected.lock()
+        {
+            *rejected = Some(verdict);
+        }
+        let _ = pending.reply.send(decision);
+        Ok(())
     }
 
     /// Keeps `screen` as the live view's newest frame.
@@ -288,18 +380,7 @@ impl LiveSession {
                 "write an instruction for the agent first".into(),
             ));
         }
-        let shared = Arc::new(Shared {
-            pause: PauseSwitch::default(),
-            approve_each: AtomicBool::new(request.mode == Mode::Approve),
-            pending: Mutex::new(None),
-            frame: Mutex::new(None),
-            seq: AtomicU64::new(0),
-            stop: Mutex::new(None),
-            stopping: AtomicBool::new(false),
-            rejected: Mutex::new(None),
-            store: store.clone(),
-            events,
-        });
+        let shared = Arc::new(Shared::new(store.clone(), events, request.mode));
         let task = {
             let shared = shared.clone();
             tokio::spawn(async move {
@@ -362,60 +443,12 @@ impl LiveSession {
     }
 
     pub fn set_mode(&self, mode: Mode) {
-        self.shared
-            .approve_each
-            .store(mode == Mode::Approve, Ordering::SeqCst);
-        // Switching to autonomous lets the action that waits go.
-        if mode == Mode::Autonomous
-            && let Some(pending) = self.shared.pending.lock().ok().and_then(|mut p| p.take())
-        {
-            let _ = pending.reply.send(Decision::Approve);
-        }
+        self.shared.set_mode(mode);
     }
 
     /// The person's answer to approval `id`.
     pub fn answer(&self, id: u64, answer: Answer) -> Result<(), EngineError> {
-        let pending = self
-            .shared
-            .pending
-            .lock()
-            .ok()
-            .and_then(|mut p| p.take_if(|p| p.id == id))
-            .ok_or_else(|| {
-                EngineError::Session(format!("no action {id} is waiting for an answer"))
-            })?;
-        let decision = match answer {
-            Answer::Approve => Decision::Approve,
-            Answer::Reject { reason } => {
-                self.reject(PersonAnswer {
-                    approve: false,
-                    correction: None,
-                    hint: reason.clone(),
-                });
-                Decision::Reject { reason }
-            }
-            Answer::Edit { action } => {
-                action.validate()?;
-                self.reject(PersonAnswer {
-                    approve: false,
-                    correction: serde_json::to_value(&action).ok(),
-                    hint: None,
-                });
-                // The person's action runs as the next step, stored with their +1.
-                self.shared.pause.take_over_with(action);
-                Decision::Reject {
-                    reason: Some("the person edited the action".into()),
-                }
-            }
-        };
-        let _ = pending.reply.send(decision);
-        Ok(())
-    }
-
-    fn reject(&self, answer: PersonAnswer) {
-        if let Ok(mut rejected) = self.shared.rejected.lock() {
-            *rejected = Some(answer);
-        }
+        self.shared.answer(id, answer)
     }
 
     /// The live view's newest screen as PNG, with its sequence number.
@@ -625,4 +658,237 @@ fn split_command(line: &str) -> Option<(&str, Vec<&str>)> {
     let mut words = line.split_whitespace();
     let program = words.next()?;
     Some((program, words.collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawdesk_desktop::{NormPoint, Screenshot, Shown, Surface, SurfaceKind};
+    use clawdesk_store::{BlobKind, NewEpisode, NewStep, VerdictSource};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<Store>,
+        shared: Arc<Shared>,
+        events: tokio::sync::mpsc::UnboundedReceiver<DeskEvent>,
+    }
+
+    fn fixture(mode: Mode) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let sink: EventSink = Arc::new(move |e| {
+            let _ = tx.send(e);
+        });
+        let shared = Arc::new(Shared::new(store.clone(), sink, mode));
+        Fixture {
+            _dir: dir,
+            store,
+            shared,
+            events,
+        }
+    }
+
+    fn click() -> Action {
+        Action::Click {
+            at: NormPoint::new(0.25, 0.5),
+            button: Default::default(),
+            count: 1,
+        }
+    }
+
+    fn request(action: Action) -> ApprovalRequest {
+        ApprovalRequest {
+            step: 0,
+            description: action.describe(),
+            action,
+            app: Some("mousepad".into()),
+            shown: Some(Shown {
+                screen: Arc::new(Screenshot {
+                    image: image::RgbaImage::new(8, 4),
+                    surface: Surface {
+                        kind: SurfaceKind::Monitor { name: "m".into() },
+                        x: 0,
+                        y: 0,
+                        width: 8,
+                        height: 4,
+                        scale: 1.0,
+                    },
+                    took_ms: 0.0,
+                }),
+                thought: Some("the OK button".into()),
+                element: Some("button \"OK\"".into()),
+            }),
+        }
+    }
+
+    /// Waits for the approval event (after the frame event) and returns its id.
+    async fn approval_id(events: &mut tokio::sync::mpsc::UnboundedReceiver<DeskEvent>) -> u64 {
+        loop {
+            match events.recv().await.expect("an event") {
+                DeskEvent::Approval {
+                    id,
+                    frame,
+                    thought,
+                    element,
+                    ..
+                } => {
+                    assert!(frame.is_some(), "the card shows the screen");
+                    assert_eq!(thought.as_deref(), Some("the OK button"));
+                    assert_eq!(element.as_deref(), Some("button \"OK\""));
+                    return id;
+                }
+                DeskEvent::Frame { width, height, .. } => assert_eq!((width, height), (8, 4)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn stored_step(store: &Store) -> clawdesk_store::StepId {
+        let episode = store
+            .begin_episode(&NewEpisode {
+                task: "t".into(),
+                app: None,
+            })
+            .unwrap();
+        let png = store.put_blob(b"png", BlobKind::Png).unwrap();
+        store
+            .insert_step(&NewStep {
+                episode,
+                index: 0,
+                before_image: png.clone(),
+                after_image: Some(png),
+                before_tree: None,
+                after_tree: None,
+                surface: serde_json::json!({}),
+                action: serde_json::json!({}),
+                response: None,
+                policy_version: None,
+                outcome: StepOutcome::Refused,
+                error: None,
+                started_at_ms: 0,
+                ended_at_ms: 0,
+            })
+            .unwrap()
+    }
+
+    fn refused(step: clawdesk_store::StepId) -> StepReport {
+        StepReport {
+            step,
+            index: 0,
+            outcome: StepOutcome::Refused,
+            reply: String::new(),
+            version: None,
+            generate_seconds: 0.0,
+            step_seconds: 0.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn autonomous_mode_shows_the_screen_and_asks_nobody() {
+        let mut f = fixture(Mode::Autonomous);
+        let approver = DeskApprover(f.shared.clone());
+        assert_eq!(approver.approve(&request(click())).await, Decision::Approve);
+        assert!(matches!(
+            f.events.recv().await,
+            Some(DeskEvent::Frame { seq: 1, .. })
+        ));
+        let (seq, png) = f.shared.frame.lock().unwrap().clone().expect("a frame");
+        assert_eq!(seq, 1);
+        assert!(png.starts_with(b"\x89PNG"));
+    }
+
+    #[tokio::test]
+    async fn a_rejection_becomes_the_persons_verdict_with_its_reason_as_hint() {
+        let mut f = fixture(Mode::Approve);
+        let approver = DeskApprover(f.shared.clone());
+        let req = request(click());
+        let decision = approver.approve(&req);
+        tokio::pin!(decision);
+        let id = tokio::select! {
+            _ = &mut decision => panic!("decided before the person answered"),
+            id = approval_id(&mut f.events) => id,
+        };
+        assert!(
+            f.shared.answer(id + 1, Answer::Approve).is_err(),
+            "an answer to another action is refused"
+        );
+        f.shared
+            .answer(
+                id,
+                Answer::Reject {
+                    reason: Some("click OK instead".into()),
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            decision.await,
+            Decision::Reject {
+                reason: Some("click OK instead".into())
+            }
+        );
+        let step = stored_step(&f.store);
+        f.shared.step_done(&refused(step));
+        let v = f.store.effective_verdict(step).unwrap().expect("stored");
+        assert_eq!((v.source, v.score), (VerdictSource::Person, -1));
+        assert_eq!(v.hint.as_deref(), Some("click OK instead"));
+        // Only that step: the next refused step (the guard's own) gets no verdict.
+        let other = stored_step(&f.store);
+        f.shared.step_done(&refused(other));
+        assert!(f.store.effective_verdict(other).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_edit_runs_the_persons_action_next_and_is_stored_as_the_correction() {
+        let mut f = fixture(Mode::Approve);
+        let approver = DeskApprover(f.shared.clone());
+        let req = request(click());
+        let decision = approver.approve(&req);
+        tokio::pin!(decision);
+        let id = tokio::select! {
+            _ = &mut decision => panic!("decided before the person answered"),
+            id = approval_id(&mut f.events) => id,
+        };
+        let bad = Action::Click {
+            at: NormPoint::new(0.5, 0.5),
+            button: Default::default(),
+            count: 9,
+        };
+        assert!(f.shared.answer(id, Answer::Edit { action: bad }).is_err());
+        let moved = Action::Click {
+            at: NormPoint::new(0.75, 0.5),
+            button: Default::default(),
+            count: 1,
+        };
+        f.shared
+            .answer(
+                id,
+                Answer::Edit {
+                    action: moved.clone(),
+                },
+            )
+            .expect("the action still waits after a bad edit");
+        assert!(matches!(decision.await, Decision::Reject { .. }));
+        assert_eq!(f.shared.take_over(), Some(moved.clone()));
+        let step = stored_step(&f.store);
+        f.shared.step_done(&refused(step));
+        let v = f.store.effective_verdict(step).unwrap().expect("stored");
+        assert_eq!(v.score, -1);
+        assert_eq!(v.correction, serde_json::to_value(&moved).ok());
+    }
+
+    #[tokio::test]
+    async fn switching_to_autonomous_lets_the_waiting_action_go() {
+        let mut f = fixture(Mode::Approve);
+        let approver = DeskApprover(f.shared.clone());
+        let req = request(click());
+        let decision = approver.approve(&req);
+        tokio::pin!(decision);
+        tokio::select! {
+            _ = &mut decision => panic!("decided before the person answered"),
+            _ = approval_id(&mut f.events) => {}
+        };
+        f.shared.set_mode(Mode::Autonomous);
+        assert_eq!(decision.await, Decision::Approve);
+    }
 }

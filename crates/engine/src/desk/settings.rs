@@ -281,9 +281,11 @@ mod tests {
             DeskSettings::default()
         );
         DeskSettings::default().validate().unwrap();
-        let mut s = DeskSettings::default();
-        s.votes = 5;
-        s.allowed_apps = vec!["mousepad".into()];
+        let s = DeskSettings {
+            votes: 5,
+            allowed_apps: vec!["mousepad".into()],
+            ..DeskSettings::default()
+        };
         s.save(dir.path()).unwrap();
         assert_eq!(DeskSettings::load(dir.path()).unwrap(), s);
     }
