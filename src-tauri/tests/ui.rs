@@ -188,10 +188,11 @@ impl Driven {
     /// Saves the window as `docs/screenshots/<name>.png` for the README.
     async fn screenshot(&self, name: &str) {
         eprintln!("ui: screenshot {name}");
-        let png = tokio::time::timeout(Duration::from_secs(30), self.client.screenshot())
-            .await
-            .unwrap_or_else(|_| panic!("screenshot {name} timed out"))
-            .expect("screenshot");
+        let png =
+            match tokio::time::timeout(Duration::from_secs(30), self.client.screenshot()).await {
+                Ok(png) => png.expect("screenshot"),
+                Err(_) => panic!("screenshot {name} timed out"),
+            };
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
             .join("docs")
