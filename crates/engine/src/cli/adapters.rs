@@ -104,6 +104,7 @@ pub async fn run(args: AdaptersArgs) -> anyhow::Result<()> {
             Ok(())
         }
         AdaptersCommand::Export { version, to } => {
+            find(&store, version)?;
             let done = clawdesk_engine::desk::adapters::export_adapter(
                 &store,
                 version,
