@@ -47,12 +47,24 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R>
 
 /// Opens the store in the configured data directory and runs the window until it closes.
 pub fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    // A launcher (a desktop menu, a WebDriver) may swallow stderr: CLAWDESK_LOG_FILE keeps
+    // the log where a bug report can find it.
+    match std::env::var_os("CLAWDESK_LOG_FILE") {
+        Some(path) => {
+            let file = std::fs::File::create(&path)
+                .with_context(|| format!("creating the log file {}", path.display()))?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter())
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init();
+        }
+        None => tracing_subscriber::fmt().with_env_filter(filter()).init(),
+    }
     check_display()?;
     let data_dir = clawdesk_store::default_data_dir().context("choosing the data directory")?;
     let store = clawdesk_store::Store::open(&data_dir)

@@ -62,6 +62,7 @@ async fn drive(data: &Path, env: &[(&str, &str)]) -> Driven {
         .env("CLAWDESK_DATA_DIR", data)
         .env("CLAWDESK_GYM_TASKS", "2")
         .envs(env.iter().copied())
+        .env("CLAWDESK_LOG_FILE", data.join("app.log"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -534,4 +535,250 @@ async fn ten_thousand_steps_open_fast_and_scroll_smoothly() {
         stat("scroll", "dropped") <= stat("idle", "dropped") + 18.0,
         "dropped frames while scrolling: {measured}"
     );
+}
+
+/// The text of element `id`, read through the page (WebKitWebDriver's element text can hang).
+async fn page_text(app: &Driven, id: &str) -> String {
+    let script =
+        format!("const e = document.getElementById('{id}'); return e ? e.textContent : '';");
+    match tokio::time::timeout(Duration::from_secs(20), app.client.execute(&script, vec![])).await {
+        Ok(Ok(v)) => v.as_str().unwrap_or_default().to_owned(),
+        Ok(Err(e)) => panic!("reading #{id}: {e}"),
+        Err(_) => panic!("reading #{id} timed out"),
+    }
+}
+
+/// Waits until the text of element `id` satisfies `pred`, saying what it shows meanwhile.
+async fn wait_page_text(app: &Driven, id: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = String::new();
+    loop {
+        let text = page_text(app, id).await;
+        if pred(&text) {
+            return text;
+        }
+        if text != last {
+            eprintln!("ui: #{id} shows {text:?}");
+            last = text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "#{id} never showed the expected text; last it showed {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The cell a card's "left click at (x, y)" points at.
+fn proposed_cell(description: &str) -> Option<clawdesk_gym::Cell> {
+    let (x, y) = description
+        .split_once('(')?
+        .1
+        .trim_end_matches(')')
+        .split_once(',')?;
+    let grid = |v: &str| v.trim().parse::<f64>().ok().map(|v| (v * 1000.0) as u32);
+    clawdesk_gym::Cell::at_grid(grid(x)?, grid(y)?)
+}
+
+/// Waits for an approval card other than `previous`; returns its id.
+async fn next_approval(app: &Driven, previous: Option<&str>, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let shown = app
+            .client
+            .execute(
+                "const c = document.getElementById('approval');\
+                 return c.hidden ? null : (c.dataset.id || null);",
+                vec![],
+            )
+            .await
+            .expect("read the card");
+        if let Some(id) = shown.as_str()
+            && Some(id) != previous
+        {
+            return id.to_owned();
+        }
+        let state = page_text(app, "live-state").await;
+        assert!(
+            Instant::now() < deadline,
+            "no approval card within {secs} s; the session says {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
+    use clawdesk_gym::{Cell, GymAction, Task, TaskKind};
+    let base = clawdesk_tests::practice_base();
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).unwrap();
+    let window = Path::new(APP).with_file_name("clawdesk-practice");
+    assert!(
+        window.is_file(),
+        "{} is built with the workspace (cargo build -p clawdesk-practice)",
+        window.display()
+    );
+    let settings = serde_json::json!({
+        "baseModel": base.display().to_string(),
+        "judge": "person",
+        "sandbox": true,
+        "maxSteps": 6,
+        "batch": 2,
+    });
+    std::fs::write(
+        data.path().join("settings.json"),
+        serde_json::to_vec_pretty(&settings).unwrap(),
+    )
+    .unwrap();
+    let seed = 11u64;
+    let task = Task::generate(TaskKind::Click, seed);
+    let Some(GymAction::Click { x, y }) = task.expert() else {
+        panic!("a click task's right action is a click")
+    };
+    let app = drive(
+        data.path(),
+        &[("CLAWDESK_PRACTICE", window.to_str().expect("utf-8 path"))],
+    )
+    .await;
+
+    app.click("#tab-live").await;
+    app.fill("#practice-seed", &seed.to_string()).await;
+    app.click("#practice-start").await;
+    wait_page_text(&app, "live-state", 120, |t| t.contains(task.instruction())).await;
+
+    // The model's first valid action waits on the card; Enter approves it.
+    let first = next_approval(&app, None, 240).await;
+    let proposed = page_text(&app, "approval-action").await;
+    eprintln!("ui: the model proposes {proposed}");
+    // The card's screen is the one the action was chosen on, loaded before the picture.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let loaded = app
+            .client
+            .execute(
+                "const i = document.getElementById('live-frame');\
+                 return !i.hidden && i.complete && i.naturalWidth > 0 ? i.naturalWidth : 0;",
+                vec![],
+            )
+            .await
+            .expect("read the frame");
+        if loaded.as_u64().unwrap_or(0) > 0 {
+            assert_eq!(
+                loaded.as_u64(),
+                Some(1024),
+                "the practice display's full width"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the card's screen never loaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.screenshot("approval").await;
+    app.client
+        .active_element()
+        .await
+        .expect("the focused Approve button")
+        .send_keys("\u{E007}")
+        .await
+        .expect("Enter");
+
+    // The next one is edited: the marker dragged onto the right button, then Edit.
+    let second = next_approval(&app, Some(&first), 240).await;
+    // Moved to another cell than the model chose: the right button when the model missed it,
+    // else (on purpose) a wrong one, which the practice window will call wrong.
+    let proposed = proposed_cell(&page_text(&app, "approval-action").await);
+    let right = Cell::at_grid(x, y);
+    let target = if proposed != right {
+        right
+    } else {
+        let wrong = task.mistakes().remove(0);
+        let GymAction::Click { x, y } = wrong else {
+            panic!("a click task's mistake is a click")
+        };
+        Cell::at_grid(x, y)
+    };
+    let (tx, ty) = target.map(|c| c.center_grid()).expect("a cell");
+    let to = (f64::from(tx) / 1000.0, f64::from(ty) / 1000.0);
+    app.client
+        .execute(
+            "const [x, y] = arguments;\
+             const box = document.getElementById('live-screen').getBoundingClientRect();\
+             const m = document.getElementById('live-marker');\
+             const at = (type, cx, cy) => m.dispatchEvent(new PointerEvent(type, {\
+               pointerId: 7, bubbles: true, clientX: cx, clientY: cy }));\
+             const r = m.getBoundingClientRect();\
+             at('pointerdown', r.left + r.width / 2, r.top + r.height / 2);\
+             at('pointermove', box.left + x * box.width, box.top + y * box.height);\
+             at('pointerup', box.left + x * box.width, box.top + y * box.height);",
+            vec![to.0.into(), to.1.into()],
+        )
+        .await
+        .expect("drag the marker");
+    app.click("#edit-btn").await;
+    eprintln!("ui: edited approval {second} from {proposed:?} to {target:?}");
+
+    // The edited click ran in the practice window and its verifier called it done: the
+    // practice judge's +1 lands on the person's correction.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let corrected = loop {
+        let (rows, _) = store
+            .timeline(&Default::default(), 0, 50)
+            .expect("timeline");
+        let found = rows.iter().find_map(|r| {
+            let verdicts = store.verdicts(r.step).ok()?;
+            let person = verdicts.iter().find(|v| {
+                v.source == VerdictSource::Person && v.correction.is_some() && v.score == 1
+            })?;
+            let judged = verdicts
+                .iter()
+                .find(|v| v.judge.as_deref() == Some("rule practice"))?;
+            Some((r.step, person.clone(), judged.clone()))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no judged correction stored: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (step, person, judged) = corrected;
+    let at = &person.correction.as_ref().expect("a correction")["at"];
+    let cell = Cell::at_grid(
+        (at["x"].as_f64().unwrap() * 1000.0) as u32,
+        (at["y"].as_f64().unwrap() * 1000.0) as u32,
+    );
+    assert_eq!(cell, target, "the correction is the dragged point: {at}");
+    let expected = if target == right { 1 } else { -1 };
+    assert_eq!(
+        judged.score, expected,
+        "the practice window's verdict on step {step:?}: {judged:?}"
+    );
+    let steps = store.steps(store.step(step).unwrap().episode).unwrap();
+    // The approved step ran the model's own action; the edited one was refused and carries
+    // the person's −1 with the correction.
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.outcome == StepOutcome::Executed && s.response.is_some()),
+        "the approved model step ran: {steps:?}"
+    );
+    let refused = steps
+        .iter()
+        .find(|s| s.outcome == StepOutcome::Refused)
+        .expect("the edited proposal is stored as refused");
+    let rejected = store
+        .effective_verdict(refused.id)
+        .unwrap()
+        .expect("a verdict");
+    assert_eq!(
+        (rejected.score, rejected.correction.as_ref()),
+        (-1, person.correction.as_ref())
+    );
+
+    app.click("#agent-stop").await;
+    wait_page_text(&app, "live-state", 120, |t| t.contains("the session ended")).await;
+    app.finish().await;
 }

@@ -184,3 +184,36 @@ pub fn quick_live_settings(
         serve: None,
     }
 }
+
+/// Warm-start updates of the practice base the tests run (cached between runs): enough for
+/// the action format and hint-following, not for a good policy.
+const PRACTICE_WARM_STEPS: usize = 120;
+
+/// The practice base: a tiny model warm-started on the gym, so it writes valid actions.
+pub fn practice_base() -> std::path::PathBuf {
+    let cache = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cache")
+        .join("clawdesk")
+        .join("test-practice-bases");
+    let settings = clawdesk_trainer::practice::warm_start::WarmStartSettings {
+        steps: PRACTICE_WARM_STEPS,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let (dir, report) =
+        clawdesk_trainer::practice::warm_start::practice_base(&cache, &settings, &mut |p| {
+            if p.step % 20 == 0 {
+                eprintln!("warm start {}/{} loss {:.3}", p.step, p.steps, p.loss);
+            }
+        })
+        .expect("the practice base");
+    eprintln!(
+        "practice base in {:.0} s: held-out success {:.2} without a hint, {:.2} with",
+        started.elapsed().as_secs_f64(),
+        report.success_without_hint,
+        report.success_with_hint
+    );
+    dir
+}

@@ -2,6 +2,12 @@
 // calls that fetch them. Nothing here decides anything.
 import { invoke } from "@tauri-apps/api/core";
 
+/** A gym task for practice mode: the kind and which one (the gym's seed). */
+export interface PracticeTask {
+  kind: "click" | "type" | "menu";
+  seed: number;
+}
+
 export interface WireError {
   code: string;
   message: string;
@@ -143,7 +149,16 @@ export interface FieldError {
 export type DeskEvent =
   | { kind: "state"; state: string; message: string }
   | { kind: "progress"; what: string; done: number; total: number }
-  | { kind: "frame"; seq: number; width: number; height: number }
+  | {
+      kind: "frame";
+      seq: number;
+      width: number;
+      height: number;
+      /** The action about to run on this screen, its words and the element under its point. */
+      action: Record<string, unknown> | null;
+      description: string | null;
+      element: string | null;
+    }
   | {
       kind: "approval";
       id: number;
@@ -197,8 +212,8 @@ export const api = {
   settings: () => invoke<Settings>("get_settings"),
   saveSettings: (settings: Settings) =>
     invoke<{ saved: boolean; errors: FieldError[] }>("save_settings", { settings }),
-  start: (instruction: string, mode: string, episodes: number) =>
-    invoke<void>("agent_start", { request: { instruction, mode, episodes } }),
+  start: (instruction: string, mode: string, episodes: number, practice?: PracticeTask) =>
+    invoke<void>("agent_start", { request: { instruction, mode, episodes, practice } }),
   pause: () => invoke<void>("agent_pause"),
   resume: () => invoke<void>("agent_resume"),
   stop: () => invoke<void>("agent_stop"),

@@ -2,7 +2,15 @@
 // approval card (Approve with Enter, Reject with Esc, Edit by dragging the marker or changing
 // the text).
 import { listen } from "@tauri-apps/api/event";
-import { api, blobUrl, errorText, liveUrl, type DeskEvent, type NormPoint } from "./api";
+import {
+  api,
+  blobUrl,
+  errorText,
+  liveUrl,
+  type DeskEvent,
+  type NormPoint,
+  type PracticeTask,
+} from "./api";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -17,6 +25,7 @@ let running = false;
 function setRunning(on: boolean) {
   running = on;
   $<HTMLButtonElement>("agent-start").disabled = on;
+  $<HTMLButtonElement>("practice-start").disabled = on;
   $<HTMLButtonElement>("agent-pause").disabled = !on;
   $<HTMLButtonElement>("agent-stop").disabled = !on;
   $("stop-key-hint").hidden = !on;
@@ -77,6 +86,8 @@ function showApproval(a: Approval) {
   $<HTMLInputElement>("reject-reason").value = "";
   drawMarker(pointOf(a.action));
   drawDrag(a.action.kind === "drag" ? a.action : null);
+  $("live-action").textContent = "";
+  $("approval").dataset.id = String(a.id);
   $("approval").hidden = false;
   $<HTMLButtonElement>("approve-btn").focus();
 }
@@ -153,7 +164,14 @@ function onEvent(e: DeskEvent) {
       break;
     }
     case "frame":
-      if (!pending) showFrame(e.seq);
+      if (!pending) {
+        // Autonomous mode: the predicted action drawn on the screen it was chosen on.
+        showFrame(e.seq);
+        drawMarker(e.action ? pointOf(e.action) : null);
+        drawDrag(e.action?.kind === "drag" ? e.action : null);
+        const on = e.element ? ` on ${e.element}` : "";
+        $("live-action").textContent = e.description ? `Next: ${e.description}${on}` : "";
+      }
       break;
     case "approval":
       showApproval(e);
@@ -179,7 +197,11 @@ function enableMarkerDrag() {
   marker.addEventListener("pointerdown", (ev) => {
     if (!pending) return;
     dragging = true;
-    marker.setPointerCapture(ev.pointerId);
+    try {
+      marker.setPointerCapture(ev.pointerId);
+    } catch {
+      // A pointer the page cannot capture (a synthetic one) still drags while it is over the marker.
+    }
   });
   marker.addEventListener("pointermove", (ev) => {
     if (!dragging) return;
@@ -196,29 +218,41 @@ function enableMarkerDrag() {
   });
 }
 
+/** Starts a session on the person's instruction, or on a practice task (which brings its own). */
+async function startSession(instruction: string, practice?: PracticeTask) {
+  const mode = $<HTMLInputElement>("mode-approve").checked ? "approve" : "autonomous";
+  $("live-steps").replaceChildren();
+  try {
+    const settings = await api.settings();
+    const key = String(settings.stopKey ?? "pause").replace("_", " ");
+    $("stop-key-hint").textContent = `Press ${key.toUpperCase()} to stop the agent at once.`;
+    await api.start(instruction, mode, 1, practice);
+    paused = false;
+    $("agent-pause").textContent = "Pause";
+    setRunning(true);
+    status("Starting…");
+  } catch (e) {
+    status(errorText(e), true);
+  }
+}
+
 export async function initLive() {
   await listen<DeskEvent>("desk", (event) => onEvent(event.payload));
   enableMarkerDrag();
   $("agent-start").addEventListener("click", async () => {
     const instruction = $<HTMLInputElement>("instruction").value.trim();
-    const mode = $<HTMLInputElement>("mode-approve").checked ? "approve" : "autonomous";
     if (instruction === "") {
       status("Write an instruction for the agent first.", true);
       return;
     }
-    $("live-steps").replaceChildren();
-    try {
-      const settings = await api.settings();
-      const key = String(settings.stopKey ?? "pause").replace("_", " ");
-      $("stop-key-hint").textContent = `Press ${key.toUpperCase()} to stop the agent at once.`;
-      await api.start(instruction, mode, 1);
-      paused = false;
-      $("agent-pause").textContent = "Pause";
-      setRunning(true);
-      status("Starting…");
-    } catch (e) {
-      status(errorText(e), true);
-    }
+    await startSession(instruction);
+  });
+  $("practice-start").addEventListener("click", async () => {
+    const kind = $<HTMLSelectElement>("practice-kind").value as PracticeTask["kind"];
+    // The gym's seed picks the layout and the goal: a fresh task unless one is named.
+    const named = Number.parseInt($<HTMLInputElement>("practice-seed").value, 10);
+    const seed = Number.isFinite(named) && named >= 0 ? named : Math.floor(Math.random() * 1e6);
+    await startSession("", { kind, seed });
   });
   $("agent-pause").addEventListener("click", async () => {
     try {

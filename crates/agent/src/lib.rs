@@ -13,5 +13,5 @@ pub mod remote;
 pub use error::{AgentError, FormatError};
 pub use format::{ActionFormat, AgentAction, Frame, Reply};
 pub use policy::{Generated, Policy, PolicyRequest};
-pub use prompt::{AgentPrompts, PastStep, conversation};
+pub use prompt::{AgentPrompts, PastStep, conversation, practice_conversation, practice_elements};
 pub use remote::{RemoteConfig, RemotePolicy};

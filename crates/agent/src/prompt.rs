@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use accesskit::Role as NodeRole;
+use clawdesk_desktop::AccessTree;
 use clawdesk_model::chat::{Message, Part, Role};
 use clawdesk_prompts::Template;
 use minijinja::{Environment, UndefinedBehavior, context};
@@ -11,6 +13,9 @@ use minijinja::{Environment, UndefinedBehavior, context};
 use crate::error::AgentError;
 
 const TASK_FILE: &str = "agent/task.md";
+/// The practice format's prompt is the gym's, so that the practice base sees in a real window
+/// the words it was warm-started on.
+const PRACTICE_FILE: &str = "gym/task.md";
 
 /// The compiled agent prompt.
 #[derive(Debug)]
@@ -27,20 +32,33 @@ impl AgentPrompts {
     /// `agent/task.md` from the first of `dirs` that has it, else the built-in template.
     /// A template that does not render is refused here, naming the file.
     pub fn load(dirs: &[PathBuf]) -> Result<Self, AgentError> {
-        let Template { text, origin } = clawdesk_prompts::find(dirs, TASK_FILE)?;
-        let bad = |reason: String| AgentError::Template {
-            path: Path::new(&origin).into(),
-            reason,
-        };
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.add_template_owned("task", text)
-            .map_err(|e| bad(e.to_string()))?;
+        let mut origins = Vec::new();
+        for (name, file) in [("task", TASK_FILE), ("practice", PRACTICE_FILE)] {
+            let Template { text, origin } = clawdesk_prompts::find(dirs, file)?;
+            env.add_template_owned(name, text)
+                .map_err(|e| template_error(&origin, e.to_string()))?;
+            origins.push(origin);
+        }
         let prompts = Self { env };
         prompts
             .task("check", &["one".into()], 2)
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| template_error(&origins[0], e.to_string()))?;
+        prompts
+            .practice("check", &["red button (125,250)".into()])
+            .map_err(|e| template_error(&origins[1], e.to_string()))?;
         Ok(prompts)
+    }
+
+    /// The practice format's user text: the instruction and the screen's elements.
+    pub fn practice(&self, instruction: &str, elements: &[String]) -> Result<String, AgentError> {
+        let render = || -> Result<String, minijinja::Error> {
+            self.env
+                .get_template("practice")?
+                .render(context! { instruction, elements })
+        };
+        render().map_err(|e| AgentError::Render(e.to_string()))
     }
 
     /// The instruction's user text.
@@ -59,6 +77,60 @@ impl AgentPrompts {
         };
         render().map_err(|e| AgentError::Render(e.to_string()))
     }
+}
+
+fn template_error(origin: &str, reason: String) -> AgentError {
+    AgentError::Template {
+        path: Path::new(origin).into(),
+        reason,
+    }
+}
+
+/// The practice format's messages: one user turn, the screenshot then the text. The practice
+/// base was warm-started on single screens, so no past steps are shown.
+pub fn practice_conversation(
+    prompts: &AgentPrompts,
+    instruction: &str,
+    elements: &[String],
+) -> Result<Vec<Message>, AgentError> {
+    let text = prompts.practice(instruction, elements)?;
+    Ok(vec![Message::images_then_text(Role::User, 1, text)])
+}
+
+/// The elements the practice prompt lists, read from the accessibility tree: every visible,
+/// named control with bounds on the screen, in reading order (top to bottom, then left to
+/// right), as "name (x,y)" with the centre on the 0-999 grid of a `width`×`height` screen —
+/// the words the gym writes for its own screens.
+pub fn practice_elements(tree: &AccessTree, width: u32, height: u32) -> Vec<String> {
+    if width == 0 || height == 0 {
+        return Vec::new();
+    }
+    let mut listed: Vec<(u32, u32, String)> = tree
+        .elements()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.role,
+                NodeRole::Button
+                    | NodeRole::TextInput
+                    | NodeRole::MenuItem
+                    | NodeRole::CheckBox
+                    | NodeRole::Link
+            ) && !e.name.trim().is_empty()
+        })
+        .filter_map(|e| {
+            let (cx, cy) = e.center()?;
+            let grid = |v: f64, extent: u32| (v / f64::from(extent) * 1000.0).floor();
+            let (x, y) = (grid(cx, width), grid(cy, height));
+            ((0.0..1000.0).contains(&x) && (0.0..1000.0).contains(&y))
+                .then(|| (y as u32, x as u32, e.name.trim().to_owned()))
+        })
+        .collect();
+    listed.sort();
+    listed
+        .into_iter()
+        .map(|(y, x, name)| format!("{name} ({x},{y})"))
+        .collect()
 }
 
 /// An earlier step as the next prompt remembers it.
@@ -109,6 +181,32 @@ mod tests {
         PastStep {
             reply: format!("reply {n}"),
             summary: format!("did {n}"),
+        }
+    }
+
+    #[test]
+    fn practice_elements_read_from_a_tree_are_the_gyms_own_words() {
+        use clawdesk_gym::screen::{HEIGHT, WIDTH};
+        use clawdesk_gym::{Task, TaskKind};
+        let prompts = AgentPrompts::built_in().expect("built-in");
+        let gym = clawdesk_gym::GymPrompts::built_in().expect("gym prompts");
+        for kind in TaskKind::ALL {
+            for seed in 0..50 {
+                let mut task = Task::generate(kind, seed);
+                loop {
+                    let read = practice_elements(&task.screen().tree(), WIDTH, HEIGHT);
+                    assert_eq!(read, task.elements(), "{kind:?} {seed}");
+                    assert_eq!(
+                        prompts
+                            .practice(task.instruction(), &read)
+                            .expect("renders"),
+                        gym.task(task.instruction(), &task.elements())
+                            .expect("renders")
+                    );
+                    let Some(right) = task.expert() else { break };
+                    task.step(Some(&right));
+                }
+            }
         }
     }
 

@@ -35,7 +35,7 @@ const FRAME: Frame = Frame {
 fn extent(format: ActionFormat) -> (u32, u32) {
     match format {
         ActionFormat::Qwen3Vl => (999, 999),
-        ActionFormat::UiTars1000 => (1000, 1000),
+        ActionFormat::UiTars1000 | ActionFormat::Practice => (1000, 1000),
         ActionFormat::Qwen25Vl | ActionFormat::UiTarsPixels => FRAME.image,
         ActionFormat::PyAutoGui | ActionFormat::Computer13 => FRAME.screen,
     }

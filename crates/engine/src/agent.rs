@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use clawdesk_agent::{
     ActionFormat, AgentAction, AgentError, AgentPrompts, Frame, PastStep, Policy, PolicyRequest,
-    Reply, conversation,
+    Reply, conversation, practice_conversation, practice_elements,
 };
 use clawdesk_desktop::{Action, Desktop, DesktopError, NormPoint, Observation, ObserveOptions};
 use clawdesk_judge::{PersonAnswer, person_verdict};
@@ -20,7 +20,8 @@ use clawdesk_model::ModelError;
 use clawdesk_model::chat::computer_use_tool;
 use clawdesk_model::generate::Sampling;
 use clawdesk_store::{
-    BlobId, EpisodeId, EpisodeStatus, NewEpisode, NewStep, StepId, StepOutcome, Store, now_ms,
+    BlobId, BlobKind, EpisodeId, EpisodeStatus, NewEpisode, NewStep, StepId, StepOutcome, Store,
+    now_ms,
 };
 use clawdesk_trainer::stored::PolicyTurn;
 use image::DynamicImage;
@@ -424,30 +425,59 @@ impl Run<'_> {
             // steps stay listed in words), then lists fewer old steps, rather than ending the
             // episode.
             let (mut window, mut listed) = (settings.window, past.len());
-            let (generated, messages, blobs) = loop {
-                let (messages, kept_now) =
-                    conversation(self.prompts, &settings.instruction, &past, window, listed)?;
-                let recent = &kept[kept.len() - kept_now..];
-                let mut images: Vec<DynamicImage> =
-                    recent.iter().map(|k| k.image.clone()).collect();
-                images.push(current.clone());
-                let mut blobs: Vec<BlobId> = recent.iter().map(|k| k.blob.clone()).collect();
-                blobs.push(before_saved.image.clone());
+            let (generated, messages, blobs) = if settings.format == ActionFormat::Practice {
+                // The practice base reads one screen and its elements, as in the gym.
+                let elements = before
+                    .tree
+                    .as_ref()
+                    .map(|t| practice_elements(t, surface.width, surface.height))
+                    .unwrap_or_default();
+                let messages =
+                    practice_conversation(self.prompts, &settings.instruction, &elements)?;
+                // The image the model reads is stored as it read it, for the trainer.
+                let small = crate::practice::practice_image(&current);
+                let png = clawdesk_desktop::observe::encode_png(&small.to_rgba8())?;
+                let blob = self.store.put_blob(&png, BlobKind::Png)?;
                 let request =
-                    PolicyRequest::new(messages.clone(), tools.clone(), images, sampling.clone());
-                match self.policy.generate(request).await {
-                    Ok(generated) => break (generated, messages, blobs),
-                    Err(AgentError::Model(ModelError::ContextOverflow { tokens, limit }))
-                        if kept_now > 0 || listed > 0 =>
-                    {
-                        tracing::warn!(tokens, limit, window = kept_now, listed, "prompt too long");
-                        if kept_now > 0 {
-                            window = kept_now - 1;
-                        } else {
-                            listed /= 2;
+                    PolicyRequest::new(messages.clone(), Vec::new(), vec![small], sampling.clone());
+                let generated = self.policy.generate(request).await?;
+                (generated, messages, vec![blob])
+            } else {
+                loop {
+                    let (messages, kept_now) =
+                        conversation(self.prompts, &settings.instruction, &past, window, listed)?;
+                    let recent = &kept[kept.len() - kept_now..];
+                    let mut images: Vec<DynamicImage> =
+                        recent.iter().map(|k| k.image.clone()).collect();
+                    images.push(current.clone());
+                    let mut blobs: Vec<BlobId> = recent.iter().map(|k| k.blob.clone()).collect();
+                    blobs.push(before_saved.image.clone());
+                    let request = PolicyRequest::new(
+                        messages.clone(),
+                        tools.clone(),
+                        images,
+                        sampling.clone(),
+                    );
+                    match self.policy.generate(request).await {
+                        Ok(generated) => break (generated, messages, blobs),
+                        Err(AgentError::Model(ModelError::ContextOverflow { tokens, limit }))
+                            if kept_now > 0 || listed > 0 =>
+                        {
+                            tracing::warn!(
+                                tokens,
+                                limit,
+                                window = kept_now,
+                                listed,
+                                "prompt too long"
+                            );
+                            if kept_now > 0 {
+                                window = kept_now - 1;
+                            } else {
+                                listed /= 2;
+                            }
                         }
+                        Err(e) => return Err(e.into()),
                     }
-                    Err(e) => return Err(e.into()),
                 }
             };
             let frame = Frame {

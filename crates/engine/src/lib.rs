@@ -14,6 +14,7 @@ pub mod export;
 pub mod gym_score;
 pub mod live;
 pub mod persist;
+pub mod practice;
 pub mod record;
 pub mod rules;
 pub mod script;

@@ -104,6 +104,9 @@ async fn serve(
     Ok((stop, task))
 }
 
+/// How long the judge goes on after the agent ends, to score the steps still owed.
+const JUDGE_DRAIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Runs `settings.episodes` episodes with the judge and the trainer learning alongside.
 /// `base` is loaded once: the policy serves it and the trainer trains its own adapter on the
 /// same weights. Without a judge only the person's verdicts (given in the store) train.
@@ -119,6 +122,7 @@ pub async fn run_live(
     supervisor: &dyn Supervisor,
 ) -> Result<LiveReport, EngineError> {
     // Checked before any thread starts, so a bad judge setting leaves nothing running.
+    let judged_as = judge.as_ref().map(|j| (j.name().to_owned(), j.source()));
     let judge_loop = match judge {
         Some(judge) => Some(JudgeLoop::new(
             store.clone(),
@@ -174,8 +178,20 @@ pub async fn run_live(
     // The judge loop, until the agent is done.
     let (judge_stop, judge_stopped) = tokio::sync::oneshot::channel::<()>();
     let judging = judge_loop.map(|judge_loop| {
-        tokio::spawn(judge_loop.run(async {
+        let store = store.clone();
+        tokio::spawn(judge_loop.run(async move {
             let _ = judge_stopped.await;
+            // The agent's last steps are judged before the loop stops, for a while: a slow
+            // endpoint's leftovers stay owed and are judged in the next session.
+            let Some((name, source)) = judged_as else {
+                return;
+            };
+            let deadline = std::time::Instant::now() + JUDGE_DRAIN;
+            while std::time::Instant::now() < deadline
+                && store.owed_count(&name, source).unwrap_or(0) > 0
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
         }))
     });
 

@@ -6,6 +6,7 @@
 
 pub mod action;
 pub mod error;
+pub mod practice;
 pub mod prompt;
 pub mod screen;
 pub mod split;

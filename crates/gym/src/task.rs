@@ -93,7 +93,7 @@ pub struct StepOutcome {
 }
 
 /// One task instance, with its state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     kind: TaskKind,
     seed: u64,

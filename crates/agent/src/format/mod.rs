@@ -9,6 +9,7 @@
 mod computer13;
 mod coords;
 mod keys;
+mod practice;
 mod pyautogui;
 mod pycall;
 mod qwen;
@@ -75,6 +76,9 @@ pub enum ActionFormat {
     PyAutoGui,
     /// OSWorld's computer_13 JSON actions, screen pixels.
     Computer13,
+    /// The practice gym's `click(x,y)` / `type("text")`, the one format the practice base
+    /// (a tiny model warm-started on the gym) writes. Not a model family's: not in [`Self::ALL`].
+    Practice,
 }
 
 impl ActionFormat {
@@ -96,6 +100,7 @@ impl ActionFormat {
             ActionFormat::UiTarsPixels => "ui-tars-pixels",
             ActionFormat::PyAutoGui => "pyautogui",
             ActionFormat::Computer13 => "computer-13",
+            ActionFormat::Practice => "practice",
         }
     }
 
@@ -114,6 +119,7 @@ impl ActionFormat {
             }
             ActionFormat::PyAutoGui => pyautogui::parse(name, text, frame),
             ActionFormat::Computer13 => computer13::parse(name, text, frame),
+            ActionFormat::Practice => practice::parse(name, text),
         }?;
         for action in &reply.actions {
             if let AgentAction::Desktop { action } = action {
@@ -136,6 +142,7 @@ impl ActionFormat {
             ActionFormat::UiTarsPixels => ui_tars::emit(name, reply, coords::Scale::image(frame)),
             ActionFormat::PyAutoGui => pyautogui::emit(name, reply, frame),
             ActionFormat::Computer13 => computer13::emit(name, reply, frame),
+            ActionFormat::Practice => practice::emit(name, reply),
         }
     }
 }
@@ -151,9 +158,14 @@ impl std::str::FromStr for ActionFormat {
     fn from_str(s: &str) -> Result<Self, String> {
         ActionFormat::ALL
             .into_iter()
+            .chain([ActionFormat::Practice])
             .find(|f| f.name() == s)
             .ok_or_else(|| {
-                let names: Vec<_> = ActionFormat::ALL.iter().map(|f| f.name()).collect();
+                let names: Vec<_> = ActionFormat::ALL
+                    .iter()
+                    .chain(&[ActionFormat::Practice])
+                    .map(|f| f.name())
+                    .collect();
                 format!(
                     "unknown action format {s:?}: use one of {}",
                     names.join(", ")

@@ -9,14 +9,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use clawdesk_agent::AgentPrompts;
+use clawdesk_agent::{ActionFormat, AgentPrompts};
 use clawdesk_desktop::{
     Action, Allowlist, ApprovalRequest, Approver, Decision, Desktop, DesktopConfig, Sandbox,
     SandboxOptions, StopFlag, StopKeyName,
 };
 use clawdesk_judge::{
     ApiKey, EndpointConfig, EndpointJudge, Judge, JudgePrompts, LocalJudge, PersonAnswer,
-    VoteSettings, person_verdict,
+    RuleJudge, VoteSettings, person_verdict,
 };
 use clawdesk_model::source::{LoadEvent, LoadedModel};
 use clawdesk_store::{StepOutcome, Store};
@@ -28,6 +28,7 @@ use crate::EngineError;
 use crate::agent::{AgentSettings, PauseSwitch, StepReport, Supervisor};
 use crate::desk::settings::{DeskSettings, JudgeKind};
 use crate::live::{LiveReport, LiveSettings, run_live};
+use crate::practice::{PracticeTask, WINDOW_PROGRAM, practice_rule, window_command};
 
 /// Whether each action waits for the person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,10 +42,25 @@ pub enum Mode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartRequest {
+    /// What the agent is asked to do; a practice task brings its own.
     pub instruction: String,
     pub mode: Mode,
     /// Episodes to run; the stop key or Stop ends the run early.
     pub episodes: usize,
+    /// Practise on a gym task in its window (sandbox display, practice format, rule judge)
+    /// instead of the settings' program.
+    #[serde(default)]
+    pub practice: Option<PracticeTask>,
+}
+
+impl StartRequest {
+    /// The instruction the agent gets: the practice task's, or the person's.
+    pub fn instruction(&self) -> String {
+        match &self.practice {
+            Some(practice) => practice.instruction(),
+            None => self.instruction.trim().to_owned(),
+        }
+    }
 }
 
 /// Where a session is.
@@ -73,8 +89,16 @@ pub enum DeskEvent {
     },
     /// Long work before the agent starts (model download and load, the sandbox).
     Progress { what: String, done: u64, total: u64 },
-    /// A new screen in the live view ([`LiveSession::frame`]).
-    Frame { seq: u64, width: u32, height: u32 },
+    /// A new screen in the live view ([`LiveSession::frame`]), with the action about to run
+    /// on it (drawn over it in autonomous mode) and the element under its point.
+    Frame {
+        seq: u64,
+        width: u32,
+        height: u32,
+        action: Option<serde_json::Value>,
+        description: Option<String>,
+        element: Option<String>,
+    },
     /// An action waiting for the person (approve-each-step mode).
     Approval {
         id: u64,
@@ -134,6 +158,9 @@ struct Shared {
     stopping: AtomicBool,
     /// The person's rejection of the action in flight: their verdict lands on its step.
     rejected: Mutex<Option<PersonAnswer>>,
+    /// The person's edited action, about to run as their takeover: it is not put to them
+    /// again.
+    edited: Mutex<Option<Action>>,
     store: Arc<Store>,
     events: EventSink,
 }
@@ -149,6 +176,7 @@ impl Shared {
             stop: Mutex::new(None),
             stopping: AtomicBool::new(false),
             rejected: Mutex::new(None),
+            edited: Mutex::new(None),
             store,
             events,
         }
@@ -217,6 +245,9 @@ impl Shared {
                     return Err(e);
                 }
                 let correction = serde_json::to_value(&action).ok();
+                if let Ok(mut edited) = self.edited.lock() {
+                    *edited = Some(action.clone());
+                }
                 self.pause.take_over_with(action);
                 (
                     Decision::Reject {
@@ -240,7 +271,11 @@ impl Shared {
     }
 
     /// Keeps `screen` as the live view's newest frame.
-    fn publish_frame(&self, screen: &clawdesk_desktop::Screenshot) -> Option<u64> {
+    fn publish_frame(
+        &self,
+        screen: &clawdesk_desktop::Screenshot,
+        request: Option<&ApprovalRequest>,
+    ) -> Option<u64> {
         let png = match clawdesk_desktop::observe::encode_png(&screen.image) {
             Ok(png) => png,
             Err(e) => {
@@ -256,6 +291,11 @@ impl Shared {
             seq,
             width: screen.image.width(),
             height: screen.image.height(),
+            action: request.and_then(|r| serde_json::to_value(&r.action).ok()),
+            description: request.map(|r| r.description.clone()),
+            element: request
+                .and_then(|r| r.shown.as_ref())
+                .and_then(|s| s.element.clone()),
         });
         Some(seq)
     }
@@ -307,8 +347,9 @@ impl Approver for DeskApprover {
             let shared = &self.0;
             let frame = match &request.shown {
                 Some(shown) => {
-                    let (s, screen) = (shared.clone(), shown.screen.clone());
-                    tokio::task::spawn_blocking(move || s.publish_frame(&screen))
+                    let (s, screen, request) =
+                        (shared.clone(), shown.screen.clone(), request.clone());
+                    tokio::task::spawn_blocking(move || s.publish_frame(&screen, Some(&request)))
                         .await
                         .ok()
                         .flatten()
@@ -316,6 +357,14 @@ impl Approver for DeskApprover {
                 None => None,
             };
             if !shared.approve_each.load(Ordering::SeqCst) {
+                return Decision::Approve;
+            }
+            let edited = shared
+                .edited
+                .lock()
+                .ok()
+                .and_then(|mut e| e.take_if(|a| *a == request.action));
+            if edited.is_some() {
                 return Decision::Approve;
             }
             let (reply, answer) = oneshot::channel();
@@ -375,7 +424,7 @@ impl LiveSession {
                     .collect::<Vec<_>>()
                     .join("; "),
             })?;
-        if request.instruction.trim().is_empty() {
+        if request.instruction().is_empty() {
             return Err(EngineError::Session(
                 "write an instruction for the agent first".into(),
             ));
@@ -475,23 +524,50 @@ async fn run(
     let prompts = AgentPrompts::load(&dirs)?;
     let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
 
-    state(&format!("loading {}", settings.base_model));
+    let spec = if settings.base_model == PRACTICE_BASE {
+        practice_base_dir(shared).await?
+    } else {
+        settings.base_model.clone()
+    };
+    state(&format!("loading {spec}"));
     let base = {
-        let (spec, events) = (settings.base_model.clone(), shared.clone());
+        let (spec, events) = (spec.clone(), shared.clone());
         tokio::task::spawn_blocking(move || load_model(&spec, &events))
             .await
             .map_err(|e| EngineError::Session(format!("loading the model: {e}")))??
     };
-    let judge = build_judge(settings, &dirs, shared).await?;
+    // A practice task is judged by the window's own verifier; the person still overrides.
+    let judge = match request.practice {
+        Some(practice) => {
+            Some(Arc::new(RuleJudge::new("practice", practice_rule(practice))) as Arc<dyn Judge>)
+        }
+        None => build_judge(settings, &spec, &dirs, shared).await?,
+    };
+    let launch = match &request.practice {
+        Some(practice) => {
+            let (program, args) = window_command(practice)?;
+            Some((program.display().to_string(), args))
+        }
+        None => split_command(&settings.launch)
+            .map(|(p, args)| (p.to_owned(), args.into_iter().map(str::to_owned).collect())),
+    };
 
-    // The display: a sandbox of its own, or this desktop.
+    // The display: a sandbox of its own, or this desktop. Practice always has its own.
     let mut sandbox_app = None;
-    let sandbox = if settings.sandbox {
+    let sandbox = if settings.sandbox || request.practice.is_some() {
         state("starting the sandbox display");
-        let sandbox = tokio::task::spawn_blocking(|| Sandbox::start(&SandboxOptions::default()))
+        let options = match request.practice {
+            Some(_) => SandboxOptions {
+                width: crate::practice::DISPLAY_SIZE.0,
+                height: crate::practice::DISPLAY_SIZE.1,
+                ..SandboxOptions::default()
+            },
+            None => SandboxOptions::default(),
+        };
+        let sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&options))
             .await
             .map_err(|e| EngineError::Session(format!("starting the sandbox: {e}")))??;
-        if let Some((program, args)) = split_command(&settings.launch) {
+        if let Some((program, args)) = &launch {
             let child = sandbox
                 .command(program)
                 .args(args)
@@ -499,7 +575,7 @@ async fn run(
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .map_err(|e| EngineError::External {
-                    program: program.to_owned(),
+                    program: program.clone(),
                     detail: format!("could not start it in the sandbox: {e}"),
                 })?;
             sandbox_app = Some(child);
@@ -515,7 +591,10 @@ async fn run(
         None => DesktopConfig::from_env()?,
     };
     config.stop_key = Some(settings.stop_key.parse::<StopKeyName>()?);
-    config.guard.allowlist = if settings.allowed_apps.is_empty() {
+    // In practice the agent may act in the practice window and nowhere else.
+    config.guard.allowlist = if request.practice.is_some() {
+        Allowlist::Only(vec![WINDOW_PROGRAM.to_owned()])
+    } else if settings.allowed_apps.is_empty() {
         Allowlist::Any
     } else {
         Allowlist::Only(settings.allowed_apps.clone())
@@ -530,12 +609,22 @@ async fn run(
         desktop.stop_flag().stop();
     }
 
-    let mut agent = AgentSettings::new(request.instruction.clone());
+    let instruction = request.instruction();
+    let mut agent = AgentSettings::new(instruction.clone());
     agent.max_steps = settings.max_steps;
+    if request.practice.is_some() {
+        state("waiting for the practice window");
+        desktop
+            .accessibility()
+            .wait_for_application(WINDOW_PROGRAM, std::time::Duration::from_secs(20))
+            .await?;
+        agent.format = ActionFormat::Practice;
+        agent.app = Some(WINDOW_PROGRAM.into());
+    }
     let live = LiveSettings {
         agent,
         episodes: request.episodes.max(1),
-        base_model: settings.base_model.clone(),
+        base_model: spec.clone(),
         lora: settings.lora(),
         train: TrainLoopSettings {
             batch: settings.batch,
@@ -563,7 +652,7 @@ async fn run(
     };
     shared.emit(DeskEvent::State {
         state: SessionState::Running,
-        message: format!("running: {}", request.instruction),
+        message: format!("running: {instruction}"),
     });
     let report = run_live(
         &desktop,
@@ -583,6 +672,34 @@ async fn run(
     drop(desktop);
     drop(sandbox);
     report
+}
+
+/// The base-model setting that names the practice base: a tiny model warm-started on the gym,
+/// made on this machine the first time (minutes, with progress) and cached.
+pub const PRACTICE_BASE: &str = "practice";
+
+async fn practice_base_dir(shared: &Arc<Shared>) -> Result<String, EngineError> {
+    let cache = crate::bench::learn::default_cache()?;
+    let events = shared.clone();
+    let made = tokio::task::spawn_blocking(move || {
+        clawdesk_trainer::practice::warm_start::practice_base(
+            &cache,
+            &clawdesk_trainer::practice::warm_start::WarmStartSettings::default(),
+            &mut |p| {
+                // Every update would flood the window; a few hundred events cover the bar.
+                if p.step == 1 || p.step.is_multiple_of(5) || p.step == p.steps {
+                    events.emit(DeskEvent::Progress {
+                        what: "warming up the practice base".into(),
+                        done: p.step as u64,
+                        total: p.steps as u64,
+                    });
+                }
+            },
+        )
+    })
+    .await
+    .map_err(|e| EngineError::Session(format!("making the practice base: {e}")))??;
+    Ok(made.0.display().to_string())
 }
 
 fn load_model(spec: &str, shared: &Arc<Shared>) -> Result<LoadedModel, EngineError> {
@@ -608,6 +725,7 @@ fn load_model(spec: &str, shared: &Arc<Shared>) -> Result<LoadedModel, EngineErr
 /// The judge the settings name; `None` for the person alone.
 async fn build_judge(
     settings: &DeskSettings,
+    base_model: &str,
     dirs: &[PathBuf],
     shared: &Arc<Shared>,
 ) -> Result<Option<Arc<dyn Judge>>, EngineError> {
@@ -638,7 +756,7 @@ async fn build_judge(
                 state: SessionState::Loading,
                 message: "loading the local judge".into(),
             });
-            let (spec, events) = (settings.base_model.clone(), shared.clone());
+            let (spec, events) = (base_model.to_owned(), shared.clone());
             let loaded = tokio::task::spawn_blocking(move || load_model(&spec, &events))
                 .await
                 .map_err(|e| EngineError::Session(format!("loading the judge: {e}")))??;
@@ -647,7 +765,7 @@ async fn build_judge(
                 Arc::new(loaded),
                 prompts,
                 votes,
-                &settings.base_model,
+                base_model,
             )?))
         }
     })
@@ -739,6 +857,8 @@ mod tests {
                     return id;
                 }
                 DeskEvent::Frame { width, height, .. } => assert_eq!((width, height), (8, 4)),
+                // A stored step reported on the way.
+                DeskEvent::Step { .. } => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -875,6 +995,16 @@ mod tests {
         let v = f.store.effective_verdict(step).unwrap().expect("stored");
         assert_eq!(v.score, -1);
         assert_eq!(v.correction, serde_json::to_value(&moved).ok());
+        // The edited action is not put to the person again when it runs; the one after is.
+        let approver = DeskApprover(f.shared.clone());
+        assert_eq!(approver.approve(&request(moved)).await, Decision::Approve);
+        let then = request(click());
+        let next = approver.approve(&then);
+        tokio::pin!(next);
+        tokio::select! {
+            _ = &mut next => panic!("the next action ran without the person"),
+            _ = approval_id(&mut f.events) => {}
+        }
     }
 
     #[tokio::test]

@@ -100,7 +100,9 @@ impl DeskSettings {
         if self.base_model.trim().is_empty() {
             bad(
                 "baseModel",
-                "name a model folder or a hub id such as Qwen/Qwen3-VL-2B-Instruct".into(),
+                "name a model folder, a hub id such as Qwen/Qwen3-VL-2B-Instruct, or practice \
+                 (the tiny practice base)"
+                    .into(),
             );
         } else if looks_like_path(&self.base_model) && !Path::new(&self.base_model).is_dir() {
             bad(
