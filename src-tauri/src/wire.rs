@@ -94,6 +94,10 @@ pub struct ExportDone {
 pub struct AppInfo {
     pub version: String,
     pub data_dir: String,
+    /// No settings were ever saved here: the window greets the person and asks for a model.
+    pub first_run: bool,
+    /// The hub model offered first (the smallest Qwen3-VL instruct model).
+    pub default_hub_model: String,
 }
 
 /// One line of the episode list.

@@ -158,7 +158,9 @@ impl Driven {
     async fn fill(&self, css: &str, value: &str) {
         let input = self
             .client
-            .find(Locator::Css(css))
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("{css}: {e}"));
         input.clear().await.expect("clear");
@@ -482,6 +484,8 @@ async fn ten_thousand_steps_open_fast_and_scroll_smoothly() {
         })
         .unwrap();
     seed_steps(&store, episode, 10_000);
+    // A returning person (saved settings): no welcome dialog over the timeline.
+    std::fs::write(data.path().join("settings.json"), "{}").unwrap();
     // Xvfb has no GPU: WebKit's composited mode then composites every layer of the window on
     // the CPU each frame (about a quarter of the scroll frames over 25 ms, measured); its
     // non-composited mode repaints only what changed, as a GPU compositor would spare it.
@@ -619,18 +623,6 @@ async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
         "{} is built with the workspace (cargo build -p clawdesk-practice)",
         window.display()
     );
-    let settings = serde_json::json!({
-        "baseModel": base.display().to_string(),
-        "judge": "person",
-        "sandbox": true,
-        "maxSteps": 6,
-        "batch": 2,
-    });
-    std::fs::write(
-        data.path().join("settings.json"),
-        serde_json::to_vec_pretty(&settings).unwrap(),
-    )
-    .unwrap();
     let seed = 11u64;
     let task = Task::generate(TaskKind::Click, seed);
     let Some(GymAction::Click { x, y }) = task.expert() else {
@@ -641,6 +633,27 @@ async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
         &[("CLAWDESK_PRACTICE", window.to_str().expect("utf-8 path"))],
     )
     .await;
+
+    // A first run: the welcome dialog asks for the model before anything else; a folder
+    // that does not exist is named and refused, the practice base's folder is taken.
+    wait_page_text(&app, "welcome-title", 20, |t| t.contains("Welcome")).await;
+    app.fill("#welcome-folder", "/no/such/model").await;
+    app.click("#welcome-folder-use").await;
+    wait_page_text(&app, "welcome-status", 20, |t| t.contains("/no/such/model")).await;
+    app.fill("#welcome-folder", base.to_str().expect("utf-8 path"))
+        .await;
+    app.click("#welcome-folder-use").await;
+    wait_page_text(&app, "live-state", 20, |t| t.contains("approval")).await;
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("settings.json")).unwrap()).unwrap();
+    assert_eq!(saved["baseModel"], base.display().to_string());
+    // A short session with an update every two judged steps.
+    app.click("#tab-settings").await;
+    app.fill("#set-maxSteps", "6").await;
+    app.fill("#set-batch", "2").await;
+    app.click("#settings-save").await;
+    app.wait_text("#settings-status", 10, |t| t.starts_with("Saved"))
+        .await;
 
     app.click("#tab-live").await;
     app.fill("#practice-seed", &seed.to_string()).await;
@@ -778,7 +791,18 @@ async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
         (-1, person.correction.as_ref())
     );
 
-    app.click("#agent-stop").await;
+    // The rest runs on its own; the trainer learns from the judged steps while it does, and
+    // its update is a new point on the training curves.
+    app.click("#mode-autonomous").await;
     wait_page_text(&app, "live-state", 120, |t| t.contains("the session ended")).await;
+    let updates = store.train_updates("main", 0).expect("updates");
+    assert!(!updates.is_empty(), "the live trainer made no update");
+    app.click("#tab-training").await;
+    let shown = wait_page_text(&app, "training-status", 30, |t| t.starts_with("Run main:")).await;
+    assert!(
+        shown.contains(&format!("{} update", updates.len())),
+        "{shown} vs {} stored updates",
+        updates.len()
+    );
     app.finish().await;
 }

@@ -14,6 +14,8 @@ const APP: &str = env!("CARGO_BIN_EXE_clawdesk-app");
 async fn the_window_renders_and_its_tree_is_readable() {
     let sandbox = Sandbox::start(&SandboxOptions::default()).expect("sandbox");
     let data = tempfile::tempdir().unwrap();
+    // A returning person's data folder (saved settings): the pages, not the welcome dialog.
+    std::fs::write(data.path().join("settings.json"), "{}").unwrap();
     let mut child = sandbox
         .command(APP)
         .env("CLAWDESK_DATA_DIR", data.path())

@@ -21,6 +21,9 @@ export function errorText(e: unknown): string {
 export interface AppInfo {
   dataDir: string;
   version: string;
+  /** No settings were saved yet: the welcome dialog asks for a model. */
+  firstRun: boolean;
+  defaultHubModel: string;
 }
 
 export interface TimelineFilter {

@@ -7,6 +7,7 @@ import { initLive } from "./live";
 import { initSettings, openSettings } from "./settings";
 import { initTimeline, openTimeline } from "./timeline";
 import { showTraining } from "./training";
+import { initWelcome } from "./welcome";
 
 const PAGES = ["live", "timeline", "training", "adapters", "settings"] as const;
 type Page = (typeof PAGES)[number];
@@ -31,6 +32,14 @@ async function start() {
   try {
     const info = await api.appInfo();
     document.querySelector("#data-dir")!.textContent = `v${info.version} · data in ${info.dataDir}`;
+    initWelcome(info, (practice) => {
+      show("live");
+      const line = document.getElementById("live-state")!;
+      line.textContent = practice
+        ? "Press Practise to open a practice task; the agent waits for your approval at each step."
+        : "Write an instruction and press Start; the agent waits for your approval at each step.";
+      document.getElementById(practice ? "practice-start" : "instruction")!.focus();
+    });
   } catch (e) {
     document.querySelector("#data-dir")!.textContent = errorText(e);
   }

@@ -1,0 +1,49 @@
+// The first run: a person picks the model the agent starts from, then lands on the live view
+// in approve-each-step mode.
+import { api, errorText, type AppInfo } from "./api";
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+/** Saves `baseModel` over the defaults; returns the problem when the settings refuse it. */
+async function choose(baseModel: string): Promise<string | null> {
+  const settings = await api.settings();
+  settings.baseModel = baseModel;
+  const answer = await api.saveSettings(settings);
+  if (answer.saved) return null;
+  return answer.errors.map((e) => e.message).join("; ");
+}
+
+export function initWelcome(info: AppInfo, done: (practice: boolean) => void) {
+  if (!info.firstRun) return;
+  $<HTMLInputElement>("welcome-hub").value = info.defaultHubModel;
+  const status = $("welcome-status");
+  const pick = async (baseModel: string, practice: boolean) => {
+    status.textContent = "Saving…";
+    try {
+      const problem = await choose(baseModel);
+      if (problem) {
+        status.textContent = problem;
+        return;
+      }
+      $("welcome").hidden = true;
+      done(practice);
+    } catch (e) {
+      status.textContent = errorText(e);
+    }
+  };
+  $("welcome-practice").addEventListener("click", () => void pick("practice", true));
+  $("welcome-hub-use").addEventListener("click", () => {
+    const id = $<HTMLInputElement>("welcome-hub").value.trim();
+    void pick(id, false);
+  });
+  $("welcome-folder-use").addEventListener("click", () => {
+    const folder = $<HTMLInputElement>("welcome-folder").value.trim();
+    if (folder === "") {
+      status.textContent = "Name the folder that holds the model.";
+      return;
+    }
+    void pick(folder, false);
+  });
+  $("welcome").hidden = false;
+  $("welcome-practice").focus();
+}
