@@ -14,4 +14,8 @@ start=$SECONDS
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
+# The Debian package, built by Tauri's bundler from what the tests just built, unpacked into an
+# empty tree and started (tests/deb_package.rs).
+deb=$(bash "$root/scripts/build-deb.sh")
+CLAWDESK_DEB="$deb" cargo test --workspace --locked --test deb_package -- --ignored
 echo "test.sh: lint, build and tests took $((SECONDS - start)) s" >&2

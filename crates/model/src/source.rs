@@ -128,6 +128,58 @@ pub fn resolve(spec: &str, progress: &mut dyn FnMut(LoadEvent)) -> Result<PathBu
     })
 }
 
+/// A download error in words a person can act on.
+fn explain(endpoint: &str, file: &str, error: &hf_hub::api::sync::ApiError) -> String {
+    let text = error.to_string();
+    let unreachable = [
+        "Connection refused",
+        "dns",
+        "resolve",
+        "timed out",
+        "Network",
+    ]
+    .iter()
+    .any(|w| text.contains(w));
+    if unreachable {
+        format!(
+            "{file}: cannot reach {endpoint} ({text}); check the network connection, or use a \
+             model folder on this computer or practice mode, which need no network"
+        )
+    } else {
+        format!("{file}: {text}")
+    }
+}
+
+/// Checks a downloaded file against its content hash. The hub names a large (LFS) file's blob
+/// by the SHA-256 of its bytes; a file whose bytes do not hash to its name was corrupted on
+/// the way, and is removed so that the next load downloads it again.
+fn verify(pointer: &Path) -> std::result::Result<(), String> {
+    use sha2::Digest;
+    let blob = std::fs::canonicalize(pointer).map_err(|e| e.to_string())?;
+    let Some(expected) = blob
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+    else {
+        // A small file stored in git: named by its git object id, not a content SHA-256.
+        return Ok(());
+    };
+    let mut file = std::fs::File::open(&blob).map_err(|e| e.to_string())?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| e.to_string())?;
+    let actual = format!("{:x}", hasher.finalize());
+    if actual == expected {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(pointer);
+    let _ = std::fs::remove_file(&blob);
+    Err(format!(
+        "the download is corrupted: its SHA-256 is {actual}, the hub says {expected}; it was \
+         removed and will be downloaded again next time"
+    ))
+}
+
 fn looks_like_repo_id(spec: &str) -> bool {
     let parts: Vec<&str> = spec.split('/').collect();
     parts.len() == 2
@@ -170,8 +222,10 @@ struct Reporter<'a> {
 
 impl hf_hub::api::Progress for Reporter<'_> {
     fn init(&mut self, size: usize, filename: &str) {
+        // A retried download starts again here and reports the bytes it resumes from.
         self.file = filename.to_string();
         self.total = size;
+        self.done = 0;
         (self.sink)(LoadEvent::Downloading {
             file: self.file.clone(),
             done: 0,
@@ -193,26 +247,51 @@ impl hf_hub::api::Progress for Reporter<'_> {
     }
 }
 
+/// Retries of one file after a dropped connection; each resumes where the last one stopped
+/// (a partial download is kept as `blobs/<etag>.part`, and a later load resumes it too).
+const DOWNLOAD_RETRIES: usize = 4;
+
+/// The hub's address: `$HF_ENDPOINT` (a mirror, a test server), else huggingface.co.
+fn endpoint() -> String {
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| e.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| "https://huggingface.co".to_owned())
+}
+
 fn download(
     spec: &str,
     cache: &hf_hub::Cache,
     progress: &mut dyn FnMut(LoadEvent),
 ) -> std::result::Result<PathBuf, String> {
+    let endpoint = endpoint();
     let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
+        .with_endpoint(endpoint.clone())
+        .with_retries(DOWNLOAD_RETRIES)
         .with_progress(false)
         .build()
         .map_err(|e| e.to_string())?;
     let repo = api.model(spec.to_string());
-    let fetch = |file: &str, progress: &mut dyn FnMut(LoadEvent)| {
-        let reporter = Reporter {
-            file: file.to_string(),
-            done: 0,
-            total: 0,
-            sink: progress,
+    let cached = cache.model(spec.to_string());
+    let fetch =
+        |file: &str, progress: &mut dyn FnMut(LoadEvent)| -> std::result::Result<PathBuf, String> {
+            // What an earlier, interrupted load already fetched is not fetched again.
+            if let Some(path) = cached.get(file) {
+                return Ok(path);
+            }
+            let reporter = Reporter {
+                file: file.to_string(),
+                done: 0,
+                total: 0,
+                sink: progress,
+            };
+            let path = repo
+                .download_with_progress(file, reporter)
+                .map_err(|e| explain(&endpoint, file, &e))?;
+            verify(&path).map_err(|e| format!("{file}: {e}"))?;
+            Ok(path)
         };
-        repo.download_with_progress(file, reporter)
-            .map_err(|e| format!("{file}: {e}"))
-    };
     let config = fetch("config.json", progress)?;
     let dir = config
         .parent()

@@ -1,0 +1,93 @@
+//! The Debian package as a new machine gets it: unpacked into an empty directory tree, it
+//! holds the window, the practice window and a desktop-menu entry, names the Debian packages
+//! they need, and its programs start and come up on the accessibility bus.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clawdesk_desktop::{Desktop, DesktopConfig, Sandbox, SandboxOptions};
+
+fn dpkg_deb(args: &[&str]) -> String {
+    let out = Command::new("dpkg-deb")
+        .args(args)
+        .output()
+        .expect("dpkg-deb runs");
+    assert!(out.status.success(), "dpkg-deb {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until a program whose bus name contains `name` is on the sandbox's accessibility bus.
+async fn comes_up(desktop: &Desktop, child: &mut Child, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("{name} exited with {status}");
+        }
+        let apps = desktop.accessibility().applications().await.expect("apps");
+        if apps.iter().any(|a| a.name.contains(name)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never came up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn start(sandbox: &Sandbox, program: &Path, args: &[&str], data: &Path) -> Child {
+    sandbox
+        .command(program)
+        .args(args)
+        .env("CLAWDESK_DATA_DIR", data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts: {e}", program.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the package: scripts/test.sh builds it (scripts/build-deb.sh) and runs this with --ignored"]
+async fn the_package_unpacks_into_a_clean_tree_and_its_programs_start() {
+    let deb = std::env::var_os("CLAWDESK_DEB")
+        .map(PathBuf::from)
+        .expect("CLAWDESK_DEB names the .deb to check");
+    let deb = deb.to_str().expect("utf-8 path");
+
+    let fields = dpkg_deb(&["--field", deb, "Package", "Depends"]);
+    // Tauri names the package after the product name, in kebab case.
+    assert!(fields.contains("Package: claw-desk"), "{fields}");
+    for needed in ["libwebkit2gtk-4.1-0", "libgtk-3-0", "xvfb", "at-spi2-core"] {
+        assert!(fields.contains(needed), "Depends names {needed}: {fields}");
+    }
+
+    let root = tempfile::tempdir().expect("tempdir");
+    dpkg_deb(&["-x", deb, root.path().to_str().expect("utf-8")]);
+    let app = root.path().join("usr/bin/clawdesk-app");
+    let practice = root.path().join("usr/bin/clawdesk-practice");
+    for program in [&app, &practice] {
+        assert!(program.is_file(), "{} is in the package", program.display());
+    }
+    let entries: Vec<PathBuf> = std::fs::read_dir(root.path().join("usr/share/applications"))
+        .expect("a desktop-menu entry")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let entry = std::fs::read_to_string(entries.first().expect("one entry")).expect("entry");
+    assert!(
+        entry.contains("Exec=clawdesk-app") && entry.contains("Name=ClawDesk"),
+        "{entry}"
+    );
+
+    // Both programs start from the unpacked tree and show their windows.
+    let sandbox = Sandbox::start(&SandboxOptions::default()).expect("sandbox");
+    let data = tempfile::tempdir().expect("tempdir");
+    let desktop = Desktop::connect(DesktopConfig::for_sandbox(&sandbox))
+        .await
+        .expect("desktop");
+    let mut window = start(&sandbox, &app, &[], data.path());
+    comes_up(&desktop, &mut window, "clawdesk").await;
+    let mut practising = start(&sandbox, &practice, &["--seed", "3"], data.path());
+    comes_up(&desktop, &mut practising, "clawdesk-practice").await;
+    for mut child in [window, practising] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
