@@ -4,4 +4,6 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup.sh"
 cd "$root"
-cargo run --locked -p clawdesk-app "$@"
+# The window and the practice window it opens in practice mode (found beside it).
+cargo build --locked -p clawdesk-app -p clawdesk-practice
+exec "$CARGO_TARGET_DIR/debug/clawdesk-app" "$@"
