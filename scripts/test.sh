@@ -18,4 +18,6 @@ cargo test --workspace --locked "$@"
 # empty tree and started (tests/deb_package.rs).
 deb=$(bash "$root/scripts/build-deb.sh")
 CLAWDESK_DEB="$deb" cargo test --workspace --locked --test deb_package -- --ignored
+# Last, a new user's first run: the README's run command in a fresh clone (tests/first_run.rs).
+cargo test --workspace --locked --test first_run -- --ignored
 echo "test.sh: lint, build and tests took $((SECONDS - start)) s" >&2

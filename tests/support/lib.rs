@@ -187,16 +187,13 @@ pub fn quick_live_settings(
 
 /// Warm-start updates of the practice base the tests run (cached between runs): enough for
 /// the action format and hint-following, not for a good policy.
-const PRACTICE_WARM_STEPS: usize = 120;
+pub const PRACTICE_WARM_STEPS: usize = 120;
 
 /// The practice base: a tiny model warm-started on the gym, so it writes valid actions.
 pub fn practice_base() -> std::path::PathBuf {
-    let cache = std::env::var_os("HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join(".cache")
-        .join("clawdesk")
-        .join("test-practice-bases");
+    // The app's own cache: the base made here is the one the app makes for
+    // CLAWDESK_PRACTICE_WARM_STEPS=120, so a test of the app finds it made.
+    let cache = clawdesk_engine::bench::learn::default_cache().expect("a cache folder");
     let settings = clawdesk_trainer::practice::warm_start::WarmStartSettings {
         steps: PRACTICE_WARM_STEPS,
         ..Default::default()

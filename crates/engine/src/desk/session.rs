@@ -680,22 +680,27 @@ pub const PRACTICE_BASE: &str = "practice";
 
 async fn practice_base_dir(shared: &Arc<Shared>) -> Result<String, EngineError> {
     let cache = crate::bench::learn::default_cache()?;
+    let mut recipe = clawdesk_trainer::practice::warm_start::WarmStartSettings::default();
+    // A shorter (weaker) warm start, for machines where minutes matter more than the base.
+    if let Some(steps) = std::env::var("CLAWDESK_PRACTICE_WARM_STEPS")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .filter(|&s| s > 0)
+    {
+        recipe.steps = steps;
+    }
     let events = shared.clone();
     let made = tokio::task::spawn_blocking(move || {
-        clawdesk_trainer::practice::warm_start::practice_base(
-            &cache,
-            &clawdesk_trainer::practice::warm_start::WarmStartSettings::default(),
-            &mut |p| {
-                // Every update would flood the window; a few hundred events cover the bar.
-                if p.step == 1 || p.step.is_multiple_of(5) || p.step == p.steps {
-                    events.emit(DeskEvent::Progress {
-                        what: "warming up the practice base".into(),
-                        done: p.step as u64,
-                        total: p.steps as u64,
-                    });
-                }
-            },
-        )
+        clawdesk_trainer::practice::warm_start::practice_base(&cache, &recipe, &mut |p| {
+            // Every update would flood the window; a few hundred events cover the bar.
+            if p.step == 1 || p.step.is_multiple_of(5) || p.step == p.steps {
+                events.emit(DeskEvent::Progress {
+                    what: "warming up the practice base".into(),
+                    done: p.step as u64,
+                    total: p.steps as u64,
+                });
+            }
+        })
     })
     .await
     .map_err(|e| EngineError::Session(format!("making the practice base: {e}")))??;
