@@ -106,6 +106,33 @@ async fn click(desktop: &Desktop, o: &Observation, role: Role, name: &str) {
         .unwrap_or_else(|e| panic!("clicking {name:?}: {e}"));
 }
 
+/// Whether the window has painted its page (the accessibility tree can come first): most of
+/// the screen is no longer blank white.
+fn painted(o: &Observation) -> bool {
+    let image = &o.screenshot.image;
+    let total = (image.width() as usize * image.height() as usize).max(1);
+    let white = image
+        .pixels()
+        .filter(|p| p.0[..3] == [255, 255, 255])
+        .count();
+    white * 2 < total
+}
+
+/// Observes until the window has painted (20 s at most).
+async fn once_painted(desktop: &Desktop, o: Observation) -> Observation {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut o = o;
+    while !painted(&o) {
+        assert!(
+            Instant::now() < deadline,
+            "the window never painted its page"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        o = observe(desktop).await;
+    }
+    o
+}
+
 fn screenshot(o: &Observation, name: &str) {
     let png = clawdesk_desktop::observe::encode_png(&o.screenshot.image).expect("png");
     let dir = repo_root().join("docs").join("screenshots");
@@ -171,6 +198,7 @@ async fn a_fresh_clone_runs_and_practises_out_of_the_box() {
         &log,
     )
     .await;
+    let o = once_painted(&desktop, o).await;
     screenshot(&o, "first-run");
     click(&desktop, &o, Role::Button, "Practise offline").await;
     let o = wait_for(&desktop, &mut running, Role::Button, "Practise", 60, &log).await;

@@ -5,6 +5,7 @@
 //! (Debian's webkit2gtk-driver); scripts/test.sh installs both.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -26,7 +27,12 @@ struct Driven {
 
 impl Drop for Driven {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // tauri-driver leads a process group of its own with the WebKitWebDriver it started;
+        // both go, or a WebKitWebDriver outlives every test.
+        let group = format!("-{}", self.driver.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status();
         let _ = self.driver.wait();
     }
 }
@@ -53,6 +59,7 @@ async fn drive(data: &Path, env: &[(&str, &str)]) -> Driven {
     let native = free_port();
     let mut driver = sandbox
         .command(tauri_driver())
+        .process_group(0)
         .args([
             "--port",
             &port.to_string(),
