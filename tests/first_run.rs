@@ -238,4 +238,26 @@ async fn a_fresh_clone_runs_and_practises_out_of_the_box() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+
+    // Stop ends the session (and its practice display) before the window goes: Start is
+    // offered again.
+    let o = observe(&desktop).await;
+    click(&desktop, &o, Role::Button, "Stop").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = observe(&desktop).await;
+        let start_again = o.tree.as_ref().is_some_and(|t| {
+            t.find(Some(Role::Button), "Start")
+                .iter()
+                .any(|e| e.enabled)
+        });
+        if start_again {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session never ended after Stop"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
