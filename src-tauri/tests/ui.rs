@@ -305,7 +305,7 @@ async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
     }
     let settings = serde_json::json!({
         "baseModel": model_dir.display().to_string(),
-        "judge": "person",
+        "judge": "local",
         "sandbox": true,
         "launch": "zenity --entry --text=Name",
         "maxSteps": 2,

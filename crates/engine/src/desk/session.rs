@@ -541,7 +541,7 @@ async fn run(
         Some(practice) => {
             Some(Arc::new(RuleJudge::new("practice", practice_rule(practice))) as Arc<dyn Judge>)
         }
-        None => build_judge(settings, &spec, &dirs, shared).await?,
+        None => build_judge(settings, &spec, &base, &dirs).await?,
     };
     let launch = match &request.practice {
         Some(practice) => {
@@ -731,8 +731,8 @@ fn load_model(spec: &str, shared: &Arc<Shared>) -> Result<LoadedModel, EngineErr
 async fn build_judge(
     settings: &DeskSettings,
     base_model: &str,
+    base: &LoadedModel,
     dirs: &[PathBuf],
-    shared: &Arc<Shared>,
 ) -> Result<Option<Arc<dyn Judge>>, EngineError> {
     let votes = VoteSettings {
         votes: settings.votes,
@@ -757,17 +757,11 @@ async fn build_judge(
             Some(Arc::new(EndpointJudge::new(config, votes, prompts).await?))
         }
         JudgeKind::Local => {
-            shared.emit(DeskEvent::State {
-                state: SessionState::Loading,
-                message: "loading the local judge".into(),
-            });
-            let (spec, events) = (base_model.to_owned(), shared.clone());
-            let loaded = tokio::task::spawn_blocking(move || load_model(&spec, &events))
-                .await
-                .map_err(|e| EngineError::Session(format!("loading the judge: {e}")))??;
+            // The base model judges with the policy's weights (one copy in memory) and no
+            // adapter: the judge does not drift with what it is judging.
             let prompts = JudgePrompts::load(dirs)?;
             Some(Arc::new(LocalJudge::new(
-                Arc::new(loaded),
+                Arc::new(base.share_base()?),
                 prompts,
                 votes,
                 base_model,

@@ -59,7 +59,8 @@ impl Default for DeskSettings {
     fn default() -> Self {
         DeskSettings {
             base_model: "Qwen/Qwen3-VL-2B-Instruct".into(),
-            judge: JudgeKind::Person,
+            // The person's clicks always count and override; the local model scores the rest.
+            judge: JudgeKind::Local,
             judge_endpoint: String::new(),
             judge_model: String::new(),
             judge_api_key_env: String::new(),
