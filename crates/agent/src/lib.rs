@@ -13,5 +13,8 @@ pub mod remote;
 pub use error::{AgentError, FormatError};
 pub use format::{ActionFormat, AgentAction, Frame, Reply};
 pub use policy::{Generated, Policy, PolicyRequest};
-pub use prompt::{AgentPrompts, PastStep, conversation, practice_conversation, practice_elements};
+pub use prompt::{
+    AgentPrompts, PastStep, conversation, is_listed_control, practice_conversation,
+    practice_elements,
+};
 pub use remote::{RemoteConfig, RemotePolicy};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use accesskit::Role as NodeRole;
 use clawdesk_desktop::AccessTree;
+use clawdesk_desktop::observe::tree::Element;
 use clawdesk_model::chat::{Message, Part, Role};
 use clawdesk_prompts::Template;
 use minijinja::{Environment, UndefinedBehavior, context};
@@ -108,16 +109,7 @@ pub fn practice_elements(tree: &AccessTree, width: u32, height: u32) -> Vec<Stri
     let mut listed: Vec<(u32, u32, String)> = tree
         .elements()
         .into_iter()
-        .filter(|e| {
-            matches!(
-                e.role,
-                NodeRole::Button
-                    | NodeRole::TextInput
-                    | NodeRole::MenuItem
-                    | NodeRole::CheckBox
-                    | NodeRole::Link
-            ) && !e.name.trim().is_empty()
-        })
+        .filter(is_listed_control)
         .filter_map(|e| {
             let (cx, cy) = e.center()?;
             let grid = |v: f64, extent: u32| (v / f64::from(extent) * 1000.0).floor();
@@ -131,6 +123,18 @@ pub fn practice_elements(tree: &AccessTree, width: u32, height: u32) -> Vec<Stri
         .into_iter()
         .map(|(y, x, name)| format!("{name} ({x},{y})"))
         .collect()
+}
+
+/// Whether the practice prompt lists an element: a named control (not a label or a panel).
+pub fn is_listed_control(e: &Element) -> bool {
+    matches!(
+        e.role,
+        NodeRole::Button
+            | NodeRole::TextInput
+            | NodeRole::MenuItem
+            | NodeRole::CheckBox
+            | NodeRole::Link
+    ) && !e.name.trim().is_empty()
 }
 
 /// An earlier step as the next prompt remembers it.

@@ -207,6 +207,14 @@ impl Guard {
         Ok(())
     }
 
+    /// Judges an action the person chose themselves (a takeover, an edited action): the rules
+    /// hold as for any action, and it counts as a step, but nobody is asked to approve it.
+    pub fn check_persons(&self, action: &Action, context: &ActionContext) -> Result<(), Refusal> {
+        self.check_rules(action, context)?;
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// The checks that need nobody's answer.
     pub fn check_rules(&self, action: &Action, context: &ActionContext) -> Result<(), Refusal> {
         if self.stop.is_stopped() {
@@ -401,6 +409,26 @@ mod tests {
         assert_eq!(
             approver.1.lock().unwrap().as_slice(),
             ["left click at (0.500, 0.500)", "type \"x\""]
+        );
+    }
+    #[tokio::test]
+    async fn the_persons_own_action_is_not_put_to_them_but_keeps_the_rules() {
+        // An approver with no answers: asking it would panic.
+        let approver = Arc::new(Scripted(Default::default(), Default::default()));
+        let g = guard(Allowlist::Any, Some(1)).with_approver(approver.clone());
+        let ctx = ActionContext::default();
+        g.check_persons(&click(), &ctx).unwrap();
+        assert_eq!(g.steps_taken(), 1);
+        assert!(approver.1.lock().unwrap().is_empty(), "nobody was asked");
+        assert_eq!(
+            g.check_persons(&click(), &ctx).unwrap_err(),
+            Refusal::StepLimit { limit: 1 }
+        );
+        let g = guard(Allowlist::Any, None).with_approver(approver);
+        g.stop_flag().stop();
+        assert_eq!(
+            g.check_persons(&click(), &ctx).unwrap_err(),
+            Refusal::Stopped
         );
     }
 }

@@ -290,4 +290,19 @@ impl Desktop {
             .execute(action, &observation.screenshot.surface)
             .await
     }
+
+    /// Runs an action the person chose (a takeover, an edited action): the guard's rules
+    /// apply, but the person is not asked to approve what they chose.
+    pub async fn act_for_person(
+        &self,
+        action: &Action,
+        observation: &Observation,
+    ) -> Result<(), DesktopError> {
+        action.validate()?;
+        self.guard
+            .check_persons(action, &observation.action_context())?;
+        self.executor
+            .execute(action, &observation.screenshot.surface)
+            .await
+    }
 }

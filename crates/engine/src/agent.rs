@@ -300,6 +300,14 @@ struct Done {
     started_at_ms: i64,
 }
 
+/// Who chose a step's action: the model's goes to the approver in approve mode, the person's
+/// (a takeover) does not go back to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Actor {
+    Model,
+    Person,
+}
+
 /// A past step as the loop keeps it: what the prompt needs, and its screenshot.
 struct Kept {
     past: PastStep,
@@ -350,6 +358,7 @@ impl Run<'_> {
                         },
                         &before,
                         &mut pointer,
+                        Actor::Person,
                     )
                     .await;
                 if outcome == StepOutcome::Executed {
@@ -495,7 +504,8 @@ impl Run<'_> {
                     format!("invalid: {}", generated.text.trim()),
                 ),
                 Ok(reply) => {
-                    let (outcome, error, end) = self.act(reply, &before, &mut pointer).await;
+                    let (outcome, error, end) =
+                        self.act(reply, &before, &mut pointer, Actor::Model).await;
                     ended = end;
                     if let Some(AgentAction::Answer { text }) = reply
                         .actions
@@ -626,14 +636,18 @@ impl Run<'_> {
         reply: &Reply,
         before: &Observation,
         pointer: &mut Option<NormPoint>,
+        by: Actor,
     ) -> (StepOutcome, Option<String>, Option<EndReason>) {
         for action in &reply.actions {
             match action {
-                AgentAction::Desktop { action } => match self
-                    .desktop
-                    .act_explained(action, before, reply.thought.as_deref())
-                    .await
-                {
+                AgentAction::Desktop { action } => match match by {
+                    Actor::Model => {
+                        self.desktop
+                            .act_explained(action, before, reply.thought.as_deref())
+                            .await
+                    }
+                    Actor::Person => self.desktop.act_for_person(action, before).await,
+                } {
                     Ok(()) => *pointer = action.points().last().copied().or(*pointer),
                     Err(e) if e.is_stop() => {
                         return (

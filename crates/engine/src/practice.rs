@@ -149,15 +149,12 @@ fn status(tree: &AccessTree) -> Option<(usize, Option<Mark>)> {
     tree.elements().iter().find_map(|e| parse_status(&e.name))
 }
 
-/// The names of the window's controls, as `task_shown` compares them.
+/// The names of the window's controls (those the practice prompt lists), as `task_shown`
+/// compares them.
 fn control_names(tree: &AccessTree) -> Vec<String> {
-    use accesskit::Role;
     tree.elements()
         .into_iter()
-        .filter(|e| {
-            matches!(e.role, Role::Button | Role::TextInput | Role::MenuItem)
-                && !e.name.trim().is_empty()
-        })
+        .filter(clawdesk_agent::is_listed_control)
         .map(|e| e.name)
         .collect()
 }
