@@ -6,7 +6,8 @@ set -euo pipefail
 # Build: Tauri's WebKitGTK, xcap's PipeWire/EGL/Wayland bindings (bindgen needs libclang).
 # Run and test: an X server, a window manager, D-Bus with the AT-SPI bus, xdotool, and the
 # real GTK apps the tests operate, and a Secret Service (GNOME Keyring, secret-tool) for the
-# judge's API-key test. Python with venv for the OpenAI client the API tests drive the server with.
+# judge's API-key test. Python with venv for the OpenAI client the API tests drive the server with,
+# and PyGObject's AT-SPI and GDK bindings for the first-run test (tests/first_run.py).
 # WebKitGTK's WebDriver (webkit2gtk-driver) for the UI tests, behind tauri-driver.
 CLAWDESK_PACKAGES=(
   pkg-config build-essential libwebkit2gtk-4.1-dev libpipewire-0.3-dev libclang-dev libgbm-dev
@@ -14,7 +15,7 @@ CLAWDESK_PACKAGES=(
   xvfb xserver-xephyr xauth openbox dbus at-spi2-core x11-utils xdotool
   zenity gtk-3-examples mousepad gnome-calculator
   gnome-keyring libsecret-tools
-  python3 python3-venv
+  python3 python3-venv python3-gi gir1.2-atspi-2.0 gir1.2-gtk-3.0
   webkit2gtk-driver
 )
 

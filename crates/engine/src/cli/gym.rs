@@ -62,6 +62,10 @@ struct BaseArgs {
     /// character).
     #[arg(long)]
     word_tokens: bool,
+    /// More overrides of the tiny model's HF `text_config`, as a JSON object (for example
+    /// `{"rope_theta": 10000, "hidden_size": 128}`); they join the recipe's cache key.
+    #[arg(long, value_parser = parse_json_object)]
+    text_config: Option<serde_json::Value>,
     /// Train on the GPU (a `--features cuda` build); the base is cached as if made on the CPU.
     #[arg(long)]
     cuda: bool,
@@ -133,7 +137,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 },
                 batch: a.batch,
                 lr: a.lr,
-                config: serde_json::json!({"text_config": {"num_hidden_layers": a.layers}}),
+                config: tiny_overrides(a.layers, a.text_config.as_ref()),
                 word_tokens: a.word_tokens,
                 ..WarmStartSettings::default()
             };
@@ -194,6 +198,23 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
             println!("{name} success {success:.3} over {} tasks", tasks.len());
             Ok(())
         }
+    }
+}
+
+/// The tiny model's config overrides: the layer count, then anything `--text-config` adds.
+fn tiny_overrides(layers: usize, text_config: Option<&serde_json::Value>) -> serde_json::Value {
+    let mut text = serde_json::json!({"num_hidden_layers": layers});
+    if let Some(extra) = text_config {
+        clawdesk_model::tiny::merge_json(&mut text, extra);
+    }
+    serde_json::json!({ "text_config": text })
+}
+
+fn parse_json_object(raw: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        Ok(_) => Err("expected a JSON object, like {\"rope_theta\": 10000}".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
     }
 }
 
