@@ -15,7 +15,8 @@ cargo fmt --all -- --check
 # First, a new user's first run: the README's run command in a fresh clone, operated through
 # its accessibility tree (tests/first_run.py). It runs before anything else is built, so on a
 # fresh machine that command builds the app from nothing, as it would for the user.
-python3 "$root/tests/first_run.py"
+# Debian's own Python, where python3-gi is installed (not a python3 earlier on PATH).
+/usr/bin/python3 "$root/tests/first_run.py"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
 # The Debian package, built by Tauri's bundler from what the tests just built, unpacked into an

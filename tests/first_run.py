@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The first run, as a new user has it.
 
 A fresh clone, the README's run command (`bash scripts/run-app.sh`) in a private X display,
@@ -11,7 +11,7 @@ bindings, xdotool, SQLite) and not a Cargo test: a Cargo test would have built m
 before the command under test ran. The window is operated the way a person and the agent do:
 controls found through the accessibility tree, clicked with the pointer.
 
-Usage: python3 tests/first_run.py [--build-timeout SECONDS]
+Usage: /usr/bin/python3 tests/first_run.py [--build-timeout SECONDS]
 """
 
 import argparse
