@@ -15,7 +15,7 @@ CLAWDESK_PACKAGES=(
   xvfb xserver-xephyr xauth openbox dbus at-spi2-core x11-utils xdotool
   zenity gtk-3-examples mousepad gnome-calculator
   gnome-keyring libsecret-tools
-  python3 python3-venv python3-gi gir1.2-atspi-2.0 gir1.2-gtk-3.0
+  libglib2.0-bin python3 python3-venv python3-gi gir1.2-atspi-2.0 gir1.2-gtk-3.0
   webkit2gtk-driver
 )
 

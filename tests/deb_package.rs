@@ -33,6 +33,15 @@ async fn comes_up(desktop: &Desktop, child: &mut Child, name: &str) {
     }
 }
 
+/// The process whose executable is `program`, if one runs.
+fn running_from(program: &Path) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let entry = entry.ok()?;
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        (std::fs::read_link(entry.path().join("exe")).ok()? == program).then_some(pid)
+    })
+}
+
 fn start(sandbox: &Sandbox, program: &Path, args: &[&str], data: &Path) -> Child {
     sandbox
         .command(program)
@@ -84,10 +93,57 @@ async fn the_package_unpacks_into_a_clean_tree_and_its_programs_start() {
         .expect("desktop");
     let mut window = start(&sandbox, &app, &[], data.path());
     comes_up(&desktop, &mut window, "clawdesk").await;
+    let _ = window.kill();
+    let _ = window.wait();
     let mut practising = start(&sandbox, &practice, &["--seed", "3"], data.path());
     comes_up(&desktop, &mut practising, "clawdesk-practice").await;
-    for mut child in [window, practising] {
-        let _ = child.kill();
-        let _ = child.wait();
+    let _ = practising.kill();
+    let _ = practising.wait();
+
+    // And from the desktop menu: GIO launches the entry the way a desktop's menu does, with
+    // the package's programs on PATH as an installed package has them.
+    let entry_path = entries.first().expect("one entry");
+    let path = std::env::join_paths(std::iter::once(root.path().join("usr/bin")).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let said = data.path().join("gio-launch.log");
+    let mut launched = sandbox
+        .command("gio")
+        .arg("launch")
+        .arg(entry_path)
+        .env("PATH", path)
+        .env("CLAWDESK_DATA_DIR", data.path())
+        .stdout(Stdio::null())
+        // A file, not a pipe: the launched app inherits it and would hold a pipe open.
+        .stderr(std::fs::File::create(&said).map(Stdio::from).expect("log"))
+        .spawn()
+        .expect("gio runs");
+    let status = launched.wait().expect("gio ends");
+    assert!(
+        status.success(),
+        "gio launch {}: {}",
+        entry_path.display(),
+        std::fs::read_to_string(&said).unwrap_or_default()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let apps = desktop.accessibility().applications().await.expect("apps");
+        if apps.iter().any(|a| a.name == "clawdesk-app") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the window launched from the menu entry never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // It is the package's program that the entry started, found by its executable.
+    let pid = running_from(&app).unwrap_or_else(|| {
+        panic!(
+            "no process runs {} (the window on the bus came from elsewhere)",
+            app.display()
+        )
+    });
+    let _ = Command::new("kill").arg(pid.to_string()).status();
 }
