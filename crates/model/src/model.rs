@@ -582,6 +582,53 @@ impl Qwen3Vl {
         Ok(out)
     }
 
+    /// Makes base weights trainable beside the adapter, the way pretraining trains every
+    /// weight: the language model's RMSNorm weights (`norms`; their q/k norms bound how sharp
+    /// attention can be) and the token embeddings with the tied head (`embeddings`). Returns
+    /// each under its HF name; the optimiser updates them in place, and
+    /// [`Self::text_weights`] hands them back for saving.
+    pub fn train_base_weights(
+        &mut self,
+        norms: bool,
+        embeddings: bool,
+    ) -> Result<Vec<(String, Var)>> {
+        let mut out = Vec::new();
+        if norms {
+            for (name, weight) in self.text.norms_mut() {
+                let var = Var::from_tensor(weight)?;
+                *weight = var.as_tensor().clone();
+                out.push((name, var));
+            }
+        }
+        if embeddings {
+            let tied = self.config.tie_word_embeddings();
+            let (name, weight) = self.text.embed_tokens_mut();
+            let var = Var::from_tensor(weight)?;
+            *weight = var.as_tensor().clone();
+            if tied {
+                self.lm_head = var.as_tensor().clone();
+            }
+            out.push((name, var));
+        }
+        Ok(out)
+    }
+
+    /// The language model's weights a warm start can change, under their HF names: the
+    /// linears (without adapters; merged after [`Self::merge_lora`]), the norms and the token
+    /// embeddings.
+    pub fn text_weights(&mut self) -> Vec<(String, Tensor)> {
+        let mut out = self.text_linear_weights();
+        out.extend(
+            self.text
+                .norms_mut()
+                .into_iter()
+                .map(|(name, w)| (name, w.clone())),
+        );
+        let (name, w) = self.text.embed_tokens_mut();
+        out.push((name, w.clone()));
+        out
+    }
+
     /// The language model's linear weights under their HF names (`...q_proj.weight`), without
     /// adapters: after [`Self::merge_lora`], what a merged model's safetensors hold.
     pub fn text_linear_weights(&self) -> Vec<(String, Tensor)> {

@@ -49,6 +49,12 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, mode: Mode) -> Result<Ten
             let w32 = weight.to_dtype(DType::F32)?;
             candle_nn::ops::rms_norm(&x32, &w32, eps as f32)?.to_dtype(dtype)
         }
+        // A weight being trained needs its own gradient, which the fused kernel (weight
+        // folded in) does not give: normalise there with unit weight, then scale.
+        Mode::Train if crate::fused::applies(x) && weight.is_variable() => {
+            let ones = Tensor::ones(weight.dims(), DType::F32, weight.device())?;
+            crate::fused::rms_norm(x, &ones, eps)?.broadcast_mul(&weight.to_dtype(dtype)?)
+        }
         Mode::Train if crate::fused::applies(x) => crate::fused::rms_norm(x, weight, eps),
         Mode::Train => composed::rms_normalize(&x.to_dtype(DType::F32)?, eps)?
             .to_dtype(dtype)?

@@ -194,6 +194,41 @@ impl TextModel {
         out
     }
 
+    /// Every RMSNorm weight under its HF name: each layer's input, post-attention, q and k
+    /// norms, then the final norm.
+    pub fn norms_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let lp = format!("{}.layers.{i}", Self::PREFIX);
+            out.push((
+                format!("{lp}.input_layernorm.weight"),
+                &mut layer.input_layernorm,
+            ));
+            out.push((
+                format!("{lp}.post_attention_layernorm.weight"),
+                &mut layer.post_attention_layernorm,
+            ));
+            out.push((
+                format!("{lp}.self_attn.q_norm.weight"),
+                &mut layer.attn.q_norm,
+            ));
+            out.push((
+                format!("{lp}.self_attn.k_norm.weight"),
+                &mut layer.attn.k_norm,
+            ));
+        }
+        out.push((format!("{}.norm.weight", Self::PREFIX), &mut self.norm));
+        out
+    }
+
+    /// The token embeddings, under their HF name, to train them.
+    pub fn embed_tokens_mut(&mut self) -> (String, &mut Tensor) {
+        (
+            format!("{}.embed_tokens.weight", Self::PREFIX),
+            &mut self.embed_tokens,
+        )
+    }
+
     /// Read-only twin of [`Self::linears_mut`].
     pub fn linears(&self) -> Vec<(String, &Linear)> {
         let mut out = Vec::new();

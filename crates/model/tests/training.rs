@@ -122,6 +122,60 @@ fn every_lora_weight_gets_a_gradient_that_finite_differences_confirm() {
     }
 }
 
+#[test]
+fn trained_norms_and_embeddings_get_gradients_that_finite_differences_confirm() {
+    let (_dir, mut loaded) = model_with_adapter();
+    let vars = loaded
+        .model
+        .train_base_weights(true, true)
+        .expect("trainable");
+    // Four norms per layer and the final one, then the (tied) embeddings.
+    assert_eq!(vars.len(), 2 * 4 + 1 + 1);
+    assert!(
+        vars[2].0.ends_with("self_attn.q_norm.weight"),
+        "{}",
+        vars[2].0
+    );
+    let items = batch(&loaded);
+    let grads = loss(&loaded.model, &items).backward().expect("backward");
+    for (name, var) in &vars {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let gv = g
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("grad");
+        assert!(gv.iter().all(|v| v.is_finite()), "{name}");
+        let (idx, &analytic) = gv
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .expect("entry");
+        assert!(analytic.abs() > 0.0, "zero gradient for {name}");
+        let eps = 1e-2f32;
+        let numeric = (eval_with(&loaded.model, &items, var, idx, eps)
+            - eval_with(&loaded.model, &items, var, idx, -eps))
+            / (2.0 * eps);
+        assert!(
+            (numeric - analytic).abs() <= 0.03 * analytic.abs() + 1e-4,
+            "{name} entry {idx}: analytic {analytic}, numeric {numeric}"
+        );
+    }
+    // What is saved is what was trained: moving a norm shows in the saved weights.
+    let (name, var) = &vars[2];
+    let moved = (var.as_tensor() * 3.0).expect("scaled");
+    var.set(&moved).expect("set");
+    let saved = loaded.model.text_weights();
+    let (_, w) = saved.iter().find(|(n, _)| n == name).expect("saved");
+    let diff = (w - &moved)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff");
+    assert_eq!(diff, 0.0, "{name} is saved as trained");
+}
+
 /// The loss with one entry of `var` moved by `delta` (restored afterwards).
 fn eval_with(model: &Qwen3Vl, items: &[ScoreItem], var: &Var, idx: usize, delta: f32) -> f32 {
     let original = var.as_tensor().copy().expect("copy");

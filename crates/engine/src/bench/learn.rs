@@ -90,6 +90,12 @@ pub struct LearnBenchArgs {
     /// The practice base gives each of the gym's names and numbers a token of its own.
     #[arg(long)]
     pub word_tokens: bool,
+    /// The practice base's warm start also trains the norm weights (see `gym base`).
+    #[arg(long)]
+    pub train_norms: bool,
+    /// The practice base's warm start also trains the token embeddings.
+    #[arg(long)]
+    pub train_embeddings: bool,
     /// Where practice bases are cached (default: the user cache directory).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -119,6 +125,8 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
         seed: args.seed,
         steps: args.warm_steps,
         word_tokens: args.word_tokens,
+        train_norms: args.train_norms,
+        train_embeddings: args.train_embeddings,
         ..WarmStartSettings::default()
     };
     let (base, warm_report) = practice_base(&cache, &warm, &mut log_warm_start)?;

@@ -62,6 +62,13 @@ struct BaseArgs {
     /// character).
     #[arg(long)]
     word_tokens: bool,
+    /// Also train the language model's norm weights, not only the adapter (the q/k norms'
+    /// scale bounds how sharply attention can pick one list line).
+    #[arg(long)]
+    train_norms: bool,
+    /// Also train the token embeddings and the head tied to them.
+    #[arg(long)]
+    train_embeddings: bool,
     /// More overrides of the tiny model's HF `text_config`, as a JSON object (for example
     /// `{"rope_theta": 10000, "hidden_size": 128}`); they join the recipe's cache key.
     #[arg(long, value_parser = parse_json_object)]
@@ -139,6 +146,8 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 lr: a.lr,
                 config: tiny_overrides(a.layers, a.text_config.as_ref()),
                 word_tokens: a.word_tokens,
+                train_norms: a.train_norms,
+                train_embeddings: a.train_embeddings,
                 ..WarmStartSettings::default()
             };
             let device = super::model::device(if a.cuda {
@@ -207,7 +216,15 @@ fn tiny_overrides(layers: usize, text_config: Option<&serde_json::Value>) -> ser
     if let Some(extra) = text_config {
         clawdesk_model::tiny::merge_json(&mut text, extra);
     }
-    serde_json::json!({ "text_config": text })
+    // The vision tower's merger writes into the text model's width, so a wider text model
+    // takes a wider merger with it.
+    match text.get("hidden_size").cloned() {
+        Some(width) => serde_json::json!({
+            "text_config": text,
+            "vision_config": {"out_hidden_size": width},
+        }),
+        None => serde_json::json!({ "text_config": text }),
+    }
 }
 
 fn parse_json_object(raw: &str) -> Result<serde_json::Value, String> {

@@ -7,11 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{Split, TaskKind, sample_task};
 use clawdesk_model::rng::SeededRng;
-use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, ScoreItem, tiny};
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +46,16 @@ pub struct WarmStartSettings {
     /// has one per character). Left out of the recipe key when off, so older bases stay valid.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub word_tokens: bool,
+    /// Also train the language model's RMSNorm weights, as pretraining does: the q/k norms'
+    /// scale bounds how sharply a head can attend (with unit scale and head size 16, no
+    /// attention logit exceeds 4), and finding one line in a list needs sharp attention.
+    /// Left out of the recipe key when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub train_norms: bool,
+    /// Also train the token embeddings (and the head tied to them). Left out of the recipe
+    /// key when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub train_embeddings: bool,
 }
 
 impl Default for WarmStartSettings {
@@ -62,6 +71,8 @@ impl Default for WarmStartSettings {
             mistakes: Mistakes::Salient,
             config: serde_json::json!({"text_config": {"num_hidden_layers": 3}}),
             word_tokens: false,
+            train_norms: false,
+            train_embeddings: false,
         }
     }
 }
@@ -113,8 +124,19 @@ pub fn warm_start(
     let mut loaded = load_on(tiny_dir, device)?;
     let config = LoraConfig::new(settings.rank, settings.rank as f64);
     loaded.model.attach_lora(config, settings.seed)?;
+    let base_vars: Vec<Var> = loaded
+        .model
+        .train_base_weights(settings.train_norms, settings.train_embeddings)?
+        .into_iter()
+        .map(|(_, var)| var)
+        .collect();
     let mut optimizer = AdamW::new(
-        loaded.model.lora_vars(),
+        loaded
+            .model
+            .lora_vars()
+            .into_iter()
+            .chain(base_vars.iter().cloned())
+            .collect(),
         AdamWConfig {
             weight_decay: 0.0,
             ..AdamWConfig::default()
@@ -177,12 +199,21 @@ pub fn warm_start(
             });
         }
         let grads = loss.backward()?;
-        let grads: Vec<Tensor> = loaded
+        let mut grads_in_order: Vec<Tensor> = loaded
             .model
             .lora_gradients(&grads)?
             .into_iter()
             .map(|(_, g)| g)
             .collect();
+        for var in &base_vars {
+            let g = match grads.get(var.as_tensor()) {
+                Some(g) => g.clone(),
+                // A weight the loss does not reach this batch (no image rows, say).
+                None => var.as_tensor().zeros_like()?,
+            };
+            grads_in_order.push(g);
+        }
+        let grads = grads_in_order;
         optimizer.step(&grads, schedule.lr(step as u64))?;
         progress(WarmStartProgress {
             step,
@@ -192,11 +223,12 @@ pub fn warm_start(
     }
     drop(policy);
     loaded.model.merge_lora()?;
+    let trained = loaded.model.text_weights();
     let held_out = evaluation_set(Split::HeldOut, &TaskKind::ALL, 60, settings.seed ^ 0xE7A1);
     let policy = GymPolicy::built_in(&loaded)?;
     let success_without_hint = policy.success_rate(&held_out, false)?;
     let success_with_hint = hinted_success(&policy, &held_out)?;
-    write_merged(tiny_dir, out, &loaded)?;
+    write_merged(tiny_dir, out, &trained)?;
     let report = WarmStartReport {
         recipe: RECIPE,
         settings: settings.clone(),
@@ -228,8 +260,9 @@ fn hinted_success(policy: &GymPolicy<'_>, tasks: &[clawdesk_gym::Task]) -> Resul
     Ok(right as f64 / tasks.len().max(1) as f64)
 }
 
-/// Copies the model directory with its language-model linears replaced by the merged ones.
-fn write_merged(tiny_dir: &Path, out: &Path, loaded: &LoadedModel) -> Result<()> {
+/// Copies the model directory with its language-model weights replaced by the trained ones
+/// (`trained`: HF names and tensors; the linears merged).
+fn write_merged(tiny_dir: &Path, out: &Path, trained: &[(String, Tensor)]) -> Result<()> {
     std::fs::create_dir_all(out).map_err(TrainerError::io(out))?;
     let entries = std::fs::read_dir(tiny_dir).map_err(TrainerError::io(tiny_dir))?;
     for entry in entries {
@@ -243,8 +276,8 @@ fn write_merged(tiny_dir: &Path, out: &Path, loaded: &LoadedModel) -> Result<()>
     }
     let weights_path = tiny_dir.join("model.safetensors");
     let mut tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)?;
-    for (name, weight) in loaded.model.text_linear_weights() {
-        let Some(slot) = tensors.get_mut(&name) else {
+    for (name, weight) in trained {
+        let Some(slot) = tensors.get_mut(name) else {
             return Err(TrainerError::Input(format!(
                 "{} has no tensor {name} to replace",
                 weights_path.display()
