@@ -46,6 +46,25 @@ impl GymAction {
         }
         None
     }
+
+    /// Reads a reply that may quote, on one line before its action, the element it acts on
+    /// (a grounded reply: `green button (375,250)` then `click(375,250)`). The quoted line is
+    /// returned as the reply's thought; a reply of more lines, or whose first line is itself
+    /// an action, is `None`.
+    pub fn parse_reply(text: &str) -> Option<(Option<&str>, Self)> {
+        let text = text.trim();
+        match text.split_once('\n') {
+            None => Some((None, Self::parse(text)?)),
+            Some((thought, action)) => {
+                let thought = thought.trim();
+                let is_action = thought.starts_with("click(") || thought.starts_with("type(");
+                if thought.is_empty() || is_action || action.contains('\n') {
+                    return None;
+                }
+                Some((Some(thought), Self::parse(action)?))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -63,6 +82,30 @@ mod tests {
             },
         ] {
             assert_eq!(GymAction::parse(&a.to_string()), Some(a));
+        }
+    }
+
+    #[test]
+    fn a_grounded_reply_quotes_one_element_line_before_its_action() {
+        assert_eq!(
+            GymAction::parse_reply("green button (375,250)\nclick(375,250)"),
+            Some((
+                Some("green button (375,250)"),
+                GymAction::Click { x: 375, y: 250 }
+            ))
+        );
+        assert_eq!(
+            GymAction::parse_reply("type(\"cat\")"),
+            Some((None, GymAction::Type { text: "cat".into() }))
+        );
+        for bad in [
+            "click(1,2)\nclick(3,4)",
+            "a\nb\nclick(1,2)",
+            "\nclick(1,2) x",
+            "green button (375,250)\n",
+            "green button (375,250)\npress(enter)",
+        ] {
+            assert_eq!(GymAction::parse_reply(bad), None, "{bad:?}");
         }
     }
 

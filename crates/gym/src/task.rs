@@ -298,6 +298,18 @@ impl Task {
             .collect()
     }
 
+    /// The element line (as [`Self::elements`] writes it) a click lands on: what a grounded
+    /// reply quotes before its action, naming the element it acts on. `None` for typing and
+    /// for a click on no widget.
+    pub fn element_line(&self, action: &GymAction) -> Option<String> {
+        let GymAction::Click { x, y } = action else {
+            return None;
+        };
+        let (_, widget) = self.screen.widget_at(Cell::at_grid(*x, *y)?)?;
+        let (cx, cy) = widget.cell.center_grid();
+        Some(format!("{} ({cx},{cy})", widget.name()))
+    }
+
     /// The most salient wrong action: a click on the first widget in reading order, the
     /// mistake a model biased toward the top-left of the screen makes. `None` when that click
     /// would be right.

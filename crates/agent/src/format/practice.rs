@@ -1,7 +1,8 @@
 //! The practice gym's own action format, which the practice base (a tiny model warm-started
-//! on the gym) writes: the whole reply is one `click(x,y)` on a 0-999 grid of the screen
-//! (x/1000 of its width), or one `type("text")`. No thought, no other action: the gym's
-//! verifier scores anything else as a wrong step, and so does this parser.
+//! on the gym) writes: one `click(x,y)` on a 0-999 grid of the screen (x/1000 of its width),
+//! or one `type("text")`, on the reply's last line. A grounded reply first quotes, on one line,
+//! the element it acts on (`green button (375,250)`); that line is the thought. Nothing else:
+//! the gym's verifier scores anything else as a wrong step, and so does this parser.
 
 use clawdesk_desktop::{Action, MouseButton, NormPoint};
 
@@ -12,7 +13,19 @@ use crate::FormatError;
 const GRID: f64 = 1000.0;
 
 pub(crate) fn parse(format: &'static str, text: &str) -> Result<Reply, FormatError> {
-    let text = text.trim();
+    let (thought, text) = match text.trim().split_once('\n') {
+        Some((line, rest)) => {
+            let line = line.trim();
+            if line.starts_with("click(") || line.starts_with("type(") || rest.contains('\n') {
+                return Err(malformed(
+                    format,
+                    "the reply must be one click(x,y) or type(\"text\"), after at most one line quoting the element",
+                ));
+            }
+            (super::thought(line), rest.trim())
+        }
+        None => (None, text.trim()),
+    };
     let action = if let Some(args) = text.strip_prefix("click(") {
         let args = args
             .strip_suffix(')')
@@ -62,15 +75,19 @@ pub(crate) fn parse(format: &'static str, text: &str) -> Result<Reply, FormatErr
         ));
     };
     Ok(Reply {
-        thought: None,
+        thought,
         actions: vec![AgentAction::Desktop { action }],
     })
 }
 
 pub(crate) fn emit(format: &'static str, reply: &Reply) -> Result<String, FormatError> {
-    if reply.thought.is_some() {
-        return Err(unsupported(format, "a thought"));
-    }
+    let line = match reply.thought.as_deref() {
+        Some(t) if t.contains('\n') => {
+            return Err(unsupported(format, "a thought of more than one line"));
+        }
+        Some(t) => format!("{t}\n"),
+        None => String::new(),
+    };
     let [AgentAction::Desktop { action }] = reply.actions.as_slice() else {
         return Err(unsupported(
             format,
@@ -84,10 +101,10 @@ pub(crate) fn emit(format: &'static str, reply: &Reply) -> Result<String, Format
             count: 1,
         } => {
             let unit = |v: f64| ((v.clamp(0.0, 1.0) * GRID).round() as u32).min(999);
-            Ok(format!("click({},{})", unit(at.x), unit(at.y)))
+            Ok(format!("{line}click({},{})", unit(at.x), unit(at.y)))
         }
         Action::Type { text, paste: false } if !text.contains('"') && !text.contains('\n') => {
-            Ok(format!("type(\"{text}\")"))
+            Ok(format!("{line}type(\"{text}\")"))
         }
         other => Err(unsupported(format, other.describe())),
     }
@@ -134,6 +151,22 @@ mod tests {
             parse("practice", " type( \"cat\" )\n").expect("parses"),
             typed
         );
+    }
+
+    #[test]
+    fn a_grounded_reply_keeps_its_element_line_as_the_thought() {
+        let text = "green button (375,250)\nclick(375,250)";
+        let mut grounded = click(375, 250);
+        grounded.thought = Some("green button (375,250)".into());
+        assert_eq!(parse("practice", text).expect("parses"), grounded);
+        assert_eq!(emit("practice", &grounded).expect("emits"), text);
+        for bad in [
+            "click(1,2)\nclick(3,4)",
+            "one\ntwo\nclick(1,2)",
+            "green button (375,250)\n",
+        ] {
+            assert!(parse("practice", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct LearnBenchArgs {
     /// The practice base's warm start also trains the token embeddings.
     #[arg(long)]
     pub train_embeddings: bool,
+    /// The practice base's demonstrated clicks quote the element line first (see `gym base`).
+    #[arg(long)]
+    pub grounded: bool,
     /// Where practice bases are cached (default: the user cache directory).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -127,6 +130,7 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
         word_tokens: args.word_tokens,
         train_norms: args.train_norms,
         train_embeddings: args.train_embeddings,
+        grounded: args.grounded,
         ..WarmStartSettings::default()
     };
     let (base, warm_report) = practice_base(&cache, &warm, &mut log_warm_start)?;

@@ -69,6 +69,9 @@ struct BaseArgs {
     /// Also train the token embeddings and the head tied to them.
     #[arg(long)]
     train_embeddings: bool,
+    /// Demonstrated clicks first quote the element line they act on (a grounded reply).
+    #[arg(long)]
+    grounded: bool,
     /// More overrides of the tiny model's HF `text_config`, as a JSON object (for example
     /// `{"rope_theta": 10000, "hidden_size": 128}`); they join the recipe's cache key.
     #[arg(long, value_parser = parse_json_object)]
@@ -148,6 +151,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 word_tokens: a.word_tokens,
                 train_norms: a.train_norms,
                 train_embeddings: a.train_embeddings,
+                grounded: a.grounded,
                 ..WarmStartSettings::default()
             };
             let device = super::model::device(if a.cuda {

@@ -129,7 +129,7 @@ impl<'a> GymPolicy<'a> {
         )?;
         let reply = self.loaded.processor.decode(&generation.tokens, true)?;
         Ok(Acted {
-            action: GymAction::parse(&reply),
+            action: GymAction::parse_reply(&reply).map(|(_, action)| action),
             messages: self.messages(task, hint)?,
             prompt,
             tokens: generation.tokens,
@@ -138,9 +138,14 @@ impl<'a> GymPolicy<'a> {
         })
     }
 
-    /// The response tokens for an action as the model would write it (ending the turn).
-    pub fn response_tokens(&self, action: &GymAction) -> Result<Vec<u32>> {
-        let mut ids = self.loaded.processor.tokenize(&action.to_string())?;
+    /// The response tokens for an action as the model would write it (ending the turn),
+    /// grounded when `thought` quotes the element line it acts on.
+    pub fn response_tokens(&self, thought: Option<&str>, action: &GymAction) -> Result<Vec<u32>> {
+        let text = match thought {
+            Some(line) => format!("{line}\n{action}"),
+            None => action.to_string(),
+        };
+        let mut ids = self.loaded.processor.tokenize(&text)?;
         ids.extend(self.loaded.processor.stop_ids().first().copied());
         Ok(ids)
     }

@@ -56,6 +56,11 @@ pub struct WarmStartSettings {
     /// key when off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub train_embeddings: bool,
+    /// Demonstrated clicks first quote the element line they act on, then act (a grounded
+    /// reply): the point is then copied from the line just written, not looked up from the
+    /// instruction. Left out of the recipe key when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grounded: bool,
 }
 
 impl Default for WarmStartSettings {
@@ -73,6 +78,7 @@ impl Default for WarmStartSettings {
             word_tokens: false,
             train_norms: false,
             train_embeddings: false,
+            grounded: false,
         }
     }
 }
@@ -180,7 +186,14 @@ pub fn warm_start(
             let hint = if hinted { task.hint() } else { None };
             items.push(ScoreItem {
                 prompt: policy.prompt(&task, hint.as_deref())?,
-                response: policy.response_tokens(&action)?,
+                response: policy.response_tokens(
+                    settings
+                        .grounded
+                        .then(|| task.element_line(&action))
+                        .flatten()
+                        .as_deref(),
+                    &action,
+                )?,
             });
         }
         let scored = loaded.model.score(&items, true)?;
