@@ -212,22 +212,21 @@ pub fn warm_start(
             });
         }
         let grads = loss.backward()?;
-        let mut grads_in_order: Vec<Tensor> = loaded
+        // In the optimiser's order: the adapter's, then the base weights'. Every text batch
+        // reaches the norms and embeddings; a zero keeps the order if one ever does not.
+        let mut in_order: Vec<Tensor> = loaded
             .model
             .lora_gradients(&grads)?
             .into_iter()
             .map(|(_, g)| g)
             .collect();
         for var in &base_vars {
-            let g = match grads.get(var.as_tensor()) {
+            in_order.push(match grads.get(var.as_tensor()) {
                 Some(g) => g.clone(),
-                // A weight the loss does not reach this batch (no image rows, say).
                 None => var.as_tensor().zeros_like()?,
-            };
-            grads_in_order.push(g);
+            });
         }
-        let grads = grads_in_order;
-        optimizer.step(&grads, schedule.lr(step as u64))?;
+        optimizer.step(&in_order, schedule.lr(step as u64))?;
         progress(WarmStartProgress {
             step,
             steps: settings.steps,
