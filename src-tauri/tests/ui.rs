@@ -263,8 +263,13 @@ fn metrics(loss: f64) -> serde_json::Value {
         "lr": 1e-3, "samples": 4, "dropped": 0, "tokens": 100, "tokens_per_second": 50.0})
 }
 
+/// One app under test at a time: the scroll test times frames, and on a 2-core machine a
+/// second app and WebKit running beside it drop frames that are not the timeline's.
+static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
+    let _one = ONE_APP_AT_A_TIME.lock().await;
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).unwrap();
     // A tiny model to run the agent with, and a real adapter of it.
@@ -482,6 +487,7 @@ async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_steps_open_fast_and_scroll_smoothly() {
+    let _one = ONE_APP_AT_A_TIME.lock().await;
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).unwrap();
     let episode = store
@@ -621,6 +627,7 @@ async fn next_approval(app: &Driven, previous: Option<&str>, secs: u64) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
     use clawdesk_gym::{Cell, GymAction, Task, TaskKind};
+    let _one = ONE_APP_AT_A_TIME.lock().await;
     let base = clawdesk_tests::practice_base();
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).unwrap();
