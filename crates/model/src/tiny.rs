@@ -113,6 +113,21 @@ pub fn write_tiny_model(out: &Path, config_json: &serde_json::Value, seed: u64) 
     write_tiny_model_with_words(out, config_json, seed, &[])
 }
 
+/// How a tiny model's random weights are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Init {
+    /// Every layer passes activations of order one: what parity tests need (a comparison on
+    /// near-zero outputs would hide mistakes).
+    #[default]
+    OrderOne,
+    /// The language model as HF initialises one for training: linears and embeddings drawn
+    /// with the config's `initializer_range`, norms at one, so each layer starts close to the
+    /// identity on the residual stream. From order-one layers the tiny model does not learn
+    /// associative recall, the gym's lookup, in thousands of steps (bench/RESULTS.md); the
+    /// vision tower stays order-one, its features carrying the screenshot.
+    Trainable,
+}
+
 /// As [`write_tiny_model`], with each of `words` one token of its own (an added, non-special
 /// token matched as a whole word, ids after the special tokens), so that a task's names and
 /// numbers are single tokens rather than one per character. `vocab_size` must hold them.
@@ -121,6 +136,17 @@ pub fn write_tiny_model_with_words(
     config_json: &serde_json::Value,
     seed: u64,
     words: &[String],
+) -> Result<()> {
+    write_tiny_model_with(out, config_json, seed, words, Init::OrderOne)
+}
+
+/// As [`write_tiny_model_with_words`], drawing the weights as `init` says.
+pub fn write_tiny_model_with(
+    out: &Path,
+    config_json: &serde_json::Value,
+    seed: u64,
+    words: &[String],
+    init: Init,
 ) -> Result<()> {
     let config: Qwen3VlConfig =
         serde_json::from_value(config_json.clone()).map_err(|source| ModelError::Json {
@@ -170,7 +196,11 @@ pub fn write_tiny_model_with_words(
             "top_p": 0.8
         })),
     )?;
-    let tensors = random_tensors(&config, seed);
+    let range = config_json
+        .pointer("/text_config/initializer_range")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.02);
+    let tensors = random_tensors(&config, seed, init, range);
     write_safetensors(&out.join("model.safetensors"), &tensors)?;
     // A broken tokenizer file must fail here, not in the first test that loads it.
     tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).map_err(|e| {
@@ -413,12 +443,29 @@ pub fn tensor_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
 
 /// Random values scaled so activations stay of order one through every layer: a parity test
 /// on near-zero outputs would hide mistakes.
-fn random_tensors(config: &Qwen3VlConfig, seed: u64) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+/// [`Init::Trainable`] redraws the language model's tensors from the same stream, so the
+/// vision tower's weights are the same under either init.
+fn random_tensors(
+    config: &Qwen3VlConfig,
+    seed: u64,
+    init: Init,
+    range: f64,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut rng = SeededRng::new(seed);
     tensor_shapes(config)
         .into_iter()
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
+            let language = name.starts_with("model.language_model.") || name == "lm_head.weight";
+            if init == Init::Trainable && language {
+                let drawn = rng.normals(n, range);
+                let data = if name.ends_with("norm.weight") {
+                    vec![1.0; n]
+                } else {
+                    drawn
+                };
+                return (name, shape, data);
+            }
             let data = if name.ends_with("norm.weight")
                 || name.contains("layernorm")
                 || name.contains(".norm1.weight")
@@ -472,6 +519,28 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trainable_init_draws_the_language_model_small_and_leaves_the_vision_tower() {
+        let config: Qwen3VlConfig =
+            serde_json::from_value(default_config()).expect("the default config parses");
+        let order_one = random_tensors(&config, 3, Init::OrderOne, 0.02);
+        let trainable = random_tensors(&config, 3, Init::Trainable, 0.02);
+        let std = |data: &[f32]| {
+            (data.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / data.len() as f64).sqrt()
+        };
+        for ((name, _, a), (_, _, b)) in order_one.iter().zip(&trainable) {
+            if !name.starts_with("model.language_model.") {
+                assert_eq!(a, b, "{name} changed");
+            } else if name.ends_with("norm.weight") {
+                assert!(b.iter().all(|&v| v == 1.0), "{name} is not all ones");
+            } else {
+                let (sa, sb) = (std(a), std(b));
+                assert!((0.015..0.025).contains(&sb), "{name}: std {sb}");
+                assert!(sa > 4.0 * sb, "{name}: order-one std {sa}");
+            }
+        }
+    }
 
     #[test]
     fn words_become_single_tokens_only_where_they_stand_alone() {
