@@ -9,7 +9,8 @@
 //! state that [`checkpoint`] writes atomically and restores exactly; [`update`] makes one update of a
 //! Qwen3-VL's LoRA from a batch; [`teacher`] words the OPD teacher's hinted context. [`practice`]
 //! runs all of it on the gym: rollouts judged by rule verifiers, the warm-started practice base,
-//! and measured learning runs. [`run`] is the loop over the store: batches of judged steps
+//! and measured learning runs. [`probe`] asks the same tiny model for one kind of
+//! attention at a time, to tell what its warm start can learn. [`run`] is the loop over the store: batches of judged steps
 //! ([`stored`] says what a step keeps of its policy turn), figures per update, checkpoints.
 
 pub mod advantage;
@@ -18,6 +19,7 @@ mod error;
 pub mod loss;
 pub mod optim;
 pub mod practice;
+pub mod probe;
 pub mod run;
 pub mod stored;
 pub mod teacher;

@@ -5,6 +5,7 @@ pub mod judge;
 pub mod learn;
 pub mod model;
 pub mod observe;
+pub mod probe;
 pub mod serve;
 
 use std::fmt::Write as _;

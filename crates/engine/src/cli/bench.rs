@@ -16,6 +16,9 @@ enum BenchWhat {
     Model(clawdesk_engine::bench::model::ModelBenchArgs),
     /// Binary RL, OPD and combined on the gym: held-out success before and after, wall time.
     Learn(clawdesk_engine::bench::learn::LearnBenchArgs),
+    /// What the tiny practice model learns to attend to: by place, by content, and both in
+    /// turn (the gym's element lookup), each against chance.
+    Probe(clawdesk_engine::bench::probe::ProbeBenchArgs),
     /// Agent step latency with the trainer idle and with it training, in one run.
     Agent(clawdesk_engine::bench::agent::AgentBenchArgs),
     /// The OpenAI-compatible server on loopback: latency beside a direct policy call, many
@@ -54,6 +57,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     report.problems.len()
                 );
             }
+            Ok(())
+        }
+        BenchWhat::Probe(a) => {
+            let table = tokio::task::block_in_place(|| clawdesk_engine::bench::probe::run(a))?;
+            println!("{table}");
             Ok(())
         }
         BenchWhat::Learn(a) => {

@@ -1,0 +1,377 @@
+//! Attention probes: three one-answer text tasks, trained with the practice warm start's
+//! optimiser on the tiny model, that separate what the gym's lookup needs. Finding the
+//! element the instruction names and copying its point is associative recall (match a key,
+//! copy what follows it), which takes two attention steps in turn; the first two probes take
+//! one each.
+//!
+//! Token ids: the sequence starts with id 1, keys are ids from 10, values from 100, and
+//! the query follows separator 5: `1 k1 v1 k2 v2 ... 5 kq`.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+use clawdesk_model::rng::SeededRng;
+use clawdesk_model::{Logits, LoraConfig, ModelInput, Qwen3Vl, ScoreItem, tiny};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainerError};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::practice::episode::load_on;
+
+const BOS: u32 = 1;
+const SEPARATOR: u32 = 5;
+const FIRST_KEY: u32 = 10;
+const FIRST_VALUE: u32 = 100;
+const YES: u32 = FIRST_VALUE;
+const NO: u32 = FIRST_VALUE + 1;
+
+/// What a probe asks of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeTask {
+    /// Answer the token three places back: attention by relative position alone.
+    Offset,
+    /// Answer whether the query key is among the pairs: attention by content alone.
+    Membership,
+    /// Answer the value paired with the query key: content, then the next position.
+    Recall,
+}
+
+impl ProbeTask {
+    pub const ALL: [ProbeTask; 3] = [ProbeTask::Offset, ProbeTask::Membership, ProbeTask::Recall];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeTask::Offset => "offset",
+            ProbeTask::Membership => "membership",
+            ProbeTask::Recall => "recall",
+        }
+    }
+
+    /// Held-out accuracy of a model that cannot do the task but knows the answer's form:
+    /// a coin for membership; for the others, one of the values in the sequence.
+    pub fn chance(self, pairs: usize) -> f64 {
+        match self {
+            ProbeTask::Membership => 0.5,
+            ProbeTask::Offset | ProbeTask::Recall => 1.0 / pairs.max(1) as f64,
+        }
+    }
+}
+
+/// How a probe is trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSettings {
+    pub task: ProbeTask,
+    pub seed: u64,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    /// Key-value pairs per sequence (each key once).
+    pub pairs: usize,
+    /// Distinct keys and distinct values to draw from.
+    pub keys: u32,
+    pub values: u32,
+    /// The adapter's rank; alpha equals it.
+    pub rank: usize,
+    /// Also train the RMSNorm weights and the token embeddings, as the warm start can.
+    pub train_base: bool,
+    /// Overrides of the tiny model's HF config (the warm start's shape by default).
+    pub config: serde_json::Value,
+    /// Draw the language model's weights as HF does for training ([`tiny::Init::Trainable`])
+    /// rather than at order one.
+    #[serde(default)]
+    pub trainable_init: bool,
+    /// Held-out accuracy is measured every this many steps, and at the end.
+    pub eval_every: usize,
+    /// Held-out sequences (a seed of their own, so they do not depend on training).
+    pub eval_size: usize,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            task: ProbeTask::Recall,
+            seed: 1,
+            steps: 1500,
+            batch: 32,
+            lr: 3e-3,
+            pairs: 4,
+            keys: 20,
+            values: 20,
+            rank: 32,
+            train_base: false,
+            config: serde_json::json!({"text_config": {"num_hidden_layers": 3}}),
+            trainable_init: false,
+            eval_every: 250,
+            eval_size: 200,
+        }
+    }
+}
+
+/// A probe's curve and result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeReport {
+    pub settings: ProbeSettings,
+    /// (step, held-out accuracy), starting at step 0.
+    pub curve: Vec<(usize, f64)>,
+    pub final_loss: f64,
+    pub seconds: f64,
+}
+
+impl ProbeReport {
+    pub fn final_accuracy(&self) -> f64 {
+        self.curve.last().map_or(0.0, |&(_, a)| a)
+    }
+}
+
+/// One probe sequence and its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSample {
+    pub ids: Vec<u32>,
+    pub answer: u32,
+}
+
+/// Draws a sequence for `settings.task`.
+pub fn sample(settings: &ProbeSettings, rng: &mut SeededRng) -> ProbeSample {
+    let draw = |rng: &mut SeededRng, from: u32, count: u32| {
+        from + (rng.next_u64() % u64::from(count.max(1))) as u32
+    };
+    let pairs = settings.pairs.clamp(1, settings.keys.max(1) as usize);
+    let mut keys: Vec<u32> = Vec::with_capacity(pairs);
+    while keys.len() < pairs {
+        let k = draw(rng, FIRST_KEY, settings.keys);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let values: Vec<u32> = keys
+        .iter()
+        .map(|_| draw(rng, FIRST_VALUE, settings.values))
+        .collect();
+    let mut ids = vec![BOS];
+    for (&k, &v) in keys.iter().zip(&values) {
+        ids.extend([k, v]);
+    }
+    let q = (rng.next_u64() % pairs as u64) as usize;
+    ids.extend([SEPARATOR, keys[q]]);
+    let last = ids.len() - 1;
+    match settings.task {
+        ProbeTask::Recall => ProbeSample {
+            ids,
+            answer: values[q],
+        },
+        ProbeTask::Offset => {
+            // The last pair's value, drawn afresh so that it is no key's partner in
+            // particular: only its place identifies it.
+            let v = draw(rng, FIRST_VALUE, settings.values);
+            ids[last - 2] = v;
+            ProbeSample { ids, answer: v }
+        }
+        ProbeTask::Membership => {
+            let present = rng.next_u64().is_multiple_of(2) || keys.len() as u32 >= settings.keys;
+            if !present {
+                let mut k = keys[0];
+                while keys.contains(&k) {
+                    k = draw(rng, FIRST_KEY, settings.keys);
+                }
+                ids[last] = k;
+            }
+            ProbeSample {
+                ids,
+                answer: if present { YES } else { NO },
+            }
+        }
+    }
+}
+
+/// Trains a fresh seeded tiny model on `settings.task` on `device`, reporting the held-out
+/// curve as it goes.
+pub fn run_probe(
+    settings: &ProbeSettings,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, f64),
+) -> Result<ProbeReport> {
+    if settings.steps == 0 || settings.batch == 0 || settings.pairs == 0 {
+        return Err(TrainerError::Input(
+            "a probe needs steps, a batch and pairs".into(),
+        ));
+    }
+    if settings.values < 2 || settings.keys < 2 {
+        return Err(TrainerError::Input(
+            "a probe needs at least two keys and two values".into(),
+        ));
+    }
+    let started = Instant::now();
+    let work = tempfile::tempdir().map_err(TrainerError::io(&std::env::temp_dir()))?;
+    let mut config = tiny::default_config();
+    tiny::merge_json(&mut config, &settings.config);
+    let init = if settings.trainable_init {
+        tiny::Init::Trainable
+    } else {
+        tiny::Init::OrderOne
+    };
+    tiny::write_tiny_model_with(work.path(), &config, settings.seed, &[], init)?;
+    let needed = FIRST_VALUE + settings.values;
+    let vocab = config
+        .pointer("/text_config/vocab_size")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    if u64::from(needed) > vocab {
+        return Err(TrainerError::Input(format!(
+            "{} values need a vocabulary of {needed}; the model has {vocab}",
+            settings.values
+        )));
+    }
+    let mut loaded = load_on(work.path(), device)?;
+    let model = &mut loaded.model;
+    model.attach_lora(
+        LoraConfig::new(settings.rank, settings.rank as f64),
+        settings.seed,
+    )?;
+    let base: Vec<Var> = model
+        .train_base_weights(settings.train_base, settings.train_base)?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut optimizer = AdamW::new(
+        model
+            .lora_vars()
+            .into_iter()
+            .chain(base.iter().cloned())
+            .collect(),
+        AdamWConfig {
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        },
+    )?;
+    let mut rng = SeededRng::new(settings.seed ^ 0x5052_4F42);
+    let mut held_rng = SeededRng::new(settings.seed ^ 0x4845_4C44);
+    let held: Vec<ProbeSample> = (0..settings.eval_size.max(1))
+        .map(|_| sample(settings, &mut held_rng))
+        .collect();
+    let first = accuracy(model, &held, settings.values)?;
+    progress(0, first);
+    let mut curve = vec![(0, first)];
+    let mut final_loss = f64::NAN;
+    for step in 1..=settings.steps {
+        let items: Vec<ScoreItem> = (0..settings.batch)
+            .map(|_| {
+                let s = sample(settings, &mut rng);
+                ScoreItem {
+                    prompt: ModelInput {
+                        ids: s.ids,
+                        images: Vec::new(),
+                    },
+                    response: vec![s.answer],
+                }
+            })
+            .collect();
+        let scored = model.score(&items, true)?;
+        let loss = scored.logprobs.mean_all()?.neg()?;
+        final_loss = f64::from(loss.to_scalar::<f32>()?);
+        if !final_loss.is_finite() {
+            return Err(TrainerError::NonFinite {
+                what: "probe loss",
+                detail: format!("at step {step}"),
+            });
+        }
+        let grads = loss.backward()?;
+        let mut in_order: Vec<Tensor> = model
+            .lora_gradients(&grads)?
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect();
+        for var in &base {
+            in_order.push(match grads.get(var.as_tensor()) {
+                Some(g) => g.clone(),
+                None => var.as_tensor().zeros_like()?,
+            });
+        }
+        optimizer.step(&in_order, settings.lr)?;
+        if step % settings.eval_every.max(1) == 0 || step == settings.steps {
+            let a = accuracy(model, &held, settings.values)?;
+            progress(step, a);
+            curve.push((step, a));
+        }
+    }
+    Ok(ProbeReport {
+        settings: settings.clone(),
+        curve,
+        final_loss,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Greedy accuracy: the answer must be the most likely of the value tokens at the last
+/// position.
+fn accuracy(model: &Qwen3Vl, held: &[ProbeSample], values: u32) -> Result<f64> {
+    let mut right = 0usize;
+    let mut cache = model.new_cache();
+    for s in held {
+        let input = ModelInput {
+            ids: s.ids.clone(),
+            images: Vec::new(),
+        };
+        let logits = model.prefill(&mut cache, &input, true, Logits::Last)?;
+        let row = logits.flatten_all()?.to_vec1::<f32>()?;
+        let best = (FIRST_VALUE..FIRST_VALUE + values)
+            .filter(|&v| (v as usize) < row.len())
+            .max_by(|&a, &b| row[a as usize].total_cmp(&row[b as usize]));
+        right += usize::from(best == Some(s.answer));
+    }
+    Ok(right as f64 / held.len().max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(task: ProbeTask) -> ProbeSettings {
+        ProbeSettings {
+            task,
+            ..ProbeSettings::default()
+        }
+    }
+
+    #[test]
+    fn recall_answers_the_query_keys_partner() {
+        let s = settings(ProbeTask::Recall);
+        let mut rng = SeededRng::new(3);
+        for _ in 0..50 {
+            let ProbeSample { ids, answer } = sample(&s, &mut rng);
+            assert_eq!(ids.len(), 2 + 2 * s.pairs + 1);
+            assert_eq!(ids[ids.len() - 2], SEPARATOR);
+            let query = ids[ids.len() - 1];
+            let at = (1..ids.len() - 2)
+                .step_by(2)
+                .find(|&i| ids[i] == query)
+                .expect("the query is one of the keys");
+            assert_eq!(ids[at + 1], answer);
+        }
+    }
+
+    #[test]
+    fn offset_answers_three_back_and_membership_says_whether_the_key_is_there() {
+        let mut rng = SeededRng::new(4);
+        let offset = settings(ProbeTask::Offset);
+        for _ in 0..50 {
+            let s = sample(&offset, &mut rng);
+            assert_eq!(s.ids[s.ids.len() - 3], s.answer);
+        }
+        let membership = settings(ProbeTask::Membership);
+        let (mut yes, mut no) = (0, 0);
+        for _ in 0..200 {
+            let s = sample(&membership, &mut rng);
+            let query = s.ids[s.ids.len() - 1];
+            let keys: Vec<u32> = (1..s.ids.len() - 2).step_by(2).map(|i| s.ids[i]).collect();
+            let present = keys.contains(&query);
+            assert_eq!(s.answer, if present { YES } else { NO });
+            if present {
+                yes += 1;
+            } else {
+                no += 1;
+            }
+        }
+        assert!(yes > 60 && no > 60, "{yes} present, {no} absent");
+    }
+}
