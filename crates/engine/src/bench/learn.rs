@@ -99,6 +99,12 @@ pub struct LearnBenchArgs {
     /// The practice base's demonstrated clicks quote the element line first (see `gym base`).
     #[arg(long)]
     pub grounded: bool,
+    /// The practice base starts from weights drawn as HF does for training (see `gym base`).
+    #[arg(long)]
+    pub trainable_init: bool,
+    /// Peak learning rate of the practice base's warm start.
+    #[arg(long, default_value_t = WarmStartSettings::default().lr)]
+    pub warm_lr: f64,
     /// Where practice bases are cached (default: the user cache directory).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -131,6 +137,8 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
         train_norms: args.train_norms,
         train_embeddings: args.train_embeddings,
         grounded: args.grounded,
+        trainable_init: args.trainable_init,
+        lr: args.warm_lr,
         ..WarmStartSettings::default()
     };
     let (base, warm_report) = practice_base(&cache, &warm, &mut log_warm_start)?;

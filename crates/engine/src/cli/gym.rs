@@ -72,6 +72,10 @@ struct BaseArgs {
     /// Demonstrated clicks first quote the element line they act on (a grounded reply).
     #[arg(long)]
     grounded: bool,
+    /// Draw the random model's language weights as HF does for training (small, near the
+    /// identity) instead of at order one.
+    #[arg(long)]
+    trainable_init: bool,
     /// More overrides of the tiny model's HF `text_config`, as a JSON object (for example
     /// `{"rope_theta": 10000, "hidden_size": 128}`); they join the recipe's cache key.
     #[arg(long, value_parser = parse_json_object)]
@@ -152,6 +156,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 train_norms: a.train_norms,
                 train_embeddings: a.train_embeddings,
                 grounded: a.grounded,
+                trainable_init: a.trainable_init,
                 ..WarmStartSettings::default()
             };
             let device = super::model::device(if a.cuda {

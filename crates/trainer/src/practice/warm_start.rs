@@ -61,6 +61,12 @@ pub struct WarmStartSettings {
     /// instruction. Left out of the recipe key when off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grounded: bool,
+    /// Draw the random model's language weights as HF does for training (small, each layer
+    /// near the identity; [`tiny::Init::Trainable`]) instead of at order one. From order-one
+    /// weights the lookup the gym needs does not form (`clawdesk bench probe`). Left out of
+    /// the recipe key when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trainable_init: bool,
 }
 
 impl Default for WarmStartSettings {
@@ -79,6 +85,7 @@ impl Default for WarmStartSettings {
             train_norms: false,
             train_embeddings: false,
             grounded: false,
+            trainable_init: false,
         }
     }
 }
@@ -360,7 +367,12 @@ pub fn practice_base_on(
             *v = vocab.max(tiny::vocab_size_for(words.len())).into();
         }
     }
-    tiny::write_tiny_model_with_words(&tiny_dir, &config, settings.seed, &words)?;
+    let init = if settings.trainable_init {
+        tiny::Init::Trainable
+    } else {
+        tiny::Init::OrderOne
+    };
+    tiny::write_tiny_model_with(&tiny_dir, &config, settings.seed, &words, init)?;
     let built = work.path().join("base");
     let report = warm_start(&tiny_dir, &built, settings, device, progress)?;
     if dir.exists() {
