@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Var};
 use clawdesk_model::rng::SeededRng;
 use clawdesk_model::{Logits, LoraConfig, ModelInput, Qwen3Vl, ScoreItem, tiny};
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TrainerError};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::practice::episode::load_on;
+use crate::practice::warm_start::gradients_in_order;
 
 const BOS: u32 = 1;
 const SEPARATOR: u32 = 5;
@@ -276,17 +277,7 @@ pub fn run_probe(
             });
         }
         let grads = loss.backward()?;
-        let mut in_order: Vec<Tensor> = model
-            .lora_gradients(&grads)?
-            .into_iter()
-            .map(|(_, g)| g)
-            .collect();
-        for var in &base {
-            in_order.push(match grads.get(var.as_tensor()) {
-                Some(g) => g.clone(),
-                None => var.as_tensor().zeros_like()?,
-            });
-        }
+        let in_order = gradients_in_order(model, &grads, &base)?;
         optimizer.step(&in_order, settings.lr)?;
         if step % settings.eval_every.max(1) == 0 || step == settings.steps {
             let a = accuracy(model, &held, settings.values)?;

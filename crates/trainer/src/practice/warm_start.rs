@@ -219,20 +219,7 @@ pub fn warm_start(
             });
         }
         let grads = loss.backward()?;
-        // In the optimiser's order: the adapter's, then the base weights'. Every text batch
-        // reaches the norms and embeddings; a zero keeps the order if one ever does not.
-        let mut in_order: Vec<Tensor> = loaded
-            .model
-            .lora_gradients(&grads)?
-            .into_iter()
-            .map(|(_, g)| g)
-            .collect();
-        for var in &base_vars {
-            in_order.push(match grads.get(var.as_tensor()) {
-                Some(g) => g.clone(),
-                None => var.as_tensor().zeros_like()?,
-            });
-        }
+        let in_order = gradients_in_order(&loaded.model, &grads, &base_vars)?;
         optimizer.step(&in_order, schedule.lr(step as u64))?;
         progress(WarmStartProgress {
             step,
@@ -262,6 +249,28 @@ pub fn warm_start(
         .map_err(|e| TrainerError::Input(format!("serialising the warm-start report: {e}")))?;
     std::fs::write(&marker, text).map_err(TrainerError::io(&marker))?;
     Ok(report)
+}
+
+/// The gradients in the optimiser's order: the adapter's, then `base`'s (the base weights made
+/// trainable beside it). Every text batch reaches the norms and embeddings; a zero keeps the
+/// order if one ever does not.
+pub(crate) fn gradients_in_order(
+    model: &clawdesk_model::Qwen3Vl,
+    grads: &candle_core::backprop::GradStore,
+    base: &[Var],
+) -> Result<Vec<Tensor>> {
+    let mut in_order: Vec<Tensor> = model
+        .lora_gradients(grads)?
+        .into_iter()
+        .map(|(_, g)| g)
+        .collect();
+    for var in base {
+        in_order.push(match grads.get(var.as_tensor()) {
+            Some(g) => g.clone(),
+            None => var.as_tensor().zeros_like()?,
+        });
+    }
+    Ok(in_order)
 }
 
 /// Greedy first-step success when the right action's hint is in the prompt.
