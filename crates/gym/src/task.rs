@@ -28,7 +28,8 @@ pub fn vocabulary() -> Vec<String> {
 }
 
 /// The kinds of task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TaskKind {
     /// Click the named coloured button among distractors.
     Click,

@@ -94,3 +94,43 @@ fn a_warm_start_is_cached_and_a_learning_run_reports_its_curve() {
     assert_eq!(run.metrics.len() + run.skipped, 2);
     assert!(run.curve.iter().all(|(_, s)| (0.0..=1.0).contains(s)));
 }
+
+#[test]
+fn a_two_phase_warm_start_caches_its_always_right_phase_and_starts_from_it() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let settings = WarmStartSettings {
+        steps: 2,
+        ceiling_steps: 3,
+        batch: 2,
+        config: serde_json::json!({}),
+        ..WarmStartSettings::default()
+    };
+    let mut seen = Vec::new();
+    let (base, report) = practice_base(cache.path(), &settings, &mut |p| {
+        seen.push((p.step, p.steps))
+    })
+    .expect("two-phase warm start");
+    // Three always-right updates, then two imperfect ones.
+    assert_eq!(seen, vec![(1, 3), (2, 3), (3, 3), (1, 2), (2, 2)]);
+    assert_eq!(report.settings, settings);
+    let (ceiling, ceiling_report) =
+        practice_base(cache.path(), &settings.ceiling_phase(), &mut |_| {
+            panic!("the always-right phase is cached, not trained again")
+        })
+        .expect("the cached phase");
+    assert_ne!(ceiling, base);
+    assert_eq!(ceiling_report.settings.demo_accuracy, 1.0);
+    assert_eq!(ceiling_report.settings.steps, 3);
+    // The second phase trained on from the first: its weights are neither the first phase's
+    // nor a fresh random model's.
+    let first = std::fs::read(ceiling.join("model.safetensors")).expect("phase one weights");
+    let second = std::fs::read(base.join("model.safetensors")).expect("phase two weights");
+    assert_ne!(first, second);
+    let direct = WarmStartSettings {
+        ceiling_steps: 0,
+        ..settings.clone()
+    };
+    let (fresh, _) = practice_base(cache.path(), &direct, &mut |_| {}).expect("one-phase base");
+    let fresh = std::fs::read(fresh.join("model.safetensors")).expect("one-phase weights");
+    assert_ne!(fresh, second);
+}

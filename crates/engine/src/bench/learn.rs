@@ -105,6 +105,22 @@ pub struct LearnBenchArgs {
     /// Peak learning rate of the practice base's warm start.
     #[arg(long, default_value_t = WarmStartSettings::default().lr)]
     pub warm_lr: f64,
+    /// Share of the practice base's demonstrations with the hint in the prompt.
+    #[arg(long, default_value_t = WarmStartSettings::default().hint_share)]
+    pub warm_hint_share: f64,
+    /// Demonstrations per update of the practice base's warm start.
+    #[arg(long, default_value_t = WarmStartSettings::default().batch)]
+    pub warm_batch: usize,
+    /// Hold the warm start's peak rate instead of a cosine decay (see `gym base --flat-lr`).
+    #[arg(long)]
+    pub warm_flat_lr: bool,
+    /// Always-right demonstrations first, for this many warm-start updates, then
+    /// `--warm-steps` imperfect ones (`gym base --ceiling-steps`).
+    #[arg(long, default_value_t = 0)]
+    pub warm_ceiling_steps: usize,
+    /// Warm-start demonstrations of these kinds only (`gym base --kind`); repeatable.
+    #[arg(long = "warm-kind")]
+    pub warm_kinds: Vec<TaskKind>,
     /// Where practice bases are cached (default: the user cache directory).
     #[arg(long)]
     pub cache: Option<PathBuf>,
@@ -139,6 +155,11 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
         grounded: args.grounded,
         trainable_init: args.trainable_init,
         lr: args.warm_lr,
+        batch: args.warm_batch,
+        hint_share: args.warm_hint_share,
+        flat_lr: args.warm_flat_lr,
+        ceiling_steps: args.warm_ceiling_steps,
+        kinds: args.warm_kinds.clone(),
         ..WarmStartSettings::default()
     };
     let (base, warm_report) = practice_base(&cache, &warm, &mut log_warm_start)?;

@@ -76,6 +76,16 @@ struct BaseArgs {
     /// identity) instead of at order one.
     #[arg(long)]
     trainable_init: bool,
+    /// Demonstrate only these kinds of task (click, type, menu); repeatable. Default: all.
+    #[arg(long = "kind")]
+    kinds: Vec<TaskKind>,
+    /// Hold the peak learning rate after the warm-up instead of a cosine decay.
+    #[arg(long)]
+    flat_lr: bool,
+    /// First N updates with an always-right demonstrator (cached as a base of its own),
+    /// then `--warm-steps` with the imperfect one (`--demo-accuracy`).
+    #[arg(long, default_value_t = 0)]
+    ceiling_steps: usize,
     /// More overrides of the tiny model's HF `text_config`, as a JSON object (for example
     /// `{"rope_theta": 10000, "hidden_size": 128}`); they join the recipe's cache key.
     #[arg(long, value_parser = parse_json_object)]
@@ -157,6 +167,9 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 train_embeddings: a.train_embeddings,
                 grounded: a.grounded,
                 trainable_init: a.trainable_init,
+                kinds: a.kinds,
+                flat_lr: a.flat_lr,
+                ceiling_steps: a.ceiling_steps,
                 ..WarmStartSettings::default()
             };
             let device = super::model::device(if a.cuda {

@@ -67,6 +67,38 @@ pub struct WarmStartSettings {
     /// the recipe key when off.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub trainable_init: bool,
+    /// Demonstrate only these kinds of task (empty: every kind), to see whether one kind's
+    /// skill forms at all before paying for the mix. Left out of the recipe key when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<TaskKind>,
+    /// Hold the peak rate after the warm-up instead of decaying it: the recall probe learns
+    /// its lookup at a steady 1e-3, and a decay that starts before the lookup forms stalls
+    /// it. Left out of the recipe key when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flat_lr: bool,
+    /// Before the `steps` updates with the imperfect demonstrator, this many with an
+    /// always-right one, as pretraining would give: the lookup forms on every demonstration,
+    /// not on the few right ones. That phase is a base of its own in the cache (these
+    /// settings with `demo_accuracy` 1), so recipes that share it train it once. Left out of
+    /// the recipe key when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ceiling_steps: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl WarmStartSettings {
+    /// The always-right phase these settings start from (see `ceiling_steps`).
+    pub fn ceiling_phase(&self) -> Self {
+        Self {
+            steps: self.ceiling_steps,
+            demo_accuracy: 1.0,
+            ceiling_steps: 0,
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for WarmStartSettings {
@@ -86,6 +118,9 @@ impl Default for WarmStartSettings {
             train_embeddings: false,
             grounded: false,
             trainable_init: false,
+            kinds: Vec::new(),
+            flat_lr: false,
+            ceiling_steps: 0,
         }
     }
 }
@@ -159,15 +194,16 @@ pub fn warm_start(
         lr: settings.lr,
         warmup: (settings.steps / 20) as u64,
         total: settings.steps as u64,
-        min_ratio: 0.1,
+        min_ratio: if settings.flat_lr { 1.0 } else { 0.1 },
     };
+    let kinds = TaskKind::or_all(&settings.kinds);
     let mut rng = SeededRng::new(settings.seed ^ 0x5746_5354);
     let mut final_loss = f64::NAN;
     let policy = GymPolicy::built_in(&loaded)?;
     for step in 1..=settings.steps {
         let mut items = Vec::with_capacity(settings.batch);
         for _ in 0..settings.batch {
-            let mut task = sample_task(Split::Train, &TaskKind::ALL, &mut rng);
+            let mut task = sample_task(Split::Train, &kinds, &mut rng);
             // Half the menu demonstrations are of the second step.
             if rng.uniform() < 0.5
                 && let Some(first) = task.expert()
@@ -230,7 +266,7 @@ pub fn warm_start(
     drop(policy);
     loaded.model.merge_lora()?;
     let trained = loaded.model.text_weights();
-    let held_out = evaluation_set(Split::HeldOut, &TaskKind::ALL, 60, settings.seed ^ 0xE7A1);
+    let held_out = evaluation_set(Split::HeldOut, &kinds, 60, settings.seed ^ 0xE7A1);
     let policy = GymPolicy::built_in(&loaded)?;
     let success_without_hint = policy.success_rate(&held_out, false)?;
     let success_with_hint = hinted_success(&policy, &held_out)?;
@@ -355,13 +391,41 @@ pub fn practice_base_on(
     {
         return Ok((dir, report));
     }
+    // The always-right phase first (cached on its own), when the recipe has one.
+    let ceiling = if settings.ceiling_steps > 0 {
+        let (ceiling_dir, ceiling_report) =
+            practice_base_on(cache, &settings.ceiling_phase(), device, progress)?;
+        tracing::info!(
+            without_hint = ceiling_report.success_without_hint,
+            with_hint = ceiling_report.success_with_hint,
+            "always-right phase of the warm start ready"
+        );
+        Some(ceiling_dir)
+    } else {
+        None
+    };
     std::fs::create_dir_all(cache).map_err(TrainerError::io(cache))?;
     // Removed when dropped, whether the build finishes or fails.
     let work = tempfile::Builder::new()
         .prefix(".building-")
         .tempdir_in(cache)
         .map_err(TrainerError::io(cache))?;
-    let tiny_dir = work.path().join("random");
+    let built = work.path().join("base");
+    let start_from = match ceiling {
+        Some(dir) => dir,
+        None => random_model(work.path(), settings)?,
+    };
+    let report = warm_start(&start_from, &built, settings, device, progress)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(TrainerError::io(&dir))?;
+    }
+    std::fs::rename(&built, &dir).map_err(TrainerError::io(&dir))?;
+    Ok((dir, report))
+}
+
+/// Writes the seeded random model that `settings` start from under `work`.
+fn random_model(work: &Path, settings: &WarmStartSettings) -> Result<PathBuf> {
+    let tiny_dir = work.join("random");
     let mut config = tiny::default_config();
     tiny::merge_json(&mut config, &settings.config);
     let words = if settings.word_tokens {
@@ -382,11 +446,28 @@ pub fn practice_base_on(
         tiny::Init::OrderOne
     };
     tiny::write_tiny_model_with(&tiny_dir, &config, settings.seed, &words, init)?;
-    let built = work.path().join("base");
-    let report = warm_start(&tiny_dir, &built, settings, device, progress)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(TrainerError::io(&dir))?;
+    Ok(tiny_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_settings_stay_out_of_the_recipe_key_until_used() {
+        let default = serde_json::to_string(&WarmStartSettings::default()).expect("json");
+        assert!(!default.contains("kinds"), "{default}");
+        assert!(!default.contains("flat_lr"), "{default}");
+        assert!(!default.contains("ceiling_steps"), "{default}");
+        let chosen = WarmStartSettings {
+            kinds: vec![TaskKind::Click],
+            flat_lr: true,
+            ..WarmStartSettings::default()
+        };
+        let text = serde_json::to_string(&chosen).expect("json");
+        assert!(text.contains(r#""kinds":["click"]"#), "{text}");
+        assert!(text.contains(r#""flat_lr":true"#), "{text}");
+        let back: WarmStartSettings = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, chosen);
     }
-    std::fs::rename(&built, &dir).map_err(TrainerError::io(&dir))?;
-    Ok((dir, report))
 }
