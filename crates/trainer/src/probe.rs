@@ -5,7 +5,10 @@
 //! one each.
 //!
 //! Token ids: the sequence starts with id 1, keys are ids from 10, values from 100, and
-//! the query follows separator 5: `1 k1 v1 k2 v2 ... 5 kq`.
+//! the query follows separator 5: `1 k1 v1 k2 v2 ... 5 kq`. Two options make it more like a
+//! gym prompt: fixed tokens between each key and its value (ids 6-9; the gym's
+//! `green button (375` puts two between the colour and the point), and random filler before
+//! the list (ids 40-89; the gym's screenshot, instruction and template, ~100 tokens).
 
 use std::time::Instant;
 
@@ -23,6 +26,10 @@ const BOS: u32 = 1;
 const SEPARATOR: u32 = 5;
 const FIRST_KEY: u32 = 10;
 const FIRST_VALUE: u32 = 100;
+const FIRST_GAP: u32 = 6;
+const GAP_IDS: u32 = 4;
+const FIRST_FILLER: u32 = 40;
+const FILLER_IDS: u32 = 50;
 const YES: u32 = FIRST_VALUE;
 const NO: u32 = FIRST_VALUE + 1;
 
@@ -86,6 +93,12 @@ pub struct ProbeSettings {
     pub eval_every: usize,
     /// Held-out sequences (a seed of their own, so they do not depend on training).
     pub eval_size: usize,
+    /// Fixed tokens between each key and its value.
+    #[serde(default)]
+    pub gap: usize,
+    /// Random filler tokens between the start and the first pair.
+    #[serde(default)]
+    pub prefix: usize,
 }
 
 impl Default for ProbeSettings {
@@ -105,6 +118,8 @@ impl Default for ProbeSettings {
             trainable_init: false,
             eval_every: 250,
             eval_size: 200,
+            gap: 0,
+            prefix: 0,
         }
     }
 }
@@ -150,8 +165,13 @@ pub fn sample(settings: &ProbeSettings, rng: &mut SeededRng) -> ProbeSample {
         .map(|_| draw(rng, FIRST_VALUE, settings.values))
         .collect();
     let mut ids = vec![BOS];
+    for _ in 0..settings.prefix {
+        ids.push(draw(rng, FIRST_FILLER, FILLER_IDS));
+    }
     for (&k, &v) in keys.iter().zip(&values) {
-        ids.extend([k, v]);
+        ids.push(k);
+        ids.extend((0..settings.gap as u32).map(|i| FIRST_GAP + i % GAP_IDS));
+        ids.push(v);
     }
     let q = (rng.next_u64() % pairs as u64) as usize;
     ids.extend([SEPARATOR, keys[q]]);
@@ -338,6 +358,28 @@ mod tests {
                 .find(|&i| ids[i] == query)
                 .expect("the query is one of the keys");
             assert_eq!(ids[at + 1], answer);
+        }
+    }
+
+    #[test]
+    fn gap_and_prefix_keep_the_answer_after_its_key() {
+        let s = ProbeSettings {
+            gap: 2,
+            prefix: 7,
+            ..settings(ProbeTask::Recall)
+        };
+        let mut rng = SeededRng::new(5);
+        for _ in 0..50 {
+            let ProbeSample { ids, answer } = sample(&s, &mut rng);
+            assert_eq!(ids.len(), 1 + 7 + 4 * s.pairs + 2);
+            assert!(ids[1..8].iter().all(|&t| (40..90).contains(&t)), "{ids:?}");
+            let query = ids[ids.len() - 1];
+            let at = (8..ids.len() - 2)
+                .step_by(4)
+                .find(|&i| ids[i] == query)
+                .expect("the query is one of the keys");
+            assert_eq!(&ids[at + 1..at + 3], &[6, 7]);
+            assert_eq!(ids[at + 3], answer);
         }
     }
 

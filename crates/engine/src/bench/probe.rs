@@ -60,6 +60,12 @@ pub struct ProbeBenchArgs {
     pub text_config: Option<String>,
     #[arg(long, default_value_t = ProbeSettings::default().eval_every)]
     pub eval_every: usize,
+    /// Fixed tokens between each key and its value (the gym's element line has two).
+    #[arg(long, default_value_t = 0)]
+    pub gap: usize,
+    /// Random filler tokens before the pairs (the gym's prompt has ~100 before its list).
+    #[arg(long, default_value_t = 0)]
+    pub prefix: usize,
 }
 
 pub fn run(args: ProbeBenchArgs) -> Result<String, EngineError> {
@@ -83,6 +89,8 @@ pub fn run(args: ProbeBenchArgs) -> Result<String, EngineError> {
             trainable_init: args.trainable_init,
             config: config.clone(),
             eval_every: args.eval_every,
+            gap: args.gap,
+            prefix: args.prefix,
             ..ProbeSettings::default()
         };
         let name = settings.task.name();
@@ -98,7 +106,7 @@ fn render(args: &ProbeBenchArgs, reports: &[ProbeReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Attention probes on the tiny model (seed {}, {} steps x {} sequences, lr {}, rank {}{}{}, {} pairs)\n",
+        "Attention probes on the tiny model (seed {}, {} steps x {} sequences, lr {}, rank {}{}{}, {} pairs, gap {}, prefix {})\n",
         args.seed,
         args.steps,
         args.batch,
@@ -114,7 +122,9 @@ fn render(args: &ProbeBenchArgs, reports: &[ProbeReport]) -> String {
         } else {
             ""
         },
-        args.pairs
+        args.pairs,
+        args.gap,
+        args.prefix
     );
     let _ = writeln!(
         out,
