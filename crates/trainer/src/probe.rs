@@ -12,15 +12,14 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Var};
+use candle_core::Device;
 use clawdesk_model::rng::SeededRng;
 use clawdesk_model::{Logits, LoraConfig, ModelInput, Qwen3Vl, ScoreItem, tiny};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainerError};
-use crate::optim::{AdamW, AdamWConfig};
 use crate::practice::episode::load_on;
-use crate::practice::warm_start::gradients_in_order;
+use crate::practice::warm_start::{adapter_and_base_optimizer, gradients_in_order};
 
 const BOS: u32 = 1;
 const SEPARATOR: u32 = 5;
@@ -249,22 +248,8 @@ pub fn run_probe(
         LoraConfig::new(settings.rank, settings.rank as f64),
         settings.seed,
     )?;
-    let base: Vec<Var> = model
-        .train_base_weights(settings.train_base, settings.train_base)?
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let mut optimizer = AdamW::new(
-        model
-            .lora_vars()
-            .into_iter()
-            .chain(base.iter().cloned())
-            .collect(),
-        AdamWConfig {
-            weight_decay: 0.0,
-            ..AdamWConfig::default()
-        },
-    )?;
+    let (base, mut optimizer) =
+        adapter_and_base_optimizer(model, settings.train_base, settings.train_base)?;
     let mut rng = SeededRng::new(settings.seed ^ 0x5052_4F42);
     let mut held_rng = SeededRng::new(settings.seed ^ 0x4845_4C44);
     let held: Vec<ProbeSample> = (0..settings.eval_size.max(1))

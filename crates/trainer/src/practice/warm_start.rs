@@ -172,23 +172,10 @@ pub fn warm_start(
     let mut loaded = load_on(tiny_dir, device)?;
     let config = LoraConfig::new(settings.rank, settings.rank as f64);
     loaded.model.attach_lora(config, settings.seed)?;
-    let base_vars: Vec<Var> = loaded
-        .model
-        .train_base_weights(settings.train_norms, settings.train_embeddings)?
-        .into_iter()
-        .map(|(_, var)| var)
-        .collect();
-    let mut optimizer = AdamW::new(
-        loaded
-            .model
-            .lora_vars()
-            .into_iter()
-            .chain(base_vars.iter().cloned())
-            .collect(),
-        AdamWConfig {
-            weight_decay: 0.0,
-            ..AdamWConfig::default()
-        },
+    let (base_vars, mut optimizer) = adapter_and_base_optimizer(
+        &mut loaded.model,
+        settings.train_norms,
+        settings.train_embeddings,
     )?;
     let schedule = Schedule::WarmupCosine {
         lr: settings.lr,
@@ -285,6 +272,33 @@ pub fn warm_start(
         .map_err(|e| TrainerError::Input(format!("serialising the warm-start report: {e}")))?;
     std::fs::write(&marker, text).map_err(TrainerError::io(&marker))?;
     Ok(report)
+}
+
+/// Makes the chosen base weights (norms, embeddings) trainable beside the attached adapter
+/// and builds the AdamW (no weight decay) over both, adapter first: the optimiser of the warm
+/// start and of the probe. The base variables come back for [`gradients_in_order`].
+pub(crate) fn adapter_and_base_optimizer(
+    model: &mut clawdesk_model::Qwen3Vl,
+    norms: bool,
+    embeddings: bool,
+) -> Result<(Vec<Var>, AdamW)> {
+    let base: Vec<Var> = model
+        .train_base_weights(norms, embeddings)?
+        .into_iter()
+        .map(|(_, var)| var)
+        .collect();
+    let optimizer = AdamW::new(
+        model
+            .lora_vars()
+            .into_iter()
+            .chain(base.iter().cloned())
+            .collect(),
+        AdamWConfig {
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        },
+    )?;
+    Ok((base, optimizer))
 }
 
 /// The gradients in the optimiser's order: the adapter's, then `base`'s (the base weights made
