@@ -26,6 +26,6 @@ pub mod weights;
 pub use config::{PreprocessorConfig, Qwen3VlConfig};
 pub use error::{ModelError, Result};
 pub use lora::LoraConfig;
-pub use model::{KvCache, Logits, ModelInput, Qwen3Vl, ScoreItem, Scored};
+pub use model::{KvCache, LM_HEAD, Logits, ModelInput, Qwen3Vl, ScoreItem, Scored};
 pub use ops::{Mode, Pass};
 pub use preprocess::{ImageFrame, PreparedImage};

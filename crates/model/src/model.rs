@@ -13,6 +13,9 @@ use crate::ops::{Mode, Pass};
 use crate::preprocess::PreparedImage;
 use crate::rng::SeededRng;
 use crate::rope::{Positions, TextRope, rope_index};
+
+/// The untied output head's HF name.
+pub const LM_HEAD: &str = "lm_head.weight";
 use crate::text::{LayerCache, TextModel};
 use crate::vision::VisionModel;
 use crate::weights::WeightFiles;
@@ -104,7 +107,7 @@ impl Qwen3Vl {
         let lm_head = if config.tie_word_embeddings() {
             text.embed_tokens().clone()
         } else {
-            weights.get("lm_head.weight", &[t.vocab_size, t.hidden_size])?
+            weights.get(LM_HEAD, &[t.vocab_size, t.hidden_size])?
         };
         weights.finish()?;
         let rope = TextRope::new(
@@ -584,9 +587,10 @@ impl Qwen3Vl {
 
     /// Makes base weights trainable beside the adapter, the way pretraining trains every
     /// weight: the language model's RMSNorm weights (`norms`; their q/k norms bound how sharp
-    /// attention can be) and the token embeddings with the tied head (`embeddings`). Returns
-    /// each under its HF name; the optimiser updates them in place, and
-    /// [`Self::text_weights`] hands them back for saving.
+    /// attention can be) and the token embeddings with the head (`embeddings`: the one tied
+    /// matrix, or the embeddings and then an untied `lm_head`). Returns each under its HF
+    /// name; the optimiser updates them in place, and [`Self::text_weights`] hands them back
+    /// for saving.
     pub fn train_base_weights(
         &mut self,
         norms: bool,
@@ -605,17 +609,21 @@ impl Qwen3Vl {
             let (name, weight) = self.text.embed_tokens_mut();
             let var = Var::from_tensor(weight)?;
             *weight = var.as_tensor().clone();
+            out.push((name, var.clone()));
             if tied {
                 self.lm_head = var.as_tensor().clone();
+            } else {
+                let head = Var::from_tensor(&self.lm_head)?;
+                self.lm_head = head.as_tensor().clone();
+                out.push((LM_HEAD.to_owned(), head));
             }
-            out.push((name, var));
         }
         Ok(out)
     }
 
     /// The language model's weights a warm start can change, under their HF names: the
-    /// linears (without adapters; merged after [`Self::merge_lora`]), the norms and the token
-    /// embeddings.
+    /// linears (without adapters; merged after [`Self::merge_lora`]), the norms, the token
+    /// embeddings and an untied head.
     pub fn text_weights(&mut self) -> Vec<(String, Tensor)> {
         let mut out = self.text_linear_weights();
         out.extend(
@@ -626,6 +634,9 @@ impl Qwen3Vl {
         );
         let (name, w) = self.text.embed_tokens_mut();
         out.push((name, w.clone()));
+        if !self.config.tie_word_embeddings() {
+            out.push((LM_HEAD.to_owned(), self.lm_head.clone()));
+        }
         out
     }
 

@@ -176,6 +176,77 @@ fn trained_norms_and_embeddings_get_gradients_that_finite_differences_confirm() 
     assert_eq!(diff, 0.0, "{name} is saved as trained");
 }
 
+#[test]
+fn an_untied_head_trains_beside_the_embeddings_and_is_saved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = tiny::default_config();
+    tiny::merge_json(
+        &mut config,
+        &serde_json::json!({"tie_word_embeddings": false, "text_config": {"tie_word_embeddings": false}}),
+    );
+    tiny::write_tiny_model(dir.path(), &config, 21).expect("tiny");
+    let mut loaded = LoadedModel::load(
+        dir.path().to_str().expect("utf8"),
+        &Device::Cpu,
+        None,
+        &mut |_| {},
+    )
+    .expect("load");
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(4, 8.0), 5)
+        .expect("attach");
+    let vars = loaded
+        .model
+        .train_base_weights(false, true)
+        .expect("trainable");
+    let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["model.language_model.embed_tokens.weight", "lm_head.weight"]
+    );
+    let items = batch(&loaded);
+    let grads = loss(&loaded.model, &items).backward().expect("backward");
+    for (name, var) in &vars {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let values = g
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("grad");
+        let (idx, &analytic) = values
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .expect("entry");
+        assert!(analytic.abs() > 0.0, "zero gradient for {name}");
+        let eps = 1e-2f32;
+        let numeric = (eval_with(&loaded.model, &items, var, idx, eps)
+            - eval_with(&loaded.model, &items, var, idx, -eps))
+            / (2.0 * eps);
+        assert!(
+            (numeric - analytic).abs() <= 0.03 * analytic.abs() + 1e-4,
+            "{name} entry {idx}: analytic {analytic}, numeric {numeric}"
+        );
+    }
+    // The head is saved as trained, under its own name.
+    let (_, head) = &vars[1];
+    let moved = (head.as_tensor() * 2.0).expect("scaled");
+    head.set(&moved).expect("set");
+    let saved = loaded.model.text_weights();
+    let (_, w) = saved
+        .iter()
+        .find(|(n, _)| n == "lm_head.weight")
+        .expect("the untied head is saved");
+    let diff = (w - &moved)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff");
+    assert_eq!(diff, 0.0);
+}
+
 /// The loss with one entry of `var` moved by `delta` (restored afterwards).
 fn eval_with(model: &Qwen3Vl, items: &[ScoreItem], var: &Var, idx: usize, delta: f32) -> f32 {
     let original = var.as_tensor().copy().expect("copy");
