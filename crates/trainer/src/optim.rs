@@ -82,6 +82,8 @@ struct Slot {
     var: Var,
     m: Tensor,
     v: Tensor,
+    /// This parameter's rate as a share of the update's.
+    lr_scale: f64,
 }
 
 /// The optimiser.
@@ -93,20 +95,36 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(vars: Vec<Var>, config: AdamWConfig) -> Result<Self> {
+        Self::grouped(vec![(vars, 1.0)], config)
+    }
+
+    /// An optimiser over groups of parameters, each at its own share of the update's rate
+    /// (for base weights that must move more slowly than the adapter beside them).
+    pub fn grouped(groups: Vec<(Vec<Var>, f64)>, config: AdamWConfig) -> Result<Self> {
+        if let Some((_, bad)) = groups
+            .iter()
+            .find(|(_, scale)| !(scale.is_finite() && *scale >= 0.0))
+        {
+            return Err(TrainerError::Input(format!(
+                "a learning-rate share must be a finite non-negative number, not {bad}"
+            )));
+        }
         if !(0.0..1.0).contains(&config.beta1) || !(0.0..1.0).contains(&config.beta2) {
             return Err(TrainerError::Input(format!(
                 "betas ({}, {}) must lie in [0, 1)",
                 config.beta1, config.beta2
             )));
         }
-        let slots = vars
+        let slots = groups
             .into_iter()
-            .map(|var| {
+            .flat_map(|(vars, lr_scale)| vars.into_iter().map(move |var| (var, lr_scale)))
+            .map(|(var, lr_scale)| {
                 let zeros = var.as_tensor().zeros_like()?.to_dtype(DType::F32)?;
                 Ok(Slot {
                     m: zeros.clone(),
                     v: zeros,
                     var,
+                    lr_scale,
                 })
             })
             .collect::<Result<_>>()?;
@@ -169,6 +187,7 @@ impl AdamW {
             let v = ((&slot.v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let step = ((&m / c1)? / ((&v / c2)?.sqrt()? + eps)?)?;
             let theta = slot.var.as_tensor().to_dtype(DType::F32)?;
+            let lr = lr * slot.lr_scale;
             let theta = ((theta * (1.0 - lr * weight_decay))? - (step * lr)?)?;
             updated.push((m, v, theta));
         }
@@ -299,6 +318,41 @@ mod tests {
             }
         }
         assert_eq!(a.steps(), 6);
+    }
+
+    #[test]
+    fn a_group_at_a_share_of_the_rate_moves_by_that_share() {
+        // AdamW's first step moves each weight by lr·sign(g) (plus decay), so a group at a
+        // tenth of the rate moves a tenth as far; a group at zero stays put.
+        let d = Device::Cpu;
+        let full = Var::from_slice(&[1f32, -1.0], 2, &d).unwrap();
+        let tenth = Var::from_slice(&[1f32, -1.0], 2, &d).unwrap();
+        let frozen = Var::from_slice(&[1f32, -1.0], 2, &d).unwrap();
+        let config = AdamWConfig {
+            max_grad_norm: None,
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        };
+        let mut opt = AdamW::grouped(
+            vec![
+                (vec![full.clone()], 1.0),
+                (vec![tenth.clone()], 0.1),
+                (vec![frozen.clone()], 0.0),
+            ],
+            config,
+        )
+        .unwrap();
+        let g = Tensor::new(&[2f32, -3.0], &d).unwrap();
+        opt.step(&[g.clone(), g.clone(), g], 0.5).unwrap();
+        let read = |v: &Var| v.as_tensor().to_vec1::<f32>().unwrap();
+        let near = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-5);
+        assert!(near(&read(&full), &[0.5, -0.5]), "{:?}", read(&full));
+        assert!(near(&read(&tenth), &[0.95, -0.95]), "{:?}", read(&tenth));
+        assert!(near(&read(&frozen), &[1.0, -1.0]), "{:?}", read(&frozen));
+        assert!(
+            AdamW::grouped(vec![(vec![full], f64::NAN)], config).is_err(),
+            "a NaN share is refused"
+        );
     }
 
     #[test]

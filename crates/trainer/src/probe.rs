@@ -80,8 +80,15 @@ pub struct ProbeSettings {
     pub values: u32,
     /// The adapter's rank; alpha equals it.
     pub rank: usize,
-    /// Also train the RMSNorm weights and the token embeddings, as the warm start can.
-    pub train_base: bool,
+    /// Also train the RMSNorm weights, as the warm start can.
+    #[serde(default)]
+    pub train_norms: bool,
+    /// Also train the token embeddings (tied to the head), as the warm start can.
+    #[serde(default)]
+    pub train_embeddings: bool,
+    /// The embeddings' learning rate as a share of `lr`.
+    #[serde(default = "one")]
+    pub embeddings_lr_share: f64,
     /// Overrides of the tiny model's HF config (the warm start's shape by default).
     pub config: serde_json::Value,
     /// Draw the language model's weights as HF does for training ([`tiny::Init::Trainable`])
@@ -98,7 +105,27 @@ pub struct ProbeSettings {
     /// Random filler tokens between the start and the first pair.
     #[serde(default)]
     pub prefix: usize,
+    /// A curriculum: training starts with no filler and adds this many tokens, up to
+    /// `prefix`, whenever the model answers [`GROW_AT`] of a check at the current length
+    /// (checked every [`CHECK_EVERY`] steps), so the lookup can form on short sequences
+    /// first. Held-out sequences always carry the full prefix. 0 trains at the full prefix
+    /// throughout.
+    #[serde(default)]
+    pub prefix_grow: usize,
 }
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The greedy accuracy at the current filler length at which the curriculum lengthens it.
+pub const GROW_AT: f64 = 0.9;
+
+/// Steps between the curriculum's checks.
+pub const CHECK_EVERY: usize = 50;
+
+/// Sequences in each curriculum check (drawn afresh at the current length).
+const CHECK_SIZE: usize = 100;
 
 impl Default for ProbeSettings {
     fn default() -> Self {
@@ -112,13 +139,16 @@ impl Default for ProbeSettings {
             keys: 20,
             values: 20,
             rank: 32,
-            train_base: false,
+            train_norms: false,
+            train_embeddings: false,
+            embeddings_lr_share: 1.0,
             config: serde_json::json!({"text_config": {"num_hidden_layers": 3}}),
             trainable_init: false,
             eval_every: 250,
             eval_size: 200,
             gap: 0,
             prefix: 0,
+            prefix_grow: 0,
         }
     }
 }
@@ -130,6 +160,10 @@ pub struct ProbeReport {
     /// (step, held-out accuracy), starting at step 0.
     pub curve: Vec<(usize, f64)>,
     pub final_loss: f64,
+    /// The first step that trained at the full prefix (1 without a curriculum; `None`
+    /// when the curriculum never got there).
+    #[serde(default)]
+    pub full_prefix_from: Option<usize>,
     pub seconds: f64,
 }
 
@@ -146,8 +180,17 @@ pub struct ProbeSample {
     pub answer: u32,
 }
 
-/// Draws a sequence for `settings.task`.
+/// Draws a sequence for `settings.task` with the full prefix.
 pub fn sample(settings: &ProbeSettings, rng: &mut SeededRng) -> ProbeSample {
+    sample_with_prefix(settings, settings.prefix, rng)
+}
+
+/// Draws a sequence for `settings.task` with `prefix` filler tokens.
+pub fn sample_with_prefix(
+    settings: &ProbeSettings,
+    prefix: usize,
+    rng: &mut SeededRng,
+) -> ProbeSample {
     let draw = |rng: &mut SeededRng, from: u32, count: u32| {
         from + (rng.next_u64() % u64::from(count.max(1))) as u32
     };
@@ -164,7 +207,7 @@ pub fn sample(settings: &ProbeSettings, rng: &mut SeededRng) -> ProbeSample {
         .map(|_| draw(rng, FIRST_VALUE, settings.values))
         .collect();
     let mut ids = vec![BOS];
-    for _ in 0..settings.prefix {
+    for _ in 0..prefix {
         ids.push(draw(rng, FIRST_FILLER, FILLER_IDS));
     }
     for (&k, &v) in keys.iter().zip(&values) {
@@ -248,8 +291,12 @@ pub fn run_probe(
         LoraConfig::new(settings.rank, settings.rank as f64),
         settings.seed,
     )?;
-    let (base, mut optimizer) =
-        adapter_and_base_optimizer(model, settings.train_base, settings.train_base)?;
+    let (base, mut optimizer) = adapter_and_base_optimizer(
+        model,
+        settings.train_norms,
+        settings.train_embeddings,
+        settings.embeddings_lr_share,
+    )?;
     let mut rng = SeededRng::new(settings.seed ^ 0x5052_4F42);
     let mut held_rng = SeededRng::new(settings.seed ^ 0x4845_4C44);
     let held: Vec<ProbeSample> = (0..settings.eval_size.max(1))
@@ -259,10 +306,20 @@ pub fn run_probe(
     progress(0, first);
     let mut curve = vec![(0, first)];
     let mut final_loss = f64::NAN;
+    let mut prefix = if settings.prefix_grow == 0 {
+        settings.prefix
+    } else {
+        0
+    };
+    let mut full_prefix_from = None;
+    let mut check_rng = SeededRng::new(settings.seed ^ 0x4348_4543);
     for step in 1..=settings.steps {
+        if prefix == settings.prefix && full_prefix_from.is_none() {
+            full_prefix_from = Some(step);
+        }
         let items: Vec<ScoreItem> = (0..settings.batch)
             .map(|_| {
-                let s = sample(settings, &mut rng);
+                let s = sample_with_prefix(settings, prefix, &mut rng);
                 ScoreItem {
                     prompt: ModelInput {
                         ids: s.ids,
@@ -284,6 +341,21 @@ pub fn run_probe(
         let grads = loss.backward()?;
         let in_order = gradients_in_order(model, &grads, &base)?;
         optimizer.step(&in_order, settings.lr)?;
+        if prefix < settings.prefix && step.is_multiple_of(CHECK_EVERY) {
+            let check: Vec<ProbeSample> = (0..CHECK_SIZE)
+                .map(|_| sample_with_prefix(settings, prefix, &mut check_rng))
+                .collect();
+            let a = accuracy(model, &check, settings.values)?;
+            if a >= GROW_AT {
+                prefix = (prefix + settings.prefix_grow).min(settings.prefix);
+                tracing::info!(
+                    step,
+                    prefix,
+                    accuracy = a,
+                    "the probe's training filler grows"
+                );
+            }
+        }
         if step % settings.eval_every.max(1) == 0 || step == settings.steps {
             let a = accuracy(model, &held, settings.values)?;
             progress(step, a);
@@ -294,6 +366,7 @@ pub fn run_probe(
         settings: settings.clone(),
         curve,
         final_loss,
+        full_prefix_from,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

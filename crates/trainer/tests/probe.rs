@@ -57,3 +57,44 @@ fn from_a_trainable_init_the_tiny_model_learns_associative_recall() {
         ..ProbeSettings::default()
     });
 }
+
+#[test]
+fn the_prefix_curriculum_starts_short_and_reaches_the_full_filler_once_the_skill_forms() {
+    let settings = ProbeSettings {
+        task: ProbeTask::Offset,
+        steps: 600,
+        eval_every: 600,
+        prefix: 30,
+        prefix_grow: 10,
+        ..ProbeSettings::default()
+    };
+    let report = run_probe(&settings, &Device::Cpu, &mut |_, _| {}).expect("probe");
+    let from = report
+        .full_prefix_from
+        .expect("the filler reaches its full length within 600 steps");
+    // Three growths, each after a check passed at the length before it.
+    assert!(
+        from > 3 * clawdesk_trainer::probe::CHECK_EVERY,
+        "full length from step {from}: the curriculum skipped its checks"
+    );
+    assert!(
+        report.final_accuracy() >= 0.9,
+        "held-out (full filler) {}",
+        report.final_accuracy()
+    );
+    let plain = run_probe(
+        &ProbeSettings {
+            steps: 1,
+            prefix_grow: 0,
+            ..settings
+        },
+        &Device::Cpu,
+        &mut |_, _| {},
+    )
+    .expect("probe");
+    assert_eq!(
+        plain.full_prefix_from,
+        Some(1),
+        "no curriculum: full from the start"
+    );
+}

@@ -118,6 +118,10 @@ pub struct LearnBenchArgs {
     /// `--warm-steps` imperfect ones (`gym base --ceiling-steps`).
     #[arg(long, default_value_t = 0)]
     pub warm_ceiling_steps: usize,
+    /// The warm start's embedding learning rate as a share of `--warm-lr`
+    /// (`gym base --embeddings-lr-share`).
+    #[arg(long, default_value_t = 1.0)]
+    pub warm_embeddings_lr_share: f64,
     /// Warm-start demonstrations of these kinds only (`gym base --kind`); repeatable.
     #[arg(long = "warm-kind")]
     pub warm_kinds: Vec<TaskKind>,
@@ -159,6 +163,7 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
         hint_share: args.warm_hint_share,
         flat_lr: args.warm_flat_lr,
         ceiling_steps: args.warm_ceiling_steps,
+        embeddings_lr_share: args.warm_embeddings_lr_share,
         kinds: args.warm_kinds.clone(),
         ..WarmStartSettings::default()
     };

@@ -50,6 +50,15 @@ pub struct ProbeBenchArgs {
     /// Also train the norm weights and the token embeddings.
     #[arg(long)]
     pub train_base: bool,
+    /// Also train the norm weights only.
+    #[arg(long)]
+    pub train_norms: bool,
+    /// Also train the token embeddings (tied to the head) only.
+    #[arg(long)]
+    pub train_embeddings: bool,
+    /// The embeddings' learning rate as a share of --lr.
+    #[arg(long, default_value_t = 1.0)]
+    pub embeddings_lr_share: f64,
     /// Draw the language model's random weights as HF does for training (small, near the
     /// identity) instead of at order one.
     #[arg(long)]
@@ -66,6 +75,11 @@ pub struct ProbeBenchArgs {
     /// Random filler tokens before the pairs (the gym's prompt has ~100 before its list).
     #[arg(long, default_value_t = 0)]
     pub prefix: usize,
+    /// A curriculum: train from no filler, adding this many tokens (up to --prefix) each
+    /// time a check at the current length is 0.9 right. Held-out sequences always carry the
+    /// full prefix.
+    #[arg(long, default_value_t = 0)]
+    pub prefix_grow: usize,
 }
 
 pub fn run(args: ProbeBenchArgs) -> Result<String, EngineError> {
@@ -85,12 +99,15 @@ pub fn run(args: ProbeBenchArgs) -> Result<String, EngineError> {
             lr: args.lr,
             pairs: args.pairs,
             rank: args.rank,
-            train_base: args.train_base,
+            train_norms: args.train_base || args.train_norms,
+            train_embeddings: args.train_base || args.train_embeddings,
+            embeddings_lr_share: args.embeddings_lr_share,
             trainable_init: args.trainable_init,
             config: config.clone(),
             eval_every: args.eval_every,
             gap: args.gap,
             prefix: args.prefix,
+            prefix_grow: args.prefix_grow,
             ..ProbeSettings::default()
         };
         let name = settings.task.name();
@@ -106,16 +123,20 @@ fn render(args: &ProbeBenchArgs, reports: &[ProbeReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Attention probes on the tiny model (seed {}, {} steps x {} sequences, lr {}, rank {}{}{}, {} pairs, gap {}, prefix {})\n",
+        "Attention probes on the tiny model (seed {}, {} steps x {} sequences, lr {}, rank {}{}{}, {} pairs, gap {}, prefix {}{})\n",
         args.seed,
         args.steps,
         args.batch,
         args.lr,
         args.rank,
-        if args.train_base {
-            ", norms and embeddings trained"
-        } else {
-            ""
+        match (
+            args.train_base || args.train_norms,
+            args.train_base || args.train_embeddings,
+        ) {
+            (true, true) => ", norms and embeddings trained",
+            (true, false) => ", norms trained",
+            (false, true) => ", embeddings trained",
+            (false, false) => "",
         },
         if args.trainable_init {
             ", trainable init"
@@ -124,14 +145,19 @@ fn render(args: &ProbeBenchArgs, reports: &[ProbeReport]) -> String {
         },
         args.pairs,
         args.gap,
-        args.prefix
+        args.prefix,
+        if args.prefix_grow > 0 {
+            format!(" grown by {} from none", args.prefix_grow)
+        } else {
+            String::new()
+        }
     );
     let _ = writeln!(
         out,
-        "| task | attends by | chance | held-out before | after {} steps | best | wall s |",
+        "| task | attends by | chance | held-out before | after {} steps | best | full prefix from step | wall s |",
         args.steps
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
     for r in reports {
         let task = r.settings.task;
         let by = match task {
@@ -143,10 +169,12 @@ fn render(args: &ProbeBenchArgs, reports: &[ProbeReport]) -> String {
         let before = r.curve.first().map_or(0.0, |&(_, a)| a);
         let _ = writeln!(
             out,
-            "| {} | {by} | {:.2} | {before:.2} | {:.2} | {best:.2} | {:.0} |",
+            "| {} | {by} | {:.2} | {before:.2} | {:.2} | {best:.2} | {} | {:.0} |",
             task.name(),
             task.chance(r.settings.pairs),
             r.final_accuracy(),
+            r.full_prefix_from
+                .map_or_else(|| "never".to_owned(), |s| s.to_string()),
             r.seconds
         );
     }

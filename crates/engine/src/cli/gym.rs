@@ -86,6 +86,9 @@ struct BaseArgs {
     /// then `--warm-steps` with the imperfect one (`--demo-accuracy`).
     #[arg(long, default_value_t = 0)]
     ceiling_steps: usize,
+    /// The embeddings' learning rate as a share of `--lr` (with `--train-embeddings`).
+    #[arg(long, default_value_t = 1.0)]
+    embeddings_lr_share: f64,
     /// More overrides of the tiny model's HF `text_config`, as a JSON object (for example
     /// `{"rope_theta": 10000, "hidden_size": 128}`); they join the recipe's cache key.
     #[arg(long, value_parser = parse_json_object)]
@@ -170,6 +173,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 kinds: a.kinds,
                 flat_lr: a.flat_lr,
                 ceiling_steps: a.ceiling_steps,
+                embeddings_lr_share: a.embeddings_lr_share,
                 ..WarmStartSettings::default()
             };
             let device = super::model::device(if a.cuda {

@@ -83,10 +83,24 @@ pub struct WarmStartSettings {
     /// the recipe key when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ceiling_steps: usize,
+    /// The token embeddings' learning rate as a share of `lr` (with `train_embeddings`).
+    /// At the full rate the small tied embeddings learn "answer one of the listed values"
+    /// within a few hundred updates and the lookup never forms (`bench probe`). Left out of
+    /// the recipe key at 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub embeddings_lr_share: f64,
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 impl WarmStartSettings {
@@ -121,6 +135,7 @@ impl Default for WarmStartSettings {
             kinds: Vec::new(),
             flat_lr: false,
             ceiling_steps: 0,
+            embeddings_lr_share: 1.0,
         }
     }
 }
@@ -176,6 +191,7 @@ pub fn warm_start(
         &mut loaded.model,
         settings.train_norms,
         settings.train_embeddings,
+        settings.embeddings_lr_share,
     )?;
     let schedule = Schedule::WarmupCosine {
         lr: settings.lr,
@@ -281,18 +297,29 @@ pub(crate) fn adapter_and_base_optimizer(
     model: &mut clawdesk_model::Qwen3Vl,
     norms: bool,
     embeddings: bool,
+    embeddings_lr_share: f64,
 ) -> Result<(Vec<Var>, AdamW)> {
-    let base: Vec<Var> = model
-        .train_base_weights(norms, embeddings)?
+    let vars = |named: Vec<(String, Var)>| named.into_iter().map(|(_, var)| var).collect();
+    let norm_vars: Vec<Var> = vars(model.train_base_weights(norms, false)?);
+    // The input embeddings, then an untied head (which moves at the full rate).
+    let (embedding_vars, head_vars): (Vec<_>, Vec<_>) = model
+        .train_base_weights(false, embeddings)?
         .into_iter()
-        .map(|(_, var)| var)
+        .partition(|(name, _)| name != clawdesk_model::LM_HEAD);
+    let (embedding_vars, head_vars): (Vec<Var>, Vec<Var>) = (vars(embedding_vars), vars(head_vars));
+    let base: Vec<Var> = norm_vars
+        .iter()
+        .chain(&embedding_vars)
+        .chain(&head_vars)
+        .cloned()
         .collect();
-    let optimizer = AdamW::new(
-        model
-            .lora_vars()
-            .into_iter()
-            .chain(base.iter().cloned())
-            .collect(),
+    let optimizer = AdamW::grouped(
+        vec![
+            (model.lora_vars(), 1.0),
+            (norm_vars, 1.0),
+            (embedding_vars, embeddings_lr_share),
+            (head_vars, 1.0),
+        ],
         AdamWConfig {
             weight_decay: 0.0,
             ..AdamWConfig::default()
@@ -473,14 +500,17 @@ mod tests {
         assert!(!default.contains("kinds"), "{default}");
         assert!(!default.contains("flat_lr"), "{default}");
         assert!(!default.contains("ceiling_steps"), "{default}");
+        assert!(!default.contains("embeddings_lr_share"), "{default}");
         let chosen = WarmStartSettings {
             kinds: vec![TaskKind::Click],
             flat_lr: true,
+            embeddings_lr_share: 0.1,
             ..WarmStartSettings::default()
         };
         let text = serde_json::to_string(&chosen).expect("json");
         assert!(text.contains(r#""kinds":["click"]"#), "{text}");
         assert!(text.contains(r#""flat_lr":true"#), "{text}");
+        assert!(text.contains(r#""embeddings_lr_share":0.1"#), "{text}");
         let back: WarmStartSettings = serde_json::from_str(&text).expect("parse");
         assert_eq!(back, chosen);
     }
