@@ -356,6 +356,29 @@ mod tests {
     }
 
     #[test]
+    fn zero_gradients_from_a_fresh_state_hold_a_weight_still_until_real_ones_arrive() {
+        // The probe's `base_from_step` holds the base weights this way while the adapter
+        // trains; without weight decay nothing moves them.
+        let d = Device::Cpu;
+        let held = Var::from_slice(&[1f32, -1.0], 2, &d).unwrap();
+        let config = AdamWConfig {
+            max_grad_norm: Some(1.0),
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        };
+        let mut opt = AdamW::new(vec![held.clone()], config).unwrap();
+        let zero = Tensor::zeros(2, DType::F32, &d).unwrap();
+        for _ in 0..5 {
+            opt.step(std::slice::from_ref(&zero), 0.5).unwrap();
+        }
+        assert_eq!(held.as_tensor().to_vec1::<f32>().unwrap(), [1.0, -1.0]);
+        let g = Tensor::new(&[1f32, -1.0], &d).unwrap();
+        opt.step(&[g], 0.5).unwrap();
+        let moved = held.as_tensor().to_vec1::<f32>().unwrap();
+        assert!(moved[0] < 1.0 && moved[1] > -1.0, "{moved:?}");
+    }
+
+    #[test]
     fn clipping_scales_the_global_norm() {
         let v = vec![Var::from_slice(&[0f32, 0.0], 2, &Device::Cpu).unwrap()];
         let config = AdamWConfig {

@@ -89,6 +89,10 @@ pub struct ProbeSettings {
     /// The embeddings' learning rate as a share of `lr`.
     #[serde(default = "one")]
     pub embeddings_lr_share: f64,
+    /// The norms and embeddings (when trained) stay put until this step, so the adapter
+    /// can form a skill before a learnable head can shortcut it. 0: from the first step.
+    #[serde(default)]
+    pub base_from_step: usize,
     /// Overrides of the tiny model's HF config (the warm start's shape by default).
     pub config: serde_json::Value,
     /// Draw the language model's weights as HF does for training ([`tiny::Init::Trainable`])
@@ -142,6 +146,7 @@ impl Default for ProbeSettings {
             train_norms: false,
             train_embeddings: false,
             embeddings_lr_share: 1.0,
+            base_from_step: 0,
             config: serde_json::json!({"text_config": {"num_hidden_layers": 3}}),
             trainable_init: false,
             eval_every: 250,
@@ -339,7 +344,15 @@ pub fn run_probe(
             });
         }
         let grads = loss.backward()?;
-        let in_order = gradients_in_order(model, &grads, &base)?;
+        let mut in_order = gradients_in_order(model, &grads, &base)?;
+        if step < settings.base_from_step {
+            // A zero gradient from the start leaves AdamW's moments, and so the weight, at
+            // zero change.
+            let adapter = in_order.len() - base.len();
+            for g in &mut in_order[adapter..] {
+                *g = g.zeros_like()?;
+            }
+        }
         optimizer.step(&in_order, settings.lr)?;
         if prefix < settings.prefix && step.is_multiple_of(CHECK_EVERY) {
             let check: Vec<ProbeSample> = (0..CHECK_SIZE)

@@ -59,6 +59,10 @@ pub struct ProbeBenchArgs {
     /// The embeddings' learning rate as a share of --lr.
     #[arg(long, default_value_t = 1.0)]
     pub embeddings_lr_share: f64,
+    /// Keep the trained norms and embeddings fixed until this step (the adapter alone
+    /// trains before it).
+    #[arg(long, default_value_t = 0)]
+    pub base_from_step: usize,
     /// Draw the language model's random weights as HF does for training (small, near the
     /// identity) instead of at order one.
     #[arg(long)]
@@ -102,6 +106,7 @@ pub fn run(args: ProbeBenchArgs) -> Result<String, EngineError> {
             train_norms: args.train_base || args.train_norms,
             train_embeddings: args.train_base || args.train_embeddings,
             embeddings_lr_share: args.embeddings_lr_share,
+            base_from_step: args.base_from_step,
             trainable_init: args.trainable_init,
             config: config.clone(),
             eval_every: args.eval_every,
@@ -123,7 +128,7 @@ fn render(args: &ProbeBenchArgs, reports: &[ProbeReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Attention probes on the tiny model (seed {}, {} steps x {} sequences, lr {}, rank {}{}{}, {} pairs, gap {}, prefix {}{})\n",
+        "Attention probes on the tiny model (seed {}, {} steps x {} sequences, lr {}, rank {}{}{}{}, {} pairs, gap {}, prefix {}{})\n",
         args.seed,
         args.steps,
         args.batch,
@@ -137,6 +142,11 @@ fn render(args: &ProbeBenchArgs, reports: &[ProbeReport]) -> String {
             (true, false) => ", norms trained",
             (false, true) => ", embeddings trained",
             (false, false) => "",
+        },
+        if args.base_from_step > 0 {
+            format!(" from step {}", args.base_from_step)
+        } else {
+            String::new()
         },
         if args.trainable_init {
             ", trainable init"
@@ -154,10 +164,10 @@ fn render(args: &ProbeBenchArgs, reports: &[ProbeReport]) -> String {
     );
     let _ = writeln!(
         out,
-        "| task | attends by | chance | held-out before | after {} steps | best | full prefix from step | wall s |",
+        "| task | attends by | chance | held-out before | after {} steps | best | final loss | full prefix from step | wall s |",
         args.steps
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in reports {
         let task = r.settings.task;
         let by = match task {
@@ -169,10 +179,11 @@ fn render(args: &ProbeBenchArgs, reports: &[ProbeReport]) -> String {
         let before = r.curve.first().map_or(0.0, |&(_, a)| a);
         let _ = writeln!(
             out,
-            "| {} | {by} | {:.2} | {before:.2} | {:.2} | {best:.2} | {} | {:.0} |",
+            "| {} | {by} | {:.2} | {before:.2} | {:.2} | {best:.2} | {:.3} | {} | {:.0} |",
             task.name(),
             task.chance(r.settings.pairs),
             r.final_accuracy(),
+            r.final_loss,
             r.full_prefix_from
                 .map_or_else(|| "never".to_owned(), |s| s.to_string()),
             r.seconds
