@@ -13,12 +13,12 @@ use crate::ops::{Mode, Pass};
 use crate::preprocess::PreparedImage;
 use crate::rng::SeededRng;
 use crate::rope::{Positions, TextRope, rope_index};
-
-/// The untied output head's HF name.
-pub const LM_HEAD: &str = "lm_head.weight";
 use crate::text::{LayerCache, TextModel};
 use crate::vision::VisionModel;
 use crate::weights::WeightFiles;
+
+/// The untied output head's HF name.
+pub const LM_HEAD: &str = "lm_head.weight";
 
 /// A rendered prompt: token ids with image placeholders expanded, and the images in order.
 #[derive(Debug, Clone, Default)]

@@ -7,8 +7,12 @@ use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, Mode, ModelInput, Qwen3Vl, ScoreItem, tiny};
 
 fn model_with_adapter() -> (tempfile::TempDir, LoadedModel) {
+    model_with_adapter_from(&tiny::default_config())
+}
+
+fn model_with_adapter_from(config: &serde_json::Value) -> (tempfile::TempDir, LoadedModel) {
     let dir = tempfile::tempdir().expect("tempdir");
-    tiny::write_tiny_model(dir.path(), &tiny::default_config(), 21).expect("tiny");
+    tiny::write_tiny_model(dir.path(), config, 21).expect("tiny");
     let mut loaded = LoadedModel::load(
         dir.path().to_str().expect("utf8"),
         &Device::Cpu,
@@ -137,8 +141,45 @@ fn trained_norms_and_embeddings_get_gradients_that_finite_differences_confirm() 
         vars[2].0
     );
     let items = batch(&loaded);
-    let grads = loss(&loaded.model, &items).backward().expect("backward");
-    for (name, var) in &vars {
+    assert_gradients_match_finite_differences(&loaded.model, &items, &vars);
+    // What is saved is what was trained: moving a norm shows in the saved weights.
+    let (name, var) = &vars[2];
+    assert_saved_as_trained(&mut loaded.model, name, var, 3.0);
+}
+
+#[test]
+fn an_untied_head_trains_beside_the_embeddings_and_is_saved() {
+    let mut config = tiny::default_config();
+    tiny::merge_json(
+        &mut config,
+        &serde_json::json!({"tie_word_embeddings": false, "text_config": {"tie_word_embeddings": false}}),
+    );
+    let (_dir, mut loaded) = model_with_adapter_from(&config);
+    let vars = loaded
+        .model
+        .train_base_weights(false, true)
+        .expect("trainable");
+    let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["model.language_model.embed_tokens.weight", "lm_head.weight"]
+    );
+    let items = batch(&loaded);
+    assert_gradients_match_finite_differences(&loaded.model, &items, &vars);
+    // The head is saved as trained, under its own name.
+    let (name, head) = &vars[1];
+    assert_saved_as_trained(&mut loaded.model, name, head, 2.0);
+}
+
+/// Every var gets a finite, non-zero gradient whose largest entry central differences
+/// confirm.
+fn assert_gradients_match_finite_differences(
+    model: &Qwen3Vl,
+    items: &[ScoreItem],
+    vars: &[(String, Var)],
+) {
+    let grads = loss(model, items).backward().expect("backward");
+    for (name, var) in vars {
         let g = grads
             .get(var.as_tensor())
             .unwrap_or_else(|| panic!("no gradient for {name}"));
@@ -154,97 +195,32 @@ fn trained_norms_and_embeddings_get_gradients_that_finite_differences_confirm() 
             .expect("entry");
         assert!(analytic.abs() > 0.0, "zero gradient for {name}");
         let eps = 1e-2f32;
-        let numeric = (eval_with(&loaded.model, &items, var, idx, eps)
-            - eval_with(&loaded.model, &items, var, idx, -eps))
+        let numeric = (eval_with(model, items, var, idx, eps)
+            - eval_with(model, items, var, idx, -eps))
             / (2.0 * eps);
         assert!(
             (numeric - analytic).abs() <= 0.03 * analytic.abs() + 1e-4,
             "{name} entry {idx}: analytic {analytic}, numeric {numeric}"
         );
     }
-    // What is saved is what was trained: moving a norm shows in the saved weights.
-    let (name, var) = &vars[2];
-    let moved = (var.as_tensor() * 3.0).expect("scaled");
+}
+
+/// Scales `var` by `factor` and checks that [`Qwen3Vl::text_weights`] saves it as moved,
+/// under `name`.
+fn assert_saved_as_trained(model: &mut Qwen3Vl, name: &str, var: &Var, factor: f64) {
+    let moved = (var.as_tensor() * factor).expect("scaled");
     var.set(&moved).expect("set");
-    let saved = loaded.model.text_weights();
-    let (_, w) = saved.iter().find(|(n, _)| n == name).expect("saved");
+    let saved = model.text_weights();
+    let (_, w) = saved
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} is not saved"));
     let diff = (w - &moved)
         .and_then(|d| d.abs())
         .and_then(|d| d.max_all())
         .and_then(|d| d.to_scalar::<f32>())
         .expect("diff");
     assert_eq!(diff, 0.0, "{name} is saved as trained");
-}
-
-#[test]
-fn an_untied_head_trains_beside_the_embeddings_and_is_saved() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = tiny::default_config();
-    tiny::merge_json(
-        &mut config,
-        &serde_json::json!({"tie_word_embeddings": false, "text_config": {"tie_word_embeddings": false}}),
-    );
-    tiny::write_tiny_model(dir.path(), &config, 21).expect("tiny");
-    let mut loaded = LoadedModel::load(
-        dir.path().to_str().expect("utf8"),
-        &Device::Cpu,
-        None,
-        &mut |_| {},
-    )
-    .expect("load");
-    loaded
-        .model
-        .attach_lora(LoraConfig::new(4, 8.0), 5)
-        .expect("attach");
-    let vars = loaded
-        .model
-        .train_base_weights(false, true)
-        .expect("trainable");
-    let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        ["model.language_model.embed_tokens.weight", "lm_head.weight"]
-    );
-    let items = batch(&loaded);
-    let grads = loss(&loaded.model, &items).backward().expect("backward");
-    for (name, var) in &vars {
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        let values = g
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .expect("grad");
-        let (idx, &analytic) = values
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-            .expect("entry");
-        assert!(analytic.abs() > 0.0, "zero gradient for {name}");
-        let eps = 1e-2f32;
-        let numeric = (eval_with(&loaded.model, &items, var, idx, eps)
-            - eval_with(&loaded.model, &items, var, idx, -eps))
-            / (2.0 * eps);
-        assert!(
-            (numeric - analytic).abs() <= 0.03 * analytic.abs() + 1e-4,
-            "{name} entry {idx}: analytic {analytic}, numeric {numeric}"
-        );
-    }
-    // The head is saved as trained, under its own name.
-    let (_, head) = &vars[1];
-    let moved = (head.as_tensor() * 2.0).expect("scaled");
-    head.set(&moved).expect("set");
-    let saved = loaded.model.text_weights();
-    let (_, w) = saved
-        .iter()
-        .find(|(n, _)| n == "lm_head.weight")
-        .expect("the untied head is saved");
-    let diff = (w - &moved)
-        .and_then(|d| d.abs())
-        .and_then(|d| d.max_all())
-        .and_then(|d| d.to_scalar::<f32>())
-        .expect("diff");
-    assert_eq!(diff, 0.0);
 }
 
 /// The loss with one entry of `var` moved by `delta` (restored afterwards).

@@ -8,7 +8,8 @@
 //! the query follows separator 5: `1 k1 v1 k2 v2 ... 5 kq`. Two options make it more like a
 //! gym prompt: fixed tokens between each key and its value (ids 6-9; the gym's
 //! `green button (375` puts two between the colour and the point), and random filler before
-//! the list (ids 40-89; the gym's screenshot, instruction and template, ~100 tokens).
+//! the list (ids 40-89; the gym's shipped prompt has ~30 tokens of chat template, screenshot
+//! and instruction before its list, and ~60 of template between the list and the reply).
 
 use std::time::Instant;
 
@@ -83,11 +84,12 @@ pub struct ProbeSettings {
     /// Also train the RMSNorm weights, as the warm start can.
     #[serde(default)]
     pub train_norms: bool,
-    /// Also train the token embeddings (tied to the head), as the warm start can.
+    /// Also train the token embeddings and the head (the tied matrix, or both when the
+    /// config unties them), as the warm start can.
     #[serde(default)]
     pub train_embeddings: bool,
-    /// The embeddings' learning rate as a share of `lr`.
-    #[serde(default = "one")]
+    /// The embeddings' learning rate as a share of `lr` (an untied head keeps the full rate).
+    #[serde(default = "crate::practice::warm_start::one")]
     pub embeddings_lr_share: f64,
     /// The norms and embeddings (when trained) stay put until this step, so the adapter
     /// can form a skill before a learnable head can shortcut it. 0: from the first step.
@@ -116,10 +118,6 @@ pub struct ProbeSettings {
     /// throughout.
     #[serde(default)]
     pub prefix_grow: usize,
-}
-
-fn one() -> f64 {
-    1.0
 }
 
 /// The greedy accuracy at the current filler length at which the curriculum lengthens it.

@@ -53,7 +53,7 @@ pub struct ProbeBenchArgs {
     /// Also train the norm weights only.
     #[arg(long)]
     pub train_norms: bool,
-    /// Also train the token embeddings (tied to the head) only.
+    /// Also train the token embeddings and the head (tied, or untied beside them) only.
     #[arg(long)]
     pub train_embeddings: bool,
     /// The embeddings' learning rate as a share of --lr.
@@ -76,7 +76,8 @@ pub struct ProbeBenchArgs {
     /// Fixed tokens between each key and its value (the gym's element line has two).
     #[arg(long, default_value_t = 0)]
     pub gap: usize,
-    /// Random filler tokens before the pairs (the gym's prompt has ~100 before its list).
+    /// Random filler tokens before the pairs (the gym's shipped prompt has ~30 before its
+    /// list and ~60 between the list and the reply).
     #[arg(long, default_value_t = 0)]
     pub prefix: usize,
     /// A curriculum: train from no filler, adding this many tokens (up to --prefix) each

@@ -83,9 +83,9 @@ pub struct WarmStartSettings {
     /// the recipe key when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub ceiling_steps: usize,
-    /// The token embeddings' learning rate as a share of `lr` (with `train_embeddings`).
-    /// At the full rate the small tied embeddings learn "answer one of the listed values"
-    /// within a few hundred updates and the lookup never forms (`bench probe`). Left out of
+    /// The token embeddings' learning rate as a share of `lr` (with `train_embeddings`), so
+    /// they can move more slowly than the adapter. In `bench probe` a tenth of the rate did
+    /// not keep trained embeddings from shortcutting recall (bench/RESULTS.md). Left out of
     /// the recipe key at 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub embeddings_lr_share: f64,
@@ -95,7 +95,7 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-fn one() -> f64 {
+pub(crate) fn one() -> f64 {
     1.0
 }
 
