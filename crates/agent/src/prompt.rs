@@ -57,7 +57,7 @@ impl AgentPrompts {
         let render = || -> Result<String, minijinja::Error> {
             self.env
                 .get_template("practice")?
-                .render(context! { instruction, elements })
+                .render(context! { instruction, elements, format_line => true })
         };
         render().map_err(|e| AgentError::Render(e.to_string()))
     }

@@ -50,12 +50,22 @@ impl GymPrompts {
 
     /// The user text for an instruction and the screen's elements (name and grid centre).
     pub fn task(&self, instruction: &str, elements: &[String]) -> Result<String> {
+        self.render(instruction, elements, true)
+    }
+
+    /// [`Self::task`] without the line that states the action format: the warm start's
+    /// shortest prompt, before its curriculum lengthens it.
+    pub fn task_without_format(&self, instruction: &str, elements: &[String]) -> Result<String> {
+        self.render(instruction, elements, false)
+    }
+
+    fn render(&self, instruction: &str, elements: &[String], format_line: bool) -> Result<String> {
         let template = self
             .env
             .get_template("task")
             .map_err(|e| template_error(&e))?;
         template
-            .render(context! { instruction, elements })
+            .render(context! { instruction, elements, format_line })
             .map_err(|e| template_error(&e))
     }
 }
@@ -77,10 +87,15 @@ mod tests {
         let text = p
             .task("Click the red button.", &["red button (125,250)".into()])
             .expect("renders");
+        assert!(text.starts_with("Act: "), "{text:?}");
         assert!(
-            text.starts_with("Click the red button.\n- red button (125,250)\n"),
+            text.ends_with("\n- red button (125,250)\nClick the red button."),
             "{text:?}"
         );
+        let lean = p
+            .task_without_format("Click the red button.", &["red button (125,250)".into()])
+            .expect("renders");
+        assert_eq!(lean, "- red button (125,250)\nClick the red button.");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("gym")).expect("mkdir");
         std::fs::write(dir.path().join("gym/task.md"), "{{ instrucion }}").expect("write");

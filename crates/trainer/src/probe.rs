@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainerError};
 use crate::practice::episode::load_on;
-use crate::practice::warm_start::{adapter_and_base_optimizer, gradients_in_order};
+use crate::practice::warm_start::{adapter_and_base_optimizer, gradients_in_order, hold_still};
 
 const BOS: u32 = 1;
 const SEPARATOR: u32 = 5;
@@ -344,12 +344,7 @@ pub fn run_probe(
         let grads = loss.backward()?;
         let mut in_order = gradients_in_order(model, &grads, &base)?;
         if step < settings.base_from_step {
-            // A zero gradient from the start leaves AdamW's moments, and so the weight, at
-            // zero change.
-            let adapter = in_order.len() - base.len();
-            for g in &mut in_order[adapter..] {
-                *g = g.zeros_like()?;
-            }
+            hold_still(&mut in_order, base.len())?;
         }
         optimizer.step(&in_order, settings.lr)?;
         if prefix < settings.prefix && step.is_multiple_of(CHECK_EVERY) {

@@ -5,6 +5,7 @@
 use std::time::SystemTime;
 
 use clawdesk_trainer::Method;
+use clawdesk_trainer::practice::PromptStage;
 use clawdesk_trainer::practice::learn::{LearnSettings, learn};
 use clawdesk_trainer::practice::warm_start::{WarmStartSettings, practice_base};
 
@@ -133,4 +134,109 @@ fn a_two_phase_warm_start_caches_its_always_right_phase_and_starts_from_it() {
     let (fresh, _) = practice_base(cache.path(), &direct, &mut |_| {}).expect("one-phase base");
     let fresh = std::fs::read(fresh.join("model.safetensors")).expect("one-phase weights");
     assert_ne!(fresh, second);
+}
+
+#[test]
+fn the_prompt_curriculum_starts_lean_and_holds_the_base_weights_until_the_whole_prompt_passes() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let held = WarmStartSettings {
+        steps: 3,
+        batch: 2,
+        config: serde_json::json!({}),
+        train_norms: true,
+        train_embeddings: true,
+        context_grow: true,
+        ..WarmStartSettings::default()
+    };
+    let (held_base, report) = practice_base(cache.path(), &held, &mut |_| {}).expect("warm start");
+    // A random model answers no check (none is due in three updates): the demonstrations
+    // stayed at the shortest prompt and the base weights were never freed.
+    let curriculum = report.curriculum.expect("the curriculum's report");
+    assert_eq!(curriculum.stages.len(), 1);
+    assert_eq!(curriculum.stages[0].stage, PromptStage::Lean);
+    assert_eq!(curriculum.base_from, None);
+    let free = WarmStartSettings {
+        context_grow: false,
+        ..held.clone()
+    };
+    let (free_base, free_report) =
+        practice_base(cache.path(), &free, &mut |_| {}).expect("warm start");
+    assert_eq!(free_report.curriculum, None);
+
+    let weights = |dir: &std::path::Path| {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+            .expect("weights")
+    };
+    let (held_weights, free_weights) = (weights(&held_base), weights(&free_base));
+    let random = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = clawdesk_model::tiny::default_config();
+        clawdesk_model::tiny::merge_json(&mut config, &held.config);
+        clawdesk_model::tiny::write_tiny_model(dir.path(), &config, held.seed).expect("tiny");
+        weights(dir.path())
+    };
+    let max_change = |a: &candle_core::Tensor, b: &candle_core::Tensor| -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar())
+            .expect("difference")
+    };
+    for name in [
+        "model.language_model.embed_tokens.weight",
+        "model.language_model.norm.weight",
+        "model.language_model.layers.0.self_attn.q_norm.weight",
+    ] {
+        assert_eq!(
+            max_change(&held_weights[name], &random[name]),
+            0.0,
+            "{name} moved while the curriculum held it"
+        );
+        assert!(
+            max_change(&free_weights[name], &random[name]) > 0.0,
+            "{name} did not train without the curriculum"
+        );
+    }
+    // The adapter trained throughout (merged into the linears).
+    let linear = "model.language_model.layers.0.self_attn.q_proj.weight";
+    assert!(max_change(&held_weights[linear], &random[linear]) > 0.0);
+}
+
+#[test]
+fn each_prompt_stage_adds_to_the_lean_prompt_before_its_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    clawdesk_model::tiny::write_tiny_model(dir.path(), &clawdesk_model::tiny::default_config(), 1)
+        .expect("tiny model");
+    let loaded = clawdesk_trainer::practice::episode::load_cpu(dir.path()).expect("loads");
+    let policy = clawdesk_trainer::practice::GymPolicy::built_in(&loaded).expect("policy");
+    let task = clawdesk_gym::Task::generate(clawdesk_gym::TaskKind::Click, 3);
+    let text = |stage| {
+        let input = policy.prompt_at(&task, None, stage).expect("prompt");
+        let text = loaded.processor.decode(&input.ids, false).expect("decodes");
+        (text, input.images.len())
+    };
+    let (lean, lean_images) = text(PromptStage::Lean);
+    let (middle, middle_images) = text(PromptStage::Text);
+    let (full, full_images) = text(PromptStage::Full);
+    assert_eq!((lean_images, middle_images, full_images), (0, 0, 1));
+    assert!(!lean.contains("Act:"), "{lean}");
+    assert!(
+        middle.contains("Act:") && !middle.contains("<|image_pad|>"),
+        "{middle}"
+    );
+    assert!(full.contains("<|image_pad|>"), "{full}");
+    // Each stage's extra text goes before the list: every prompt ends the same way.
+    let tail = |s: &str| s[s.find("\n- ").expect("a list")..].to_owned();
+    assert_eq!(tail(&lean), tail(&middle));
+    assert_eq!(tail(&middle), tail(&full));
+    assert!(tail(&full).contains(task.instruction()));
+    // The policy's own prompt is the whole one.
+    assert_eq!(
+        policy.prompt(&task, None).expect("prompt").ids,
+        policy
+            .prompt_at(&task, None, PromptStage::Full)
+            .expect("prompt")
+            .ids
+    );
 }

@@ -122,6 +122,9 @@ pub struct LearnBenchArgs {
     /// (`gym base --embeddings-lr-share`).
     #[arg(long, default_value_t = 1.0)]
     pub warm_embeddings_lr_share: f64,
+    /// The warm start's prompt curriculum (`gym base --context-grow`).
+    #[arg(long)]
+    pub warm_context_grow: bool,
     /// Warm-start demonstrations of these kinds only (`gym base --kind`); repeatable.
     #[arg(long = "warm-kind")]
     pub warm_kinds: Vec<TaskKind>,
@@ -164,6 +167,7 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
         flat_lr: args.warm_flat_lr,
         ceiling_steps: args.warm_ceiling_steps,
         embeddings_lr_share: args.warm_embeddings_lr_share,
+        context_grow: args.warm_context_grow,
         kinds: args.warm_kinds.clone(),
         ..WarmStartSettings::default()
     };

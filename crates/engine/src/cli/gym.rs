@@ -89,6 +89,11 @@ struct BaseArgs {
     /// The embeddings' learning rate as a share of `--lr` (with `--train-embeddings`).
     #[arg(long, default_value_t = 1.0)]
     embeddings_lr_share: f64,
+    /// A curriculum on the prompt: start with the element list and the instruction alone,
+    /// add the format line and then the screenshot as checks pass; the norms and embeddings
+    /// (when trained) learn only once a check passes on the whole prompt.
+    #[arg(long)]
+    context_grow: bool,
     /// More overrides of the tiny model's HF `text_config`, as a JSON object (for example
     /// `{"rope_theta": 10000, "hidden_size": 128}`); they join the recipe's cache key.
     #[arg(long, value_parser = parse_json_object)]
@@ -174,6 +179,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 flat_lr: a.flat_lr,
                 ceiling_steps: a.ceiling_steps,
                 embeddings_lr_share: a.embeddings_lr_share,
+                context_grow: a.context_grow,
                 ..WarmStartSettings::default()
             };
             let device = super::model::device(if a.cuda {

@@ -55,6 +55,33 @@ pub struct PlayedStep {
     pub hint: Option<String>,
 }
 
+/// How much of the gym prompt the model sees. The warm start's curriculum trains on the
+/// shortest first, so that the lookup of the named element forms before the screenshot's
+/// tokens and the format line dilute attention (`bench probe --prefix-grow`); everything
+/// later stages add comes before the list, as the probe's filler does.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptStage {
+    /// The element list and the instruction, as text alone.
+    Lean,
+    /// The format line above them, still without the screenshot.
+    Text,
+    /// The whole prompt: the screenshot, then the text. What the policy always sees.
+    Full,
+}
+
+impl PromptStage {
+    /// The stage after this one (the last stays).
+    pub fn next(self) -> Self {
+        match self {
+            PromptStage::Lean => PromptStage::Text,
+            PromptStage::Text | PromptStage::Full => PromptStage::Full,
+        }
+    }
+}
+
 /// The model with what it needs to play: its prompt templates.
 pub struct GymPolicy<'a> {
     pub loaded: &'a LoadedModel,
@@ -83,21 +110,51 @@ impl<'a> GymPolicy<'a> {
 
     /// The prompt's messages for the task's current screen (one image: the screenshot).
     pub fn messages(&self, task: &Task, hint: Option<&str>) -> Result<Vec<Message>> {
-        let mut text = self.prompts.task(task.instruction(), &task.elements())?;
+        self.messages_at(task, hint, PromptStage::Full)
+    }
+
+    fn messages_at(
+        &self,
+        task: &Task,
+        hint: Option<&str>,
+        stage: PromptStage,
+    ) -> Result<Vec<Message>> {
+        let (instruction, elements) = (task.instruction(), task.elements());
+        let mut text = match stage {
+            PromptStage::Lean => self.prompts.task_without_format(instruction, &elements)?,
+            PromptStage::Text | PromptStage::Full => self.prompts.task(instruction, &elements)?,
+        };
         if let Some(hint) = hint {
             text = self.hints.append(&text, hint)?;
         }
-        Ok(vec![Message::images_then_text(Role::User, 1, text)])
+        Ok(vec![match stage {
+            PromptStage::Full => Message::images_then_text(Role::User, 1, text),
+            PromptStage::Lean | PromptStage::Text => Message::text(Role::User, text),
+        }])
     }
 
     /// The prompt for the task's current screen; with a hint, the teacher's prompt.
     pub fn prompt(&self, task: &Task, hint: Option<&str>) -> Result<ModelInput> {
-        let messages = self.messages(task, hint)?;
+        self.prompt_at(task, hint, PromptStage::Full)
+    }
+
+    /// [`Self::prompt`] cut to a stage of the warm start's curriculum.
+    pub fn prompt_at(
+        &self,
+        task: &Task,
+        hint: Option<&str>,
+        stage: PromptStage,
+    ) -> Result<ModelInput> {
+        let messages = self.messages_at(task, hint, stage)?;
         let processor = &self.loaded.processor;
         let rendered = processor.render(&messages, &[], true)?;
-        let image = DynamicImage::ImageRgb8(task.screen().render());
-        let prepared = preprocess::prepare(&image, processor.preprocessor())?;
-        Ok(processor.encode_prepared(&rendered, vec![prepared])?)
+        let images = if stage == PromptStage::Full {
+            let image = DynamicImage::ImageRgb8(task.screen().render());
+            vec![preprocess::prepare(&image, processor.preprocessor())?]
+        } else {
+            Vec::new()
+        };
+        Ok(processor.encode_prepared(&rendered, images)?)
     }
 
     /// Samples the policy's reply to the task's current screen.
@@ -113,12 +170,24 @@ impl<'a> GymPolicy<'a> {
         sampling: &Sampling,
         lora: bool,
     ) -> Result<Acted> {
+        self.act_at(task, hint, PromptStage::Full, sampling, lora)
+    }
+
+    /// As [`Self::act_with`], with the prompt cut to a stage of the warm start's curriculum.
+    pub fn act_at(
+        &self,
+        task: &Task,
+        hint: Option<&str>,
+        stage: PromptStage,
+        sampling: &Sampling,
+        lora: bool,
+    ) -> Result<Acted> {
         let model = &self.loaded.model;
         let mut sampling = sampling.clone();
         if sampling.stop.is_empty() {
             sampling.stop = self.loaded.processor.stop_ids().to_vec();
         }
-        let prompt = self.prompt(task, hint)?;
+        let prompt = self.prompt_at(task, hint, stage)?;
         let generation = generate(
             model,
             &mut model.new_cache(),
@@ -130,7 +199,7 @@ impl<'a> GymPolicy<'a> {
         let reply = self.loaded.processor.decode(&generation.tokens, true)?;
         Ok(Acted {
             action: GymAction::parse_reply(&reply).map(|(_, action)| action),
-            messages: self.messages(task, hint)?,
+            messages: self.messages_at(task, hint, stage)?,
             prompt,
             tokens: generation.tokens,
             logprobs: generation.logprobs,

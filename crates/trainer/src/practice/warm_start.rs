@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainerError};
 use crate::optim::{AdamW, AdamWConfig, Schedule};
-use crate::practice::episode::{GymPolicy, greedy, load_on};
+use crate::practice::curriculum::{CHECK_TASKS, Curriculum, CurriculumReport};
+use crate::practice::episode::{GymPolicy, PromptStage, greedy, load_on};
 
 /// Bumped whenever the recipe changes, so cached bases from an older recipe are not reused.
 const RECIPE: u32 = 2;
@@ -89,6 +90,16 @@ pub struct WarmStartSettings {
     /// the recipe key at 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub embeddings_lr_share: f64,
+    /// A curriculum on the prompt, for the always-right phase (or a recipe without one): the
+    /// demonstrations start with the element list and the instruction alone
+    /// ([`PromptStage::Lean`]), and each time a check of fresh training tasks at the current
+    /// stage is [`crate::practice::curriculum::GROW_AT`] right, the next stage adds more of the prompt before the list,
+    /// up to the whole one. The norms and embeddings (when trained) stay still until a check
+    /// passes on the whole prompt: in `bench probe` a learnable head stopped the lookup from
+    /// forming, and a long context before the list did too, unless it grew once the lookup
+    /// was there. Left out of the recipe key when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub context_grow: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -136,6 +147,7 @@ impl Default for WarmStartSettings {
             flat_lr: false,
             ceiling_steps: 0,
             embeddings_lr_share: 1.0,
+            context_grow: false,
         }
     }
 }
@@ -164,6 +176,9 @@ pub struct WarmStartReport {
     /// base up to float rounding.
     #[serde(default)]
     pub device: String,
+    /// What the prompt curriculum did, when the recipe has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curriculum: Option<CurriculumReport>,
 }
 
 /// Progress of a warm start.
@@ -201,9 +216,16 @@ pub fn warm_start(
     };
     let kinds = TaskKind::or_all(&settings.kinds);
     let mut rng = SeededRng::new(settings.seed ^ 0x5746_5354);
+    let mut check_rng = SeededRng::new(settings.seed ^ 0x4348_4543);
     let mut final_loss = f64::NAN;
+    // The phase after an always-right one starts from a base that has the whole prompt.
+    let mut curriculum =
+        (settings.context_grow && settings.ceiling_steps == 0).then(Curriculum::default);
     let policy = GymPolicy::built_in(&loaded)?;
     for step in 1..=settings.steps {
+        let stage = curriculum
+            .as_ref()
+            .map_or(PromptStage::Full, Curriculum::stage);
         let mut items = Vec::with_capacity(settings.batch);
         for _ in 0..settings.batch {
             let mut task = sample_task(Split::Train, &kinds, &mut rng);
@@ -231,7 +253,7 @@ pub fn warm_start(
             let action = mistake.unwrap_or(right);
             let hint = if hinted { task.hint() } else { None };
             items.push(ScoreItem {
-                prompt: policy.prompt(&task, hint.as_deref())?,
+                prompt: policy.prompt_at(&task, hint.as_deref(), stage)?,
                 response: policy.response_tokens(
                     settings
                         .grounded
@@ -258,13 +280,28 @@ pub fn warm_start(
             });
         }
         let grads = loss.backward()?;
-        let in_order = gradients_in_order(&loaded.model, &grads, &base_vars)?;
+        let mut in_order = gradients_in_order(&loaded.model, &grads, &base_vars)?;
+        if curriculum.as_ref().is_some_and(Curriculum::holds_base) {
+            hold_still(&mut in_order, base_vars.len())?;
+        }
         optimizer.step(&in_order, schedule.lr(step as u64))?;
         progress(WarmStartProgress {
             step,
             steps: settings.steps,
             loss: final_loss,
         });
+        if let Some(curriculum) = curriculum.as_mut()
+            && curriculum.checks_after(step)
+            && step < settings.steps
+        {
+            let check: Vec<clawdesk_gym::Task> = (0..CHECK_TASKS)
+                .map(|_| sample_task(Split::Train, &kinds, &mut check_rng))
+                .collect();
+            // The adapter in training is not merged yet: the check runs with it on.
+            let right = first_step_success(&policy, &check, stage, false, true)?;
+            tracing::info!(step, ?stage, right, "warm-start curriculum check");
+            curriculum.record_check(step, right);
+        }
     }
     drop(policy);
     loaded.model.merge_lora()?;
@@ -282,6 +319,7 @@ pub fn warm_start(
         success_with_hint,
         seconds: start.elapsed().as_secs_f64(),
         device: if device.is_cpu() { "cpu" } else { "cuda" }.to_string(),
+        curriculum: curriculum.map(Curriculum::into_report),
     };
     let marker = out.join(MARKER);
     let text = serde_json::to_string_pretty(&report)
@@ -350,12 +388,35 @@ pub(crate) fn gradients_in_order(
     Ok(in_order)
 }
 
+/// Zeroes the gradients after the adapter's (those of the base weights trained beside it), so
+/// that AdamW, from a fresh state and without weight decay, leaves those weights where they are.
+pub(crate) fn hold_still(in_order: &mut [Tensor], base: usize) -> Result<()> {
+    let adapter = in_order.len().saturating_sub(base);
+    for g in &mut in_order[adapter..] {
+        *g = g.zeros_like()?;
+    }
+    Ok(())
+}
+
 /// Greedy first-step success when the right action's hint is in the prompt.
+/// (The adapter is merged by then.)
 fn hinted_success(policy: &GymPolicy<'_>, tasks: &[clawdesk_gym::Task]) -> Result<f64> {
+    first_step_success(policy, tasks, PromptStage::Full, true, false)
+}
+
+/// Greedy first-step success on `tasks` with the prompt at `stage`, with the right action's
+/// hint in it or without, and with the adapter on or off.
+fn first_step_success(
+    policy: &GymPolicy<'_>,
+    tasks: &[clawdesk_gym::Task],
+    stage: PromptStage,
+    with_hint: bool,
+    lora: bool,
+) -> Result<f64> {
     let mut right = 0;
     for task in tasks {
-        let hint = task.hint();
-        let acted = policy.act_with(task, hint.as_deref(), &greedy(), false)?;
+        let hint = if with_hint { task.hint() } else { None };
+        let acted = policy.act_at(task, hint.as_deref(), stage, &greedy(), lora)?;
         let mut probe = task.clone();
         let ok = probe
             .step(acted.action.as_ref())
