@@ -219,13 +219,11 @@ impl Qwen3VlConfig {
                 v.out_hidden_size, t.hidden_size
             ));
         }
-        let ids = [
-            self.image_token_id,
-            self.video_token_id,
-            self.vision_start_token_id,
-            self.vision_end_token_id,
-        ];
-        if let Some(id) = ids.iter().find(|&&id| id as usize >= t.vocab_size) {
+        if let Some(id) = self
+            .vision_token_ids()
+            .iter()
+            .find(|&&id| id as usize >= t.vocab_size)
+        {
             return Err(format!(
                 "special token id {id} lies outside the vocabulary of {}",
                 t.vocab_size
@@ -266,6 +264,17 @@ impl Qwen3VlConfig {
         self.tie_word_embeddings
             .or(self.text_config.tie_word_embeddings)
             .unwrap_or(false)
+    }
+
+    /// Token ids that only mark where pixels go. A reply never holds one: there would be no
+    /// image to place there, and a training row built from that reply could not be embedded.
+    pub fn vision_token_ids(&self) -> [u32; 4] {
+        [
+            self.image_token_id,
+            self.video_token_id,
+            self.vision_start_token_id,
+            self.vision_end_token_id,
+        ]
     }
 
     /// Token ids that end generation by default, from the config's `eos_token_id`.

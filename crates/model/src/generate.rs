@@ -61,7 +61,8 @@ pub struct Generation {
     pub finish: Finish,
 }
 
-/// Generates a response to `input`; `on_token` sees each token as it is chosen.
+/// Generates a response to `input`; `on_token` sees each token as it is chosen. Vision
+/// placeholder ids are never chosen (see [`crate::Qwen3VlConfig::vision_token_ids`]).
 pub fn generate(
     model: &Qwen3Vl,
     cache: &mut KvCache,
@@ -99,6 +100,7 @@ pub fn generate_until(
         )));
     }
     let limit = model.context_limit();
+    let vision_ids = model.config().vision_token_ids();
     let mut rng = SeededRng::new(sampling.seed);
     let mut tokens = Vec::new();
     let mut logprobs = Vec::new();
@@ -110,7 +112,12 @@ pub fn generate_until(
         if tokens.len() >= sampling.max_tokens {
             break Finish::MaxTokens;
         }
-        let values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let mut values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        for id in vision_ids {
+            if let Some(v) = values.get_mut(id as usize) {
+                *v = f32::NEG_INFINITY;
+            }
+        }
         let (token, logprob) = choose(&values, sampling, &mut rng)?;
         if sampling.top_logprobs > 0 {
             top_logprobs.push(most_likely(&values, sampling, sampling.top_logprobs));
@@ -140,7 +147,8 @@ pub fn generate_until(
     })
 }
 
-/// Picks one token from raw logits; returns it with its log-probability.
+/// Picks one token from raw logits; returns it with its log-probability. A logit of -inf
+/// is never picked.
 pub fn choose(logits: &[f32], sampling: &Sampling, rng: &mut SeededRng) -> Result<(u32, f32)> {
     if logits.is_empty() {
         return Err(ModelError::Input("empty logits".into()));
@@ -187,6 +195,11 @@ fn sampling_distribution(logits: &[f32], sampling: &Sampling) -> (Vec<usize>, Ve
         .iter()
         .map(|&i| ((logits[i] / t - max) as f64).exp())
         .collect();
+    // Masked (-inf) and underflowed tokens weigh nothing; were they kept, a draw that rounding
+    // carried past the last real weight would land on one.
+    let possible = weights.iter().take_while(|w| **w > 0.0).count().max(1);
+    order.truncate(possible);
+    weights.truncate(possible);
     let total: f64 = weights.iter().sum();
     let mut kept = 0;
     let mut mass = 0.0;
@@ -322,6 +335,23 @@ mod tests {
             .sum();
         assert!((all - 1.0).abs() < 1e-5);
         assert_eq!(most_likely(&logits, &greedy, 2).len(), 2);
+    }
+
+    #[test]
+    fn a_masked_logit_is_never_drawn() {
+        let s = Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            ..Sampling::default()
+        };
+        let logits = [f32::NEG_INFINITY, 0.0, 0.0, f32::NEG_INFINITY];
+        let mut rng = SeededRng::new(2);
+        for _ in 0..500 {
+            let (tok, lp) = choose(&logits, &s, &mut rng).expect("choose");
+            assert!(tok == 1 || tok == 2, "{tok}");
+            assert!((lp - 0.5f32.ln()).abs() < 1e-6);
+        }
     }
 
     #[test]

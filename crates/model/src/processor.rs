@@ -17,6 +17,7 @@ pub struct Processor {
     template: ChatTemplate,
     preprocessor: PreprocessorConfig,
     image_token_id: u32,
+    vision_token_ids: [u32; 4],
     merge: usize,
     stop_ids: Vec<u32>,
 }
@@ -88,6 +89,7 @@ impl Processor {
             template,
             preprocessor,
             image_token_id: config.image_token_id,
+            vision_token_ids: config.vision_token_ids(),
             merge: v.spatial_merge_size,
             stop_ids,
         })
@@ -100,6 +102,11 @@ impl Processor {
     /// Tokens that end a generation by default.
     pub fn stop_ids(&self) -> &[u32] {
         &self.stop_ids
+    }
+
+    /// The ids a reply may never hold (see [`Qwen3VlConfig::vision_token_ids`]).
+    pub fn vision_token_ids(&self) -> &[u32] {
+        &self.vision_token_ids
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {

@@ -427,3 +427,58 @@ fn batched_scores_equal_single_scores_on_both_attention_paths() {
     .expect("diff");
     assert!(d < 1e-4, "fused and composed paths differ by {d}");
 }
+
+/// A reply never holds an image placeholder, however likely the model finds one: a rollout
+/// with one could not be scored for training (there is no image to place there). With the
+/// final norm zeroed every token is equally likely, so without the mask one reply in ~70
+/// tokens would open an image; the mass of the masked ids goes to the rest.
+#[test]
+fn sampling_never_chooses_a_vision_placeholder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny::write_tiny_model(dir.path(), &tiny::default_config(), 21).expect("tiny");
+    let path = dir.path().join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu).expect("load");
+    let norm = "model.language_model.norm.weight";
+    let zeros = tensors[norm].zeros_like().expect("zeros");
+    tensors.insert(norm.to_string(), zeros);
+    candle_core::safetensors::save(&tensors, &path).expect("save");
+    let loaded = LoadedModel::load(
+        dir.path().to_str().expect("utf8"),
+        &Device::Cpu,
+        None,
+        &mut |_| {},
+    )
+    .expect("load");
+    let items = batch(&loaded);
+    let sampling = clawdesk_model::generate::Sampling {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        max_tokens: 600,
+        seed: 4,
+        ..Default::default()
+    };
+    let mut cache = loaded.model.new_cache();
+    let generation = clawdesk_model::generate::generate(
+        &loaded.model,
+        &mut cache,
+        &items[1].prompt,
+        &sampling,
+        false,
+        &mut |_| {},
+    )
+    .expect("generate");
+    assert_eq!(generation.tokens.len(), 600);
+    let vision = loaded.model.config().vision_token_ids();
+    let opened: Vec<_> = generation
+        .tokens
+        .iter()
+        .filter(|t| vision.contains(t))
+        .collect();
+    assert!(opened.is_empty(), "the reply holds vision ids {opened:?}");
+    let vocab = loaded.model.config().text_config.vocab_size;
+    let even = -((vocab - vision.len()) as f32).ln();
+    for lp in &generation.logprobs {
+        assert!((lp - even).abs() < 1e-3, "{lp} vs {even}");
+    }
+}

@@ -275,7 +275,14 @@ impl<'a> TrainLoop<'a> {
                     return Ok((samples, cursor));
                 };
                 let sample =
-                    turn.sample(self.store, &self.loaded.processor, &self.hints, &verdict)?;
+                    match turn.sample(self.store, &self.loaded.processor, &self.hints, &verdict) {
+                        Ok(sample) => sample,
+                        Err(e @ TrainerError::Input(_)) => {
+                            tracing::warn!(step = step.id.0, error = %e, "passing over a step");
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    };
                 cursor = step.id;
                 let method = self.settings.update.advantages.method;
                 samples.extend(sample.filter(|s| match method {

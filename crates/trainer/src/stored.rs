@@ -64,6 +64,15 @@ impl PolicyTurn {
         hints: &HintTemplate,
         verdict: &Verdict,
     ) -> Result<Option<TrainSample>> {
+        if let Some(id) = self
+            .tokens
+            .iter()
+            .find(|t| processor.vision_token_ids().contains(t))
+        {
+            return Err(TrainerError::Input(format!(
+                "the stored reply holds the vision placeholder id {id}, which no image fills"
+            )));
+        }
         let reward = (verdict.score != 0).then_some(f32::from(verdict.score));
         let hint = verdict.hint.as_deref().filter(|h| !h.trim().is_empty());
         if reward.is_none() && hint.is_none() {

@@ -297,3 +297,68 @@ fn an_unanswered_conversation_turn_holds_training_only_while_it_can_still_be_jud
         .expect("ended");
     assert_eq!(ready(&mut open(long, "after-end")), all);
 }
+
+/// A stored reply holding an image placeholder (written before sampling masked them) cannot
+/// be scored: the trainer says so and passes over that step instead of failing every turn.
+#[test]
+fn a_stored_reply_that_opens_an_image_is_passed_over_with_a_warning() {
+    let (dir, mut loaded, store) = setup();
+    record(&store, &loaded, 1, 1);
+    let first = store
+        .steps_after(clawdesk_store::StepId(0), 1)
+        .expect("steps")[0]
+        .clone();
+    let mut response = first.response.clone().expect("a practice step has a reply");
+    let image = i64::from(loaded.model.config().image_token_id);
+    response["tokens"]
+        .as_array_mut()
+        .expect("tokens")
+        .push(image.into());
+    response["logprobs"]
+        .as_array_mut()
+        .expect("logprobs")
+        .push(0.0.into());
+    let poisoned = store
+        .insert_step(&clawdesk_store::NewStep {
+            episode: first.episode,
+            index: 99,
+            before_image: first.before_image.clone().expect("a screen"),
+            after_image: first.after_image.clone(),
+            before_tree: None,
+            after_tree: None,
+            surface: first.surface.clone(),
+            action: first.action.clone(),
+            response: Some(response),
+            policy_version: None,
+            outcome: clawdesk_store::StepOutcome::Executed,
+            error: None,
+            started_at_ms: 0,
+            ended_at_ms: 0,
+        })
+        .expect("poisoned step");
+    approve(&store, poisoned);
+    record(&store, &loaded, 4, 2);
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(4, 8.0), 3)
+        .expect("lora");
+    let settings = TrainLoopSettings {
+        batch: 4,
+        schedule: Schedule::Constant { lr: 1e-2 },
+        ..TrainLoopSettings::default()
+    };
+    let mut train = TrainLoop::open(
+        &store,
+        &loaded,
+        "tiny",
+        &dir.path().join("ckpt"),
+        HintTemplate::built_in().expect("hints"),
+        settings,
+    )
+    .expect("open");
+    match train.turn().expect("the bad step does not stop training") {
+        Turn::Updated { metrics, .. } => assert_eq!(metrics.samples, 4),
+        other => panic!("expected an update: {other:?}"),
+    }
+    assert!(train.cursor().0 > poisoned.0, "the bad step was passed");
+}
