@@ -52,6 +52,11 @@ pub struct LearnBenchArgs {
     /// Seed of the practice base, the task stream, the adapters and the sampling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Runs of every method from the one practice base, on seeds `seed`, `seed + 1`, ...
+    /// (task stream, adapters, sampling and held-out set); the table gives their mean and
+    /// spread, since one run of 100 held-out tasks is ±0.03 on its own.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
     #[arg(long = "method", value_enum, default_values_t = [MethodArg::BinaryRl, MethodArg::Opd, MethodArg::Combined])]
     pub methods: Vec<MethodArg>,
     /// Updates per method.
@@ -179,69 +184,101 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
         "practice base ready"
     );
     let mut reports = Vec::new();
-    for m in &args.methods {
-        let settings = LearnSettings {
-            method: m.method(),
-            updates: args.updates,
-            tasks: args.tasks,
-            rollouts: args.rollouts,
-            standardise: !args.raw_rewards,
-            epochs: args.epochs,
-            lr: args.lr,
-            rank: args.rank,
-            kinds: kinds.clone(),
-            alpha: 2.0 * args.rank as f64,
-            seed: args.seed,
-            eval_every: args.eval_every,
-            eval_tasks: args.eval_tasks,
-            hints: match args.hints {
-                HintArg::OnFailure => HintWhen::OnFailure,
-                HintArg::Always => HintWhen::Always,
-            },
-            ..LearnSettings::default()
-        };
-        let name = method_name(settings.method);
-        let report = learn(&base, &settings, &mut |e| match e {
-            LearnEvent::Evaluated { update, success } => {
-                tracing::info!(method = name, update, success, "held-out success");
-            }
-            LearnEvent::Updated {
-                update,
-                metrics,
-                batch_reward,
-            } => tracing::info!(
-                method = name,
-                update,
-                batch_reward,
-                loss = metrics.loss,
-                gap = metrics.mean_gap,
-                grad_norm = metrics.grad_norm,
-                clip_fraction = metrics.clip_fraction,
-                approx_kl = metrics.approx_kl,
-                samples = metrics.samples,
-                "update"
-            ),
-            LearnEvent::Skipped { update, reason } => {
-                tracing::warn!(method = name, update, reason, "update skipped");
-            }
-        })?;
-        reports.push(report);
+    for run in 0..args.runs {
+        let seed = args.seed + run;
+        let mut of_run = Vec::new();
+        for m in &args.methods {
+            of_run.push(learn_one(&args, &base, &kinds, m.method(), seed)?);
+        }
+        reports.push(of_run);
     }
     Ok(render(&args, &warm_report, &reports))
 }
 
+/// One method's run from the base on `seed`, logging its evaluations and updates.
+fn learn_one(
+    args: &LearnBenchArgs,
+    base: &std::path::Path,
+    kinds: &[TaskKind],
+    method: Method,
+    seed: u64,
+) -> Result<LearnReport, EngineError> {
+    let settings = LearnSettings {
+        method,
+        updates: args.updates,
+        tasks: args.tasks,
+        rollouts: args.rollouts,
+        standardise: !args.raw_rewards,
+        epochs: args.epochs,
+        lr: args.lr,
+        rank: args.rank,
+        kinds: kinds.to_vec(),
+        alpha: 2.0 * args.rank as f64,
+        seed,
+        eval_every: args.eval_every,
+        eval_tasks: args.eval_tasks,
+        hints: match args.hints {
+            HintArg::OnFailure => HintWhen::OnFailure,
+            HintArg::Always => HintWhen::Always,
+        },
+        ..LearnSettings::default()
+    };
+    let name = method_name(settings.method);
+    Ok(learn(base, &settings, &mut |e| match e {
+        LearnEvent::Evaluated { update, success } => {
+            tracing::info!(method = name, seed, update, success, "held-out success");
+        }
+        LearnEvent::Updated {
+            update,
+            metrics,
+            batch_reward,
+        } => tracing::info!(
+            method = name,
+            update,
+            batch_reward,
+            loss = metrics.loss,
+            gap = metrics.mean_gap,
+            grad_norm = metrics.grad_norm,
+            clip_fraction = metrics.clip_fraction,
+            approx_kl = metrics.approx_kl,
+            samples = metrics.samples,
+            "update"
+        ),
+        LearnEvent::Skipped { update, reason } => {
+            tracing::warn!(method = name, update, reason, "update skipped");
+        }
+    })?)
+}
+
+/// Mean and sample standard deviation (0 for a single value).
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// `reports[run][method]`, methods in the same order in every run.
 fn render(
     args: &LearnBenchArgs,
     warm: &clawdesk_trainer::practice::WarmStartReport,
-    reports: &[LearnReport],
+    reports: &[Vec<LearnReport>],
 ) -> String {
     let mut out = String::new();
+    let runs = reports.len();
+    let seeds = if runs > 1 {
+        format!("seeds {}-{}", args.seed, args.seed + runs as u64 - 1)
+    } else {
+        format!("seed {}", args.seed)
+    };
     let _ = writeln!(
         out,
-        "bench learn — seed {}, {} updates × {} tasks × {} rollouts (rewards {}), {} epochs, lr {}, hints {:?}, held-out tasks {}\n\
-         practice base: warm start {} steps ({:.0} s), held-out greedy success {:.2} without hint, \
+        "bench learn — {seeds}, {} updates × {} tasks × {} rollouts (rewards {}), {} epochs, lr {}, hints {:?}, held-out tasks {}\n\
+         practice base: seed {}, warm start {} steps ({:.0} s), held-out greedy success {:.2} without hint, \
          {:.2} with the hint in context\n",
-        args.seed,
         args.updates,
         args.tasks,
         args.rollouts,
@@ -254,43 +291,92 @@ fn render(
         args.lr,
         args.hints,
         args.eval_tasks,
+        args.seed,
         warm.settings.steps,
         warm.seconds,
         warm.success_without_hint,
         warm.success_with_hint,
     );
+    let target = LearnSettings::default().target;
+    let per_run = if runs > 1 {
+        format!(" (mean ± sd of {runs} runs)")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "| method | held-out before | after {} updates | best | updates to {:.1} | wall s | trained samples/update | skipped |",
+        "| method | held-out before | after {} updates{per_run} | best | updates to {target:.1} | wall s | trained samples/update | skipped |",
         args.updates,
-        LearnSettings::default().target
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in reports {
-        let best = r.curve.iter().map(|&(_, s)| s).fold(0.0, f64::max);
-        let samples = if r.metrics.is_empty() {
-            0.0
-        } else {
-            r.metrics.iter().map(|m| m.samples as f64).sum::<f64>() / r.metrics.len() as f64
+    let methods = reports.first().map_or(0, Vec::len);
+    for m in 0..methods {
+        let of: Vec<&LearnReport> = reports.iter().filter_map(|run| run.get(m)).collect();
+        let field =
+            |f: &dyn Fn(&LearnReport) -> f64| -> Vec<f64> { of.iter().map(|r| f(r)).collect() };
+        let (before, _) = mean_sd(&field(&|r| r.before));
+        let (after, sd) = mean_sd(&field(&|r| r.after));
+        let (best, _) = mean_sd(&field(&|r| {
+            r.curve.iter().map(|&(_, s)| s).fold(0.0, f64::max)
+        }));
+        let (seconds, _) = mean_sd(&field(&|r| r.seconds));
+        let (samples, _) = mean_sd(&field(&|r| {
+            if r.metrics.is_empty() {
+                0.0
+            } else {
+                r.metrics.iter().map(|m| m.samples as f64).sum::<f64>() / r.metrics.len() as f64
+            }
+        }));
+        let reached: Vec<f64> = of
+            .iter()
+            .filter_map(|r| r.updates_to_target.map(|u| u as f64))
+            .collect();
+        let to_target = match reached.len() {
+            0 => "not reached".to_string(),
+            k if k == of.len() => format!("{:.0}", mean_sd(&reached).0),
+            k => format!("{:.0} ({k} of {} runs)", mean_sd(&reached).0, of.len()),
         };
+        let after = if runs > 1 {
+            format!("{after:.2} ± {sd:.2}")
+        } else {
+            format!("{after:.2}")
+        };
+        let skipped: usize = of.iter().map(|r| r.skipped).sum();
         let _ = writeln!(
             out,
-            "| {} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.1} | {} |",
-            method_name(r.method),
-            r.before,
-            r.after,
-            best,
-            r.updates_to_target
-                .map_or("not reached".to_string(), |u| u.to_string()),
-            r.seconds,
-            samples,
-            r.skipped
+            "| {} | {before:.2} | {after} | {best:.2} | {to_target} | {seconds:.0} | {samples:.1} | {skipped} |",
+            method_name(of[0].method),
         );
     }
     let _ = writeln!(out, "\ncurves (update: held-out success):");
-    for r in reports {
-        let points: Vec<String> = r.curve.iter().map(|(u, s)| format!("{u}:{s:.2}")).collect();
-        let _ = writeln!(out, "- {}: {}", method_name(r.method), points.join(" "));
+    for (run, of_run) in reports.iter().enumerate() {
+        for r in of_run {
+            let points: Vec<String> = r.curve.iter().map(|(u, s)| format!("{u}:{s:.2}")).collect();
+            let seed = if runs > 1 {
+                format!(" (seed {})", args.seed + run as u64)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "- {}{seed}: {}",
+                method_name(r.method),
+                points.join(" ")
+            );
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_sd;
+
+    #[test]
+    fn the_spread_is_the_sample_standard_deviation() {
+        assert_eq!(mean_sd(&[0.9]), (0.9, 0.0));
+        let (mean, sd) = mean_sd(&[0.8, 0.9, 1.0]);
+        assert!((mean - 0.9).abs() < 1e-12);
+        assert!((sd - 0.1).abs() < 1e-12, "{sd}");
+    }
 }
