@@ -52,6 +52,10 @@ pub struct LearnBenchArgs {
     /// Seed of the practice base, the task stream, the adapters and the sampling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Seed of the practice base alone, when it differs from `--seed`: more runs from a base
+    /// already made, without making another.
+    #[arg(long)]
+    pub base_seed: Option<u64>,
     /// Runs of every method from the one practice base, on seeds `seed`, `seed + 1`, ...
     /// (task stream, adapters, sampling and held-out set); the table gives their mean and
     /// spread, since one run of 100 held-out tasks is ±0.03 on its own.
@@ -159,7 +163,7 @@ pub fn run(args: LearnBenchArgs) -> Result<String, EngineError> {
         None => default_cache()?,
     };
     let warm = WarmStartSettings {
-        seed: args.seed,
+        seed: args.base_seed.unwrap_or(args.seed),
         steps: args.warm_steps,
         word_tokens: args.word_tokens,
         train_norms: args.train_norms,
@@ -291,7 +295,7 @@ fn render(
         args.lr,
         args.hints,
         args.eval_tasks,
-        args.seed,
+        warm.settings.seed,
         warm.settings.steps,
         warm.seconds,
         warm.success_without_hint,
