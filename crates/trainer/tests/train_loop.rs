@@ -47,6 +47,35 @@ fn approve(store: &Store, step: clawdesk_store::StepId) {
         .expect("verdict");
 }
 
+/// A new step at index 99 of `step`'s episode, with its screen and action and `response`.
+fn insert_copy(
+    store: &Store,
+    step: &clawdesk_store::Step,
+    response: Option<serde_json::Value>,
+) -> clawdesk_store::StepId {
+    store
+        .insert_step(&clawdesk_store::NewStep {
+            episode: step.episode,
+            index: 99,
+            before_image: step
+                .before_image
+                .clone()
+                .expect("a practice step has a screen"),
+            after_image: step.after_image.clone(),
+            before_tree: None,
+            after_tree: None,
+            surface: step.surface.clone(),
+            action: step.action.clone(),
+            response,
+            policy_version: None,
+            outcome: clawdesk_store::StepOutcome::Executed,
+            error: None,
+            started_at_ms: 0,
+            ended_at_ms: 0,
+        })
+        .expect("step")
+}
+
 #[test]
 fn waits_for_a_verdict_instead_of_passing_over_the_step() {
     let (dir, mut loaded, store) = setup();
@@ -56,27 +85,7 @@ fn waits_for_a_verdict_instead_of_passing_over_the_step() {
         .expect("steps")[0]
         .clone();
     // A model step the judge has not reached yet, then more judged practice after it.
-    let mut pending = clawdesk_store::NewStep {
-        episode: first.episode,
-        index: 99,
-        before_image: first
-            .before_image
-            .clone()
-            .expect("a practice step has a screen"),
-        after_image: first.after_image.clone(),
-        before_tree: None,
-        after_tree: None,
-        surface: first.surface.clone(),
-        action: first.action.clone(),
-        response: first.response.clone(),
-        policy_version: None,
-        outcome: clawdesk_store::StepOutcome::Executed,
-        error: None,
-        started_at_ms: 0,
-        ended_at_ms: 0,
-    };
-    pending.index = 99;
-    let pending = store.insert_step(&pending).expect("pending step");
+    let pending = insert_copy(&store, &first, first.response.clone());
     record(&store, &loaded, 3, 2);
 
     loaded
@@ -318,24 +327,7 @@ fn a_stored_reply_that_opens_an_image_is_passed_over_with_a_warning() {
         .as_array_mut()
         .expect("logprobs")
         .push(0.0.into());
-    let poisoned = store
-        .insert_step(&clawdesk_store::NewStep {
-            episode: first.episode,
-            index: 99,
-            before_image: first.before_image.clone().expect("a screen"),
-            after_image: first.after_image.clone(),
-            before_tree: None,
-            after_tree: None,
-            surface: first.surface.clone(),
-            action: first.action.clone(),
-            response: Some(response),
-            policy_version: None,
-            outcome: clawdesk_store::StepOutcome::Executed,
-            error: None,
-            started_at_ms: 0,
-            ended_at_ms: 0,
-        })
-        .expect("poisoned step");
+    let poisoned = insert_copy(&store, &first, Some(response));
     approve(&store, poisoned);
     record(&store, &loaded, 4, 2);
     loaded
