@@ -47,6 +47,32 @@ fn approve(store: &Store, step: clawdesk_store::StepId) {
         .expect("verdict");
 }
 
+/// The rank-4 adapter every test trains, from one seed.
+fn attach(loaded: &mut LoadedModel) {
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(4, 8.0), 3)
+        .expect("lora");
+}
+
+/// A training loop with the built-in hint template, checkpointing under `checkpoints`.
+fn open_loop<'a>(
+    store: &'a Store,
+    loaded: &'a LoadedModel,
+    checkpoints: &std::path::Path,
+    settings: TrainLoopSettings,
+) -> TrainLoop<'a> {
+    TrainLoop::open(
+        store,
+        loaded,
+        "tiny",
+        checkpoints,
+        HintTemplate::built_in().expect("hints"),
+        settings,
+    )
+    .expect("open")
+}
+
 /// A new step at index 99 of `step`'s episode, with its screen and action and `response`.
 fn insert_copy(
     store: &Store,
@@ -88,10 +114,7 @@ fn waits_for_a_verdict_instead_of_passing_over_the_step() {
     let pending = insert_copy(&store, &first, first.response.clone());
     record(&store, &loaded, 3, 2);
 
-    loaded
-        .model
-        .attach_lora(LoraConfig::new(4, 8.0), 3)
-        .expect("lora");
+    attach(&mut loaded);
     let settings = TrainLoopSettings {
         batch: 4,
         checkpoint_every: 1,
@@ -99,15 +122,7 @@ fn waits_for_a_verdict_instead_of_passing_over_the_step() {
         ..TrainLoopSettings::default()
     };
     let checkpoints = dir.path().join("ckpt");
-    let mut train = TrainLoop::open(
-        &store,
-        &loaded,
-        "tiny",
-        &checkpoints,
-        HintTemplate::built_in().expect("hints"),
-        settings.clone(),
-    )
-    .expect("open");
+    let mut train = open_loop(&store, &loaded, &checkpoints, settings.clone());
     match train.turn().expect("turn") {
         Turn::Waiting { ready } => assert_eq!(ready, 3),
         other => panic!("trained past an unjudged step: {other:?}"),
@@ -171,25 +186,14 @@ fn batches_hold_only_samples_the_method_learns_from() {
         .expect("steps")[0]
         .id;
     approve(&store, first);
-    loaded
-        .model
-        .attach_lora(LoraConfig::new(4, 8.0), 3)
-        .expect("lora");
+    attach(&mut loaded);
     let mut settings = TrainLoopSettings {
         batch: 2,
         schedule: Schedule::Constant { lr: 1e-2 },
         ..TrainLoopSettings::default()
     };
     settings.update.advantages.method = clawdesk_trainer::Method::Opd;
-    let mut train = TrainLoop::open(
-        &store,
-        &loaded,
-        "tiny",
-        &dir.path().join("ckpt"),
-        HintTemplate::built_in().expect("hints"),
-        settings,
-    )
-    .expect("open");
+    let mut train = open_loop(&store, &loaded, &dir.path().join("ckpt"), settings);
     match train.turn().expect("turn") {
         Turn::Updated { metrics, .. } => {
             assert_eq!((metrics.samples, metrics.dropped), (2, 0));
@@ -207,10 +211,7 @@ fn batches_hold_only_samples_the_method_learns_from() {
 fn steps_from_adapters_older_than_the_staleness_bound_are_passed_over() {
     let (dir, mut loaded, store) = setup();
     record(&store, &loaded, 3, 1);
-    loaded
-        .model
-        .attach_lora(LoraConfig::new(4, 8.0), 3)
-        .expect("lora");
+    attach(&mut loaded);
     let settings = TrainLoopSettings {
         batch: 2,
         checkpoint_every: 1000,
@@ -218,15 +219,7 @@ fn steps_from_adapters_older_than_the_staleness_bound_are_passed_over() {
         max_staleness: Some(0),
         ..TrainLoopSettings::default()
     };
-    let mut train = TrainLoop::open(
-        &store,
-        &loaded,
-        "tiny",
-        &dir.path().join("ckpt"),
-        HintTemplate::built_in().expect("hints"),
-        settings,
-    )
-    .expect("open");
+    let mut train = open_loop(&store, &loaded, &dir.path().join("ckpt"), settings);
     // The base's steps are fresh while nothing has been trained...
     assert!(matches!(
         train.turn().expect("turn"),
@@ -268,17 +261,12 @@ fn an_unanswered_conversation_turn_holds_training_only_while_it_can_still_be_jud
         })
         .expect("turn");
     record(&store, &loaded, 3, 2);
-    loaded
-        .model
-        .attach_lora(LoraConfig::new(4, 8.0), 3)
-        .expect("lora");
+    attach(&mut loaded);
     let open = |patience: std::time::Duration, name: &str| {
-        TrainLoop::open(
+        open_loop(
             &store,
             &loaded,
-            "tiny",
             &dir.path().join(name),
-            HintTemplate::built_in().expect("hints"),
             TrainLoopSettings {
                 run: name.into(),
                 batch: 64,
@@ -288,7 +276,6 @@ fn an_unanswered_conversation_turn_holds_training_only_while_it_can_still_be_jud
                 ..TrainLoopSettings::default()
             },
         )
-        .expect("open")
     };
     let long = std::time::Duration::from_secs(3600);
     let ready = |train: &mut TrainLoop<'_>| match train.turn().expect("turn") {
@@ -330,24 +317,13 @@ fn a_stored_reply_that_opens_an_image_is_passed_over_with_a_warning() {
     let poisoned = insert_copy(&store, &first, Some(response));
     approve(&store, poisoned);
     record(&store, &loaded, 4, 2);
-    loaded
-        .model
-        .attach_lora(LoraConfig::new(4, 8.0), 3)
-        .expect("lora");
+    attach(&mut loaded);
     let settings = TrainLoopSettings {
         batch: 4,
         schedule: Schedule::Constant { lr: 1e-2 },
         ..TrainLoopSettings::default()
     };
-    let mut train = TrainLoop::open(
-        &store,
-        &loaded,
-        "tiny",
-        &dir.path().join("ckpt"),
-        HintTemplate::built_in().expect("hints"),
-        settings,
-    )
-    .expect("open");
+    let mut train = open_loop(&store, &loaded, &dir.path().join("ckpt"), settings);
     match train.turn().expect("the bad step does not stop training") {
         Turn::Updated { metrics, .. } => assert_eq!(metrics.samples, 4),
         other => panic!("expected an update: {other:?}"),
