@@ -316,21 +316,19 @@ fn render(
     let methods = reports.first().map_or(0, Vec::len);
     for m in 0..methods {
         let of: Vec<&LearnReport> = reports.iter().filter_map(|run| run.get(m)).collect();
-        let field =
-            |f: &dyn Fn(&LearnReport) -> f64| -> Vec<f64> { of.iter().map(|r| f(r)).collect() };
-        let (before, _) = mean_sd(&field(&|r| r.before));
-        let (after, sd) = mean_sd(&field(&|r| r.after));
-        let (best, _) = mean_sd(&field(&|r| {
-            r.curve.iter().map(|&(_, s)| s).fold(0.0, f64::max)
-        }));
-        let (seconds, _) = mean_sd(&field(&|r| r.seconds));
-        let (samples, _) = mean_sd(&field(&|r| {
+        let stat =
+            |f: fn(&LearnReport) -> f64| mean_sd(&of.iter().map(|r| f(r)).collect::<Vec<_>>());
+        let (before, _) = stat(|r| r.before);
+        let (after, sd) = stat(|r| r.after);
+        let (best, _) = stat(|r| r.curve.iter().map(|&(_, s)| s).fold(0.0, f64::max));
+        let (seconds, _) = stat(|r| r.seconds);
+        let (samples, _) = stat(|r| {
             if r.metrics.is_empty() {
                 0.0
             } else {
                 r.metrics.iter().map(|m| m.samples as f64).sum::<f64>() / r.metrics.len() as f64
             }
-        }));
+        });
         let reached: Vec<f64> = of
             .iter()
             .filter_map(|r| r.updates_to_target.map(|u| u as f64))
@@ -374,7 +372,70 @@ fn render(
 
 #[cfg(test)]
 mod tests {
-    use super::mean_sd;
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LearnBenchArgs,
+    }
+
+    fn report(method: Method, after: f64, to_target: Option<usize>) -> LearnReport {
+        LearnReport {
+            method,
+            before: 0.4,
+            after,
+            curve: vec![(0, 0.4), (40, after)],
+            updates_to_target: to_target,
+            seconds: 30.0,
+            metrics: Vec::new(),
+            skipped: 1,
+        }
+    }
+
+    #[test]
+    fn several_runs_are_one_row_per_method_with_their_mean_and_spread() {
+        let args = Cli::parse_from(["bench", "--seed", "3", "--runs", "2"]).args;
+        let warm = clawdesk_trainer::practice::WarmStartReport {
+            recipe: 2,
+            settings: WarmStartSettings::default(),
+            final_loss: 0.1,
+            success_without_hint: 0.5,
+            success_with_hint: 1.0,
+            seconds: 60.0,
+            device: "cpu".into(),
+            curriculum: None,
+        };
+        let reports = vec![
+            vec![
+                report(Method::BinaryRl, 0.8, Some(40)),
+                report(Method::Combined, 0.9, Some(20)),
+            ],
+            vec![
+                report(Method::BinaryRl, 0.9, None),
+                report(Method::Combined, 0.9, Some(40)),
+            ],
+        ];
+        let table = render(&args, &warm, &reports);
+        assert!(table.contains("seeds 3-4"), "{table}");
+        assert!(table.contains("(mean ± sd of 2 runs)"), "{table}");
+        assert!(
+            table.contains(
+                "| Binary RL | 0.40 | 0.85 ± 0.07 | 0.85 | 40 (1 of 2 runs) | 30 | 0.0 | 2 |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| combined | 0.40 | 0.90 ± 0.00 | 0.90 | 30 | 30 | 0.0 | 2 |"),
+            "{table}"
+        );
+        assert_eq!(table.matches("| Binary RL |").count(), 1, "{table}");
+        assert!(
+            table.contains("- combined (seed 4): 0:0.40 40:0.90"),
+            "{table}"
+        );
+    }
 
     #[test]
     fn the_spread_is_the_sample_standard_deviation() {
