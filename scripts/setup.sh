@@ -13,7 +13,7 @@ CLAWDESK_PACKAGES=(
   pkg-config build-essential libwebkit2gtk-4.1-dev libpipewire-0.3-dev libclang-dev libgbm-dev
   libegl-dev libwayland-dev libxcb1-dev
   xvfb xserver-xephyr xauth openbox dbus at-spi2-core x11-utils xdotool
-  zenity gtk-3-examples mousepad gnome-calculator
+  zenity gtk-3-examples mousepad gnome-calculator xterm
   gnome-keyring libsecret-tools
   libglib2.0-bin python3 python3-venv python3-gi gir1.2-atspi-2.0 gir1.2-gtk-3.0
   webkit2gtk-driver

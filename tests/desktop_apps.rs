@@ -1,18 +1,21 @@
 //! The desktop layer on real GTK apps in a sandbox: find, click, type, drag, scroll, and the
 //! guard's refusals, each checked through the app's own behaviour or its accessibility tree.
 
+use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use accesskit::Role;
 use clawdesk_desktop::{
-    Action, Allowlist, DesktopError, GuardConfig, MouseButton, NormPoint, Refusal,
+    Action, Allowlist, DesktopError, GuardConfig, MouseButton, NormPoint, Refusal, x11,
 };
-use clawdesk_tests::{start_app, tree_text};
+use clawdesk_tests::{AppUnderTest, start_app, tree_text};
 
 fn any_app() -> GuardConfig {
     GuardConfig {
         allowlist: Allowlist::Any,
         max_steps: None,
+        ..GuardConfig::default()
     }
 }
 
@@ -276,6 +279,7 @@ async fn the_allowlist_blocks_an_app_not_on_it() {
     let guard = GuardConfig {
         allowlist: Allowlist::Only(vec!["mousepad".into()]),
         max_steps: None,
+        ..GuardConfig::default()
     };
     let t = start_app(&["zenity", "--entry", "--text=Blocked"], "zenity", guard).await;
     let o = t.observe().await;
@@ -520,4 +524,240 @@ async fn screen_capture_uses_shared_memory_and_matches_get_image() {
         fast.chunks_exact(4).any(|p| p[..3] != [0, 0, 0]),
         "the dialog is drawn"
     );
+}
+
+// Issue 26: the guard is a real boundary. What it checks is what would really receive each
+// action, read at the moment of acting: the focused window's app (never the app a run was
+// named for), its focused element (read again after every Tab or Return typed), and the
+// window under each point of a pointer action.
+
+fn only(apps: &[&str]) -> GuardConfig {
+    GuardConfig {
+        allowlist: Allowlist::Only(apps.iter().map(|a| (*a).to_owned()).collect()),
+        max_steps: None,
+        ..GuardConfig::default()
+    }
+}
+
+fn typing(text: &str) -> Action {
+    Action::Type {
+        text: text.into(),
+        paste: false,
+    }
+}
+
+/// An xterm in the test's sandbox whose shell writes what it is sent to `out`, placed by
+/// `geometry`; it has no accessibility tree, so only the X server knows it.
+struct Terminal {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Terminal {
+    fn start(t: &AppUnderTest, dir: &Path, geometry: &str) -> Terminal {
+        let out = dir.join("terminal-received.txt");
+        std::fs::write(&out, "").expect("output file");
+        let child = t
+            .sandbox
+            .command("xterm")
+            .args([
+                "-fa",
+                "Monospace",
+                "-fs",
+                "10",
+                "-geometry",
+                geometry,
+                "-e",
+                "sh",
+                "-c",
+            ])
+            .arg(format!("cat > '{}'", out.display()))
+            .spawn()
+            .expect("xterm starts");
+        let term = Terminal { child, out };
+        term.wait_until_active(t);
+        term
+    }
+
+    /// Waits until the window manager says the terminal has focus.
+    fn wait_until_active(&self, t: &AppUnderTest) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let active = x11::active_window(t.sandbox.display()).expect("X answers");
+            if active.is_some_and(|w| w.class.eq_ignore_ascii_case("xterm")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the terminal never got focus");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn received(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+fn assert_not_allowed(result: Result<(), DesktopError>) {
+    match result {
+        Err(DesktopError::Refused(Refusal::NotAllowed { app, .. } | Refusal::Denied { app })) => {
+            assert!(app.to_lowercase().contains("xterm"), "refused for {app}");
+        }
+        other => panic!("expected the terminal to be refused, got {other:?}"),
+    }
+}
+
+/// `--app mousepad --allow mousepad` while a terminal has focus: today's identity carried
+/// mousepad's name whatever had focus, so the keystrokes went into the terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_app_does_not_lend_its_name_to_the_focused_terminal() {
+    let t = start_app(&["mousepad"], "mousepad", only(&["mousepad"])).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let term = Terminal::start(&t, dir.path(), "60x10+0+0");
+    // The observation names mousepad (its tree is what the prompt shows)...
+    let o = t.observe().await;
+    assert_eq!(
+        o.tree.as_ref().map(|tr| tr.app.name.as_str()),
+        Some("mousepad")
+    );
+    // ...but who has focus is the terminal.
+    let app = o.app.as_ref().expect("a focused app");
+    assert_eq!(
+        app.window_class
+            .as_deref()
+            .map(str::to_lowercase)
+            .as_deref(),
+        Some("xterm")
+    );
+    assert_not_allowed(t.desktop.act(&typing("echo pwned\n"), &o).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(term.received(), "", "the terminal received nothing");
+}
+
+/// An observation taken while the allowed app had focus, then another window takes focus
+/// before the action runs (a hotkey of the same reply, a window popping up): the action is
+/// judged by what has focus when it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_takes_focus_after_the_observation_gets_nothing() {
+    let t = start_app(&["mousepad"], "mousepad", only(&["mousepad"])).await;
+    let o = t
+        .wait_for(|o| {
+            o.app
+                .as_ref()
+                .and_then(|a| a.accessible_name.as_deref())
+                .is_some_and(|n| n.eq_ignore_ascii_case("mousepad"))
+        })
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let term = Terminal::start(&t, dir.path(), "60x10+0+0");
+    assert_not_allowed(t.desktop.act(&typing("echo pwned\n"), &o).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(term.received(), "", "the terminal received nothing");
+}
+
+/// `type "alice\thunter2"` from the username field: the Tab moves focus to the password
+/// field after the one check the whole text used to get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_cannot_tab_its_way_into_a_password_field() {
+    let mut t = start_app(
+        &["zenity", "--password", "--username"],
+        "zenity",
+        only(&["zenity"]),
+    )
+    .await;
+    let o = t
+        .wait_for(|o| {
+            o.tree
+                .as_ref()
+                .and_then(|tr| tr.focused())
+                .is_some_and(|f| f.editable && !f.password)
+        })
+        .await;
+    let err = t
+        .desktop
+        .act(&typing("alice\thunter2"), &o)
+        .await
+        .expect_err("the password part is refused");
+    assert!(
+        matches!(err, DesktopError::Refused(Refusal::PasswordField { .. })),
+        "{err}"
+    );
+    // Submit with the person's keyboard (xdotool, not the guarded agent): zenity prints
+    // `username|password`.
+    t.run_in_sandbox(&["xdotool", "key", "Return"]);
+    let (code, out) = t.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out.trim_end(),
+        "alice|",
+        "nothing reached the password field"
+    );
+}
+
+/// A click goes to the window under the pointer, whatever has focus: a point on a terminal's
+/// window is refused while the allowed dialog has focus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_on_a_window_of_an_app_not_allowed_is_refused() {
+    let t = start_app(
+        &["zenity", "--entry", "--text=Focused"],
+        "zenity",
+        only(&["zenity"]),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Bottom right, away from the dialog; then the dialog gets focus back.
+    let _term = Terminal::start(&t, dir.path(), "40x8-0-0");
+    // The person clicks the dialog's label (xdotool, not the guarded agent).
+    let label = t
+        .observe()
+        .await
+        .tree
+        .and_then(|tr| tr.find(Some(Role::Label), "Focused").into_iter().next())
+        .and_then(|e| e.center())
+        .expect("the dialog's label");
+    let (x, y) = (label.0.round().to_string(), label.1.round().to_string());
+    t.run_in_sandbox(&["xdotool", "mousemove", &x, &y, "click", "1"]);
+    let o = t
+        .wait_for(|o| {
+            o.app
+                .as_ref()
+                .and_then(|a| a.accessible_name.as_deref())
+                .is_some_and(|n| n == "zenity")
+        })
+        .await;
+    let surface = &o.screenshot.surface;
+    let corner = NormPoint::new(
+        1.0 - 20.0 / f64::from(surface.width),
+        1.0 - 20.0 / f64::from(surface.height),
+    );
+    let click = Action::Click {
+        at: corner,
+        button: MouseButton::Left,
+        count: 1,
+    };
+    assert_not_allowed(t.desktop.act(&click, &o).await);
+    // The dialog itself still takes clicks.
+    let entry = o
+        .tree
+        .as_ref()
+        .and_then(|tr| tr.elements().into_iter().find(|e| e.editable))
+        .expect("the entry");
+    let at = o.point_of(&entry).expect("on screen");
+    t.desktop
+        .act(
+            &Action::Click {
+                at,
+                button: MouseButton::Left,
+                count: 1,
+            },
+            &o,
+        )
+        .await
+        .expect("a click on the allowed dialog runs");
 }

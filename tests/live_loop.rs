@@ -33,6 +33,7 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
     let guard = GuardConfig {
         allowlist: Allowlist::Any,
         max_steps: None,
+        ..GuardConfig::default()
     };
     let t = start_app(&["gnome-calculator"], "gnome-calculator", guard).await;
     let dir = tempfile::tempdir().expect("tempdir");

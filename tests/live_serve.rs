@@ -63,6 +63,7 @@ async fn the_live_policy_is_served_and_its_conversations_are_judged_with_its_ste
     let guard = GuardConfig {
         allowlist: Allowlist::Any,
         max_steps: None,
+        ..GuardConfig::default()
     };
     let t = start_app(
         &["zenity", "--entry", "--text=Live and served"],

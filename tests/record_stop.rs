@@ -66,6 +66,7 @@ async fn the_stop_key_halts_a_running_action_list() {
     let guard = GuardConfig {
         allowlist: Allowlist::Any,
         max_steps: None,
+        ..GuardConfig::default()
     };
     let t = start_app(&["zenity", "--entry", "--text=Halt"], "zenity", guard).await;
     let dir = tempfile::tempdir().unwrap();

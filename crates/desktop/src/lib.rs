@@ -29,8 +29,8 @@ pub use act::{Action, Executor, KeyCombo, MouseButton};
 pub use error::DesktopError;
 pub use geometry::{NormPoint, ScreenPoint, Surface, SurfaceKind};
 pub use guard::{
-    ActionContext, Allowlist, AppIdentity, ApprovalRequest, Approver, Decision, FocusedField,
-    Guard, GuardConfig, Refusal, Shown,
+    ActionContext, Allowlist, AppIdentity, ApprovalRequest, Approver, Decision, FieldFocus,
+    FocusedField, Guard, GuardConfig, PointedApp, Refusal, Shown,
 };
 pub use observe::{
     AccessTree, Accessibility, AppRef, CaptureBackend, CaptureTarget, Element, Screenshot,
@@ -111,19 +111,26 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// What the guard needs to judge an action taken from this observation.
+    /// What this observation saw of the keyboard's receiver: the focused app, and its focused
+    /// element when the tree read is that app's and whole. The guard does not judge from it
+    /// ([`Desktop::act`] reads the desktop again at the moment of acting); it is what a
+    /// person or a log is shown.
     pub fn action_context(&self) -> ActionContext {
-        let focused = self
-            .tree
-            .as_ref()
-            .and_then(AccessTree::focused)
-            .map(|e| FocusedField {
-                name: e.name.clone(),
-                is_password: e.password,
-            });
+        let focused = match (&self.tree, &self.active_window) {
+            (Some(tree), Some(window))
+                if tree.truncated.is_none()
+                    && tree.app.pid.is_some()
+                    && tree.app.pid == window.pid =>
+            {
+                field_focus(tree)
+            }
+            _ => FieldFocus::Unknown,
+        };
         ActionContext {
             app: self.app.clone(),
+            window: self.active_window.as_ref().map(|w| w.id),
             focused,
+            pointed: Vec::new(),
             shown: None,
         }
     }
@@ -137,6 +144,28 @@ impl Observation {
         })
     }
 }
+
+/// The focused element of a tree read whole.
+fn field_focus(tree: &AccessTree) -> FieldFocus {
+    if tree.truncated.is_some() {
+        return FieldFocus::Unknown;
+    }
+    match tree.focused() {
+        Some(e) => FieldFocus::Field(FocusedField {
+            name: e.name.clone(),
+            is_password: e.password,
+        }),
+        None => FieldFocus::Nothing,
+    }
+}
+
+/// How long the guard's read of the focused element may take before focus counts as unknown.
+const FOCUS_LIMITS: WalkLimits = WalkLimits {
+    max_nodes: 20_000,
+    time_limit: std::time::Duration::from_secs(3),
+    call_timeout: std::time::Duration::from_secs(1),
+    max_text: 0,
+};
 
 /// One desktop: capture, accessibility, input and the guard in front of it.
 pub struct Desktop {
@@ -198,13 +227,24 @@ impl Desktop {
         let capture_start = Instant::now();
         let screenshot = self.capture.capture(&options.target)?;
         let capture_ms = capture_start.elapsed().as_secs_f64() * 1e3;
+        let apps = self.a11y.applications().await?;
+        // Who has focus comes from the X server alone: the active window and the AT-SPI app
+        // of its process. What was named only chooses whose tree the prompt shows.
+        let focused_app = active_window
+            .as_ref()
+            .and_then(|w| w.pid)
+            .and_then(|pid| apps.iter().find(|a| a.pid == Some(pid)).cloned());
         let app_ref = match &options.app {
-            Some(name) => Some(self.a11y.application(name).await?),
-            None => {
-                self.a11y
-                    .focused_application(active_window.as_ref().and_then(|w| w.pid))
-                    .await?
-            }
+            Some(name) => Some(
+                apps.iter()
+                    .find(|a| a.name.eq_ignore_ascii_case(name))
+                    .cloned()
+                    .ok_or_else(|| self.a11y.unknown_app(name, &apps))?,
+            ),
+            None => match &focused_app {
+                Some(app) => Some(app.clone()),
+                None => self.a11y.active_application(&apps).await,
+            },
         };
         let tree_start = Instant::now();
         let mut tree = match (&app_ref, options.skip_tree) {
@@ -225,20 +265,9 @@ impl Desktop {
             tree.shift_bounds(f64::from(x) + margin_x, f64::from(y) + margin_y);
         }
         let tree_ms = tree_start.elapsed().as_secs_f64() * 1e3;
-        let app = match (&app_ref, &active_window) {
-            (None, None) => None,
-            (a, w) => Some(AppIdentity {
-                accessible_name: a.as_ref().map(|a| a.name.clone()),
-                window_class: w
-                    .as_ref()
-                    .map(|w| w.class.clone())
-                    .filter(|c| !c.is_empty()),
-                window_instance: w
-                    .as_ref()
-                    .map(|w| w.instance.clone())
-                    .filter(|c| !c.is_empty()),
-            }),
-        };
+        let app = active_window
+            .as_ref()
+            .map(|w| AppIdentity::of_window(w, focused_app.map(|a| a.name)));
         Ok(Observation {
             screenshot,
             tree,
@@ -262,33 +291,18 @@ impl Desktop {
     }
 
     /// [`Desktop::act`], with the model's reasoning for a person who approves each action.
+    ///
+    /// The guard judges what would really receive the action, read now: the window under
+    /// each point, the focused app and its focused element. After a person's approval it is
+    /// read again and the action is refused if it changed. Typed text runs in pieces cut at
+    /// Tab and Return, each checked against the element that has focus when it is typed.
     pub async fn act_explained(
         &self,
         action: &Action,
         observation: &Observation,
         thought: Option<&str>,
     ) -> Result<(), DesktopError> {
-        action.validate()?;
-        let mut context = observation.action_context();
-        if self.guard.asks_a_person() {
-            let surface = &observation.screenshot.surface;
-            let element = action
-                .points()
-                .first()
-                .and_then(|p| surface.to_screen(*p).ok())
-                .zip(observation.tree.as_ref())
-                .and_then(|(p, tree)| tree.element_at(f64::from(p.x), f64::from(p.y)))
-                .map(|e| format!("{} \"{}\"", observe::tree::role_name(e.role), e.name));
-            context.shown = Some(Shown {
-                screen: std::sync::Arc::new(observation.screenshot.clone()),
-                thought: thought.map(str::to_owned),
-                element,
-            });
-        }
-        self.guard.check(action, &context).await?;
-        self.executor
-            .execute(action, &observation.screenshot.surface)
-            .await
+        self.act_checked(action, observation, Some(thought)).await
     }
 
     /// Runs an action the person chose (a takeover, an edited action): the guard's rules
@@ -298,11 +312,119 @@ impl Desktop {
         action: &Action,
         observation: &Observation,
     ) -> Result<(), DesktopError> {
+        self.act_checked(action, observation, None).await
+    }
+
+    /// `ask`: `Some(thought)` for the model's action (a person approves it when one is
+    /// asked), `None` for the person's own.
+    async fn act_checked(
+        &self,
+        action: &Action,
+        observation: &Observation,
+        ask: Option<Option<&str>>,
+    ) -> Result<(), DesktopError> {
         action.validate()?;
-        self.guard
-            .check_persons(action, &observation.action_context())?;
-        self.executor
-            .execute(action, &observation.screenshot.surface)
-            .await
+        let surface = &observation.screenshot.surface;
+        let mut context = self.context_now(action, surface).await?;
+        self.guard.check_rules(action, &context)?;
+        if let Some(thought) = ask
+            && self.guard.asks_a_person()
+        {
+            context.shown = Some(self.shown(action, observation, thought));
+            self.guard.ask(action, &context).await?;
+            // The person may have taken minutes; what they approved must still be the target.
+            let now = self.context_now(action, surface).await?;
+            let (was, is) = (context.target(action), now.target(action));
+            if was != is {
+                return Err(Refusal::TargetChanged { was, now: is }.into());
+            }
+            self.guard.check_rules(action, &now)?;
+        }
+        self.guard.count_step();
+        for (i, piece) in action.segments().iter().enumerate() {
+            if i > 0 {
+                let now = self.context_now(piece, surface).await?;
+                self.guard.check_rules(piece, &now)?;
+            }
+            self.executor.execute(piece, surface).await?;
+        }
+        Ok(())
+    }
+
+    /// What the person approving an action is shown.
+    fn shown(&self, action: &Action, observation: &Observation, thought: Option<&str>) -> Shown {
+        let surface = &observation.screenshot.surface;
+        let element = action
+            .points()
+            .first()
+            .and_then(|p| surface.to_screen(*p).ok())
+            .zip(observation.tree.as_ref())
+            .and_then(|(p, tree)| tree.element_at(f64::from(p.x), f64::from(p.y)))
+            .map(|e| format!("{} \"{}\"", observe::tree::role_name(e.role), e.name));
+        Shown {
+            screen: std::sync::Arc::new(observation.screenshot.clone()),
+            thought: thought.map(str::to_owned),
+            element,
+        }
+    }
+
+    /// What would receive `action` on `surface` at this moment, read from the X server and
+    /// the accessibility bus: for keystrokes the active window's app and its focused element,
+    /// for pointer actions the app whose window is under each point (under the pointer
+    /// where it is, for a scroll without a point).
+    pub async fn context_now(
+        &self,
+        action: &Action,
+        surface: &Surface,
+    ) -> Result<ActionContext, DesktopError> {
+        let display = self.config.display.as_str();
+        let mut context = ActionContext::default();
+        if matches!(action, Action::Wait { .. }) {
+            return Ok(context);
+        }
+        let apps = self.a11y.applications().await?;
+        let name_of = |pid: Option<u32>| {
+            pid.and_then(|pid| apps.iter().find(|a| a.pid == Some(pid)))
+                .map(|a| a.name.clone())
+        };
+        if action.is_pointer() {
+            let mut points: Vec<ScreenPoint> = action
+                .points()
+                .iter()
+                .map(|p| surface.to_screen(*p))
+                .collect::<Result<_, _>>()?;
+            if points.is_empty() {
+                let (x, y) = x11::pointer_position(display)?;
+                points.push(ScreenPoint { x, y });
+            }
+            for p in points {
+                let window = x11::window_at(display, p.x, p.y)?;
+                context.pointed.push(window.map(|w| PointedApp {
+                    app: AppIdentity::of_window(&w, name_of(w.pid)),
+                    window: w.id,
+                }));
+            }
+        }
+        if action.types_text() {
+            let window = x11::active_window(display)?;
+            if let Some(window) = &window {
+                context.window = Some(window.id);
+                context.app = Some(AppIdentity::of_window(window, name_of(window.pid)));
+                let app = window
+                    .pid
+                    .and_then(|pid| apps.iter().find(|a| a.pid == Some(pid)));
+                if let Some(app) = app {
+                    // A walk that fails or is cut short leaves the focus unknown.
+                    context.focused = match self.a11y.snapshot(app, FOCUS_LIMITS).await {
+                        Ok(tree) => field_focus(&tree),
+                        Err(e) => {
+                            tracing::debug!(app = %app.name, "focus unknown: {e}");
+                            FieldFocus::Unknown
+                        }
+                    };
+                }
+            }
+        }
+        Ok(context)
     }
 }

@@ -97,8 +97,13 @@ pub fn active_window(display: &str) -> Result<Option<ActiveWindow>> {
     else {
         return Ok(None);
     };
+    window_info(&conn, display, id).map(Some)
+}
+
+/// A window's WM_CLASS, title and `_NET_WM_PID`.
+fn window_info(conn: &RustConnection, display: &str, id: Window) -> Result<ActiveWindow> {
     let class = property(
-        &conn,
+        conn,
         display,
         id,
         AtomEnum::WM_CLASS.into(),
@@ -110,14 +115,14 @@ pub fn active_window(display: &str) -> Result<Option<ActiveWindow>> {
         .map(|s| String::from_utf8_lossy(s).into_owned());
     let instance = parts.next().unwrap_or_default();
     let class = parts.next().unwrap_or_default();
-    let utf8 = atom(&conn, display, b"UTF8_STRING")?;
-    let net_name = atom(&conn, display, b"_NET_WM_NAME")?;
+    let utf8 = atom(conn, display, b"UTF8_STRING")?;
+    let net_name = atom(conn, display, b"_NET_WM_NAME")?;
     let mut title =
-        String::from_utf8_lossy(&property(&conn, display, id, net_name, utf8)?.value).into_owned();
+        String::from_utf8_lossy(&property(conn, display, id, net_name, utf8)?.value).into_owned();
     if title.is_empty() {
         title = String::from_utf8_lossy(
             &property(
-                &conn,
+                conn,
                 display,
                 id,
                 AtomEnum::WM_NAME.into(),
@@ -127,17 +132,103 @@ pub fn active_window(display: &str) -> Result<Option<ActiveWindow>> {
         )
         .into_owned();
     }
-    let net_pid = atom(&conn, display, b"_NET_WM_PID")?;
-    let pid = property(&conn, display, id, net_pid, AtomEnum::CARDINAL.into())?
+    let net_pid = atom(conn, display, b"_NET_WM_PID")?;
+    let pid = property(conn, display, id, net_pid, AtomEnum::CARDINAL.into())?
         .value32()
         .and_then(|mut v| v.next());
-    Ok(Some(ActiveWindow {
+    Ok(ActiveWindow {
         id,
         class,
         instance,
         title,
         pid,
-    }))
+    })
+}
+
+/// The window a pointer event at root pixel (`x`, `y`) goes to, as the X server stacks them:
+/// the topmost mapped top-level window there, named by its client (the window inside a window
+/// manager's frame that carries `WM_STATE`) or, for a popup the manager does not frame, by
+/// itself. `None` when only the root window (the desktop background) is there.
+///
+/// X11 delivers clicks and scrolls to the window under the pointer whatever has keyboard
+/// focus, so this, not the active window, is what the guard checks a pointer action against.
+pub fn window_at(display: &str, x: i32, y: i32) -> Result<Option<ActiveWindow>> {
+    use x11rb::protocol::xproto::{MapState, WindowClass};
+    let (conn, screen) = connect(display)?;
+    let root = conn.setup().roots[screen].root;
+    let wm_state = atom(&conn, display, b"WM_STATE")?;
+    let tree = conn
+        .query_tree(root)
+        .map_err(|e| x_err(display, e))?
+        .reply()
+        .map_err(|e| x_err(display, e))?;
+    // Children come bottom to top.
+    for &window in tree.children.iter().rev() {
+        // A window can vanish between the listing and the question: skip it.
+        let Ok(Ok(attrs)) = conn.get_window_attributes(window).map(|c| c.reply()) else {
+            continue;
+        };
+        if attrs.map_state != MapState::VIEWABLE || attrs.class == WindowClass::INPUT_ONLY {
+            continue;
+        }
+        let Ok(Ok(geo)) = conn.get_geometry(window).map(|c| c.reply()) else {
+            continue;
+        };
+        let border = i32::from(geo.border_width);
+        let (wx, wy) = (i32::from(geo.x), i32::from(geo.y));
+        let (ww, wh) = (
+            i32::from(geo.width) + 2 * border,
+            i32::from(geo.height) + 2 * border,
+        );
+        if x < wx || y < wy || x >= wx + ww || y >= wy + wh {
+            continue;
+        }
+        let client = client_of(&conn, display, window, wm_state, 3)?.unwrap_or(window);
+        return window_info(&conn, display, client).map(Some);
+    }
+    Ok(None)
+}
+
+/// The first window at or below `window` (breadth first, `depth` levels) that carries
+/// `WM_STATE`: the application's own window inside a window manager's frame.
+fn client_of(
+    conn: &RustConnection,
+    display: &str,
+    window: Window,
+    wm_state: u32,
+    depth: usize,
+) -> Result<Option<Window>> {
+    let mut level = vec![window];
+    for _ in 0..=depth {
+        let mut next = Vec::new();
+        for w in level {
+            let has_state = conn
+                .get_property(false, w, wm_state, AtomEnum::ANY, 0, 0)
+                .map_err(|e| x_err(display, e))?
+                .reply()
+                .is_ok_and(|r| r.type_ != u32::from(AtomEnum::NONE));
+            if has_state {
+                return Ok(Some(w));
+            }
+            if let Ok(Ok(tree)) = conn.query_tree(w).map(|c| c.reply()) {
+                next.extend(tree.children);
+            }
+        }
+        level = next;
+    }
+    Ok(None)
+}
+
+/// Where the pointer is now, in root pixels.
+pub fn pointer_position(display: &str) -> Result<(i32, i32)> {
+    let (conn, screen) = connect(display)?;
+    let root = conn.setup().roots[screen].root;
+    let reply = conn
+        .query_pointer(root)
+        .map_err(|e| x_err(display, e))?
+        .reply()
+        .map_err(|e| x_err(display, e))?;
+    Ok((i32::from(reply.root_x), i32::from(reply.root_y)))
 }
 
 /// The root window's size in pixels.

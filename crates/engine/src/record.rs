@@ -154,10 +154,12 @@ async fn run_steps(
         }
         progress(index, outcome);
         match acted {
-            Ok(())
-            | Err(DesktopError::Refused(Refusal::NotAllowed { .. }))
-            | Err(DesktopError::Refused(Refusal::PasswordField { .. }))
-            | Err(DesktopError::Refused(Refusal::Rejected { .. })) => {}
+            // A refused step is recorded and the script goes on; the stop and the step limit
+            // end it.
+            Err(e @ DesktopError::Refused(Refusal::Stopped | Refusal::StepLimit { .. })) => {
+                return Err(e.into());
+            }
+            Ok(()) | Err(DesktopError::Refused(_)) => {}
             Err(e) => return Err(e.into()),
         }
         before = after;

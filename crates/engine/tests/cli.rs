@@ -103,7 +103,14 @@ async fn a_record_killed_mid_episode_keeps_every_committed_step() {
     std::fs::write(&script, body.to_string()).unwrap();
     let mut child = sandbox
         .command(BIN)
-        .args(["record", "--no-stop-key", "--settle-ms", "20", "--script"])
+        .args([
+            "record",
+            "--sandbox",
+            "--no-stop-key",
+            "--settle-ms",
+            "20",
+            "--script",
+        ])
         .arg(&script)
         .arg("--data-dir")
         .arg(&data)
@@ -158,6 +165,7 @@ async fn with_approve_a_person_rejects_an_action_before_it_runs() {
             .command(BIN)
             .args([
                 "act",
+                "--sandbox",
                 "--approve",
                 "--no-stop-key",
                 r#"{"kind":"type","text":"approved"}"#,
@@ -201,6 +209,47 @@ async fn with_approve_a_person_rejects_an_action_before_it_runs() {
     let tree = std::fs::read_to_string(dir.path().join("tree.txt")).unwrap();
     assert!(tree.contains("value=\"approved\""), "{tree}");
     assert!(!tree.contains("not this one"));
+}
+
+/// Issue 26: acting on a display with neither an allowlist nor the word that it is a sandbox
+/// is refused, before anything is sent, with a message that names both ways on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acting_needs_an_allowlist_or_a_sandbox() {
+    let sandbox = sandbox_with_entry().await;
+    for argv in [
+        vec![
+            "act",
+            "--no-stop-key",
+            r#"{"kind":"type","text":"unguarded"}"#,
+        ],
+        vec![
+            "agent",
+            "run",
+            "--no-stop-key",
+            "--model",
+            "/nonexistent",
+            "--instruction",
+            "do something",
+        ],
+    ] {
+        let out = sandbox.command(BIN).args(&argv).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{argv:?} ran: {err}");
+        assert!(
+            err.contains("--allow") && err.contains("--sandbox"),
+            "{argv:?}: {err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let obs = sandbox
+        .command(BIN)
+        .args(["observe", "--app", "zenity", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(obs.status.success());
+    let tree = std::fs::read_to_string(dir.path().join("tree.txt")).unwrap();
+    assert!(!tree.contains("unguarded"), "nothing was typed: {tree}");
 }
 
 #[test]

@@ -80,6 +80,46 @@ impl Action {
         matches!(self, Action::Type { .. } | Action::Key { .. })
     }
 
+    /// Whether the action goes to the window under the pointer (X11 sends pointer events
+    /// there, whatever has keyboard focus).
+    pub fn is_pointer(&self) -> bool {
+        matches!(
+            self,
+            Action::Move { .. }
+                | Action::Click { .. }
+                | Action::Drag { .. }
+                | Action::Scroll { .. }
+        )
+    }
+
+    /// The action in the pieces the guard checks one by one: typed text is cut before and
+    /// after each character that moves focus (Tab, Return), so that what follows one is
+    /// checked against the element that then has focus. Every other action is one piece.
+    pub fn segments(&self) -> Vec<Action> {
+        let Action::Type { text, paste: false } = self else {
+            return vec![self.clone()];
+        };
+        let mut pieces = Vec::new();
+        let mut current = String::new();
+        for c in text.chars() {
+            if matches!(c, '\t' | '\n' | '\r') {
+                if !current.is_empty() {
+                    pieces.push(std::mem::take(&mut current));
+                }
+                pieces.push(c.to_string());
+            } else {
+                current.push(c);
+            }
+        }
+        if !current.is_empty() || pieces.is_empty() {
+            pieces.push(current);
+        }
+        pieces
+            .into_iter()
+            .map(|text| Action::Type { text, paste: false })
+            .collect()
+    }
+
     /// Checks the fields that serde cannot: counts, combos, durations.
     pub fn validate(&self) -> Result<(), DesktopError> {
         match self {
@@ -233,6 +273,29 @@ impl KeyCombo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typing_is_cut_at_every_key_that_moves_focus() {
+        let typed = |t: &str| Action::Type {
+            text: t.into(),
+            paste: false,
+        };
+        let texts = |a: &Action| -> Vec<String> {
+            a.segments()
+                .into_iter()
+                .map(|s| match s {
+                    Action::Type { text, .. } => text,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(texts(&typed("alice\thunter2")), ["alice", "\t", "hunter2"]);
+        assert_eq!(texts(&typed("a\n\nb\t")), ["a", "\n", "\n", "b", "\t"]);
+        assert_eq!(texts(&typed("plain")), ["plain"]);
+        assert_eq!(texts(&typed("")), [""]);
+        let click = Action::Wait { ms: 1 };
+        assert_eq!(click.segments(), [click.clone()]);
+    }
 
     #[test]
     fn combos_parse() {

@@ -213,23 +213,28 @@ impl Accessibility {
     /// The app named `name` (case-insensitive), or an error listing the apps there are.
     pub async fn application(&self, name: &str) -> Result<AppRef> {
         let apps = self.applications().await?;
-        if let Some(app) = apps.iter().find(|a| a.name.eq_ignore_ascii_case(name)) {
-            return Ok(app.clone());
-        }
+        apps.iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+            .cloned()
+            .ok_or_else(|| self.unknown_app(name, &apps))
+    }
+
+    /// The error for an app named `name` that is not among `apps`, listing those there are.
+    pub fn unknown_app(&self, name: &str, apps: &[AppRef]) -> DesktopError {
         let mut names: Vec<&str> = apps
             .iter()
             .map(|a| a.name.as_str())
             .filter(|n| !n.is_empty())
             .collect();
         names.sort_unstable();
-        Err(DesktopError::UnknownApp {
+        DesktopError::UnknownApp {
             name: name.to_owned(),
             available: if names.is_empty() {
                 "none".into()
             } else {
                 names.join(", ")
             },
-        })
+        }
     }
 
     /// Waits until an app of that name appears on the bus (apps register a moment after start).
@@ -248,7 +253,17 @@ impl Accessibility {
     /// window's process id.
     pub async fn focused_application(&self, window_pid: Option<u32>) -> Result<Option<AppRef>> {
         let apps = self.applications().await?;
-        for app in &apps {
+        if let Some(app) = self.active_application(&apps).await {
+            return Ok(Some(app));
+        }
+        Ok(window_pid.and_then(|pid| apps.into_iter().find(|a| a.pid == Some(pid))))
+    }
+
+    /// The first of `apps` with a window in AT-SPI's Active state. For choosing whose tree to
+    /// show when the active X window has no process id; never for the guard, which trusts
+    /// only the X server.
+    pub async fn active_application(&self, apps: &[AppRef]) -> Option<AppRef> {
+        for app in apps {
             let Ok(Ok(windows)) = tokio::time::timeout(
                 Duration::from_millis(500),
                 self.raw_children(&app.bus_name, ROOT_PATH),
@@ -265,11 +280,11 @@ impl Accessibility {
                     tokio::time::timeout(Duration::from_millis(500), p.get_state()).await
                     && states.contains(State::Active)
                 {
-                    return Ok(Some(app.clone()));
+                    return Some(app.clone());
                 }
             }
         }
-        Ok(window_pid.and_then(|pid| apps.into_iter().find(|a| a.pid == Some(pid))))
+        None
     }
 
     /// Walks `app`'s tree within `limits`.

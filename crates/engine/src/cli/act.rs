@@ -15,7 +15,7 @@ pub struct ActArgs {
 
 pub async fn run(args: ActArgs) -> anyhow::Result<()> {
     let action: Action = serde_json::from_str(&args.action).context("reading the action JSON")?;
-    let desktop = args.desktop.connect().await?;
+    let desktop = args.desktop.connect_to_act().await?;
     let observation = desktop.observe(&ObserveOptions::default()).await?;
     desktop.act(&action, &observation).await?;
     println!("done: {}", action.describe());

@@ -154,6 +154,7 @@ fn report_step(report: &StepReport) {
 }
 
 async fn live(a: LiveArgs) -> anyhow::Result<()> {
+    a.run.desktop.require_allowlist()?;
     if a.run.adapter.is_some() {
         anyhow::bail!("agent live trains its own adapter from the base model; drop --adapter");
     }
@@ -167,7 +168,7 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
     let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
     let judge = a.judge.build(&dirs).await?;
     let base = tokio::task::block_in_place(|| super::gym::load(&model, None))?;
-    let desktop = a.run.desktop.connect().await?;
+    let desktop = a.run.desktop.connect_to_act().await?;
     let settings = LiveSettings {
         agent: settings_of(&a.run),
         episodes: a.episodes,
@@ -229,6 +230,7 @@ pub(super) async fn activate_for_serving(
 }
 
 async fn run_one(a: RunArgs) -> anyhow::Result<()> {
+    a.desktop.require_allowlist()?;
     let data = data_dir(&a.data_dir)?;
     let store = Store::open(&data)?;
     let dirs = clawdesk_prompts::search_path(a.prompts.as_deref(), Some(&data));
@@ -248,7 +250,7 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give --model or --remote"),
     };
     activate_for_serving(&policy, &store, a.adapter.as_ref(), a.adapter_version).await?;
-    let desktop = a.desktop.connect().await?;
+    let desktop = a.desktop.connect_to_act().await?;
     let settings = settings_of(&a);
     let summary = run_agent(
         &desktop,

@@ -85,9 +85,20 @@ pub struct DesktopArgs {
     /// D-Bus session bus address (default: $DBUS_SESSION_BUS_ADDRESS).
     #[arg(long)]
     bus: Option<String>,
-    /// Only act in these apps (AT-SPI name or window class); repeatable. Default: any app.
+    /// Only act in these apps; repeatable. Every name the focused app goes by (its AT-SPI
+    /// name, its window's class and instance) must be allowed. Acting on a display needs this
+    /// or --sandbox.
     #[arg(long = "allow", value_name = "APP")]
     allow: Vec<String>,
+    /// The display is a private sandbox (from `clawdesk sandbox`) that holds only apps meant
+    /// for the agent: act in any app but those on the deny-list (terminals, ClawDesk,
+    /// password managers), without --allow.
+    #[arg(long)]
+    sandbox: bool,
+    /// Let the agent type into this app although which of its elements has focus cannot be
+    /// read (an app without an accessibility tree); repeatable.
+    #[arg(long = "allow-unknown-focus", value_name = "APP")]
+    allow_unknown_focus: Vec<String>,
     /// Stop after this many actions.
     #[arg(long, default_value_t = 200)]
     max_steps: u32,
@@ -103,6 +114,30 @@ pub struct DesktopArgs {
 }
 
 impl DesktopArgs {
+    /// Connects to act on the desktop: refused unless the person said which apps the agent
+    /// may act in (--allow) or that the display is a sandbox (--sandbox).
+    async fn connect_to_act(&self) -> anyhow::Result<clawdesk_desktop::Desktop> {
+        self.require_allowlist()?;
+        self.connect().await
+    }
+
+    /// The safe default: no acting on a display until the person said where (checked before
+    /// any slow work, such as loading a model, starts).
+    fn require_allowlist(&self) -> anyhow::Result<()> {
+        if self.allow.is_empty() && !self.sandbox {
+            anyhow::bail!(
+                "refusing to act on display {} with no app allowlist: name the apps the agent \
+                 may act in with --allow APP, or pass --sandbox if this display is a private \
+                 sandbox (see `clawdesk sandbox`)",
+                self.display
+                    .clone()
+                    .or_else(|| std::env::var("DISPLAY").ok())
+                    .unwrap_or_else(|| "(none)".into())
+            );
+        }
+        Ok(())
+    }
+
     /// Connects to the desktop these flags name, with the approval hook when asked for.
     async fn connect(&self) -> anyhow::Result<clawdesk_desktop::Desktop> {
         let mut desktop = clawdesk_desktop::Desktop::connect(self.config()?).await?;
@@ -130,6 +165,7 @@ impl DesktopArgs {
                 Allowlist::Only(self.allow.clone())
             },
             max_steps: Some(self.max_steps),
+            unknown_focus: self.allow_unknown_focus.clone(),
         };
         config.stop_key = (!self.no_stop_key).then_some(self.stop_key);
         Ok(config)

@@ -26,7 +26,7 @@ pub struct RecordArgs {
 pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
     let script = Script::load(&args.script)?;
     let store = Store::open(data_dir(&args.data_dir)?)?;
-    let desktop = args.desktop.connect().await?;
+    let desktop = args.desktop.connect_to_act().await?;
     let options = RecordOptions {
         settle: Duration::from_millis(args.settle_ms),
         ..RecordOptions::default()
