@@ -25,6 +25,7 @@ async fn our_server_as_the_remote_policy_drives_the_agent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model_dir = dir.path().join("tiny");
     tiny::write_tiny_model(&model_dir, &tiny::default_config(), 3).expect("tiny model");
+    std::fs::create_dir_all(dir.path().join("adapters")).expect("adapters folder");
     let served = load_model(&model_dir);
     let tokenizer = served.processor.tokenizer().clone();
     let api = Api::new(
@@ -33,6 +34,8 @@ async fn our_server_as_the_remote_policy_drives_the_agent() {
         None,
         ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            // The server loads adapters only from the folder it is given (issue 26).
+            adapters_dir: Some(dir.path().join("adapters")),
             ..ServerConfig::default()
         },
     )
@@ -69,7 +72,7 @@ async fn our_server_as_the_remote_policy_drives_the_agent() {
     assert_eq!(first.versions, vec![None, None, None]);
 
     // An adapter pushed to the server (vLLM's /v1/load_lora_adapter) is asked for by name.
-    let adapter = dir.path().join("adapter");
+    let adapter = dir.path().join("adapters").join("adapter");
     let mut other = load_model(&model_dir);
     clawdesk_model::peft::write_random_adapter(
         &mut other.model,

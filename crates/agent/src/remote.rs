@@ -18,7 +18,7 @@ use crate::error::AgentError;
 use crate::policy::{Generated, PolicyRequest};
 
 /// Where the remote policy is and how to talk to it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RemoteConfig {
     /// The API root, e.g. `http://127.0.0.1:8000/v1`.
     pub base_url: String,
@@ -32,6 +32,25 @@ pub struct RemoteConfig {
     pub min_pixels: usize,
     pub max_pixels: usize,
 }
+
+/// Debug output leaves the API key out: configs end up in logs.
+impl std::fmt::Debug for RemoteConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteConfig")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("timeout", &self.timeout)
+            .field("resize_factor", &self.resize_factor)
+            .field("min_pixels", &self.min_pixels)
+            .field("max_pixels", &self.max_pixels)
+            .finish()
+    }
+}
+
+/// The largest reply body read from a remote policy; a chat completion with log-probabilities
+/// for a few thousand tokens is well under it.
+const MAX_REPLY_BYTES: usize = 32 << 20;
 
 impl RemoteConfig {
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
@@ -92,7 +111,9 @@ impl RemotePolicy {
         }
         let response = request.send().await.map_err(|e| remote_error(&url, e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| remote_error(&url, e))?;
+        let bytes = read_capped(response, MAX_REPLY_BYTES)
+            .await
+            .map_err(|e| remote_error(&url, e))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes);
             return Err(AgentError::Remote(format!(
@@ -191,6 +212,21 @@ impl RemotePolicy {
     pub fn deactivate(&self) {
         *self.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
+}
+
+/// A response body of at most `limit` bytes; a larger one is an error, not a memory spike.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(format!("the reply is larger than {limit} bytes"));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > limit {
+            return Err(format!("the reply is larger than {limit} bytes"));
+        }
+    }
+    Ok(bytes)
 }
 
 /// `POST {base}/load_lora_adapter` with `{lora_name, lora_path}`, as vLLM takes it (started
@@ -324,6 +360,15 @@ pub fn parse_completion(answer: &Value) -> Result<Generated, AgentError> {
 mod tests {
     use super::*;
     use clawdesk_model::chat::Role;
+
+    #[test]
+    fn the_api_key_never_shows_in_debug_output() {
+        let mut config = RemoteConfig::new("http://127.0.0.1:9/v1", "m");
+        config.api_key = Some("sk-very-secret-key".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("sk-very-secret-key"), "{shown}");
+        assert!(shown.contains("<set>"), "{shown}");
+    }
 
     #[test]
     fn a_completion_with_token_ids_and_tool_calls_reads_back() {

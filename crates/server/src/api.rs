@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::config::ServerConfig;
 use crate::convert::{self, ImageSource};
 use crate::error::{ApiError, ServerError};
+use crate::fetch::ImageFetcher;
 use crate::reply::{self, Reply};
 use crate::session::{self, ServedTurn, Session, TurnType};
 use crate::wire::ChatRequest;
@@ -44,7 +45,10 @@ struct Inner {
     store: Option<Arc<Store>>,
     config: ServerConfig,
     queue: Arc<Semaphore>,
-    http: reqwest::Client,
+    images: ImageFetcher,
+    /// The folder under which `/v1/load_lora_adapter` takes paths, if any (made canonical
+    /// per request: it may appear after the server started).
+    adapters_dir: Option<std::path::PathBuf>,
     /// The adapter loaded with `/v1/load_lora_adapter`, served under its name (and the base's).
     lora: std::sync::Mutex<Option<String>>,
 }
@@ -64,10 +68,12 @@ impl Api {
         config: ServerConfig,
     ) -> Result<Api, ServerError> {
         config.check()?;
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
+        let images = ImageFetcher::new(std::time::Duration::from_secs(30))
             .map_err(|e| ServerError::Config(format!("an HTTP client for images: {e}")))?;
+        let adapters_dir = config
+            .adapters_dir
+            .clone()
+            .or_else(|| store.as_ref().map(|s| s.root().join("adapters")));
         Ok(Api {
             inner: Arc::new(Inner {
                 queue: Arc::new(Semaphore::new(config.queue)),
@@ -75,7 +81,8 @@ impl Api {
                 tokenizer,
                 store,
                 config,
-                http,
+                images,
+                adapters_dir,
                 lora: std::sync::Mutex::new(None),
             }),
         })
@@ -94,6 +101,7 @@ impl Api {
             .fallback(not_found)
             .method_not_allowed_fallback(wrong_method)
             .layer(middleware::from_fn_with_state(self.clone(), authorize))
+            .layer(middleware::from_fn_with_state(self.clone(), no_browsers))
             .route("/health", get(|| async { "ok" }))
             .with_state(self.clone())
     }
@@ -161,29 +169,117 @@ impl Api {
         Ok(images)
     }
 
-    async fn fetch(&self, url: &str) -> Result<Vec<u8>, ApiError> {
-        let limit = self.inner.config.max_body_bytes;
-        let failed = |e: String| ApiError::BadRequest(format!("fetching image {url}: {e}"));
-        let response = self
+    /// The adapter folder a load names, if it is one this server may read: one the store
+    /// published, or one under the data directory's adapters. Anything else (`/etc`, a
+    /// symbolic link out of the adapters folder) is refused before it is opened.
+    fn adapter_folder(&self, path: &std::path::Path) -> Result<std::path::PathBuf, ApiError> {
+        let refused = || {
+            ApiError::Forbidden(format!(
+                "{} is not an adapter this ClawDesk published; it loads only adapters under its \
+                 data directory's adapters folder",
+                path.display()
+            ))
+        };
+        let Ok(wanted) = std::fs::canonicalize(path) else {
+            return Err(refused());
+        };
+        if self
             .inner
-            .http
-            .get(url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| failed(e.to_string()))?;
-        let mut response = response;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > limit {
-                return Err(ApiError::TooLarge(format!(
-                    "image {url} is larger than {limit} bytes"
-                )));
+            .adapters_dir
+            .as_ref()
+            .and_then(|root| std::fs::canonicalize(root).ok())
+            .is_some_and(|root| wanted.starts_with(&root) && wanted != root)
+        {
+            return Ok(wanted);
+        }
+        if let Some(store) = &self.inner.store {
+            let adapters = store
+                .adapters()
+                .map_err(|e| ApiError::Internal(format!("the data store: {e}")))?;
+            if adapters
+                .iter()
+                .any(|a| std::fs::canonicalize(&a.path).is_ok_and(|p| p == wanted))
+            {
+                return Ok(wanted);
             }
         }
-        Ok(bytes)
+        Err(refused())
     }
+
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, ApiError> {
+        let limit = self.inner.config.max_body_bytes;
+        self.inner.images.fetch(url, limit).await
+    }
+}
+
+/// Without a token the server trusts whoever can reach loopback, and a web page in the
+/// person's browser can reach it too: a `text/plain` POST needs no CORS preflight, and a
+/// DNS-rebinding name makes the page same-origin. So requests whose `Host` is not a loopback
+/// name, or that come with a foreign `Origin`, are refused; and every POST must say it is JSON
+/// (which a page can only send after a preflight this server never grants).
+async fn no_browsers(
+    State(api): State<Api>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let headers = request.headers();
+    if api.inner.config.token.is_none() {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        if !host.is_some_and(is_loopback_authority) {
+            return Err(ApiError::Forbidden(
+                "this server answers only requests addressed to a loopback name (Host: \
+                 127.0.0.1, localhost or [::1]); set a token to serve other names"
+                    .into(),
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let loopback = origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.split_once("://"))
+                .is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https") && is_loopback_authority(rest)
+                });
+            if !loopback {
+                return Err(ApiError::Forbidden(
+                    "requests from web pages are refused (a foreign Origin header)".into(),
+                ));
+            }
+        }
+    }
+    if request.method() == axum::http::Method::POST {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(ApiError::Forbidden(
+                "a POST must be sent as Content-Type: application/json".into(),
+            ));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Whether `authority` (`host[:port]`) names this machine's loopback.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, tail)) if tail.is_empty() || tail.starts_with(':') => h,
+            _ => return false,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return false,
+            None => authority,
+        }
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn authorize(
@@ -204,9 +300,17 @@ async fn authorize(
     Ok(next.run(request).await)
 }
 
-/// Compares without stopping at the first difference, so timing says nothing of the token.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares without stopping at the first difference and in a time set by the given value's
+/// length alone, so timing says nothing of the token, not even its length.
+fn same(given: &[u8], token: &[u8]) -> bool {
+    if token.is_empty() {
+        return false;
+    }
+    let mut diff = u64::from(given.len() != token.len());
+    for (i, g) in given.iter().enumerate() {
+        diff |= u64::from(g ^ token[i % token.len()]);
+    }
+    diff == 0
 }
 
 async fn not_found() -> ApiError {
@@ -245,7 +349,7 @@ async fn load_lora(State(api): State<Api>, body: Body) -> Result<Response, ApiEr
     let Some(path) = request.lora_path.filter(|p| !p.is_empty()) else {
         return Err(ApiError::BadRequest("lora_path is required".into()));
     };
-    let dir = std::path::PathBuf::from(&path);
+    let dir = api.adapter_folder(std::path::Path::new(&path))?;
     let version = adapter_version(api.inner.store.as_deref(), &dir, &request.lora_name)?;
     api.inner.policy.activate(version, dir).await?;
     *api.inner.lora.lock().unwrap_or_else(|p| p.into_inner()) = Some(request.lora_name.clone());
@@ -282,9 +386,7 @@ fn adapter_version(
     name: &str,
 ) -> Result<i64, ApiError> {
     let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
-    let wanted = canonical(dir).ok_or_else(|| {
-        ApiError::BadRequest(format!("adapter folder {} does not exist", dir.display()))
-    })?;
+    let wanted = dir.to_path_buf();
     if let Some(store) = store {
         let adapters = store
             .adapters()
@@ -325,6 +427,23 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let mut stream = body.into_data_stream();
+    if let Some(declared) = declared.filter(|&d| d > limit) {
+        // Answered at once; what the client still sends is read and dropped off to the side
+        // (up to a bound), so it sees its 413 rather than a reset connection.
+        tokio::spawn(async move {
+            let drain = async {
+                let mut seen = 0usize;
+                while let Some(Ok(chunk)) = stream.next().await {
+                    seen += chunk.len();
+                    if seen > limit * DRAIN_FACTOR {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drain).await;
+        });
+        return Err(too_large(declared.to_string()));
+    }
     let mut bytes = Vec::new();
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
@@ -386,6 +505,14 @@ struct Finished {
 
 async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let config = &api.inner.config;
+    // The body is read before a place in the queue is taken, under its own deadline, so slow
+    // uploads cannot hold the queue against requests that are ready.
+    let bytes = tokio::time::timeout(
+        config.body_timeout,
+        read_body(&headers, body, config.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::Timeout(config.body_timeout))??;
     let permit = api
         .inner
         .queue
@@ -394,7 +521,6 @@ async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, Ap
         .map_err(|_| ApiError::Busy {
             waiting: config.queue,
         })?;
-    let bytes = read_body(&headers, body, config.max_body_bytes).await?;
     let mut request: ChatRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("the request body: {e}")))?;
     drop(bytes);

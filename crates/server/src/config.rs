@@ -21,6 +21,12 @@ pub struct ServerConfig {
     /// Requests waiting for or using the model; one more gets 429.
     pub queue: usize,
     pub request_timeout: Duration,
+    /// How long a client may take to send its request body; counted before it takes a place
+    /// in the queue.
+    pub body_timeout: Duration,
+    /// The folder `/v1/load_lora_adapter` may load adapters from (default: the store's
+    /// `adapters` folder; without either, only adapters the store published).
+    pub adapters_dir: Option<std::path::PathBuf>,
     /// Fetch `http(s)://` image URLs (off: only data URLs).
     pub allow_remote_images: bool,
     /// `max_tokens` when a request gives none, and the most it may ask for.
@@ -40,6 +46,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_image_pixels", &self.max_image_pixels)
             .field("queue", &self.queue)
             .field("request_timeout", &self.request_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("adapters_dir", &self.adapters_dir)
             .field("allow_remote_images", &self.allow_remote_images)
             .field("default_max_tokens", &self.default_max_tokens)
             .field("max_tokens_limit", &self.max_tokens_limit)
@@ -58,6 +66,8 @@ impl Default for ServerConfig {
             max_image_pixels: 4096 * 4096,
             queue: 32,
             request_timeout: Duration::from_secs(300),
+            body_timeout: Duration::from_secs(30),
+            adapters_dir: None,
             allow_remote_images: false,
             default_max_tokens: 1024,
             max_tokens_limit: 8192,
@@ -69,10 +79,15 @@ impl ServerConfig {
     /// Refuses settings that would expose the model or cannot work.
     pub fn check(&self) -> Result<(), ServerError> {
         let bad = |m: String| Err(ServerError::Config(m));
-        if let Some(token) = &self.token
-            && token.trim().len() < 8
-        {
-            return bad("the API token must be at least 8 characters".into());
+        if let Some(token) = &self.token {
+            // Clients' headers are trimmed before comparing, so a token with spaces around it
+            // could never match.
+            if token.trim() != token {
+                return bad("the API token must not begin or end with white space".into());
+            }
+            if token.len() < 8 {
+                return bad("the API token must be at least 8 characters".into());
+            }
         }
         if !self.bind.ip().is_loopback() && self.token.is_none() {
             return bad(format!(
@@ -117,6 +132,11 @@ mod tests {
             ..open
         };
         assert!(short.check().is_err());
+        let padded = ServerConfig {
+            token: Some("a-long-secret\n".into()),
+            ..ServerConfig::default()
+        };
+        assert!(padded.check().is_err(), "a token that could never match");
         ServerConfig::default()
             .check()
             .expect("loopback needs none");

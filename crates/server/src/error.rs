@@ -16,6 +16,10 @@ pub enum ApiError {
     ContextLength { tokens: usize, limit: usize },
     #[error("a missing or wrong API key: send `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// Refused whoever asks: a request a web page could have sent, or a path outside what
+    /// this server may read.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -49,6 +53,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::ContextLength { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -65,6 +70,7 @@ impl ApiError {
                 ("invalid_request_error", Some("context_length_exceeded"))
             }
             ApiError::Unauthorized => ("invalid_request_error", Some("invalid_api_key")),
+            ApiError::Forbidden(_) => ("invalid_request_error", Some("forbidden")),
             ApiError::NotFound(_) => ("invalid_request_error", Some("model_not_found")),
             ApiError::TooLarge(_) => ("invalid_request_error", Some("request_too_large")),
             ApiError::Busy { .. } => ("requests", Some("rate_limit_exceeded")),

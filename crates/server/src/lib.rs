@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod fetch;
 pub mod reply;
 pub mod session;
 pub mod wire;

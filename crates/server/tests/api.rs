@@ -481,3 +481,163 @@ async fn a_stream_whose_client_leaves_stops_generating() {
         "a reply nobody received is not a turn"
     );
 }
+
+/// Issue 26: a web page in the person's browser can send a `text/plain` POST to loopback with
+/// no preflight, and a DNS-rebinding name makes it same-origin. Without a token both are
+/// refused, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_a_web_page_could_send_are_refused_and_store_nothing() {
+    let server = start(ServerConfig::default()).await;
+    let url = format!("{}/v1/chat/completions", server.url);
+    let body = ask("from a page").to_string();
+    let send = |content_type: &'static str, extra: Vec<(&'static str, String)>| {
+        let mut request = server
+            .http
+            .post(&url)
+            .header("content-type", content_type)
+            .header("x-session-id", "page")
+            .body(body.clone());
+        for (k, v) in extra {
+            request = request.header(k, v);
+        }
+        async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            (status, text)
+        }
+    };
+    // The simple request a form or fetch() with no-cors sends.
+    let (status, text) = send(
+        "text/plain",
+        vec![("origin", "https://evil.example".into())],
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    // JSON, but from a foreign page.
+    let (status, text) = send(
+        "application/json",
+        vec![("origin", "https://evil.example".into())],
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    // A rebinding name that resolves to 127.0.0.1 keeps its own Host header.
+    let (status, text) = send(
+        "application/json",
+        vec![("host", "rebind.evil.example:8000".into())],
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    // A loopback Origin (a local tool's own page) and no Origin at all are served.
+    let port = server.url.rsplit(':').next().expect("port").to_owned();
+    let (status, text) = send(
+        "application/json",
+        vec![("origin", format!("http://localhost:{port}"))],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        server.store.session_episode("page", "").is_ok(),
+        "the allowed request is stored"
+    );
+    let steps = server
+        .store
+        .steps(
+            server
+                .store
+                .session_episode("page", "")
+                .expect("session")
+                .id,
+        )
+        .expect("steps");
+    assert_eq!(steps.len(), 1, "only the allowed request left a turn");
+}
+
+/// Issue 26: `/v1/load_lora_adapter` reads only adapters under the data directory's adapters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_lora_adapter_refuses_paths_outside_the_adapters_folder() {
+    let server = start(ServerConfig::default()).await;
+    let load = |path: String| {
+        let request = server
+            .http
+            .post(format!("{}/v1/load_lora_adapter", server.url))
+            .header("content-type", "application/json")
+            .body(json!({"lora_name": "x-v1", "lora_path": path}).to_string());
+        async move {
+            let response = request.send().await.expect("sent");
+            (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, text) = load("/etc".into()).await;
+    assert_eq!(status, 403, "{text}");
+    // A link inside the adapters folder that points out of it is refused too.
+    let adapters = server.store.root().join("adapters");
+    std::fs::create_dir_all(&adapters).expect("adapters folder");
+    std::os::unix::fs::symlink("/etc", adapters.join("sneaky-v2")).expect("symlink");
+    let (status, text) = load(adapters.join("sneaky-v2").display().to_string()).await;
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = load(adapters.join("..").join("..").display().to_string()).await;
+    assert_eq!(status, 403, "{text}");
+}
+
+/// Issue 26: bodies are read before a place in the queue is taken, so clients that send
+/// slowly (or never finish) cannot starve one that is ready; a declared length over the limit
+/// is answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_do_not_starve_a_ready_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(ServerConfig {
+        queue: 2,
+        max_body_bytes: 1 << 20,
+        ..ServerConfig::default()
+    })
+    .await;
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..32 {
+        let mut socket = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        socket
+            .write_all(
+                format!(
+                    "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\n\
+                     content-type: application/json\r\ncontent-length: 5000\r\n\r\n{{\"mess"
+                )
+                .as_bytes(),
+            )
+            .await
+            .expect("a slow start");
+        slow.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answered = tokio::time::timeout(Duration::from_secs(60), server.post(&ask("ready"), &[]))
+        .await
+        .expect("answered within its deadline");
+    assert_eq!(answered.0, 200, "{}", answered.1);
+
+    // A declared length over the limit: 413 before the body is sent.
+    let mut socket = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    socket
+        .write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\n\
+                 content-type: application/json\r\ncontent-length: 999999999\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("headers");
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut head))
+        .await
+        .expect("answered without the body")
+        .expect("read");
+    assert_eq!(&head, b"HTTP/1.1 413");
+    drop(slow);
+}

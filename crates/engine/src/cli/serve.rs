@@ -84,8 +84,11 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
 
 /// The API's bearer token: the flag, else $CLAWDESK_API_TOKEN.
 pub(super) fn api_token(flag: &Option<String>) -> Option<String> {
+    // Trimmed here as the config's check trims it, so a token read with a trailing newline
+    // is the token that was validated.
     flag.clone()
         .or_else(|| std::env::var("CLAWDESK_API_TOKEN").ok())
+        .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
 }
 
