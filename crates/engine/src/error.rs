@@ -32,6 +32,10 @@ pub enum EngineError {
     /// A live session cannot do what was asked (none running, one already running).
     #[error("live session: {0}")]
     Session(String),
+    /// A file or folder of the engine's own could not be written or read (an adapter being
+    /// published, say).
+    #[error("{0}")]
+    Io(String),
     /// A benchmark could not run.
     #[error("benchmark: {0}")]
     Bench(String),

@@ -305,16 +305,18 @@ fn train(
         hints,
         settings.train.clone(),
     )?;
-    let mut known: Vec<i64> = store.adapters()?.iter().map(|a| a.version).collect();
     let resumed = train.steps();
     if resumed > 0 {
+        // The resumed weights are published as a new version: the checkpoint may be older
+        // than adapters already published, whose folders steps point at.
+        let (version, dir) = publish_adapter(store, loaded, settings, resumed, None)?;
         tracing::info!(
-            version = resumed,
+            version,
+            step = resumed,
             "serving the adapter the trainer resumed from"
         );
-        let dir = record_adapter(store, loaded, settings, &mut known, resumed, None)?;
-        let _ = ready.send(Some((resumed as i64, dir)));
-        score_adapter(store, loaded, settings, resumed)?;
+        let _ = ready.send(Some((version, dir)));
+        score_adapter(store, loaded, settings, version)?;
     } else {
         let _ = ready.send(None);
     }
@@ -327,12 +329,12 @@ fn train(
                     continue;
                 }
                 let metrics = Some(metrics_json(&metrics));
-                let dir = record_adapter(store, loaded, settings, &mut known, step, metrics)?;
-                tracing::info!(version = step, "adapter published");
-                if publish.blocking_send((step as i64, dir)).is_err() {
+                let (version, dir) = publish_adapter(store, loaded, settings, step, metrics)?;
+                tracing::info!(version, step, "adapter published");
+                if publish.blocking_send((version, dir)).is_err() {
                     break;
                 }
-                score_adapter(store, loaded, settings, step)?;
+                score_adapter(store, loaded, settings, version)?;
             }
             Turn::Skipped { step, reason } => {
                 skipped += 1;
@@ -344,28 +346,82 @@ fn train(
     Ok((updates, skipped))
 }
 
-/// Writes the trainer's adapter as version `step` and records it (once); returns its folder.
-fn record_adapter(
+/// Publishes the trainer's adapter as a new version and returns the version and its folder.
+fn publish_adapter(
     store: &Store,
     loaded: &LoadedModel,
     settings: &LiveSettings,
-    known: &mut Vec<i64>,
     step: u64,
     metrics: Option<serde_json::Value>,
-) -> Result<PathBuf, EngineError> {
-    let version = step as i64;
-    let dir = settings.adapters_dir.join(format!("v{version}"));
-    clawdesk_model::peft::export_adapter(&loaded.model, &dir, &settings.base_model)?;
-    if !known.contains(&version) {
-        store.add_adapter(&NewAdapter {
-            version,
-            base_model: settings.base_model.clone(),
-            path: dir.display().to_string(),
-            metrics,
-        })?;
-        known.push(version);
+) -> Result<(i64, PathBuf), EngineError> {
+    publish_new_version(
+        store,
+        &settings.adapters_dir,
+        &settings.base_model,
+        step,
+        metrics,
+        |dir| {
+            Ok(clawdesk_model::peft::export_adapter(
+                &loaded.model,
+                dir,
+                &settings.base_model,
+            )?)
+        },
+    )
+}
+
+/// Writes an adapter as a version never used before and records it.
+///
+/// A published folder is never written again: steps name the version that produced them,
+/// and the trainer learns from them against those weights. The version is the trainer's
+/// step when that is new (so staleness reads as steps), else one past every version the
+/// store or the folder has seen (a trainer resumed from an older checkpoint). The folder is
+/// written under a temporary name, synced, then renamed, so a crash leaves either nothing or
+/// the whole adapter; a folder left by a crash before its row was recorded keeps its number.
+pub(crate) fn publish_new_version(
+    store: &Store,
+    adapters_dir: &std::path::Path,
+    base_model: &str,
+    step: u64,
+    metrics: Option<serde_json::Value>,
+    write: impl FnOnce(&std::path::Path) -> Result<(), EngineError>,
+) -> Result<(i64, PathBuf), EngineError> {
+    let io = |what: &str, path: &std::path::Path, e: std::io::Error| {
+        EngineError::Io(format!("{what} {}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(adapters_dir).map_err(|e| io("creating", adapters_dir, e))?;
+    let mut version = (step as i64).max(store.next_adapter_version()?);
+    while adapters_dir.join(format!("v{version}")).exists() {
+        version += 1;
     }
-    Ok(dir)
+    let dir = adapters_dir.join(format!("v{version}"));
+    let partial = adapters_dir.join(format!(".v{version}.partial"));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| io("removing", &partial, e))?;
+    }
+    write(&partial)?;
+    let entries = std::fs::read_dir(&partial).map_err(|e| io("reading", &partial, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| io("reading", &partial, e))?.path();
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io("syncing", &path, e))?;
+    }
+    sync_dir(&partial).map_err(|e| io("syncing", &partial, e))?;
+    std::fs::rename(&partial, &dir).map_err(|e| io("publishing", &dir, e))?;
+    sync_dir(adapters_dir).map_err(|e| io("syncing", adapters_dir, e))?;
+    store.add_adapter(&NewAdapter {
+        version,
+        base_model: base_model.to_owned(),
+        path: dir.display().to_string(),
+        metrics,
+    })?;
+    Ok((version, dir))
+}
+
+/// Makes a folder's entries (a rename into it, files made in it) durable.
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Scores version `step` on the gym's held-out tasks (when the settings ask for it) and keeps
@@ -374,12 +430,76 @@ fn score_adapter(
     store: &Store,
     loaded: &LoadedModel,
     settings: &LiveSettings,
-    step: u64,
+    version: i64,
 ) -> Result<(), EngineError> {
     if settings.gym_tasks > 0 {
         let score = crate::gym_score::gym_score(loaded, settings.gym_tasks)?;
-        store.set_adapter_gym_score(step as i64, score)?;
-        tracing::info!(version = step, score, "adapter scored on the gym");
+        store.set_adapter_gym_score(version, score)?;
+        tracing::info!(version, score, "adapter scored on the gym");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_marker(
+        text: &'static str,
+    ) -> impl FnOnce(&std::path::Path) -> Result<(), EngineError> {
+        move |dir| {
+            std::fs::create_dir_all(dir).map_err(|e| EngineError::Io(e.to_string()))?;
+            std::fs::write(dir.join("adapter_model.safetensors"), text)
+                .map_err(|e| EngineError::Io(e.to_string()))
+        }
+    }
+
+    /// Issue 26: a trainer resumed from an older checkpoint used to export `v{step}` again,
+    /// over the folder that steps recorded under that version point at.
+    #[test]
+    fn a_published_folder_is_never_written_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("data")).expect("store");
+        let adapters = dir.path().join("adapters");
+        let (v, first) =
+            publish_new_version(&store, &adapters, "base", 3, None, write_marker("first"))
+                .expect("published");
+        assert_eq!(v, 3, "a new step keeps its number");
+        // Resumed from a checkpoint at step 2: a new version, v3 untouched.
+        let (v, second) =
+            publish_new_version(&store, &adapters, "base", 2, None, write_marker("second"))
+                .expect("published");
+        assert_eq!(v, 4);
+        let read = |d: &std::path::Path| {
+            std::fs::read_to_string(d.join("adapter_model.safetensors")).expect("weights")
+        };
+        assert_eq!(read(&first), "first");
+        assert_eq!(read(&second), "second");
+        // A folder a crash left without its row keeps its number too.
+        std::fs::create_dir_all(adapters.join("v5")).expect("leftover");
+        std::fs::write(
+            adapters.join("v5").join("adapter_model.safetensors"),
+            "crash",
+        )
+        .expect("leftover");
+        let (v, third) =
+            publish_new_version(&store, &adapters, "base", 5, None, write_marker("third"))
+                .expect("published");
+        assert_eq!(v, 6);
+        assert_eq!(read(&adapters.join("v5")), "crash");
+        assert_eq!(read(&third), "third");
+        let versions: Vec<i64> = store
+            .adapters()
+            .expect("adapters")
+            .iter()
+            .map(|a| a.version)
+            .collect();
+        assert_eq!(versions, [3, 4, 6]);
+        // A write that fails leaves no folder under a version's name.
+        let failed = publish_new_version(&store, &adapters, "base", 7, None, |_| {
+            Err(EngineError::Io("disk full".into()))
+        });
+        assert!(failed.is_err());
+        assert!(!adapters.join("v7").exists());
+    }
 }

@@ -135,7 +135,9 @@ impl Blobs {
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let mut tmp = tempfile_in(dir)?;
-        let written = tmp.file.write_all(bytes).and_then(|()| tmp.file.flush());
+        // Synced before the rename: a row committed after this call may name the blob, and a
+        // power cut must not leave it empty under its name.
+        let written = tmp.file.write_all(bytes).and_then(|()| tmp.file.sync_all());
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp.path);
             return Err(StoreError::io(&path, e));
@@ -148,18 +150,27 @@ impl Blobs {
         Ok(id)
     }
 
+    /// The blob's bytes, checked against its name: a file whose content changed (a bad disk,
+    /// a hand edit) is reported, never served.
     pub(crate) fn get(&self, id: &BlobId) -> Result<Vec<u8>> {
         let path = self.path(id);
-        std::fs::read(&path).map_err(|e| {
+        let bytes = std::fs::read(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 StoreError::MissingBlob {
                     id: id.to_string(),
-                    path,
+                    path: path.clone(),
                 }
             } else {
-                StoreError::io(path, e)
+                StoreError::io(&path, e)
             }
-        })
+        })?;
+        if blake3::hash(&bytes).to_hex().as_str() != id.hash {
+            return Err(StoreError::CorruptBlob {
+                path,
+                detail: format!("its content does not match its hash {}", id.hash),
+            });
+        }
+        Ok(bytes)
     }
 }
 
@@ -204,6 +215,18 @@ mod tests {
         assert!("nothex.png".parse::<BlobId>().is_err());
         assert!(format!("{}.gif", "a".repeat(64)).parse::<BlobId>().is_err());
         assert!("a".repeat(64).parse::<BlobId>().is_err());
+    }
+
+    /// Issue 26: a blob whose bytes changed on disk is reported, not served.
+    #[test]
+    fn a_blob_whose_content_changed_is_reported_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::open(dir.path().to_path_buf()).unwrap();
+        let id = blobs.put(b"the real screenshot", BlobKind::Png).unwrap();
+        std::fs::write(blobs.path(&id), b"something else").unwrap();
+        let err = blobs.get(&id).unwrap_err();
+        assert!(matches!(err, StoreError::CorruptBlob { .. }), "{err}");
+        assert!(err.to_string().contains("does not match"), "{err}");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum StoreError {
     /// The file is not a ClawDesk database (or is damaged beyond SQLite's own recovery).
     #[error("{path} is not a usable ClawDesk database ({detail}); move it aside to start afresh")]
     Corrupt { path: PathBuf, detail: String },
+    /// A blob file whose bytes no longer match the hash it is named by.
+    #[error("the blob {path} is damaged: {detail}")]
+    CorruptBlob { path: PathBuf, detail: String },
     /// A row that the caller named does not exist.
     #[error("no {what} with id {id}")]
     NotFound { what: &'static str, id: i64 },

@@ -310,6 +310,16 @@ impl Store {
         self.sql(adapters::insert(&conn, adapter, now_ms()))
     }
 
+    /// One past the highest adapter version ever recorded (1 for none): versions only grow.
+    pub fn next_adapter_version(&self) -> Result<i64> {
+        Ok(self
+            .adapters()?
+            .iter()
+            .map(|a| a.version)
+            .max()
+            .map_or(1, |v| v + 1))
+    }
+
     pub fn adapters(&self) -> Result<Vec<Adapter>> {
         let conn = self.conn();
         self.sql(adapters::list(&conn))
