@@ -119,6 +119,7 @@ async fn answers_with_usage_logprobs_and_stops() {
         let response = server
             .http
             .request(method, format!("{}{path}", server.url))
+            .header("content-type", "application/json")
             .send()
             .await
             .expect("answered");
