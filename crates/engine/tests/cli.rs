@@ -25,6 +25,19 @@ async fn sandbox_with_entry() -> Sandbox {
     sandbox
 }
 
+/// The zenity entry's tree as `clawdesk observe` writes it.
+fn zenity_tree(sandbox: &Sandbox) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let obs = sandbox
+        .command(BIN)
+        .args(["observe", "--app", "zenity", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(obs.status.success());
+    std::fs::read_to_string(dir.path().join("tree.txt")).unwrap()
+}
+
 fn png_size(path: &Path) -> (u32, u32) {
     let img = image::open(path).unwrap_or_else(|e| panic!("{} decodes: {e}", path.display()));
     (img.width(), img.height())
@@ -198,15 +211,7 @@ async fn with_approve_a_person_rejects_an_action_before_it_runs() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The approved text reached the entry.
-    let dir = tempfile::tempdir().unwrap();
-    let obs = sandbox
-        .command(BIN)
-        .args(["observe", "--app", "zenity", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(obs.status.success());
-    let tree = std::fs::read_to_string(dir.path().join("tree.txt")).unwrap();
+    let tree = zenity_tree(&sandbox);
     assert!(tree.contains("value=\"approved\""), "{tree}");
     assert!(!tree.contains("not this one"));
 }
@@ -240,15 +245,7 @@ async fn acting_needs_an_allowlist_or_a_sandbox() {
             "{argv:?}: {err}"
         );
     }
-    let dir = tempfile::tempdir().unwrap();
-    let obs = sandbox
-        .command(BIN)
-        .args(["observe", "--app", "zenity", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(obs.status.success());
-    let tree = std::fs::read_to_string(dir.path().join("tree.txt")).unwrap();
+    let tree = zenity_tree(&sandbox);
     assert!(!tree.contains("unguarded"), "nothing was typed: {tree}");
 }
 
