@@ -181,6 +181,15 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         assert!((0.0..=1.0).contains(&score), "{a:?}");
     }
 
+    let weights = |path: &str| {
+        std::fs::read(std::path::Path::new(path).join("adapter_model.safetensors"))
+            .expect("the adapter's weights")
+    };
+    let first_run: Vec<(i64, String, Vec<u8>)> = adapters
+        .iter()
+        .map(|a| (a.version, a.path.clone(), weights(&a.path)))
+        .collect();
+
     // A second live run in the same data: the trainer resumes from its newest checkpoint and
     // the policy serves that adapter from the first step (the bare base's steps would all be
     // too stale for the trainer to learn from, and it would never publish again).
@@ -231,11 +240,18 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         .first()
         .copied()
         .expect("the resumed adapter is served");
+    // Issue 26: the resumed weights are a new version; no folder a step names is rewritten.
+    let newest_first = first_run.iter().map(|(v, _, _)| *v).max().expect("published");
     assert!(
-        resumed >= 2 && resumed <= report.updates as i64,
-        "resumed v{resumed} after {} updates",
-        report.updates
+        resumed > newest_first,
+        "resumed as v{resumed}, but the first run published up to v{newest_first}"
     );
+    for (version, path, bytes) in &first_run {
+        assert!(
+            weights(path) == *bytes,
+            "v{version}'s folder was rewritten by the second run"
+        );
+    }
     let second = &again.episodes[0];
     assert_eq!(
         second.versions.first().copied().flatten(),

@@ -293,8 +293,8 @@ mod tests {
         assert_eq!(texts(&typed("a\n\nb\t")), ["a", "\n", "\n", "b", "\t"]);
         assert_eq!(texts(&typed("plain")), ["plain"]);
         assert_eq!(texts(&typed("")), [""]);
-        let click = Action::Wait { ms: 1 };
-        assert_eq!(click.segments(), [click.clone()]);
+        let wait = Action::Wait { ms: 1 };
+        assert_eq!(wait.segments().as_slice(), std::slice::from_ref(&wait));
     }
 
     #[test]
