@@ -241,7 +241,11 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         .copied()
         .expect("the resumed adapter is served");
     // Issue 26: the resumed weights are a new version; no folder a step names is rewritten.
-    let newest_first = first_run.iter().map(|(v, _, _)| *v).max().expect("published");
+    let newest_first = first_run
+        .iter()
+        .map(|(v, _, _)| *v)
+        .max()
+        .expect("published");
     assert!(
         resumed > newest_first,
         "resumed as v{resumed}, but the first run published up to v{newest_first}"
