@@ -4,7 +4,10 @@
 //! Layout under the checkpoint folder: `step-000042/` with `state.safetensors` (tensors named
 //! `param.<name>`, `m.<name>`, `v.<name>`) and `meta.json`; and `LATEST`, a one-line file naming
 //! the newest complete one. A checkpoint is written as `step-000042.tmp/`, synced, renamed into
-//! place, and only then does `LATEST` move (itself by write-and-rename).
+//! place, and only then does `LATEST` move (itself by write-and-rename). A checkpoint of the
+//! same step that already exists is moved aside (`step-000042.old/`) before the new one takes
+//! its name, and removed only after `LATEST` names the new one. Loading falls back to the
+//! newest complete checkpoint when the one `LATEST` names is missing or damaged.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -100,8 +103,16 @@ pub fn save(
             &serde_json::to_vec_pretty(&meta)
                 .map_err(|e| TrainerError::Checkpoint(e.to_string()))?,
         )?;
-        if done.exists() {
-            std::fs::remove_dir_all(&done).map_err(|e| io(&done, e))?;
+        // The same step saved again (a trainer resumed and saved before its next update):
+        // the old folder is kept until LATEST names the new one, so no crash leaves LATEST
+        // pointing at nothing.
+        // Something other than a folder in the way is not ours to move: the rename fails.
+        let aside = dir.join(format!("{name}.old"));
+        if done.is_dir() {
+            if aside.exists() {
+                std::fs::remove_dir_all(&aside).map_err(|e| io(&aside, e))?;
+            }
+            std::fs::rename(&done, &aside).map_err(|e| io(&aside, e))?;
         }
         std::fs::rename(&tmp, &done).map_err(|e| io(&done, e))?;
         sync_dir(dir)?;
@@ -116,12 +127,20 @@ pub fn save(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
+    let aside = dir.join(format!("{name}.old"));
+    if aside.exists() {
+        let _ = std::fs::remove_dir_all(&aside);
+    }
     prune(dir, keep.max(1), &name);
     Ok(done)
 }
 
 /// Reads the newest complete checkpoint under `dir`; `Ok(None)` when there is none. Refuses one
 /// made for another base model or rank.
+///
+/// The one `LATEST` names is tried first; when it is missing or cannot be read (a crash, a
+/// damaged disk), the other checkpoints are tried newest first, so training resumes from
+/// what survived rather than stopping for good.
 pub fn load_latest(
     dir: &Path,
     base_model: &str,
@@ -129,31 +148,97 @@ pub fn load_latest(
     device: &Device,
 ) -> Result<Option<Checkpoint>> {
     let pointer = dir.join(LATEST);
-    let name = match std::fs::read_to_string(&pointer) {
-        Ok(name) => name.trim().to_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let named = match std::fs::read_to_string(&pointer) {
+        Ok(name) => Some(name.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(&pointer, e)),
     };
-    let folder = dir.join(&name);
+    let mut candidates: Vec<String> = named.iter().cloned().collect();
+    let mut others: Vec<(u64, String)> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let digits = name.strip_prefix("step-")?;
+                let digits = digits.strip_suffix(".old").unwrap_or(digits);
+                let step = digits.parse::<u64>().ok()?;
+                Some((step, name))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(dir, e)),
+    };
+    // Newest first; a complete folder before the copy moved aside for the same step.
+    others.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.len().cmp(&b.1.len())));
+    candidates.extend(
+        others
+            .into_iter()
+            .map(|(_, name)| name)
+            .filter(|n| Some(n) != named.as_ref()),
+    );
+    let mut first_error = None;
+    for name in candidates {
+        match load_folder(&dir.join(&name), base_model, rank, device) {
+            Ok(checkpoint) => {
+                if let Some(e) = first_error {
+                    tracing::warn!(error = %e, fallback = %name, "the newest checkpoint could not be read; resuming from an older one");
+                }
+                return Ok(Some(checkpoint));
+            }
+            // Another base or rank is a choice to correct, not damage to pass over.
+            Err(Unusable::Mismatch(e)) => return Err(e),
+            Err(Unusable::Unreadable(e)) => {
+                tracing::warn!(checkpoint = %name, error = %e, "checkpoint unreadable");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
+/// Why one checkpoint folder cannot be resumed from.
+enum Unusable {
+    /// It belongs to another base model or rank.
+    Mismatch(TrainerError),
+    /// It is missing, torn or damaged.
+    Unreadable(TrainerError),
+}
+
+impl From<TrainerError> for Unusable {
+    fn from(e: TrainerError) -> Self {
+        Unusable::Unreadable(e)
+    }
+}
+
+/// Reads one checkpoint folder.
+fn load_folder(
+    folder: &Path,
+    base_model: &str,
+    rank: usize,
+    device: &Device,
+) -> std::result::Result<Checkpoint, Unusable> {
     let meta_path = folder.join("meta.json");
     let meta: CheckpointMeta =
         serde_json::from_slice(&std::fs::read(&meta_path).map_err(|e| io(&meta_path, e))?)
             .map_err(|e| TrainerError::Checkpoint(format!("{}: {e}", meta_path.display())))?;
     if meta.format != FORMAT {
-        return Err(TrainerError::Checkpoint(format!(
+        return Err(Unusable::Mismatch(TrainerError::Checkpoint(format!(
             "{} has format {}, this build reads {FORMAT}",
             folder.display(),
             meta.format
-        )));
+        ))));
     }
     if meta.base_model != base_model || meta.rank != rank {
-        return Err(TrainerError::Checkpoint(format!(
+        return Err(Unusable::Mismatch(TrainerError::Checkpoint(format!(
             "{} was trained on {} at rank {}, not {base_model} at rank {rank}; choose another \
              checkpoint folder or the matching base model",
             folder.display(),
             meta.base_model,
             meta.rank
-        )));
+        ))));
     }
     let state = folder.join("state.safetensors");
     let mut tensors = candle_core::safetensors::load(&state, device)
@@ -169,11 +254,11 @@ pub fn load_latest(
         params.push(take(format!("param.{name}"))?);
         moments.push((take(format!("m.{name}"))?, take(format!("v.{name}"))?));
     }
-    Ok(Some(Checkpoint {
+    Ok(Checkpoint {
         meta,
         params,
         moments,
-    }))
+    })
 }
 
 impl Checkpoint {
@@ -233,7 +318,7 @@ fn prune(dir: &Path, keep: usize, newest: &str) {
     let mut complete: Vec<String> = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("step-") && name.ends_with(".tmp") {
+        if name.starts_with("step-") && (name.ends_with(".tmp") || name.ends_with(".old")) {
             let _ = std::fs::remove_dir_all(entry.path());
         } else if name.starts_with("step-") {
             complete.push(name);
@@ -371,6 +456,55 @@ mod tests {
             .collect();
         assert_eq!(restored, saved);
         assert!(!dir.path().join("step-000002.tmp").exists());
+    }
+
+    /// Issue 26: a crash can leave LATEST naming a folder that is gone or damaged; loading
+    /// resumes from the newest checkpoint that is whole instead of failing for good.
+    #[test]
+    fn loading_falls_back_to_the_newest_whole_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = params();
+        let mut opt = optimizer(&p);
+        opt.step(&grads(&p), 0.1).unwrap();
+        save(dir.path(), &p, &opt, 5, "tiny@abc", 1, 3).unwrap();
+        opt.step(&grads(&p), 0.1).unwrap();
+        save(dir.path(), &p, &opt, 6, "tiny@abc", 1, 3).unwrap();
+        opt.step(&grads(&p), 0.1).unwrap();
+        save(dir.path(), &p, &opt, 7, "tiny@abc", 1, 3).unwrap();
+        let load = || load_latest(dir.path(), "tiny@abc", 1, &Device::Cpu);
+        // The newest is damaged: step 2 is read.
+        std::fs::write(dir.path().join("step-000003/state.safetensors"), b"torn").unwrap();
+        assert_eq!(load().unwrap().unwrap().meta.step, 2);
+        // The one LATEST names is gone: still step 2.
+        std::fs::remove_dir_all(dir.path().join("step-000003")).unwrap();
+        assert_eq!(load().unwrap().unwrap().meta.cursor, 6);
+        // A crash between moving a same-step checkpoint aside and renaming the new one in.
+        std::fs::rename(
+            dir.path().join("step-000002"),
+            dir.path().join("step-000002.old"),
+        )
+        .unwrap();
+        assert_eq!(load().unwrap().unwrap().meta.step, 2);
+        // Another base model is still refused, not passed over.
+        let err = load_latest(dir.path(), "other", 1, &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("other"), "{err}");
+    }
+
+    /// Saving the step LATEST already names (a trainer resumed and saved before its next
+    /// update) replaces it without a moment where LATEST names nothing.
+    #[test]
+    fn saving_the_same_step_again_replaces_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = params();
+        let mut opt = optimizer(&p);
+        opt.step(&grads(&p), 0.1).unwrap();
+        save(dir.path(), &p, &opt, 5, "b", 1, 3).unwrap();
+        save(dir.path(), &p, &opt, 8, "b", 1, 3).unwrap();
+        let ckpt = load_latest(dir.path(), "b", 1, &Device::Cpu)
+            .unwrap()
+            .unwrap();
+        assert_eq!((ckpt.meta.step, ckpt.meta.cursor), (1, 8));
+        assert!(!dir.path().join("step-000001.old").exists());
     }
 
     #[test]
