@@ -51,6 +51,8 @@ export interface TimelineRow {
   hasHint: boolean;
   startedAtMs: number;
   screen: string | null;
+  /** Why a judge gave up on the step, when one did: it is never judged and never trained on. */
+  unjudgeable: string | null;
 }
 
 export interface TimelinePage {

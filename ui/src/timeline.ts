@@ -139,7 +139,10 @@ function fillRow(node: HTMLElement, row: TimelineRow, i: number) {
   what.childNodes[0].textContent = `#${row.episode}.${row.index + 1}`;
   what.childNodes[2].textContent = described;
   what.childNodes[4].textContent = `${row.task} · ${row.outcome} · ${row.policyVersion === null ? "base" : "v" + row.policyVersion}`;
-  node.children[2].textContent = `J ${score(row.judgeScore)} · P ${score(row.personScore)}${row.hasHint ? " · hint" : ""}`;
+  const judge = row.judgeScore === null && row.unjudgeable ? "unjudgeable" : score(row.judgeScore);
+  node.children[2].textContent = `J ${judge} · P ${score(row.personScore)}${row.hasHint ? " · hint" : ""}`;
+  if (row.unjudgeable) node.title = `Unjudgeable (${row.unjudgeable}); the trainer passes over it`;
+  else node.removeAttribute("title");
 }
 
 /** Puts every drawn row back in the pool (their data is stale). */

@@ -69,6 +69,22 @@ impl JudgeError {
         }
     }
 
+    /// Whether the failure belongs to the step itself and will not change by trying again:
+    /// its screenshot is missing or damaged, or the endpoint refuses the request as it is
+    /// (400, 413, 422). A missing key, a wrong model name or a broken template is the
+    /// judge's problem, not the step's, and is not counted against it.
+    pub fn is_the_steps_own(&self) -> bool {
+        use clawdesk_store::StoreError;
+        match self {
+            JudgeError::Store(StoreError::CorruptBlob { .. } | StoreError::MissingBlob { .. }) => {
+                true
+            }
+            JudgeError::Image { .. } => true,
+            JudgeError::Status { status, .. } => matches!(status, 400 | 413 | 422),
+            _ => false,
+        }
+    }
+
     /// How long the server asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-use clawdesk_store::{StepId, Store};
+use clawdesk_store::{GiveUp, StepId, Store};
 
 use crate::case::StepCase;
 use crate::error::{JudgeError, Result};
@@ -36,6 +36,9 @@ pub struct LoopOptions {
     /// Return once nothing is owed that can be judged now (for batch runs and tests); otherwise
     /// run until shut down.
     pub until_idle: bool,
+    /// After this many failed attempts a step is given up on (unjudgeable), so that one step
+    /// never holds up the trainer for good.
+    pub max_attempts: i64,
 }
 
 impl Default for LoopOptions {
@@ -46,6 +49,7 @@ impl Default for LoopOptions {
             failure_backoff: Duration::from_secs(30),
             failure_backoff_max: Duration::from_secs(3600),
             until_idle: false,
+            max_attempts: 8,
         }
     }
 }
@@ -65,6 +69,13 @@ pub enum JudgeEvent {
         attempts: i64,
         error: String,
         retry_in: Duration,
+    },
+    /// The step can never be judged by this judge (a failure of its own, or too many
+    /// attempts); it is not tried again and the trainer passes over it.
+    GaveUp {
+        step: StepId,
+        attempts: i64,
+        error: String,
     },
 }
 
@@ -128,6 +139,7 @@ impl JudgeLoop {
         let backoff = Backoff {
             base_ms: self.options.failure_backoff.as_millis() as i64,
             max_ms: self.options.failure_backoff_max.as_millis() as i64,
+            max_attempts: self.options.max_attempts.max(1),
         };
         tokio::pin!(shutdown);
         loop {
@@ -204,6 +216,7 @@ impl JudgeLoop {
                     step,
                     "the judge panicked".into(),
                     backoff,
+                    GiveUp::After(backoff.max_attempts),
                 )
                 .await
             }
@@ -247,6 +260,7 @@ enum Outcome {
 struct Backoff {
     base_ms: i64,
     max_ms: i64,
+    max_attempts: i64,
 }
 
 impl Backoff {
@@ -266,7 +280,14 @@ async fn judge_and_record(
 ) -> Outcome {
     let judgement = match judge_one(store.clone(), judge, step).await {
         Ok(judgement) => judgement,
-        Err(e) => return record_failure(&store, &name, step, e.to_string(), backoff).await,
+        Err(e) => {
+            let give_up = if e.is_the_steps_own() {
+                GiveUp::Now
+            } else {
+                GiveUp::After(backoff.max_attempts)
+            };
+            return record_failure(&store, &name, step, e.to_string(), backoff, give_up).await;
+        }
     };
     let verdict = judgement.verdict(step, &name);
     let writer = store.clone();
@@ -285,7 +306,10 @@ async fn judge_and_record(
             })
         }
         Ok(None) => Outcome::AlreadyJudged,
-        Err(e) => record_failure(&store, &name, step, e, backoff).await,
+        Err(e) => {
+            let give_up = GiveUp::After(backoff.max_attempts);
+            record_failure(&store, &name, step, e, backoff, give_up).await
+        }
     }
 }
 
@@ -295,13 +319,28 @@ async fn record_failure(
     step: StepId,
     error: String,
     backoff: Backoff,
+    give_up: GiveUp,
 ) -> Outcome {
     let (store, name_owned, message) = (store.clone(), name.to_owned(), error.clone());
     let marked = tokio::task::spawn_blocking(move || {
-        store.record_judge_failure(step, &name_owned, &message, |a| backoff.delay_ms(a))
+        store.record_judge_failure(
+            step,
+            &name_owned,
+            &message,
+            |a| backoff.delay_ms(a),
+            give_up,
+        )
     })
     .await;
     match marked {
+        Ok(Ok(failure)) if failure.given_up => {
+            tracing::warn!(step = step.0, attempts = failure.attempts, %error, "step given up on: it cannot be judged");
+            Outcome::Failed(JudgeEvent::GaveUp {
+                step,
+                attempts: failure.attempts,
+                error,
+            })
+        }
         Ok(Ok(failure)) => {
             let retry_in = Duration::from_millis(
                 (failure.retry_at_ms - clawdesk_store::now_ms()).max(0) as u64,

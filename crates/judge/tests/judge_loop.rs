@@ -228,3 +228,50 @@ async fn a_new_step_wakes_the_loop() {
     .await;
     running.abort();
 }
+
+/// Issue 26: a step that can never be judged (its screenshot is damaged) is given up on at
+/// once instead of being retried for ever; the other steps are judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_with_a_damaged_screenshot_is_given_up_on() {
+    let stub = StubEndpoint::start(false, |_, _| Reply::Answer(GOOD.into()))
+        .await
+        .unwrap();
+    let judge = judge(config(&stub.base_url), 1).await;
+    let (_dir, store, steps) = store_with_steps(3);
+    // The first step's before-screen is its own (each after-screen is the next step's before).
+    let damaged = store
+        .step(steps[0])
+        .unwrap()
+        .before_image
+        .expect("a screen");
+    std::fs::write(store.blob_path(&damaged), b"not the screenshot").unwrap();
+    let mut judge_loop = JudgeLoop::new(
+        store.clone(),
+        judge,
+        LoopOptions {
+            concurrency: 1,
+            until_idle: true,
+            ..LoopOptions::default()
+        },
+    )
+    .unwrap();
+    let mut events = judge_loop.subscribe();
+    let stats = tokio::time::timeout(
+        Duration::from_secs(30),
+        judge_loop.run(std::future::pending()),
+    )
+    .await
+    .expect("the loop goes idle")
+    .unwrap();
+    assert_eq!(stats.judged, 2, "{stats:?}");
+    let mut gave_up = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let JudgeEvent::GaveUp { step, error, .. } = event {
+            assert!(error.contains("damaged"), "{error}");
+            gave_up.push(step);
+        }
+    }
+    assert_eq!(gave_up, [steps[0]]);
+    assert!(store.unjudgeable(steps[0]).unwrap().is_some());
+    assert!(store.unjudgeable(steps[1]).unwrap().is_none());
+}

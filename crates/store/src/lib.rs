@@ -27,7 +27,7 @@ pub use paths::default_data_dir;
 pub use store::Store;
 pub use table::adapters::{Adapter, AdapterId, NewAdapter};
 pub use table::episodes::{Episode, EpisodeId, EpisodeStatus, NewEpisode};
-pub use table::judging::JudgeFailure;
+pub use table::judging::{GiveUp, JudgeFailure};
 pub use table::steps::{NewStep, NewTurn, Step, StepId, StepKind, StepOutcome};
 pub use table::timeline::{TimelineFilter, TimelineRow};
 pub use table::training::TrainUpdate;

@@ -7,9 +7,9 @@ use crate::blobs::{BlobId, BlobKind, Blobs};
 use crate::error::{Result, StoreError};
 use crate::table::{adapters, episodes, judging, steps, timeline, training, verdicts};
 use crate::{
-    Adapter, AdapterId, Agreement, Episode, EpisodeId, EpisodeStatus, JudgeFailure, NewAdapter,
-    NewEpisode, NewStep, NewTurn, NewVerdict, Step, StepId, TrainUpdate, Verdict, VerdictId,
-    VerdictSource, migrate, now_ms,
+    Adapter, AdapterId, Agreement, Episode, EpisodeId, EpisodeStatus, GiveUp, JudgeFailure,
+    NewAdapter, NewEpisode, NewStep, NewTurn, NewVerdict, Step, StepId, TrainUpdate, Verdict,
+    VerdictId, VerdictSource, migrate, now_ms,
 };
 
 /// A data directory: `clawdesk.sqlite3` plus `blobs/`.
@@ -266,6 +266,7 @@ impl Store {
         judge: &str,
         error: &str,
         delay_ms: impl Fn(i64) -> i64,
+        give_up: GiveUp,
     ) -> Result<JudgeFailure> {
         let mut conn = self.conn();
         let tx = self.sql(conn.transaction())?;
@@ -276,9 +277,17 @@ impl Store {
             error,
             now_ms(),
             &delay_ms,
+            give_up,
         ))?;
         self.sql(tx.commit())?;
         Ok(failure)
+    }
+
+    /// Why a judge gave up on `step` (`judge: last error`), if one did: the step is never
+    /// judged by it, and the trainer passes over it unless someone else gives a verdict.
+    pub fn unjudgeable(&self, step: StepId) -> Result<Option<String>> {
+        let conn = self.conn();
+        self.sql(judging::unjudgeable(&conn, step))
     }
 
     /// The steps `judge` failed on and will retry.
@@ -567,6 +576,36 @@ mod tests {
         assert!(store.add_verdict(&no_name).is_err());
     }
 
+    /// Issue 26: a step that can never be judged is given up on, after a bound or at once for
+    /// a failure of its own, and is owed no longer.
+    #[test]
+    fn a_step_a_judge_gives_up_on_is_owed_no_longer() {
+        let (_d, store) = store();
+        let ep = episode(&store);
+        let a = store.insert_step(&new_step(&store, ep, 0)).unwrap();
+        let b = store.insert_step(&new_step(&store, ep, 1)).unwrap();
+        const J: VerdictSource = VerdictSource::Judge;
+        let now = |_: i64| -1000;
+        for attempt in 1..=3 {
+            let f = store
+                .record_judge_failure(a, "j", "HTTP 503", now, GiveUp::After(3))
+                .unwrap();
+            assert_eq!(f.given_up, attempt == 3, "attempt {attempt}");
+        }
+        let f = store
+            .record_judge_failure(b, "j", "damaged screenshot", now, GiveUp::Now)
+            .unwrap();
+        assert!(f.given_up);
+        assert!(store.owed_steps("j", J, &[], 10).unwrap().is_empty());
+        assert_eq!(store.owed_count("j", J).unwrap(), 0);
+        assert_eq!(
+            store.unjudgeable(b).unwrap().as_deref(),
+            Some("j: damaged screenshot")
+        );
+        // Another judge may still try.
+        assert_eq!(store.owed_steps("k", J, &[], 10).unwrap(), [a, b]);
+    }
+
     #[test]
     fn a_judge_gives_one_verdict_per_step_and_its_failures_wait() {
         let (_d, store) = store();
@@ -584,10 +623,12 @@ mod tests {
 
         // A failure hides the step until its retry time, but it stays owed.
         let backoff = |attempts: i64| 60_000 * attempts;
-        let first = store.record_judge_failure(b, "j", "503", backoff).unwrap();
+        let first = store
+            .record_judge_failure(b, "j", "503", backoff, GiveUp::After(8))
+            .unwrap();
         assert_eq!(first.attempts, 1);
         let second = store
-            .record_judge_failure(b, "j", "timeout", backoff)
+            .record_judge_failure(b, "j", "timeout", backoff, GiveUp::After(8))
             .unwrap();
         assert_eq!(second.attempts, 2);
         assert!(second.retry_at_ms - first.retry_at_ms >= 60_000);
@@ -595,7 +636,7 @@ mod tests {
         assert_eq!(store.owed_count("j", J).unwrap(), 2);
         assert_eq!(store.judge_failures("j").unwrap()[0].last_error, "timeout");
         store
-            .record_judge_failure(b, "j", "timeout", |_| -1000)
+            .record_judge_failure(b, "j", "timeout", |_| -1000, GiveUp::After(8))
             .unwrap();
         assert_eq!(store.owed_steps("j", J, &[], 10).unwrap(), [a, b]);
 

@@ -272,6 +272,16 @@ impl<'a> TrainLoop<'a> {
                         cursor = step.id;
                         continue;
                     }
+                    // A step its judge gave up on would hold the trainer here for good.
+                    let unjudgeable = self
+                        .store
+                        .unjudgeable(step.id)
+                        .map_err(|e| TrainerError::Input(format!("reading judging: {e}")))?;
+                    if let Some(why) = unjudgeable {
+                        tracing::warn!(step = step.id.0, %why, "passing over an unjudgeable step");
+                        cursor = step.id;
+                        continue;
+                    }
                     return Ok((samples, cursor));
                 };
                 let sample =

@@ -175,6 +175,42 @@ fn waits_for_a_verdict_instead_of_passing_over_the_step() {
     );
 }
 
+/// Issue 26: a step its judge gave up on (a damaged screenshot, say) used to stop training for
+/// good, the loop waiting for a verdict that would never come.
+#[test]
+fn a_step_the_judge_gave_up_on_is_passed_over() {
+    let (dir, mut loaded, store) = setup();
+    record(&store, &loaded, 3, 1);
+    let first = store
+        .steps_after(clawdesk_store::StepId(0), 1)
+        .expect("steps")[0]
+        .clone();
+    let lost = insert_copy(&store, &first, first.response.clone());
+    record(&store, &loaded, 3, 2);
+    attach(&mut loaded);
+    let settings = TrainLoopSettings {
+        batch: 4,
+        schedule: Schedule::Constant { lr: 1e-2 },
+        ..TrainLoopSettings::default()
+    };
+    let mut train = open_loop(&store, &loaded, &dir.path().join("ckpt"), settings);
+    assert!(matches!(train.turn().expect("turn"), Turn::Waiting { .. }));
+    store
+        .record_judge_failure(
+            lost,
+            "endpoint",
+            "the blob is damaged",
+            |_| 0,
+            clawdesk_store::GiveUp::Now,
+        )
+        .expect("given up");
+    match train.turn().expect("turn") {
+        Turn::Updated { metrics, .. } => assert_eq!(metrics.samples, 4),
+        other => panic!("still held by the unjudgeable step: {other:?}"),
+    }
+    assert!(train.cursor().0 > lost.0, "the cursor moved past it");
+}
+
 #[test]
 fn batches_hold_only_samples_the_method_learns_from() {
     let (dir, mut loaded, store) = setup();

@@ -216,6 +216,15 @@ async fn run_loop(a: RunArgs) -> anyhow::Result<()> {
                     step.0,
                     retry_in.as_secs()
                 ),
+                JudgeEvent::GaveUp {
+                    step,
+                    attempts,
+                    error,
+                } => eprintln!(
+                    "step {} given up on after {attempts} attempts (unjudgeable; the trainer \
+                     passes over it): {error}",
+                    step.0
+                ),
             }
         }
     });

@@ -37,7 +37,15 @@ CREATE TABLE judge_failures (
 );
 ";
 
-/// A step a judge tried and failed to judge; it stays owed and is tried again at `retry_at_ms`.
+/// 6: a step the judge gave up on (it can never be judged: a damaged screenshot, a request
+/// the endpoint refuses for good, or too many failed attempts). It is owed no longer and the
+/// trainer passes over it.
+pub(crate) const SCHEMA_V6: &str = "
+ALTER TABLE judge_failures ADD COLUMN given_up INTEGER NOT NULL DEFAULT 0;
+";
+
+/// A step a judge tried and failed to judge; it stays owed and is tried again at `retry_at_ms`,
+/// unless the judge gave up on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JudgeFailure {
     pub step: StepId,
@@ -45,6 +53,19 @@ pub struct JudgeFailure {
     pub attempts: i64,
     pub last_error: String,
     pub retry_at_ms: i64,
+    /// The step is unjudgeable for this judge: it is not tried again.
+    #[serde(default)]
+    pub given_up: bool,
+}
+
+/// When a failed attempt is the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// The failure is the step's own and will not change (its screenshot is damaged, the
+    /// endpoint refuses the request as it is).
+    Now,
+    /// After this many attempts in all.
+    After(i64),
 }
 
 /// Judgeable steps that `judge` has not judged and is not waiting to retry, oldest
@@ -85,7 +106,9 @@ pub(crate) fn owed_count(
 ) -> rusqlite::Result<i64> {
     conn.query_row(
         &format!(
-            "SELECT COUNT(*) FROM steps s WHERE {JUDGEABLE} AND {}",
+            "SELECT COUNT(*) FROM steps s WHERE {JUDGEABLE} AND {}
+               AND NOT EXISTS (SELECT 1 FROM judge_failures f
+                               WHERE f.step_id = s.id AND f.judge = ?1 AND f.given_up = 1)",
             unjudged(source)
         ),
         [judge],
@@ -101,6 +124,7 @@ pub(crate) fn record_failure(
     error: &str,
     now: i64,
     delay_ms: &dyn Fn(i64) -> i64,
+    give_up: GiveUp,
 ) -> rusqlite::Result<JudgeFailure> {
     let before: i64 = conn
         .query_row(
@@ -111,13 +135,21 @@ pub(crate) fn record_failure(
         .optional()?
         .unwrap_or(0);
     let attempts = before + 1;
-    let retry_at_ms = now.saturating_add(delay_ms(attempts).max(0));
+    let given_up = match give_up {
+        GiveUp::Now => true,
+        GiveUp::After(limit) => attempts >= limit,
+    };
+    let retry_at_ms = if given_up {
+        i64::MAX
+    } else {
+        now.saturating_add(delay_ms(attempts).max(0))
+    };
     conn.execute(
-        "INSERT INTO judge_failures (step_id, judge, attempts, last_error, retry_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO judge_failures (step_id, judge, attempts, last_error, retry_at_ms, given_up)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (step_id, judge) DO UPDATE
-             SET attempts = ?3, last_error = ?4, retry_at_ms = ?5",
-        params![step.0, judge, attempts, error, retry_at_ms],
+             SET attempts = ?3, last_error = ?4, retry_at_ms = ?5, given_up = ?6",
+        params![step.0, judge, attempts, error, retry_at_ms, given_up],
     )?;
     Ok(JudgeFailure {
         step,
@@ -125,7 +157,19 @@ pub(crate) fn record_failure(
         attempts,
         last_error: error.to_owned(),
         retry_at_ms,
+        given_up,
     })
+}
+
+/// Why a judge gave up on `step`, if one did.
+pub(crate) fn unjudgeable(conn: &Connection, step: StepId) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT judge || ': ' || last_error FROM judge_failures
+         WHERE step_id = ?1 AND given_up = 1 ORDER BY judge LIMIT 1",
+        [step.0],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 pub(crate) fn clear_failure(conn: &Connection, step: StepId, judge: &str) -> rusqlite::Result<()> {
@@ -138,7 +182,7 @@ pub(crate) fn clear_failure(conn: &Connection, step: StepId, judge: &str) -> rus
 
 pub(crate) fn failures(conn: &Connection, judge: &str) -> rusqlite::Result<Vec<JudgeFailure>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT step_id, judge, attempts, last_error, retry_at_ms FROM judge_failures
+        "SELECT step_id, judge, attempts, last_error, retry_at_ms, given_up FROM judge_failures
          WHERE judge = ?1 ORDER BY step_id",
     )?;
     stmt.query_map([judge], |r| {
@@ -148,6 +192,7 @@ pub(crate) fn failures(conn: &Connection, judge: &str) -> rusqlite::Result<Vec<J
             attempts: r.get(2)?,
             last_error: r.get(3)?,
             retry_at_ms: r.get(4)?,
+            given_up: r.get(5)?,
         })
     })?
     .collect()

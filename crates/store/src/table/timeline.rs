@@ -47,6 +47,10 @@ pub struct TimelineRow {
     pub started_at_ms: i64,
     /// The after screen (else the before screen), for a thumbnail.
     pub screen: Option<String>,
+    /// Why a judge gave up on the step (`judge: error`), when one did: it has no judge verdict
+    /// and never will, and the trainer passes over it.
+    #[serde(default)]
+    pub unjudgeable: Option<String>,
 }
 
 /// The WHERE clause and its parameters for `filter`.
@@ -93,7 +97,9 @@ SELECT s.id, s.episode_id, s.idx, s.kind, e.task, e.app, s.action, s.outcome,
         ORDER BY v.created_at_ms DESC, v.id DESC LIMIT 1) AS person_score,
        EXISTS (SELECT 1 FROM verdicts v WHERE v.step_id = s.id AND v.hint IS NOT NULL)
            AS has_hint,
-       COALESCE(s.after_image, s.before_image) AS screen
+       COALESCE(s.after_image, s.before_image) AS screen,
+       (SELECT f.judge || ': ' || f.last_error FROM judge_failures f
+        WHERE f.step_id = s.id AND f.given_up = 1 ORDER BY f.judge LIMIT 1) AS unjudgeable
 FROM steps s JOIN episodes e ON e.id = s.episode_id";
 
 /// Up to `limit` rows from `offset`, newest step first.
@@ -127,6 +133,7 @@ pub(crate) fn page(
             person_score: row.get(11)?,
             has_hint: row.get(12)?,
             screen: row.get(13)?,
+            unjudgeable: row.get(14)?,
         })
     })?
     .collect()
