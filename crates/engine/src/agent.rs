@@ -308,11 +308,23 @@ enum Actor {
     Person,
 }
 
-/// A past step as the loop keeps it: what the prompt needs, and its screenshot.
+/// A past step as the loop keeps it: what the prompt needs, and its screenshot while the
+/// prompt may still show it.
 struct Kept {
     past: PastStep,
-    image: DynamicImage,
+    /// Dropped once the step is older than the prompt's window of screenshots: an episode
+    /// would otherwise hold every full screenshot it took.
+    image: Option<DynamicImage>,
     blob: BlobId,
+}
+
+/// Adds a past step, and lets go of the screenshots no prompt will show again (the prompt
+/// shows at most `window` past ones).
+fn keep(kept: &mut Vec<Kept>, step: Kept, window: usize) {
+    kept.push(step);
+    if let Some(old) = kept.len().checked_sub(window + 1) {
+        kept[old].image = None;
+    }
 }
 
 impl Run<'_> {
@@ -406,14 +418,18 @@ impl Run<'_> {
                 if let Some(end) = end {
                     return Ok(end);
                 }
-                kept.push(Kept {
-                    past: PastStep {
-                        reply: format!("(the person acted: {})", action.describe()),
-                        summary: format!("the person: {}", action.describe()),
+                keep(
+                    &mut kept,
+                    Kept {
+                        past: PastStep {
+                            reply: format!("(the person acted: {})", action.describe()),
+                            summary: format!("the person: {}", action.describe()),
+                        },
+                        image: Some(current),
+                        blob: before_saved.image.clone(),
                     },
-                    image: current,
-                    blob: before_saved.image.clone(),
-                });
+                    settings.window,
+                );
                 last_key = None;
                 repeats = 0;
                 before = after;
@@ -456,8 +472,9 @@ impl Run<'_> {
                     let (messages, kept_now) =
                         conversation(self.prompts, &settings.instruction, &past, window, listed)?;
                     let recent = &kept[kept.len() - kept_now..];
+                    // `kept_now` is at most the window, whose screenshots are all still held.
                     let mut images: Vec<DynamicImage> =
-                        recent.iter().map(|k| k.image.clone()).collect();
+                        recent.iter().filter_map(|k| k.image.clone()).collect();
                     images.push(current.clone());
                     let mut blobs: Vec<BlobId> = recent.iter().map(|k| k.blob.clone()).collect();
                     blobs.push(before_saved.image.clone());
@@ -589,14 +606,18 @@ impl Run<'_> {
                 Ok(reply) => describe(reply),
                 Err(e) => format!("(invalid reply: {e})"),
             };
-            kept.push(Kept {
-                past: PastStep {
-                    reply: generated.text,
-                    summary: summary_line,
+            keep(
+                &mut kept,
+                Kept {
+                    past: PastStep {
+                        reply: generated.text,
+                        summary: summary_line,
+                    },
+                    image: Some(current),
+                    blob: before_saved.image.clone(),
                 },
-                image: current,
-                blob: before_saved.image.clone(),
-            });
+                settings.window,
+            );
             before = after;
             before_saved = after_saved;
         }
@@ -726,5 +747,35 @@ fn describe(reply: &Reply) -> String {
     match &reply.thought {
         Some(t) => format!("{t} ({})", actions.join("; ")),
         None => actions.join("; "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 26: an episode holds only the screenshots its prompt can still show.
+    #[test]
+    fn only_the_windows_screenshots_are_held() {
+        let mut kept = Vec::new();
+        for i in 0..5u8 {
+            let image = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+                4,
+                4,
+                image::Rgb([i, i, i]),
+            ));
+            let step = Kept {
+                past: PastStep {
+                    reply: format!("reply {i}"),
+                    summary: format!("step {i}"),
+                },
+                image: Some(image),
+                blob: BlobId::of(&[i], clawdesk_store::BlobKind::Png),
+            };
+            keep(&mut kept, step, 2);
+        }
+        let held: Vec<bool> = kept.iter().map(|k| k.image.is_some()).collect();
+        assert_eq!(held, [false, false, false, true, true]);
+        assert_eq!(kept.len(), 5, "every step stays listed in words");
     }
 }
