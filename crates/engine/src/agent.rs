@@ -759,11 +759,8 @@ mod tests {
     fn only_the_windows_screenshots_are_held() {
         let mut kept = Vec::new();
         for i in 0..5u8 {
-            let image = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
-                4,
-                4,
-                image::Rgb([i, i, i]),
-            ));
+            let image =
+                DynamicImage::ImageRgb8(image::RgbImage::from_pixel(4, 4, image::Rgb([i, i, i])));
             let step = Kept {
                 past: PastStep {
                     reply: format!("reply {i}"),

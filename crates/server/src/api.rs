@@ -23,7 +23,7 @@ use futures::StreamExt;
 use image::DynamicImage;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::config::ServerConfig;
 use crate::convert::{self, ImageSource};
@@ -45,6 +45,8 @@ struct Inner {
     store: Option<Arc<Store>>,
     config: ServerConfig,
     queue: Arc<Semaphore>,
+    /// One permit a pixel of the decoded images held by requests in flight.
+    pixels: Arc<Semaphore>,
     images: ImageFetcher,
     /// The folder under which `/v1/load_lora_adapter` takes paths, if any (made canonical
     /// per request: it may appear after the server started).
@@ -77,6 +79,7 @@ impl Api {
         Ok(Api {
             inner: Arc::new(Inner {
                 queue: Arc::new(Semaphore::new(config.queue)),
+                pixels: Arc::new(Semaphore::new(config.max_pixels_in_flight as usize)),
                 policy,
                 tokenizer,
                 store,
@@ -152,21 +155,46 @@ impl Api {
         self.inner.tokenizer.decode(ids, true).unwrap_or_default()
     }
 
-    async fn images(&self, sources: Vec<ImageSource>) -> Result<Vec<DynamicImage>, ApiError> {
+    /// Decodes the request's images, each after its pixels (times `copies`, the copies the
+    /// request will hold) are taken from the budget of pixels in flight; the permits go back
+    /// when the request lets them go.
+    async fn images(
+        &self,
+        sources: Vec<ImageSource>,
+        copies: u64,
+    ) -> Result<(Vec<DynamicImage>, Vec<OwnedSemaphorePermit>), ApiError> {
         let max_pixels = self.inner.config.max_image_pixels;
+        let budget = self.inner.config.max_pixels_in_flight;
         let mut images = Vec::with_capacity(sources.len());
+        let mut permits = Vec::with_capacity(sources.len());
+        let mut wanted = 0u64;
         for source in sources {
             let bytes = match source {
                 ImageSource::Data(bytes) => bytes,
                 ImageSource::Remote(url) => self.fetch(&url).await?,
             };
+            let pixels = convert::image_pixels(&bytes, max_pixels)? * copies;
+            wanted += pixels;
+            if wanted > budget {
+                return Err(ApiError::TooLarge(format!(
+                    "the request's images come to {wanted} pixels to hold; this server holds at \
+                     most {budget} at once"
+                )));
+            }
+            let permit = self
+                .inner
+                .pixels
+                .clone()
+                .try_acquire_many_owned(pixels as u32)
+                .map_err(|_| ApiError::PixelsBusy { budget })?;
+            permits.push(permit);
             let image =
                 tokio::task::spawn_blocking(move || convert::decode_image(&bytes, max_pixels))
                     .await
                     .map_err(|e| ApiError::Internal(e.to_string()))??;
             images.push(image);
         }
-        Ok(images)
+        Ok((images, permits))
     }
 
     /// The adapter folder a load names, if it is one this server may read: one the store
@@ -535,7 +563,10 @@ async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, Ap
     }
     let session = Session::of(&headers, &request)?;
     let (messages, sources) = convert::messages(&request, config)?;
-    let images = api.images(sources).await?;
+    // A stored main turn keeps a copy of its images until it is recorded.
+    let recording =
+        api.inner.store.is_some() && session.as_ref().is_some_and(|s| s.turn == TurnType::Main);
+    let (images, pixel_permits) = api.images(sources, 1 + u64::from(recording)).await?;
     let sampling = convert::sampling(&request, config)?;
     let stop_text = request
         .stop
@@ -588,6 +619,8 @@ async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, Ap
     let call_prefix = format!("call_{}", &id[9..]);
     tokio::spawn(async move {
         let _permit = permit;
+        // The images live until the generation and its record are done.
+        let _pixels = pixel_permits;
         let result = async {
             let generated = policy.generate(policy_request).await?;
             let reply = reply::split(&generated.text, tools_offered, &call_prefix);

@@ -18,6 +18,10 @@ pub struct ServerConfig {
     pub max_images: usize,
     /// Pixels per image (width × height), checked from the header before decoding.
     pub max_image_pixels: u64,
+    /// Pixels of decoded images held by all requests in flight together (a session's main turn
+    /// counts its images twice: it keeps a copy to store); a request that would go over gets
+    /// 429, one whose images alone are over gets 413.
+    pub max_pixels_in_flight: u64,
     /// Requests waiting for or using the model; one more gets 429.
     pub queue: usize,
     pub request_timeout: Duration,
@@ -44,6 +48,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_images", &self.max_images)
             .field("max_image_pixels", &self.max_image_pixels)
+            .field("max_pixels_in_flight", &self.max_pixels_in_flight)
             .field("queue", &self.queue)
             .field("request_timeout", &self.request_timeout)
             .field("body_timeout", &self.body_timeout)
@@ -64,6 +69,8 @@ impl Default for ServerConfig {
             max_body_bytes: 32 << 20,
             max_images: 8,
             max_image_pixels: 4096 * 4096,
+            // About a gigabyte of RGBA.
+            max_pixels_in_flight: 256 << 20,
             queue: 32,
             request_timeout: Duration::from_secs(300),
             body_timeout: Duration::from_secs(30),
@@ -95,6 +102,17 @@ impl ServerConfig {
                  model and write training data; set a token (--token or CLAWDESK_API_TOKEN) or \
                  bind 127.0.0.1",
                 self.bind
+            ));
+        }
+        if self.max_pixels_in_flight < self.max_image_pixels
+            || self.max_pixels_in_flight > u64::from(u32::MAX)
+        {
+            return bad(format!(
+                "the pixels in flight ({}) must hold one image of the most pixels allowed ({}) and \
+                 be at most {}",
+                self.max_pixels_in_flight,
+                self.max_image_pixels,
+                u32::MAX
             ));
         }
         if self.queue == 0 || self.max_images == 0 || self.max_body_bytes < 1024 {

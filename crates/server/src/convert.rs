@@ -130,9 +130,12 @@ fn source(url: &str, index: usize, config: &ServerConfig) -> Result<ImageSource,
     )))
 }
 
-/// Decodes one image, refusing from its header alone one with more pixels than allowed (a
-/// small file can declare a huge image).
-pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, ApiError> {
+/// An image's size and format from its header alone, refusing one with more pixels than
+/// allowed.
+fn header(
+    bytes: &[u8],
+    max_pixels: u64,
+) -> Result<(u32, u32, Option<image::ImageFormat>), ApiError> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ApiError::BadRequest(format!("an image that cannot be read: {e}")))?;
@@ -146,6 +149,19 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, ApiEr
             "an image of {w}×{h} pixels; this server takes at most {max_pixels} pixels per image"
         )));
     }
+    Ok((w, h, format))
+}
+
+/// The pixels an image will take once decoded, from its header (refused over `max_pixels`).
+pub fn image_pixels(bytes: &[u8], max_pixels: u64) -> Result<u64, ApiError> {
+    let (w, h, _) = header(bytes, max_pixels)?;
+    Ok(u64::from(w) * u64::from(h))
+}
+
+/// Decodes one image, refusing from its header alone one with more pixels than allowed (a
+/// small file can declare a huge image).
+pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, ApiError> {
+    let (w, h, format) = header(bytes, max_pixels)?;
     let mut reader = image::ImageReader::new(Cursor::new(bytes));
     if let Some(format) = format {
         reader.set_format(format);

@@ -26,6 +26,11 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{waiting} requests are already waiting for the model; try again shortly")]
     Busy { waiting: usize },
+    /// The images of the requests in flight already hold the server's pixel budget.
+    #[error(
+        "the images of the requests in flight already hold this server's budget of {budget} pixels; try again shortly"
+    )]
+    PixelsBusy { budget: u64 },
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("the model is not serving: {0}")]
@@ -56,7 +61,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy { .. } | ApiError::PixelsBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,7 +78,9 @@ impl ApiError {
             ApiError::Forbidden(_) => ("invalid_request_error", Some("forbidden")),
             ApiError::NotFound(_) => ("invalid_request_error", Some("model_not_found")),
             ApiError::TooLarge(_) => ("invalid_request_error", Some("request_too_large")),
-            ApiError::Busy { .. } => ("requests", Some("rate_limit_exceeded")),
+            ApiError::Busy { .. } | ApiError::PixelsBusy { .. } => {
+                ("requests", Some("rate_limit_exceeded"))
+            }
             ApiError::Timeout(_) => ("timeout", None),
             ApiError::Unavailable(_) | ApiError::Internal(_) => ("server_error", None),
         }
@@ -97,7 +104,7 @@ impl IntoResponse for ApiError {
             tracing::debug!(error = %self, %status, "request refused");
         }
         let mut response = (status, Json(self.body())).into_response();
-        if matches!(self, ApiError::Busy { .. }) {
+        if matches!(self, ApiError::Busy { .. } | ApiError::PixelsBusy { .. }) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

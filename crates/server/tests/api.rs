@@ -584,12 +584,29 @@ async fn load_lora_adapter_refuses_paths_outside_the_adapters_folder() {
     assert_eq!(status, 403, "{text}");
 }
 
+/// A raw POST whose headers declare `length` bytes of JSON body, of which only `sent` goes.
+async fn start_upload(addr: &str, length: usize, sent: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\n\
+                 content-type: application/json\r\ncontent-length: {length}\r\n\r\n{sent}"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("the headers go");
+    socket
+}
+
 /// Issue 26: bodies are read before a place in the queue is taken, so clients that send
 /// slowly (or never finish) cannot starve one that is ready; a declared length over the limit
 /// is answered at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_uploads_do_not_starve_a_ready_request() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let server = start(ServerConfig {
         queue: 2,
         max_body_bytes: 1 << 20,
@@ -599,20 +616,7 @@ async fn slow_uploads_do_not_starve_a_ready_request() {
     let addr = server.url.trim_start_matches("http://").to_owned();
     let mut slow = Vec::new();
     for _ in 0..32 {
-        let mut socket = tokio::net::TcpStream::connect(&addr)
-            .await
-            .expect("connect");
-        socket
-            .write_all(
-                format!(
-                    "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\n\
-                     content-type: application/json\r\ncontent-length: 5000\r\n\r\n{{\"mess"
-                )
-                .as_bytes(),
-            )
-            .await
-            .expect("a slow start");
-        slow.push(socket);
+        slow.push(start_upload(&addr, 5000, "{\"mess").await);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let answered = tokio::time::timeout(Duration::from_secs(60), server.post(&ask("ready"), &[]))
@@ -621,19 +625,7 @@ async fn slow_uploads_do_not_starve_a_ready_request() {
     assert_eq!(answered.0, 200, "{}", answered.1);
 
     // A declared length over the limit: 413 before the body is sent.
-    let mut socket = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
-    socket
-        .write_all(
-            format!(
-                "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\n\
-                 content-type: application/json\r\ncontent-length: 999999999\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("headers");
+    let mut socket = start_upload(&addr, 999_999_999, "").await;
     let mut head = [0u8; 12];
     tokio::time::timeout(Duration::from_secs(10), socket.read_exact(&mut head))
         .await
@@ -641,4 +633,53 @@ async fn slow_uploads_do_not_starve_a_ready_request() {
         .expect("read");
     assert_eq!(&head, b"HTTP/1.1 413");
     drop(slow);
+}
+
+/// Issue 26: one budget bounds the pixels of decoded images held across all requests in
+/// flight: a request that would go over it waits its turn (429), one that alone is over it is
+/// refused (413), and the budget comes back when a request ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoded_images_share_one_pixel_budget() {
+    let server = start(ServerConfig {
+        max_image_pixels: 1500,
+        max_pixels_in_flight: 1500,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut small = Vec::new();
+    image::RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]))
+        .write_to(&mut Cursor::new(&mut small), image::ImageFormat::Png)
+        .expect("png");
+    // Two 1,200-pixel images in one request are over the budget on their own.
+    let url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&small)
+    );
+    let two = json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "two"},
+        {"type": "image_url", "image_url": {"url": url}},
+        {"type": "image_url", "image_url": {"url": url}}]}], "max_tokens": 3});
+    let (status, err, _) = server.post(&two, &[]).await;
+    assert_eq!(status, 413, "{err}");
+    // While a long answer holds its image, the next image waits its turn.
+    let slow = {
+        let mut body = with_image(&small);
+        body["max_tokens"] = json!(4000);
+        let request = server
+            .http
+            .post(format!("{}/v1/chat/completions", server.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (status, err, _) = server.post(&with_image(&small), &[]).await;
+    assert_eq!(status, 429, "{err}");
+    assert_eq!(err["error"]["code"], "rate_limit_exceeded");
+    // Text alone needs no pixels.
+    let (status, _, _) = server.post(&ask("no image"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(slow.await.expect("joined").expect("answered"), 200);
+    let (status, err, _) = server.post(&with_image(&small), &[]).await;
+    assert_eq!(status, 200, "the budget came back: {err}");
 }
