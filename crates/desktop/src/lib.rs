@@ -50,6 +50,10 @@ pub struct DesktopConfig {
     pub guard: GuardConfig,
     /// Grab this key to halt the agent; `None` leaves the stop to the UI.
     pub stop_key: Option<StopKeyName>,
+    /// Other displays where the stop key also halts the agent: the person's own display,
+    /// when the agent works in a sandbox the person watches from it.
+    #[serde(default)]
+    pub stop_key_also_on: Vec<String>,
 }
 
 impl DesktopConfig {
@@ -60,6 +64,7 @@ impl DesktopConfig {
             session_bus: Some(sandbox.dbus_address().to_owned()),
             guard: GuardConfig::default(),
             stop_key: Some(StopKeyName::Pause),
+            stop_key_also_on: Vec::new(),
         }
     }
 
@@ -77,6 +82,7 @@ impl DesktopConfig {
             session_bus: None,
             guard: GuardConfig::default(),
             stop_key: Some(StopKeyName::Pause),
+            stop_key_also_on: Vec::new(),
         })
     }
 }
@@ -174,7 +180,7 @@ pub struct Desktop {
     a11y: Accessibility,
     executor: Executor,
     guard: Guard,
-    _stop_key: Option<StopKey>,
+    _stop_keys: Vec<StopKey>,
 }
 
 impl Desktop {
@@ -184,10 +190,22 @@ impl Desktop {
         let capture = CaptureBackend::x11(&config.display)?;
         let a11y = Accessibility::connect(config.session_bus.as_deref()).await?;
         let executor = Executor::start(Some(&config.display), stop.clone())?;
-        let stop_key = match config.stop_key {
-            Some(key) => Some(StopKey::listen(&config.display, key, stop.clone())?),
-            None => None,
-        };
+        let mut stop_keys = Vec::new();
+        if let Some(key) = config.stop_key {
+            stop_keys.push(StopKey::listen(&config.display, key, stop.clone())?);
+            for other in config
+                .stop_key_also_on
+                .iter()
+                .filter(|d| **d != config.display)
+            {
+                // The agent's own display has the key for sure; on the person's display another
+                // program may hold it, which is said, not fatal (the window's stop still works).
+                match StopKey::listen(other, key, stop.clone()) {
+                    Ok(grabbed) => stop_keys.push(grabbed),
+                    Err(e) => tracing::warn!(display = %other, error = %e, "no stop key there"),
+                }
+            }
+        }
         let guard = Guard::new(config.guard.clone(), stop);
         Ok(Desktop {
             config,
@@ -195,7 +213,7 @@ impl Desktop {
             a11y,
             executor,
             guard,
-            _stop_key: stop_key,
+            _stop_keys: stop_keys,
         })
     }
 

@@ -154,6 +154,7 @@ impl DesktopArgs {
                 session_bus: None,
                 guard: GuardConfig::default(),
                 stop_key: None,
+                stop_key_also_on: Vec::new(),
             },
             None => DesktopConfig::from_env()?,
         };

@@ -492,6 +492,26 @@ impl LiveSession {
 }
 
 /// Loads the model, opens the display and runs the live loop until it ends.
+/// Where the agent may act: in practice the practice window and nowhere else; otherwise the
+/// apps the person allowed, or, in a sandbox (which holds only what was opened for the agent),
+/// any app but those on the guard's deny-list. On the person's own display an open list is
+/// refused.
+fn allowlist_for(settings: &DeskSettings, practice: bool) -> Result<Allowlist, EngineError> {
+    if practice {
+        Ok(Allowlist::Only(vec![WINDOW_PROGRAM.to_owned()]))
+    } else if !settings.allowed_apps.is_empty() {
+        Ok(Allowlist::Only(settings.allowed_apps.clone()))
+    } else if settings.sandbox {
+        Ok(Allowlist::Any)
+    } else {
+        Err(EngineError::Session(
+            "the agent would act on your own display in any app: list the apps it may act in \
+             under Settings → Allowed apps, or turn the sandbox on"
+                .into(),
+        ))
+    }
+}
+
 async fn run(
     shared: &Arc<Shared>,
     store: Arc<Store>,
@@ -505,6 +525,8 @@ async fn run(
             message: message.to_owned(),
         })
     };
+    // Refused before any slow work when the agent would act on the person's display anywhere.
+    let allowlist = allowlist_for(settings, request.practice.is_some())?;
     let dirs = clawdesk_prompts::search_path(None, Some(&places.data));
     let prompts = AgentPrompts::load(&dirs)?;
     let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
@@ -576,14 +598,15 @@ async fn run(
         None => DesktopConfig::from_env()?,
     };
     config.stop_key = Some(settings.stop_key.parse::<StopKeyName>()?);
-    // In practice the agent may act in the practice window and nowhere else.
-    config.guard.allowlist = if request.practice.is_some() {
-        Allowlist::Only(vec![WINDOW_PROGRAM.to_owned()])
-    } else if settings.allowed_apps.is_empty() {
-        Allowlist::Any
-    } else {
-        Allowlist::Only(settings.allowed_apps.clone())
-    };
+    if sandbox.is_some() {
+        // The person watches from their own display: the stop key works there too.
+        config.stop_key_also_on = std::env::var("DISPLAY")
+            .ok()
+            .filter(|d| !d.is_empty())
+            .into_iter()
+            .collect();
+    }
+    config.guard.allowlist = allowlist;
     config.guard.max_steps = None;
     let mut desktop = Desktop::connect(config).await?;
     desktop.set_approver(Arc::new(DeskApprover(shared.clone())));
@@ -765,6 +788,30 @@ fn split_command(line: &str) -> Option<(&str, Vec<&str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 26: a session on the person's own display with no allowed apps acted in any app.
+    #[test]
+    fn an_open_allowlist_is_for_a_sandbox_alone() {
+        let mut settings = DeskSettings {
+            sandbox: false,
+            allowed_apps: Vec::new(),
+            ..DeskSettings::default()
+        };
+        let err = allowlist_for(&settings, false).unwrap_err();
+        assert!(err.to_string().contains("Allowed apps"), "{err}");
+        assert_eq!(
+            allowlist_for(&settings, true).unwrap(),
+            Allowlist::Only(vec![WINDOW_PROGRAM.to_owned()])
+        );
+        settings.allowed_apps = vec!["mousepad".into()];
+        assert_eq!(
+            allowlist_for(&settings, false).unwrap(),
+            Allowlist::Only(vec!["mousepad".into()])
+        );
+        settings.allowed_apps.clear();
+        settings.sandbox = true;
+        assert_eq!(allowlist_for(&settings, false).unwrap(), Allowlist::Any);
+    }
     use clawdesk_desktop::{NormPoint, Screenshot, Shown, Surface, SurfaceKind};
     use clawdesk_store::{BlobKind, NewEpisode, NewStep, VerdictSource};
 
