@@ -378,7 +378,7 @@ fn publish_adapter(
 /// store or the folder has seen (a trainer resumed from an older checkpoint). The folder is
 /// written under a temporary name, synced, then renamed, so a crash leaves either nothing or
 /// the whole adapter; a folder left by a crash before its row was recorded keeps its number.
-pub(crate) fn publish_new_version(
+pub fn publish_new_version(
     store: &Store,
     adapters_dir: &std::path::Path,
     base_model: &str,
