@@ -172,6 +172,7 @@ pub fn quick_live_settings(
         },
         publish_every: 1,
         adapters_dir: dir.join("adapters"),
+        keep_adapters: 0,
         checkpoints_dir: dir.join("checkpoints"),
         judge: clawdesk_judge::LoopOptions {
             poll: Duration::from_millis(100),

@@ -48,6 +48,9 @@ pub struct LiveSettings {
     pub publish_every: u64,
     /// Where published adapters (`v<N>/`) and the trainer's checkpoints go.
     pub adapters_dir: PathBuf,
+    /// Published versions whose folders are kept (0: all); older ones are pruned, except
+    /// any a person exported or activated.
+    pub keep_adapters: usize,
     pub checkpoints_dir: PathBuf,
     pub judge: LoopOptions,
     /// How long the trainer sleeps when fewer than a batch of judged steps is ready.
@@ -331,6 +334,13 @@ fn train(
                 let metrics = Some(metrics_json(&metrics));
                 let (version, dir) = publish_adapter(store, loaded, settings, step, metrics)?;
                 tracing::info!(version, step, "adapter published");
+                if settings.keep_adapters > 0 {
+                    let pruned =
+                        prune_adapters(store, &settings.adapters_dir, settings.keep_adapters)?;
+                    if !pruned.is_empty() {
+                        tracing::info!(?pruned, "old adapter versions pruned");
+                    }
+                }
                 if publish.blocking_send((version, dir)).is_err() {
                     break;
                 }
@@ -419,6 +429,36 @@ pub fn publish_new_version(
     Ok((version, dir))
 }
 
+/// Removes the folders of versions past the newest `keep` (never one a person exported or
+/// activated, never a folder outside `adapters_dir`) and returns their versions. The row stays
+/// and is marked pruned first, so a crash leaves at worst a folder to remove, never a row that
+/// claims a folder half gone.
+pub fn prune_adapters(
+    store: &Store,
+    adapters_dir: &std::path::Path,
+    keep: usize,
+) -> Result<Vec<i64>, EngineError> {
+    let prunable = store.prunable_adapters(keep.max(1))?;
+    let rows = store.adapters()?;
+    let mut pruned = Vec::new();
+    for version in prunable {
+        let Some(row) = rows.iter().find(|a| a.version == version) else {
+            continue;
+        };
+        let folder = std::path::Path::new(&row.path);
+        if !folder.starts_with(adapters_dir) {
+            continue;
+        }
+        store.mark_adapter_pruned(version)?;
+        if folder.exists() {
+            std::fs::remove_dir_all(folder)
+                .map_err(|e| EngineError::Io(format!("pruning {}: {e}", folder.display())))?;
+        }
+        pruned.push(version);
+    }
+    Ok(pruned)
+}
+
 /// Makes a folder's entries (a rename into it, files made in it) durable.
 fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -501,5 +541,31 @@ mod tests {
         });
         assert!(failed.is_err());
         assert!(!adapters.join("v7").exists());
+
+        // Pruning to one keeps the newest folder, and never touches a folder it does not own;
+        // the rows stay, marked.
+        store
+            .add_adapter(&NewAdapter {
+                version: 100,
+                base_model: "base".into(),
+                path: dir.path().join("elsewhere").display().to_string(),
+                metrics: None,
+            })
+            .expect("a row for a folder elsewhere");
+        std::fs::create_dir_all(dir.path().join("elsewhere")).expect("elsewhere");
+        let (v, _) =
+            publish_new_version(&store, &adapters, "base", 0, None, write_marker("fourth"))
+                .expect("published");
+        assert_eq!(v, 101);
+        let pruned = prune_adapters(&store, &adapters, 1).expect("pruned");
+        assert_eq!(pruned, [3, 4, 6]);
+        assert!(!first.exists() && !second.exists() && !third.exists());
+        assert!(adapters.join("v101").exists());
+        assert!(dir.path().join("elsewhere").exists(), "not ours to remove");
+        assert!(
+            adapters.join("v5").exists(),
+            "a crash's leftover has no row"
+        );
+        assert_eq!(store.adapters().expect("rows").len(), 5);
     }
 }

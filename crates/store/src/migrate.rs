@@ -29,8 +29,9 @@ const MIGRATIONS: &[&[&str]] = &[
     &[table::adapters::SCHEMA_V4],
     // 5: conversation turns from the API as steps without screens, sessions as episodes.
     &[table::steps::SCHEMA_V5, table::episodes::SCHEMA_V5],
-    // 6: steps a judge gave up on (unjudgeable), which the trainer passes over.
-    &[table::judging::SCHEMA_V6],
+    // 6: steps a judge gave up on (unjudgeable), which the trainer passes over; adapters
+    // exported (kept) and pruned.
+    &[table::judging::SCHEMA_V6, table::adapters::SCHEMA_V6],
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`]; refuses one from a newer build untouched.

@@ -319,6 +319,37 @@ impl Store {
         self.sql(adapters::insert(&conn, adapter, now_ms()))
     }
 
+    /// The adapter versions whose folders may be removed so that `keep` remain: never the
+    /// newest `keep`, one a person exported, or one ever activated.
+    pub fn prunable_adapters(&self, keep: usize) -> Result<Vec<i64>> {
+        let conn = self.conn();
+        self.sql(adapters::prunable(&conn, keep))
+    }
+
+    /// Records that a person exported `version` (it is kept from pruning from now on).
+    pub fn mark_adapter_exported(&self, version: i64) -> Result<()> {
+        let conn = self.conn();
+        self.sql(adapters::mark(
+            &conn,
+            version,
+            adapters::Mark::Exported,
+            now_ms(),
+        ))
+        .map(|_| ())
+    }
+
+    /// Records that `version`'s folder was removed.
+    pub fn mark_adapter_pruned(&self, version: i64) -> Result<()> {
+        let conn = self.conn();
+        self.sql(adapters::mark(
+            &conn,
+            version,
+            adapters::Mark::Pruned,
+            now_ms(),
+        ))
+        .map(|_| ())
+    }
+
     /// One past the highest adapter version ever recorded (1 for none): versions only grow.
     pub fn next_adapter_version(&self) -> Result<i64> {
         Ok(self
@@ -578,6 +609,40 @@ mod tests {
 
     /// Issue 26: a step that can never be judged is given up on, after a bound or at once for
     /// a failure of its own, and is owed no longer.
+    /// Issue 26: old adapter versions may be pruned past a limit, but never the newest, one
+    /// a person exported, or one ever activated.
+    #[test]
+    fn pruning_keeps_the_newest_the_exported_and_the_activated() {
+        let (_d, store) = store();
+        for version in 1..=6 {
+            store
+                .add_adapter(&NewAdapter {
+                    version,
+                    base_model: "b".into(),
+                    path: format!("/a/v{version}"),
+                    metrics: None,
+                })
+                .unwrap();
+        }
+        store.mark_adapter_exported(2).unwrap();
+        store.activate_adapter(Some(3)).unwrap();
+        store.activate_adapter(None).unwrap();
+        assert_eq!(store.prunable_adapters(2).unwrap(), [1, 4]);
+        store.mark_adapter_pruned(1).unwrap();
+        store.mark_adapter_pruned(4).unwrap();
+        assert!(store.prunable_adapters(2).unwrap().is_empty());
+        let pruned: Vec<i64> = store
+            .adapters()
+            .unwrap()
+            .iter()
+            .filter(|a| a.pruned)
+            .map(|a| a.version)
+            .collect();
+        assert_eq!(pruned, [1, 4]);
+        // Versions still only grow past pruned ones.
+        assert_eq!(store.next_adapter_version().unwrap(), 7);
+    }
+
     #[test]
     fn a_step_a_judge_gives_up_on_is_owed_no_longer() {
         let (_d, store) = store();

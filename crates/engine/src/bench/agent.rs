@@ -125,6 +125,7 @@ pub async fn run(args: AgentBenchArgs) -> Result<String, EngineError> {
         },
         publish_every: 1,
         adapters_dir: work.path().join("adapters"),
+        keep_adapters: 0,
         checkpoints_dir: work.path().join("checkpoints"),
         judge: LoopOptions {
             poll: Duration::from_millis(100),

@@ -45,6 +45,10 @@ struct LiveArgs {
     /// Publish the adapter to the agent every this many updates.
     #[arg(long, default_value_t = 1)]
     publish_every: u64,
+    /// Keep the folders of this many newest adapter versions (0: all); older ones are pruned,
+    /// except versions a person exported or activated.
+    #[arg(long, default_value_t = 50)]
+    keep_adapters: usize,
     /// Write a resumable checkpoint every this many updates.
     #[arg(long, default_value_t = 10)]
     checkpoint_every: u64,
@@ -183,6 +187,7 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
         },
         publish_every: a.publish_every,
         adapters_dir: data.join("adapters"),
+        keep_adapters: a.keep_adapters,
         checkpoints_dir: data.join("checkpoints").join("live"),
         judge: clawdesk_judge::LoopOptions::default(),
         trainer_idle: std::time::Duration::from_millis(250),

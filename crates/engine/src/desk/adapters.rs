@@ -84,6 +84,8 @@ pub fn export_adapter(
         copied += std::fs::copy(&source, to.join(name)).map_err(|e| io("copying", &source, e))?;
         progress(copied, total);
     }
+    // A version a person exported is theirs to keep: pruning never removes it.
+    store.mark_adapter_exported(version)?;
     let folder = to.display().to_string();
     let base = &adapter.base_model;
     Ok(ExportedAdapter {

@@ -650,6 +650,7 @@ async fn run(
         },
         publish_every: 1,
         adapters_dir: places.data.join("adapters"),
+        keep_adapters: settings.keep_adapters,
         checkpoints_dir: places.data.join("checkpoints").join("live"),
         judge: clawdesk_judge::LoopOptions::default(),
         trainer_idle: std::time::Duration::from_millis(250),

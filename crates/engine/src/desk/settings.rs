@@ -42,13 +42,17 @@ pub struct DeskSettings {
     pub learning_rate: f64,
     /// Judged steps per update.
     pub batch: usize,
-    /// Apps the agent may act in (empty: any app in its display).
+    /// Apps the agent may act in (empty: in a sandbox, any app but the guard's deny-list; on
+    /// this desktop, a session is refused).
     pub allowed_apps: Vec<String>,
     /// pause, scroll_lock or f12.
     pub stop_key: String,
     /// Where the store lives; a change takes effect at the next start.
     pub data_dir: String,
     pub max_steps: usize,
+    /// Published adapter versions whose folders are kept (0: all); exported and activated
+    /// versions are always kept.
+    pub keep_adapters: usize,
     /// Run the agent in a display of its own (Xvfb) rather than on this desktop.
     pub sandbox: bool,
     /// The program opened in the sandbox before the agent starts (empty: none).
@@ -79,6 +83,7 @@ impl Default for DeskSettings {
             stop_key: "pause".into(),
             data_dir: String::new(),
             max_steps: 30,
+            keep_adapters: 50,
             sandbox: true,
             launch: String::new(),
         }

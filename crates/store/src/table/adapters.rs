@@ -30,6 +30,12 @@ CREATE TABLE adapter_activations (
 );
 ";
 
+/// 6: adapters a person exported (kept from pruning) and adapters whose folders were pruned.
+pub(crate) const SCHEMA_V6: &str = "
+ALTER TABLE adapters ADD COLUMN exported_at_ms INTEGER;
+ALTER TABLE adapters ADD COLUMN pruned_at_ms INTEGER;
+";
+
 /// A trained LoRA adapter to record: its policy version and where its PEFT folder lies.
 #[derive(Debug, Clone)]
 pub struct NewAdapter {
@@ -51,6 +57,13 @@ pub struct Adapter {
     pub created_at_ms: i64,
     /// Held-out gym success with this adapter, once measured.
     pub gym_score: Option<f64>,
+    /// A person exported it: it is never pruned.
+    #[serde(default)]
+    pub exported: bool,
+    /// Its folder was removed to keep the number of versions bounded; the row stays, since
+    /// steps name the version.
+    #[serde(default)]
+    pub pruned: bool,
 }
 
 pub(crate) fn insert(conn: &Connection, a: &NewAdapter, now: i64) -> rusqlite::Result<AdapterId> {
@@ -70,7 +83,8 @@ pub(crate) fn insert(conn: &Connection, a: &NewAdapter, now: i64) -> rusqlite::R
 
 pub(crate) fn list(conn: &Connection) -> rusqlite::Result<Vec<Adapter>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, version, base_model, path, metrics, created_at_ms, gym_score
+        "SELECT id, version, base_model, path, metrics, created_at_ms, gym_score,
+                exported_at_ms IS NOT NULL, pruned_at_ms IS NOT NULL
          FROM adapters ORDER BY version",
     )?;
     stmt.query_map([], |row| {
@@ -82,9 +96,46 @@ pub(crate) fn list(conn: &Connection) -> rusqlite::Result<Vec<Adapter>> {
             metrics: json_column(row.get(4)?)?,
             created_at_ms: row.get(5)?,
             gym_score: row.get(6)?,
+            exported: row.get(7)?,
+            pruned: row.get(8)?,
         })
     })?
     .collect()
+}
+
+/// The adapters whose folders may go when `keep` are to be kept: all but the newest `keep`
+/// unpruned versions, never one a person exported or ever activated.
+pub(crate) fn prunable(conn: &Connection, keep: usize) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT version FROM adapters a
+         WHERE pruned_at_ms IS NULL AND exported_at_ms IS NULL
+           AND NOT EXISTS (SELECT 1 FROM adapter_activations x WHERE x.version = a.version)
+           AND version NOT IN (SELECT version FROM adapters WHERE pruned_at_ms IS NULL
+                               ORDER BY version DESC LIMIT ?1)
+         ORDER BY version",
+    )?;
+    stmt.query_map([keep as i64], |r| r.get(0))?.collect()
+}
+
+/// Marks `version` exported (`exported`) or pruned (`pruned`) now.
+pub(crate) fn mark(
+    conn: &Connection,
+    version: i64,
+    column: Mark,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let sql = match column {
+        Mark::Exported => "UPDATE adapters SET exported_at_ms = ?1 WHERE version = ?2",
+        Mark::Pruned => "UPDATE adapters SET pruned_at_ms = ?1 WHERE version = ?2",
+    };
+    Ok(conn.execute(sql, params![now, version])? > 0)
+}
+
+/// What happened to an adapter's folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mark {
+    Exported,
+    Pruned,
 }
 
 /// Records `score` on the adapter of `version`; false when there is none.
