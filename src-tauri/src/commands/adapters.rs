@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::wire::{AdapterRow, ExportProgress, WireError};
 
 /// Every published adapter version, the active one marked.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn list_adapters(state: State<'_, AppState>) -> Result<Vec<AdapterRow>, WireError> {
     let active = state.store.active_adapter()?.map(|a| a.version);
     Ok(state
@@ -17,7 +17,7 @@ pub fn list_adapters(state: State<'_, AppState>) -> Result<Vec<AdapterRow>, Wire
 }
 
 /// Serves version `version` from now on (`None`: the base model); a rollback is the same.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn activate_adapter(state: State<'_, AppState>, version: Option<i64>) -> Result<(), WireError> {
     Ok(state.store.activate_adapter(version)?)
 }

@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::wire::AppInfo;
 
 /// The header's facts (version, where the data lives) and whether this is the first run.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn app_info(state: State<'_, AppState>) -> AppInfo {
     AppInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),

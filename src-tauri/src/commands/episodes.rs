@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::wire::{EpisodeRow, ExportDone, StepRow, WireError};
 
 /// The newest episodes first.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn list_episodes(
     state: State<'_, AppState>,
     limit: Option<usize>,
@@ -15,7 +15,7 @@ pub fn list_episodes(
 }
 
 /// An episode's steps in order, with the paths of their screenshots.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn episode_steps(state: State<'_, AppState>, episode: i64) -> Result<Vec<StepRow>, WireError> {
     let store = &state.store;
     let steps = store.steps(EpisodeId(episode))?;

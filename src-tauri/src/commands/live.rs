@@ -45,7 +45,7 @@ pub async fn agent_start<R: Runtime>(
     Ok(())
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 pub fn agent_pause(state: State<'_, AppState>) -> Result<(), WireError> {
     with_session(&state, |s| {
         s.pause();
@@ -53,7 +53,7 @@ pub fn agent_pause(state: State<'_, AppState>) -> Result<(), WireError> {
     })
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 pub fn agent_resume(state: State<'_, AppState>) -> Result<(), WireError> {
     with_session(&state, |s| {
         s.resume();
@@ -61,7 +61,7 @@ pub fn agent_resume(state: State<'_, AppState>) -> Result<(), WireError> {
     })
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 pub fn agent_stop(state: State<'_, AppState>) -> Result<(), WireError> {
     with_session(&state, |s| {
         s.stop();
@@ -69,7 +69,7 @@ pub fn agent_stop(state: State<'_, AppState>) -> Result<(), WireError> {
     })
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 pub fn agent_mode(state: State<'_, AppState>, mode: Mode) -> Result<(), WireError> {
     with_session(&state, |s| {
         s.set_mode(mode);
@@ -78,7 +78,7 @@ pub fn agent_mode(state: State<'_, AppState>, mode: Mode) -> Result<(), WireErro
 }
 
 /// The person's answer to the action waiting in the approval card.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn agent_answer(state: State<'_, AppState>, id: u64, answer: Answer) -> Result<(), WireError> {
     with_session(&state, |s| Ok(s.answer(id, answer)?))
 }

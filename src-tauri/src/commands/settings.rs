@@ -5,13 +5,13 @@ use crate::AppState;
 use crate::wire::{SettingsAnswer, WireError};
 
 /// The saved settings (defaults where none were saved).
-#[tauri::command]
+#[tauri::command(async)]
 pub fn get_settings(state: State<'_, AppState>) -> Result<DeskSettings, WireError> {
     Ok(DeskSettings::load(&state.data_dir)?)
 }
 
 /// Checks and saves the settings; a bad field comes back named, and nothing is saved.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn save_settings(
     state: State<'_, AppState>,
     settings: DeskSettings,

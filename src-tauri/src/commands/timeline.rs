@@ -6,7 +6,7 @@ use crate::AppState;
 use crate::wire::{TimelinePage, WireError};
 
 /// A page of the timeline, newest step first, with the filter's total.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn timeline(
     state: State<'_, AppState>,
     filter: TimelineFilter,
@@ -29,7 +29,7 @@ pub async fn step_detail(state: State<'_, AppState>, step: i64) -> Result<StepRe
 }
 
 /// A person's approve or reject (with an optional hint); it overrides the judges.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn set_verdict(
     state: State<'_, AppState>,
     step: i64,
@@ -41,7 +41,7 @@ pub fn set_verdict(
 }
 
 /// How often each judge agreed with the person.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn agreement(state: State<'_, AppState>) -> Result<Vec<clawdesk_store::Agreement>, WireError> {
     Ok(state.store.agreement()?)
 }

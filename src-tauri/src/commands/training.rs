@@ -5,7 +5,7 @@ use crate::wire::{TrainSeries, WireError};
 
 /// A run's updates after `after` (the newest run when none is named), for the curves to
 /// append.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn train_series(
     state: State<'_, AppState>,
     run: Option<String>,
