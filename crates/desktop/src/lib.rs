@@ -40,6 +40,19 @@ pub use sandbox::{Sandbox, SandboxOptions};
 pub use stop::{StopFlag, StopKey, StopKeyName};
 pub use x11::ActiveWindow;
 
+/// Runs blocking work (an X11 grab, PNG encoding, SQLite) from async code without stalling
+/// the runtime: on a multi-threaded runtime the worker first hands its other tasks to the
+/// others (`block_in_place`); elsewhere (a current-thread runtime, no runtime) it just runs.
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 /// Which desktop to work on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DesktopConfig {
@@ -243,7 +256,7 @@ impl Desktop {
         let start = Instant::now();
         let active_window = x11::active_window(&self.config.display)?;
         let capture_start = Instant::now();
-        let screenshot = self.capture.capture(&options.target)?;
+        let screenshot = blocking(|| self.capture.capture(&options.target))?;
         let capture_ms = capture_start.elapsed().as_secs_f64() * 1e3;
         let apps = self.a11y.applications().await?;
         // Who has focus comes from the X server alone: the active window and the AT-SPI app

@@ -14,7 +14,9 @@ use clawdesk_agent::{
     ActionFormat, AgentAction, AgentError, AgentPrompts, Frame, PastStep, Policy, PolicyRequest,
     Reply, conversation, practice_conversation, practice_elements,
 };
-use clawdesk_desktop::{Action, Desktop, DesktopError, NormPoint, Observation, ObserveOptions};
+use clawdesk_desktop::{
+    Action, Desktop, DesktopError, NormPoint, Observation, ObserveOptions, blocking,
+};
 use clawdesk_judge::{PersonAnswer, person_verdict};
 use clawdesk_model::ModelError;
 use clawdesk_model::chat::computer_use_tool;
@@ -335,7 +337,7 @@ impl Run<'_> {
     ) -> Result<EndReason, EngineError> {
         let settings = self.settings;
         let mut before = self.desktop.observe(self.observe).await?;
-        let mut before_saved = save_observation(self.store, &before)?;
+        let mut before_saved = blocking(|| save_observation(self.store, &before))?;
         let mut kept: Vec<Kept> = Vec::new();
         let mut pointer: Option<NormPoint> = None;
         let mut last_key: Option<String> = None;
@@ -355,7 +357,7 @@ impl Run<'_> {
             if announced {
                 // The screen may have changed while the agent waited.
                 before = self.desktop.observe(self.observe).await?;
-                before_saved = save_observation(self.store, &before)?;
+                before_saved = blocking(|| save_observation(self.store, &before))?;
             }
             let started = Instant::now();
             let started_at_ms = now_ms();
@@ -377,7 +379,7 @@ impl Run<'_> {
                     self.settle().await;
                 }
                 let after = self.desktop.observe(self.observe).await?;
-                let after_saved = save_observation(self.store, &after)?;
+                let after_saved = blocking(|| save_observation(self.store, &after))?;
                 let action_json = serde_json::to_value(&action).unwrap_or_default();
                 let step = self.commit(
                     index,
@@ -461,8 +463,10 @@ impl Run<'_> {
                     practice_conversation(self.prompts, &settings.instruction, &elements)?;
                 // The image the model reads is stored as it read it, for the trainer.
                 let small = crate::practice::practice_image(&current);
-                let png = clawdesk_desktop::observe::encode_png(&small.to_rgba8())?;
-                let blob = self.store.put_blob(&png, BlobKind::Png)?;
+                let blob = blocking(|| -> Result<BlobId, EngineError> {
+                    let png = clawdesk_desktop::observe::encode_png(&small.to_rgba8())?;
+                    Ok(self.store.put_blob(&png, BlobKind::Png)?)
+                })?;
                 let request =
                     PolicyRequest::new(messages.clone(), Vec::new(), vec![small], sampling.clone());
                 let generated = self.policy.generate(request).await?;
@@ -540,7 +544,7 @@ impl Run<'_> {
                 self.settle().await;
             }
             let after = self.desktop.observe(self.observe).await?;
-            let after_saved = save_observation(self.store, &after)?;
+            let after_saved = blocking(|| save_observation(self.store, &after))?;
             let turn = PolicyTurn {
                 messages,
                 images: blobs,

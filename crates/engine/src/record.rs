@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use clawdesk_desktop::{Desktop, DesktopError, ObserveOptions, Refusal};
+use clawdesk_desktop::{Desktop, DesktopError, ObserveOptions, Refusal, blocking};
 use clawdesk_store::{EpisodeId, EpisodeStatus, NewEpisode, NewStep, StepOutcome, Store, now_ms};
 
 use crate::EngineError;
@@ -109,7 +109,7 @@ async fn run_steps(
     progress: &mut impl FnMut(usize, StepOutcome),
 ) -> Result<(), EngineError> {
     let mut before = desktop.observe(observe).await?;
-    let mut before_saved = save_observation(store, &before)?;
+    let mut before_saved = blocking(|| save_observation(store, &before))?;
     for (index, step) in script.steps.iter().enumerate() {
         desktop.stop_flag().check()?;
         let started_at_ms = now_ms();
@@ -129,7 +129,7 @@ async fn run_steps(
             tokio::time::sleep(options.settle).await;
         }
         let after = desktop.observe(observe).await?;
-        let after_saved = save_observation(store, &after)?;
+        let after_saved = blocking(|| save_observation(store, &after))?;
         store.insert_step(&NewStep {
             episode,
             index: index as u32,
