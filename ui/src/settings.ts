@@ -24,6 +24,11 @@ const FIELDS: { key: string; label: string; kind: Kind }[] = [
     label: "Allowed apps (comma-separated; empty: any app but terminals and password managers, in the sandbox only)",
     kind: "list",
   },
+  {
+    key: "allowUnknownFocus",
+    label: "Apps typed into although their focused field cannot be read (comma-separated)",
+    kind: "list",
+  },
   { key: "stopKey", label: "Stop key", kind: "stopKey" },
   { key: "maxSteps", label: "Steps per episode", kind: "number" },
   { key: "keepAdapters", label: "Adapter versions kept (0: all; exported and activated ones always)", kind: "number" },

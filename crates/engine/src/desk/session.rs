@@ -607,6 +607,7 @@ async fn run(
             .collect();
     }
     config.guard.allowlist = allowlist;
+    config.guard.unknown_focus = settings.allow_unknown_focus.clone();
     config.guard.max_steps = None;
     let mut desktop = Desktop::connect(config).await?;
     desktop.set_approver(Arc::new(DeskApprover(shared.clone())));

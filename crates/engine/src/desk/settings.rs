@@ -45,6 +45,9 @@ pub struct DeskSettings {
     /// Apps the agent may act in (empty: in a sandbox, any app but the guard's deny-list; on
     /// this desktop, a session is refused).
     pub allowed_apps: Vec<String>,
+    /// Apps the agent may type into although which of their elements has focus cannot be
+    /// read (no accessibility tree); the person's explicit opt-in.
+    pub allow_unknown_focus: Vec<String>,
     /// pause, scroll_lock or f12.
     pub stop_key: String,
     /// Where the store lives; a change takes effect at the next start.
@@ -80,6 +83,7 @@ impl Default for DeskSettings {
             learning_rate: 1e-5,
             batch: 16,
             allowed_apps: Vec::new(),
+            allow_unknown_focus: Vec::new(),
             stop_key: "pause".into(),
             data_dir: String::new(),
             max_steps: 30,
