@@ -94,6 +94,17 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
 
     let (mut cap, mut tree_t, mut enc, mut ins, mut step, mut full) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    // What the guard reads at the moment of acting (issue 26), for a keystroke and a click.
+    let (mut guard_key, mut guard_click) = (vec![], vec![]);
+    let keystroke = clawdesk_desktop::Action::Type {
+        text: "x".into(),
+        paste: false,
+    };
+    let click = clawdesk_desktop::Action::Click {
+        at: clawdesk_desktop::NormPoint::new(0.5, 0.5),
+        button: clawdesk_desktop::MouseButton::Left,
+        count: 1,
+    };
     let mut nodes = 0;
     for i in 0..args.iterations + 3 {
         let t0 = Instant::now();
@@ -136,7 +147,15 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
             ended_at_ms: 0,
         })?;
         let n = ms(t3);
+        let t4 = Instant::now();
+        desktop.context_now(&keystroke, &shot.surface).await?;
+        let gk = ms(t4);
+        let t5 = Instant::now();
+        desktop.context_now(&click, &shot.surface).await?;
+        let gc = ms(t5);
         if i >= 3 {
+            guard_key.push(gk);
+            guard_click.push(gc);
             cap.push(c);
             tree_t.push(t);
             step.push(s);
@@ -185,8 +204,18 @@ pub async fn run(args: ObserveBenchArgs) -> Result<String, EngineError> {
             baseline: Stats::of(&baseline.encode),
         },
         Row {
-            what: "store insert (blobs + step row)".into(),
+            what: "store insert (blobs, each fsynced, + step row)".into(),
             ours: Stats::of(&ins),
+            baseline: None,
+        },
+        Row {
+            what: "guard read before a keystroke (focused app + its focused element)".into(),
+            ours: Stats::of(&guard_key),
+            baseline: None,
+        },
+        Row {
+            what: "guard read before a click (the window under the point)".into(),
+            ours: Stats::of(&guard_click),
             baseline: None,
         },
         Row {
