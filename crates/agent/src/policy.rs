@@ -4,6 +4,7 @@
 //! step records so the trainer's ratio uses the right log-probabilities.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clawdesk_model::chat::Message;
@@ -23,7 +24,8 @@ pub struct PolicyRequest {
     pub messages: Vec<Message>,
     /// Tool schemas rendered into the system prompt (the agent's `computer_use`).
     pub tools: Vec<serde_json::Value>,
-    pub images: Vec<DynamicImage>,
+    /// Shared, so that whoever also keeps them (a turn to be stored) holds no second copy.
+    pub images: Vec<Arc<DynamicImage>>,
     pub sampling: Sampling,
     /// Text that ends the reply where it first appears (OpenAI's `stop`); the reply's text
     /// leaves it out, its tokens keep everything generated.
@@ -44,7 +46,7 @@ impl PolicyRequest {
         Self {
             messages,
             tools,
-            images,
+            images: images.into_iter().map(Arc::new).collect(),
             sampling,
             stop_text: Vec::new(),
             tokens: None,
@@ -91,7 +93,7 @@ pub struct Policy {
 #[derive(Debug, Clone)]
 enum Backend {
     Local(mpsc::Sender<Job>),
-    Remote(std::sync::Arc<crate::remote::RemotePolicy>),
+    Remote(Arc<crate::remote::RemotePolicy>),
 }
 
 impl std::fmt::Debug for Job {
@@ -250,7 +252,7 @@ fn serve(
     let prepared = request
         .images
         .iter()
-        .map(|im| preprocess::prepare(im, processor.preprocessor()))
+        .map(|im| preprocess::prepare(im.as_ref(), processor.preprocessor()))
         .collect::<Result<Vec<_>, _>>()?;
     let image_size = prepared.last().map(|p| p.frame.resized).unwrap_or((0, 0));
     let input = processor.encode_prepared(&text, prepared)?;

@@ -155,13 +155,11 @@ impl Api {
         self.inner.tokenizer.decode(ids, true).unwrap_or_default()
     }
 
-    /// Decodes the request's images, each after its pixels (times `copies`, the copies the
-    /// request will hold) are taken from the budget of pixels in flight; the permits go back
-    /// when the request lets them go.
+    /// Decodes the request's images, each after its pixels are taken from the budget of
+    /// pixels in flight; the permits go back when the request lets them go.
     async fn images(
         &self,
         sources: Vec<ImageSource>,
-        copies: u64,
     ) -> Result<(Vec<DynamicImage>, Vec<OwnedSemaphorePermit>), ApiError> {
         let max_pixels = self.inner.config.max_image_pixels;
         let budget = self.inner.config.max_pixels_in_flight;
@@ -173,7 +171,7 @@ impl Api {
                 ImageSource::Data(bytes) => bytes,
                 ImageSource::Remote(url) => self.fetch(&url).await?,
             };
-            let pixels = convert::image_pixels(&bytes, max_pixels)? * copies;
+            let pixels = convert::image_pixels(&bytes, max_pixels)?;
             wanted += pixels;
             if wanted > budget {
                 return Err(ApiError::TooLarge(format!(
@@ -496,7 +494,7 @@ struct Recorder {
     session: Session,
     messages: Vec<clawdesk_model::chat::Message>,
     tools: Vec<Value>,
-    images: Vec<DynamicImage>,
+    images: Vec<Arc<DynamicImage>>,
     started_at_ms: i64,
 }
 
@@ -563,10 +561,9 @@ async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, Ap
     }
     let session = Session::of(&headers, &request)?;
     let (messages, sources) = convert::messages(&request, config)?;
-    // A stored main turn keeps a copy of its images until it is recorded.
-    let recording =
-        api.inner.store.is_some() && session.as_ref().is_some_and(|s| s.turn == TurnType::Main);
-    let (images, pixel_permits) = api.images(sources, 1 + u64::from(recording)).await?;
+    let (images, pixel_permits) = api.images(sources).await?;
+    // Decoded once and shared by the generation and the turn to be stored.
+    let images: Vec<Arc<DynamicImage>> = images.into_iter().map(Arc::new).collect();
     let sampling = convert::sampling(&request, config)?;
     let stop_text = request
         .stop

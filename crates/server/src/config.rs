@@ -18,8 +18,8 @@ pub struct ServerConfig {
     pub max_images: usize,
     /// Pixels per image (width × height), checked from the header before decoding.
     pub max_image_pixels: u64,
-    /// Pixels of decoded images held by all requests in flight together (a session's main turn
-    /// counts its images twice: it keeps a copy to store); a request that would go over gets
+    /// Pixels of decoded images held by all requests in flight together (each decoded once,
+    /// shared by the generation and a turn to be stored); a request that would go over gets
     /// 429, one whose images alone are over gets 413.
     pub max_pixels_in_flight: u64,
     /// Requests waiting for or using the model; one more gets 429.

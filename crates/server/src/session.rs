@@ -134,7 +134,8 @@ pub fn begin(store: &Store, session: &Session, context: &Context) -> Result<Epis
 /// What a served main turn leaves behind for the trainer.
 pub struct ServedTurn {
     pub turn: PolicyTurn,
-    pub images: Vec<DynamicImage>,
+    /// The request's decoded images, shared with the generation (not a copy).
+    pub images: Vec<std::sync::Arc<DynamicImage>>,
     pub action: serde_json::Value,
     pub version: Option<i64>,
     pub started_at_ms: i64,
