@@ -1,6 +1,7 @@
-//! Issue 26: a real full disk (a size-capped tmpfs as the data directory) while recording and
-//! while checkpointing: a named error, a database that passes its integrity check and a
-//! checkpoint that loads, nothing committed lost, and work going on once space is freed.
+//! Issue 26: a real full disk (a size-capped tmpfs as the data directory) while recording,
+//! checkpointing and publishing an adapter: a named error, a database that passes its
+//! integrity check and a checkpoint that loads, nothing committed lost, and work going on once
+//! space is freed.
 //!
 //! Mounting needs root (CI and the test machines run as root); elsewhere the test says it did
 //! not run and passes.
@@ -207,4 +208,50 @@ fn a_full_disk_while_checkpointing_keeps_the_last_checkpoint() {
         .expect("loads")
         .expect("the new checkpoint");
     assert_eq!(latest.meta.step, 2);
+}
+
+#[test]
+fn a_full_disk_while_publishing_an_adapter_leaves_no_version_behind() {
+    use clawdesk_engine::EngineError;
+    use clawdesk_engine::live::publish_new_version;
+    if !is_root() {
+        eprintln!("disk_full: not root, so no tmpfs can be mounted; this test did not run");
+        return;
+    }
+    let Some(disk) = Tmpfs::mount("2m") else {
+        panic!("running as root, but a tmpfs could not be mounted");
+    };
+    // The store lives elsewhere: only the adapters' disk fills.
+    let data = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(data.path()).expect("store");
+    let adapters = disk.path.join("adapters");
+    let write = |bytes: usize| {
+        move |dir: &Path| -> Result<(), EngineError> {
+            std::fs::create_dir_all(dir).map_err(|e| EngineError::Io(e.to_string()))?;
+            std::fs::write(dir.join("adapter_model.safetensors"), screenshot(9, bytes))
+                .map_err(|e| EngineError::Io(e.to_string()))
+        }
+    };
+    let (first, _) =
+        publish_new_version(&store, &adapters, "base", 1, None, write(256 << 10)).expect("fits");
+    let filler = disk.path.join("filler");
+    fill_up(&filler);
+    let err = publish_new_version(&store, &adapters, "base", 2, None, write(256 << 10))
+        .expect_err("the disk is full");
+    assert!(
+        err.to_string().contains("No space left"),
+        "a named error: {err}"
+    );
+    let rows = store.adapters().expect("rows");
+    assert_eq!(rows.len(), 1, "no row for the failed version");
+    assert!(!adapters.join("v2").exists(), "no folder under its name");
+    assert!(
+        !adapters.join(".v2.partial").exists(),
+        "the half-written folder gave its space back"
+    );
+    std::fs::remove_file(&filler).expect("free space");
+    let (next, dir) = publish_new_version(&store, &adapters, "base", 2, None, write(256 << 10))
+        .expect("publishes once space is freed");
+    assert!(next > first);
+    assert!(dir.join("adapter_model.safetensors").exists());
 }

@@ -409,7 +409,11 @@ pub fn publish_new_version(
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(|e| io("removing", &partial, e))?;
     }
-    write(&partial)?;
+    if let Err(e) = write(&partial) {
+        // A full disk should get its space back, not keep half an adapter.
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
     let entries = std::fs::read_dir(&partial).map_err(|e| io("reading", &partial, e))?;
     for entry in entries {
         let path = entry.map_err(|e| io("reading", &partial, e))?.path();
