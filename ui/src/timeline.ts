@@ -141,8 +141,9 @@ function fillRow(node: HTMLElement, row: TimelineRow, i: number) {
   what.childNodes[4].textContent = `${row.task} · ${row.outcome} · ${row.policyVersion === null ? "base" : "v" + row.policyVersion}`;
   const judge = row.judgeScore === null && row.unjudgeable ? "unjudgeable" : score(row.judgeScore);
   node.children[2].textContent = `J ${judge} · P ${score(row.personScore)}${row.hasHint ? " · hint" : ""}`;
-  if (row.unjudgeable) node.title = `Unjudgeable (${row.unjudgeable}); the trainer passes over it`;
-  else node.removeAttribute("title");
+  // Touched only when it changes: rows are refilled on every scroll frame.
+  const title = row.unjudgeable ? `Unjudgeable (${row.unjudgeable}); the trainer passes over it` : "";
+  if (node.title !== title) node.title = title;
 }
 
 /** Puts every drawn row back in the pool (their data is stale). */
