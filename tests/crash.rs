@@ -21,15 +21,7 @@ const FILE_BYTES: usize = 512 << 10;
 
 /// The bytes adapter number `i` is published with: every file differs from every other.
 fn weights(i: u64) -> Vec<u8> {
-    let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..FILE_BYTES)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    clawdesk_tests::noise(i, FILE_BYTES)
 }
 
 /// Publishes adapters and saves checkpoints until killed.

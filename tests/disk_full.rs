@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clawdesk_store::{BlobKind, NewEpisode, NewStep, StepOutcome, Store, StoreError};
+use clawdesk_tests::noise;
 
 /// A tmpfs of `size` mounted on a fresh folder, unmounted on drop.
 struct Tmpfs {
@@ -37,22 +38,9 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Bytes no two calls share, so every blob is a new file.
-fn screenshot(i: u32, len: usize) -> Vec<u8> {
-    let mut state = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 fn record(store: &Store, episode: clawdesk_store::EpisodeId, i: u32) -> Result<(), StoreError> {
-    let before = store.put_blob(&screenshot(2 * i, 48 << 10), BlobKind::Png)?;
-    let after = store.put_blob(&screenshot(2 * i + 1, 48 << 10), BlobKind::Png)?;
+    let before = store.put_blob(&noise(u64::from(2 * i), 48 << 10), BlobKind::Png)?;
+    let after = store.put_blob(&noise(u64::from(2 * i + 1), 48 << 10), BlobKind::Png)?;
     store.insert_step(&NewStep {
         episode,
         index: i,
@@ -79,6 +67,18 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// A tmpfs of `size` to fill, or `None` (said on stderr) where this user cannot mount one.
+fn full_disk(size: &str) -> Option<Tmpfs> {
+    if !is_root() {
+        eprintln!("disk_full: not root, so no tmpfs can be mounted; this test did not run");
+        return None;
+    }
+    match Tmpfs::mount(size) {
+        Some(disk) => Some(disk),
+        None => panic!("running as root, but a tmpfs could not be mounted"),
+    }
+}
+
 fn fill(path: &Path, bytes: usize) {
     std::fs::write(path, vec![7u8; bytes]).expect("the filler fits");
 }
@@ -97,12 +97,8 @@ fn fill_up(path: &Path) {
 
 #[test]
 fn a_full_disk_while_recording_loses_nothing_committed() {
-    if !is_root() {
-        eprintln!("disk_full: not root, so no tmpfs can be mounted; this test did not run");
+    let Some(disk) = full_disk("2m") else {
         return;
-    }
-    let Some(disk) = Tmpfs::mount("2m") else {
-        panic!("running as root, but a tmpfs could not be mounted");
     };
     let data = disk.path.join("data");
     let store = Store::open(&data).expect("the store opens");
@@ -161,12 +157,8 @@ fn a_full_disk_while_checkpointing_keeps_the_last_checkpoint() {
     use candle_core::{Device, Var};
     use clawdesk_trainer::checkpoint::{load_latest, save};
     use clawdesk_trainer::optim::{AdamW, AdamWConfig};
-    if !is_root() {
-        eprintln!("disk_full: not root, so no tmpfs can be mounted; this test did not run");
+    let Some(disk) = full_disk("1m") else {
         return;
-    }
-    let Some(disk) = Tmpfs::mount("1m") else {
-        panic!("running as root, but a tmpfs could not be mounted");
     };
     let dir = disk.path.join("checkpoints");
     let weights: Vec<f32> = (0..16_384).map(|i| i as f32 * 1e-4).collect();
@@ -214,12 +206,8 @@ fn a_full_disk_while_checkpointing_keeps_the_last_checkpoint() {
 fn a_full_disk_while_publishing_an_adapter_leaves_no_version_behind() {
     use clawdesk_engine::EngineError;
     use clawdesk_engine::live::publish_new_version;
-    if !is_root() {
-        eprintln!("disk_full: not root, so no tmpfs can be mounted; this test did not run");
+    let Some(disk) = full_disk("2m") else {
         return;
-    }
-    let Some(disk) = Tmpfs::mount("2m") else {
-        panic!("running as root, but a tmpfs could not be mounted");
     };
     // The store lives elsewhere: only the adapters' disk fills.
     let data = tempfile::tempdir().expect("tempdir");
@@ -228,7 +216,7 @@ fn a_full_disk_while_publishing_an_adapter_leaves_no_version_behind() {
     let write = |bytes: usize| {
         move |dir: &Path| -> Result<(), EngineError> {
             std::fs::create_dir_all(dir).map_err(|e| EngineError::Io(e.to_string()))?;
-            std::fs::write(dir.join("adapter_model.safetensors"), screenshot(9, bytes))
+            std::fs::write(dir.join("adapter_model.safetensors"), noise(9, bytes))
                 .map_err(|e| EngineError::Io(e.to_string()))
         }
     };

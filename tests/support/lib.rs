@@ -215,3 +215,17 @@ pub fn practice_base() -> std::path::PathBuf {
     );
     dir
 }
+
+/// `len` bytes that no other `seed` gives (xorshift): files that are really new, and that a
+/// disk cannot compress.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}

@@ -102,18 +102,29 @@ fn insert_copy(
         .expect("step")
 }
 
-#[test]
-fn waits_for_a_verdict_instead_of_passing_over_the_step() {
-    let (dir, mut loaded, store) = setup();
+/// Three judged practice episodes, a copy of their first model step with no verdict, then
+/// three more judged episodes; returns the unjudged step.
+fn practice_around_an_unjudged_step() -> (
+    tempfile::TempDir,
+    LoadedModel,
+    Store,
+    clawdesk_store::StepId,
+) {
+    let (dir, loaded, store) = setup();
     record(&store, &loaded, 3, 1);
     let first = store
         .steps_after(clawdesk_store::StepId(0), 1)
         .expect("steps")[0]
         .clone();
-    // A model step the judge has not reached yet, then more judged practice after it.
-    let pending = insert_copy(&store, &first, first.response.clone());
+    let unjudged = insert_copy(&store, &first, first.response.clone());
     record(&store, &loaded, 3, 2);
+    (dir, loaded, store, unjudged)
+}
 
+#[test]
+fn waits_for_a_verdict_instead_of_passing_over_the_step() {
+    // A model step the judge has not reached yet, then more judged practice after it.
+    let (dir, mut loaded, store, pending) = practice_around_an_unjudged_step();
     attach(&mut loaded);
     let settings = TrainLoopSettings {
         batch: 4,
@@ -179,14 +190,7 @@ fn waits_for_a_verdict_instead_of_passing_over_the_step() {
 /// good, the loop waiting for a verdict that would never come.
 #[test]
 fn a_step_the_judge_gave_up_on_is_passed_over() {
-    let (dir, mut loaded, store) = setup();
-    record(&store, &loaded, 3, 1);
-    let first = store
-        .steps_after(clawdesk_store::StepId(0), 1)
-        .expect("steps")[0]
-        .clone();
-    let lost = insert_copy(&store, &first, first.response.clone());
-    record(&store, &loaded, 3, 2);
+    let (dir, mut loaded, store, lost) = practice_around_an_unjudged_step();
     attach(&mut loaded);
     let settings = TrainLoopSettings {
         batch: 4,
