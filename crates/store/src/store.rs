@@ -40,8 +40,23 @@ impl Store {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| StoreError::sql(&db_path, e))?;
-        configure(&conn).map_err(|e| StoreError::sql(&db_path, e))?;
-        migrate::migrate(&mut conn, &db_path)?;
+        // A second process setting up the same new file makes SQLite answer "busy" at once
+        // (switching to WAL does not wait for the busy timeout): try again for a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let set_up = configure(&conn)
+                .map_err(|e| StoreError::sql(&db_path, e))
+                .and_then(|()| migrate::migrate(&mut conn, &db_path));
+            match set_up {
+                Err(StoreError::Sql { ref source, .. })
+                    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
         let blobs = Blobs::open(root.join("blobs"))?;
         tracing::debug!(path = %db_path.display(), "opened store");
         Ok(Store {
