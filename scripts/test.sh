@@ -8,7 +8,7 @@ source "$root/scripts/setup.sh"
 cd "$root"
 # Our desktop tests start their own buses; an inherited session bus must not leak in.
 unset DBUS_SESSION_BUS_ADDRESS NO_AT_BRIDGE
-# Without it candle reads /proc/cpuinfo on every CPU matrix product (see crates/engine/src/main.rs).
+# Without it candle reads /proc/cpuinfo on every CPU matrix product (see crates/clawdesk/src/main.rs).
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-$(nproc)}"
 start=$SECONDS
 cargo fmt --all -- --check

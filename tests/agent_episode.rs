@@ -5,9 +5,9 @@
 
 use clawdesk_agent::{AgentPrompts, Policy};
 use clawdesk_desktop::{Action, GuardConfig};
-use clawdesk_engine::agent::{AgentSettings, EndReason, PauseSwitch, StopOnLoop, run_agent};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, tiny};
+use clawdesk_runtime::episode::{AgentSettings, EndReason, PauseSwitch, StopOnLoop, run_agent};
 use clawdesk_store::{EpisodeId, EpisodeStatus, StepOutcome, Store};
 use clawdesk_tests::{load_model, start_app};
 use clawdesk_trainer::stored::PolicyTurn;

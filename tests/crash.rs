@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Var};
-use clawdesk_engine::EngineError;
-use clawdesk_engine::live::publish_new_version;
+use clawdesk_runtime::RuntimeError;
+use clawdesk_runtime::live::publish_new_version;
 use clawdesk_store::Store;
 use clawdesk_trainer::checkpoint::{load_latest, save};
 use clawdesk_trainer::optim::{AdamW, AdamWConfig};
@@ -49,9 +49,9 @@ fn crash_worker() {
             0,
             Some(serde_json::json!({ "i": i })),
             |dir| {
-                std::fs::create_dir_all(dir).map_err(|e| EngineError::Io(e.to_string()))?;
+                std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Io(e.to_string()))?;
                 std::fs::write(dir.join("adapter_model.safetensors"), weights(i))
-                    .map_err(|e| EngineError::Io(e.to_string()))
+                    .map_err(|e| RuntimeError::Io(e.to_string()))
             },
         )
         .expect("published");

@@ -204,8 +204,8 @@ fn a_full_disk_while_checkpointing_keeps_the_last_checkpoint() {
 
 #[test]
 fn a_full_disk_while_publishing_an_adapter_leaves_no_version_behind() {
-    use clawdesk_engine::EngineError;
-    use clawdesk_engine::live::publish_new_version;
+    use clawdesk_runtime::RuntimeError;
+    use clawdesk_runtime::live::publish_new_version;
     let Some(disk) = full_disk("2m") else {
         return;
     };
@@ -214,10 +214,10 @@ fn a_full_disk_while_publishing_an_adapter_leaves_no_version_behind() {
     let store = Store::open(data.path()).expect("store");
     let adapters = disk.path.join("adapters");
     let write = |bytes: usize| {
-        move |dir: &Path| -> Result<(), EngineError> {
-            std::fs::create_dir_all(dir).map_err(|e| EngineError::Io(e.to_string()))?;
+        move |dir: &Path| -> Result<(), RuntimeError> {
+            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Io(e.to_string()))?;
             std::fs::write(dir.join("adapter_model.safetensors"), noise(9, bytes))
-                .map_err(|e| EngineError::Io(e.to_string()))
+                .map_err(|e| RuntimeError::Io(e.to_string()))
         }
     };
     let (first, _) =

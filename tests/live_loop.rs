@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use clawdesk_agent::AgentPrompts;
 use clawdesk_desktop::{AccessTree, Action, Allowlist, GuardConfig};
-use clawdesk_engine::agent::{AgentSettings, EndReason, PauseSwitch};
-use clawdesk_engine::live::run_live;
-use clawdesk_engine::rules::element_shows;
 use clawdesk_judge::RuleJudge;
 use clawdesk_model::tiny;
+use clawdesk_runtime::episode::{AgentSettings, EndReason, PauseSwitch};
+use clawdesk_runtime::live::run_live;
+use clawdesk_runtime::rules::element_shows;
 use clawdesk_store::{EpisodeId, Step, StepOutcome, Store, VerdictSource};
 use clawdesk_tests::{load_model, quick_live_settings, start_app};
 use clawdesk_trainer::teacher::HintTemplate;

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use clawdesk_agent::AgentPrompts;
 use clawdesk_desktop::{Allowlist, GuardConfig};
-use clawdesk_engine::agent::{AgentSettings, EndReason, StopOnLoop};
-use clawdesk_engine::live::run_live;
 use clawdesk_judge::{RuleJudge, RuleVerdict, StepCase};
 use clawdesk_model::tiny;
+use clawdesk_runtime::episode::{AgentSettings, EndReason, StopOnLoop};
+use clawdesk_runtime::live::run_live;
 use clawdesk_server::ServerConfig;
 use clawdesk_store::{StepId, StepKind, Store, VerdictSource};
 use clawdesk_tests::{load_model, quick_live_settings, start_app};

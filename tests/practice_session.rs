@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clawdesk_engine::desk::session::{DeskEvent, LiveSession, Mode, SessionPlaces, StartRequest};
-use clawdesk_engine::desk::settings::{DeskSettings, JudgeKind};
-use clawdesk_engine::practice::PracticeTask;
+use clawdesk_desk::session::{DeskEvent, LiveSession, Mode, SessionPlaces, StartRequest};
+use clawdesk_desk::settings::{DeskSettings, JudgeKind};
 use clawdesk_gym::{Cell, GymAction, TaskKind};
+use clawdesk_runtime::practice_window::PracticeTask;
 use clawdesk_store::{StepOutcome, Store};
 
 /// `clawdesk-practice`, built beside this test's binary by the workspace build.

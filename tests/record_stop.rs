@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use clawdesk_desktop::{Allowlist, GuardConfig};
-use clawdesk_engine::record::{RecordOptions, record};
-use clawdesk_engine::script::Script;
+use clawdesk_runtime::record::{RecordOptions, record};
+use clawdesk_runtime::script::Script;
 use clawdesk_store::{EpisodeStatus, StepOutcome, Store};
 use clawdesk_tests::start_app;
 

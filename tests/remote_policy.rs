@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use clawdesk_agent::{AgentPrompts, Policy, RemoteConfig};
 use clawdesk_desktop::GuardConfig;
-use clawdesk_engine::agent::{AgentSettings, StopOnLoop, run_agent};
 use clawdesk_model::{LoraConfig, tiny};
+use clawdesk_runtime::episode::{AgentSettings, StopOnLoop, run_agent};
 use clawdesk_server::{Api, ServerConfig};
 use clawdesk_store::{EpisodeId, Store};
 use clawdesk_tests::{load_model, start_app};

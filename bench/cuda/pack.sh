@@ -52,7 +52,7 @@ fi
 
 export PATH="$cuda/bin:$PATH" CUDA_ROOT="$cuda" CUDA_PATH="$cuda" CUDA_HOME="$cuda"
 export LIBRARY_PATH="$cuda/lib:$cuda/lib/stubs" CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
-(cd "$root" && cargo build --locked -p clawdesk-engine --features cuda --bin clawdesk)
+(cd "$root" && cargo build --locked -p clawdesk --features cuda --bin clawdesk)
 
 pack="$root/.gpu"
 rm -rf "$pack"

@@ -10,7 +10,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install --quiet torch torchvision transformers peft safetensors pillow numpy
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/clawdesk/target}"
-cargo build --quiet -p clawdesk-engine --bin clawdesk
+cargo build --quiet -p clawdesk --bin clawdesk
 bin="$CARGO_TARGET_DIR/debug/clawdesk"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

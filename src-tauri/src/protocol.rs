@@ -33,7 +33,7 @@ fn answer(state: &AppState, path: &str) -> Response<Cow<'static, [u8]>> {
         "blob" | "thumb" => match BlobId::try_from(name.to_owned()) {
             Err(e) => return status(StatusCode::BAD_REQUEST, &e.to_string()),
             Ok(blob) if kind == "blob" => state.store.blob(&blob).map_err(|e| e.to_string()),
-            Ok(blob) => clawdesk_engine::desk::review::thumbnail(
+            Ok(blob) => clawdesk_desk::review::thumbnail(
                 &state.store,
                 &blob,
                 &state.data_dir.join("thumbnails"),

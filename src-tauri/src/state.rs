@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use clawdesk_engine::desk::session::LiveSession;
+use clawdesk_desk::session::LiveSession;
 use clawdesk_store::Store;
 
 /// What every command can reach: the handles of the headless engine.

@@ -43,15 +43,32 @@ impl From<clawdesk_store::StoreError> for WireError {
     }
 }
 
-impl From<clawdesk_engine::EngineError> for WireError {
-    fn from(e: clawdesk_engine::EngineError) -> Self {
-        use clawdesk_engine::EngineError as E;
+impl From<clawdesk_desk::DeskError> for WireError {
+    fn from(e: clawdesk_desk::DeskError) -> Self {
+        use clawdesk_desk::DeskError as E;
         match e {
             E::Store(e) => e.into(),
+            E::Runtime(e) => e.into(),
             e => WireError {
                 code: match &e {
                     E::Settings { .. } => ErrorCode::Settings,
                     E::Session(_) => ErrorCode::Session,
+                    E::Model(_) => ErrorCode::Model,
+                    _ => ErrorCode::Export,
+                },
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<clawdesk_runtime::RuntimeError> for WireError {
+    fn from(e: clawdesk_runtime::RuntimeError) -> Self {
+        use clawdesk_runtime::RuntimeError as E;
+        match e {
+            E::Store(e) => e.into(),
+            e => WireError {
+                code: match &e {
                     E::Model(_) => ErrorCode::Model,
                     _ => ErrorCode::Export,
                 },
@@ -204,5 +221,5 @@ pub struct ExportProgress {
 #[derive(Debug, Serialize)]
 pub struct SettingsAnswer {
     pub saved: bool,
-    pub errors: Vec<clawdesk_engine::desk::settings::FieldError>,
+    pub errors: Vec<clawdesk_desk::settings::FieldError>,
 }

@@ -158,9 +158,9 @@ pub fn load_model(dir: &std::path::Path) -> clawdesk_model::source::LoadedModel 
 /// trainer looking again every 100 ms; data under `dir`, one episode, no gym score, no API.
 pub fn quick_live_settings(
     dir: &std::path::Path,
-    agent: clawdesk_engine::agent::AgentSettings,
-) -> clawdesk_engine::live::LiveSettings {
-    clawdesk_engine::live::LiveSettings {
+    agent: clawdesk_runtime::episode::AgentSettings,
+) -> clawdesk_runtime::live::LiveSettings {
+    clawdesk_runtime::live::LiveSettings {
         agent,
         episodes: 1,
         base_model: "tiny".into(),
@@ -194,7 +194,7 @@ pub const PRACTICE_WARM_STEPS: usize = 120;
 pub fn practice_base() -> std::path::PathBuf {
     // The app's own cache: the base made here is the one the app makes for
     // CLAWDESK_PRACTICE_WARM_STEPS=120, so a test of the app finds it made.
-    let cache = clawdesk_engine::bench::learn::default_cache().expect("a cache folder");
+    let cache = clawdesk_runtime::paths::default_cache().expect("a cache folder");
     let settings = clawdesk_trainer::practice::warm_start::WarmStartSettings {
         steps: PRACTICE_WARM_STEPS,
         ..Default::default()

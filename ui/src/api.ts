@@ -78,7 +78,7 @@ export interface NormPoint {
   y: number;
 }
 
-/** Mirrors `clawdesk_engine::desk::review::StepReview`. */
+/** Mirrors `clawdesk_desk::review::StepReview`. */
 export interface StepReview {
   step: {
     id: number;
@@ -150,7 +150,7 @@ export interface FieldError {
   message: string;
 }
 
-/** Mirrors `clawdesk_engine::desk::session::DeskEvent`. */
+/** Mirrors `clawdesk_desk::session::DeskEvent`. */
 export type DeskEvent =
   | { kind: "state"; state: string; message: string }
   | { kind: "progress"; what: string; done: number; total: number }

@@ -1,4 +1,4 @@
-use clawdesk_engine::desk::adapters::{ExportedAdapter, export_adapter};
+use clawdesk_runtime::adapters::{ExportedAdapter, export_adapter};
 use tauri::{AppHandle, Emitter, Runtime, State};
 
 use crate::AppState;

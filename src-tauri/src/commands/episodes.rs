@@ -53,9 +53,9 @@ pub async fn export_episodes(
     let out = std::path::PathBuf::from(&folder);
     let summary = tauri::async_runtime::spawn_blocking(move || match kind.as_str() {
         "traj" => {
-            clawdesk_engine::export::traj::export_trajectories(&store, &[], &out, &mut |_| {})
+            clawdesk_runtime::export::traj::export_trajectories(&store, &[], &out, &mut |_| {})
         }
-        _ => clawdesk_engine::export::chat::export_chat(&store, &[], false, &out, &mut |_| {}),
+        _ => clawdesk_runtime::export::chat::export_chat(&store, &[], false, &out, &mut |_| {}),
     })
     .await
     .map_err(|e| WireError {

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use clawdesk_engine::desk::session::{Answer, LiveSession, Mode, SessionPlaces, StartRequest};
-use clawdesk_engine::desk::settings::DeskSettings;
+use clawdesk_desk::session::{Answer, LiveSession, Mode, SessionPlaces, StartRequest};
+use clawdesk_desk::settings::DeskSettings;
 use tauri::{AppHandle, Emitter, Runtime, State};
 
 use crate::AppState;

@@ -1,4 +1,4 @@
-use clawdesk_engine::desk::settings::DeskSettings;
+use clawdesk_desk::settings::DeskSettings;
 use tauri::State;
 
 use crate::AppState;

@@ -1,4 +1,4 @@
-use clawdesk_engine::desk::review::{StepReview, person_says, step_review};
+use clawdesk_desk::review::{StepReview, person_says, step_review};
 use clawdesk_store::{StepId, TimelineFilter};
 use tauri::State;
 

@@ -1,0 +1,438 @@
+//! `clawdesk bench learn`: Binary RL, OPD and the combined method, each from the same
+//! warm-started practice base on the same seeds, trained on gym tasks judged by rule
+//! verifiers; held-out success before, along the way and after, in one table.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clawdesk_gym::TaskKind;
+use clawdesk_trainer::Method;
+use clawdesk_trainer::practice::episode::HintWhen;
+use clawdesk_trainer::practice::learn::{LearnEvent, LearnReport, LearnSettings, learn};
+use clawdesk_trainer::practice::warm_start::{WarmStartProgress, WarmStartSettings, practice_base};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    #[value(name = "binary-rl")]
+    BinaryRl,
+    Opd,
+    Combined,
+}
+
+impl MethodArg {
+    fn method(self) -> Method {
+        match self {
+            MethodArg::BinaryRl => Method::BinaryRl,
+            MethodArg::Opd => Method::Opd,
+            MethodArg::Combined => Method::Combined,
+        }
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::BinaryRl => "Binary RL",
+        Method::Opd => "OPD",
+        Method::Combined => "combined",
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HintArg {
+    /// Hints after wrong steps only.
+    #[value(name = "on-failure")]
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LearnBenchArgs {
+    /// Seed of the practice base, the task stream, the adapters and the sampling.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Seed of the practice base alone, when it differs from `--seed`: more runs from a base
+    /// already made, without making another.
+    #[arg(long)]
+    pub base_seed: Option<u64>,
+    /// Runs of every method from the one practice base, on seeds `seed`, `seed + 1`, ...
+    /// (task stream, adapters, sampling and held-out set); the table gives their mean and
+    /// spread, since one run of 100 held-out tasks is ±0.03 on its own.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub runs: u64,
+    #[arg(long = "method", value_enum, default_values_t = [MethodArg::BinaryRl, MethodArg::Opd, MethodArg::Combined])]
+    pub methods: Vec<MethodArg>,
+    /// Updates per method.
+    #[arg(long, default_value_t = LearnSettings::default().updates)]
+    pub updates: usize,
+    /// Train tasks per update.
+    #[arg(long, default_value_t = LearnSettings::default().tasks)]
+    pub tasks: usize,
+    /// Rollouts per task (rewards are standardised within each task's rollouts).
+    #[arg(long, default_value_t = LearnSettings::default().rollouts)]
+    pub rollouts: usize,
+    /// Optimiser steps (PPO epochs) per batch of rollouts.
+    #[arg(long, default_value_t = LearnSettings::default().epochs)]
+    pub epochs: usize,
+    /// Raw ±1 rewards instead of standardising them within each task's rollouts.
+    #[arg(long)]
+    pub raw_rewards: bool,
+    #[arg(long, default_value_t = LearnSettings::default().lr)]
+    pub lr: f64,
+    /// Only tasks of these kinds (click, type, menu) in training and evaluation; repeatable.
+    #[arg(long = "kind")]
+    pub kinds: Vec<TaskKind>,
+    /// Rank of each method's fresh LoRA (alpha is twice the rank).
+    #[arg(long, default_value_t = LearnSettings::default().rank)]
+    pub rank: usize,
+    #[arg(long, default_value_t = LearnSettings::default().eval_every)]
+    pub eval_every: usize,
+    /// Held-out tasks per evaluation.
+    #[arg(long, default_value_t = 100)]
+    pub eval_tasks: usize,
+    #[arg(long, value_enum, default_value_t = HintArg::OnFailure)]
+    pub hints: HintArg,
+    /// Supervised warm-start updates of the practice base (cached by its settings).
+    #[arg(long, default_value_t = WarmStartSettings::default().steps)]
+    pub warm_steps: usize,
+    /// The practice base gives each of the gym's names and numbers a token of its own.
+    #[arg(long)]
+    pub word_tokens: bool,
+    /// The practice base's warm start also trains the norm weights (see `gym base`).
+    #[arg(long)]
+    pub train_norms: bool,
+    /// The practice base's warm start also trains the token embeddings.
+    #[arg(long)]
+    pub train_embeddings: bool,
+    /// The practice base's demonstrated clicks quote the element line first (see `gym base`).
+    #[arg(long)]
+    pub grounded: bool,
+    /// The practice base starts from weights drawn as HF does for training (see `gym base`).
+    #[arg(long)]
+    pub trainable_init: bool,
+    /// Peak learning rate of the practice base's warm start.
+    #[arg(long, default_value_t = WarmStartSettings::default().lr)]
+    pub warm_lr: f64,
+    /// Share of the practice base's demonstrations with the hint in the prompt.
+    #[arg(long, default_value_t = WarmStartSettings::default().hint_share)]
+    pub warm_hint_share: f64,
+    /// Demonstrations per update of the practice base's warm start.
+    #[arg(long, default_value_t = WarmStartSettings::default().batch)]
+    pub warm_batch: usize,
+    /// Hold the warm start's peak rate instead of a cosine decay (see `gym base --flat-lr`).
+    #[arg(long)]
+    pub warm_flat_lr: bool,
+    /// Always-right demonstrations first, for this many warm-start updates, then
+    /// `--warm-steps` imperfect ones (`gym base --ceiling-steps`).
+    #[arg(long, default_value_t = 0)]
+    pub warm_ceiling_steps: usize,
+    /// The warm start's embedding learning rate as a share of `--warm-lr`
+    /// (`gym base --embeddings-lr-share`).
+    #[arg(long, default_value_t = 1.0)]
+    pub warm_embeddings_lr_share: f64,
+    /// The warm start's prompt curriculum (`gym base --context-grow`).
+    #[arg(long)]
+    pub warm_context_grow: bool,
+    /// Warm-start demonstrations of these kinds only (`gym base --kind`); repeatable.
+    #[arg(long = "warm-kind")]
+    pub warm_kinds: Vec<TaskKind>,
+    /// Where practice bases are cached (default: the user cache directory).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+}
+
+/// Logs a warm start's progress every 50 updates.
+pub fn log_warm_start(p: WarmStartProgress) {
+    if p.step.is_multiple_of(50) || p.step == p.steps {
+        tracing::info!(step = p.step, of = p.steps, loss = p.loss, "warm start");
+    }
+}
+
+pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
+    let kinds = TaskKind::or_all(&args.kinds);
+    let cache = match args.cache.clone() {
+        Some(c) => c,
+        None => clawdesk_runtime::paths::default_cache()?,
+    };
+    let warm = WarmStartSettings {
+        seed: args.base_seed.unwrap_or(args.seed),
+        steps: args.warm_steps,
+        word_tokens: args.word_tokens,
+        train_norms: args.train_norms,
+        train_embeddings: args.train_embeddings,
+        grounded: args.grounded,
+        trainable_init: args.trainable_init,
+        lr: args.warm_lr,
+        batch: args.warm_batch,
+        hint_share: args.warm_hint_share,
+        flat_lr: args.warm_flat_lr,
+        ceiling_steps: args.warm_ceiling_steps,
+        embeddings_lr_share: args.warm_embeddings_lr_share,
+        context_grow: args.warm_context_grow,
+        kinds: args.warm_kinds.clone(),
+        ..WarmStartSettings::default()
+    };
+    let (base, warm_report) = practice_base(&cache, &warm, &mut log_warm_start)?;
+    tracing::info!(
+        base = %base.display(),
+        without_hint = warm_report.success_without_hint,
+        with_hint = warm_report.success_with_hint,
+        "practice base ready"
+    );
+    let mut reports = Vec::new();
+    for run in 0..args.runs {
+        let seed = args.seed + run;
+        let mut of_run = Vec::new();
+        for m in &args.methods {
+            of_run.push(learn_one(&args, &base, &kinds, m.method(), seed)?);
+        }
+        reports.push(of_run);
+    }
+    Ok(render(&args, &warm_report, &reports))
+}
+
+/// One method's run from the base on `seed`, logging its evaluations and updates.
+fn learn_one(
+    args: &LearnBenchArgs,
+    base: &std::path::Path,
+    kinds: &[TaskKind],
+    method: Method,
+    seed: u64,
+) -> anyhow::Result<LearnReport> {
+    let settings = LearnSettings {
+        method,
+        updates: args.updates,
+        tasks: args.tasks,
+        rollouts: args.rollouts,
+        standardise: !args.raw_rewards,
+        epochs: args.epochs,
+        lr: args.lr,
+        rank: args.rank,
+        kinds: kinds.to_vec(),
+        alpha: 2.0 * args.rank as f64,
+        seed,
+        eval_every: args.eval_every,
+        eval_tasks: args.eval_tasks,
+        hints: match args.hints {
+            HintArg::OnFailure => HintWhen::OnFailure,
+            HintArg::Always => HintWhen::Always,
+        },
+        ..LearnSettings::default()
+    };
+    let name = method_name(settings.method);
+    Ok(learn(base, &settings, &mut |e| match e {
+        LearnEvent::Evaluated { update, success } => {
+            tracing::info!(method = name, seed, update, success, "held-out success");
+        }
+        LearnEvent::Updated {
+            update,
+            metrics,
+            batch_reward,
+        } => tracing::info!(
+            method = name,
+            update,
+            batch_reward,
+            loss = metrics.loss,
+            gap = metrics.mean_gap,
+            grad_norm = metrics.grad_norm,
+            clip_fraction = metrics.clip_fraction,
+            approx_kl = metrics.approx_kl,
+            samples = metrics.samples,
+            "update"
+        ),
+        LearnEvent::Skipped { update, reason } => {
+            tracing::warn!(method = name, update, reason, "update skipped");
+        }
+    })?)
+}
+
+/// Mean and sample standard deviation (0 for a single value).
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// `reports[run][method]`, methods in the same order in every run.
+fn render(
+    args: &LearnBenchArgs,
+    warm: &clawdesk_trainer::practice::WarmStartReport,
+    reports: &[Vec<LearnReport>],
+) -> String {
+    let mut out = String::new();
+    let runs = reports.len();
+    let seeds = if runs > 1 {
+        format!("seeds {}-{}", args.seed, args.seed + runs as u64 - 1)
+    } else {
+        format!("seed {}", args.seed)
+    };
+    let _ = writeln!(
+        out,
+        "bench learn — {seeds}, {} updates × {} tasks × {} rollouts (rewards {}), {} epochs, lr {}, hints {:?}, held-out tasks {}\n\
+         practice base: seed {}, warm start {} steps ({:.0} s), held-out greedy success {:.2} without hint, \
+         {:.2} with the hint in context\n",
+        args.updates,
+        args.tasks,
+        args.rollouts,
+        if args.raw_rewards {
+            "raw ±1"
+        } else {
+            "standardised per task"
+        },
+        args.epochs,
+        args.lr,
+        args.hints,
+        args.eval_tasks,
+        warm.settings.seed,
+        warm.settings.steps,
+        warm.seconds,
+        warm.success_without_hint,
+        warm.success_with_hint,
+    );
+    let target = LearnSettings::default().target;
+    let per_run = if runs > 1 {
+        format!(" (mean ± sd of {runs} runs)")
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "| method | held-out before | after {} updates{per_run} | best | updates to {target:.1} | wall s | trained samples/update | skipped |",
+        args.updates,
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let methods = reports.first().map_or(0, Vec::len);
+    for m in 0..methods {
+        let of: Vec<&LearnReport> = reports.iter().filter_map(|run| run.get(m)).collect();
+        let stat =
+            |f: fn(&LearnReport) -> f64| mean_sd(&of.iter().map(|r| f(r)).collect::<Vec<_>>());
+        let (before, _) = stat(|r| r.before);
+        let (after, sd) = stat(|r| r.after);
+        let (best, _) = stat(|r| r.curve.iter().map(|&(_, s)| s).fold(0.0, f64::max));
+        let (seconds, _) = stat(|r| r.seconds);
+        let (samples, _) = stat(|r| {
+            if r.metrics.is_empty() {
+                0.0
+            } else {
+                r.metrics.iter().map(|m| m.samples as f64).sum::<f64>() / r.metrics.len() as f64
+            }
+        });
+        let reached: Vec<f64> = of
+            .iter()
+            .filter_map(|r| r.updates_to_target.map(|u| u as f64))
+            .collect();
+        let to_target = match reached.len() {
+            0 => "not reached".to_string(),
+            k if k == of.len() => format!("{:.0}", mean_sd(&reached).0),
+            k => format!("{:.0} ({k} of {} runs)", mean_sd(&reached).0, of.len()),
+        };
+        let after = if runs > 1 {
+            format!("{after:.2} ± {sd:.2}")
+        } else {
+            format!("{after:.2}")
+        };
+        let skipped: usize = of.iter().map(|r| r.skipped).sum();
+        let _ = writeln!(
+            out,
+            "| {} | {before:.2} | {after} | {best:.2} | {to_target} | {seconds:.0} | {samples:.1} | {skipped} |",
+            method_name(of[0].method),
+        );
+    }
+    let _ = writeln!(out, "\ncurves (update: held-out success):");
+    for (run, of_run) in reports.iter().enumerate() {
+        for r in of_run {
+            let points: Vec<String> = r.curve.iter().map(|(u, s)| format!("{u}:{s:.2}")).collect();
+            let seed = if runs > 1 {
+                format!(" (seed {})", args.seed + run as u64)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "- {}{seed}: {}",
+                method_name(r.method),
+                points.join(" ")
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LearnBenchArgs,
+    }
+
+    fn report(method: Method, after: f64, to_target: Option<usize>) -> LearnReport {
+        LearnReport {
+            method,
+            before: 0.4,
+            after,
+            curve: vec![(0, 0.4), (40, after)],
+            updates_to_target: to_target,
+            seconds: 30.0,
+            metrics: Vec::new(),
+            skipped: 1,
+        }
+    }
+
+    #[test]
+    fn several_runs_are_one_row_per_method_with_their_mean_and_spread() {
+        let args = Cli::parse_from(["bench", "--seed", "3", "--runs", "2"]).args;
+        let warm = clawdesk_trainer::practice::WarmStartReport {
+            recipe: 2,
+            settings: WarmStartSettings::default(),
+            final_loss: 0.1,
+            success_without_hint: 0.5,
+            success_with_hint: 1.0,
+            seconds: 60.0,
+            device: "cpu".into(),
+            curriculum: None,
+        };
+        let reports = vec![
+            vec![
+                report(Method::BinaryRl, 0.8, Some(40)),
+                report(Method::Combined, 0.9, Some(20)),
+            ],
+            vec![
+                report(Method::BinaryRl, 0.9, None),
+                report(Method::Combined, 0.9, Some(40)),
+            ],
+        ];
+        let table = render(&args, &warm, &reports);
+        assert!(table.contains("seeds 3-4"), "{table}");
+        assert!(table.contains("(mean ± sd of 2 runs)"), "{table}");
+        assert!(
+            table.contains(
+                "| Binary RL | 0.40 | 0.85 ± 0.07 | 0.85 | 40 (1 of 2 runs) | 30 | 0.0 | 2 |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| combined | 0.40 | 0.90 ± 0.00 | 0.90 | 30 | 30 | 0.0 | 2 |"),
+            "{table}"
+        );
+        assert_eq!(table.matches("| Binary RL |").count(), 1, "{table}");
+        assert!(
+            table.contains("- combined (seed 4): 0:0.40 40:0.90"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_spread_is_the_sample_standard_deviation() {
+        assert_eq!(mean_sd(&[0.9]), (0.9, 0.0));
+        let (mean, sd) = mean_sd(&[0.8, 0.9, 1.0]);
+        assert!((mean - 0.9).abs() < 1e-12);
+        assert!((sd - 0.1).abs() < 1e-12, "{sd}");
+    }
+}

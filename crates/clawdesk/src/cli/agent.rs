@@ -1,0 +1,272 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use clawdesk_agent::{ActionFormat, AgentPrompts, Policy, RemoteConfig};
+use clawdesk_runtime::episode::{AgentSettings, StepReport, StopOnLoop, run_agent};
+use clawdesk_runtime::live::{LiveSettings, run_live};
+use clawdesk_store::Store;
+
+use super::{DesktopArgs, data_dir};
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    command: AgentCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Run the model as an agent for one episode, recording every step.
+    Run(Box<RunArgs>),
+    /// Run the agent while the judge scores its steps and the trainer learns from them,
+    /// publishing adapter versions that the agent picks up between steps.
+    Live(Box<LiveArgs>),
+}
+
+#[derive(Debug, Args)]
+struct LiveArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    judge: super::judge::JudgeChoice,
+    /// Episodes to run (the stop key ends the current one and the run).
+    #[arg(long, default_value_t = 1)]
+    episodes: usize,
+    /// Judged steps per training update.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    #[arg(long, default_value_t = 32.0)]
+    alpha: f64,
+    /// Publish the adapter to the agent every this many updates.
+    #[arg(long, default_value_t = 1)]
+    publish_every: u64,
+    /// Keep the folders of this many newest adapter versions (0: all); older ones are pruned,
+    /// except versions a person exported or activated.
+    #[arg(long, default_value_t = 50)]
+    keep_adapters: usize,
+    /// Write a resumable checkpoint every this many updates.
+    #[arg(long, default_value_t = 10)]
+    checkpoint_every: u64,
+    /// Learn only from steps whose adapter is at most this many updates older than the one
+    /// being trained.
+    #[arg(long, default_value_t = 8)]
+    max_staleness: u64,
+    /// CPU threads of the policy's own pool (default: shared with the trainer).
+    #[arg(long)]
+    policy_threads: Option<usize>,
+    /// CPU threads of the trainer's own pool (default: shared with the policy).
+    #[arg(long)]
+    trainer_threads: Option<usize>,
+    /// Held-out gym tasks each published adapter is scored on (0: none).
+    #[arg(long, default_value_t = 24)]
+    gym_tasks: usize,
+    /// Also serve the live policy over the OpenAI-compatible API on this address; sessions'
+    /// main turns are judged and trained on with the agent's steps.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<std::net::SocketAddr>,
+    /// The bearer token for --serve (default: $CLAWDESK_API_TOKEN); required off loopback.
+    #[arg(long, requires = "serve")]
+    token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    desktop: DesktopArgs,
+    /// What the agent is to do.
+    #[arg(long)]
+    instruction: String,
+    /// The policy: a model folder or hub id.
+    #[arg(long, required_unless_present = "remote")]
+    model: Option<String>,
+    /// Or a policy served elsewhere: an OpenAI-compatible API root (vLLM, `clawdesk serve`),
+    /// asked for log-probabilities and token ids so its steps train here.
+    #[arg(long, conflicts_with = "model", value_name = "URL")]
+    remote: Option<String>,
+    /// The remote server's model name.
+    #[arg(long, default_value = "clawdesk", requires = "remote")]
+    remote_model: String,
+    /// Read the remote server's API key from this environment variable.
+    #[arg(long, value_name = "VAR", requires = "remote")]
+    remote_key_env: Option<String>,
+    /// A PEFT adapter folder to serve on top of the model (default: the adapter activated
+    /// with `clawdesk adapters activate`, if any).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// The version number the adapter's steps are recorded under.
+    #[arg(long, default_value_t = 1, requires = "adapter")]
+    adapter_version: i64,
+    /// The app the episode is about (its accessibility tree is read).
+    #[arg(long)]
+    app: Option<String>,
+    /// The model's action format: qwen3-vl, qwen2.5-vl, ui-tars-1000, ui-tars-pixels,
+    /// pyautogui, computer-13.
+    #[arg(long, default_value = "qwen3-vl")]
+    format: ActionFormat,
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Past screenshots kept in the prompt.
+    #[arg(long, default_value_t = 2)]
+    window: usize,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A folder of prompt templates that override the built-in ones (see prompts/README.md).
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    match args.command {
+        AgentCommand::Run(a) => run_one(*a).await,
+        AgentCommand::Live(a) => live(*a).await,
+    }
+}
+
+fn settings_of(a: &RunArgs) -> AgentSettings {
+    let mut settings = AgentSettings::new(a.instruction.clone());
+    settings.app = a.app.clone();
+    settings.format = a.format;
+    settings.max_steps = a.steps;
+    settings.window = a.window;
+    settings.sampling.temperature = a.temperature;
+    settings.sampling.max_tokens = a.max_tokens;
+    settings.sampling.seed = a.seed;
+    settings
+}
+
+fn report_step(report: &StepReport) {
+    eprintln!(
+        "step {}: {:?} in {:.1} s (generation {:.1} s, adapter {:?})",
+        report.index + 1,
+        report.outcome,
+        report.step_seconds,
+        report.generate_seconds,
+        report.version
+    );
+}
+
+async fn live(a: LiveArgs) -> anyhow::Result<()> {
+    a.run.desktop.require_allowlist()?;
+    if a.run.adapter.is_some() {
+        anyhow::bail!("agent live trains its own adapter from the base model; drop --adapter");
+    }
+    let Some(model) = a.run.model.clone() else {
+        anyhow::bail!("agent live trains a local model: give --model, not --remote");
+    };
+    let data = data_dir(&a.run.data_dir)?;
+    let store = std::sync::Arc::new(Store::open(&data)?);
+    let dirs = clawdesk_prompts::search_path(a.run.prompts.as_deref(), Some(&data));
+    let prompts = AgentPrompts::load(&dirs)?;
+    let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
+    let judge = a.judge.build(&dirs).await?;
+    let base = tokio::task::block_in_place(|| super::gym::load(&model, None))?;
+    let desktop = a.run.desktop.connect_to_act().await?;
+    let settings = LiveSettings {
+        agent: settings_of(&a.run),
+        episodes: a.episodes,
+        base_model: model,
+        lora: clawdesk_model::LoraConfig::new(a.rank, a.alpha),
+        train: clawdesk_trainer::run::TrainLoopSettings {
+            batch: a.batch,
+            checkpoint_every: a.checkpoint_every,
+            schedule: clawdesk_trainer::optim::Schedule::Constant { lr: a.lr },
+            max_staleness: Some(a.max_staleness),
+            ..Default::default()
+        },
+        publish_every: a.publish_every,
+        adapters_dir: data.join("adapters"),
+        keep_adapters: a.keep_adapters,
+        checkpoints_dir: data.join("checkpoints").join("live"),
+        judge: clawdesk_judge::LoopOptions::default(),
+        trainer_idle: std::time::Duration::from_millis(250),
+        policy_threads: a.policy_threads,
+        trainer_threads: a.trainer_threads,
+        gym_tasks: a.gym_tasks,
+        serve: a.serve.map(|bind| clawdesk_server::ServerConfig {
+            bind,
+            token: super::serve::api_token(&a.token),
+            ..clawdesk_server::ServerConfig::default()
+        }),
+    };
+    let report = run_live(
+        &desktop,
+        store,
+        base,
+        Some(judge),
+        &prompts,
+        hints,
+        &settings,
+        &StopOnLoop,
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// Serves `adapter` when one is named, else the version a person activated (`clawdesk
+/// adapters activate`, rollbacks included), else the base model.
+pub(super) async fn activate_for_serving(
+    policy: &Policy,
+    store: &Store,
+    adapter: Option<&PathBuf>,
+    version: i64,
+) -> anyhow::Result<()> {
+    if let Some(dir) = adapter {
+        policy.activate(version, dir.clone()).await?;
+    } else if let Some(active) = store.active_adapter()? {
+        eprintln!("serving adapter v{} ({})", active.version, active.path);
+        policy
+            .activate(active.version, PathBuf::from(&active.path))
+            .await?;
+    }
+    Ok(())
+}
+
+async fn run_one(a: RunArgs) -> anyhow::Result<()> {
+    a.desktop.require_allowlist()?;
+    let data = data_dir(&a.data_dir)?;
+    let store = Store::open(&data)?;
+    let dirs = clawdesk_prompts::search_path(a.prompts.as_deref(), Some(&data));
+    let prompts = AgentPrompts::load(&dirs)?;
+    let policy = match (&a.remote, &a.model) {
+        (Some(url), _) => {
+            let mut config = RemoteConfig::new(url.clone(), a.remote_model.clone());
+            if let Some(var) = &a.remote_key_env {
+                config.api_key =
+                    Some(std::env::var(var).with_context(|| format!("${var} is not set"))?);
+            }
+            Policy::remote(config)?
+        }
+        (None, Some(model)) => Policy::spawn(tokio::task::block_in_place(|| {
+            super::gym::load(model, None)
+        })?),
+        (None, None) => anyhow::bail!("give --model or --remote"),
+    };
+    activate_for_serving(&policy, &store, a.adapter.as_ref(), a.adapter_version).await?;
+    let desktop = a.desktop.connect_to_act().await?;
+    let settings = settings_of(&a);
+    let summary = run_agent(
+        &desktop,
+        &store,
+        &policy,
+        &prompts,
+        &settings,
+        &StopOnLoop,
+        report_step,
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}

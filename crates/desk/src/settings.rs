@@ -1,0 +1,349 @@
+//! The app's settings: one JSON file in the data folder, every field with a default, checked
+//! as a whole before it is saved so the window can name each bad field.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clawdesk_desktop::StopKeyName;
+use clawdesk_model::LoraConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::DeskError;
+
+/// Which judge scores the agent's steps besides the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeKind {
+    /// Only the person's approve/reject clicks.
+    Person,
+    /// The local model votes as judge.
+    Local,
+    /// An OpenAI-compatible endpoint (vLLM, OpenAI).
+    Endpoint,
+}
+
+/// Everything a person can set in the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DeskSettings {
+    /// A local model folder or a hub id.
+    pub base_model: String,
+    pub judge: JudgeKind,
+    pub judge_endpoint: String,
+    pub judge_model: String,
+    /// The environment variable holding the endpoint's API key (empty: none).
+    pub judge_api_key_env: String,
+    pub votes: usize,
+    pub lora_rank: usize,
+    pub lora_alpha: f64,
+    pub lora_targets: Vec<String>,
+    pub w_rl: f64,
+    pub w_opd: f64,
+    pub learning_rate: f64,
+    /// Judged steps per update.
+    pub batch: usize,
+    /// Apps the agent may act in (empty: in a sandbox, any app but the guard's deny-list; on
+    /// this desktop, a session is refused).
+    pub allowed_apps: Vec<String>,
+    /// Apps the agent may type into although which of their elements has focus cannot be
+    /// read (no accessibility tree); the person's explicit opt-in.
+    pub allow_unknown_focus: Vec<String>,
+    /// pause, scroll_lock or f12.
+    pub stop_key: String,
+    /// Where the store lives; a change takes effect at the next start.
+    pub data_dir: String,
+    pub max_steps: usize,
+    /// Published adapter versions whose folders are kept (0: all); exported and activated
+    /// versions are always kept.
+    pub keep_adapters: usize,
+    /// Run the agent in a display of its own (Xvfb) rather than on this desktop.
+    pub sandbox: bool,
+    /// The program opened in the sandbox before the agent starts (empty: none).
+    pub launch: String,
+}
+
+impl Default for DeskSettings {
+    fn default() -> Self {
+        DeskSettings {
+            base_model: "Qwen/Qwen3-VL-2B-Instruct".into(),
+            // The person's clicks always count and override; the local model scores the rest.
+            judge: JudgeKind::Local,
+            judge_endpoint: String::new(),
+            judge_model: String::new(),
+            judge_api_key_env: String::new(),
+            votes: 3,
+            lora_rank: 16,
+            lora_alpha: 32.0,
+            lora_targets: LoraConfig::DEFAULT_TARGETS
+                .iter()
+                .map(|t| (*t).to_owned())
+                .collect(),
+            w_rl: 1.0,
+            w_opd: 1.0,
+            learning_rate: 1e-5,
+            batch: 16,
+            allowed_apps: Vec::new(),
+            allow_unknown_focus: Vec::new(),
+            stop_key: "pause".into(),
+            data_dir: String::new(),
+            max_steps: 30,
+            keep_adapters: 50,
+            sandbox: true,
+            launch: String::new(),
+        }
+    }
+}
+
+/// One field the window should mark, with what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl DeskSettings {
+    /// Every problem at once, so the person can mend them in one go.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut bad =
+            |field: &'static str, message: String| errors.push(FieldError { field, message });
+        if self.base_model.trim().is_empty() {
+            bad(
+                "baseModel",
+                "name a model folder, a hub id such as Qwen/Qwen3-VL-2B-Instruct, or practice \
+                 (the tiny practice base)"
+                    .into(),
+            );
+        } else if looks_like_path(&self.base_model) && !Path::new(&self.base_model).is_dir() {
+            bad(
+                "baseModel",
+                format!("the folder {} does not exist", self.base_model),
+            );
+        }
+        if self.judge == JudgeKind::Endpoint {
+            if !(self.judge_endpoint.starts_with("http://")
+                || self.judge_endpoint.starts_with("https://"))
+            {
+                bad(
+                    "judgeEndpoint",
+                    "an endpoint judge needs an http(s) API root, e.g. http://127.0.0.1:8000/v1"
+                        .into(),
+                );
+            }
+            if self.judge_model.trim().is_empty() {
+                bad("judgeModel", "name the endpoint's model".into());
+            }
+        }
+        if !(1..=15).contains(&self.votes) {
+            bad(
+                "votes",
+                format!("votes per step run from 1 to 15, not {}", self.votes),
+            );
+        }
+        if !(1..=512).contains(&self.lora_rank) {
+            bad(
+                "loraRank",
+                format!("the LoRA rank runs from 1 to 512, not {}", self.lora_rank),
+            );
+        }
+        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
+            bad("loraAlpha", "LoRA alpha must be a positive number".into());
+        }
+        let known = LoraConfig::DEFAULT_TARGETS;
+        if self.lora_targets.is_empty() {
+            bad("loraTargets", "choose at least one layer to adapt".into());
+        } else if let Some(t) = self
+            .lora_targets
+            .iter()
+            .find(|t| !known.contains(&t.as_str()))
+        {
+            bad(
+                "loraTargets",
+                format!("{t:?} is not one of {}", known.join(", ")),
+            );
+        }
+        for (field, w) in [("wRl", self.w_rl), ("wOpd", self.w_opd)] {
+            if !(w.is_finite() && (0.0..=10.0).contains(&w)) {
+                bad(field, format!("a weight runs from 0 to 10, not {w}"));
+            }
+        }
+        if self.w_rl == 0.0 && self.w_opd == 0.0 {
+            bad(
+                "wRl",
+                "w_rl and w_opd cannot both be 0: nothing would be learned".into(),
+            );
+        }
+        if !(self.learning_rate.is_finite()
+            && self.learning_rate > 0.0
+            && self.learning_rate <= 0.1)
+        {
+            bad(
+                "learningRate",
+                format!(
+                    "the learning rate lies in (0, 0.1], not {}",
+                    self.learning_rate
+                ),
+            );
+        }
+        if !(1..=1024).contains(&self.batch) {
+            bad(
+                "batch",
+                format!("a batch holds 1 to 1024 steps, not {}", self.batch),
+            );
+        }
+        if let Err(e) = StopKeyName::from_str(&self.stop_key) {
+            bad("stopKey", e.to_string());
+        }
+        if !self.data_dir.trim().is_empty() && !Path::new(&self.data_dir).is_absolute() {
+            bad("dataDir", "the data folder must be an absolute path".into());
+        }
+        if !(1..=1000).contains(&self.max_steps) {
+            bad(
+                "maxSteps",
+                format!("an episode takes 1 to 1000 steps, not {}", self.max_steps),
+            );
+        }
+        if self.allowed_apps.iter().any(|a| a.trim().is_empty()) {
+            bad(
+                "allowedApps",
+                "an allowed app's name cannot be blank".into(),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The LoRA the trainer attaches.
+    pub fn lora(&self) -> LoraConfig {
+        let mut lora = LoraConfig::new(self.lora_rank, self.lora_alpha);
+        lora.target_modules = self.lora_targets.clone();
+        lora
+    }
+
+    /// Where the settings of the data folder `data` live.
+    pub fn path_in(data: &Path) -> PathBuf {
+        data.join("settings.json")
+    }
+
+    /// The saved settings, or the defaults when none were saved; a file that cannot be read
+    /// is an error (never silently replaced by defaults).
+    pub fn load(data: &Path) -> Result<DeskSettings, DeskError> {
+        let path = Self::path_in(data);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DeskError::Settings {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeskSettings::default()),
+            Err(e) => Err(DeskError::Settings {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Writes the settings atomically (a new file renamed over the old), after checking them.
+    pub fn save(&self, data: &Path) -> Result<(), DeskError> {
+        let path = Self::path_in(data);
+        let fail = |e: std::io::Error| DeskError::Settings {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        };
+        if let Err(errors) = self.validate() {
+            return Err(DeskError::Settings {
+                path: path.display().to_string(),
+                detail: errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        let json = serde_json::to_vec_pretty(self).map_err(|e| DeskError::Settings {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        std::fs::create_dir_all(data).map_err(fail)?;
+        let mut file = tempfile::NamedTempFile::new_in(data).map_err(fail)?;
+        std::io::Write::write_all(&mut file, &json).map_err(fail)?;
+        file.as_file().sync_all().map_err(fail)?;
+        file.persist(&path).map_err(|e| fail(e.error))?;
+        Ok(())
+    }
+}
+
+/// A model name with a slash may be a hub id (`Qwen/Qwen3-VL-2B-Instruct`); one starting with
+/// `/`, `.` or `~` is a folder.
+fn looks_like_path(model: &str) -> bool {
+    model.starts_with('/') || model.starts_with('.') || model.starts_with('~')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            DeskSettings::load(dir.path()).unwrap(),
+            DeskSettings::default()
+        );
+        DeskSettings::default().validate().unwrap();
+        let s = DeskSettings {
+            votes: 5,
+            allowed_apps: vec!["mousepad".into()],
+            ..DeskSettings::default()
+        };
+        s.save(dir.path()).unwrap();
+        assert_eq!(DeskSettings::load(dir.path()).unwrap(), s);
+    }
+
+    #[test]
+    fn every_bad_field_is_named_and_nothing_is_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = DeskSettings {
+            base_model: "/no/such/model".into(),
+            judge: JudgeKind::Endpoint,
+            judge_endpoint: "localhost:8000".into(),
+            votes: 0,
+            lora_rank: 0,
+            lora_targets: vec!["q_proj".into(), "lm_head".into()],
+            w_rl: 0.0,
+            w_opd: 0.0,
+            learning_rate: f64::NAN,
+            stop_key: "escape".into(),
+            data_dir: "relative/dir".into(),
+            ..DeskSettings::default()
+        };
+        let errors = s.validate().unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        for field in [
+            "baseModel",
+            "judgeEndpoint",
+            "judgeModel",
+            "votes",
+            "loraRank",
+            "loraTargets",
+            "wRl",
+            "learningRate",
+            "stopKey",
+            "dataDir",
+        ] {
+            assert!(fields.contains(&field), "{field} in {errors:?}");
+        }
+        assert!(s.save(dir.path()).is_err());
+        assert!(!DeskSettings::path_in(dir.path()).exists());
+    }
+
+    #[test]
+    fn a_damaged_file_is_an_error_not_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(DeskSettings::path_in(dir.path()), b"{ not json").unwrap();
+        let err = DeskSettings::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("settings.json"), "{err}");
+    }
+}
