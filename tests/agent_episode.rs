@@ -3,6 +3,7 @@
 //! version that produced it; a reply that is not an action is an invalid step, not a crash;
 //! the stop key ends an episode.
 
+use clawdesk_agent::turn::PolicyTurn;
 use clawdesk_agent::{AgentPrompts, Policy};
 use clawdesk_desktop::{Action, GuardConfig};
 use clawdesk_model::source::LoadedModel;
@@ -10,7 +11,6 @@ use clawdesk_model::{LoraConfig, tiny};
 use clawdesk_runtime::episode::{AgentSettings, EndReason, PauseSwitch, StopOnLoop, run_agent};
 use clawdesk_store::{EpisodeId, EpisodeStatus, StepOutcome, Store};
 use clawdesk_tests::{load_model, start_app};
-use clawdesk_trainer::stored::PolicyTurn;
 
 fn tiny_model(dir: &std::path::Path) -> LoadedModel {
     tiny::write_tiny_model(dir, &tiny::default_config(), 3).expect("tiny model");

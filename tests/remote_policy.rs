@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use clawdesk_agent::turn::PolicyTurn;
 use clawdesk_agent::{AgentPrompts, Policy, RemoteConfig};
 use clawdesk_desktop::GuardConfig;
 use clawdesk_model::{LoraConfig, tiny};
@@ -12,7 +13,6 @@ use clawdesk_runtime::episode::{AgentSettings, StopOnLoop, run_agent};
 use clawdesk_server::{Api, ServerConfig};
 use clawdesk_store::{EpisodeId, Store};
 use clawdesk_tests::{load_model, start_app};
-use clawdesk_trainer::stored::PolicyTurn;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_server_as_the_remote_policy_drives_the_agent() {

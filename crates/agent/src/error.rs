@@ -38,4 +38,8 @@ pub enum AgentError {
     /// A remote policy's endpoint failed or answered something unreadable.
     #[error("remote policy: {0}")]
     Remote(String),
+    /// A step's stored policy turn that does not read back (bad JSON, tokens without their
+    /// log-probabilities).
+    #[error("a stored policy turn: {0}")]
+    StoredTurn(String),
 }

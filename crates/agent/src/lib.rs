@@ -9,6 +9,7 @@ pub mod format;
 pub mod policy;
 pub mod prompt;
 pub mod remote;
+pub mod turn;
 
 pub use error::{AgentError, FormatError};
 pub use format::{ActionFormat, AgentAction, Frame, Reply};
@@ -18,3 +19,4 @@ pub use prompt::{
     practice_elements,
 };
 pub use remote::{RemoteConfig, RemotePolicy};
+pub use turn::PolicyTurn;

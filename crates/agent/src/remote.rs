@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use clawdesk_desktop::observe::encode_png;
 use clawdesk_model::chat::{Message, Part};
 use clawdesk_model::generate::Finish;
 use clawdesk_model::preprocess::smart_resize;
@@ -136,7 +135,7 @@ impl RemotePolicy {
             .iter()
             .map(|image| {
                 // The fast PNG settings screenshots are stored with.
-                let png = encode_png(&image.to_rgba8())
+                let png = clawdesk_png::encode(&image.to_rgba8())
                     .map_err(|e| remote_error("encoding a screenshot", e))?;
                 Ok(format!(
                     "data:image/png;base64,{}",

@@ -44,7 +44,7 @@ pub fn step_review(store: &Store, step: StepId) -> Result<StepReview, DeskError>
     let s = store.step(step)?;
     let episode = store.episode(s.episode)?;
     let action = serde_json::from_value::<Action>(s.action.clone()).ok();
-    let reply = clawdesk_trainer::stored::PolicyTurn::of_step(s.response.as_ref())
+    let reply = clawdesk_agent::turn::PolicyTurn::of_step(s.response.as_ref())
         .ok()
         .flatten()
         .map(|t| t.text);

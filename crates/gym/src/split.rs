@@ -1,7 +1,7 @@
 //! Train and held-out splits by layout: a task is held out when its signature says so, so no
 //! held-out layout (widgets, colours, goal) is ever trained on.
 
-use clawdesk_model::rng::SeededRng;
+use clawdesk_rng::SeededRng;
 
 use crate::task::{Task, TaskKind};
 

@@ -1,7 +1,7 @@
 //! The tasks: seeded layouts, the expert's next action, the rule verifier, and the hindsight
 //! hint ("the right action was ...") that a judge writes after seeing what happened.
 
-use clawdesk_model::rng::SeededRng;
+use clawdesk_rng::SeededRng;
 
 use crate::action::GymAction;
 use crate::screen::{COLS, Cell, Colour, Screen, Widget, WidgetRole};

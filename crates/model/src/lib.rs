@@ -15,7 +15,8 @@ pub mod ops;
 pub mod peft;
 pub mod preprocess;
 pub mod processor;
-pub mod rng;
+/// The seeded generator every seeded piece shares; its own crate so the gym needs no candle.
+pub use clawdesk_rng as rng;
 pub mod rope;
 pub mod source;
 pub mod text;

@@ -3,6 +3,9 @@
 //! reproducible bit for bit from a seed, since committed goldens (and their checksums) depend on
 //! them. It uses integer and IEEE-exact arithmetic only: libm's `ln`, `sin` and `cos` may differ
 //! in the last bit between CPUs (glibc picks FMA or non-FMA variants at run time).
+//!
+//! A crate of its own, depending on nothing, so that the gym (and the practice window over it)
+//! draws the same tasks as the trainer without linking candle.
 
 /// SplitMix64 with helpers for the distributions we need.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use clawdesk_agent::turn::PolicyTurn;
 use clawdesk_agent::{
     ActionFormat, AgentAction, AgentError, AgentPrompts, Frame, PastStep, Policy, PolicyRequest,
     Reply, conversation, practice_conversation, practice_elements,
@@ -25,7 +26,6 @@ use clawdesk_store::{
     BlobId, BlobKind, EpisodeId, EpisodeStatus, NewEpisode, NewStep, StepId, StepOutcome, Store,
     now_ms,
 };
-use clawdesk_trainer::stored::PolicyTurn;
 use image::DynamicImage;
 
 use crate::RuntimeError;

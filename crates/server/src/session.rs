@@ -3,9 +3,8 @@
 //! Side turns (a client's own summaries, titles, ...) are served but never stored.
 
 use axum::http::HeaderMap;
-use clawdesk_desktop::observe::encode_png;
+use clawdesk_agent::turn::PolicyTurn;
 use clawdesk_store::{BlobKind, EpisodeId, EpisodeStatus, NewTurn, StepId, Store};
-use clawdesk_trainer::stored::PolicyTurn;
 use image::DynamicImage;
 
 use crate::error::ApiError;
@@ -155,7 +154,7 @@ pub fn record(
         .map(|image| {
             // Stored as the agent's screenshots are (fast PNG, RGBA: the model composites any
             // transparency onto white either way, so it sees the same pixels again).
-            let png = encode_png(&image.to_rgba8())
+            let png = clawdesk_png::encode(&image.to_rgba8())
                 .map_err(|e| ApiError::Internal(format!("encoding an image to store: {e}")))?;
             store.put_blob(&png, BlobKind::Png).map_err(store_error)
         })

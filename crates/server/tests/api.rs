@@ -9,11 +9,11 @@ use std::time::Duration;
 use base64::Engine;
 use candle_core::Device;
 use clawdesk_agent::Policy;
+use clawdesk_agent::turn::PolicyTurn;
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::tiny;
 use clawdesk_server::{Api, ServerConfig};
 use clawdesk_store::{EpisodeStatus, StepId, StepKind, Store};
-use clawdesk_trainer::stored::PolicyTurn;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 

@@ -14,6 +14,7 @@
 //! ([`stored`] says what a step keeps of its policy turn), figures per update, checkpoints.
 
 pub mod advantage;
+pub mod base_weights;
 pub mod checkpoint;
 mod error;
 pub mod loss;
@@ -32,4 +33,5 @@ pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use error::{Result, TrainerError};
 pub use loss::{ClipRange, LossParts, Objective, surrogate_loss};
 pub use optim::{AdamW, AdamWConfig, Schedule, UpdateReport};
+pub use run::{LearningChoices, TrainLoopSettings};
 pub use update::{TrainSample, UpdateMetrics, UpdateSettings, update};

@@ -18,9 +18,10 @@ use clawdesk_model::rng::SeededRng;
 use clawdesk_model::{Logits, LoraConfig, ModelInput, Qwen3Vl, ScoreItem, tiny};
 use serde::{Deserialize, Serialize};
 
+use crate::base_weights::{adapter_and_base_optimizer, gradients_in_order, hold_still};
 use crate::error::{Result, TrainerError};
+use crate::practice::curriculum::{CHECK_EVERY, GROW_AT};
 use crate::practice::episode::load_on;
-use crate::practice::warm_start::{adapter_and_base_optimizer, gradients_in_order, hold_still};
 
 const BOS: u32 = 1;
 const SEPARATOR: u32 = 5;
@@ -89,7 +90,7 @@ pub struct ProbeSettings {
     #[serde(default)]
     pub train_embeddings: bool,
     /// The embeddings' learning rate as a share of `lr` (an untied head keeps the full rate).
-    #[serde(default = "crate::practice::warm_start::one")]
+    #[serde(default = "one")]
     pub embeddings_lr_share: f64,
     /// The norms and embeddings (when trained) stay put until this step, so the adapter
     /// can form a skill before a learnable head can shortcut it. 0: from the first step.
@@ -120,14 +121,12 @@ pub struct ProbeSettings {
     pub prefix_grow: usize,
 }
 
-/// The greedy accuracy at the current filler length at which the curriculum lengthens it.
-pub const GROW_AT: f64 = 0.9;
-
-/// Steps between the curriculum's checks.
-pub const CHECK_EVERY: usize = 50;
-
 /// Sequences in each curriculum check (drawn afresh at the current length).
 const CHECK_SIZE: usize = 100;
+
+fn one() -> f64 {
+    1.0
+}
 
 impl Default for ProbeSettings {
     fn default() -> Self {

@@ -14,9 +14,10 @@ use crate::advantage::Method;
 use crate::checkpoint;
 use crate::error::{Result, TrainerError};
 use crate::optim::{AdamW, AdamWConfig, Schedule};
-use crate::stored::PolicyTurn;
+use crate::stored::training_sample;
 use crate::teacher::HintTemplate;
 use crate::update::{TrainSample, UpdateMetrics, UpdateSettings, update};
+use clawdesk_agent::turn::PolicyTurn;
 
 /// How the loop trains.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +55,62 @@ impl Default for TrainLoopSettings {
             update: UpdateSettings::default(),
             max_staleness: None,
             turn_patience: std::time::Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a person chooses about learning, the same in every front end (the command line's
+/// `train run` and `agent live`, the window's settings, the benchmarks): each fills this in
+/// from its own inputs and takes the loop's settings from [`LearningChoices::train_loop`], so
+/// a default changes in one place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearningChoices {
+    pub method: Method,
+    /// The weights of the Binary RL and OPD advantages in the combined method.
+    pub w_rl: f32,
+    pub w_opd: f32,
+    /// A constant learning rate.
+    pub lr: f64,
+    /// Trainable samples per update.
+    pub batch: usize,
+    /// A checkpoint every this many updates.
+    pub checkpoint_every: u64,
+    /// See [`TrainLoopSettings::max_staleness`]. The live loop learns only from recent
+    /// adapters by default; training over a store afterwards (`train run`) sets `None`.
+    pub max_staleness: Option<u64>,
+}
+
+impl Default for LearningChoices {
+    fn default() -> Self {
+        let loop_defaults = TrainLoopSettings::default();
+        let advantages = crate::advantage::AdvantageSettings::default();
+        Self {
+            method: advantages.method,
+            w_rl: advantages.w_rl,
+            w_opd: advantages.w_opd,
+            lr: 1e-5,
+            batch: loop_defaults.batch,
+            checkpoint_every: loop_defaults.checkpoint_every,
+            max_staleness: Some(8),
+        }
+    }
+}
+
+impl LearningChoices {
+    /// The training loop's settings for these choices, the run named `run` in the figures.
+    pub fn train_loop(&self, run: &str) -> TrainLoopSettings {
+        let mut update = UpdateSettings::default();
+        update.advantages.method = self.method;
+        update.advantages.w_rl = self.w_rl;
+        update.advantages.w_opd = self.w_opd;
+        TrainLoopSettings {
+            run: run.to_owned(),
+            batch: self.batch,
+            checkpoint_every: self.checkpoint_every,
+            schedule: Schedule::Constant { lr: self.lr },
+            update,
+            max_staleness: self.max_staleness,
+            ..TrainLoopSettings::default()
         }
     }
 }
@@ -284,15 +341,20 @@ impl<'a> TrainLoop<'a> {
                     }
                     return Ok((samples, cursor));
                 };
-                let sample =
-                    match turn.sample(self.store, &self.loaded.processor, &self.hints, &verdict) {
-                        Ok(sample) => sample,
-                        Err(e @ TrainerError::Input(_)) => {
-                            tracing::warn!(step = step.id.0, error = %e, "passing over a step");
-                            None
-                        }
-                        Err(e) => return Err(e),
-                    };
+                let sample = match training_sample(
+                    &turn,
+                    self.store,
+                    &self.loaded.processor,
+                    &self.hints,
+                    &verdict,
+                ) {
+                    Ok(sample) => sample,
+                    Err(e @ TrainerError::Input(_)) => {
+                        tracing::warn!(step = step.id.0, error = %e, "passing over a step");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
                 cursor = step.id;
                 let method = self.settings.update.advantages.method;
                 samples.extend(sample.filter(|s| match method {
@@ -325,4 +387,43 @@ pub fn metrics_json(m: &UpdateMetrics) -> serde_json::Value {
         "tokens": m.tokens,
         "tokens_per_second": m.tokens_per_second,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_choices_are_the_loops_defaults_but_for_staleness() {
+        let from_choices = LearningChoices::default().train_loop("main");
+        assert_eq!(
+            from_choices,
+            TrainLoopSettings {
+                max_staleness: Some(8),
+                ..TrainLoopSettings::default()
+            }
+        );
+    }
+
+    #[test]
+    fn every_choice_reaches_the_loop() {
+        let choices = LearningChoices {
+            method: Method::Opd,
+            w_rl: 0.25,
+            w_opd: 2.0,
+            lr: 3e-4,
+            batch: 4,
+            checkpoint_every: 7,
+            max_staleness: None,
+        };
+        let s = choices.train_loop("gym");
+        assert_eq!(s.run, "gym");
+        assert_eq!(s.update.advantages.method, Method::Opd);
+        assert_eq!(
+            (s.update.advantages.w_rl, s.update.advantages.w_opd),
+            (0.25, 2.0)
+        );
+        assert_eq!(s.schedule, Schedule::Constant { lr: 3e-4 });
+        assert_eq!((s.batch, s.checkpoint_every, s.max_staleness), (4, 7, None));
+    }
 }

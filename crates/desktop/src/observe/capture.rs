@@ -226,19 +226,8 @@ fn xcap_capture(target: &CaptureTarget) -> Result<(RgbaImage, Surface)> {
     }
 }
 
-/// Encodes a screenshot as PNG with fast settings: screenshots are large and flat, and the
-/// default compression level costs several times the time for a few percent of size.
+/// Encodes a screenshot as PNG (see [`clawdesk_png::encode`]), failing as a capture error.
 pub fn encode_png(image: &RgbaImage) -> Result<Vec<u8>> {
-    use image::ImageEncoder;
-    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-    let mut out = Vec::with_capacity(image.as_raw().len() / 8);
-    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
-        .write_image(
-            image.as_raw(),
-            image.width(),
-            image.height(),
-            image::ExtendedColorType::Rgba8,
-        )
-        .map_err(|e| DesktopError::Capture(format!("PNG encoding failed: {e}")))?;
-    Ok(out)
+    clawdesk_png::encode(image)
+        .map_err(|e| DesktopError::Capture(format!("PNG encoding failed: {e}")))
 }

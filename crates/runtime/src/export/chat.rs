@@ -6,9 +6,9 @@
 use std::io::Write as _;
 use std::path::Path;
 
+use clawdesk_agent::turn::PolicyTurn;
 use clawdesk_model::chat::Part;
 use clawdesk_store::{StepKind, Store};
-use clawdesk_trainer::stored::PolicyTurn;
 use serde_json::{Value, json};
 
 use super::{ExportSummary, copy_blob, empty_folder, episodes, io};

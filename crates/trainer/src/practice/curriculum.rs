@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::practice::episode::PromptStage;
 
 /// The greedy success, on fresh training tasks without a hint at the current prompt stage, at
-/// which the curriculum moves on (the probe's threshold).
-pub const GROW_AT: f64 = crate::probe::GROW_AT;
+/// which the curriculum moves on (the probe's prefix curriculum uses the same threshold).
+pub const GROW_AT: f64 = 0.9;
 
-/// Updates between the curriculum's checks.
-pub const CHECK_EVERY: usize = crate::probe::CHECK_EVERY;
+/// Updates between the curriculum's checks (the probe's too).
+pub const CHECK_EVERY: usize = 50;
 
 /// Tasks in each curriculum check.
 pub const CHECK_TASKS: usize = 50;

@@ -13,7 +13,7 @@ use clawdesk_store::{
 
 use crate::error::{Result, TrainerError};
 use crate::practice::episode::{GymPolicy, HintWhen};
-use crate::stored::PolicyTurn;
+use clawdesk_agent::turn::PolicyTurn;
 
 /// The judge name the gym's rule verifier stores its verdicts under.
 pub const RULE_JUDGE: &str = "gym-rule";

@@ -7,15 +7,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{Split, TaskKind, sample_task};
 use clawdesk_model::rng::SeededRng;
 use clawdesk_model::{LoraConfig, ScoreItem, tiny};
 use serde::{Deserialize, Serialize};
 
+use crate::base_weights::{adapter_and_base_optimizer, gradients_in_order, hold_still};
 use crate::error::{Result, TrainerError};
-use crate::optim::{AdamW, AdamWConfig, Schedule};
+use crate::optim::Schedule;
 use crate::practice::curriculum::{CHECK_TASKS, Curriculum, CurriculumReport};
 use crate::practice::episode::{GymPolicy, PromptStage, greedy, load_on};
 
@@ -106,7 +107,7 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-pub(crate) fn one() -> f64 {
+fn one() -> f64 {
     1.0
 }
 
@@ -326,76 +327,6 @@ pub fn warm_start(
         .map_err(|e| TrainerError::Input(format!("serialising the warm-start report: {e}")))?;
     std::fs::write(&marker, text).map_err(TrainerError::io(&marker))?;
     Ok(report)
-}
-
-/// Makes the chosen base weights (norms, embeddings) trainable beside the attached adapter
-/// and builds the AdamW (no weight decay) over both, adapter first: the optimiser of the warm
-/// start and of the probe. The base variables come back for [`gradients_in_order`].
-pub(crate) fn adapter_and_base_optimizer(
-    model: &mut clawdesk_model::Qwen3Vl,
-    norms: bool,
-    embeddings: bool,
-    embeddings_lr_share: f64,
-) -> Result<(Vec<Var>, AdamW)> {
-    let vars = |named: Vec<(String, Var)>| named.into_iter().map(|(_, var)| var).collect();
-    let norm_vars: Vec<Var> = vars(model.train_base_weights(norms, false)?);
-    // The input embeddings, then an untied head (which moves at the full rate).
-    let (embedding_vars, head_vars): (Vec<_>, Vec<_>) = model
-        .train_base_weights(false, embeddings)?
-        .into_iter()
-        .partition(|(name, _)| name != clawdesk_model::LM_HEAD);
-    let (embedding_vars, head_vars): (Vec<Var>, Vec<Var>) = (vars(embedding_vars), vars(head_vars));
-    let base: Vec<Var> = norm_vars
-        .iter()
-        .chain(&embedding_vars)
-        .chain(&head_vars)
-        .cloned()
-        .collect();
-    let optimizer = AdamW::grouped(
-        vec![
-            (model.lora_vars(), 1.0),
-            (norm_vars, 1.0),
-            (embedding_vars, embeddings_lr_share),
-            (head_vars, 1.0),
-        ],
-        AdamWConfig {
-            weight_decay: 0.0,
-            ..AdamWConfig::default()
-        },
-    )?;
-    Ok((base, optimizer))
-}
-
-/// The gradients in the optimiser's order: the adapter's, then `base`'s (the base weights made
-/// trainable beside it). Every text batch reaches the norms and embeddings; a zero keeps the
-/// order if one ever does not.
-pub(crate) fn gradients_in_order(
-    model: &clawdesk_model::Qwen3Vl,
-    grads: &candle_core::backprop::GradStore,
-    base: &[Var],
-) -> Result<Vec<Tensor>> {
-    let mut in_order: Vec<Tensor> = model
-        .lora_gradients(grads)?
-        .into_iter()
-        .map(|(_, g)| g)
-        .collect();
-    for var in base {
-        in_order.push(match grads.get(var.as_tensor()) {
-            Some(g) => g.clone(),
-            None => var.as_tensor().zeros_like()?,
-        });
-    }
-    Ok(in_order)
-}
-
-/// Zeroes the gradients after the adapter's (those of the base weights trained beside it), so
-/// that AdamW, from a fresh state and without weight decay, leaves those weights where they are.
-pub(crate) fn hold_still(in_order: &mut [Tensor], base: usize) -> Result<()> {
-    let adapter = in_order.len().saturating_sub(base);
-    for g in &mut in_order[adapter..] {
-        *g = g.zeros_like()?;
-    }
-    Ok(())
 }
 
 /// Greedy first-step success when the right action's hint is in the prompt.
