@@ -160,18 +160,13 @@ pub fn quick_live_settings(
     dir: &std::path::Path,
     agent: clawdesk_runtime::episode::AgentSettings,
 ) -> clawdesk_runtime::live::LiveSettings {
+    let learning = clawdesk_trainer::LearningChoices {
+        batch: 2,
+        lr: 1e-3,
+        max_staleness: None,
+        ..clawdesk_trainer::LearningChoices::default()
+    };
     clawdesk_runtime::live::LiveSettings {
-        agent,
-        episodes: 1,
-        base_model: "tiny".into(),
-        lora: clawdesk_model::LoraConfig::new(4, 8.0),
-        train: clawdesk_trainer::run::TrainLoopSettings {
-            batch: 2,
-            schedule: clawdesk_trainer::optim::Schedule::Constant { lr: 1e-3 },
-            ..clawdesk_trainer::run::TrainLoopSettings::default()
-        },
-        publish_every: 1,
-        adapters_dir: dir.join("adapters"),
         keep_adapters: 0,
         checkpoints_dir: dir.join("checkpoints"),
         judge: clawdesk_judge::LoopOptions {
@@ -179,10 +174,13 @@ pub fn quick_live_settings(
             ..clawdesk_judge::LoopOptions::default()
         },
         trainer_idle: Duration::from_millis(100),
-        policy_threads: None,
-        trainer_threads: None,
-        gym_tasks: 0,
-        serve: None,
+        ..clawdesk_runtime::live::LiveSettings::new(
+            agent,
+            "tiny".into(),
+            clawdesk_model::LoraConfig::new(4, 8.0),
+            learning.train_loop("main"),
+            dir,
+        )
     }
 }
 

@@ -20,7 +20,6 @@ use clawdesk_judge::{
 };
 use clawdesk_model::source::{LoadEvent, LoadedModel};
 use clawdesk_store::{StepOutcome, Store};
-use clawdesk_trainer::run::TrainLoopSettings;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -631,34 +630,16 @@ async fn run(
         agent.app = Some(WINDOW_PROGRAM.into());
     }
     let live = LiveSettings {
-        agent,
         episodes: request.episodes.max(1),
-        base_model: spec.clone(),
-        lora: settings.lora(),
-        train: TrainLoopSettings {
-            batch: settings.batch,
-            schedule: clawdesk_trainer::optim::Schedule::Constant {
-                lr: settings.learning_rate,
-            },
-            update: {
-                let mut update = clawdesk_trainer::update::UpdateSettings::default();
-                update.advantages.w_rl = settings.w_rl as f32;
-                update.advantages.w_opd = settings.w_opd as f32;
-                update
-            },
-            max_staleness: Some(8),
-            ..Default::default()
-        },
-        publish_every: 1,
-        adapters_dir: places.data.join("adapters"),
         keep_adapters: settings.keep_adapters,
-        checkpoints_dir: places.data.join("checkpoints").join("live"),
-        judge: clawdesk_judge::LoopOptions::default(),
-        trainer_idle: std::time::Duration::from_millis(250),
-        policy_threads: None,
-        trainer_threads: None,
         gym_tasks: places.gym_tasks,
-        serve: None,
+        ..LiveSettings::new(
+            agent,
+            spec.clone(),
+            settings.lora(),
+            settings.learning().train_loop("main"),
+            &places.data,
+        )
     };
     shared.emit(DeskEvent::State {
         state: SessionState::Running,

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use clawdesk_desktop::StopKeyName;
 use clawdesk_model::LoraConfig;
+use clawdesk_trainer::LearningChoices;
 use serde::{Deserialize, Serialize};
 
 use crate::DeskError;
@@ -213,6 +214,18 @@ impl DeskSettings {
             Ok(())
         } else {
             Err(errors)
+        }
+    }
+
+    /// The trainer's choices: the settings' rate, batch and weights over the shared defaults
+    /// (the combined method; a weight of 0 leaves one signal out).
+    pub fn learning(&self) -> LearningChoices {
+        LearningChoices {
+            w_rl: self.w_rl as f32,
+            w_opd: self.w_opd as f32,
+            lr: self.learning_rate,
+            batch: self.batch,
+            ..LearningChoices::default()
         }
     }
 

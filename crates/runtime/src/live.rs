@@ -68,6 +68,38 @@ pub struct LiveSettings {
     pub serve: Option<ServerConfig>,
 }
 
+impl LiveSettings {
+    /// The live loop's defaults around what the caller chose: one episode, an adapter
+    /// published after every update, published adapters under `data/adapters` (the newest 50
+    /// kept) and checkpoints under `data/checkpoints/live`, the judge's and the trainer's
+    /// default pacing, shared CPU pools, no gym score, no API. Callers change what they offer.
+    pub fn new(
+        agent: AgentSettings,
+        base_model: String,
+        lora: LoraConfig,
+        train: TrainLoopSettings,
+        data: &std::path::Path,
+    ) -> Self {
+        Self {
+            agent,
+            episodes: 1,
+            base_model,
+            lora,
+            train,
+            publish_every: 1,
+            adapters_dir: data.join("adapters"),
+            keep_adapters: 50,
+            checkpoints_dir: data.join("checkpoints").join("live"),
+            judge: LoopOptions::default(),
+            trainer_idle: Duration::from_millis(250),
+            policy_threads: None,
+            trainer_threads: None,
+            gym_tasks: 0,
+            serve: None,
+        }
+    }
+}
+
 /// What happened in a live run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LiveReport {

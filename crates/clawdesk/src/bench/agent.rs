@@ -14,8 +14,7 @@ use clawdesk_judge::{LoopOptions, RuleJudge};
 use clawdesk_model::LoraConfig;
 use clawdesk_model::source::LoadedModel;
 use clawdesk_store::{EpisodeId, Store};
-use clawdesk_trainer::optim::Schedule;
-use clawdesk_trainer::run::TrainLoopSettings;
+use clawdesk_trainer::LearningChoices;
 use clawdesk_trainer::teacher::HintTemplate;
 
 use super::Stats;
@@ -113,19 +112,14 @@ pub async fn run(args: AgentBenchArgs) -> anyhow::Result<String> {
     };
 
     tracing::info!(steps = args.steps, "phase 2: the trainer training");
+    let learning = LearningChoices {
+        batch: args.batch,
+        checkpoint_every: u64::MAX,
+        lr: 1e-4,
+        max_staleness: None,
+        ..LearningChoices::default()
+    };
     let settings = LiveSettings {
-        agent: agent.clone(),
-        episodes: 1,
-        base_model: model.clone(),
-        lora: LoraConfig::new(8, 16.0),
-        train: TrainLoopSettings {
-            batch: args.batch,
-            checkpoint_every: u64::MAX,
-            schedule: Schedule::Constant { lr: 1e-4 },
-            ..TrainLoopSettings::default()
-        },
-        publish_every: 1,
-        adapters_dir: work.path().join("adapters"),
         keep_adapters: 0,
         checkpoints_dir: work.path().join("checkpoints"),
         judge: LoopOptions {
@@ -135,8 +129,13 @@ pub async fn run(args: AgentBenchArgs) -> anyhow::Result<String> {
         trainer_idle: Duration::from_millis(50),
         policy_threads: args.policy_threads,
         trainer_threads: args.trainer_threads,
-        gym_tasks: 0,
-        serve: None,
+        ..LiveSettings::new(
+            agent.clone(),
+            model.clone(),
+            LoraConfig::new(8, 16.0),
+            learning.train_loop("main"),
+            work.path(),
+        )
     };
     let report = run_live(
         &desktop,

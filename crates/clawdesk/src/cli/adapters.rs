@@ -96,7 +96,7 @@ pub async fn run(args: AdaptersArgs) -> anyhow::Result<()> {
             let adapter = find(&store, version)?;
             let dir = PathBuf::from(&adapter.path);
             let score = tokio::task::block_in_place(|| {
-                let loaded = super::gym::load(&adapter.base_model, Some(&dir))?;
+                let loaded = super::load::model(&adapter.base_model, Some(&dir))?;
                 anyhow::Ok(clawdesk_runtime::gym_score::gym_score(&loaded, tasks)?)
             })?;
             store.set_adapter_gym_score(version, score)?;

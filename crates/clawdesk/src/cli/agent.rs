@@ -33,15 +33,8 @@ struct LiveArgs {
     /// Episodes to run (the stop key ends the current one and the run).
     #[arg(long, default_value_t = 1)]
     episodes: usize,
-    /// Judged steps per training update.
-    #[arg(long, default_value_t = 16)]
-    batch: usize,
-    #[arg(long, default_value_t = 1e-5)]
-    lr: f64,
-    #[arg(long, default_value_t = 16)]
-    rank: usize,
-    #[arg(long, default_value_t = 32.0)]
-    alpha: f64,
+    #[command(flatten)]
+    learn: super::learn::LearnArgs,
     /// Publish the adapter to the agent every this many updates.
     #[arg(long, default_value_t = 1)]
     publish_every: u64,
@@ -49,9 +42,6 @@ struct LiveArgs {
     /// except versions a person exported or activated.
     #[arg(long, default_value_t = 50)]
     keep_adapters: usize,
-    /// Write a resumable checkpoint every this many updates.
-    #[arg(long, default_value_t = 10)]
-    checkpoint_every: u64,
     /// Learn only from steps whose adapter is at most this many updates older than the one
     /// being trained.
     #[arg(long, default_value_t = 8)]
@@ -171,26 +161,12 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
     let prompts = AgentPrompts::load(&dirs)?;
     let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
     let judge = a.judge.build(&dirs).await?;
-    let base = tokio::task::block_in_place(|| super::gym::load(&model, None))?;
+    let base = tokio::task::block_in_place(|| super::load::model(&model, None))?;
     let desktop = a.run.desktop.connect_to_act().await?;
     let settings = LiveSettings {
-        agent: settings_of(&a.run),
         episodes: a.episodes,
-        base_model: model,
-        lora: clawdesk_model::LoraConfig::new(a.rank, a.alpha),
-        train: clawdesk_trainer::run::TrainLoopSettings {
-            batch: a.batch,
-            checkpoint_every: a.checkpoint_every,
-            schedule: clawdesk_trainer::optim::Schedule::Constant { lr: a.lr },
-            max_staleness: Some(a.max_staleness),
-            ..Default::default()
-        },
         publish_every: a.publish_every,
-        adapters_dir: data.join("adapters"),
         keep_adapters: a.keep_adapters,
-        checkpoints_dir: data.join("checkpoints").join("live"),
-        judge: clawdesk_judge::LoopOptions::default(),
-        trainer_idle: std::time::Duration::from_millis(250),
         policy_threads: a.policy_threads,
         trainer_threads: a.trainer_threads,
         gym_tasks: a.gym_tasks,
@@ -199,6 +175,13 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
             token: super::serve::api_token(&a.token),
             ..clawdesk_server::ServerConfig::default()
         }),
+        ..LiveSettings::new(
+            settings_of(&a.run),
+            model,
+            a.learn.lora(),
+            a.learn.choices(Some(a.max_staleness)).train_loop("main"),
+            &data,
+        )
     };
     let report = run_live(
         &desktop,
@@ -250,7 +233,7 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
             Policy::remote(config)?
         }
         (None, Some(model)) => Policy::spawn(tokio::task::block_in_place(|| {
-            super::gym::load(model, None)
+            super::load::model(model, None)
         })?),
         (None, None) => anyhow::bail!("give --model or --remote"),
     };

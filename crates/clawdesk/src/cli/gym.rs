@@ -7,7 +7,6 @@ use crate::bench::learn::log_warm_start;
 use clap::{Args, Subcommand};
 use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{Split, TaskKind};
-use clawdesk_model::source::LoadedModel;
 use clawdesk_store::Store;
 use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen, greedy};
 use clawdesk_trainer::practice::record::record_episodes;
@@ -199,7 +198,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
         GymCommand::Record(a) => {
             let data = data_dir(&a.data_dir)?;
             let store = Store::open(&data)?;
-            let loaded = load(&a.model, a.adapter.as_ref())?;
+            let loaded = super::load::model(&a.model, a.adapter.as_ref())?;
             let dirs = clawdesk_prompts::search_path(a.prompts.as_deref(), Some(&data));
             let policy = GymPolicy::load(&loaded, &dirs)?;
             let when = if a.hint_always {
@@ -215,7 +214,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
             Ok(())
         }
         GymCommand::Eval(a) => {
-            let loaded = load(&a.model, a.adapter.as_ref())?;
+            let loaded = super::load::model(&a.model, a.adapter.as_ref())?;
             let policy = GymPolicy::built_in(&loaded)?;
             let kinds = TaskKind::or_all(&a.kinds);
             let (split, name) = if a.train_split {
@@ -269,15 +268,4 @@ fn parse_json_object(raw: &str) -> Result<serde_json::Value, String> {
 
 fn crate_cache() -> anyhow::Result<PathBuf> {
     Ok(clawdesk_runtime::paths::default_cache()?)
-}
-
-/// Loads a model on the CPU, with a PEFT adapter when given.
-pub fn load(model: &str, adapter: Option<&PathBuf>) -> anyhow::Result<LoadedModel> {
-    let mut loaded = LoadedModel::load(model, &candle_core::Device::Cpu, None, &mut |event| {
-        tracing::info!(?event, "loading the model");
-    })?;
-    if let Some(dir) = adapter {
-        clawdesk_model::peft::import_adapter(&mut loaded.model, dir)?;
-    }
-    Ok(loaded)
 }

@@ -8,6 +8,8 @@ mod bench;
 mod export;
 mod gym;
 mod judge;
+mod learn;
+mod load;
 mod model;
 mod observe;
 mod record;

@@ -68,7 +68,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     // Checked before the model loads: a refused bind should not cost a minute of loading.
     config.check()?;
     let store = Arc::new(Store::open(data_dir(&a.data_dir)?)?);
-    let loaded = tokio::task::block_in_place(|| super::gym::load(&a.model, None))?;
+    let loaded = tokio::task::block_in_place(|| super::load::model(&a.model, None))?;
     let tokenizer = loaded.processor.tokenizer().clone();
     let policy = Policy::spawn(loaded);
     super::agent::activate_for_serving(&policy, &store, a.adapter.as_ref(), a.adapter_version)

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use clawdesk_model::LoraConfig;
 use clawdesk_store::Store;
-use clawdesk_trainer::run::{TrainLoop, TrainLoopSettings, Turn};
+use clawdesk_trainer::run::{TrainLoop, Turn};
 use clawdesk_trainer::teacher::HintTemplate;
-use clawdesk_trainer::{AdvantageSettings, Method, Schedule, UpdateSettings};
 
 use super::data_dir;
 
@@ -25,14 +23,6 @@ enum TrainCommand {
     Run(RunArgs),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum MethodArg {
-    #[value(name = "binary-rl")]
-    BinaryRl,
-    Opd,
-    Combined,
-}
-
 #[derive(Debug, Args)]
 struct RunArgs {
     /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
@@ -47,26 +37,15 @@ struct RunArgs {
     /// The run's name in the store's training figures.
     #[arg(long, default_value = "main")]
     run: String,
-    #[arg(long, value_enum, default_value_t = MethodArg::Combined)]
-    method: MethodArg,
-    #[arg(long, default_value_t = 1.0)]
-    w_rl: f32,
-    #[arg(long, default_value_t = 1.0)]
-    w_opd: f32,
-    #[arg(long, default_value_t = 1e-5)]
-    lr: f64,
-    #[arg(long, default_value_t = 8)]
-    rank: usize,
-    #[arg(long, default_value_t = 16.0)]
-    alpha: f64,
+    #[command(flatten)]
+    learn: super::learn::LearnArgs,
     /// Seed of the adapter's initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Trainable samples per update.
-    #[arg(long, default_value_t = 16)]
-    batch: usize,
-    #[arg(long, default_value_t = 10)]
-    checkpoint_every: u64,
+    /// Learn only from steps whose adapter is at most this many updates older than the one
+    /// being trained (default: every step; their recorded log-probabilities keep the ratio right).
+    #[arg(long)]
+    max_staleness: Option<u64>,
     /// Stop after this many updates in all (restored ones count).
     #[arg(long)]
     until_updates: Option<u64>,
@@ -85,34 +64,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let TrainCommand::Run(a) = args.command;
     let data = data_dir(&a.data_dir)?;
     let store = Store::open(&data)?;
-    let mut loaded = super::gym::load(&a.model, None)?;
-    loaded
-        .model
-        .attach_lora(LoraConfig::new(a.rank, a.alpha), a.seed)?;
+    let mut loaded = super::load::model(&a.model, None)?;
+    loaded.model.attach_lora(a.learn.lora(), a.seed)?;
     let checkpoints = a
         .checkpoints
         .clone()
         .unwrap_or_else(|| data.join("checkpoints").join(&a.run));
-    let settings = TrainLoopSettings {
-        run: a.run.clone(),
-        batch: a.batch,
-        checkpoint_every: a.checkpoint_every,
-        schedule: Schedule::Constant { lr: a.lr },
-        update: UpdateSettings {
-            advantages: AdvantageSettings {
-                method: match a.method {
-                    MethodArg::BinaryRl => Method::BinaryRl,
-                    MethodArg::Opd => Method::Opd,
-                    MethodArg::Combined => Method::Combined,
-                },
-                w_rl: a.w_rl,
-                w_opd: a.w_opd,
-                ..AdvantageSettings::default()
-            },
-            ..UpdateSettings::default()
-        },
-        ..TrainLoopSettings::default()
-    };
+    let settings = a.learn.choices(a.max_staleness).train_loop(&a.run);
     let base_model = base_id(&a.model, &loaded.dir)?;
     let mut train = TrainLoop::open(
         &store,
