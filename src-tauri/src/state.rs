@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use clawdesk_desk::session::LiveSession;
 use clawdesk_store::Store;
 
-/// What every command can reach: the handles of the headless engine.
+/// What every command can reach: the handles of the window's back end.
 pub struct AppState {
     pub store: Arc<Store>,
     /// The data folder (settings, adapters, thumbnails).

@@ -278,7 +278,7 @@ async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
         .unwrap();
     let adapter_dir = data.path().join("adapters").join("v1");
     {
-        let mut loaded = clawdesk_trainer::practice::episode::load_cpu(&model_dir).unwrap();
+        let mut loaded = clawdesk_trainer::gym::episode::load_cpu(&model_dir).unwrap();
         clawdesk_model::peft::write_random_adapter(
             &mut loaded.model,
             clawdesk_model::LoraConfig::new(4, 8.0),

@@ -150,7 +150,7 @@ pub fn tree_text(o: &Observation) -> String {
 
 /// Loads a model folder on the CPU (the tests' generated tiny models).
 pub fn load_model(dir: &std::path::Path) -> clawdesk_model::source::LoadedModel {
-    clawdesk_trainer::practice::episode::load_cpu(dir).expect("the model loads")
+    clawdesk_trainer::gym::episode::load_cpu(dir).expect("the model loads")
 }
 
 /// A live loop that trains fast enough to see within a test: the tiny model's rank-4 adapter,
@@ -193,13 +193,13 @@ pub fn practice_base() -> std::path::PathBuf {
     // The app's own cache: the base made here is the one the app makes for
     // CLAWDESK_PRACTICE_WARM_STEPS=120, so a test of the app finds it made.
     let cache = clawdesk_runtime::paths::default_cache().expect("a cache folder");
-    let settings = clawdesk_trainer::practice::warm_start::WarmStartSettings {
+    let settings = clawdesk_trainer::gym::warm_start::WarmStartSettings {
         steps: PRACTICE_WARM_STEPS,
         ..Default::default()
     };
     let started = std::time::Instant::now();
     let (dir, report) =
-        clawdesk_trainer::practice::warm_start::practice_base(&cache, &settings, &mut |p| {
+        clawdesk_trainer::gym::warm_start::practice_base(&cache, &settings, &mut |p| {
             if p.step % 20 == 0 {
                 eprintln!("warm start {}/{} loss {:.3}", p.step, p.steps, p.loss);
             }

@@ -4,6 +4,8 @@
 //! layer executes; the agent's prompt; and the policy, which owns the model on its own thread
 //! and swaps adapters between generations.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod format;
 pub mod policy;

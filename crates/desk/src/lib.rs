@@ -7,6 +7,8 @@
 //! on any window toolkit, or on the `clawdesk` binary crate; the headless loops it runs live in
 //! `clawdesk-runtime`.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod review;
 pub mod session;

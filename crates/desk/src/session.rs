@@ -671,7 +671,7 @@ pub const PRACTICE_BASE: &str = "practice";
 
 async fn practice_base_dir(shared: &Arc<Shared>) -> Result<String, DeskError> {
     let cache = clawdesk_runtime::paths::default_cache()?;
-    let mut recipe = clawdesk_trainer::practice::warm_start::WarmStartSettings::default();
+    let mut recipe = clawdesk_trainer::gym::warm_start::WarmStartSettings::default();
     // A shorter (weaker) warm start, for machines where minutes matter more than the base.
     if let Some(steps) = std::env::var("CLAWDESK_PRACTICE_WARM_STEPS")
         .ok()
@@ -682,7 +682,7 @@ async fn practice_base_dir(shared: &Arc<Shared>) -> Result<String, DeskError> {
     }
     let events = shared.clone();
     let made = tokio::task::spawn_blocking(move || {
-        clawdesk_trainer::practice::warm_start::practice_base(&cache, &recipe, &mut |p| {
+        clawdesk_trainer::gym::warm_start::practice_base(&cache, &recipe, &mut |p| {
             // Every update would flood the window; a few hundred events cover the bar.
             if p.step == 1 || p.step.is_multiple_of(5) || p.step == p.steps {
                 events.emit(DeskEvent::Progress {

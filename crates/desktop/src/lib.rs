@@ -11,6 +11,8 @@
 //! Nothing here reads `$DISPLAY` implicitly except the portable xcap capture backend, so one
 //! process can drive several sandboxes at once.
 
+#![warn(missing_docs)]
+
 pub mod act;
 pub mod clipboard;
 mod error;

@@ -7,6 +7,8 @@
 //! through the steps the store says a judge still owes, so a restart picks up where the last
 //! run stopped and no step is judged twice or dropped.
 
+#![warn(missing_docs)]
+
 mod case;
 mod error;
 mod image;

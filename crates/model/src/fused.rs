@@ -2,10 +2,10 @@
 //! softmax over the last axis and rotary embedding.
 //!
 //! Composed from candle primitives, each of these is 6-10 graph nodes whose backward passes
-//! allocate as many temporaries (measured in FINDINGS.md: the backward pass dominated a naive
-//! candle train step at ~0.2x PyTorch). As single nodes they make one pass over memory forward
-//! and one backward. They run on f32 CPU tensors; other devices and dtypes take the composed
-//! path in `ops`.
+//! allocate as many temporaries (`bench/RESULTS.md`, "Against the target": with
+//! candle's composed ops a train step ran at ~0.16x PyTorch's, its backward passes dominating).
+//! As single nodes they make one pass over memory forward and one backward. They run on f32 CPU
+//! tensors; other devices and dtypes take the composed path in `ops`.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
 

@@ -3,6 +3,8 @@
 //! log-probabilities under gradient; LoRA in PEFT's layout; HF-exact image preprocessing and
 //! chat templates; PEFT adapter files; and a generator of tiny random models in HF's format.
 
+#![warn(missing_docs)]
+
 pub mod chat;
 pub mod config;
 pub mod error;

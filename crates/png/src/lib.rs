@@ -5,6 +5,8 @@
 //! agent's remote policy, the server's stored turns) encodes it the same way without depending
 //! on each other. It depends on `image` alone and must stay that small.
 
+#![warn(missing_docs)]
+
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ImageEncoder, ImageError, RgbaImage};
 

@@ -3,7 +3,7 @@
 //! practice mode, where the agent acts in it through the pointer and keyboard and reads it
 //! through AT-SPI like any other app. The window applies the gym's verifier to what is done
 //! in it and shows the outcome in its status line (`clawdesk_gym::practice`), which the
-//! engine's rule judge reads; after a wrong action or a finished task it starts the task again,
+//! runtime's rule judge reads; after a wrong action or a finished task it starts the task again,
 //! so one window is a practice session of as many tries as the agent takes.
 
 use std::cell::RefCell;
@@ -12,8 +12,8 @@ use std::rc::Rc;
 use anyhow::{Context, Result, anyhow};
 use atk::prelude::AtkObjectExt;
 use clap::Parser;
-use clawdesk_gym::practice::{Mark, status_line};
 use clawdesk_gym::screen::{COLS, ROWS};
+use clawdesk_gym::status::{Mark, status_line};
 use clawdesk_gym::{Cell, GymAction, Task, TaskKind, Widget, WidgetRole};
 use gtk::prelude::*;
 use gtk::{gdk, glib};

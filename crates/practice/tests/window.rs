@@ -9,7 +9,7 @@ use clawdesk_desktop::{
     Action, Desktop, DesktopConfig, MouseButton, NormPoint, Observation, ObserveOptions, Sandbox,
     SandboxOptions,
 };
-use clawdesk_gym::practice::{Mark, parse_status};
+use clawdesk_gym::status::{Mark, parse_status};
 use clawdesk_gym::{GymAction, Task, TaskKind};
 
 struct Window {

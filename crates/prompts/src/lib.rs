@@ -3,6 +3,8 @@
 //! the binary. One search path, so a template edited in the data directory's `prompts/` is
 //! found by whichever part uses it (see `prompts/README.md`).
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 
 /// The copies built into the binary, by their path under `prompts/`.

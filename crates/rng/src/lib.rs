@@ -7,6 +7,8 @@
 //! A crate of its own, depending on nothing, so that the gym (and the practice window over it)
 //! draws the same tasks as the trainer without linking candle.
 
+#![warn(missing_docs)]
+
 /// SplitMix64 with helpers for the distributions we need.
 #[derive(Debug, Clone)]
 pub struct SeededRng {

@@ -5,7 +5,7 @@
 use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{Split, TaskKind};
 use clawdesk_model::source::LoadedModel;
-use clawdesk_trainer::practice::episode::GymPolicy;
+use clawdesk_trainer::gym::episode::GymPolicy;
 
 use crate::RuntimeError;
 

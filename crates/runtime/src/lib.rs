@@ -16,6 +16,8 @@
 //! It must not depend on a window toolkit, on clap, or on the `clawdesk` binary crate; the
 //! window's back end (`clawdesk-desk`) and the command line call into it, never the reverse.
 
+#![warn(missing_docs)]
+
 pub mod adapters;
 pub mod episode;
 mod error;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clawdesk_desktop::AccessTree;
-use clawdesk_gym::practice::{Mark, parse_status, task_shown};
+use clawdesk_gym::status::{Mark, parse_status, task_shown};
 use clawdesk_gym::{Task, TaskKind};
 use clawdesk_judge::{RuleVerdict, StepCase};
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,8 @@
 //! queue are bounded (413 and 429 in OpenAI's error shape), every request has a deadline,
 //! and shutdown finishes the requests in flight, storing their turns first.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod config;
 pub mod convert;

@@ -11,7 +11,9 @@
 //! moment loses at most the write in flight and never corrupts the database.
 //!
 //! What it is not for: knowing what an action or a tree *means*. Those arrive as JSON values
-//! from the engine; this crate stores them faithfully and hands them back.
+//! from the runtime's loops; this crate stores them faithfully and hands them back.
+
+#![warn(missing_docs)]
 
 mod blobs;
 mod error;

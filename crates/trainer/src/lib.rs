@@ -3,23 +3,34 @@
 //! hint-conditioned teacher and the policy (Hindsight-Guided On-Policy Distillation), or their
 //! weighted sum (combined).
 //!
-//! This first part holds the objective itself: [`advantage`] applies the sample rules and
-//! builds per-token advantages; [`loss`] computes the surrogate over a flat batch of scored
-//! response tokens with exact gradients; [`optim`] is AdamW with clipping, a schedule and a
-//! state that [`checkpoint`] writes atomically and restores exactly; [`update`] makes one update of a
-//! Qwen3-VL's LoRA from a batch; [`teacher`] words the OPD teacher's hinted context. [`practice`]
-//! runs all of it on the gym: rollouts judged by rule verifiers, the warm-started practice base,
-//! and measured learning runs. [`probe`] asks the same tiny model for one kind of
-//! attention at a time, to tell what its warm start can learn. [`run`] is the loop over the store: batches of judged steps
-//! ([`stored`] says what a step keeps of its policy turn), figures per update, checkpoints.
+//! - The objective: [`advantage`] applies the sample rules and builds per-token advantages;
+//!   [`loss`] computes the surrogate over a flat batch of scored response tokens with exact
+//!   gradients; [`update`] makes one update of a Qwen3-VL's LoRA from a batch; [`teacher`]
+//!   words the OPD teacher's hinted context.
+//! - The optimiser: [`optim`] is AdamW with clipping and a schedule, whose state [`checkpoint`]
+//!   writes atomically and restores exactly; [`base_weights`] trains chosen base weights beside
+//!   the adapter.
+//! - The loop over the store: [`run`] takes batches of judged steps (a step's policy turn
+//!   becomes a sample in [`stored`]), records figures per update and checkpoints;
+//!   [`LearningChoices`] is the one place its settings are built from a person's choices.
+//! - On the gym: [`gym`] plays gym tasks (rollouts judged by the rule verifiers), makes the
+//!   warm-started practice base, and runs measured learning runs. [`probe`] is research: it
+//!   asks the same tiny model for one kind of attention at a time. It may import the rest;
+//!   nothing imports it.
+//!
+//! What it must not depend on: the server, the desktop, the runtime's loops or any front end.
+//! It reads steps and policy turns from the store and writes adapters; who collected the steps
+//! does not matter to it.
+
+#![warn(missing_docs)]
 
 pub mod advantage;
 pub mod base_weights;
 pub mod checkpoint;
 mod error;
+pub mod gym;
 pub mod loss;
 pub mod optim;
-pub mod practice;
 pub mod probe;
 pub mod run;
 pub mod stored;

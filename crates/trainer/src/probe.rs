@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::base_weights::{adapter_and_base_optimizer, gradients_in_order, hold_still};
 use crate::error::{Result, TrainerError};
-use crate::practice::curriculum::{CHECK_EVERY, GROW_AT};
-use crate::practice::episode::load_on;
+use crate::gym::curriculum::{CHECK_EVERY, GROW_AT};
+use crate::gym::episode::load_on;
 
 const BOS: u32 = 1;
 const SEPARATOR: u32 = 5;

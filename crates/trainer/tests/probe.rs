@@ -74,7 +74,7 @@ fn the_prefix_curriculum_starts_short_and_reaches_the_full_filler_once_the_skill
         .expect("the filler reaches its full length within 600 steps");
     // Three growths, each after a check passed at the length before it.
     assert!(
-        from > 3 * clawdesk_trainer::practice::curriculum::CHECK_EVERY,
+        from > 3 * clawdesk_trainer::gym::curriculum::CHECK_EVERY,
         "full length from step {from}: the curriculum skipped its checks"
     );
     assert!(

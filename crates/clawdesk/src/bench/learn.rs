@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use clawdesk_gym::TaskKind;
 use clawdesk_trainer::Method;
-use clawdesk_trainer::practice::episode::HintWhen;
-use clawdesk_trainer::practice::learn::{LearnEvent, LearnReport, LearnSettings, learn};
-use clawdesk_trainer::practice::warm_start::{WarmStartProgress, WarmStartSettings, practice_base};
+use clawdesk_trainer::gym::episode::HintWhen;
+use clawdesk_trainer::gym::learn::{LearnEvent, LearnReport, LearnSettings, learn};
+use clawdesk_trainer::gym::warm_start::{WarmStartProgress, WarmStartSettings, practice_base};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
@@ -259,7 +259,7 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
 /// `reports[run][method]`, methods in the same order in every run.
 fn render(
     args: &LearnBenchArgs,
-    warm: &clawdesk_trainer::practice::WarmStartReport,
+    warm: &clawdesk_trainer::gym::WarmStartReport,
     reports: &[Vec<LearnReport>],
 ) -> String {
     let mut out = String::new();
@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn several_runs_are_one_row_per_method_with_their_mean_and_spread() {
         let args = Cli::parse_from(["bench", "--seed", "3", "--runs", "2"]).args;
-        let warm = clawdesk_trainer::practice::WarmStartReport {
+        let warm = clawdesk_trainer::gym::WarmStartReport {
             recipe: 2,
             settings: WarmStartSettings::default(),
             final_loss: 0.1,

@@ -8,9 +8,9 @@ use clap::{Args, Subcommand};
 use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{Split, TaskKind};
 use clawdesk_store::Store;
-use clawdesk_trainer::practice::episode::{GymPolicy, HintWhen, greedy};
-use clawdesk_trainer::practice::record::record_episodes;
-use clawdesk_trainer::practice::warm_start::{Mistakes, WarmStartSettings, practice_base_on};
+use clawdesk_trainer::gym::episode::{GymPolicy, HintWhen, greedy};
+use clawdesk_trainer::gym::record::record_episodes;
+use clawdesk_trainer::gym::warm_start::{Mistakes, WarmStartSettings, practice_base_on};
 
 use super::data_dir;
 

@@ -13,8 +13,8 @@ use clawdesk_model::rng::SeededRng;
 
 use crate::advantage::{AdvantageSettings, Method, standardise};
 use crate::error::{Result, TrainerError};
+use crate::gym::episode::{GymPolicy, HintWhen, load_cpu};
 use crate::optim::{AdamW, AdamWConfig};
-use crate::practice::episode::{GymPolicy, HintWhen, load_cpu};
 use crate::update::{UpdateMetrics, UpdateSettings, update};
 
 /// One learning run's settings.
@@ -156,7 +156,7 @@ pub fn learn(
                     top_p: 1.0,
                     top_k: 0,
                     seed: rng.next_u64(),
-                    max_tokens: crate::practice::episode::MAX_REPLY_TOKENS,
+                    max_tokens: crate::gym::episode::MAX_REPLY_TOKENS,
                     stop: Vec::new(),
                     top_logprobs: 0,
                 };

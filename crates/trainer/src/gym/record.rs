@@ -12,7 +12,7 @@ use clawdesk_store::{
 };
 
 use crate::error::{Result, TrainerError};
-use crate::practice::episode::{GymPolicy, HintWhen};
+use crate::gym::episode::{GymPolicy, HintWhen};
 use clawdesk_agent::turn::PolicyTurn;
 
 /// The judge name the gym's rule verifier stores its verdicts under.
@@ -48,7 +48,7 @@ pub fn record_episodes(
             top_p: 1.0,
             top_k: 0,
             seed: rng.next_u64(),
-            max_tokens: crate::practice::episode::MAX_REPLY_TOKENS,
+            max_tokens: crate::gym::episode::MAX_REPLY_TOKENS,
             stop: Vec::new(),
             top_logprobs: 0,
         };

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::base_weights::{adapter_and_base_optimizer, gradients_in_order, hold_still};
 use crate::error::{Result, TrainerError};
+use crate::gym::curriculum::{CHECK_TASKS, Curriculum, CurriculumReport};
+use crate::gym::episode::{GymPolicy, PromptStage, greedy, load_on};
 use crate::optim::Schedule;
-use crate::practice::curriculum::{CHECK_TASKS, Curriculum, CurriculumReport};
-use crate::practice::episode::{GymPolicy, PromptStage, greedy, load_on};
 
 /// Bumped whenever the recipe changes, so cached bases from an older recipe are not reused.
 const RECIPE: u32 = 2;
@@ -94,7 +94,7 @@ pub struct WarmStartSettings {
     /// A curriculum on the prompt, for the always-right phase (or a recipe without one): the
     /// demonstrations start with the element list and the instruction alone
     /// ([`PromptStage::Lean`]), and each time a check of fresh training tasks at the current
-    /// stage is [`crate::practice::curriculum::GROW_AT`] right, the next stage adds more of the prompt before the list,
+    /// stage is [`crate::gym::curriculum::GROW_AT`] right, the next stage adds more of the prompt before the list,
     /// up to the whole one. The norms and embeddings (when trained) stay still until a check
     /// passes on the whole prompt: in `bench probe` a learnable head stopped the lookup from
     /// forming, and a long context before the list did too, unless it grew once the lookup

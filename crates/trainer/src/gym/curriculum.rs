@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::practice::episode::PromptStage;
+use crate::gym::episode::PromptStage;
 
 /// The greedy success, on fresh training tasks without a hint at the current prompt stage, at
 /// which the curriculum moves on (the probe's prefix curriculum uses the same threshold).

@@ -5,9 +5,9 @@
 use std::time::SystemTime;
 
 use clawdesk_trainer::Method;
-use clawdesk_trainer::practice::PromptStage;
-use clawdesk_trainer::practice::learn::{LearnSettings, learn};
-use clawdesk_trainer::practice::warm_start::{WarmStartSettings, practice_base};
+use clawdesk_trainer::gym::PromptStage;
+use clawdesk_trainer::gym::learn::{LearnSettings, learn};
+use clawdesk_trainer::gym::warm_start::{WarmStartSettings, practice_base};
 
 #[test]
 fn a_warm_start_is_cached_and_a_learning_run_reports_its_curve() {
@@ -208,8 +208,8 @@ fn each_prompt_stage_adds_to_the_lean_prompt_before_its_list() {
     let dir = tempfile::tempdir().expect("tempdir");
     clawdesk_model::tiny::write_tiny_model(dir.path(), &clawdesk_model::tiny::default_config(), 1)
         .expect("tiny model");
-    let loaded = clawdesk_trainer::practice::episode::load_cpu(dir.path()).expect("loads");
-    let policy = clawdesk_trainer::practice::GymPolicy::built_in(&loaded).expect("policy");
+    let loaded = clawdesk_trainer::gym::episode::load_cpu(dir.path()).expect("loads");
+    let policy = clawdesk_trainer::gym::GymPolicy::built_in(&loaded).expect("policy");
     let task = clawdesk_gym::Task::generate(clawdesk_gym::TaskKind::Click, 3);
     let text = |stage| {
         let input = policy.prompt_at(&task, None, stage).expect("prompt");

@@ -1,6 +1,6 @@
-//! What the practice window and the engine agree on: the window's status line, which says
+//! What the practice window and the runtime agree on: the window's status line, which says
 //! how many actions it has taken and how the last one went, and which state of a task a screen
-//! shows. The window (a real GTK program, `clawdesk-practice`) writes the line; the engine's
+//! shows. The window (a real GTK program, `clawdesk-practice`) writes the line; the runtime's
 //! rule judge reads it from the accessibility tree before and after a step.
 
 use crate::task::Task;
