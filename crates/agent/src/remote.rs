@@ -23,12 +23,16 @@ pub struct RemoteConfig {
     pub base_url: String,
     /// The served model's name (the base; a pushed adapter is named instead while active).
     pub model: String,
+    /// Sent as a bearer token when set; never shown in debug output.
     pub api_key: Option<String>,
+    /// How long one request may take in all before it fails (300 seconds by default).
     pub timeout: Duration,
     /// How the server's processor resizes images (Qwen3-VL's: factor 32, 65,536 to
     /// 16,777,216 pixels), for formats that address the resized image's pixels.
     pub resize_factor: u32,
+    /// The fewest pixels the server's processor resizes an image to.
     pub min_pixels: usize,
+    /// The most pixels the server's processor resizes an image to.
     pub max_pixels: usize,
 }
 
@@ -52,6 +56,8 @@ impl std::fmt::Debug for RemoteConfig {
 const MAX_REPLY_BYTES: usize = 32 << 20;
 
 impl RemoteConfig {
+    /// A config for the API root `base_url` (a trailing `/` is dropped) and the served `model`,
+    /// with no API key, a 300-second timeout and Qwen3-VL's resizing.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
@@ -79,6 +85,7 @@ fn remote_error(what: &str, e: impl std::fmt::Display) -> AgentError {
 }
 
 impl RemotePolicy {
+    /// A client for `config`; no request is sent until the first generation.
     pub fn new(config: RemoteConfig) -> Result<Self, AgentError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)

@@ -24,6 +24,7 @@ pub struct PolicyTurn {
     pub tools: Vec<serde_json::Value>,
     /// The reply as text (for people; the tokens are what trains).
     pub text: String,
+    /// The reply as generated token ids, as they were sampled (what trains).
     pub tokens: Vec<u32>,
     /// Per token, the log-probability under the distribution it was sampled from.
     pub logprobs: Vec<f32>,
@@ -50,6 +51,8 @@ impl PolicyTurn {
         Ok(Some(turn))
     }
 
+    /// The turn as the JSON stored in a step's `response` column, read back by
+    /// [`Self::of_step`].
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }

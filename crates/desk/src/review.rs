@@ -15,9 +15,13 @@ use crate::DeskError;
 /// A rectangle in image pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Region {
+    /// Left edge, in pixels from the image's left.
     pub x: u32,
+    /// Top edge, in pixels from the image's top.
     pub y: u32,
+    /// Width in pixels.
     pub width: u32,
+    /// Height in pixels.
     pub height: u32,
 }
 
@@ -25,17 +29,23 @@ pub struct Region {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepReview {
+    /// The step as stored.
     pub step: Step,
+    /// The instruction of the step's episode.
     pub task: String,
+    /// The app the step's episode was about, if one was named.
     pub app: Option<String>,
     /// The action's points, normalised to the screen (a click's point, a drag's two ends).
     pub points: Vec<NormPoint>,
+    /// The action in a few words; `None` when the step's action cannot be read.
     pub description: Option<String>,
     /// The model's whole reply (thought and action call).
     pub reply: Option<String>,
     /// Where the after screen differs from the before screen.
     pub changed: Option<Region>,
+    /// Every verdict on the step, judges' and people's, oldest first.
     pub verdicts: Vec<Verdict>,
+    /// The score that counts (+1, -1 or 0): a person's over any judge's; `None` if unjudged.
     pub effective_score: Option<i8>,
 }
 

@@ -35,7 +35,9 @@ use clawdesk_runtime::practice_window::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    /// Actions run as the model chooses them; the person watches and may stop or take over.
     Autonomous,
+    /// Each action waits for the person to approve, reject or edit it.
     Approve,
 }
 
@@ -45,6 +47,7 @@ pub enum Mode {
 pub struct StartRequest {
     /// What the agent is asked to do; a practice task brings its own.
     pub instruction: String,
+    /// Whether each action waits for the person.
     pub mode: Mode,
     /// Episodes to run; the stop key or Stop ends the run early.
     pub episodes: usize,
@@ -68,11 +71,17 @@ impl StartRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
+    /// Making the practice base, loading the model, starting the display.
     Loading,
+    /// The agent, the judge and the trainer are at work.
     Running,
+    /// Held before the agent's next step.
     Paused,
+    /// Stop was pressed; the loops finish what they hold.
     Stopping,
+    /// The run is over.
     Ended,
+    /// The run could not start or broke off; the message says why.
     Failed,
 }
 
@@ -84,44 +93,77 @@ pub enum SessionState {
     rename_all_fields = "camelCase"
 )]
 pub enum DeskEvent {
+    /// The session moved on, with a sentence for the status line.
     State {
+        /// Where the session is now.
         state: SessionState,
+        /// What it is doing, in words.
         message: String,
     },
     /// Long work before the agent starts (model download and load, the sandbox).
-    Progress { what: String, done: u64, total: u64 },
+    Progress {
+        /// The work, in words ("downloading model.safetensors").
+        what: String,
+        /// Units done so far (bytes, updates).
+        done: u64,
+        /// Units in all.
+        total: u64,
+    },
     /// A new screen in the live view ([`LiveSession::frame`]), with the action about to run
     /// on it (drawn over it in autonomous mode) and the element under its point.
     Frame {
+        /// The screen's sequence number, to fetch its picture by.
         seq: u64,
+        /// The screen's size in pixels.
         width: u32,
+        /// The screen's height in pixels.
         height: u32,
+        /// The action about to run, in the internal form.
         action: Option<serde_json::Value>,
+        /// The action in words.
         description: Option<String>,
+        /// The accessible element under the action's point, in words.
         element: Option<String>,
     },
     /// An action waiting for the person (approve-each-step mode).
     Approval {
+        /// The request's id, which the answer names.
         id: u64,
+        /// The screen the action was chosen on ([`LiveSession::frame`]).
         frame: Option<u64>,
+        /// The step's number in the episode.
         step: u32,
+        /// The action in words.
         description: String,
+        /// The model's reasoning, when it wrote any.
         thought: Option<String>,
+        /// The accessible element under the action's point, in words.
         element: Option<String>,
+        /// The action in the internal form.
         action: serde_json::Value,
+        /// The app that will really receive the action, read at the moment of asking.
         app: Option<String>,
     },
     /// A step stored.
     Step {
+        /// The stored step's id.
         step: i64,
+        /// Its place in the episode, from 0.
         index: usize,
+        /// What became of its action.
         outcome: StepOutcome,
+        /// The model's reply (empty for the person's step).
         reply: String,
+        /// The adapter version that wrote the reply (`None`: the base model, or the person).
         version: Option<i64>,
+        /// The whole step, in seconds.
         seconds: f64,
     },
+    /// The session is over: what it did, or why it failed.
     Ended {
+        /// The live run's report, when it ran.
         report: Option<LiveReport>,
+        /// Why it ended early, in words.
         error: Option<String>,
     },
 }
@@ -130,12 +172,16 @@ pub enum DeskEvent {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "snake_case")]
 pub enum Answer {
+    /// Run the action.
     Approve,
+    /// Refuse the action: the step is stored as refused, with the person's -1 on it.
     Reject {
+        /// Why, in the person's words; it becomes the verdict's hint.
         reason: Option<String>,
     },
     /// Run this action instead; it is stored as the person's correction.
     Edit {
+        /// The person's action, on the same screen.
         action: Action,
     },
 }
@@ -433,10 +479,12 @@ impl LiveSession {
         Ok(LiveSession { shared, task })
     }
 
+    /// Whether the session's task has ended (the `Ended` event has been sent).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
 
+    /// Holds the agent before its next step; the judge and the trainer go on.
     pub fn pause(&self) {
         self.shared.pause.pause();
         self.shared.emit(DeskEvent::State {
@@ -445,6 +493,7 @@ impl LiveSession {
         });
     }
 
+    /// Lets a paused agent go on.
     pub fn resume(&self) {
         self.shared.pause.resume();
         self.shared.emit(DeskEvent::State {
@@ -475,6 +524,7 @@ impl LiveSession {
         });
     }
 
+    /// Switches between autonomous and approve-each-step from the next action on.
     pub fn set_mode(&self, mode: Mode) {
         self.shared.set_mode(mode);
     }
@@ -518,30 +568,12 @@ async fn run(
     settings: &DeskSettings,
     request: &StartRequest,
 ) -> Result<LiveReport, DeskError> {
-    let state = |message: &str| {
-        shared.emit(DeskEvent::State {
-            state: SessionState::Loading,
-            message: message.to_owned(),
-        })
-    };
     // Refused before any slow work when the agent would act on the person's display anywhere.
     let allowlist = allowlist_for(settings, request.practice.is_some())?;
     let dirs = clawdesk_prompts::search_path(None, Some(&places.data));
     let prompts = AgentPrompts::load(&dirs)?;
     let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
-
-    let spec = if settings.base_model == PRACTICE_BASE {
-        practice_base_dir(shared).await?
-    } else {
-        settings.base_model.clone()
-    };
-    state(&format!("loading {spec}"));
-    let base = {
-        let (spec, events) = (spec.clone(), shared.clone());
-        tokio::task::spawn_blocking(move || load_model(&spec, &events))
-            .await
-            .map_err(|e| DeskError::Session(format!("loading the model: {e}")))??
-    };
+    let (spec, base) = load_base(shared, settings).await?;
     // A practice task is judged by the window's own verifier; the person still overrides.
     let judge = match request.practice {
         Some(practice) => {
@@ -549,19 +581,96 @@ async fn run(
         }
         None => build_judge(settings, &spec, &base, &dirs).await?,
     };
-    let launch = match &request.practice {
-        Some(practice) => {
-            let (program, args) = window_command(practice)?;
-            Some((program.display().to_string(), args))
-        }
-        None => split_command(&settings.launch)
-            .map(|(p, args)| (p.to_owned(), args.into_iter().map(str::to_owned).collect())),
+    // Declared before the desktop, so the desktop lets go of the display first.
+    let display = SessionDisplay::open(shared, settings, request).await?;
+    let desktop = connect(shared, settings, &display, allowlist).await?;
+    let agent = agent_settings(shared, &desktop, settings, request).await?;
+    let live = LiveSettings {
+        episodes: request.episodes.max(1),
+        keep_adapters: settings.keep_adapters,
+        gym_tasks: places.gym_tasks,
+        ..LiveSettings::new(
+            agent,
+            spec,
+            settings.lora(),
+            settings.learning().train_loop("main"),
+            &places.data,
+        )
     };
+    shared.emit(DeskEvent::State {
+        state: SessionState::Running,
+        message: format!("running: {}", live.agent.instruction),
+    });
+    Ok(run_live(
+        &desktop,
+        store,
+        base,
+        judge,
+        &prompts,
+        hints,
+        &live,
+        shared.as_ref(),
+    )
+    .await?)
+}
 
-    // The display: a sandbox of its own, or this desktop. Practice always has its own.
-    let mut sandbox_app = None;
-    let sandbox = if settings.sandbox || request.practice.is_some() {
-        state("starting the sandbox display");
+/// Tells the window what the session is loading or starting.
+fn loading(shared: &Shared, message: &str) {
+    shared.emit(DeskEvent::State {
+        state: SessionState::Loading,
+        message: message.to_owned(),
+    });
+}
+
+/// The base model the settings name (the practice base made first if need be), loaded off
+/// the async runtime with its progress shown; with the spec its adapters are recorded against.
+async fn load_base(
+    shared: &Arc<Shared>,
+    settings: &DeskSettings,
+) -> Result<(String, LoadedModel), DeskError> {
+    let spec = if settings.base_model == PRACTICE_BASE {
+        practice_base_dir(shared).await?
+    } else {
+        settings.base_model.clone()
+    };
+    loading(shared, &format!("loading {spec}"));
+    let (to_load, events) = (spec.clone(), shared.clone());
+    let base = tokio::task::spawn_blocking(move || load_model(&to_load, &events))
+        .await
+        .map_err(|e| DeskError::Session(format!("loading the model: {e}")))??;
+    Ok((spec, base))
+}
+
+/// The display a session acts on: a sandbox of its own with the app it launched there, or
+/// this desktop (neither). The launched app is stopped when the session ends, however it ends.
+struct SessionDisplay {
+    sandbox: Option<Sandbox>,
+    app: Option<std::process::Child>,
+}
+
+impl SessionDisplay {
+    /// A sandbox when the settings ask for one, and always for practice (sized for the
+    /// practice window, which is started in it), with the app to launch started in it.
+    async fn open(
+        shared: &Shared,
+        settings: &DeskSettings,
+        request: &StartRequest,
+    ) -> Result<Self, DeskError> {
+        if !settings.sandbox && request.practice.is_none() {
+            return Ok(SessionDisplay {
+                sandbox: None,
+                app: None,
+            });
+        }
+        let launch = match &request.practice {
+            Some(practice) => {
+                let (program, args) = window_command(practice)?;
+                Some((program.display().to_string(), args))
+            }
+            None => split_command(&settings.launch)
+                .map(|(p, args)| (p.to_owned(), args.into_iter().map(str::to_owned).collect())),
+        };
+        loading(shared, "starting the sandbox display");
         let options = match request.practice {
             Some(_) => SandboxOptions {
                 width: clawdesk_runtime::practice_window::DISPLAY_SIZE.0,
@@ -573,7 +682,11 @@ async fn run(
         let sandbox = tokio::task::spawn_blocking(move || Sandbox::start(&options))
             .await
             .map_err(|e| DeskError::Session(format!("starting the sandbox: {e}")))??;
-        if let Some((program, args)) = &launch {
+        let mut display = SessionDisplay {
+            sandbox: Some(sandbox),
+            app: None,
+        };
+        if let (Some((program, args)), Some(sandbox)) = (&launch, &display.sandbox) {
             let child = sandbox
                 .command(program)
                 .args(args)
@@ -584,20 +697,38 @@ async fn run(
                     program: program.clone(),
                     detail: format!("could not start it in the sandbox: {e}"),
                 })?;
-            sandbox_app = Some(child);
+            display.app = Some(child);
             // Give its window time to map and register on the bus.
             tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         }
-        Some(sandbox)
-    } else {
-        None
-    };
-    let mut config = match &sandbox {
+        Ok(display)
+    }
+}
+
+impl Drop for SessionDisplay {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.app.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Connects to the session's display with the settings' guard: the allowlist, the stop key
+/// (also on the person's own display when the agent works in a sandbox) and the person as
+/// approver. A stop pressed while the session was loading stops it at once.
+async fn connect(
+    shared: &Arc<Shared>,
+    settings: &DeskSettings,
+    display: &SessionDisplay,
+    allowlist: Allowlist,
+) -> Result<Desktop, DeskError> {
+    let mut config = match &display.sandbox {
         Some(sandbox) => DesktopConfig::for_sandbox(sandbox),
         None => DesktopConfig::from_env()?,
     };
     config.stop_key = Some(settings.stop_key.parse::<StopKeyName>()?);
-    if sandbox.is_some() {
+    if display.sandbox.is_some() {
         // The person watches from their own display: the stop key works there too.
         config.stop_key_also_on = std::env::var("DISPLAY")
             .ok()
@@ -616,12 +747,21 @@ async fn run(
     if shared.stopping.load(Ordering::SeqCst) {
         desktop.stop_flag().stop();
     }
+    Ok(desktop)
+}
 
-    let instruction = request.instruction();
-    let mut agent = AgentSettings::new(instruction.clone());
+/// The agent's settings for the request; a practice session waits for its window and acts in
+/// the practice format on it alone.
+async fn agent_settings(
+    shared: &Shared,
+    desktop: &Desktop,
+    settings: &DeskSettings,
+    request: &StartRequest,
+) -> Result<AgentSettings, DeskError> {
+    let mut agent = AgentSettings::new(request.instruction());
     agent.max_steps = settings.max_steps;
     if request.practice.is_some() {
-        state("waiting for the practice window");
+        loading(shared, "waiting for the practice window");
         desktop
             .accessibility()
             .wait_for_application(WINDOW_PROGRAM, std::time::Duration::from_secs(20))
@@ -629,40 +769,7 @@ async fn run(
         agent.format = ActionFormat::Practice;
         agent.app = Some(WINDOW_PROGRAM.into());
     }
-    let live = LiveSettings {
-        episodes: request.episodes.max(1),
-        keep_adapters: settings.keep_adapters,
-        gym_tasks: places.gym_tasks,
-        ..LiveSettings::new(
-            agent,
-            spec.clone(),
-            settings.lora(),
-            settings.learning().train_loop("main"),
-            &places.data,
-        )
-    };
-    shared.emit(DeskEvent::State {
-        state: SessionState::Running,
-        message: format!("running: {instruction}"),
-    });
-    let report = run_live(
-        &desktop,
-        store,
-        base,
-        judge,
-        &prompts,
-        hints,
-        &live,
-        shared.as_ref(),
-    )
-    .await;
-    if let Some(mut child) = sandbox_app {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    drop(desktop);
-    drop(sandbox);
-    Ok(report?)
+    Ok(agent)
 }
 
 /// The base-model setting that names the practice base: a tiny model warm-started on the gym,

@@ -29,17 +29,27 @@ pub enum JudgeKind {
 pub struct DeskSettings {
     /// A local model folder or a hub id.
     pub base_model: String,
+    /// Which judge scores steps alongside the person.
     pub judge: JudgeKind,
+    /// The endpoint judge's API root, e.g. `http://127.0.0.1:8000/v1`.
     pub judge_endpoint: String,
+    /// The model the endpoint judge asks for.
     pub judge_model: String,
     /// The environment variable holding the endpoint's API key (empty: none).
     pub judge_api_key_env: String,
+    /// Judge votes per step, 1 to 15.
     pub votes: usize,
+    /// The adapter's LoRA rank, 1 to 512.
     pub lora_rank: usize,
+    /// The LoRA alpha; the adapter's output is scaled by alpha / rank.
     pub lora_alpha: f64,
+    /// Layers that carry the adapter, as PEFT names them (`q_proj`, `down_proj`, ...).
     pub lora_targets: Vec<String>,
+    /// Weight of the Binary RL advantage in the combined method, 0 to 10.
     pub w_rl: f64,
+    /// Weight of the OPD (hint) advantage in the combined method, 0 to 10.
     pub w_opd: f64,
+    /// The trainer's constant learning rate, in (0, 0.1].
     pub learning_rate: f64,
     /// Judged steps per update.
     pub batch: usize,
@@ -53,6 +63,7 @@ pub struct DeskSettings {
     pub stop_key: String,
     /// Where the store lives; a change takes effect at the next start.
     pub data_dir: String,
+    /// Steps the agent may take in one episode, 1 to 1000.
     pub max_steps: usize,
     /// Published adapter versions whose folders are kept (0: all); exported and activated
     /// versions are always kept.
@@ -98,7 +109,9 @@ impl Default for DeskSettings {
 /// One field the window should mark, with what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
+    /// The setting's name as the window spells it (`baseModel`, `loraRank`).
     pub field: &'static str,
+    /// What is wrong with it, written for the person.
     pub message: String,
 }
 

@@ -7,22 +7,47 @@ pub enum DesktopError {
     #[error(
         "cannot open the X display {display:?}: {detail}; start one with `clawdesk sandbox` or set DISPLAY"
     )]
-    NoDisplay { display: String, detail: String },
+    NoDisplay {
+        /// The display that was tried, such as `:0`.
+        display: String,
+        /// Why it could not be opened.
+        detail: String,
+    },
     /// No accessibility bus could be reached.
     #[error(
         "cannot reach the AT-SPI accessibility bus: {detail}; install at-spi2-core and run inside a D-Bus session \
          (for example `clawdesk sandbox`, or `dbus-run-session`), and make sure NO_AT_BRIDGE is not set"
     )]
-    NoAccessibilityBus { detail: String },
+    NoAccessibilityBus {
+        /// What D-Bus said when asked for the bus or connecting to it.
+        detail: String,
+    },
     /// No running app answers to that name.
     #[error("no app named {name:?} is on the accessibility bus; running apps: {available}")]
-    UnknownApp { name: String, available: String },
+    UnknownApp {
+        /// The app name that was asked for.
+        name: String,
+        /// The names of the apps that are on the bus, comma-separated (`none` when none is).
+        available: String,
+    },
     /// An app did not answer the accessibility bus in time.
     #[error("{app} did not answer the accessibility bus within {after_ms} ms; it may be hung")]
-    AppNotResponding { app: String, after_ms: u64 },
+    AppNotResponding {
+        /// The app's accessible name.
+        app: String,
+        /// How long it was given to answer, in milliseconds.
+        after_ms: u64,
+    },
     /// A normalised coordinate lies outside [0,1] on the surface it refers to.
     #[error("point ({x}, {y}) is off the observed surface ({surface}); coordinates are in [0, 1]")]
-    OffSurface { x: f64, y: f64, surface: String },
+    OffSurface {
+        /// The horizontal coordinate as given.
+        x: f64,
+        /// The vertical coordinate as given.
+        y: f64,
+        /// The surface it was meant for, in words ([`crate::Surface::describe`]).
+        surface: String,
+    },
     /// An action that cannot be carried out as written.
     #[error("invalid action: {0}")]
     InvalidAction(String),
@@ -40,7 +65,12 @@ pub enum DesktopError {
     Stopped,
     /// A program the sandbox needs is not installed.
     #[error("{program} is not installed; install it with `apt-get install {package}`")]
-    MissingProgram { program: String, package: String },
+    MissingProgram {
+        /// The executable that was not found on `PATH`.
+        program: String,
+        /// The Debian package that provides it.
+        package: String,
+    },
     /// A sandbox process failed to start or died.
     #[error("sandbox: {0}")]
     Sandbox(String),
@@ -50,7 +80,9 @@ pub enum DesktopError {
     /// A file or pipe failed.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done when it failed, such as `starting the input thread`.
         context: String,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -9,11 +9,14 @@ use crate::DesktopError;
 /// bottom-right. The one coordinate form actions are stored in, whatever the model emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct NormPoint {
+    /// Horizontal position: 0 the left edge, 1 the right.
     pub x: f64,
+    /// Vertical position: 0 the top edge, 1 the bottom.
     pub y: f64,
 }
 
 impl NormPoint {
+    /// The point at (`x`, `y`), unchecked; mapping it to the screen rejects one off the surface.
     pub fn new(x: f64, y: f64) -> Self {
         NormPoint { x, y }
     }
@@ -22,7 +25,9 @@ impl NormPoint {
 /// A point in screen coordinates, as the input backend addresses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScreenPoint {
+    /// Horizontal position in screen units, rightwards from the screen's top-left corner.
     pub x: i32,
+    /// Vertical position in screen units, downwards from the screen's top-left corner.
     pub y: i32,
 }
 
@@ -30,8 +35,20 @@ pub struct ScreenPoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SurfaceKind {
-    Monitor { name: String },
-    Window { id: u32, title: String, app: String },
+    /// A whole monitor (on X11 the whole root window).
+    Monitor {
+        /// The monitor's name; on X11 the display's, such as `:3`.
+        name: String,
+    },
+    /// One window.
+    Window {
+        /// The window's id (on X11 its X window id).
+        id: u32,
+        /// The window's title at capture time.
+        title: String,
+        /// The app it belongs to (on X11 its WM_CLASS class, else its instance).
+        app: String,
+    },
 }
 
 /// A captured surface's geometry, recorded with every image.
@@ -41,12 +58,18 @@ pub enum SurfaceKind {
 /// a HiDPI Mac).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Surface {
+    /// Whether a monitor or a window was captured, and which.
     #[serde(flatten)]
     pub kind: SurfaceKind,
+    /// The surface's left edge in screen coordinates.
     pub x: i32,
+    /// The surface's top edge in screen coordinates.
     pub y: i32,
+    /// The image's width in pixels.
     pub width: u32,
+    /// The image's height in pixels.
     pub height: u32,
+    /// Image pixels per screen unit: 1 on X11, 2 on a HiDPI Mac.
     pub scale: f64,
 }
 

@@ -26,7 +26,12 @@ pub enum Refusal {
     #[error(
         "{app} is not on the app allowlist (allowed: {allowed}); add it with --allow or in the settings"
     )]
-    NotAllowed { app: String, allowed: String },
+    NotAllowed {
+        /// The app, by the name shown to a person.
+        app: String,
+        /// The allowlist's names, comma-separated.
+        allowed: String,
+    },
     /// No app has focus to receive the keystrokes, so nothing can be checked.
     #[error("no app has focus, so the allowlist cannot be checked")]
     NoFocusedApp,
@@ -35,35 +40,60 @@ pub enum Refusal {
     #[error(
         "{app} is on the deny-list (terminals, ClawDesk, password managers); name it with --allow to let the agent act in it"
     )]
-    Denied { app: String },
+    Denied {
+        /// The name by which the app matched the deny-list.
+        app: String,
+    },
     /// A key combination for the session itself (lock, log out, switch console).
     #[error("the key combination {combo} acts on the session, not an app, and is never sent")]
-    SessionKey { combo: String },
+    SessionKey {
+        /// The combination as the action wrote it.
+        combo: String,
+    },
     /// Nobody can tell which element would receive the keystrokes (the app has no
     /// accessibility tree, or its walk was cut short).
     #[error(
         "which element of {app} has keyboard focus is unknown ({why}), so typing could reach a password field; allow it with --allow-unknown-focus {app}"
     )]
-    UnknownFocus { app: String, why: String },
+    UnknownFocus {
+        /// The app that would receive the keystrokes, by the name shown to a person.
+        app: String,
+        /// Why its focused element is unknown.
+        why: String,
+    },
     /// A pointer action whose point is on no app's window (the desktop background).
     #[error("no app window is under the action's point")]
     NoWindowAtPoint,
     /// What would receive the action changed between the check and the moment of acting
     /// (a person approving, an earlier action of the same reply).
     #[error("the action's target changed from {was} to {now} before it ran")]
-    TargetChanged { was: String, now: String },
+    TargetChanged {
+        /// The target when the action was checked, in words.
+        was: String,
+        /// The target at the moment of acting, in words.
+        now: String,
+    },
     /// The keystrokes would go into a password field.
     #[error("typing into the password field {field:?} is not allowed")]
-    PasswordField { field: String },
+    PasswordField {
+        /// The password field's accessible name.
+        field: String,
+    },
     /// The episode has taken as many steps as it may.
     #[error("the limit of {limit} steps is reached")]
-    StepLimit { limit: u32 },
+    StepLimit {
+        /// The most actions an episode may take.
+        limit: u32,
+    },
     /// The stop key or a person halted the agent.
     #[error("the agent is stopped; reset the stop before going on")]
     Stopped,
     /// A person looked at the action and said no.
     #[error("a person rejected the action{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
-    Rejected { reason: Option<String> },
+    Rejected {
+        /// What the person said, if anything.
+        reason: Option<String>,
+    },
 }
 
 /// Which apps the agent may act in.
@@ -81,8 +111,10 @@ pub enum Allowlist {
 pub struct AppIdentity {
     /// The AT-SPI application name (`mousepad`, `gnome-calculator`).
     pub accessible_name: Option<String>,
-    /// WM_CLASS class and instance of the active window.
+    /// The WM_CLASS class part of the window (`Mousepad`): the active one for keystrokes, the
+    /// one under the point for pointer actions.
     pub window_class: Option<String>,
+    /// The WM_CLASS instance part of the same window (`mousepad`).
     pub window_instance: Option<String>,
 }
 
@@ -191,7 +223,9 @@ impl AppIdentity {
 /// The element that has keyboard focus, as far as the guard needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FocusedField {
+    /// The element's accessible name, the label a person reads.
     pub name: String,
+    /// Whether it is a password field, which keystrokes must never reach.
     pub is_password: bool,
 }
 
@@ -216,6 +250,7 @@ pub struct ActionContext {
     pub app: Option<AppIdentity>,
     /// The X window that has keyboard focus, to tell when it changed.
     pub window: Option<u32>,
+    /// The element of that app that would receive the keystrokes.
     pub focused: FieldFocus,
     /// For each point the action touches, in order, the app whose window is under it
     /// (`None`: no app's window there); for a pointer action without a point, the app under
@@ -228,7 +263,9 @@ pub struct ActionContext {
 /// The app whose window is under a point of a pointer action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PointedApp {
+    /// Who the window belongs to.
     pub app: AppIdentity,
+    /// The X window under the point, to tell when it changed.
     pub window: u32,
 }
 
@@ -278,7 +315,9 @@ impl ActionContext {
 /// reasoning, and the element under its point.
 #[derive(Debug, Clone)]
 pub struct Shown {
+    /// The screenshot the action was chosen on.
     pub screen: Arc<crate::Screenshot>,
+    /// The model's reasoning for the action, when it gave any.
     pub thought: Option<String>,
     /// The element under the action's first point, as `role "name"`.
     pub element: Option<String>,
@@ -287,10 +326,15 @@ pub struct Shown {
 /// What a person is asked to approve.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApprovalRequest {
+    /// How many steps the episode had taken before this action.
     pub step: u32,
+    /// The action awaiting a decision.
     pub action: Action,
+    /// The action in words, from [`Action::describe`].
     pub description: String,
+    /// The app that would really receive the action, by the name shown to a person.
     pub app: Option<String>,
+    /// The screen, reasoning and element to show with it; not serialised.
     #[serde(skip)]
     pub shown: Option<Shown>,
 }
@@ -299,12 +343,18 @@ pub struct ApprovalRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
+    /// Run the action.
     Approve,
-    Reject { reason: Option<String> },
+    /// Do not run it; the guard refuses with [`Refusal::Rejected`].
+    Reject {
+        /// Why, if the person said.
+        reason: Option<String>,
+    },
 }
 
 /// Asks a person before each action runs; the UI implements it, tests answer by script.
 pub trait Approver: Send + Sync {
+    /// Shows `request` to a person and resolves with their decision.
     fn approve<'a>(
         &'a self,
         request: &'a ApprovalRequest,
@@ -314,6 +364,7 @@ pub trait Approver: Send + Sync {
 /// The guard's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GuardConfig {
+    /// Which apps the agent may act in.
     pub allowlist: Allowlist,
     /// At most this many actions per episode.
     pub max_steps: Option<u32>,
@@ -343,6 +394,7 @@ pub struct Guard {
 }
 
 impl Guard {
+    /// A guard with `config` that checks `stop`, with no steps taken and nobody to ask.
     pub fn new(config: GuardConfig, stop: StopFlag) -> Self {
         Guard {
             config,
@@ -358,6 +410,7 @@ impl Guard {
         self
     }
 
+    /// The stop flag the guard checks before every action.
     pub fn stop_flag(&self) -> &StopFlag {
         &self.stop
     }
@@ -367,6 +420,7 @@ impl Guard {
         self.approver.is_some()
     }
 
+    /// How many actions have counted against the step limit so far.
     pub fn steps_taken(&self) -> u32 {
         self.taken.load(Ordering::SeqCst)
     }

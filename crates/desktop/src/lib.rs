@@ -62,6 +62,7 @@ pub struct DesktopConfig {
     pub display: String,
     /// The session bus address; `None` means `$DBUS_SESSION_BUS_ADDRESS`.
     pub session_bus: Option<String>,
+    /// The guard's settings for actions on this desktop.
     pub guard: GuardConfig,
     /// Grab this key to halt the agent; `None` leaves the stop to the UI.
     pub stop_key: Option<StopKeyName>,
@@ -105,29 +106,39 @@ impl DesktopConfig {
 /// What to observe.
 #[derive(Debug, Clone, Default)]
 pub struct ObserveOptions {
+    /// What to take the screenshot of.
     pub target: CaptureTarget,
     /// Read this app's tree instead of the focused app's.
     pub app: Option<String>,
     /// Skip the accessibility tree (screenshot only).
     pub skip_tree: bool,
+    /// Limits on reading the accessibility tree.
     pub limits: WalkLimits,
 }
 
 /// Per-part timings of one observation, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ObserveTimings {
+    /// Taking the screenshot.
     pub capture_ms: f64,
+    /// Reading the accessibility tree and placing its bounds on the screen.
     pub tree_ms: f64,
+    /// The whole observation, finding the active window and the apps included.
     pub total_ms: f64,
 }
 
 /// The desktop at one moment: what the agent sees and what the guard checks against.
 #[derive(Debug, Clone)]
 pub struct Observation {
+    /// The image with its surface geometry, which actions' points refer to.
     pub screenshot: Screenshot,
+    /// The focused (or named) app's accessibility tree; `None` when skipped or no app was found.
     pub tree: Option<AccessTree>,
+    /// The window that had keyboard focus; `None` when none had.
     pub active_window: Option<ActiveWindow>,
+    /// Who owns the active window: its WM_CLASS and the AT-SPI name of its process.
     pub app: Option<AppIdentity>,
+    /// How long each part of the observation took.
     pub timings: ObserveTimings,
 }
 
@@ -237,18 +248,22 @@ impl Desktop {
         self.guard = self.guard.clone().with_approver(approver);
     }
 
+    /// The X display this desktop is on, such as `:3`.
     pub fn display(&self) -> &str {
         &self.config.display
     }
 
+    /// The connection to this desktop's accessibility bus.
     pub fn accessibility(&self) -> &Accessibility {
         &self.a11y
     }
 
+    /// The guard every action passes.
     pub fn guard(&self) -> &Guard {
         &self.guard
     }
 
+    /// The flag the stop key sets: set it to halt the agent, reset it to let it go on.
     pub fn stop_flag(&self) -> &StopFlag {
         self.guard.stop_flag()
     }

@@ -17,7 +17,9 @@ use crate::error::{DesktopError, Result};
 /// How to build the sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
+    /// Screen width in pixels.
     pub width: u32,
+    /// Screen height in pixels.
     pub height: u32,
     /// Xephyr in a window on a host display instead of an invisible Xvfb.
     pub visible: bool,

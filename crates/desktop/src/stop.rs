@@ -26,6 +26,7 @@ struct Inner {
 }
 
 impl StopFlag {
+    /// A flag that is not set.
     pub fn new() -> Self {
         Self::default()
     }
@@ -36,6 +37,7 @@ impl StopFlag {
         self.0.notify.notify_waiters();
     }
 
+    /// Whether the agent is halted.
     pub fn is_stopped(&self) -> bool {
         self.0.stopped.load(Ordering::SeqCst)
     }
@@ -84,9 +86,12 @@ impl StopFlag {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopKeyName {
+    /// The Pause key; the default.
     #[default]
     Pause,
+    /// The Scroll Lock key.
     ScrollLock,
+    /// The F12 function key.
     F12,
 }
 

@@ -74,12 +74,15 @@ pub(crate) fn wait_for_window_manager(display: &str, timeout: Duration) -> Resul
 /// The window that has focus, as the window manager reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ActiveWindow {
+    /// The X window id of the client window (not the window manager's frame).
     pub id: u32,
     /// The WM_CLASS class part (`Mousepad`, `Gnome-calculator`).
     pub class: String,
     /// The WM_CLASS instance part (`mousepad`).
     pub instance: String,
+    /// The window's title (`_NET_WM_NAME`, else `WM_NAME`).
     pub title: String,
+    /// The process that owns it (`_NET_WM_PID`), when the window says.
     pub pid: Option<u32>,
 }
 
@@ -311,6 +314,7 @@ impl Drop for ShmSegment {
 }
 
 impl RootGrabber {
+    /// Connects to `display` and sets up shared memory where the server offers it; only 24- and 32-bit true colour displays are supported.
     pub fn open(display: &str) -> Result<Self> {
         let (conn, screen) = connect(display)?;
         let s = &conn.setup().roots[screen];
@@ -391,6 +395,7 @@ impl RootGrabber {
         Ok(rgba)
     }
 
+    /// The screen's width and height in pixels.
     pub fn size(&self) -> (u32, u32) {
         (u32::from(self.width), u32::from(self.height))
     }
@@ -437,6 +442,7 @@ impl RootGrabber {
         Ok(data)
     }
 
+    /// The whole screen's pixels as RGBA, row by row.
     pub fn grab_all(&self) -> Result<Vec<u8>> {
         self.grab(0, 0, self.width, self.height)
     }

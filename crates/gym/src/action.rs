@@ -7,9 +7,17 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GymAction {
     /// A left click at (x, y) on the 0-999 grid.
-    Click { x: u32, y: u32 },
+    Click {
+        /// Column on the 0-999 grid, left to right.
+        x: u32,
+        /// Row on the 0-999 grid, top to bottom.
+        y: u32,
+    },
     /// Typing into the focused field.
-    Type { text: String },
+    Type {
+        /// The text typed, without quotes (it holds no `"` and no newline).
+        text: String,
+    },
 }
 
 impl fmt::Display for GymAction {

@@ -8,11 +8,13 @@ use image::{Rgb, RgbImage};
 
 /// Cell size in pixels.
 pub const CELL: u32 = 32;
-/// Grid columns and rows.
+/// Grid columns.
 pub const COLS: u32 = 4;
+/// Grid rows; a menu task puts its menu bar in row 0 and the open menu's entries in row 1.
 pub const ROWS: u32 = 2;
-/// Screen size in pixels.
+/// Screen width in pixels.
 pub const WIDTH: u32 = CELL * COLS;
+/// Screen height in pixels.
 pub const HEIGHT: u32 = CELL * ROWS;
 
 const BACKGROUND: Rgb<u8> = Rgb([228, 228, 228]);
@@ -22,15 +24,22 @@ const PAPER: Rgb<u8> = Rgb([255, 255, 255]);
 /// A widget colour, which is also its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Colour {
+    /// Drawn as RGB (220, 40, 40).
     Red,
+    /// Drawn as RGB (40, 170, 60).
     Green,
+    /// Drawn as RGB (40, 80, 220).
     Blue,
+    /// Drawn as RGB (235, 210, 40).
     Yellow,
+    /// Drawn as RGB (140, 60, 180).
     Purple,
+    /// Drawn as RGB (245, 140, 30).
     Orange,
 }
 
 impl Colour {
+    /// Every colour, in a fixed order that seeded layouts depend on.
     pub const ALL: [Colour; 6] = [
         Colour::Red,
         Colour::Green,
@@ -40,6 +49,7 @@ impl Colour {
         Colour::Orange,
     ];
 
+    /// The lower-case word prompts, instructions and accessible names use.
     pub fn name(self) -> &'static str {
         match self {
             Colour::Red => "red",
@@ -66,7 +76,9 @@ impl Colour {
 /// A grid cell: column, row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cell {
+    /// Column, from 0 at the left to `COLS - 1`.
     pub col: u32,
+    /// Row, from 0 at the top to `ROWS - 1`.
     pub row: u32,
 }
 
@@ -104,7 +116,9 @@ impl Cell {
 /// What a widget is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WidgetRole {
+    /// A button, clicked to act.
     Button,
+    /// A text field; it has the focus, so typing goes into it.
     TextField,
     /// A menu title in the menu bar (row 0).
     MenuHeader,
@@ -115,8 +129,11 @@ pub enum WidgetRole {
 /// One widget on the screen.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Widget {
+    /// What kind of widget it is.
     pub role: WidgetRole,
+    /// Its colour, which names it.
     pub colour: Colour,
+    /// The grid cell it fills.
     pub cell: Cell,
 }
 
@@ -135,6 +152,7 @@ impl Widget {
 /// A screen: its widgets, what was typed, and which menu is open.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Screen {
+    /// Every widget shown, one per cell at most (an open menu's entries are appended).
     pub widgets: Vec<Widget>,
     /// Text in the focused field, when there is one.
     pub typed: Option<String>,

@@ -8,7 +8,9 @@ use crate::task::{Task, TaskKind};
 /// Which split a task belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
+    /// Layouts the policy may be trained on: four in five.
     Train,
+    /// Layouts kept for measuring only, never trained on: one in five.
     HeldOut,
 }
 

@@ -40,8 +40,10 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    /// Every kind, in the order `click`, `type`, `menu`.
     pub const ALL: [TaskKind; 3] = [TaskKind::Click, TaskKind::Type, TaskKind::Menu];
 
+    /// The lower-case name used on the command line and in serialised form.
     pub fn name(self) -> &'static str {
         match self {
             TaskKind::Click => "click",
@@ -50,6 +52,7 @@ impl TaskKind {
         }
     }
 
+    /// The kind with this [`Self::name`], or `None` for any other text.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
@@ -194,21 +197,27 @@ impl Task {
         }
     }
 
+    /// Which kind of task this is.
     pub fn kind(&self) -> TaskKind {
         self.kind
     }
+    /// The seed the task's layout is drawn from.
     pub fn seed(&self) -> u64 {
         self.seed
     }
+    /// What the user asks for, e.g. "Click the red button.".
     pub fn instruction(&self) -> &str {
         &self.instruction
     }
+    /// The screen as it stands now, after the steps taken so far.
     pub fn screen(&self) -> &Screen {
         &self.screen
     }
+    /// Whether the episode is over, by success or by a wrong step.
     pub fn is_done(&self) -> bool {
         self.done
     }
+    /// Whether the task was accomplished.
     pub fn succeeded(&self) -> bool {
         self.success
     }

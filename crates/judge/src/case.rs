@@ -10,8 +10,11 @@ use crate::error::{JudgeError, Result};
 /// One step to judge: the task, what came before, the two screens and the agent's reply.
 #[derive(Debug, Clone)]
 pub struct StepCase {
+    /// The step's id in the store.
     pub step: StepId,
+    /// The episode's task: the instruction the agent was given.
     pub objective: String,
+    /// The app the episode works in, when known (`api` for a conversation).
     pub app: Option<String>,
     /// One line per earlier step of the episode, oldest first.
     pub previous_actions: Vec<String>,
@@ -22,13 +25,17 @@ pub struct StepCase {
     pub response: String,
     /// The action in its internal form.
     pub action: serde_json::Value,
+    /// What became of the action (it ran, was refused, failed, was stopped or was invalid).
     pub outcome: StepOutcome,
+    /// Why the action was refused or failed.
     pub error: Option<String>,
     /// The screens as stored (PNG).
     pub before_png: Vec<u8>,
+    /// The screen after the action (PNG).
     pub after_png: Vec<u8>,
     /// The accessibility trees before and after, when they were recorded (for rule judges).
     pub before_tree: Option<serde_json::Value>,
+    /// The accessibility tree after the action, when it was recorded.
     pub after_tree: Option<serde_json::Value>,
     /// For a conversation turn served over the API (no screens: the PNGs are empty), what
     /// was said before the reply and the message that came after it.

@@ -8,17 +8,34 @@ use std::time::Duration;
 pub enum JudgeError {
     /// A prompt template could not be read, parsed or rendered.
     #[error("prompt template {origin}: {reason}")]
-    Prompt { origin: String, reason: String },
+    Prompt {
+        /// Where the template came from (a file, or the built-in copy's name).
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The endpoint could not be reached (refused, reset, DNS); worth retrying.
     #[error("cannot reach the judge endpoint {endpoint}: {reason}")]
-    Network { endpoint: String, reason: String },
+    Network {
+        /// The endpoint's URL, without credentials or query.
+        endpoint: String,
+        /// The connection error, cause by cause.
+        reason: String,
+    },
     /// The endpoint did not answer in time; worth retrying.
     #[error("the judge endpoint {endpoint} did not answer within {timeout:?}")]
-    Timeout { endpoint: String, timeout: Duration },
+    Timeout {
+        /// The endpoint's URL, without credentials or query.
+        endpoint: String,
+        /// The time allowed for the whole request.
+        timeout: Duration,
+    },
     /// The endpoint answered with an HTTP error status.
     #[error("the judge endpoint {endpoint} answered HTTP {status}: {body}")]
     Status {
+        /// The endpoint's URL, without credentials or query.
         endpoint: String,
+        /// The HTTP status code.
         status: u16,
         /// The start of the body, for the log and the UI.
         body: String,
@@ -28,18 +45,30 @@ pub enum JudgeError {
     /// The endpoint answered 200 with something that is not a chat completion (an HTML page from
     /// a proxy, broken JSON, no choices, a body over the size limit).
     #[error("the judge endpoint {endpoint} sent no usable chat completion: {reason}")]
-    Protocol { endpoint: String, reason: String },
+    Protocol {
+        /// The endpoint's URL, without credentials or query.
+        endpoint: String,
+        /// What is wrong with the answer.
+        reason: String,
+    },
     /// No API key where the settings say one is.
     #[error("no API key for the judge: {0}")]
     Secret(String),
     /// A screenshot could not be decoded or encoded.
     #[error("screenshot of step {step}: {reason}")]
-    Image { step: i64, reason: String },
+    Image {
+        /// The step whose screenshot it is.
+        step: i64,
+        /// What failed: the decoding or the encoding, and why.
+        reason: String,
+    },
     /// The settings make no sense (zero votes, a URL that is not one).
     #[error("judge settings: {0}")]
     Config(String),
+    /// The store failed (SQLite or a blob).
     #[error(transparent)]
     Store(#[from] clawdesk_store::StoreError),
+    /// The local judge model failed: preparing its input, generating or decoding.
     #[error("the local judge model failed: {0}")]
     Model(#[from] clawdesk_model::ModelError),
     /// A person-judge's question went unanswered (the asking side went away).
@@ -51,7 +80,9 @@ pub enum JudgeError {
     /// The file a template was to be written to, or read from.
     #[error("cannot access {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -94,4 +125,5 @@ impl JudgeError {
     }
 }
 
+/// The judge's result, failing with a [`JudgeError`].
 pub type Result<T, E = JudgeError> = std::result::Result<T, E>;

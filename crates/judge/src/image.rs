@@ -15,13 +15,18 @@ pub enum ImageEncoding {
     /// Lossless; the stored PNG goes as it is when it fits the budget.
     Png,
     /// Smaller uploads for metered APIs, at the given quality (1-100).
-    Jpeg { quality: u8 },
+    Jpeg {
+        /// The JPEG quality, 1 to 100.
+        quality: u8,
+    },
 }
 
 /// A screenshot ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedImage {
+    /// The width sent, in pixels, after any scaling.
     pub width: u32,
+    /// The height sent, in pixels, after any scaling.
     pub height: u32,
     /// `data:image/...;base64,...`
     pub data_url: String,

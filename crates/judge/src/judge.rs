@@ -12,9 +12,13 @@ use crate::votes::{Vote, tally};
 /// A judge's answer on one step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judgement {
+    /// Whose verdict it is: a model judge's (a rule's included) or a person's.
     pub source: VerdictSource,
+    /// +1 (the step helped), -1 (it did not), 0 (undecided).
     pub score: i8,
+    /// The mean of the valid votes (a person's own score); `None` when no vote counted.
     pub mean: Option<f64>,
+    /// The hindsight hint, when one was given.
     pub hint: Option<String>,
     /// Every vote with its raw text (empty for a person or a rule).
     pub votes: Vec<Vote>,
@@ -75,12 +79,15 @@ pub trait Judge: Send + Sync {
 pub struct VoteSettings {
     /// Votes per step (the paper: 3 for GUI steps).
     pub votes: usize,
+    /// The sampling temperature of each vote, 0 to 2.
     pub temperature: f64,
+    /// The most tokens one answer may take.
     pub max_tokens: u32,
     /// Ask for a hindsight hint in the same answer.
     pub hints: bool,
     /// Screenshots are scaled down to at most this many pixels.
     pub pixel_budget: u64,
+    /// How screenshots are encoded for an endpoint judge (the local judge is given pixels).
     pub encoding: crate::image::ImageEncoding,
 }
 
@@ -98,6 +105,8 @@ impl Default for VoteSettings {
 }
 
 impl VoteSettings {
+    /// Refuses settings that cannot work: 0 or over 64 votes, a temperature outside [0, 2], no
+    /// tokens, or a pixel budget under 28×28.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(crate::JudgeError::Config(m));
         if !(1..=64).contains(&self.votes) {

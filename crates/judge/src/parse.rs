@@ -6,6 +6,7 @@
 
 /// Where the hint starts and ends in the judge's answer.
 pub const HINT_START: &str = "[HINT_START]";
+/// Where the hint ends: the closing tag after [`HINT_START`].
 pub const HINT_END: &str = "[HINT_END]";
 /// A hint must be longer than this (in characters) to count; shorter ones are "none", "n/a"...
 pub const MIN_HINT_CHARS: usize = 10;

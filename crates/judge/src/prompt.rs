@@ -11,6 +11,7 @@ use crate::error::{JudgeError, Result};
 
 /// Where the two screenshots go in the step template.
 pub const BEFORE_MARKER: &str = "[[screenshot_before]]";
+/// Where the screenshot after the action goes; like [`BEFORE_MARKER`], exactly once.
 pub const AFTER_MARKER: &str = "[[screenshot_after]]";
 
 const STEP_FILE: &str = "judge/step.md";
@@ -21,14 +22,18 @@ const TURN_HINT_FILE: &str = "judge/turn_hint.md";
 /// Which screenshot a part of the prompt shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
+    /// The screen before the action.
     Before,
+    /// The screen after the action.
     After,
 }
 
 /// One piece of a rendered prompt, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromptPart {
+    /// Text rendered from the template.
     Text(String),
+    /// A screenshot, where the template has its marker.
     Image(Screen),
 }
 

@@ -31,6 +31,7 @@ pub struct LoopOptions {
     /// The wait after a step's first failed judging; doubles with each further failure.
     #[serde(with = "crate::millis")]
     pub failure_backoff: Duration,
+    /// The longest wait between tries, however many failures.
     #[serde(with = "crate::millis")]
     pub failure_backoff_max: Duration,
     /// Return once nothing is owed that can be judged now (for batch runs and tests); otherwise
@@ -57,24 +58,36 @@ impl Default for LoopOptions {
 /// What the loop reports as it goes, for progress in the UI and the CLI.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JudgeEvent {
+    /// The step's verdict was written.
     Judged {
+        /// The step judged.
         step: StepId,
+        /// +1, -1, or 0 when the votes tied or none counted.
         score: i8,
+        /// The mean of the valid votes; `None` when none counted.
         mean: Option<f64>,
+        /// Whether the verdict carries a hindsight hint.
         hint: bool,
     },
     /// The step could not be judged now; it will be tried again.
     Failed {
+        /// The step that failed.
         step: StepId,
+        /// How many attempts have failed so far, this one included.
         attempts: i64,
+        /// Why, as the error reads.
         error: String,
+        /// How long until the step is owed again.
         retry_in: Duration,
     },
     /// The step can never be judged by this judge (a failure of its own, or too many
     /// attempts); it is not tried again and the trainer passes over it.
     GaveUp {
+        /// The step given up on.
         step: StepId,
+        /// How many attempts failed, this one included.
         attempts: i64,
+        /// Why the last attempt failed, as the error reads.
         error: String,
     },
 }
@@ -82,9 +95,11 @@ pub enum JudgeEvent {
 /// What one run of the loop did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoopStats {
+    /// Verdicts this run wrote.
     pub judged: u64,
     /// Judged again after a restart or by a second loop; the first verdict was kept.
     pub already_judged: u64,
+    /// Failed judgings, whether the step will be retried or was given up on.
     pub failures: u64,
 }
 
@@ -98,6 +113,7 @@ pub struct JudgeLoop {
 }
 
 impl JudgeLoop {
+    /// A loop for `judge` over `store`; a concurrency of 0 is refused.
     pub fn new(store: Arc<Store>, judge: Arc<dyn Judge>, options: LoopOptions) -> Result<Self> {
         if options.concurrency == 0 {
             return Err(JudgeError::Config(

@@ -16,10 +16,18 @@ pub enum ApiKey {
     #[default]
     None,
     /// An environment variable, e.g. `OPENAI_API_KEY`.
-    Env { var: String },
+    Env {
+        /// The variable's name.
+        var: String,
+    },
     /// The Secret Service keyring (GNOME Keyring, KWallet), the item with these attributes;
     /// store one with `secret-tool store --label 'ClawDesk judge' service clawdesk account NAME`.
-    Keyring { service: String, account: String },
+    Keyring {
+        /// The item's `service` attribute.
+        service: String,
+        /// The item's `account` attribute.
+        account: String,
+    },
 }
 
 /// A key in memory. Its `Debug` and `Display` never show it.
@@ -27,6 +35,7 @@ pub enum ApiKey {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a key so that it is never shown.
     pub fn new(value: impl Into<String>) -> Self {
         Self(value.into())
     }

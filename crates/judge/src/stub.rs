@@ -22,9 +22,13 @@ pub enum Reply {
     Answer(String),
     /// Any status, content type and bytes.
     Http {
+        /// The HTTP status code.
         status: u16,
+        /// The `Content-Type` header.
         content_type: &'static str,
+        /// The body's bytes, as sent.
         body: Vec<u8>,
+        /// A `Retry-After` header, in seconds.
         retry_after: Option<u64>,
     },
     /// The reply after a wait.
@@ -44,6 +48,7 @@ impl Reply {
         }
     }
 
+    /// This reply, sent after `wait`.
     pub fn after(self, wait: Duration) -> Reply {
         Reply::Delay(wait, Box::new(self))
     }

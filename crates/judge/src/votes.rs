@@ -13,6 +13,7 @@ pub const MAX_RAW_CHARS: usize = 16 * 1024;
 pub struct Vote {
     /// +1 or -1; `None` when the answer did not hold exactly one valid box.
     pub score: Option<i8>,
+    /// The hindsight hint, when the answer holds one that counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     /// Why the vote did not count.
@@ -44,6 +45,7 @@ pub struct Tally {
     pub mean: Option<f64>,
     /// The longest valid hint among the votes.
     pub hint: Option<String>,
+    /// How many votes counted (each held exactly one valid box).
     pub valid: usize,
 }
 

@@ -10,9 +10,13 @@ use crate::error::{ModelError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Instructions that frame the conversation.
     System,
+    /// The person's turn.
     User,
+    /// The model.
     Assistant,
+    /// The result of a tool call, fed back to the model.
     Tool,
 }
 
@@ -32,32 +36,45 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Part {
-    Text { text: String },
+    /// Plain text.
+    Text {
+        /// The text itself.
+        text: String,
+    },
+    /// Where one image goes; the template turns it into the vision placeholder tokens.
     Image,
 }
 
 /// A tool call made by the assistant, in OpenAI's shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The function called and its arguments.
     pub function: FunctionCall,
 }
 
+/// The function a [`ToolCall`] names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionCall {
+    /// The function's name, as in the tool schema.
     pub name: String,
+    /// The call's arguments, as JSON.
     pub arguments: serde_json::Value,
 }
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
+    /// Who speaks.
     pub role: Role,
+    /// Text and image placeholders, in order.
     pub content: Vec<Part>,
+    /// Tool calls the message makes; only assistant messages have them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
 }
 
 impl Message {
+    /// A message that holds only text.
     pub fn text(role: Role, text: impl Into<String>) -> Self {
         Self {
             role,
@@ -66,6 +83,7 @@ impl Message {
         }
     }
 
+    /// Image placeholders, `images` of them, then text: the shape of a screenshot prompt.
     pub fn images_then_text(role: Role, images: usize, text: impl Into<String>) -> Self {
         let mut content = vec![Part::Image; images];
         content.push(Part::Text { text: text.into() });
@@ -97,6 +115,8 @@ pub struct ChatTemplate {
 }
 
 impl ChatTemplate {
+    /// Compiles a Jinja chat template, with HF's trim/lstrip settings, Python string methods,
+    /// `tojson` and `raise_exception`.
     pub fn new(source: &str) -> Result<Self> {
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);

@@ -11,15 +11,25 @@ use crate::error::{ModelError, Result};
 /// The whole Qwen3-VL configuration as HF writes it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Qwen3VlConfig {
+    /// Model classes the checkpoint was saved for (HF `architectures`).
     #[serde(default)]
     pub architectures: Vec<String>,
+    /// Architecture tag (HF `model_type`); must be `qwen3_vl`.
     pub model_type: String,
+    /// Settings of the text decoder (HF `text_config`).
     pub text_config: TextConfig,
+    /// Settings of the vision tower (HF `vision_config`).
     pub vision_config: VisionConfig,
+    /// Placeholder token that an image's embeddings replace, `<|image_pad|>` (HF `image_token_id`).
     pub image_token_id: u32,
+    /// Placeholder token for video, `<|video_pad|>` (HF `video_token_id`); video is not supported.
     pub video_token_id: u32,
+    /// Token that opens an image's span, `<|vision_start|>` (HF `vision_start_token_id`).
     pub vision_start_token_id: u32,
+    /// Token that closes an image's span, `<|vision_end|>` (HF `vision_end_token_id`).
     pub vision_end_token_id: u32,
+    /// Whether `lm_head` shares the embedding matrix (HF `tie_word_embeddings`); wins over the text
+    /// config's flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tie_word_embeddings: Option<bool>,
     /// Fields we do not use, kept so a config written back out loses nothing.
@@ -30,34 +40,51 @@ pub struct Qwen3VlConfig {
 /// The language model's half of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TextConfig {
+    /// Token ids the embedding and `lm_head` cover (HF `vocab_size`).
     pub vocab_size: usize,
+    /// Hidden size of the text decoder (HF `hidden_size`).
     pub hidden_size: usize,
+    /// Inner width of each decoder layer's gated MLP (HF `intermediate_size`).
     pub intermediate_size: usize,
+    /// Number of decoder layers (HF `num_hidden_layers`).
     pub num_hidden_layers: usize,
+    /// Query heads per attention layer (HF `num_attention_heads`).
     pub num_attention_heads: usize,
+    /// Key and value heads, each shared by a group of query heads (HF `num_key_value_heads`).
     pub num_key_value_heads: usize,
+    /// Width of one attention head (HF `head_dim`); hidden size over query heads when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
+    /// Activation of the decoder MLP (HF `hidden_act`); only `silu` is supported.
     #[serde(default = "default_silu")]
     pub hidden_act: String,
+    /// The context: longest sequence the model takes, in tokens (HF `max_position_embeddings`).
     pub max_position_embeddings: usize,
+    /// Epsilon of the decoder's RMS norms (HF `rms_norm_eps`).
     pub rms_norm_eps: f64,
     /// transformers 4.x spells the rope settings as `rope_theta` + `rope_scaling`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_theta: Option<f64>,
+    /// Rope type and M-RoPE layout in that spelling (HF `rope_scaling`); `rope_parameters` wins
+    /// when both are present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeParameters>,
     /// transformers 5 folds both into `rope_parameters`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_parameters: Option<RopeParameters>,
+    /// Whether the attention projections carry biases (HF `attention_bias`).
     #[serde(default)]
     pub attention_bias: bool,
+    /// The text config's copy of `tie_word_embeddings`; the top-level flag wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tie_word_embeddings: Option<bool>,
+    /// Beginning-of-sequence token (HF `bos_token_id`); kept for round trips, not used here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bos_token_id: Option<u32>,
+    /// Token id or list of ids that end generation (HF `eos_token_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_token_id: Option<serde_json::Value>,
+    /// Fields we do not use, kept so a config written back out loses nothing.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -65,14 +92,21 @@ pub struct TextConfig {
 /// Rotary settings; only the default rope type with interleaved M-RoPE is supported.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct RopeParameters {
+    /// Rope variant (HF `rope_type`); only `default` is supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_type: Option<String>,
+    /// Base of the rotary frequencies (HF `rope_theta`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_theta: Option<f64>,
+    /// Split of the rotary frequency pairs between time, height and width (HF `mrope_section`);
+    /// sums to `head_dim / 2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mrope_section: Option<Vec<usize>>,
+    /// Whether the three M-RoPE axes are interleaved across frequencies (HF `mrope_interleaved`);
+    /// `false` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mrope_interleaved: Option<bool>,
+    /// Fields we do not use, kept so a config written back out loses nothing.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -80,21 +114,37 @@ pub struct RopeParameters {
 /// The vision tower's half of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VisionConfig {
+    /// Number of vision transformer blocks (HF `depth`).
     pub depth: usize,
+    /// Hidden size of the vision tower (HF `hidden_size`).
     pub hidden_size: usize,
+    /// Activation of the vision MLP (HF `hidden_act`): `gelu_pytorch_tanh` or `gelu`.
     #[serde(default = "default_gelu_tanh")]
     pub hidden_act: String,
+    /// Inner width of each vision block's MLP (HF `intermediate_size`).
     pub intermediate_size: usize,
+    /// Attention heads per vision block (HF `num_heads`).
     pub num_heads: usize,
+    /// Colour channels of the input pixels (HF `in_channels`), 3 for RGB.
     #[serde(default = "default_in_channels")]
     pub in_channels: usize,
+    /// Side of one square patch in pixels (HF `patch_size`).
     pub patch_size: usize,
+    /// Patches merged into one token per side (HF `spatial_merge_size`).
     pub spatial_merge_size: usize,
+    /// Frames stacked into one patch (HF `temporal_patch_size`); a still image repeats to fill it.
     pub temporal_patch_size: usize,
+    /// Width of the merged vision tokens handed to the decoder (HF `out_hidden_size`); equals the
+    /// text `hidden_size`.
     pub out_hidden_size: usize,
+    /// Entries in the learned position table (HF `num_position_embeddings`): a square grid,
+    /// interpolated to each image's patch grid.
     pub num_position_embeddings: usize,
+    /// Vision blocks whose outputs are merged and added to the first decoder layers' hidden states
+    /// (HF `deepstack_visual_indexes`).
     #[serde(default)]
     pub deepstack_visual_indexes: Vec<usize>,
+    /// Fields we do not use, kept so a config written back out loses nothing.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -232,6 +282,7 @@ impl Qwen3VlConfig {
         Ok(())
     }
 
+    /// Width of one attention head: `head_dim` when given, else hidden size over query heads.
     pub fn head_dim(&self) -> usize {
         self.text_config
             .head_dim
@@ -246,6 +297,8 @@ impl Qwen3VlConfig {
             .unwrap_or_default()
     }
 
+    /// Base of the text rotary frequencies: the rope settings' `rope_theta`, else
+    /// `text_config.rope_theta`, else 5,000,000.
     pub fn rope_theta(&self) -> f64 {
         self.rope()
             .rope_theta
@@ -253,6 +306,7 @@ impl Qwen3VlConfig {
             .unwrap_or(5_000_000.0)
     }
 
+    /// Rotary frequency pairs given to time, height and width; `[24, 20, 20]` if absent.
     pub fn mrope_section(&self) -> Vec<usize> {
         self.rope()
             .mrope_section
@@ -295,24 +349,34 @@ impl Qwen3VlConfig {
 /// `preprocessor_config.json` of a Qwen2-VL-style image processor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreprocessorConfig {
+    /// Side of one patch in pixels (HF `patch_size`); must match the vision config.
     #[serde(default = "default_patch")]
     pub patch_size: usize,
+    /// Patches merged into one token per side (HF `merge_size`); must match `spatial_merge_size`.
     #[serde(default = "default_merge")]
     pub merge_size: usize,
+    /// Frames stacked into one patch (HF `temporal_patch_size`); must match the vision config.
     #[serde(default = "default_temporal")]
     pub temporal_patch_size: usize,
+    /// Per-channel mean subtracted after rescaling (HF `image_mean`).
     #[serde(default = "default_half3")]
     pub image_mean: [f32; 3],
+    /// Per-channel standard deviation the centred values are divided by (HF `image_std`).
     #[serde(default = "default_half3")]
     pub image_std: [f32; 3],
+    /// Factor taking 0–255 pixel values to 0–1 (HF `rescale_factor`).
     #[serde(default = "default_rescale")]
     pub rescale_factor: f64,
+    /// Pixel-count bounds in the newer layout (HF `size`); wins over `min_pixels` and `max_pixels`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<PixelBounds>,
+    /// Fewest pixels an image is scaled up to, in the older layout (HF `min_pixels`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_pixels: Option<usize>,
+    /// Most pixels an image is scaled down to, in the older layout (HF `max_pixels`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pixels: Option<usize>,
+    /// Fields we do not use, kept so a config written back out loses nothing.
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -320,7 +384,9 @@ pub struct PreprocessorConfig {
 /// HF's `size` field: `shortest_edge` is the minimum pixel count, `longest_edge` the maximum.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PixelBounds {
+    /// Fewest pixels, despite the name (HF `size.shortest_edge`).
     pub shortest_edge: usize,
+    /// Most pixels, despite the name (HF `size.longest_edge`).
     pub longest_edge: usize,
 }
 
@@ -341,6 +407,7 @@ fn default_rescale() -> f64 {
 }
 
 impl PreprocessorConfig {
+    /// Reads `preprocessor_config.json`; the patch, merge and temporal sizes must be positive.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         let config: Self = serde_json::from_str(&text).map_err(|source| ModelError::Json {

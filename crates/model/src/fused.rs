@@ -230,7 +230,9 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 /// batch row b (right padding).
 #[derive(Debug, Clone)]
 pub struct Visibility {
+    /// Keys cached before the first query row; query row `s` sees keys `0..=past + s`.
     pub past: usize,
+    /// Real length of each batch row; `None` when no row is padded.
     pub lens: Option<Vec<usize>>,
 }
 

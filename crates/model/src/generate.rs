@@ -16,7 +16,9 @@ pub struct Sampling {
     pub top_p: f64,
     /// 0 disables top-k filtering.
     pub top_k: usize,
+    /// Seed of the sampler's random stream.
     pub seed: u64,
+    /// Most tokens to generate.
     pub max_tokens: usize,
     /// Tokens that end the generation (included in the output).
     pub stop: Vec<u32>,
@@ -41,8 +43,11 @@ impl Default for Sampling {
 /// Why generation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
+    /// A token from `stop` was generated; it is the last of the output.
     Stop(u32),
+    /// `max_tokens` tokens were generated.
     MaxTokens,
+    /// The sequence reached the model's context limit.
     ContextFull,
     /// The caller's `on_token` asked to stop (a stop string, a client that went away).
     Halted,
@@ -51,6 +56,7 @@ pub enum Finish {
 /// A generated response.
 #[derive(Debug, Clone)]
 pub struct Generation {
+    /// The generated token ids, stop token included.
     pub tokens: Vec<u32>,
     /// Per token: log-probability under the sampling distribution (temperature-scaled and
     /// truncated); for greedy decoding, under the model's own distribution.
@@ -58,6 +64,7 @@ pub struct Generation {
     /// Per token, the `top_logprobs` most likely tokens of the same distribution, best first
     /// (empty when none were asked for).
     pub top_logprobs: Vec<Vec<(u32, f32)>>,
+    /// Why generation ended.
     pub finish: Finish,
 }
 

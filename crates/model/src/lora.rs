@@ -13,7 +13,9 @@ use crate::ops::{Mode, Pass};
 /// Which linear layers carry adapters, and how large.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraConfig {
+    /// Rank `r` of each adapter: the inner width of `B A`.
     pub rank: usize,
+    /// LoRA's alpha; the update is scaled by alpha/r (or alpha/√r with rsLoRA).
     pub alpha: f64,
     /// Module names as PEFT spells them (`q_proj`, `down_proj`, ...), matched within the
     /// language model.
@@ -34,6 +36,7 @@ impl LoraConfig {
         "down_proj",
     ];
 
+    /// Rank `rank` and `alpha` on [`Self::DEFAULT_TARGETS`], without rsLoRA.
     pub fn new(rank: usize, alpha: f64) -> Self {
         Self {
             rank,
@@ -46,6 +49,7 @@ impl LoraConfig {
         }
     }
 
+    /// The factor the adapter's output is multiplied by: alpha/r, or alpha/√r with rsLoRA.
     pub fn scale(&self) -> f64 {
         if self.use_rslora {
             self.alpha / (self.rank as f64).sqrt()
@@ -54,6 +58,7 @@ impl LoraConfig {
         }
     }
 
+    /// Whether linears named `module` (e.g. `q_proj`) carry an adapter.
     pub fn targets(&self, module: &str) -> bool {
         self.target_modules.iter().any(|t| t == module)
     }
@@ -66,6 +71,7 @@ pub struct LoraWeights {
     pub a: Var,
     /// `[out, r]`
     pub b: Var,
+    /// The factor `x Aᵀ Bᵀ` is multiplied by, from [`LoraConfig::scale`].
     pub scale: f64,
 }
 
@@ -79,6 +85,7 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// A frozen layer from `weight` `[out, in]` and an optional bias `[out]`; no adapter yet.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Self {
             weight,
@@ -87,22 +94,27 @@ impl Linear {
         }
     }
 
+    /// The frozen weight, `[out, in]`.
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
 
+    /// Width of the input.
     pub fn in_features(&self) -> usize {
         self.weight.dims().get(1).copied().unwrap_or(0)
     }
 
+    /// Width of the output.
     pub fn out_features(&self) -> usize {
         self.weight.dims().first().copied().unwrap_or(0)
     }
 
+    /// The adapter, if one is attached.
     pub fn lora(&self) -> Option<&LoraWeights> {
         self.lora.as_ref()
     }
 
+    /// Attaches an adapter, replacing any there was; `None` removes it.
     pub fn set_lora(&mut self, lora: Option<LoraWeights>) {
         self.lora = lora;
     }

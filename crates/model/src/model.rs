@@ -23,7 +23,9 @@ pub const LM_HEAD: &str = "lm_head.weight";
 /// A rendered prompt: token ids with image placeholders expanded, and the images in order.
 #[derive(Debug, Clone, Default)]
 pub struct ModelInput {
+    /// Token ids, each image placeholder expanded to one image token per merged patch.
     pub ids: Vec<u32>,
+    /// The images, in the order their placeholders appear in `ids`.
     pub images: Vec<PreparedImage>,
 }
 
@@ -37,9 +39,11 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// Tokens the cache holds: the prompt plus every token decoded since.
     pub fn len(&self) -> usize {
         self.len
     }
+    /// Whether the cache holds nothing (before a prefill or after a reset).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -57,14 +61,18 @@ impl KvCache {
 /// Which positions' logits a prefill returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
+    /// Only the last position's, `[1, vocab]`: enough to start generating.
     Last,
+    /// Every position's, `[s, vocab]`.
     All,
 }
 
 /// A prompt and the response whose per-token log-probabilities are wanted.
 #[derive(Debug, Clone)]
 pub struct ScoreItem {
+    /// The prompt, images included.
     pub prompt: ModelInput,
+    /// The response token ids to score; must not be empty.
     pub response: Vec<u32>,
 }
 
@@ -127,19 +135,24 @@ impl Qwen3Vl {
         })
     }
 
+    /// The configuration the model was loaded with.
     pub fn config(&self) -> &Qwen3VlConfig {
         &self.config
     }
+    /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device
     }
+    /// The dtype of the frozen weights; adapter weights stay f32.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
+    /// The longest sequence the model takes, in tokens (`max_position_embeddings`).
     pub fn context_limit(&self) -> usize {
         self.config.text_config.max_position_embeddings
     }
 
+    /// An empty cache with one slot per decoder layer, for [`Self::prefill`] and [`Self::decode`].
     pub fn new_cache(&self) -> KvCache {
         KvCache {
             layers: vec![LayerCache::default(); self.text.num_layers()],
@@ -547,6 +560,7 @@ impl Qwen3Vl {
         Ok(())
     }
 
+    /// The settings of the attached adapters, if any.
     pub fn lora_config(&self) -> Option<&LoraConfig> {
         self.lora.as_ref()
     }

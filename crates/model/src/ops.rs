@@ -19,6 +19,7 @@ pub enum Mode {
 /// One forward pass's switches, handed down to every layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
+    /// Fast or Train: which kernels run and whether gradients can flow.
     pub mode: Mode,
     /// Whether LoRA adapters apply; off gives the frozen base model (the OPD teacher and the
     /// KL reference).
@@ -26,12 +27,14 @@ pub struct Pass {
 }
 
 impl Pass {
+    /// A Fast-mode pass, with or without the adapters.
     pub fn fast(lora: bool) -> Self {
         Self {
             mode: Mode::Fast,
             lora,
         }
     }
+    /// A Train-mode pass, with or without the adapters.
     pub fn train(lora: bool) -> Self {
         Self {
             mode: Mode::Train,

@@ -12,7 +12,9 @@ use crate::lora::LoraConfig;
 use crate::model::Qwen3Vl;
 use crate::tiny::write_safetensors;
 
+/// Name of PEFT's adapter config file in an adapter directory.
 pub const CONFIG_FILE: &str = "adapter_config.json";
+/// Name of PEFT's adapter weights file in an adapter directory.
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 const KEY_PREFIX: &str = "base_model.model.";
 

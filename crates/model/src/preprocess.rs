@@ -23,13 +23,16 @@ pub const MAX_ASPECT_RATIO: f64 = 200.0;
 pub struct PreparedImage {
     /// `[patches, C·T·P·P]`, row-major.
     pub pixels: Vec<f32>,
+    /// Values per patch: channels × temporal patch size × patch side².
     pub patch_dim: usize,
     /// Patch grid (t, h, w) before merging.
     pub grid: Grid,
+    /// The sizes needed to map the model's coordinates back to the source image.
     pub frame: ImageFrame,
 }
 
 impl PreparedImage {
+    /// Patches before merging: t·h·w of the grid.
     pub fn num_patches(&self) -> usize {
         self.grid.0 * self.grid.1 * self.grid.2
     }
@@ -42,7 +45,9 @@ impl PreparedImage {
 /// The original and resized sizes, for mapping the model's coordinates back to the screen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageFrame {
+    /// The decoded image's (width, height) in pixels.
     pub source: (u32, u32),
+    /// The (width, height) after smart resize, the size the model sees.
     pub resized: (u32, u32),
 }
 

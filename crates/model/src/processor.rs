@@ -95,6 +95,7 @@ impl Processor {
         })
     }
 
+    /// The image preprocessor's settings from `preprocessor_config.json`.
     pub fn preprocessor(&self) -> &PreprocessorConfig {
         &self.preprocessor
     }
@@ -109,6 +110,7 @@ impl Processor {
         &self.vision_token_ids
     }
 
+    /// The id of the token spelled exactly `token` (e.g. `<|im_end|>`), if the vocabulary has it.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.tokenizer.token_to_id(token)
     }
@@ -187,6 +189,7 @@ impl Processor {
             .to_vec())
     }
 
+    /// Text of token ids; `skip_special` leaves out special tokens such as `<|im_end|>`.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.tokenizer
             .decode(ids, skip_special)

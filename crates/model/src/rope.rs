@@ -9,15 +9,20 @@ pub type Grid = (usize, usize, usize);
 /// Token positions on the three rotary axes, one entry per token.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Positions {
+    /// Positions on the time axis.
     pub t: Vec<i64>,
+    /// Positions on the height axis; equal to `t` for text tokens.
     pub h: Vec<i64>,
+    /// Positions on the width axis; equal to `t` for text tokens.
     pub w: Vec<i64>,
 }
 
 impl Positions {
+    /// Number of tokens.
     pub fn len(&self) -> usize {
         self.t.len()
     }
+    /// Whether there are no tokens.
     pub fn is_empty(&self) -> bool {
         self.t.is_empty()
     }
@@ -89,6 +94,7 @@ pub struct TextRope {
 }
 
 impl TextRope {
+    /// Frequencies `theta^(-2i/head_dim)` for heads of width `head_dim`, split by `mrope_section`.
     pub fn new(head_dim: usize, theta: f64, mrope_section: &[usize]) -> Self {
         let half = head_dim / 2;
         let inv_freq = (0..half)

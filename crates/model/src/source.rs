@@ -20,26 +20,37 @@ const OPTIONAL: [&str; 4] = [
     "chat_template.json",
 ];
 
-/// Download progress of one file, for progress bars.
+/// What a load is doing, for progress bars and status lines: a file downloading, then loading.
 #[derive(Debug, Clone)]
 pub enum LoadEvent {
+    /// Bytes of a file are arriving from the hub.
     Downloading {
+        /// The file's name in the repository.
         file: String,
+        /// Bytes received so far.
         done: usize,
+        /// The file's size in bytes, as the hub reports it.
         total: usize,
     },
+    /// A file has been downloaded completely.
     Downloaded {
+        /// The file's name in the repository.
         file: String,
     },
+    /// Every file is at hand; the model is being loaded from the directory.
     Loading {
+        /// The model directory (a local one, or a snapshot in the Hugging Face cache).
         dir: PathBuf,
     },
 }
 
 /// A loaded model with the processor of its directory.
 pub struct LoadedModel {
+    /// The model, weights on the requested device.
     pub model: Qwen3Vl,
+    /// The tokenizer, chat template and image preprocessor of the same directory.
     pub processor: Processor,
+    /// The directory the model was loaded from.
     pub dir: PathBuf,
 }
 

@@ -70,8 +70,10 @@ fn linear(
 }
 
 impl TextModel {
+    /// Prefix of the decoder's tensor names in HF's checkpoints.
     pub const PREFIX: &'static str = "model.language_model";
 
+    /// Takes the decoder's tensors from `w`, checking each shape against `config`.
     pub fn load(w: &WeightFiles, config: &Qwen3VlConfig) -> Result<Self> {
         let t = &config.text_config;
         let p = Self::PREFIX;
@@ -117,10 +119,12 @@ impl TextModel {
         })
     }
 
+    /// The token embedding matrix, `[vocab, hidden]`; also `lm_head` when the embeddings are tied.
     pub fn embed_tokens(&self) -> &Tensor {
         &self.embed_tokens
     }
 
+    /// Number of decoder layers.
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }

@@ -82,8 +82,10 @@ pub struct VisionOutput {
 }
 
 impl VisionModel {
+    /// Prefix of the vision tower's tensor names in HF's checkpoints.
     pub const PREFIX: &'static str = "model.visual";
 
+    /// Takes the vision tower's tensors from `w`, checking each shape against `config`.
     pub fn load(w: &WeightFiles, config: &Qwen3VlConfig) -> Result<Self> {
         let v: &VisionConfig = &config.vision_config;
         let p = Self::PREFIX;

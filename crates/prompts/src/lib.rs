@@ -39,21 +39,30 @@ const BUILT_IN: [(&str, &str); 7] = [
 /// A template's text and where it came from (a file, or "built-in NAME"), for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
+    /// The template's full text, before any placeholder is filled in.
     pub text: String,
+    /// The file it was read from, or "built-in NAME" for a copy built into the binary.
     pub origin: String,
 }
 
 /// Why a template could not be found.
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
+    /// A template file exists in a searched folder but could not be read.
     #[error("reading the prompt template {}: {source}", path.display())]
     Io {
+        /// The file that could not be read.
         path: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
+    /// No searched folder has the template and no copy of it is built in.
     #[error("no prompt template {name} is built in")]
-    Unknown { name: String },
+    Unknown {
+        /// The template asked for, a path under `prompts/`.
+        name: String,
+    },
 }
 
 /// The folders searched, first match wins: `explicit` (`--prompts`), `$CLAWDESK_PROMPTS`, then

@@ -16,10 +16,12 @@ pub struct SeededRng {
 }
 
 impl SeededRng {
+    /// A generator whose stream is fixed by `seed`: the same seed gives the same draws everywhere.
     pub fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
+    /// The next 64 raw bits of the stream; every other draw is built from these.
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
@@ -39,10 +41,13 @@ impl SeededRng {
         (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
     }
 
+    /// `n` draws from [`Self::normal`] scaled by the standard deviation `std`, as `f32` (random
+    /// test weights).
     pub fn normals(&mut self, n: usize, std: f64) -> Vec<f32> {
         (0..n).map(|_| (self.normal() * std) as f32).collect()
     }
 
+    /// `n` draws uniform in [-`bound`, `bound`), as `f32` (e.g. adapter initialisation).
     pub fn uniforms(&mut self, n: usize, bound: f64) -> Vec<f32> {
         (0..n)
             .map(|_| ((self.uniform() * 2.0 - 1.0) * bound) as f32)

@@ -11,9 +11,13 @@ use crate::RuntimeError;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportedAdapter {
+    /// The adapter version that was exported.
     pub version: i64,
+    /// The folder the adapter was copied into.
     pub folder: String,
+    /// Names of the files copied, in name order.
     pub files: Vec<String>,
+    /// Bytes copied in all.
     pub bytes: u64,
     /// Python lines that load it with HF PEFT.
     pub peft_command: String,

@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 
 use clawdesk_agent::turn::PolicyTurn;
 use clawdesk_agent::{
-    ActionFormat, AgentAction, AgentError, AgentPrompts, Frame, PastStep, Policy, PolicyRequest,
-    Reply, conversation, practice_conversation, practice_elements,
+    ActionFormat, AgentAction, AgentError, AgentPrompts, Frame, Generated, PastStep, Policy,
+    PolicyRequest, Reply, conversation, practice_conversation, practice_elements,
 };
 use clawdesk_desktop::{
     Action, Desktop, DesktopError, NormPoint, Observation, ObserveOptions, blocking,
 };
 use clawdesk_judge::{PersonAnswer, person_verdict};
 use clawdesk_model::ModelError;
-use clawdesk_model::chat::computer_use_tool;
+use clawdesk_model::chat::{Message, computer_use_tool};
 use clawdesk_model::generate::Sampling;
 use clawdesk_store::{
     BlobId, BlobKind, EpisodeId, EpisodeStatus, NewEpisode, NewStep, StepId, StepOutcome, Store,
@@ -34,17 +34,23 @@ use crate::persist::{SavedObservation, save_observation};
 /// How the agent runs.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
+    /// What the person asked the agent to do, as the prompt words it.
     pub instruction: String,
     /// The app the episode is about (its tree is read, the episode is filed under it).
     pub app: Option<String>,
+    /// The action format the model writes and its replies are parsed in.
     pub format: ActionFormat,
+    /// Steps before the episode ends unfinished.
     pub max_steps: usize,
     /// Past screenshots (with their replies) kept in the prompt; older steps become one line.
     pub window: usize,
+    /// How replies are sampled; the seed moves on by one each step.
     pub sampling: Sampling,
+    /// How long to wait for the screen after an action.
     pub settle: Settle,
     /// The same action on an unchanged screen this many times in a row asks the supervisor.
     pub loop_repeats: usize,
+    /// What each observation reads (the app's tree, a capture backend).
     pub observe: ObserveOptions,
 }
 
@@ -73,7 +79,9 @@ impl AgentSettings {
 /// same, or the limit.
 #[derive(Debug, Clone, Copy)]
 pub struct Settle {
+    /// Time between captures.
     pub poll: Duration,
+    /// The longest wait, after which the step goes on with the screen as it is.
     pub limit: Duration,
 }
 
@@ -135,10 +143,12 @@ impl PauseSwitch {
         }
     }
 
+    /// Holds the agent before its next step.
     pub fn pause(&self) {
         self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Lets a paused agent go on.
     pub fn resume(&self) {
         self.paused
             .store(false, std::sync::atomic::Ordering::SeqCst);
@@ -163,16 +173,22 @@ impl Supervisor for PauseSwitch {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EndReason {
+    /// The model said the task is over.
     Terminated {
+        /// Whether the model said it succeeded.
         success: bool,
     },
+    /// The step limit came first.
     StepLimit,
+    /// A person pressed the stop key.
     StopKey,
     /// The model asked for the person.
     HandedOver,
     /// Repeating itself on an unchanged screen; the supervisor said stop.
     Loop {
+        /// The repeated action, as stored.
         action: String,
+        /// How many times in a row it was taken.
         repeats: usize,
     },
 }
@@ -180,17 +196,25 @@ pub enum EndReason {
 /// How an episode went.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AgentSummary {
+    /// The stored episode's id.
     pub episode: i64,
+    /// How the episode was filed when it ended.
     pub status: EpisodeStatus,
+    /// Why it ended.
     pub ended: EndReason,
+    /// Steps committed, the person's included.
     pub steps: usize,
+    /// The model's steps whose actions all ran.
     pub executed: usize,
+    /// The model's replies that held no action in its format.
     pub invalid: usize,
+    /// The model's steps the guard refused.
     pub refused: usize,
     /// Steps the person took in the model's place.
     pub taken_over: usize,
     /// The adapter version of each step's reply, in order (`None`: the base model).
     pub versions: Vec<Option<i64>>,
+    /// The model's answer to a question, when it gave one.
     pub answer: Option<String>,
 }
 
@@ -199,11 +223,17 @@ pub struct AgentSummary {
 pub struct StepReport {
     /// The stored step, for verdicts given on it at once (a person's reject in approve mode).
     pub step: StepId,
+    /// The step's place in the episode, from 0.
     pub index: usize,
+    /// What became of its action.
     pub outcome: StepOutcome,
+    /// The model's reply (empty for the person's step).
     pub reply: String,
+    /// The adapter version that wrote the reply (`None`: the base model, or the person).
     pub version: Option<i64>,
+    /// Time the policy took to reply, in seconds.
     pub generate_seconds: f64,
+    /// The whole step, from its start to its commit, in seconds.
     pub step_seconds: f64,
 }
 
@@ -320,6 +350,12 @@ struct Kept {
     blob: BlobId,
 }
 
+/// The screenshot as the policy sees it: RGB, the alpha channel dropped.
+fn screen_as_rgb(observation: &Observation) -> DynamicImage {
+    let rgba = DynamicImage::ImageRgba8(observation.screenshot.image.clone());
+    DynamicImage::ImageRgb8(rgba.to_rgb8())
+}
+
 /// Adds a past step, and lets go of the screenshots no prompt will show again (the prompt
 /// shows at most `window` past ones).
 fn keep(kept: &mut Vec<Kept>, step: Kept, window: usize) {
@@ -329,303 +365,404 @@ fn keep(kept: &mut Vec<Kept>, step: Kept, window: usize) {
     }
 }
 
+/// Where an episode stands between steps: the screen the next step starts from, the past
+/// steps the prompt shows, the pointer's last known place, and what loop detection remembers.
+struct Cursor {
+    before: Observation,
+    before_saved: SavedObservation,
+    kept: Vec<Kept>,
+    pointer: Option<NormPoint>,
+    last_key: Option<String>,
+    repeats: usize,
+}
+
+impl Cursor {
+    /// Moves on to the step's after-screen, keeping the step for later prompts.
+    fn advance(
+        &mut self,
+        after: Observation,
+        after_saved: SavedObservation,
+        past: PastStep,
+        image: DynamicImage,
+        window: usize,
+    ) {
+        let blob = self.before_saved.image.clone();
+        keep(
+            &mut self.kept,
+            Kept {
+                past,
+                image: Some(image),
+                blob,
+            },
+            window,
+        );
+        self.before = after;
+        self.before_saved = after_saved;
+    }
+}
+
+/// One generation with what it was asked: the prompt's messages, its images as blobs and its
+/// tool schemas, all of which the stored policy turn keeps.
+struct Asked {
+    generated: Generated,
+    messages: Vec<Message>,
+    blobs: Vec<BlobId>,
+    tools: Vec<serde_json::Value>,
+}
+
 impl Run<'_> {
     async fn steps(
         &self,
         summary: &mut AgentSummary,
         progress: &mut impl FnMut(&StepReport),
     ) -> Result<EndReason, RuntimeError> {
-        let settings = self.settings;
-        let mut before = self.desktop.observe(self.observe).await?;
-        let mut before_saved = blocking(|| save_observation(self.store, &before))?;
-        let mut kept: Vec<Kept> = Vec::new();
-        let mut pointer: Option<NormPoint> = None;
-        let mut last_key: Option<String> = None;
-        let mut repeats = 0usize;
-        for index in 0..settings.max_steps {
-            let mut announced = false;
-            while self.supervisor.paused() && !self.desktop.stop_flag().is_stopped() {
-                if !announced {
-                    tracing::info!(step = index, "paused");
-                    announced = true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            if self.desktop.stop_flag().is_stopped() {
+        let before = self.desktop.observe(self.observe).await?;
+        let before_saved = blocking(|| save_observation(self.store, &before))?;
+        let mut at = Cursor {
+            before,
+            before_saved,
+            kept: Vec::new(),
+            pointer: None,
+            last_key: None,
+            repeats: 0,
+        };
+        for index in 0..self.settings.max_steps {
+            if self.wait_while_paused(index, &mut at).await? {
                 return Ok(EndReason::StopKey);
             }
-            if announced {
-                // The screen may have changed while the agent waited.
-                before = self.desktop.observe(self.observe).await?;
-                before_saved = blocking(|| save_observation(self.store, &before))?;
+            let end = match self.supervisor.take_over() {
+                Some(action) => {
+                    self.person_step(index, action, &mut at, summary, progress)
+                        .await?
+                }
+                None => self.model_step(index, &mut at, summary, progress).await?,
+            };
+            if let Some(end) = end {
+                return Ok(end);
             }
-            let started = Instant::now();
-            let started_at_ms = now_ms();
-            let current = DynamicImage::ImageRgba8(before.screenshot.image.clone()).to_rgb8();
-            let current = DynamicImage::ImageRgb8(current);
-            if let Some(action) = self.supervisor.take_over() {
-                let (outcome, error, end) = self
-                    .act(
-                        &Reply {
-                            thought: None,
-                            actions: vec![action.clone().into()],
-                        },
-                        &before,
-                        &mut pointer,
-                        Actor::Person,
-                    )
-                    .await;
-                if outcome == StepOutcome::Executed {
-                    self.settle().await;
-                }
-                let after = self.desktop.observe(self.observe).await?;
-                let after_saved = blocking(|| save_observation(self.store, &after))?;
-                let action_json = serde_json::to_value(&action).unwrap_or_default();
-                let step = self.commit(
-                    index,
-                    &before_saved,
-                    &after_saved,
-                    Done {
-                        action: action_json.clone(),
-                        response: None,
-                        version: None,
-                        outcome,
-                        error,
-                        started_at_ms,
-                    },
-                )?;
-                // The person's action is what should have been done here: their correction.
-                self.store.add_verdict(&person_verdict(
-                    step,
-                    &PersonAnswer {
-                        approve: true,
-                        correction: Some(action_json),
-                        hint: None,
-                    },
-                ))?;
-                summary.steps += 1;
-                summary.taken_over += 1;
-                summary.versions.push(None);
-                let report = StepReport {
-                    step,
-                    index,
-                    outcome,
-                    reply: String::new(),
-                    version: None,
-                    generate_seconds: 0.0,
-                    step_seconds: started.elapsed().as_secs_f64(),
-                };
-                progress(&report);
-                self.supervisor.step_done(&report);
-                if let Some(end) = end {
-                    return Ok(end);
-                }
-                keep(
-                    &mut kept,
-                    Kept {
-                        past: PastStep {
-                            reply: format!("(the person acted: {})", action.describe()),
-                            summary: format!("the person: {}", action.describe()),
-                        },
-                        image: Some(current),
-                        blob: before_saved.image.clone(),
-                    },
-                    settings.window,
-                );
-                last_key = None;
-                repeats = 0;
-                before = after;
-                before_saved = after_saved;
-                continue;
+        }
+        Ok(EndReason::StepLimit)
+    }
+
+    /// Waits while the supervisor pauses the agent, observing again after a pause (the screen
+    /// may have changed meanwhile). True when the stop key was pressed.
+    async fn wait_while_paused(&self, index: usize, at: &mut Cursor) -> Result<bool, RuntimeError> {
+        let mut announced = false;
+        while self.supervisor.paused() && !self.desktop.stop_flag().is_stopped() {
+            if !announced {
+                tracing::info!(step = index, "paused");
+                announced = true;
             }
-            let past: Vec<PastStep> = kept.iter().map(|k| k.past.clone()).collect();
-            let surface = &before.screenshot.surface;
-            let tools = match settings.format {
-                ActionFormat::Qwen3Vl | ActionFormat::Qwen25Vl => {
-                    vec![computer_use_tool(surface.width, surface.height)?]
-                }
-                _ => Vec::new(),
-            };
-            let mut sampling = settings.sampling.clone();
-            sampling.seed = sampling.seed.wrapping_add(index as u64);
-            // A prompt too long for the model's context keeps fewer past screenshots (their
-            // steps stay listed in words), then lists fewer old steps, rather than ending the
-            // episode.
-            let (mut window, mut listed) = (settings.window, past.len());
-            let (generated, messages, blobs) = if settings.format == ActionFormat::Practice {
-                // The practice base reads one screen and its elements, as in the gym.
-                let elements = before
-                    .tree
-                    .as_ref()
-                    .map(|t| practice_elements(t, surface.width, surface.height))
-                    .unwrap_or_default();
-                let messages =
-                    practice_conversation(self.prompts, &settings.instruction, &elements)?;
-                // The image the model reads is stored as it read it, for the trainer.
-                let small = crate::practice_window::practice_image(&current);
-                let blob = blocking(|| -> Result<BlobId, RuntimeError> {
-                    let png = clawdesk_desktop::observe::encode_png(&small.to_rgba8())?;
-                    Ok(self.store.put_blob(&png, BlobKind::Png)?)
-                })?;
-                let request =
-                    PolicyRequest::new(messages.clone(), Vec::new(), vec![small], sampling.clone());
-                let generated = self.policy.generate(request).await?;
-                (generated, messages, vec![blob])
-            } else {
-                loop {
-                    let (messages, kept_now) =
-                        conversation(self.prompts, &settings.instruction, &past, window, listed)?;
-                    let recent = &kept[kept.len() - kept_now..];
-                    // `kept_now` is at most the window, whose screenshots are all still held.
-                    let mut images: Vec<DynamicImage> =
-                        recent.iter().filter_map(|k| k.image.clone()).collect();
-                    images.push(current.clone());
-                    let mut blobs: Vec<BlobId> = recent.iter().map(|k| k.blob.clone()).collect();
-                    blobs.push(before_saved.image.clone());
-                    let request = PolicyRequest::new(
-                        messages.clone(),
-                        tools.clone(),
-                        images,
-                        sampling.clone(),
-                    );
-                    match self.policy.generate(request).await {
-                        Ok(generated) => break (generated, messages, blobs),
-                        Err(AgentError::Model(ModelError::ContextOverflow { tokens, limit }))
-                            if kept_now > 0 || listed > 0 =>
-                        {
-                            tracing::warn!(
-                                tokens,
-                                limit,
-                                window = kept_now,
-                                listed,
-                                "prompt too long"
-                            );
-                            if kept_now > 0 {
-                                window = kept_now - 1;
-                            } else {
-                                listed /= 2;
-                            }
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            };
-            let frame = Frame {
-                image: generated.image_size,
-                screen: (surface.width, surface.height),
-                pointer,
-            };
-            let parsed = settings.format.parse(&generated.text, &frame);
-            let mut ended = None;
-            let (outcome, error, action_json, key) = match &parsed {
-                Err(e) => (
-                    StepOutcome::Invalid,
-                    Some(e.to_string()),
-                    serde_json::json!({"invalid": e.to_string(), "reply": generated.text}),
-                    format!("invalid: {}", generated.text.trim()),
-                ),
-                Ok(reply) => {
-                    let (outcome, error, end) =
-                        self.act(reply, &before, &mut pointer, Actor::Model).await;
-                    ended = end;
-                    if let Some(AgentAction::Answer { text }) = reply
-                        .actions
-                        .iter()
-                        .find(|a| matches!(a, AgentAction::Answer { .. }))
-                    {
-                        summary.answer = Some(text.clone());
-                    }
-                    let json = action_json(reply);
-                    let key = json.to_string();
-                    (outcome, error, json, key)
-                }
-            };
-            if outcome == StepOutcome::Executed {
-                self.settle().await;
-            }
-            let after = self.desktop.observe(self.observe).await?;
-            let after_saved = blocking(|| save_observation(self.store, &after))?;
-            let turn = PolicyTurn {
-                messages,
-                images: blobs,
-                tools,
-                text: generated.text.clone(),
-                tokens: generated.tokens.clone(),
-                logprobs: generated.logprobs.clone(),
-            };
-            let step = self.commit(
-                index,
-                &before_saved,
-                &after_saved,
-                Done {
-                    action: action_json,
-                    response: Some(turn.to_json()),
-                    version: generated.version,
-                    outcome,
-                    error,
-                    started_at_ms,
-                },
-            )?;
-            summary.steps += 1;
-            summary.versions.push(generated.version);
-            match outcome {
-                StepOutcome::Executed => summary.executed += 1,
-                StepOutcome::Invalid => summary.invalid += 1,
-                StepOutcome::Refused => summary.refused += 1,
-                _ => {}
-            }
-            let report = StepReport {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if self.desktop.stop_flag().is_stopped() {
+            return Ok(true);
+        }
+        if announced {
+            at.before = self.desktop.observe(self.observe).await?;
+            at.before_saved = blocking(|| save_observation(self.store, &at.before))?;
+        }
+        Ok(false)
+    }
+
+    /// A step the person took over: their action runs, is stored as the step and as their
+    /// correction (what should have been done here), and the prompt lists it as theirs.
+    async fn person_step(
+        &self,
+        index: usize,
+        action: Action,
+        at: &mut Cursor,
+        summary: &mut AgentSummary,
+        progress: &mut impl FnMut(&StepReport),
+    ) -> Result<Option<EndReason>, RuntimeError> {
+        let started = Instant::now();
+        let started_at_ms = now_ms();
+        let current = screen_as_rgb(&at.before);
+        let reply = Reply {
+            thought: None,
+            actions: vec![action.clone().into()],
+        };
+        let (outcome, error, end) = self
+            .act(&reply, &at.before, &mut at.pointer, Actor::Person)
+            .await;
+        let action_json = serde_json::to_value(&action).unwrap_or_default();
+        let done = Done {
+            action: action_json.clone(),
+            response: None,
+            version: None,
+            outcome,
+            error,
+            started_at_ms,
+        };
+        let (step, after, after_saved) = self
+            .observe_and_commit(index, &at.before_saved, done, summary)
+            .await?;
+        self.store.add_verdict(&person_verdict(
+            step,
+            &PersonAnswer {
+                approve: true,
+                correction: Some(action_json),
+                hint: None,
+            },
+        ))?;
+        summary.taken_over += 1;
+        self.announce(
+            &StepReport {
                 step,
                 index,
                 outcome,
-                reply: generated.text.clone(),
-                version: generated.version,
-                generate_seconds: generated.seconds,
+                reply: String::new(),
+                version: None,
+                generate_seconds: 0.0,
                 step_seconds: started.elapsed().as_secs_f64(),
-            };
-            progress(&report);
-            self.supervisor.step_done(&report);
-            if let Some(end) = ended {
-                return Ok(end);
-            }
-            // The same action again on a screen it did not change.
-            let unchanged = after_saved.image == before_saved.image;
-            if unchanged && last_key.as_deref() == Some(key.as_str()) {
-                repeats += 1;
-            } else {
-                repeats = 1;
-            }
-            last_key = Some(key.clone());
-            if repeats >= settings.loop_repeats.max(2) {
-                tracing::warn!(action = %key, repeats, "the agent repeats itself");
-                if !self.supervisor.go_on_after_loop(&key, repeats) {
-                    return Ok(EndReason::Loop {
-                        action: key,
-                        repeats,
-                    });
+            },
+            progress,
+        );
+        if end.is_some() {
+            return Ok(end);
+        }
+        let past = PastStep {
+            reply: format!("(the person acted: {})", action.describe()),
+            summary: format!("the person: {}", action.describe()),
+        };
+        at.advance(after, after_saved, past, current, self.settings.window);
+        at.last_key = None;
+        at.repeats = 0;
+        Ok(None)
+    }
+
+    /// A step of the model's: it is asked, its reply is parsed and run through the guard, and
+    /// the step is stored with its policy turn.
+    async fn model_step(
+        &self,
+        index: usize,
+        at: &mut Cursor,
+        summary: &mut AgentSummary,
+        progress: &mut impl FnMut(&StepReport),
+    ) -> Result<Option<EndReason>, RuntimeError> {
+        let started = Instant::now();
+        let started_at_ms = now_ms();
+        let current = screen_as_rgb(&at.before);
+        let asked = self.ask(index, at, &current).await?;
+        let surface = &at.before.screenshot.surface;
+        let frame = Frame {
+            image: asked.generated.image_size,
+            screen: (surface.width, surface.height),
+            pointer: at.pointer,
+        };
+        let text = asked.generated.text.clone();
+        let parsed = self.settings.format.parse(&text, &frame);
+        let mut ended = None;
+        let (outcome, error, action_json, key) = match &parsed {
+            Err(e) => (
+                StepOutcome::Invalid,
+                Some(e.to_string()),
+                serde_json::json!({"invalid": e.to_string(), "reply": text}),
+                format!("invalid: {}", text.trim()),
+            ),
+            Ok(reply) => {
+                let (outcome, error, end) = self
+                    .act(reply, &at.before, &mut at.pointer, Actor::Model)
+                    .await;
+                ended = end;
+                if let Some(AgentAction::Answer { text }) = reply
+                    .actions
+                    .iter()
+                    .find(|a| matches!(a, AgentAction::Answer { .. }))
+                {
+                    summary.answer = Some(text.clone());
                 }
-                repeats = 0;
+                let json = action_json(reply);
+                let key = json.to_string();
+                (outcome, error, json, key)
             }
-            let summary_line = match &parsed {
+        };
+        let version = asked.generated.version;
+        let turn = PolicyTurn {
+            messages: asked.messages,
+            images: asked.blobs,
+            tools: asked.tools,
+            text: text.clone(),
+            tokens: asked.generated.tokens,
+            logprobs: asked.generated.logprobs,
+        };
+        let done = Done {
+            action: action_json,
+            response: Some(turn.to_json()),
+            version,
+            outcome,
+            error,
+            started_at_ms,
+        };
+        let (step, after, after_saved) = self
+            .observe_and_commit(index, &at.before_saved, done, summary)
+            .await?;
+        match outcome {
+            StepOutcome::Executed => summary.executed += 1,
+            StepOutcome::Invalid => summary.invalid += 1,
+            StepOutcome::Refused => summary.refused += 1,
+            _ => {}
+        }
+        self.announce(
+            &StepReport {
+                step,
+                index,
+                outcome,
+                reply: text.clone(),
+                version,
+                generate_seconds: asked.generated.seconds,
+                step_seconds: started.elapsed().as_secs_f64(),
+            },
+            progress,
+        );
+        if ended.is_some() {
+            return Ok(ended);
+        }
+        // The same action again on a screen it did not change.
+        let unchanged = after_saved.image == at.before_saved.image;
+        if unchanged && at.last_key.as_deref() == Some(key.as_str()) {
+            at.repeats += 1;
+        } else {
+            at.repeats = 1;
+        }
+        at.last_key = Some(key.clone());
+        if at.repeats >= self.settings.loop_repeats.max(2) {
+            let repeats = at.repeats;
+            tracing::warn!(action = %key, repeats, "the agent repeats itself");
+            if !self.supervisor.go_on_after_loop(&key, repeats) {
+                return Ok(Some(EndReason::Loop {
+                    action: key,
+                    repeats,
+                }));
+            }
+            at.repeats = 0;
+        }
+        let past = PastStep {
+            summary: match &parsed {
                 Ok(reply) => describe(reply),
                 Err(e) => format!("(invalid reply: {e})"),
-            };
-            keep(
-                &mut kept,
-                Kept {
-                    past: PastStep {
-                        reply: generated.text,
-                        summary: summary_line,
-                    },
-                    image: Some(current),
-                    blob: before_saved.image.clone(),
-                },
-                settings.window,
-            );
-            before = after;
-            before_saved = after_saved;
+            },
+            reply: text,
+        };
+        at.advance(after, after_saved, past, current, self.settings.window);
+        Ok(None)
+    }
+
+    /// Asks the policy for step `index` on the screen `current`, in the settings' format.
+    async fn ask(
+        &self,
+        index: usize,
+        at: &Cursor,
+        current: &DynamicImage,
+    ) -> Result<Asked, RuntimeError> {
+        let settings = self.settings;
+        let mut sampling = settings.sampling.clone();
+        sampling.seed = sampling.seed.wrapping_add(index as u64);
+        if settings.format == ActionFormat::Practice {
+            return self.ask_practice(at, current, sampling).await;
         }
-        Ok(EndReason::StepLimit)
+        let surface = &at.before.screenshot.surface;
+        let tools = match settings.format {
+            ActionFormat::Qwen3Vl | ActionFormat::Qwen25Vl => {
+                vec![computer_use_tool(surface.width, surface.height)?]
+            }
+            _ => Vec::new(),
+        };
+        let past: Vec<PastStep> = at.kept.iter().map(|k| k.past.clone()).collect();
+        // A prompt too long for the model's context keeps fewer past screenshots (their steps
+        // stay listed in words), then lists fewer old steps, rather than ending the episode.
+        let (mut window, mut listed) = (settings.window, past.len());
+        loop {
+            let (messages, kept_now) =
+                conversation(self.prompts, &settings.instruction, &past, window, listed)?;
+            let recent = &at.kept[at.kept.len() - kept_now..];
+            // `kept_now` is at most the window, whose screenshots are all still held.
+            let mut images: Vec<DynamicImage> =
+                recent.iter().filter_map(|k| k.image.clone()).collect();
+            images.push(current.clone());
+            let mut blobs: Vec<BlobId> = recent.iter().map(|k| k.blob.clone()).collect();
+            blobs.push(at.before_saved.image.clone());
+            let request =
+                PolicyRequest::new(messages.clone(), tools.clone(), images, sampling.clone());
+            match self.policy.generate(request).await {
+                Ok(generated) => {
+                    return Ok(Asked {
+                        generated,
+                        messages,
+                        blobs,
+                        tools,
+                    });
+                }
+                Err(AgentError::Model(ModelError::ContextOverflow { tokens, limit }))
+                    if kept_now > 0 || listed > 0 =>
+                {
+                    tracing::warn!(tokens, limit, window = kept_now, listed, "prompt too long");
+                    if kept_now > 0 {
+                        window = kept_now - 1;
+                    } else {
+                        listed /= 2;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The practice base reads one screen and its elements, as in the gym; the image it
+    /// reads is stored as it read it, for the trainer.
+    async fn ask_practice(
+        &self,
+        at: &Cursor,
+        current: &DynamicImage,
+        sampling: Sampling,
+    ) -> Result<Asked, RuntimeError> {
+        let surface = &at.before.screenshot.surface;
+        let elements = at
+            .before
+            .tree
+            .as_ref()
+            .map(|t| practice_elements(t, surface.width, surface.height))
+            .unwrap_or_default();
+        let messages = practice_conversation(self.prompts, &self.settings.instruction, &elements)?;
+        let small = crate::practice_window::practice_image(current);
+        let blob = blocking(|| -> Result<BlobId, RuntimeError> {
+            let png = clawdesk_desktop::observe::encode_png(&small.to_rgba8())?;
+            Ok(self.store.put_blob(&png, BlobKind::Png)?)
+        })?;
+        let request = PolicyRequest::new(messages.clone(), Vec::new(), vec![small], sampling);
+        Ok(Asked {
+            generated: self.policy.generate(request).await?,
+            messages,
+            blobs: vec![blob],
+            tools: Vec::new(),
+        })
+    }
+
+    /// What every step does once its action ran: the screen settles and is observed again,
+    /// the step is committed with `done`, and the summary counts it.
+    async fn observe_and_commit(
+        &self,
+        index: usize,
+        before: &SavedObservation,
+        done: Done,
+        summary: &mut AgentSummary,
+    ) -> Result<(StepId, Observation, SavedObservation), RuntimeError> {
+        if done.outcome == StepOutcome::Executed {
+            self.settle().await;
+        }
+        let after = self.desktop.observe(self.observe).await?;
+        let after_saved = blocking(|| save_observation(self.store, &after))?;
+        let version = done.version;
+        let step = self.commit(index, before, &after_saved, done)?;
+        summary.steps += 1;
+        summary.versions.push(version);
+        Ok((step, after, after_saved))
+    }
+
+    /// Tells the caller and the supervisor that a step is done.
+    fn announce(&self, report: &StepReport, progress: &mut impl FnMut(&StepReport)) {
+        progress(report);
+        self.supervisor.step_done(report);
     }
 
     /// Commits step `index` between two saved observations.

@@ -37,27 +37,33 @@ use crate::episode::{AgentSettings, AgentSummary, Supervisor, run_agent};
 /// How the three loops run.
 #[derive(Debug, Clone)]
 pub struct LiveSettings {
+    /// How the agent runs each episode: its instruction, app, step limit and sampling.
     pub agent: AgentSettings,
     /// Episodes the agent runs before the live loop ends.
     pub episodes: usize,
     /// The base model (folder or hub id) the trainer's adapters are recorded against.
     pub base_model: String,
+    /// The shape of the adapter the trainer attaches to the shared base weights.
     pub lora: LoraConfig,
+    /// How the trainer batches, steps and checkpoints.
     pub train: TrainLoopSettings,
     /// Publish the adapter to the policy every this many updates.
     pub publish_every: u64,
-    /// Where published adapters (`v<N>/`) and the trainer's checkpoints go.
+    /// Where published adapters (`v<N>/`) go.
     pub adapters_dir: PathBuf,
     /// Published versions whose folders are kept (0: all); older ones are pruned, except
     /// any a person exported or activated.
     pub keep_adapters: usize,
+    /// Where the trainer writes its checkpoints and resumes from the newest.
     pub checkpoints_dir: PathBuf,
+    /// How the judge loop paces itself.
     pub judge: LoopOptions,
     /// How long the trainer sleeps when fewer than a batch of judged steps is ready.
     pub trainer_idle: Duration,
     /// CPU threads of the policy's and the trainer's own pools (`None`: both share the
     /// global pool). On a small CPU a split keeps training from taking generation's cores.
     pub policy_threads: Option<usize>,
+    /// CPU threads of the trainer's own pool (`None`: the global pool).
     pub trainer_threads: Option<usize>,
     /// Held-out gym tasks each published adapter is scored on (0: not scored). The score
     /// lands on the adapter's row after it is handed to the policy.
@@ -103,10 +109,13 @@ impl LiveSettings {
 /// What happened in a live run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LiveReport {
+    /// One summary per episode the agent ran, in order.
     pub episodes: Vec<AgentSummary>,
     /// Adapter versions published to the policy, in order.
     pub published: Vec<i64>,
+    /// Updates the trainer made to its adapter.
     pub updates: u64,
+    /// Batches the trainer passed over (non-finite numbers, or nothing to learn from).
     pub skipped: u64,
 }
 

@@ -9,8 +9,11 @@ use crate::RuntimeError;
 /// The blob ids of one saved observation.
 #[derive(Debug, Clone)]
 pub struct SavedObservation {
+    /// The screenshot, as a PNG blob.
     pub image: BlobId,
+    /// The accessibility tree, as a JSON blob; `None` when no tree was read.
     pub tree: Option<BlobId>,
+    /// Where the screenshot lies on the screen, as JSON (`null` if it cannot be written).
     pub surface: serde_json::Value,
 }
 

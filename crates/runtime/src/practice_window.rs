@@ -22,6 +22,7 @@ pub struct PracticeTask {
     /// click, type or menu.
     #[serde(with = "kind_name")]
     pub kind: TaskKind,
+    /// The seed that lays the task out; the same seed gives the same task.
     pub seed: u64,
 }
 
@@ -31,6 +32,7 @@ impl PracticeTask {
         Task::generate(self.kind, self.seed)
     }
 
+    /// What the task asks the agent to do, e.g. "Click the red button.".
     pub fn instruction(&self) -> String {
         self.task().instruction().to_owned()
     }

@@ -19,6 +19,7 @@ use crate::script::{Script, resolve_step};
 pub struct RecordOptions {
     /// How long to let the app react before the after-screenshot.
     pub settle: Duration,
+    /// What each observation captures; the app to read defaults to the script's.
     pub observe: ObserveOptions,
 }
 
@@ -34,11 +35,17 @@ impl Default for RecordOptions {
 /// How a recorded episode went.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecordSummary {
+    /// The episode's id in the store.
     pub episode: i64,
+    /// How the episode ended: done, stopped by the stop key, or failed.
     pub status: EpisodeStatus,
+    /// Steps committed to the store, whatever their outcome.
     pub steps: usize,
+    /// Steps whose action was carried out.
     pub executed: usize,
+    /// Steps the guard refused; the script goes on after most refusals.
     pub refused: usize,
+    /// Why the episode stopped or failed; `None` when it ran to the end.
     pub note: Option<String>,
 }
 

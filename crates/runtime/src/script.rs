@@ -18,6 +18,7 @@ pub struct Script {
     /// Read this app's tree (and record it as the episode's app); the focused app if absent.
     #[serde(default)]
     pub app: Option<String>,
+    /// The actions in order, as JSON; a point may be given as an element (see [`resolve_step`]).
     pub steps: Vec<serde_json::Value>,
 }
 
@@ -36,6 +37,7 @@ pub struct ElementQuery {
 }
 
 impl Script {
+    /// Reads and parses the script at `path`, refusing one with no steps.
     pub fn load(path: &Path) -> Result<Script, RuntimeError> {
         let err = |detail: String| RuntimeError::Script {
             path: path.display().to_string(),

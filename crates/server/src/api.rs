@@ -91,10 +91,13 @@ impl Api {
         })
     }
 
+    /// The limits and names this API was started with.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
     }
 
+    /// The HTTP routes (`/v1/models`, `/v1/chat/completions`, vLLM's LoRA load and unload)
+    /// behind the token and browser checks, and `/health`; for a server or a test to call.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/models", get(models))
@@ -531,50 +534,14 @@ struct Finished {
 
 async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let config = &api.inner.config;
-    // The body is read before a place in the queue is taken, under its own deadline, so slow
-    // uploads cannot hold the queue against requests that are ready.
-    let bytes = tokio::time::timeout(
-        config.body_timeout,
-        read_body(&headers, body, config.max_body_bytes),
-    )
-    .await
-    .map_err(|_| ApiError::Timeout(config.body_timeout))??;
-    let permit = api
-        .inner
-        .queue
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Busy {
-            waiting: config.queue,
-        })?;
-    let mut request: ChatRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("the request body: {e}")))?;
-    drop(bytes);
-    if let Some(model) = request.model.as_deref()
-        && model != config.model_name
-        && api.lora().as_deref() != Some(model)
-    {
-        return Err(ApiError::NotFound(format!(
-            "model `{model}` is not served here; this server serves `{}`",
-            config.model_name
-        )));
-    }
+    let (mut request, permit) = take_request(&api, &headers, body).await?;
     let session = Session::of(&headers, &request)?;
     let (messages, sources) = convert::messages(&request, config)?;
     let (images, pixel_permits) = api.images(sources).await?;
     // Decoded once and shared by the generation and the turn to be stored.
     let images: Vec<Arc<DynamicImage>> = images.into_iter().map(Arc::new).collect();
     let sampling = convert::sampling(&request, config)?;
-    let stop_text = request
-        .stop
-        .take()
-        .map(|s| s.into_vec())
-        .unwrap_or_default();
-    if stop_text.len() > 4 || stop_text.iter().any(String::is_empty) {
-        return Err(ApiError::BadRequest(
-            "stop takes up to 4 non-empty strings".into(),
-        ));
-    }
+    let stop_text = stop_texts(&mut request)?;
     let tools = match request.tool_choice.as_ref().and_then(Value::as_str) {
         Some("none") => Vec::new(),
         _ => request.tools.clone(),
@@ -602,52 +569,21 @@ async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, Ap
     };
     let (tokens_tx, tokens) = mpsc::unbounded_channel();
     let tools_offered = !tools.is_empty();
-    let policy_request = PolicyRequest {
-        messages,
-        tools,
-        images,
-        sampling,
-        stop_text: stop_text.clone(),
-        tokens: Some(tokens_tx),
-    };
-    let id = format!("chatcmpl-{:016x}", rand::random::<u64>());
-    let (done_tx, done) = oneshot::channel();
-    let policy = api.inner.policy.clone();
-    let call_prefix = format!("call_{}", &id[9..]);
-    tokio::spawn(async move {
-        let _permit = permit;
-        // The images live until the generation and its record are done.
-        let _pixels = pixel_permits;
-        let result = async {
-            let generated = policy.generate(policy_request).await?;
-            let reply = reply::split(&generated.text, tools_offered, &call_prefix);
-            // A generation cut short because its client left is not a turn anyone saw.
-            let step = match recorder {
-                Some(recorder) if generated.finish != Finish::Halted => {
-                    Some(recorder.record(&generated, &reply).await?)
-                }
-                _ => None,
-            };
-            Ok::<_, ApiError>(Finished {
-                generated,
-                reply,
-                step,
-            })
-        }
-        .await;
-        let _ = done_tx.send(result);
-    });
-    let shape = Shape {
-        id,
-        model: config.model_name.clone(),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        logprobs: request.logprobs,
-        top_logprobs: request.top_logprobs.unwrap_or(0),
-        as_ids: request.return_tokens_as_token_ids,
-    };
+    let shape = Shape::of(config, &request);
+    let done = generate(
+        api.inner.policy.clone(),
+        PolicyRequest {
+            messages,
+            tools,
+            images,
+            sampling,
+            stop_text: stop_text.clone(),
+            tokens: Some(tokens_tx),
+        },
+        (permit, pixel_permits),
+        recorder,
+        format!("call_{}", &shape.id[9..]),
+    );
     if request.stream {
         let include_usage = request
             .stream_options
@@ -675,6 +611,97 @@ async fn answer(api: Api, headers: HeaderMap, body: Body) -> Result<Response, Ap
     Ok(response)
 }
 
+/// Reads and parses the request, with a place in the queue, and checks it names the model
+/// served here. The body is read before a place is taken, under its own deadline, so slow
+/// uploads cannot hold the queue against requests that are ready.
+async fn take_request(
+    api: &Api,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(ChatRequest, OwnedSemaphorePermit), ApiError> {
+    let config = &api.inner.config;
+    let bytes = tokio::time::timeout(
+        config.body_timeout,
+        read_body(headers, body, config.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::Timeout(config.body_timeout))??;
+    let permit = api
+        .inner
+        .queue
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy {
+            waiting: config.queue,
+        })?;
+    let request: ChatRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the request body: {e}")))?;
+    drop(bytes);
+    if let Some(model) = request.model.as_deref()
+        && model != config.model_name
+        && api.lora().as_deref() != Some(model)
+    {
+        return Err(ApiError::NotFound(format!(
+            "model `{model}` is not served here; this server serves `{}`",
+            config.model_name
+        )));
+    }
+    Ok((request, permit))
+}
+
+/// The request's stop strings: up to four, none empty (OpenAI's limit).
+fn stop_texts(request: &mut ChatRequest) -> Result<Vec<String>, ApiError> {
+    let stop_text = request
+        .stop
+        .take()
+        .map(|s| s.into_vec())
+        .unwrap_or_default();
+    if stop_text.len() > 4 || stop_text.iter().any(String::is_empty) {
+        return Err(ApiError::BadRequest(
+            "stop takes up to 4 non-empty strings".into(),
+        ));
+    }
+    Ok(stop_text)
+}
+
+/// Generates in a task of its own (so a client that leaves does not cancel the recording of a
+/// finished turn), splits the reply into content and tool calls, and stores a main turn.
+fn generate(
+    policy: Policy,
+    request: PolicyRequest,
+    // The request's place in the queue and the pixel budget of its decoded images.
+    held: (OwnedSemaphorePermit, Vec<OwnedSemaphorePermit>),
+    recorder: Option<Recorder>,
+    call_prefix: String,
+) -> oneshot::Receiver<Result<Finished, ApiError>> {
+    let (done_tx, done) = oneshot::channel();
+    let tools_offered = !request.tools.is_empty();
+    tokio::spawn(async move {
+        // The queue place and the images' pixels are held until the generation and its record
+        // are done.
+        let _held = held;
+        let result = async {
+            let generated = policy.generate(request).await?;
+            let reply = reply::split(&generated.text, tools_offered, &call_prefix);
+            // A generation cut short because its client left is not a turn anyone saw.
+            let step = match recorder {
+                Some(recorder) if generated.finish != Finish::Halted => {
+                    Some(recorder.record(&generated, &reply).await?)
+                }
+                _ => None,
+            };
+            Ok::<_, ApiError>(Finished {
+                generated,
+                reply,
+                step,
+            })
+        }
+        .await;
+        let _ = done_tx.send(result);
+    });
+    done
+}
+
 /// The fields every response and chunk of one request share.
 struct Shape {
     id: String,
@@ -696,6 +723,21 @@ fn finish_reason(finished: &Finished) -> &'static str {
 }
 
 impl Shape {
+    /// A new completion's id and the response options the request chose.
+    fn of(config: &ServerConfig, request: &ChatRequest) -> Self {
+        Shape {
+            id: format!("chatcmpl-{:016x}", rand::random::<u64>()),
+            model: config.model_name.clone(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            logprobs: request.logprobs,
+            top_logprobs: request.top_logprobs.unwrap_or(0),
+            as_ids: request.return_tokens_as_token_ids,
+        }
+    }
+
     fn usage(&self, g: &Generated) -> Value {
         json!({
             "prompt_tokens": g.prompt_tokens,

@@ -6,15 +6,19 @@ use std::time::Duration;
 
 use crate::error::ServerError;
 
+/// The server's settings: where it listens, what it serves, and its limits.
 #[derive(Clone)]
 pub struct ServerConfig {
+    /// The address and port to listen on (default 127.0.0.1:8000).
     pub bind: SocketAddr,
     /// Required as `Authorization: Bearer <token>` when set; must be set to bind anything but
     /// loopback.
     pub token: Option<String>,
     /// The model id `/v1/models` lists and requests name.
     pub model_name: String,
+    /// The largest request body, and the largest fetched image, in bytes; more gets 413.
     pub max_body_bytes: usize,
+    /// Images in one request; more gets 413.
     pub max_images: usize,
     /// Pixels per image (width × height), checked from the header before decoding.
     pub max_image_pixels: u64,
@@ -24,6 +28,8 @@ pub struct ServerConfig {
     pub max_pixels_in_flight: u64,
     /// Requests waiting for or using the model; one more gets 429.
     pub queue: usize,
+    /// How long a reply may take once the request is read, waiting for the model included;
+    /// past it the client gets a timeout error.
     pub request_timeout: Duration,
     /// How long a client may take to send its request body; counted before it takes a place
     /// in the queue.
@@ -35,6 +41,7 @@ pub struct ServerConfig {
     pub allow_remote_images: bool,
     /// `max_tokens` when a request gives none, and the most it may ask for.
     pub default_max_tokens: usize,
+    /// The most `max_tokens` a request may ask for.
     pub max_tokens_limit: usize,
 }
 

@@ -14,7 +14,9 @@ use crate::wire::{ChatMessage, ChatRequest, Content, ContentPart};
 
 /// Where an image part's bytes come from, before they are fetched or decoded.
 pub enum ImageSource {
+    /// The bytes of a base64 `data:` URL, decoded from base64 but not yet as an image.
     Data(Vec<u8>),
+    /// An `http(s)://` URL still to be fetched.
     Remote(String),
 }
 

@@ -10,31 +10,51 @@ use axum::response::{IntoResponse, Response};
 /// Why a request was not answered.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request is malformed or asks for what this server does not do (400).
     #[error("{0}")]
     BadRequest(String),
+    /// The prompt does not fit the model's context (400, `context_length_exceeded`).
     #[error("the prompt is {tokens} tokens; this model takes at most {limit}")]
-    ContextLength { tokens: usize, limit: usize },
+    ContextLength {
+        /// The prompt's length in tokens.
+        tokens: usize,
+        /// The most tokens the model takes.
+        limit: usize,
+    },
+    /// No bearer token, or the wrong one (401).
     #[error("a missing or wrong API key: send `Authorization: Bearer <token>`")]
     Unauthorized,
     /// Refused whoever asks: a request a web page could have sent, or a path outside what
     /// this server may read.
     #[error("{0}")]
     Forbidden(String),
+    /// What the request names is not here: a route, a model or an adapter (404).
     #[error("{0}")]
     NotFound(String),
+    /// The body, an image or the number of images is over the server's limits (413).
     #[error("{0}")]
     TooLarge(String),
+    /// The queue is full (429).
     #[error("{waiting} requests are already waiting for the model; try again shortly")]
-    Busy { waiting: usize },
+    Busy {
+        /// The queue's length, the requests already waiting for or using the model.
+        waiting: usize,
+    },
     /// The images of the requests in flight already hold the server's pixel budget.
     #[error(
         "the images of the requests in flight already hold this server's budget of {budget} pixels; try again shortly"
     )]
-    PixelsBusy { budget: u64 },
+    PixelsBusy {
+        /// The server's `max_pixels_in_flight`.
+        budget: u64,
+    },
+    /// The reply did not finish within the request's deadline (504).
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// The model is not serving: its policy has stopped (503).
     #[error("the model is not serving: {0}")]
     Unavailable(String),
+    /// Something on the server's side failed: the store, a task, the generation (500).
     #[error("{0}")]
     Internal(String),
 }
@@ -42,13 +62,18 @@ pub enum ApiError {
 /// Startup errors of the server itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The settings are refused, or a part of the server could not be set up.
     #[error("{0}")]
     Config(String),
+    /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: std::net::SocketAddr,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The server failed after it started listening.
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
 }

@@ -91,6 +91,7 @@ pub struct ImageFetcher {
 }
 
 impl ImageFetcher {
+    /// A client that reaches only public addresses and gives up on a URL after `timeout`.
     pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
         Self::with_filter(timeout, is_public)
     }

@@ -10,6 +10,7 @@ const CLOSE: &str = "</tool_call>";
 /// The reply split into the text a person reads and the tool calls a client runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
+    /// The text around the tool calls; `None` only when tool calls are all there is.
     pub content: Option<String>,
     /// OpenAI's `tool_calls` entries (arguments as a JSON string).
     pub tool_calls: Vec<Value>,

@@ -13,13 +13,18 @@ use crate::wire::ChatRequest;
 /// Which of a session's turns a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TurnType {
+    /// A turn of the agent's own work: stored as a step, to be judged and trained on.
     Main,
+    /// A client's side request (a summary, a title): served, never stored.
     Side,
 }
 
+/// The session a request belongs to, as its client names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// The client's session id (at most 256 bytes); the store keeps one episode per id.
     pub id: String,
+    /// Which kind of turn the request is; main unless the client says side.
     pub turn: TurnType,
     /// The session ends with this request: its reply will have no next state.
     pub done: bool,
@@ -72,11 +77,14 @@ impl Session {
 /// state of the previous main turn (its last message, when a user or a tool wrote it).
 #[derive(Debug, Clone)]
 pub struct Context {
+    /// The first user message's text, cut to 200 characters.
     pub task: String,
+    /// The last message as `{role, content, images}` when a user or a tool wrote it.
     pub next_state: Option<serde_json::Value>,
 }
 
 impl Context {
+    /// Reads the task and the next state from a request's messages.
     pub fn of(request: &ChatRequest) -> Context {
         let task = request
             .messages
@@ -132,11 +140,16 @@ pub fn begin(store: &Store, session: &Session, context: &Context) -> Result<Epis
 
 /// What a served main turn leaves behind for the trainer.
 pub struct ServedTurn {
+    /// The prompt the policy saw and what it generated, tokens and log-probabilities included.
     pub turn: PolicyTurn,
     /// The request's decoded images, shared with the generation (not a copy).
     pub images: Vec<std::sync::Arc<DynamicImage>>,
+    /// The reply as the client got it: `{content, tool_calls}`.
     pub action: serde_json::Value,
+    /// The adapter version that generated the reply; `None` for the base model.
     pub version: Option<i64>,
+    /// When generation was about to begin (its body read, its session known), in milliseconds
+    /// since the Unix epoch.
     pub started_at_ms: i64,
 }
 

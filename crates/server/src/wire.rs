@@ -5,55 +5,80 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+/// A `POST /v1/chat/completions` body: OpenAI's fields, a few of vLLM's, and the session's.
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
+    /// The model id to answer with; when given, the served model's name or its loaded adapter's.
     #[serde(default)]
     pub model: Option<String>,
+    /// The conversation so far, oldest first.
     pub messages: Vec<ChatMessage>,
+    /// Send the reply as server-sent event chunks instead of one body.
     #[serde(default)]
     pub stream: bool,
+    /// Settings for a streamed reply.
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
+    /// The sampling temperature, 0 to 2; 0 picks the likeliest token.
     pub temperature: Option<f64>,
+    /// Nucleus sampling: draw only from the likeliest tokens whose probabilities sum to this.
     pub top_p: Option<f64>,
     /// vLLM's extension; OpenAI has none.
     pub top_k: Option<usize>,
+    /// The most tokens to generate (OpenAI's older name for `max_completion_tokens`).
     pub max_tokens: Option<usize>,
+    /// The most tokens to generate; wins over `max_tokens` when both are given.
     pub max_completion_tokens: Option<usize>,
+    /// Up to 4 strings that end the reply when generated; the reply stops before them.
     #[serde(default)]
     pub stop: Option<Stop>,
+    /// The sampling seed, for repeatable replies; random when absent.
     pub seed: Option<u64>,
+    /// Return each generated token's log-probability.
     #[serde(default)]
     pub logprobs: bool,
+    /// How many likeliest alternatives to return per token, 0 to 20; needs `logprobs`.
     pub top_logprobs: Option<usize>,
+    /// The tools the model may call, each OpenAI's `{"type": "function", "function": ...}`.
     #[serde(default)]
     pub tools: Vec<Value>,
+    /// Whether and which tool to call; only `"none"` is acted on, by withholding the tools.
     #[serde(default)]
     pub tool_choice: Option<Value>,
+    /// How many replies to generate; only 1 is served.
     pub n: Option<u32>,
     /// vLLM's extension: tokens in `logprobs` as `token_id:<id>`, which a remote trainer needs.
     #[serde(default)]
     pub return_tokens_as_token_ids: bool,
-    /// The same as the `X-Session-Id`, `X-Turn-Type` and `X-Session-Done` headers.
+    /// The session the turn belongs to (OpenClaw-RL's field; the `X-Session-Id` header says the
+    /// same).
     pub session_id: Option<String>,
+    /// `main` or `side`, as in `X-Turn-Type`; the header wins when both are sent.
     pub turn_type: Option<String>,
+    /// Whether this request ends the session, as in `X-Session-Done`; the header wins.
     pub session_done: Option<bool>,
 }
 
+/// OpenAI's `stream_options`.
 #[derive(Debug, Deserialize)]
 pub struct StreamOptions {
+    /// End the stream with a chunk that carries the token usage and no choices.
     #[serde(default)]
     pub include_usage: bool,
 }
 
+/// OpenAI's `stop`: one string or a list of them.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum Stop {
+    /// A single stop string.
     One(String),
+    /// A list of stop strings.
     Many(Vec<String>),
 }
 
 impl Stop {
+    /// The stop strings as a list, whichever form they came in.
     pub fn into_vec(self) -> Vec<String> {
         match self {
             Stop::One(s) => vec![s],
@@ -62,39 +87,62 @@ impl Stop {
     }
 }
 
+/// One message of the conversation.
 #[derive(Debug, Deserialize)]
 pub struct ChatMessage {
+    /// Who wrote it: `system`, `developer`, `user`, `assistant` or `tool`.
     pub role: String,
+    /// The message's text or parts; null on an assistant message that only calls tools.
     #[serde(default)]
     pub content: Option<Content>,
+    /// The tool calls an assistant message made.
     #[serde(default)]
     pub tool_calls: Vec<ToolCallIn>,
 }
 
+/// A message's content: a plain string or a list of parts.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum Content {
+    /// Plain text.
     Text(String),
+    /// Text and image parts, in order.
     Parts(Vec<ContentPart>),
 }
 
+/// One part of a message's content, told apart by its `type`.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type")]
 pub enum ContentPart {
+    /// A piece of text.
     #[serde(rename = "text")]
-    Text { text: String },
+    Text {
+        /// The part's text.
+        text: String,
+    },
+    /// An image, by URL.
     #[serde(rename = "image_url")]
-    ImageUrl { image_url: ImageUrl },
+    ImageUrl {
+        /// Where the image is.
+        image_url: ImageUrl,
+    },
 }
 
+/// An image part's URL: OpenAI's `{"url": ...}` object, or the bare string some clients send.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum ImageUrl {
-    Object { url: String },
+    /// OpenAI's form; other keys, such as `detail`, are ignored.
+    Object {
+        /// A `data:` URL (base64) or an `http(s)://` URL.
+        url: String,
+    },
+    /// The URL as a plain string.
     Bare(String),
 }
 
 impl ImageUrl {
+    /// The URL, whichever form it came in.
     pub fn url(&self) -> &str {
         match self {
             ImageUrl::Object { url } | ImageUrl::Bare(url) => url,
@@ -102,13 +150,17 @@ impl ImageUrl {
     }
 }
 
+/// A tool call in an earlier assistant message; only its function is read.
 #[derive(Debug, Deserialize)]
 pub struct ToolCallIn {
+    /// The function called and its arguments.
     pub function: FunctionIn,
 }
 
+/// The function a tool call names.
 #[derive(Debug, Deserialize)]
 pub struct FunctionIn {
+    /// The function's name.
     pub name: String,
     /// OpenAI sends a JSON string; some clients send the object itself.
     #[serde(default)]
@@ -132,6 +184,7 @@ impl ChatMessage {
         }
     }
 
+    /// How many image parts the message carries.
     pub fn image_count(&self) -> usize {
         match &self.content {
             Some(Content::Parts(parts)) => parts

@@ -53,6 +53,7 @@ impl BlobId {
         }
     }
 
+    /// What the blob holds, which also gives its file extension.
     pub fn kind(&self) -> BlobKind {
         self.kind
     }

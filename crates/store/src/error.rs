@@ -10,41 +10,71 @@ pub enum StoreError {
          upgrade ClawDesk, or point --data-dir at another folder (nothing was changed)"
     )]
     NewerSchema {
+        /// The database file.
         path: PathBuf,
+        /// The schema version the file records (SQLite's `user_version`).
         found: i64,
+        /// The newest schema version this build can read ([`crate::SCHEMA_VERSION`]).
         supported: i64,
     },
     /// The disk (or the quota) is full; nothing half-written was kept.
     #[error(
         "no space left on the device holding {path}; free some space and retry (nothing stored was lost)"
     )]
-    DiskFull { path: PathBuf },
+    DiskFull {
+        /// The file or folder that could not be written.
+        path: PathBuf,
+    },
     /// A file or folder of the data directory could not be read or written.
     #[error("cannot access {path}: {source}")]
     Io {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// What the operating system reported.
         #[source]
         source: std::io::Error,
     },
     /// The database refused an operation.
     #[error("database error in {path}: {source}")]
     Sql {
+        /// The database file.
         path: PathBuf,
+        /// What SQLite reported.
         #[source]
         source: rusqlite::Error,
     },
     /// The file is not a ClawDesk database (or is damaged beyond SQLite's own recovery).
     #[error("{path} is not a usable ClawDesk database ({detail}); move it aside to start afresh")]
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite (or its integrity check) found wrong.
+        detail: String,
+    },
     /// A blob file whose bytes no longer match the hash it is named by.
     #[error("the blob {path} is damaged: {detail}")]
-    CorruptBlob { path: PathBuf, detail: String },
+    CorruptBlob {
+        /// The damaged blob file.
+        path: PathBuf,
+        /// How its content fails to match its name.
+        detail: String,
+    },
     /// A row that the caller named does not exist.
     #[error("no {what} with id {id}")]
-    NotFound { what: &'static str, id: i64 },
+    NotFound {
+        /// The kind of row sought (`episode`, `step`, `adapter version`).
+        what: &'static str,
+        /// The id (or, for an adapter, the version) that matched nothing.
+        id: i64,
+    },
     /// A blob named in a row is missing from the blob folder.
     #[error("blob {id} is missing from {path}")]
-    MissingBlob { id: String, path: PathBuf },
+    MissingBlob {
+        /// The blob's id, written `hash.ext`.
+        id: String,
+        /// Where its file should have been.
+        path: PathBuf,
+    },
     /// A caller passed a value the store cannot accept.
     #[error("invalid value: {0}")]
     Invalid(String),

@@ -102,11 +102,14 @@ impl Store {
         self.blobs.path(id)
     }
 
+    /// Starts an episode, running from now, and returns its id.
     pub fn begin_episode(&self, new: &NewEpisode) -> Result<EpisodeId> {
         let conn = self.conn();
         self.sql(episodes::insert(&conn, new, now_ms()))
     }
 
+    /// Records how an episode ended, now, with an optional note (why it stopped, say);
+    /// `NotFound` when there is no such episode.
     pub fn finish_episode(
         &self,
         id: EpisodeId,
@@ -123,6 +126,7 @@ impl Store {
         }
     }
 
+    /// One episode by id; `NotFound` when there is none.
     pub fn episode(&self, id: EpisodeId) -> Result<Episode> {
         let conn = self.conn();
         self.sql(episodes::get(&conn, id))?
@@ -187,6 +191,7 @@ impl Store {
         self.sql(steps::last_turn(&conn, episode))
     }
 
+    /// One step by id; `NotFound` when there is none.
     pub fn step(&self, id: StepId) -> Result<Step> {
         let conn = self.conn();
         self.sql(steps::get(&conn, id))?
@@ -209,6 +214,7 @@ impl Store {
         self.sql(steps::after(&conn, after, limit))
     }
 
+    /// How many steps are stored, across all episodes.
     pub fn step_count(&self) -> Result<i64> {
         let conn = self.conn();
         self.sql(steps::count(&conn))
@@ -329,6 +335,7 @@ impl Store {
         self.sql(verdicts::of_step(&conn, step))
     }
 
+    /// Records a newly trained adapter, created now; a version already recorded is refused.
     pub fn add_adapter(&self, adapter: &NewAdapter) -> Result<AdapterId> {
         let conn = self.conn();
         self.sql(adapters::insert(&conn, adapter, now_ms()))
@@ -375,6 +382,7 @@ impl Store {
             .map_or(1, |v| v + 1))
     }
 
+    /// Every adapter recorded, pruned ones included, oldest version first.
     pub fn adapters(&self) -> Result<Vec<Adapter>> {
         let conn = self.conn();
         self.sql(adapters::list(&conn))

@@ -17,8 +17,11 @@ pub enum Method {
 /// How advantages are formed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdvantageSettings {
+    /// Which learning signal the advantages carry.
     pub method: Method,
+    /// The weight of the reward term in the combined method (the others ignore it).
     pub w_rl: f32,
+    /// The weight of the teacher gap in the combined method (the others ignore it).
     pub w_opd: f32,
     /// Clip each token's teacher gap to ±this (later OpenClaw-RL versions use 1.0); `None`
     /// leaves it unclipped.
@@ -51,6 +54,7 @@ pub struct Sample<'a> {
 /// A sample's per-token advantages, and which terms it carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenAdvantages {
+    /// The advantage of each response token, in order.
     pub values: Vec<f32>,
     /// The reward term applied (after the sample rules).
     pub reward: f32,

@@ -31,6 +31,7 @@ pub struct CheckpointMeta {
     pub cursor: i64,
     /// Which base model the adapter belongs to (its hub id or folder, plus a digest of its config).
     pub base_model: String,
+    /// The LoRA rank the adapter was trained at.
     pub rank: usize,
     /// The parameter names, in the optimiser's order.
     pub params: Vec<String>,
@@ -42,8 +43,11 @@ const LATEST: &str = "LATEST";
 /// A checkpoint read back.
 #[derive(Debug)]
 pub struct Checkpoint {
+    /// What the checkpoint says about itself.
     pub meta: CheckpointMeta,
+    /// The adapter's weights, in the order of `meta.params`.
     pub params: Vec<Tensor>,
+    /// AdamW's first and second moments per parameter, in the same order.
     pub moments: Vec<(Tensor, Tensor)>,
 }
 

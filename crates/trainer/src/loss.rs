@@ -13,7 +13,9 @@ use crate::error::{Result, TrainerError};
 /// PPO's clip range; OpenClaw-RL's ε_low 0.2, ε_high 0.28 by default.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClipRange {
+    /// ε_low: the ratio is clipped below at 1 − this (for negative advantages).
     pub low: f64,
+    /// ε_high: the ratio is clipped above at 1 + this (for positive advantages).
     pub high: f64,
 }
 
@@ -29,6 +31,7 @@ impl Default for ClipRange {
 /// The objective's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Objective {
+    /// The clip range of the ratio.
     pub clip: ClipRange,
     /// The weight of the k3 KL estimate to the base model; 0 turns it off (the default).
     pub kl_coef: f64,
@@ -48,7 +51,9 @@ pub struct LossParts {
     /// The mean of (ρ − 1) − ln ρ over counted tokens: how far the policy moved from the one
     /// that generated the samples.
     pub approx_kl: f64,
+    /// Counted tokens (those with a non-zero mask).
     pub tokens: usize,
+    /// Samples with at least one counted token.
     pub samples: usize,
 }
 

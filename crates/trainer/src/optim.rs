@@ -9,9 +9,13 @@ use crate::error::{Result, TrainerError};
 /// AdamW's settings, PyTorch's meaning (decoupled weight decay).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamWConfig {
+    /// The decay rate of the first moment (the gradient's running mean).
     pub beta1: f64,
+    /// The decay rate of the second moment (the squared gradient's running mean).
     pub beta2: f64,
+    /// Added to the second moment's square root, so a near-zero one cannot blow the step up.
     pub eps: f64,
+    /// Decoupled weight decay: each update shrinks a weight by `lr · weight_decay` of itself.
     pub weight_decay: f64,
     /// Gradients are scaled down so their global L2 norm is at most this; `None` leaves them.
     pub max_grad_norm: Option<f64>,
@@ -33,14 +37,20 @@ impl Default for AdamWConfig {
 /// The learning rate over updates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Schedule {
+    /// The same rate on every update.
     Constant {
+        /// The learning rate.
         lr: f64,
     },
     /// Linear warm-up from 0 over `warmup` updates, then cosine decay to `lr·min_ratio` at `total`.
     WarmupCosine {
+        /// The peak learning rate, reached at the end of the warm-up.
         lr: f64,
+        /// Updates of linear warm-up.
         warmup: u64,
+        /// The update at which the decay ends; the rate stays at its floor after it.
         total: u64,
+        /// The floor as a share of `lr` (1 keeps the peak rate after the warm-up).
         min_ratio: f64,
     },
 }
@@ -73,7 +83,9 @@ impl Schedule {
 pub struct UpdateReport {
     /// The global gradient norm before clipping.
     pub grad_norm: f64,
+    /// Whether the gradients were scaled down to the maximum norm.
     pub clipped: bool,
+    /// The learning rate the update was given (each parameter group takes its share of it).
     pub lr: f64,
 }
 
@@ -94,6 +106,7 @@ pub struct AdamW {
 }
 
 impl AdamW {
+    /// An optimiser over `vars`, all at the update's full rate.
     pub fn new(vars: Vec<Var>, config: AdamWConfig) -> Result<Self> {
         Self::grouped(vec![(vars, 1.0)], config)
     }

@@ -47,8 +47,10 @@ pub enum ProbeTask {
 }
 
 impl ProbeTask {
+    /// The three probes: attention by position, by content, then both in turn.
     pub const ALL: [ProbeTask; 3] = [ProbeTask::Offset, ProbeTask::Membership, ProbeTask::Recall];
 
+    /// The task's name in logs and the bench's table (as serialised).
     pub fn name(self) -> &'static str {
         match self {
             ProbeTask::Offset => "offset",
@@ -70,15 +72,21 @@ impl ProbeTask {
 /// How a probe is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeSettings {
+    /// What the probe asks of the model.
     pub task: ProbeTask,
+    /// Seeds the random model, the adapter and the training and held-out sequences.
     pub seed: u64,
+    /// Updates to make.
     pub steps: usize,
+    /// Sequences per update.
     pub batch: usize,
+    /// The learning rate (constant).
     pub lr: f64,
     /// Key-value pairs per sequence (each key once).
     pub pairs: usize,
     /// Distinct keys and distinct values to draw from.
     pub keys: u32,
+    /// Distinct values (token ids from 100; the model's vocabulary must hold them).
     pub values: u32,
     /// The adapter's rank; alpha equals it.
     pub rank: usize,
@@ -158,18 +166,22 @@ impl Default for ProbeSettings {
 /// A probe's curve and result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeReport {
+    /// The settings the probe ran with.
     pub settings: ProbeSettings,
     /// (step, held-out accuracy), starting at step 0.
     pub curve: Vec<(usize, f64)>,
+    /// The last update's loss: the answer's negative log-likelihood, averaged over the batch.
     pub final_loss: f64,
     /// The first step that trained at the full prefix (1 without a curriculum; `None`
     /// when the curriculum never got there).
     #[serde(default)]
     pub full_prefix_from: Option<usize>,
+    /// Wall-clock seconds of the run, making the model included.
     pub seconds: f64,
 }
 
 impl ProbeReport {
+    /// Held-out accuracy at the last evaluation (0 without one).
     pub fn final_accuracy(&self) -> f64 {
         self.curve.last().map_or(0.0, |&(_, a)| a)
     }
@@ -178,7 +190,9 @@ impl ProbeReport {
 /// One probe sequence and its answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSample {
+    /// The token ids: start, filler, the pairs, the separator and the query key.
     pub ids: Vec<u32>,
+    /// The token the model should answer with (a value, or for membership id 100 yes, 101 no).
     pub answer: u32,
 }
 

@@ -30,8 +30,11 @@ pub struct TrainLoopSettings {
     pub checkpoint_every: u64,
     /// Checkpoints kept.
     pub keep: usize,
+    /// The learning rate over updates.
     pub schedule: Schedule,
+    /// The optimiser's settings.
     pub optimizer: AdamWConfig,
+    /// How each update is made.
     pub update: UpdateSettings,
     /// Pass over a step whose reply came from an adapter more than this many updates older
     /// than the one being trained (a step with no version counts as version 0, the base).
@@ -65,9 +68,11 @@ impl Default for TrainLoopSettings {
 /// a default changes in one place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearningChoices {
+    /// The learning signal.
     pub method: Method,
     /// The weights of the Binary RL and OPD advantages in the combined method.
     pub w_rl: f32,
+    /// The weight of the OPD advantage (teacher gap) in the combined method.
     pub w_opd: f32,
     /// A constant learning rate.
     pub lr: f64,
@@ -119,12 +124,25 @@ impl LearningChoices {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Turn {
     /// An update was made.
-    Updated { step: u64, metrics: UpdateMetrics },
+    Updated {
+        /// The update's number: updates made so far, this one included.
+        step: u64,
+        /// What the update did.
+        metrics: UpdateMetrics,
+    },
     /// A batch's update failed on non-finite numbers or had nothing the method learns from;
     /// the adapter is unchanged, the batch is passed over and the reason reported.
-    Skipped { step: u64, reason: String },
+    Skipped {
+        /// The number the update would have had; the next update takes it.
+        step: u64,
+        /// Why it was skipped.
+        reason: String,
+    },
     /// Fewer than a batch of judged samples is ready.
-    Waiting { ready: usize },
+    Waiting {
+        /// Trainable samples collected so far.
+        ready: usize,
+    },
 }
 
 /// The loop's state: the policy's adapter and optimiser, and where it is in the data.

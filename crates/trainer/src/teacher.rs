@@ -16,6 +16,7 @@ pub struct HintTemplate {
 }
 
 impl HintTemplate {
+    /// The template built into the binary, ignoring any on the prompt search path.
     pub fn built_in() -> Result<Self> {
         Self::load(&[])
     }

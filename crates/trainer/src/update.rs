@@ -32,7 +32,9 @@ pub struct TrainSample {
 /// How updates are made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdateSettings {
+    /// How per-token advantages are formed.
     pub advantages: AdvantageSettings,
+    /// The clipped surrogate's settings.
     pub objective: Objective,
     /// The OPD teacher is the current policy (LoRA on) instead of the frozen base.
     pub teacher_is_policy: bool,
@@ -55,21 +57,32 @@ impl Default for UpdateSettings {
 /// What one update did, for the curves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdateMetrics {
+    /// The objective minimised: the surrogate plus the weighted KL term.
     pub loss: f64,
+    /// The clipped surrogate, micro-batches weighted by their share of the trained samples.
     pub surrogate: f64,
+    /// The k3 KL estimate to the base before weighting; `None` when the KL term is off.
     pub kl_to_base: Option<f64>,
     /// The mean reward term over trained samples.
     pub mean_reward: f64,
     /// The mean teacher gap over samples with a hint.
     pub mean_gap: Option<f64>,
+    /// The share of trained response tokens whose ratio was clipped.
     pub clip_fraction: f64,
+    /// The mean of (ρ − 1) − ln ρ over trained response tokens: how far the policy before this
+    /// update has moved from the one that generated the samples.
     pub approx_kl: f64,
+    /// The global gradient norm before clipping.
     pub grad_norm: f64,
+    /// The learning rate of this update.
     pub lr: f64,
+    /// Samples trained on.
     pub samples: usize,
     /// Samples the sample rules left out (no reward and no hint).
     pub dropped: usize,
+    /// Prompt and response tokens in the policy's forward passes (not the teacher's or base's).
     pub tokens: usize,
+    /// `tokens` per second of the whole update (teacher and base passes and the step included).
     pub tokens_per_second: f64,
 }
 

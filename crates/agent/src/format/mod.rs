@@ -26,11 +26,20 @@ use crate::FormatError;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentAction {
     /// Something done to the desktop.
-    Desktop { action: Action },
+    Desktop {
+        /// The desktop action, in the internal form the desktop layer executes.
+        action: Action,
+    },
     /// The model says the task is over, done or given up.
-    Terminate { success: bool },
+    Terminate {
+        /// `true` when the model says the task is done, `false` when it gives up.
+        success: bool,
+    },
     /// The model answers the instruction in words (Qwen3-VL `answer`, UI-TARS `finished`).
-    Answer { text: String },
+    Answer {
+        /// The answer as the model wrote it.
+        text: String,
+    },
     /// The model hands control to the person (UI-TARS `call_user`).
     CallUser,
 }
@@ -44,7 +53,9 @@ impl From<Action> for AgentAction {
 /// A parsed reply: the model's thought (the text around its actions) and the actions in order.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Reply {
+    /// The text around the actions, trimmed; `None` when there is none.
     pub thought: Option<String>,
+    /// The actions, in the order the model wrote them; a parsed reply has at least one.
     pub actions: Vec<AgentAction>,
 }
 
@@ -82,6 +93,7 @@ pub enum ActionFormat {
 }
 
 impl ActionFormat {
+    /// Every model family's format; [`Self::Practice`] is left out.
     pub const ALL: [ActionFormat; 6] = [
         ActionFormat::Qwen3Vl,
         ActionFormat::Qwen25Vl,

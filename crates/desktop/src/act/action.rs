@@ -10,9 +10,12 @@ use crate::geometry::NormPoint;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MouseButton {
+    /// The left (primary) button; the default.
     #[default]
     Left,
+    /// The right button, which usually opens a context menu.
     Right,
+    /// The middle button (pressing the wheel).
     Middle,
 }
 
@@ -21,28 +24,40 @@ pub enum MouseButton {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     /// Move the pointer without pressing anything.
-    Move { at: NormPoint },
+    Move {
+        /// Where to move the pointer, normalised to the observed surface.
+        at: NormPoint,
+    },
     /// Press and release a button `count` times (2 = double click, 3 = triple click).
     Click {
+        /// Where to click, normalised to the observed surface.
         at: NormPoint,
+        /// Which button to press; left when not given.
         #[serde(default)]
         button: MouseButton,
+        /// How many clicks in a row, 1 to 3; 1 when not given.
         #[serde(default = "one")]
         count: u8,
     },
     /// Press at `from`, move to `to` in small steps, release.
     Drag {
+        /// Where to press the button, normalised to the observed surface.
         from: NormPoint,
+        /// Where to release it, normalised to the observed surface.
         to: NormPoint,
+        /// Which button to hold down; left when not given.
         #[serde(default)]
         button: MouseButton,
     },
     /// Scroll by wheel notches: `dy` > 0 down, `dx` > 0 right; over `at` when given.
     Scroll {
+        /// Where to put the pointer first; `None` scrolls wherever the pointer is.
         #[serde(default)]
         at: Option<NormPoint>,
+        /// Horizontal wheel notches: positive scrolls right, negative left (at most 100 either way).
         #[serde(default)]
         dx: i32,
+        /// Vertical wheel notches: positive scrolls down, negative up (at most 100 either way).
         #[serde(default)]
         dy: i32,
     },
@@ -50,14 +65,22 @@ pub enum Action {
     /// the clipboard and ctrl+v instead (fast for long texts); typing falls back to pasting for
     /// any character the keyboard cannot produce.
     Type {
+        /// The text to enter; when typed, `\n` presses Return and `\t` presses Tab.
         text: String,
+        /// Put the text on the clipboard and press ctrl+v instead of typing it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         paste: bool,
     },
     /// Press a key combination such as `ctrl+shift+t`, `Return` or `alt+F4`.
-    Key { combo: String },
+    Key {
+        /// Key names joined by `+`, modifiers first, as [`KeyCombo::parse`] reads them.
+        combo: String,
+    },
     /// Do nothing for a while (let an app catch up).
-    Wait { ms: u64 },
+    Wait {
+        /// How long to wait, in milliseconds (at most 60 000).
+        ms: u64,
+    },
 }
 
 fn one() -> u8 {
@@ -165,35 +188,60 @@ impl Action {
 /// A named key, independent of the input backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NamedKey {
+    /// The Control modifier (`ctrl`, `control`, `ctl`).
     Control,
+    /// The Shift modifier (`shift`).
     Shift,
+    /// The Alt modifier (`alt`, `option`).
     Alt,
+    /// The Super (Windows, Command) modifier, sent as Meta (`super`, `meta`, `win`, `cmd`, `command`).
     Super,
+    /// Return, also called Enter (`return`, `enter`).
     Return,
+    /// Tab, which usually moves focus to the next element (`tab`).
     Tab,
+    /// Escape (`escape`, `esc`).
     Escape,
+    /// Backspace, which deletes before the cursor (`backspace`).
     Backspace,
+    /// Delete, which deletes after the cursor (`delete`, `del`).
     Delete,
+    /// Insert (`insert`, `ins`).
     Insert,
+    /// The space bar (`space`).
     Space,
+    /// The up arrow (`up`, `arrowup`).
     Up,
+    /// The down arrow (`down`, `arrowdown`).
     Down,
+    /// The left arrow (`left`, `arrowleft`).
     Left,
+    /// The right arrow (`right`, `arrowright`).
     Right,
+    /// Home, usually to the start of the line (`home`).
     Home,
+    /// End, usually to the end of the line (`end`).
     End,
+    /// Page Up, one screen up (`pageup`, `page_up`, `pgup`).
     PageUp,
+    /// Page Down, one screen down (`pagedown`, `page_down`, `pgdn`).
     PageDown,
+    /// Caps Lock (`capslock`).
     CapsLock,
+    /// The context-menu key (`menu`).
     Menu,
+    /// Pause (`pause`).
     Pause,
+    /// Print Screen (`print`, `printscreen`).
     PrintScreen,
+    /// A function key by its number, F1 to F24 (`f1` to `f24`).
     F(u8),
 }
 
 /// One key of a combination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyName {
+    /// A key with a name: a modifier, an arrow, a function key and the like.
     Named(NamedKey),
     /// A character key, as it is typed (`a`, `7`, `/`).
     Char(char),
@@ -202,6 +250,7 @@ pub enum KeyName {
 /// A parsed combination: modifiers held in order, then the last key tapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyCombo {
+    /// The keys in the order written: modifiers first, the tapped key last.
     pub keys: Vec<KeyName>,
 }
 

@@ -25,7 +25,9 @@ use crate::observe::tree::{AccessTree, AppRef, Truncation, rect_from_extents};
 /// Limits on one walk: a tree can be huge and an app can hang.
 #[derive(Debug, Clone, Copy)]
 pub struct WalkLimits {
+    /// At most this many nodes are read; the walk stops there as [`Truncation::NodeCap`].
     pub max_nodes: usize,
+    /// How long the whole walk may take before it stops as [`Truncation::TimeLimit`].
     pub time_limit: Duration,
     /// How long one node's calls may take before the app counts as hung.
     pub call_timeout: Duration,

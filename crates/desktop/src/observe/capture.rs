@@ -26,13 +26,18 @@ pub enum CaptureTarget {
     /// The window that has focus.
     ActiveWindow,
     /// The first window whose title contains this text.
-    WindowTitled { title: String },
+    WindowTitled {
+        /// Text to look for in window titles (case-sensitive).
+        title: String,
+    },
 }
 
 /// A screenshot and where it came from.
 #[derive(Debug, Clone)]
 pub struct Screenshot {
+    /// The pixels, in RGBA.
     pub image: RgbaImage,
+    /// Where on the screen the image came from, to map normalised points back.
     pub surface: Surface,
     /// How long the capture took, in milliseconds.
     pub took_ms: f64,
@@ -42,7 +47,9 @@ pub struct Screenshot {
 pub enum CaptureBackend {
     /// X11 core `GetImage` on a named display.
     X11 {
+        /// The display name, such as `:0`.
         display: String,
+        /// The open connection that reads the root window's pixels.
         grabber: Box<RootGrabber>,
     },
     /// xcap on the session's own display.

@@ -14,6 +14,7 @@ pub struct AppRef {
     pub name: String,
     /// Its unique name on the accessibility bus.
     pub bus_name: String,
+    /// Its process id, as the bus daemon reports it; `None` when it would not say.
     pub pid: Option<u32>,
 }
 
@@ -22,17 +23,26 @@ pub struct AppRef {
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Truncation {
     /// The node cap was reached.
-    NodeCap { cap: usize },
+    NodeCap {
+        /// The cap, in nodes.
+        cap: usize,
+    },
     /// The time limit ran out.
-    TimeLimit { limit_ms: u64 },
+    TimeLimit {
+        /// The limit, in milliseconds.
+        limit_ms: u64,
+    },
 }
 
 /// A snapshot of one app's accessibility tree. Node ids are assigned in walk order (the root
 /// is 0) and are stable within the snapshot only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessTree {
+    /// The app the tree was read from.
     pub app: AppRef,
+    /// Every node read, as one full accesskit update whose focus is the focused node.
     pub update: TreeUpdate,
+    /// Why the walk stopped early; `None` when the tree is whole.
     pub truncated: Option<Truncation>,
     /// How long the walk took, in milliseconds.
     pub walk_ms: f64,
@@ -47,17 +57,27 @@ pub struct AccessTree {
 /// An element as the agent and the guard see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Element {
+    /// The node's id in this snapshot (walk order, the root 0).
     pub id: u64,
+    /// What kind of element it is, in accesskit's terms.
     pub role: Role,
+    /// Its accessible name; empty when it has none.
     pub name: String,
+    /// Its text or current value, if it has one.
     pub value: Option<String>,
     /// Screen pixels: x, y, width, height.
     pub bounds: Option<(f64, f64, f64, f64)>,
+    /// Whether it has keyboard focus (never true of the root).
     pub focused: bool,
+    /// Whether it takes input (not greyed out).
     pub enabled: bool,
+    /// Whether its text or value can be changed.
     pub editable: bool,
+    /// Whether it is a password field; its value is never shown.
     pub password: bool,
+    /// Whether it is checked or toggled on.
     pub checked: bool,
+    /// Whether it is showing on the screen.
     pub visible: bool,
 }
 
@@ -126,18 +146,22 @@ impl AccessTree {
             .collect();
     }
 
+    /// How many nodes the snapshot holds.
     pub fn len(&self) -> usize {
         self.update.nodes.len()
     }
 
+    /// Whether the snapshot holds no node at all.
     pub fn is_empty(&self) -> bool {
         self.update.nodes.is_empty()
     }
 
+    /// The root node's id; `None` when the update carries no tree information.
     pub fn root(&self) -> Option<NodeId> {
         self.update.tree.as_ref().map(|t| t.root)
     }
 
+    /// The accesskit node with this id, if the snapshot has it.
     pub fn node(&self, id: NodeId) -> Option<&Node> {
         self.index.get(&id).map(|&i| &self.update.nodes[i].1)
     }

@@ -66,15 +66,19 @@ impl RetryPolicy {
 pub struct EndpointConfig {
     /// The API root, e.g. `http://127.0.0.1:8000/v1` or `https://api.openai.com/v1`.
     pub base_url: String,
+    /// The model name sent with each request; it must be given.
     pub model: String,
+    /// Where the API key comes from, if the endpoint needs one.
     pub api_key: ApiKey,
     /// The whole request, answer included.
     #[serde(with = "crate::millis")]
     pub timeout: Duration,
     #[serde(with = "crate::millis")]
+    /// How long opening the connection may take.
     pub connect_timeout: Duration,
     /// Answers larger than this are refused (and retried) rather than read into memory.
     pub max_response_bytes: usize,
+    /// How each vote's request is retried on transient faults.
     pub retry: RetryPolicy,
 }
 

@@ -24,6 +24,7 @@ pub struct PersonAnswer {
 /// A step waiting for a person.
 #[derive(Debug)]
 pub struct PersonQuestion {
+    /// The step to show the person.
     pub case: StepCase,
     reply: oneshot::Sender<PersonAnswer>,
 }

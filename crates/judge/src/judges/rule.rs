@@ -13,6 +13,7 @@ use crate::votes::Vote;
 pub struct RuleVerdict {
     /// +1, -1, or 0 when the rule cannot tell.
     pub score: i8,
+    /// A hindsight hint; kept even when short, since a rule's hint is exact.
     pub hint: Option<String>,
     /// Why, in words, for the timeline.
     pub reason: String,
@@ -20,6 +21,7 @@ pub struct RuleVerdict {
 
 /// A task's check of one step.
 pub trait StepRule: Send + Sync {
+    /// Scores one step.
     fn check(&self, case: &StepCase) -> RuleVerdict;
 }
 

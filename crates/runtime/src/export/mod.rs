@@ -69,8 +69,11 @@ pub(crate) fn io(path: &Path, e: std::io::Error) -> RuntimeError {
 /// What an export wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ExportSummary {
+    /// Episodes with at least one step written.
     pub episodes: usize,
+    /// Steps written, one record or trajectory line each.
     pub steps: usize,
+    /// Screenshots the records name, counted once per mention.
     pub images: usize,
 }
 

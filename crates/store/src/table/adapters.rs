@@ -39,8 +39,11 @@ ALTER TABLE adapters ADD COLUMN pruned_at_ms INTEGER;
 /// A trained LoRA adapter to record: its policy version and where its PEFT folder lies.
 #[derive(Debug, Clone)]
 pub struct NewAdapter {
+    /// The policy version it serves as, which steps it produces record; never reused.
     pub version: i64,
+    /// The base model it was trained on, as the trainer names it.
     pub base_model: String,
+    /// Its PEFT folder on disk.
     pub path: String,
     /// Training figures at the time it was saved, as JSON.
     pub metrics: Option<serde_json::Value>,
@@ -49,11 +52,17 @@ pub struct NewAdapter {
 /// An adapter as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Adapter {
+    /// Its row id.
     pub id: AdapterId,
+    /// The policy version it serves as, which steps it produced record.
     pub version: i64,
+    /// The base model it was trained on, as the trainer names it.
     pub base_model: String,
+    /// Its PEFT folder on disk (gone once `pruned`).
     pub path: String,
+    /// Training figures at the time it was saved, as JSON.
     pub metrics: Option<serde_json::Value>,
+    /// When it was recorded, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
     /// Held-out gym success with this adapter, once measured.
     pub gym_score: Option<f64>,

@@ -28,6 +28,7 @@ CREATE UNIQUE INDEX episodes_by_session ON episodes (session) WHERE session IS N
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EpisodeStatus {
+    /// Still under way, or its process ended without recording how it finished.
     Running,
     /// The task was carried out to its end.
     Done,
@@ -69,12 +70,19 @@ pub struct NewEpisode {
 /// An episode as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Episode {
+    /// Its row id.
     pub id: EpisodeId,
+    /// The instruction the agent was given (for a conversation, the task it was opened with).
     pub task: String,
+    /// The app it works in, when known (`api` for a conversation).
     pub app: Option<String>,
+    /// How it ended, or `Running` while it has not.
     pub status: EpisodeStatus,
+    /// When it began, in milliseconds since the Unix epoch.
     pub started_at_ms: i64,
+    /// When it ended, in milliseconds since the Unix epoch; `None` until it does.
     pub ended_at_ms: Option<i64>,
+    /// A remark recorded when it ended: why it stopped or failed, say.
     pub note: Option<String>,
     /// How many steps it has recorded so far.
     pub steps: i64,

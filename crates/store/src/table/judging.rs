@@ -48,10 +48,16 @@ ALTER TABLE judge_failures ADD COLUMN given_up INTEGER NOT NULL DEFAULT 0;
 /// unless the judge gave up on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JudgeFailure {
+    /// The step that could not be judged.
     pub step: StepId,
+    /// The judge that failed on it (endpoint and model).
     pub judge: String,
+    /// How many attempts have failed so far.
     pub attempts: i64,
+    /// The newest failure's message.
     pub last_error: String,
+    /// When the step is owed again, in milliseconds since the Unix epoch; `i64::MAX` once the
+    /// judge gave up.
     pub retry_at_ms: i64,
     /// The step is unjudgeable for this judge: it is not tried again.
     #[serde(default)]

@@ -72,6 +72,7 @@ CREATE INDEX steps_by_episode ON steps (episode_id, idx);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
+    /// An action on a screen, chosen from a screenshot.
     Gui,
     /// A main turn served over the OpenAI-compatible API; judged from the session's next
     /// message.
@@ -130,12 +131,17 @@ impl StepOutcome {
 /// ([`crate::Store::put_blob`]); the row names them.
 #[derive(Debug, Clone)]
 pub struct NewStep {
+    /// The episode it belongs to.
     pub episode: EpisodeId,
     /// The step's place in its episode, from 0.
     pub index: u32,
+    /// The screenshot the action was chosen on.
     pub before_image: BlobId,
+    /// The screenshot after the action, when one was taken; a judge needs it.
     pub after_image: Option<BlobId>,
+    /// The accessibility-tree snapshot the action was chosen on, when one was read.
     pub before_tree: Option<BlobId>,
+    /// The accessibility-tree snapshot after the action, when one was read.
     pub after_tree: Option<BlobId>,
     /// The observed surface's geometry (pixel size, origin, scale), as JSON.
     pub surface: serde_json::Value,
@@ -145,10 +151,13 @@ pub struct NewStep {
     pub response: Option<serde_json::Value>,
     /// The adapter version of the policy that produced the response.
     pub policy_version: Option<i64>,
+    /// What became of the action.
     pub outcome: StepOutcome,
     /// Why the action was refused or failed.
     pub error: Option<String>,
+    /// When the step began, in milliseconds since the Unix epoch.
     pub started_at_ms: i64,
+    /// When the step ended, in milliseconds since the Unix epoch.
     pub ended_at_ms: i64,
 }
 
@@ -156,33 +165,55 @@ pub struct NewStep {
 /// log-probabilities) as `response`, the reply as the client saw it as `action`.
 #[derive(Debug, Clone)]
 pub struct NewTurn {
+    /// The conversation's episode (see [`crate::Store::session_episode`]).
     pub episode: EpisodeId,
+    /// The policy turn (prompt, sampled text, token ids, log-probabilities), as JSON.
     pub response: serde_json::Value,
+    /// The reply as the client received it (content, tool calls), as JSON.
     pub action: serde_json::Value,
+    /// The adapter version that served the turn; `None` for the base model.
     pub policy_version: Option<i64>,
+    /// When the request was taken up, in milliseconds since the Unix epoch.
     pub started_at_ms: i64,
+    /// When the reply was done, in milliseconds since the Unix epoch.
     pub ended_at_ms: i64,
 }
 
 /// A step as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
+    /// Its row id.
     pub id: StepId,
+    /// The episode it belongs to.
     pub episode: EpisodeId,
+    /// Its place in its episode, from 0.
     pub index: u32,
+    /// A screen action or a conversation turn.
     pub kind: StepKind,
     /// The screen the action was chosen on; `None` for a conversation turn.
     pub before_image: Option<BlobId>,
+    /// The screen after the action, when one was taken; `None` for a conversation turn.
     pub after_image: Option<BlobId>,
+    /// The accessibility-tree snapshot the action was chosen on, when one was read.
     pub before_tree: Option<BlobId>,
+    /// The accessibility-tree snapshot after the action, when one was read.
     pub after_tree: Option<BlobId>,
+    /// The observed surface's geometry as JSON; `{}` for a conversation turn.
     pub surface: serde_json::Value,
+    /// The action in its internal form (for a turn, the reply as the client saw it), as JSON.
     pub action: serde_json::Value,
+    /// The model's response (for a turn, the policy turn) when a model chose the action.
     pub response: Option<serde_json::Value>,
+    /// The adapter version of the policy that produced it; `None` for the base model or a
+    /// step no model chose.
     pub policy_version: Option<i64>,
+    /// What became of the action.
     pub outcome: StepOutcome,
+    /// Why the action was refused or failed.
     pub error: Option<String>,
+    /// When the step began, in milliseconds since the Unix epoch.
     pub started_at_ms: i64,
+    /// When the step ended, in milliseconds since the Unix epoch.
     pub ended_at_ms: i64,
     /// For a conversation turn, the message that followed it (its next state), once it came.
     pub next_state: Option<serde_json::Value>,

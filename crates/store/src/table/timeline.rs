@@ -19,7 +19,9 @@ pub struct TimelineFilter {
     pub disagreement: bool,
     /// Steps that count as failed: the verdict that counts is -1, or the action failed.
     pub failed: bool,
+    /// Only the steps of the episode with this row id.
     pub episode: Option<i64>,
+    /// Only the steps of episodes in this app.
     pub app: Option<String>,
     /// The adapter version that produced the step (0: the base model).
     pub adapter: Option<i64>,
@@ -29,14 +31,24 @@ pub struct TimelineFilter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimelineRow {
+    /// The step's row id.
     pub step: StepId,
+    /// The episode it belongs to.
     pub episode: EpisodeId,
+    /// Its place in its episode, from 0.
     pub index: u32,
+    /// A screen action or a conversation turn.
     pub kind: StepKind,
+    /// Its episode's task.
     pub task: String,
+    /// Its episode's app, when known.
     pub app: Option<String>,
+    /// The action in its internal form, as JSON.
     pub action: serde_json::Value,
+    /// What became of the action.
     pub outcome: StepOutcome,
+    /// The adapter version that produced it; `None` for the base model or a step no model
+    /// chose.
     pub policy_version: Option<i64>,
     /// The newest judge verdict's score.
     pub judge_score: Option<i8>,
@@ -44,6 +56,7 @@ pub struct TimelineRow {
     pub person_score: Option<i8>,
     /// Whether any verdict carries a hindsight hint.
     pub has_hint: bool,
+    /// When the step began, in milliseconds since the Unix epoch.
     pub started_at_ms: i64,
     /// The after screen (else the before screen), for a thumbnail.
     pub screen: Option<String>,

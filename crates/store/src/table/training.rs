@@ -24,7 +24,9 @@ pub struct TrainUpdate {
     pub run: String,
     /// The optimiser step the figures belong to, from 1.
     pub step: i64,
+    /// The figures by name (loss, reward, KL, gradient norm, tokens/s and so on), as JSON.
     pub metrics: serde_json::Value,
+    /// When they were recorded (or last replaced), in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
 }
 

@@ -35,7 +35,9 @@ CREATE UNIQUE INDEX verdicts_one_per_judge ON verdicts (step_id, judge) WHERE so
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictSource {
+    /// A model judge, named in the verdict's `judge`.
     Judge,
+    /// A person reviewing the step; all people count as one judge.
     Person,
 }
 
@@ -51,7 +53,9 @@ impl VerdictSource {
 /// What a judge or a person says of a step.
 #[derive(Debug, Clone)]
 pub struct NewVerdict {
+    /// The step judged.
     pub step: StepId,
+    /// Who gives it.
     pub source: VerdictSource,
     /// +1 (the step helped), -1 (it did not), 0 (undecided).
     pub score: i8,
@@ -70,15 +74,25 @@ pub struct NewVerdict {
 /// A verdict as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
+    /// Its row id.
     pub id: VerdictId,
+    /// The step judged.
     pub step: StepId,
+    /// Who gave it.
     pub source: VerdictSource,
+    /// +1 (the step helped), -1 (it did not), 0 (undecided).
     pub score: i8,
+    /// The individual votes behind a majority, as JSON.
     pub votes: Option<serde_json::Value>,
+    /// The hindsight hint, when one was written.
     pub hint: Option<String>,
+    /// Which judge (endpoint and model) gave it; always set for a judge's verdict.
     pub judge: Option<String>,
+    /// The mean of the valid votes (the majority's sign is `score`); `None` when no vote counted.
     pub mean: Option<f64>,
+    /// A person's corrected action, in the internal action form, when they gave one.
     pub correction: Option<serde_json::Value>,
+    /// When it was recorded, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
 }
 
@@ -153,6 +167,7 @@ pub(crate) fn of_step(conn: &Connection, step: StepId) -> rusqlite::Result<Vec<V
 /// How often one judge agreed with the people who checked its steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agreement {
+    /// The judge's name (endpoint and model).
     pub judge: String,
     /// Steps with both this judge's verdict and a person's.
     pub compared: i64,

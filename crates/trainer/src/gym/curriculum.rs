@@ -30,7 +30,9 @@ pub struct CurriculumReport {
 /// One stage of the prompt curriculum.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageReport {
+    /// The prompt stage trained on.
     pub stage: PromptStage,
+    /// The first update trained at this stage (from 1).
     pub from_step: usize,
     /// The greedy success of the check that passed it.
     pub passed_at: Option<f64>,
@@ -98,6 +100,7 @@ impl Curriculum {
         }
     }
 
+    /// What the curriculum did, for the practice base's report.
     pub fn into_report(self) -> CurriculumReport {
         self.report
     }

@@ -19,6 +19,7 @@ pub enum HintWhen {
     OnFailure,
     /// After every step.
     Always,
+    /// Never (OPD then has no sample to learn from).
     Never,
 }
 
@@ -36,10 +37,15 @@ impl HintWhen {
 /// A reply sampled for one screen.
 #[derive(Debug, Clone)]
 pub struct Acted {
+    /// The prompt's chat messages (with the hint, when there was one).
     pub messages: Vec<Message>,
+    /// The encoded prompt the reply was sampled from.
     pub prompt: ModelInput,
+    /// The sampled token ids, the stop token included.
     pub tokens: Vec<u32>,
+    /// Per sampled token, its log-probability under the sampling distribution.
     pub logprobs: Vec<f32>,
+    /// The reply decoded to text.
     pub reply: String,
     /// `None` when the reply is not an action.
     pub action: Option<GymAction>,
@@ -48,10 +54,13 @@ pub struct Acted {
 /// One step played, judged, and ready to train on.
 #[derive(Debug, Clone)]
 pub struct PlayedStep {
+    /// The step as a training sample (the teacher's prompt only when a hint was written).
     pub sample: TrainSample,
     /// The reply as text.
     pub reply: String,
+    /// The rule verifier's reward for the step.
     pub reward: f32,
+    /// The hindsight hint written after the step; `None` when [`HintWhen`] wrote none.
     pub hint: Option<String>,
 }
 
@@ -84,8 +93,11 @@ impl PromptStage {
 
 /// The model with what it needs to play: its prompt templates.
 pub struct GymPolicy<'a> {
+    /// The policy model and its processor.
     pub loaded: &'a LoadedModel,
+    /// The templates that word the task prompt.
     pub prompts: GymPrompts,
+    /// The template that appends a hint for the teacher's prompt.
     pub hints: HintTemplate,
 }
 

@@ -20,7 +20,9 @@ use crate::update::{UpdateMetrics, UpdateSettings, update};
 /// One learning run's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearnSettings {
+    /// The learning signal the updates use.
     pub method: Method,
+    /// Batches of rollouts to play and learn from, each followed by `epochs` optimiser steps.
     pub updates: usize,
     /// Train tasks per update.
     pub tasks: usize,
@@ -31,15 +33,23 @@ pub struct LearnSettings {
     /// Optimiser steps per batch of rollouts (PPO epochs: the clipped ratio against the
     /// recorded log-probabilities keeps the later ones close to the policy that sampled).
     pub epochs: usize,
+    /// The learning rate (constant).
     pub lr: f64,
+    /// The rank of the fresh LoRA adapter.
     pub rank: usize,
+    /// The LoRA alpha (the adapter's output is scaled by alpha / rank).
     pub alpha: f64,
+    /// Seeds the adapter's initialisation, the task and rollout sampling and the held-out set.
     pub seed: u64,
     /// Held-out success is measured every this many updates (and before and after).
     pub eval_every: usize,
+    /// Held-out tasks in each evaluation.
     pub eval_tasks: usize,
+    /// When the rule judge writes a hindsight hint.
     pub hints: HintWhen,
+    /// The sampling temperature of the rollouts.
     pub temperature: f64,
+    /// The kinds of task drawn, for training and for the held-out set.
     pub kinds: Vec<TaskKind>,
     /// The success rate whose first crossing is reported.
     pub target: f64,
@@ -71,17 +81,27 @@ impl Default for LearnSettings {
 /// Progress of a run.
 #[derive(Debug, Clone)]
 pub enum LearnEvent {
+    /// Greedy success on the held-out tasks was measured.
     Evaluated {
+        /// The batch after which it was measured (0: before training).
         update: usize,
+        /// The share of held-out tasks solved, from 0 to 1.
         success: f64,
     },
+    /// One optimiser step was made on a batch (several per batch with more than one epoch).
     Updated {
+        /// The batch's number, from 1.
         update: usize,
+        /// What the step did.
         metrics: UpdateMetrics,
+        /// The mean rule reward per played step in the batch, before standardisation.
         batch_reward: f64,
     },
+    /// A batch had nothing trainable or hit a non-finite number; its remaining epochs were dropped.
     Skipped {
+        /// The batch's number, from 1.
         update: usize,
+        /// Why the update was skipped.
         reason: String,
     },
 }
@@ -89,14 +109,19 @@ pub enum LearnEvent {
 /// What a run reached.
 #[derive(Debug, Clone)]
 pub struct LearnReport {
+    /// The learning signal the run used.
     pub method: Method,
+    /// Held-out greedy success before any update.
     pub before: f64,
+    /// Held-out greedy success at the last evaluation.
     pub after: f64,
     /// (update, held-out success) at each evaluation.
     pub curve: Vec<(usize, f64)>,
     /// The first evaluated update at or above the target.
     pub updates_to_target: Option<usize>,
+    /// Wall-clock seconds of the whole run, loading the model included.
     pub seconds: f64,
+    /// The figures of every optimiser step made, in order.
     pub metrics: Vec<UpdateMetrics>,
     /// Batches skipped because they had nothing trainable under the method.
     pub skipped: usize,

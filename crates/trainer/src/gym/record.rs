@@ -21,8 +21,11 @@ pub const RULE_JUDGE: &str = "gym-rule";
 /// How many episodes and steps were recorded, and how many succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RecordReport {
+    /// Episodes played and stored.
     pub episodes: usize,
+    /// Steps stored, each with its verdict, over all episodes.
     pub steps: usize,
+    /// Episodes whose task was solved (stored as done; the rest as failed).
     pub succeeded: usize,
 }
 

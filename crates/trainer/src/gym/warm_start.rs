@@ -27,11 +27,14 @@ const MARKER: &str = "warm_start.json";
 /// How the practice base is made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WarmStartSettings {
+    /// Seeds the random model, the adapter, the demonstrations and the held-out set.
     pub seed: u64,
     /// Supervised updates.
     pub steps: usize,
     /// Demonstrations per update.
     pub batch: usize,
+    /// The peak learning rate: a linear warm-up over the first twentieth of the updates, then
+    /// cosine decay to a tenth of it (held at the peak with `flat_lr`).
     pub lr: f64,
     /// Rank of the adapter that is trained and then merged.
     pub rank: usize,
@@ -40,6 +43,7 @@ pub struct WarmStartSettings {
     /// How often the demonstrator without a hint picked the right action; otherwise it made
     /// a mistake of the kind `mistakes` says.
     pub demo_accuracy: f64,
+    /// Which mistakes the demonstrator makes when it is wrong.
     #[serde(default)]
     pub mistakes: Mistakes,
     /// Overrides of the tiny model's HF config.
@@ -167,11 +171,19 @@ pub enum Mistakes {
 /// What the warm start reached, measured greedily on held-out tasks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WarmStartReport {
+    /// The recipe version the base was made with.
     pub recipe: u32,
+    /// The settings the base was made with.
     pub settings: WarmStartSettings,
+    /// The last update's loss: the demonstrations' negative log-likelihood per response token,
+    /// averaged within each demonstration and then over the batch.
     pub final_loss: f64,
+    /// The share of held-out tasks the merged base solves greedily from the start, without a hint.
     pub success_without_hint: f64,
+    /// The share of held-out tasks whose first step the merged base gets right greedily with the
+    /// right action's hint in the prompt.
     pub success_with_hint: f64,
+    /// Wall-clock seconds of this warm start (an always-right phase before it has its own report).
     pub seconds: f64,
     /// Where it was trained ("cpu", "cuda"): the same recipe on another device is the same
     /// base up to float rounding.
@@ -185,8 +197,11 @@ pub struct WarmStartReport {
 /// Progress of a warm start.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WarmStartProgress {
+    /// The update just made, from 1.
     pub step: usize,
+    /// Updates in this phase of the warm start.
     pub steps: usize,
+    /// That update's loss (see [`WarmStartReport::final_loss`]).
     pub loss: f64,
 }
 
