@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod format;
+pub mod generation;
 pub mod policy;
 pub mod prompt;
 pub mod remote;
@@ -15,7 +16,8 @@ pub mod turn;
 
 pub use error::{AgentError, FormatError};
 pub use format::{ActionFormat, AgentAction, Frame, Reply};
-pub use policy::{Generated, Policy, PolicyRequest};
+pub use generation::{Generated, PolicyRequest};
+pub use policy::Policy;
 pub use prompt::{
     AgentPrompts, PastStep, conversation, is_listed_control, practice_conversation,
     practice_elements,

@@ -14,7 +14,7 @@ use clawdesk_model::preprocess::smart_resize;
 use serde_json::{Value, json};
 
 use crate::error::AgentError;
-use crate::policy::{Generated, PolicyRequest};
+use crate::generation::{Generated, PolicyRequest};
 
 /// Where the remote policy is and how to talk to it.
 #[derive(Clone)]

@@ -59,7 +59,7 @@ pub enum DesktopError {
     Input(String),
     /// The guard refused the action; nothing was sent to the desktop.
     #[error("refused: {0}")]
-    Refused(#[from] crate::guard::Refusal),
+    Refused(#[from] crate::refusal::Refusal),
     /// The stop key (or a person) halted the agent mid-action.
     #[error("stopped by the stop key or a person")]
     Stopped,
@@ -93,7 +93,7 @@ impl DesktopError {
     pub fn is_stop(&self) -> bool {
         matches!(
             self,
-            DesktopError::Stopped | DesktopError::Refused(crate::guard::Refusal::Stopped)
+            DesktopError::Stopped | DesktopError::Refused(crate::refusal::Refusal::Stopped)
         )
     }
 

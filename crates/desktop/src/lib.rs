@@ -19,6 +19,7 @@ mod error;
 pub mod geometry;
 pub mod guard;
 pub mod observe;
+mod refusal;
 pub mod sandbox;
 pub mod stop;
 pub mod x11;

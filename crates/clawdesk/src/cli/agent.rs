@@ -198,25 +198,6 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves `adapter` when one is named, else the version a person activated (`clawdesk
-/// adapters activate`, rollbacks included), else the base model.
-pub(super) async fn activate_for_serving(
-    policy: &Policy,
-    store: &Store,
-    adapter: Option<&PathBuf>,
-    version: i64,
-) -> anyhow::Result<()> {
-    if let Some(dir) = adapter {
-        policy.activate(version, dir.clone()).await?;
-    } else if let Some(active) = store.active_adapter()? {
-        eprintln!("serving adapter v{} ({})", active.version, active.path);
-        policy
-            .activate(active.version, PathBuf::from(&active.path))
-            .await?;
-    }
-    Ok(())
-}
-
 async fn run_one(a: RunArgs) -> anyhow::Result<()> {
     a.desktop.require_allowlist()?;
     let data = data_dir(&a.data_dir)?;
@@ -237,7 +218,7 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
         })?),
         (None, None) => anyhow::bail!("give --model or --remote"),
     };
-    activate_for_serving(&policy, &store, a.adapter.as_ref(), a.adapter_version).await?;
+    super::load::activate_adapter(&policy, &store, a.adapter.as_ref(), a.adapter_version).await?;
     let desktop = a.desktop.connect_to_act().await?;
     let settings = settings_of(&a);
     let summary = run_agent(

@@ -1,9 +1,12 @@
 //! The one way the subcommands load a model: a folder or hub id (downloaded into the HF cache
-//! with its progress logged), with a PEFT adapter on top when given.
+//! with its progress logged), with a PEFT adapter on top when given; and which adapter a
+//! policy that serves (`agent run`, `serve`) starts with.
 
 use std::path::PathBuf;
 
+use clawdesk_agent::Policy;
 use clawdesk_model::source::LoadedModel;
+use clawdesk_store::Store;
 
 /// Loads a model on the CPU, with a PEFT adapter when given.
 pub fn model(model: &str, adapter: Option<&PathBuf>) -> anyhow::Result<LoadedModel> {
@@ -14,4 +17,23 @@ pub fn model(model: &str, adapter: Option<&PathBuf>) -> anyhow::Result<LoadedMod
         clawdesk_model::peft::import_adapter(&mut loaded.model, dir)?;
     }
     Ok(loaded)
+}
+
+/// Serves `adapter` when one is named, else the version a person activated (`clawdesk
+/// adapters activate`, rollbacks included), else the base model.
+pub async fn activate_adapter(
+    policy: &Policy,
+    store: &Store,
+    adapter: Option<&PathBuf>,
+    version: i64,
+) -> anyhow::Result<()> {
+    if let Some(dir) = adapter {
+        policy.activate(version, dir.clone()).await?;
+    } else if let Some(active) = store.active_adapter()? {
+        eprintln!("serving adapter v{} ({})", active.version, active.path);
+        policy
+            .activate(active.version, PathBuf::from(&active.path))
+            .await?;
+    }
+    Ok(())
 }

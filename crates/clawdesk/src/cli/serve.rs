@@ -71,8 +71,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let loaded = tokio::task::block_in_place(|| super::load::model(&a.model, None))?;
     let tokenizer = loaded.processor.tokenizer().clone();
     let policy = Policy::spawn(loaded);
-    super::agent::activate_for_serving(&policy, &store, a.adapter.as_ref(), a.adapter_version)
-        .await?;
+    super::load::activate_adapter(&policy, &store, a.adapter.as_ref(), a.adapter_version).await?;
     let api = Api::new(policy, tokenizer, (!a.no_store).then_some(store), config)?;
     let listener = api.bind().await?;
     let addr = listener.local_addr()?;
