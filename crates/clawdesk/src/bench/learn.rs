@@ -11,23 +11,7 @@ use clawdesk_trainer::gym::episode::HintWhen;
 use clawdesk_trainer::gym::learn::{LearnEvent, LearnReport, LearnSettings, learn};
 use clawdesk_trainer::gym::warm_start::{WarmStartProgress, WarmStartSettings, practice_base};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum MethodArg {
-    #[value(name = "binary-rl")]
-    BinaryRl,
-    Opd,
-    Combined,
-}
-
-impl MethodArg {
-    fn method(self) -> Method {
-        match self {
-            MethodArg::BinaryRl => Method::BinaryRl,
-            MethodArg::Opd => Method::Opd,
-            MethodArg::Combined => Method::Combined,
-        }
-    }
-}
+use crate::cli::learn::MethodArg;
 
 fn method_name(m: Method) -> &'static str {
     match m {
@@ -183,7 +167,7 @@ pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
         let seed = args.seed + run;
         let mut of_run = Vec::new();
         for m in &args.methods {
-            of_run.push(learn_one(&args, &base, &kinds, m.method(), seed)?);
+            of_run.push(learn_one(&args, &base, &kinds, Method::from(*m), seed)?);
         }
         reports.push(of_run);
     }

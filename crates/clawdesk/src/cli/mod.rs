@@ -8,7 +8,7 @@ mod bench;
 mod export;
 mod gym;
 mod judge;
-mod learn;
+pub(crate) mod learn;
 mod load;
 mod model;
 mod observe;
@@ -180,5 +180,42 @@ fn data_dir(flag: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match flag {
         Some(d) => Ok(d.clone()),
         None => Ok(clawdesk_store::default_data_dir()?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// Flags flattened from shared structs (the learning flags, the desktop's, the judge's)
+    /// must not clash: clap only finds out when the subcommand is parsed.
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn agent_live_offers_the_learning_method_and_its_weights() {
+        let cli = Cli::try_parse_from([
+            "clawdesk",
+            "agent",
+            "live",
+            "--instruction",
+            "x",
+            "--model",
+            "m",
+            "--sandbox",
+            "--endpoint",
+            "http://127.0.0.1:9/v1",
+            "--method",
+            "opd",
+            "--w-rl",
+            "0.5",
+            "--w-opd",
+            "2",
+        ]);
+        assert!(cli.is_ok(), "{:?}", cli.err());
     }
 }
