@@ -1,6 +1,8 @@
 //! The workspace's shape, as `docs/ARCHITECTURE.md` draws it: which crate may depend on which,
 //! that nothing depends on the `clawdesk` binary, that the gym and the practice window link no
 //! candle, and that no two files of a crate import each other (directly or round a circle).
+//! Also its hygiene: every dependency a manifest names is used, and every version is declared
+//! once, in the workspace's table.
 //!
 //! It reads the manifests, `Cargo.lock` and the sources; it builds nothing.
 
@@ -16,20 +18,10 @@ fn root() -> PathBuf {
 
 /// The packages a manifest names in one section (`dependencies`, `dev-dependencies`).
 fn section_deps(manifest: &str, section: &str) -> BTreeSet<String> {
-    let mut deps = BTreeSet::new();
-    let mut inside = false;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            inside = line == format!("[{section}]");
-            continue;
-        }
-        if inside && !line.is_empty() && !line.starts_with('#') {
-            let name = line.split(['=', '.', ' ']).next().unwrap_or_default();
-            deps.insert(name.trim().to_owned());
-        }
-    }
-    deps
+    section_lines(manifest, section)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Every workspace member's package name and directory.
@@ -115,6 +107,118 @@ fn each_crate_depends_only_on_what_the_architecture_allows() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A dependency's lines in a manifest section: (name, the rest of the line).
+fn section_lines(manifest: &str, section: &str) -> Vec<(String, String)> {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            inside = line == format!("[{section}]");
+            continue;
+        }
+        if inside && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['=', '.', ' ']).next().unwrap_or_default();
+            lines.push((name.trim().to_owned(), line.to_owned()));
+        }
+    }
+    lines
+}
+
+/// The text of every `.rs` file under `dir` (nothing when it does not exist).
+fn sources_under(dir: &Path) -> String {
+    let mut files = Vec::new();
+    if dir.is_dir() {
+        rust_files(dir, &mut files);
+    }
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("a source file"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Whether Rust source names the crate `name` as code does (a path, a `use`, an `extern
+/// crate`); a word in a comment does not count.
+fn names_crate(code: &str, name: &str) -> bool {
+    let ident = name.replace('-', "_");
+    code.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .any(|l| {
+            l.match_indices(&format!("{ident}::")).any(|(at, _)| {
+                !l[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            }) || l.contains(&format!("use {ident}"))
+                || l.contains(&format!("extern crate {ident}"))
+        })
+}
+
+#[test]
+fn every_dependency_a_manifest_names_is_used() {
+    let mut unused = Vec::new();
+    for (name, dir) in members() {
+        let text = manifest(&dir);
+        let src = sources_under(&dir.join("src"));
+        let mut everything = src.clone();
+        for extra in ["tests", "benches", "examples"] {
+            everything.push_str(&sources_under(&dir.join(extra)));
+        }
+        if name == "clawdesk-tests" {
+            everything = sources_under(&dir);
+        }
+        let build = std::fs::read_to_string(dir.join("build.rs")).unwrap_or_default();
+        for (section, code) in [
+            (
+                "dependencies",
+                if name == "clawdesk-tests" {
+                    &everything
+                } else {
+                    &src
+                },
+            ),
+            ("dev-dependencies", &everything),
+            ("build-dependencies", &build),
+        ] {
+            for (dep, _) in section_lines(&text, section) {
+                // A crate's dev-dependency on itself turns a feature on for its tests.
+                if dep != name && !names_crate(code, &dep) {
+                    unused.push(format!("{name} [{section}] {dep}"));
+                }
+            }
+        }
+    }
+    assert!(
+        unused.is_empty(),
+        "named but not used:\n{}",
+        unused.join("\n")
+    );
+}
+
+#[test]
+fn every_version_is_declared_once_in_the_workspace_table() {
+    let mut local = Vec::new();
+    for (name, dir) in members() {
+        let text = manifest(&dir);
+        for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
+            for (dep, line) in section_lines(&text, section) {
+                if !(line.contains("workspace = true")
+                    || line.contains(".workspace")
+                    || line.contains("path = "))
+                {
+                    local.push(format!("{name} [{section}] {dep}: {line}"));
+                }
+            }
+        }
+    }
+    assert!(
+        local.is_empty(),
+        "versions outside the workspace table:\n{}",
+        local.join("\n")
+    );
 }
 
 /// Each package's dependencies in `Cargo.lock`, by name.
