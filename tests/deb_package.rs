@@ -1,6 +1,7 @@
 //! The Debian package as a new machine gets it: unpacked into an empty directory tree, it
-//! holds the window, the practice window and a desktop-menu entry, names the Debian packages
-//! they need, and its programs start and come up on the accessibility bus.
+//! holds the window, the practice window, the `clawdesk` command line and a desktop-menu entry,
+//! names the Debian packages they need, and its programs start (the windows come up on the
+//! accessibility bus, the command line answers).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -75,9 +76,20 @@ async fn the_package_unpacks_into_a_clean_tree_and_its_programs_start() {
     dpkg_deb(&["-x", deb, root.path().to_str().expect("utf-8")]);
     let app = root.path().join("usr/bin/clawdesk-app");
     let practice = root.path().join("usr/bin/clawdesk-practice");
-    for program in [&app, &practice] {
+    let cli = root.path().join("usr/bin/clawdesk");
+    for program in [&app, &practice, &cli] {
         assert!(program.is_file(), "{} is in the package", program.display());
     }
+    // The command line the README uses runs from the package.
+    let version = Command::new(&cli)
+        .arg("--version")
+        .output()
+        .expect("clawdesk runs");
+    assert!(version.status.success(), "{version:?}");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).starts_with("clawdesk "),
+        "{version:?}"
+    );
     let entries: Vec<PathBuf> = std::fs::read_dir(root.path().join("usr/share/applications"))
         .expect("a desktop-menu entry")
         .filter_map(|e| e.ok().map(|e| e.path()))
