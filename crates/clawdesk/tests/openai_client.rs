@@ -75,9 +75,11 @@ fn the_openai_python_client_is_served_and_its_session_is_stored_and_judged() {
 
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/openai_client.py");
+    // Served, as vLLM serves, under the name of the model it was given.
     let report = ok(Command::new(python())
         .arg(&script)
         .arg(&base)
+        .arg(p("model"))
         .output()
         .expect("python"));
     let report: serde_json::Value =
@@ -95,7 +97,7 @@ fn the_openai_python_client_is_served_and_its_session_is_stored_and_judged() {
             "--endpoint",
             &format!("{base}/v1"),
             "--judge-model",
-            "clawdesk",
+            &p("model"),
         ])
         .args(["--votes", "1", "--judge-max-tokens", "12"])
         .output()

@@ -202,12 +202,47 @@ pub fn png_declaring(width: u32, height: u32) -> Vec<u8> {
     png
 }
 
+/// Refuses, naming the field, what a client asks for that this server does not do: a field
+/// accepted and ignored would give the client a reply it did not ask for without a word.
+fn refuse_unserved(request: &ChatRequest) -> Result<(), ApiError> {
+    let refuse = |field: &str, detail: &str| {
+        Err(ApiError::BadRequest(format!(
+            "{field} is not served here ({detail})"
+        )))
+    };
+    for (field, value) in [
+        ("presence_penalty", request.presence_penalty),
+        ("frequency_penalty", request.frequency_penalty),
+    ] {
+        if value.is_some_and(|v| v != 0.0) {
+            return refuse(field, "only 0 is");
+        }
+    }
+    match &request.logit_bias {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(bias)) if bias.is_empty() => {}
+        Some(_) => return refuse("logit_bias", "only an empty one is"),
+    }
+    match &request.response_format {
+        None | Some(serde_json::Value::Null) => {}
+        Some(format) if format.get("type").and_then(|t| t.as_str()) == Some("text") => {}
+        Some(_) => return refuse("response_format", "only {\"type\": \"text\"} is"),
+    }
+    match &request.tool_choice {
+        None | Some(serde_json::Value::Null) => {}
+        Some(choice) if matches!(choice.as_str(), Some("none" | "auto")) => {}
+        Some(_) => return refuse("tool_choice", "only \"auto\" and \"none\" are"),
+    }
+    Ok(())
+}
+
 /// The request's sampling, checked, with the model's usual settings where it gives none.
 pub fn sampling(request: &ChatRequest, config: &ServerConfig) -> Result<Sampling, ApiError> {
     let defaults = Sampling::default();
     if request.n.is_some_and(|n| n != 1) {
         return Err(ApiError::BadRequest("only n = 1 is served".into()));
     }
+    refuse_unserved(request)?;
     let temperature = request.temperature.unwrap_or(defaults.temperature);
     if !(temperature.is_finite() && (0.0..=2.0).contains(&temperature)) {
         return Err(ApiError::BadRequest(format!(
@@ -353,5 +388,39 @@ mod tests {
         ] {
             assert!(sampling(&request(bad.clone()), &config).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn fields_not_served_are_refused_by_name_never_ignored() {
+        let config = ServerConfig::default();
+        for (bad, field) in [
+            (
+                serde_json::json!({"presence_penalty": 0.5}),
+                "presence_penalty",
+            ),
+            (
+                serde_json::json!({"frequency_penalty": -1}),
+                "frequency_penalty",
+            ),
+            (serde_json::json!({"logit_bias": {"42": 100}}), "logit_bias"),
+            (
+                serde_json::json!({"response_format": {"type": "json_object"}}),
+                "response_format",
+            ),
+            (
+                serde_json::json!({"tool_choice": "required"}),
+                "tool_choice",
+            ),
+        ] {
+            let mut body = bad.clone();
+            body["messages"] = serde_json::json!([]);
+            let refused = sampling(&request(body), &config).expect_err("refused");
+            assert!(refused.to_string().contains(field), "{bad}: {refused}");
+        }
+        // Their neutral values are what a client sends by default, and are served.
+        let neutral = serde_json::json!({"messages": [], "presence_penalty": 0,
+            "frequency_penalty": 0.0, "logit_bias": {}, "response_format": {"type": "text"},
+            "tool_choice": "auto"});
+        sampling(&request(neutral), &config).expect("neutral values are served");
     }
 }

@@ -42,11 +42,21 @@ pub struct ChatRequest {
     /// The tools the model may call, each OpenAI's `{"type": "function", "function": ...}`.
     #[serde(default)]
     pub tools: Vec<Value>,
-    /// Whether and which tool to call; only `"none"` is acted on, by withholding the tools.
+    /// Whether and which tool to call: `"none"` withholds the tools, `"auto"` is the default;
+    /// forcing a call (`"required"`, a named function) is refused.
     #[serde(default)]
     pub tool_choice: Option<Value>,
     /// How many replies to generate; only 1 is served.
     pub n: Option<u32>,
+    /// OpenAI's presence penalty. Not served: anything but 0 is refused by name rather than
+    /// ignored.
+    pub presence_penalty: Option<f64>,
+    /// OpenAI's frequency penalty; as `presence_penalty`, only 0 is served.
+    pub frequency_penalty: Option<f64>,
+    /// OpenAI's per-token bias on the logits; only an empty one is served.
+    pub logit_bias: Option<Value>,
+    /// OpenAI's output format; only `{"type": "text"}` is served (JSON mode is refused).
+    pub response_format: Option<Value>,
     /// vLLM's extension: tokens in `logprobs` as `token_id:<id>`, which a remote trainer needs.
     #[serde(default)]
     pub return_tokens_as_token_ids: bool,

@@ -24,9 +24,10 @@ pub struct ServeArgs {
     /// The bearer token clients must send (default: $CLAWDESK_API_TOKEN).
     #[arg(long)]
     token: Option<String>,
-    /// The model id clients name.
-    #[arg(long, default_value = "clawdesk")]
-    name: String,
+    /// The model id clients name, as vLLM's flag of the same name (default: the `--model`
+    /// value, as vLLM answers).
+    #[arg(long, visible_alias = "name")]
+    served_model_name: Option<String>,
     /// A PEFT adapter folder to serve (default: the activated adapter, if any).
     #[arg(long)]
     adapter: Option<PathBuf>,
@@ -57,7 +58,10 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         bind: a.bind,
         token: api_token(&a.token),
-        model_name: a.name.clone(),
+        model_name: a
+            .served_model_name
+            .clone()
+            .unwrap_or_else(|| a.model.clone()),
         max_body_bytes: a.max_body_mb << 20,
         max_images: a.max_images,
         queue: a.queue,
