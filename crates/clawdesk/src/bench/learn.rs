@@ -43,6 +43,7 @@ pub struct LearnBenchArgs {
     /// spread, since one run of 100 held-out tasks is ±0.03 on its own.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub runs: u64,
+    /// The methods to compare; repeatable.
     #[arg(long = "method", value_enum, default_values_t = [MethodArg::BinaryRl, MethodArg::Opd, MethodArg::Combined])]
     pub methods: Vec<MethodArg>,
     /// Updates per method.
@@ -60,6 +61,7 @@ pub struct LearnBenchArgs {
     /// Raw ±1 rewards instead of standardising them within each task's rollouts.
     #[arg(long)]
     pub raw_rewards: bool,
+    /// The learning rate (constant).
     #[arg(long, default_value_t = LearnSettings::default().lr)]
     pub lr: f64,
     /// Only tasks of these kinds (click, type, menu) in training and evaluation; repeatable.
@@ -68,11 +70,13 @@ pub struct LearnBenchArgs {
     /// Rank of each method's fresh LoRA (alpha is twice the rank).
     #[arg(long, default_value_t = LearnSettings::default().rank)]
     pub rank: usize,
+    /// Updates between held-out evaluations.
     #[arg(long, default_value_t = LearnSettings::default().eval_every)]
     pub eval_every: usize,
     /// Held-out tasks per evaluation.
     #[arg(long, default_value_t = 100)]
     pub eval_tasks: usize,
+    /// When the rule verifier's hint is given (OPD's teacher needs one).
     #[arg(long, value_enum, default_value_t = HintArg::OnFailure)]
     pub hints: HintArg,
     /// Supervised warm-start updates of the practice base (cached by its settings).

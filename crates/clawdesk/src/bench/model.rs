@@ -49,8 +49,10 @@ pub struct ModelBenchArgs {
     /// Model shapes to measure; repeatable.
     #[arg(long = "shape", value_enum, default_values_t = [Shape::Tiny, Shape::Small])]
     pub shapes: Vec<Shape>,
+    /// Prompt tokens for the prefill and the decode.
     #[arg(long, default_value_t = 256)]
     pub prompt_tokens: usize,
+    /// Tokens decoded one at a time after the prefill.
     #[arg(long, default_value_t = 32)]
     pub decode_tokens: usize,
     /// Sequences per train step.
@@ -59,8 +61,10 @@ pub struct ModelBenchArgs {
     /// Response tokens per sequence in a train step (log-probabilities and loss on these).
     #[arg(long, default_value_t = 64)]
     pub response_tokens: usize,
+    /// The LoRA rank of the train step's adapter.
     #[arg(long, default_value_t = 8)]
     pub rank: usize,
+    /// Timed repetitions of each operation per round.
     #[arg(long, default_value_t = 5)]
     pub iterations: usize,
     /// Alternating rounds of ours and the baseline; medians are reported. Rounds even out
@@ -73,6 +77,7 @@ pub struct ModelBenchArgs {
     /// Measure only ourselves.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Run ours on the first CUDA device (a build with the cuda feature).
     #[arg(long)]
     pub cuda: bool,
     /// Measure only these operations (for profiling); default all.

@@ -28,8 +28,10 @@ impl ProbeTaskArg {
 
 #[derive(Debug, clap::Args)]
 pub struct ProbeBenchArgs {
+    /// Seed of the tiny model, the adapter and the sequences.
     #[arg(long, default_value_t = ProbeSettings::default().seed)]
     pub seed: u64,
+    /// The attention tasks to probe; repeatable.
     #[arg(long = "task", value_enum, default_values_t = [ProbeTaskArg::Offset, ProbeTaskArg::Membership, ProbeTaskArg::Recall])]
     pub tasks: Vec<ProbeTaskArg>,
     /// Training steps per task.
@@ -38,11 +40,13 @@ pub struct ProbeBenchArgs {
     /// Sequences per step.
     #[arg(long, default_value_t = ProbeSettings::default().batch)]
     pub batch: usize,
+    /// The learning rate (constant).
     #[arg(long, default_value_t = ProbeSettings::default().lr)]
     pub lr: f64,
     /// Key-value pairs per sequence.
     #[arg(long, default_value_t = ProbeSettings::default().pairs)]
     pub pairs: usize,
+    /// The LoRA adapter's rank.
     #[arg(long, default_value_t = ProbeSettings::default().rank)]
     pub rank: usize,
     /// Also train the norm weights and the token embeddings.
@@ -69,6 +73,7 @@ pub struct ProbeBenchArgs {
     /// (for example '{"text_config": {"rope_theta": 10000}}').
     #[arg(long)]
     pub text_config: Option<String>,
+    /// Steps between held-out evaluations.
     #[arg(long, default_value_t = ProbeSettings::default().eval_every)]
     pub eval_every: usize,
     /// Fixed tokens between each key and its value (the gym's element line has two).

@@ -36,6 +36,7 @@ enum AdaptersCommand {
     /// Copy version N's PEFT folder to a folder of your choice (refused if it is not empty).
     Export {
         version: i64,
+        /// The folder to write the PEFT adapter into: a new or empty one.
         #[arg(long)]
         to: PathBuf,
     },

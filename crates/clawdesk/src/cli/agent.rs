@@ -98,15 +98,19 @@ struct RunArgs {
     /// pyautogui, computer-13.
     #[arg(long, default_value = "qwen3-vl")]
     format: ActionFormat,
+    /// Steps before the episode ends unfinished.
     #[arg(long, default_value_t = 30)]
     steps: usize,
     /// Past screenshots kept in the prompt.
     #[arg(long, default_value_t = 2)]
     window: usize,
+    /// The sampling temperature of the agent's replies; 0 picks the likeliest token.
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
+    /// The most tokens a reply may have.
     #[arg(long, default_value_t = 512)]
     max_tokens: usize,
+    /// The sampling seed of the first step (each step adds its index).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).

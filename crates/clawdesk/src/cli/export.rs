@@ -33,6 +33,7 @@ enum ExportWhat {
     /// One JSONL record per model turn (prompt, images, completion, action, verdict, hint,
     /// tokens, log-probabilities) in out/chat.jsonl, images in out/images/.
     Chat {
+        /// The folder to write the records and their images into.
         #[arg(long)]
         out: PathBuf,
         /// Leave out turns with no verdict yet.

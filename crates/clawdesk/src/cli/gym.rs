@@ -34,8 +34,10 @@ enum GymCommand {
 
 #[derive(Debug, Args)]
 struct BaseArgs {
+    /// Seeds the random model, the adapter, the demonstrations and the held-out set.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Supervised warm-start updates (the base is cached by its settings).
     #[arg(long, default_value_t = WarmStartSettings::default().steps)]
     warm_steps: usize,
     /// How often the demonstrator without a hint picks the right action (1.0: a supervised
@@ -116,8 +118,10 @@ struct RecordArgs {
     /// A PEFT adapter folder to apply.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// Episodes (gym tasks) to play and record.
     #[arg(long, default_value_t = 16)]
     episodes: usize,
+    /// Seed of the tasks and of sampling.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Write hints after every step, not only after wrong ones.
@@ -130,12 +134,16 @@ struct RecordArgs {
 
 #[derive(Debug, Args)]
 struct EvalArgs {
+    /// The policy: a model folder or hub id.
     #[arg(long)]
     model: String,
+    /// A PEFT adapter folder to apply.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// Held-out tasks to play.
     #[arg(long, default_value_t = 100)]
     tasks: usize,
+    /// Seed of the held-out tasks drawn.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Only tasks of these kinds (click, type, menu); repeatable. Default: all.

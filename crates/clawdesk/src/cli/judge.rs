@@ -76,8 +76,10 @@ pub struct JudgeChoice {
     /// Votes per step.
     #[arg(long, default_value_t = 3)]
     votes: usize,
+    /// The judge's sampling temperature.
     #[arg(long = "judge-temperature", default_value_t = 0.6)]
     judge_temperature: f64,
+    /// The most tokens a judge's answer may have (its reasoning included).
     #[arg(long = "judge-max-tokens", default_value_t = 1024)]
     judge_max_tokens: u32,
     /// Do not ask for hindsight hints.
@@ -154,8 +156,10 @@ struct VerdictArgs {
     store: StoreArgs,
     /// The step's id.
     step: i64,
+    /// Approve the step (+1).
     #[arg(long, conflicts_with = "reject", required_unless_present = "reject")]
     approve: bool,
+    /// Reject the step (-1).
     #[arg(long)]
     reject: bool,
     /// A hint for distillation: what the agent should have done.

@@ -35,6 +35,7 @@ pub struct LearnArgs {
     /// The OPD advantage's weight in the combined method.
     #[arg(long, default_value_t = 1.0)]
     pub w_opd: f32,
+    /// The learning rate (constant).
     #[arg(long, default_value_t = 1e-5)]
     pub lr: f64,
     /// Judged steps per training update.
@@ -46,6 +47,7 @@ pub struct LearnArgs {
     /// The LoRA adapter's rank.
     #[arg(long, default_value_t = 16)]
     pub rank: usize,
+    /// The LoRA adapter's alpha (its scale is alpha / rank).
     #[arg(long, default_value_t = 32.0)]
     pub alpha: f64,
 }

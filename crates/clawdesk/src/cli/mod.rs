@@ -196,6 +196,30 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every flag and argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn missing(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    out.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                missing(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut out = Vec::new();
+        missing(&Cli::command(), "clawdesk", &mut out);
+        assert!(
+            out.is_empty(),
+            "{} without help:\n{}",
+            out.len(),
+            out.join("\n")
+        );
+    }
+
     #[test]
     fn agent_live_offers_the_learning_method_and_its_weights() {
         let cli = Cli::try_parse_from([

@@ -31,8 +31,10 @@ enum ModelCommand {
 
 #[derive(Debug, Args)]
 struct TinyArgs {
+    /// The folder to write the model into.
     #[arg(long)]
     out: PathBuf,
+    /// Seed of the random weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// JSON file whose fields override the default tiny config (any HF config field).
@@ -49,6 +51,7 @@ struct ModelSourceArgs {
     /// A PEFT LoRA adapter directory to apply.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// Where the model runs.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
 }
@@ -68,6 +71,7 @@ enum ModeArg {
 /// The prompt: one user message of images then text, rendered by the model's chat template.
 #[derive(Debug, Args)]
 struct PromptArgs {
+    /// The user message's text.
     #[arg(long)]
     prompt: String,
     /// An image to show before the text; repeatable.
@@ -84,22 +88,29 @@ struct LogitsArgs {
     source: ModelSourceArgs,
     #[command(flatten)]
     prompt: PromptArgs,
+    /// Fast (generation's kernels and cache) or Train (the differentiable path).
     #[arg(long, value_enum, default_value_t = ModeArg::Fast)]
     mode: ModeArg,
+    /// The safetensors file to write the logits into.
     #[arg(long)]
     out: PathBuf,
 }
 
 #[derive(Debug, Args)]
 struct AdapterRandomArgs {
+    /// The base model (folder or hub id) the adapter is for.
     #[arg(long)]
     model: String,
+    /// The adapter's rank.
     #[arg(long, default_value_t = 8)]
     rank: usize,
+    /// The adapter's alpha (default: twice the rank).
     #[arg(long)]
     alpha: Option<f64>,
+    /// Seed of the adapter's random weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The folder to write the PEFT adapter into.
     #[arg(long)]
     out: PathBuf,
 }
@@ -110,14 +121,19 @@ struct GenerateArgs {
     source: ModelSourceArgs,
     #[command(flatten)]
     prompt: PromptArgs,
+    /// The most tokens to generate.
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
+    /// The sampling temperature; 0 picks the likeliest token.
     #[arg(long, default_value_t = 0.7)]
     temperature: f64,
+    /// Nucleus sampling: draw from the likeliest tokens whose probabilities sum to this.
     #[arg(long, default_value_t = 0.8)]
     top_p: f64,
+    /// Draw from this many likeliest tokens (0: all).
     #[arg(long, default_value_t = 20)]
     top_k: usize,
+    /// The sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }

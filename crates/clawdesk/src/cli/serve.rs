@@ -31,6 +31,7 @@ pub struct ServeArgs {
     /// A PEFT adapter folder to serve (default: the activated adapter, if any).
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// The version number the adapter's served turns are recorded under.
     #[arg(long, default_value_t = 1, requires = "adapter")]
     adapter_version: i64,
     /// Requests waiting for or using the model before more get 429.
@@ -39,8 +40,10 @@ pub struct ServeArgs {
     /// Seconds a request may take.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// The largest request body, in MiB.
     #[arg(long, default_value_t = 32)]
     max_body_mb: usize,
+    /// The most images one request may carry.
     #[arg(long, default_value_t = 8)]
     max_images: usize,
     /// Fetch http(s) image URLs (default: data URLs only).
