@@ -95,7 +95,16 @@ fn a_killed_training_run_resumes_to_the_same_adapter() {
     let mut args = train_args(&data, &model, &ckpt_a, "a");
     let until = UPDATES.to_string();
     args.extend(["--until-updates", &until, "--export", &export_a]);
-    clawdesk(&args);
+    let out = clawdesk(&args);
+    // Each update says what it did in one line, whatever the log filter.
+    let said = String::from_utf8_lossy(&out.stderr);
+    for step in 1..=UPDATES {
+        assert!(
+            said.lines()
+                .any(|l| l.starts_with(&format!("update {step}: loss "))),
+            "no summary of update {step}:\n{said}"
+        );
+    }
 
     // The same run, SIGKILLed once two checkpoints are down, then started again.
     let mut args = train_args(&data, &model, &ckpt_b, "b");

@@ -9,7 +9,7 @@ use clawdesk_gym::TaskKind;
 use clawdesk_trainer::Method;
 use clawdesk_trainer::gym::episode::HintWhen;
 use clawdesk_trainer::gym::learn::{LearnEvent, LearnReport, LearnSettings, learn};
-use clawdesk_trainer::gym::warm_start::{WarmStartProgress, WarmStartSettings, practice_base};
+use clawdesk_trainer::gym::warm_start::{WarmStartSettings, practice_base};
 
 use crate::cli::learn::MethodArg;
 
@@ -128,13 +128,6 @@ pub struct LearnBenchArgs {
     pub cache: Option<PathBuf>,
 }
 
-/// Logs a warm start's progress every 50 updates.
-pub fn log_warm_start(p: WarmStartProgress) {
-    if p.step.is_multiple_of(50) || p.step == p.steps {
-        tracing::info!(step = p.step, of = p.steps, loss = p.loss, "warm start");
-    }
-}
-
 pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
     let kinds = TaskKind::or_all(&args.kinds);
     let cache = match args.cache.clone() {
@@ -159,7 +152,8 @@ pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
         kinds: args.warm_kinds.clone(),
         ..WarmStartSettings::default()
     };
-    let (base, warm_report) = practice_base(&cache, &warm, &mut log_warm_start)?;
+    let (base, warm_report) =
+        practice_base(&cache, &warm, &mut crate::cli::progress::warm_start())?;
     tracing::info!(
         base = %base.display(),
         without_hint = warm_report.success_without_hint,

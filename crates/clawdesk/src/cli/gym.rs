@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::bench::learn::log_warm_start;
 use clap::{Args, Subcommand};
 use clawdesk_gym::split::evaluation_set;
 use clawdesk_gym::{Split, TaskKind};
@@ -194,7 +193,12 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
             } else {
                 super::model::DeviceArg::Cpu
             })?;
-            let (dir, report) = practice_base_on(&cache, &settings, &device, &mut log_warm_start)?;
+            let (dir, report) = practice_base_on(
+                &cache,
+                &settings,
+                &device,
+                &mut super::progress::warm_start(),
+            )?;
             tracing::info!(
                 without_hint = report.success_without_hint,
                 with_hint = report.success_with_hint,

@@ -137,9 +137,12 @@ impl JudgeChoice {
                 let device = candle_core::Device::Cpu;
                 let spec = spec.clone();
                 let loaded = tokio::task::block_in_place(|| {
-                    clawdesk_model::source::LoadedModel::load(&spec, &device, None, &mut |event| {
-                        tracing::info!(?event, "loading the judge model");
-                    })
+                    clawdesk_model::source::LoadedModel::load(
+                        &spec,
+                        &device,
+                        None,
+                        &mut super::progress::model_load(),
+                    )
                 })?;
                 Arc::new(LocalJudge::new(Arc::new(loaded), prompts, settings, &spec)?)
             }

@@ -1,5 +1,5 @@
 //! The one way the subcommands load a model: a folder or hub id (downloaded into the HF cache
-//! with its progress logged), with a PEFT adapter on top when given; and which adapter a
+//! with its progress shown), with a PEFT adapter on top when given; and which adapter a
 //! policy that serves (`agent run`, `serve`) starts with.
 
 use std::path::PathBuf;
@@ -10,9 +10,12 @@ use clawdesk_store::Store;
 
 /// Loads a model on the CPU, with a PEFT adapter when given.
 pub fn model(model: &str, adapter: Option<&PathBuf>) -> anyhow::Result<LoadedModel> {
-    let mut loaded = LoadedModel::load(model, &candle_core::Device::Cpu, None, &mut |event| {
-        tracing::info!(?event, "loading the model");
-    })?;
+    let mut loaded = LoadedModel::load(
+        model,
+        &candle_core::Device::Cpu,
+        None,
+        &mut super::progress::model_load(),
+    )?;
     if let Some(dir) = adapter {
         clawdesk_model::peft::import_adapter(&mut loaded.model, dir)?;
     }

@@ -12,6 +12,7 @@ pub(crate) mod learn;
 mod load;
 mod model;
 mod observe;
+pub(crate) mod progress;
 mod record;
 mod sandbox;
 mod serve;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use clawdesk_model::chat::{Message, Role};
 use clawdesk_model::generate::{Sampling, generate};
-use clawdesk_model::source::{LoadEvent, LoadedModel};
+use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, Mode, peft, tiny};
 
 #[derive(Debug, Args)]
@@ -169,19 +169,13 @@ pub(super) fn device(arg: DeviceArg) -> anyhow::Result<candle_core::Device> {
     }
 }
 
-fn report(event: LoadEvent) {
-    match event {
-        LoadEvent::Downloading { file, done, total } if total > 0 => {
-            eprint!("\rdownloading {file}: {}%", done * 100 / total);
-        }
-        LoadEvent::Downloading { .. } => {}
-        LoadEvent::Downloaded { file } => eprintln!("\rdownloaded {file}"),
-        LoadEvent::Loading { dir } => tracing::info!(dir = %dir.display(), "loading model"),
-    }
-}
-
 fn load(source: &ModelSourceArgs) -> anyhow::Result<LoadedModel> {
-    let mut loaded = LoadedModel::load(&source.model, &device(source.device)?, None, &mut report)?;
+    let mut loaded = LoadedModel::load(
+        &source.model,
+        &device(source.device)?,
+        None,
+        &mut super::progress::model_load(),
+    )?;
     if let Some(adapter) = &source.adapter {
         peft::import_adapter(&mut loaded.model, adapter)?;
     }
@@ -236,7 +230,12 @@ fn run_logits(a: LogitsArgs) -> anyhow::Result<()> {
 }
 
 fn run_adapter_random(a: AdapterRandomArgs) -> anyhow::Result<()> {
-    let mut loaded = LoadedModel::load(&a.model, &candle_core::Device::Cpu, None, &mut report)?;
+    let mut loaded = LoadedModel::load(
+        &a.model,
+        &candle_core::Device::Cpu,
+        None,
+        &mut super::progress::model_load(),
+    )?;
     let config = LoraConfig::new(a.rank, a.alpha.unwrap_or(2.0 * a.rank as f64));
     peft::write_random_adapter(&mut loaded.model, config, a.seed, &a.out, &a.model)?;
     println!("{}", a.out.display());

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use clawdesk_store::Store;
+use clawdesk_trainer::UpdateMetrics;
 use clawdesk_trainer::run::{TrainLoop, Turn};
 use clawdesk_trainer::teacher::HintTemplate;
 
@@ -88,15 +89,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             break;
         }
         match train.turn()? {
-            Turn::Updated { step, metrics } => tracing::info!(
-                step,
-                loss = metrics.loss,
-                reward = metrics.mean_reward,
-                gap = metrics.mean_gap,
-                grad_norm = metrics.grad_norm,
-                tokens_per_second = metrics.tokens_per_second,
-                "update"
-            ),
+            // One line per update on stderr, whatever the log filter: updates are minutes
+            // apart on a CPU, and a silent terminal looks like a hung one.
+            Turn::Updated { step, metrics } => eprintln!("{}", update_line(step, &metrics)),
             Turn::Skipped { step, reason } => tracing::warn!(step, %reason, "update skipped"),
             Turn::Waiting { ready } => {
                 if a.until_idle {
@@ -118,6 +113,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         train.cursor().0
     );
     Ok(())
+}
+
+/// An update's one-line summary: the loss, the mean reward of its samples, the mean
+/// teacher-policy gap when OPD had hints, the gradient norm and the speed.
+fn update_line(step: u64, m: &UpdateMetrics) -> String {
+    let gap = m
+        .mean_gap
+        .map(|g| format!(", gap {g:+.3}"))
+        .unwrap_or_default();
+    format!(
+        "update {step}: loss {:.4}, reward {:+.2}{gap}, grad norm {:.3}, {} samples, {:.0} tokens/s",
+        m.loss, m.mean_reward, m.grad_norm, m.samples, m.tokens_per_second
+    )
 }
 
 /// The base model's identity for checkpoints: its name plus a digest of its config, so a
