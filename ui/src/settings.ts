@@ -6,7 +6,7 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 
 type Kind = "text" | "number" | "list" | "bool" | "judge" | "stopKey";
 const FIELDS: { key: string; label: string; kind: Kind }[] = [
-  { key: "baseModel", label: "Base model (folder, hub id, or \"practice\")", kind: "text" },
+  { key: "baseModel", label: "Base model (folder, hub id or id@revision, or \"practice\")", kind: "text" },
   { key: "judge", label: "Judge", kind: "judge" },
   { key: "judgeEndpoint", label: "Judge endpoint (OpenAI-compatible API root)", kind: "text" },
   { key: "judgeModel", label: "Judge model", kind: "text" },

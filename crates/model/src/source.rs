@@ -100,20 +100,23 @@ pub fn hub_cache() -> hf_hub::Cache {
     }
 }
 
-/// Turns `spec` into a directory holding every file the model needs.
+/// Turns `spec` into a directory holding every file the model needs: a model folder, or a hub
+/// id (`owner/name`, at a revision with `owner/name@revision`: a branch, a tag or a commit)
+/// found in the HF cache or downloaded into it. `HF_TOKEN` (else the cache's token file)
+/// authorises the download; with `HF_HUB_OFFLINE` set nothing is downloaded.
 pub fn resolve(spec: &str, progress: &mut dyn FnMut(LoadEvent)) -> Result<PathBuf> {
     let local = Path::new(spec);
     if local.is_dir() {
         return Ok(local.to_path_buf());
     }
-    if !looks_like_repo_id(spec) {
+    let Some(hub_repo) = hub_repo(spec) else {
         return Err(ModelError::io(
             local,
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such model directory"),
         ));
-    }
+    };
     let cache = hub_cache();
-    let repo = cache.model(spec.to_string());
+    let repo = cache.repo(hub_repo.clone());
     let mut missing: Vec<String> = Vec::new();
     let mut dir = None;
     for file in REQUIRED {
@@ -132,7 +135,21 @@ pub fn resolve(spec: &str, progress: &mut dyn FnMut(LoadEvent)) -> Result<PathBu
             return Ok(dir.clone());
         }
     }
-    download(spec, &cache, progress).map_err(|reason| ModelError::NotFound {
+    if offline() {
+        return Err(ModelError::NotFound {
+            repo: spec.into(),
+            cache: cache.path().clone(),
+            reason: format!(
+                "HF_HUB_OFFLINE is set, so nothing is downloaded, and the cache lacks {}",
+                if dir.is_none() {
+                    "the model".to_owned()
+                } else {
+                    missing.join(", ")
+                }
+            ),
+        });
+    }
+    download(&hub_repo, &cache, progress).map_err(|reason| ModelError::NotFound {
         repo: spec.into(),
         cache: cache.path().clone(),
         reason,
@@ -151,7 +168,13 @@ fn explain(endpoint: &str, file: &str, error: &hf_hub::api::sync::ApiError) -> S
     ]
     .iter()
     .any(|w| text.contains(w));
-    if unreachable {
+    let refused = ["401", "403"].iter().any(|code| text.contains(code));
+    if refused {
+        format!(
+            "{file}: the hub refused it ({text}); a gated or private model needs a token in \
+             HF_TOKEN (or `huggingface-cli login`) with access to it"
+        )
+    } else if unreachable {
         format!(
             "{file}: cannot reach {endpoint} ({text}); check the network connection, or use a \
              model folder on this computer or practice mode, which need no network"
@@ -189,6 +212,47 @@ fn verify(pointer: &Path) -> std::result::Result<(), String> {
         "the download is corrupted: its SHA-256 is {actual}, the hub says {expected}; it was \
          removed and will be downloaded again next time"
     ))
+}
+
+/// The hub repository a spec names (`owner/name`, optionally `@revision`), at `main` when no
+/// revision is given as the hub's own tools do; `None` when it names none.
+fn hub_repo(spec: &str) -> Option<hf_hub::Repo> {
+    let (id, revision) = match spec.rsplit_once('@') {
+        Some((id, revision)) => (id, Some(revision)),
+        None => (spec, None),
+    };
+    let revision_ok = revision.is_none_or(|r| {
+        !r.is_empty()
+            && r.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    });
+    (looks_like_repo_id(id) && revision_ok).then(|| {
+        hf_hub::Repo::with_revision(
+            id.to_owned(),
+            hf_hub::RepoType::Model,
+            revision.unwrap_or("main").to_owned(),
+        )
+    })
+}
+
+/// `HF_HUB_OFFLINE`, as the hub's own tools read it: set to 1 (or true, yes, on).
+fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// The token that authorises downloads: `HF_TOKEN`, else the cache's token file (what
+/// `huggingface-cli login` writes).
+fn token(cache: &hf_hub::Cache) -> Option<String> {
+    std::env::var("HF_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .or_else(|| cache.token())
 }
 
 fn looks_like_repo_id(spec: &str) -> bool {
@@ -272,19 +336,20 @@ fn endpoint() -> String {
 }
 
 fn download(
-    spec: &str,
+    hub_repo: &hf_hub::Repo,
     cache: &hf_hub::Cache,
     progress: &mut dyn FnMut(LoadEvent),
 ) -> std::result::Result<PathBuf, String> {
     let endpoint = endpoint();
     let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
+        .with_token(token(cache))
         .with_endpoint(endpoint.clone())
         .with_retries(DOWNLOAD_RETRIES)
         .with_progress(false)
         .build()
         .map_err(|e| e.to_string())?;
-    let repo = api.model(spec.to_string());
-    let cached = cache.model(spec.to_string());
+    let repo = api.repo(hub_repo.clone());
+    let cached = cache.repo(hub_repo.clone());
     let fetch =
         |file: &str, progress: &mut dyn FnMut(LoadEvent)| -> std::result::Result<PathBuf, String> {
             // What an earlier, interrupted load already fetched is not fetched again.

@@ -1,7 +1,9 @@
 //! Downloading a model from a hub: a local HTTP server serves a tiny model in the hub's layout
 //! (`/{repo}/resolve/main/{file}`, the headers huggingface.co sends), and the download shows
 //! progress, resumes after a dropped connection, refuses a corrupted file, and says plainly
-//! when the hub cannot be reached. One test: the hub's address and cache are process-wide.
+//! when the hub cannot be reached; it also honours the hub's conventions: a revision
+//! (`repo@v1`), `HF_TOKEN`, and `HF_HUB_OFFLINE`. One test: the hub's address, cache and token
+//! are process-wide.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -15,6 +17,8 @@ use sha2::Digest;
 
 const REPO: &str = "clawdesk/tiny-hub";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+/// The commit the tag `v1` names (the same files, another snapshot).
+const COMMIT_V1: &str = "89abcdef0123456789abcdef0123456789abcdef";
 const WEIGHTS: &str = "model.safetensors";
 
 /// What the server does to a file's body.
@@ -32,6 +36,8 @@ struct Hub {
     fault: Mutex<Fault>,
     /// (file, Range header) of every request.
     log: Mutex<Vec<(String, String)>>,
+    /// (revision, Authorization header) of every request.
+    asked: Mutex<Vec<(String, String)>>,
 }
 
 impl Hub {
@@ -49,22 +55,38 @@ impl Hub {
         let mut first = String::new();
         reader.read_line(&mut first)?;
         let mut range = String::new();
+        let mut authorization = String::new();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line)? == 0 || line == "\r\n" {
                 break;
             }
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("range")
-            {
-                range = v.trim().to_owned();
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("range") {
+                    range = v.trim().to_owned();
+                } else if k.eq_ignore_ascii_case("authorization") {
+                    authorization = v.trim().to_owned();
+                }
             }
         }
         let path = first.split_whitespace().nth(1).unwrap_or_default();
-        let prefix = format!("/{REPO}/resolve/main/");
-        let name = path.strip_prefix(&prefix).unwrap_or_default().to_owned();
+        let prefix = format!("/{REPO}/resolve/");
+        let (revision, name) = path
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split_once('/'))
+            .unwrap_or_default();
+        let (revision, name) = (revision.to_owned(), name.to_owned());
         self.log.lock().unwrap().push((name.clone(), range.clone()));
-        let Some(bytes) = self.files.get(&name) else {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((revision.clone(), authorization));
+        let commit = match revision.as_str() {
+            "main" => COMMIT,
+            "v1" => COMMIT_V1,
+            _ => "",
+        };
+        let Some(bytes) = self.files.get(&name).filter(|_| !commit.is_empty()) else {
             return stream.write_all(
                 b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             );
@@ -87,7 +109,7 @@ impl Hub {
             body[middle] ^= 0xFF;
         }
         let head = format!(
-            "HTTP/1.1 206 Partial Content\r\nETag: \"{}\"\r\nX-Repo-Commit: {COMMIT}\r\n\
+            "HTTP/1.1 206 Partial Content\r\nETag: \"{}\"\r\nX-Repo-Commit: {commit}\r\n\
              Content-Range: bytes {from}-{to}/{size}\r\nContent-Length: {}\r\n\
              Connection: close\r\n\r\n",
             self.etag(&name, bytes),
@@ -153,6 +175,7 @@ fn a_hub_download_shows_progress_resumes_and_refuses_corruption() {
         files,
         fault: Mutex::new(Fault::DropOnce),
         log: Mutex::new(Vec::new()),
+        asked: Mutex::new(Vec::new()),
     });
     let port = serve(hub.clone());
     // SAFETY: as in `use_cache`.
@@ -227,6 +250,58 @@ fn a_hub_download_shows_progress_resumes_and_refuses_corruption() {
         fetched.iter().all(|f| f == WEIGHTS),
         "only the weights were fetched again: {fetched:?}"
     );
+
+    // A revision, with a token: every request names both, and the snapshot is the tag's.
+    let cache = tempfile::tempdir().expect("tempdir");
+    use_cache(cache.path());
+    // SAFETY: as in `use_cache`.
+    unsafe { std::env::set_var("HF_TOKEN", "hf_secret") };
+    hub.asked.lock().unwrap().clear();
+    let dir = resolve(&format!("{REPO}@v1"), &mut |_| {}).expect("the tag downloads");
+    assert!(
+        dir.ends_with(COMMIT_V1),
+        "the tag's snapshot: {}",
+        dir.display()
+    );
+    assert_eq!(
+        std::fs::read(dir.join(WEIGHTS)).expect("weights"),
+        hub.files[WEIGHTS]
+    );
+    let asked = hub.asked.lock().unwrap().clone();
+    assert!(
+        !asked.is_empty()
+            && asked
+                .iter()
+                .all(|(rev, auth)| rev == "v1" && auth == "Bearer hf_secret"),
+        "{asked:?}"
+    );
+    let unknown = resolve(&format!("{REPO}@v2"), &mut |_| {}).expect_err("no such tag");
+    assert!(matches!(unknown, ModelError::NotFound { .. }), "{unknown}");
+    let malformed = resolve(&format!("{REPO}@"), &mut |_| {}).expect_err("an empty revision");
+    assert!(
+        !matches!(malformed, ModelError::NotFound { .. }),
+        "{malformed}"
+    );
+
+    // Offline: what the cache holds loads without a request; what it lacks is named.
+    // SAFETY: as in `use_cache`.
+    unsafe { std::env::set_var("HF_HUB_OFFLINE", "1") };
+    hub.asked.lock().unwrap().clear();
+    let again = resolve(&format!("{REPO}@v1"), &mut |_| {}).expect("cached, offline");
+    assert_eq!(again, dir);
+    let text = resolve(REPO, &mut |_| {})
+        .expect_err("main is not cached here")
+        .to_string();
+    assert!(text.contains("HF_HUB_OFFLINE"), "{text}");
+    assert!(
+        hub.asked.lock().unwrap().is_empty(),
+        "offline asked the hub"
+    );
+    // SAFETY: as in `use_cache`.
+    unsafe {
+        std::env::remove_var("HF_HUB_OFFLINE");
+        std::env::remove_var("HF_TOKEN");
+    }
 
     // No hub at all: the message says what to do.
     let cache = tempfile::tempdir().expect("tempdir");
