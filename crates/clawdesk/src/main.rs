@@ -32,8 +32,33 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            exit_code(&e)
         }
+    }
+}
+
+/// The exit status a script can branch on: 3 when the guard refused an action (nothing was
+/// sent: a disallowed app, a password field, a person's no, the stop key), 1 for any other
+/// error, 2 for a command line clap could not read.
+fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
+    use clawdesk_desktop::DesktopError;
+    use clawdesk_desktop::guard::Refusal;
+    use clawdesk_runtime::RuntimeError;
+    // The stop key mid-action is the desktop's own error, which the runtime wraps whole.
+    let refused = error.chain().any(|cause| {
+        cause.downcast_ref::<Refusal>().is_some()
+            || cause
+                .downcast_ref::<DesktopError>()
+                .is_some_and(DesktopError::is_stop)
+            || matches!(
+                cause.downcast_ref::<RuntimeError>(),
+                Some(RuntimeError::Desktop(d)) if d.is_stop()
+            )
+    });
+    if refused {
+        std::process::ExitCode::from(3)
+    } else {
+        std::process::ExitCode::FAILURE
     }
 }
 

@@ -198,7 +198,8 @@ async fn with_approve_a_person_rejects_an_action_before_it_runs() {
     };
     let out = run("not this one\n");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // A refusal by the guard has an exit status of its own, apart from errors.
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("run it?"), "the person is asked: {err}");
     assert!(
         err.contains("a person rejected the action: not this one"),
@@ -239,7 +240,7 @@ async fn acting_needs_an_allowlist_or_a_sandbox() {
     ] {
         let out = sandbox.command(BIN).args(&argv).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{argv:?} ran: {err}");
+        assert_eq!(out.status.code(), Some(1), "{argv:?}: {err}");
         assert!(
             err.contains("--allow") && err.contains("--sandbox"),
             "{argv:?}: {err}"
