@@ -313,3 +313,25 @@ fn sandbox_command_serves_a_desktop_and_takes_it_down_on_sigterm() {
     assert!(!out.status.success(), "the display is gone after the stop");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open the X display"));
 }
+
+/// The completion script for bash names the subcommands and is valid bash.
+#[test]
+fn bash_completions_are_printed_and_parse() {
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .expect("clawdesk runs");
+    assert!(out.status.success(), "{out:?}");
+    let script = String::from_utf8_lossy(&out.stdout);
+    for word in ["_clawdesk()", "observe", "agent", "completions"] {
+        assert!(script.contains(word), "{word} is completed");
+    }
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), script.as_bytes()).expect("written");
+    let parsed = Command::new("bash")
+        .arg("-n")
+        .arg(file.path())
+        .output()
+        .expect("bash runs");
+    assert!(parsed.status.success(), "{parsed:?}");
+}

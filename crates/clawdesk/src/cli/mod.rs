@@ -59,6 +59,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Recorded episodes as OSWorld trajectories or JSONL chat records for other trainers.
     Export(export::ExportArgs),
+    /// Print a shell completion script for `clawdesk`, to source or to install in the shell's
+    /// completion folder.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -76,6 +82,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => tokio::task::block_in_place(|| train::run(a)),
         Command::Serve(a) => serve::run(a).await,
         Command::Export(a) => tokio::task::block_in_place(|| export::run(a)),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "clawdesk", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
