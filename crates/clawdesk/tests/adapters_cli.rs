@@ -107,7 +107,7 @@ fn a_published_version_exports_as_a_peft_folder() {
         "adapters",
         "export",
         "3",
-        "--to",
+        "--out",
         &p("out"),
         "--data-dir",
         &data,

