@@ -28,6 +28,9 @@ pub struct AgentBenchArgs {
     /// The policy: a model folder or hub id (default: a generated tiny model).
     #[arg(long)]
     pub model: Option<String>,
+    /// Where the policy and the trainer run.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: crate::cli::load::DeviceArg,
     /// Agent steps per phase.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
@@ -72,8 +75,8 @@ pub async fn run(args: AgentBenchArgs) -> anyhow::Result<String> {
     })?;
     let work = tempfile::tempdir().map_err(|e| external("tempdir", e))?;
     let model = super::model_or_tiny(args.model.as_deref(), work.path())?;
+    let device = crate::cli::load::device(args.device)?;
     let load = |spec: &str| -> anyhow::Result<LoadedModel> {
-        let device = candle_core::Device::Cpu;
         Ok(LoadedModel::load(spec, &device, None, &mut |_| {})?)
     };
     let mut sandbox = super::start_sandbox(w, h).await?;

@@ -139,11 +139,11 @@ fn model_err(e: impl std::fmt::Display) -> anyhow::Error {
 }
 
 pub fn run(args: ModelBenchArgs) -> anyhow::Result<String> {
-    let device = if args.cuda {
-        Device::new_cuda(0).map_err(model_err)?
+    let device = crate::cli::load::device(if args.cuda {
+        crate::cli::load::DeviceArg::Cuda
     } else {
-        Device::Cpu
-    };
+        crate::cli::load::DeviceArg::Cpu
+    })?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = format!(
         "bench model: prompt {} tokens, decode {}, train batch {} x ({} + {}) tokens, LoRA r={} on 7 linears, {} ({} threads), median of {} alternating rounds\n\n",

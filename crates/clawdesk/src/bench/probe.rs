@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 
-use candle_core::Device;
 use clawdesk_trainer::probe::{ProbeReport, ProbeSettings, ProbeTask, run_probe};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,6 +27,9 @@ impl ProbeTaskArg {
 
 #[derive(Debug, clap::Args)]
 pub struct ProbeBenchArgs {
+    /// Where the probe's model trains.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: crate::cli::load::DeviceArg,
     /// Seed of the tiny model, the adapter and the sequences.
     #[arg(long, default_value_t = ProbeSettings::default().seed)]
     pub seed: u64,
@@ -97,6 +99,7 @@ pub fn run(args: ProbeBenchArgs) -> anyhow::Result<String> {
             .map_err(|e| super::failed(format!("--text-config is not JSON: {e}")))?;
         clawdesk_model::tiny::merge_json(&mut config, &overlay);
     }
+    let device = crate::cli::load::device(args.device)?;
     let mut reports = Vec::new();
     for task in &args.tasks {
         let settings = ProbeSettings {
@@ -120,7 +123,7 @@ pub fn run(args: ProbeBenchArgs) -> anyhow::Result<String> {
             ..ProbeSettings::default()
         };
         let name = settings.task.name();
-        let report = run_probe(&settings, &Device::Cpu, &mut |step, accuracy| {
+        let report = run_probe(&settings, &device, &mut |step, accuracy| {
             tracing::info!(task = name, step, accuracy, "held-out accuracy");
         })?;
         reports.push(report);

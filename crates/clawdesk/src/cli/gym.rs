@@ -188,10 +188,10 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 context_grow: a.context_grow,
                 ..WarmStartSettings::default()
             };
-            let device = super::model::device(if a.cuda {
-                super::model::DeviceArg::Cuda
+            let device = super::load::device(if a.cuda {
+                super::load::DeviceArg::Cuda
             } else {
-                super::model::DeviceArg::Cpu
+                super::load::DeviceArg::Cpu
             })?;
             let (dir, report) = practice_base_on(
                 &cache,

@@ -40,3 +40,40 @@ pub async fn activate_adapter(
     }
     Ok(())
 }
+
+/// Where a model runs, as the person chooses it (`--device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeviceArg {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// The first CUDA GPU (a build with the `cuda` feature).
+    Cuda,
+}
+
+/// The candle device for `arg`, failing with what to do when there is no GPU.
+pub fn device(arg: DeviceArg) -> anyhow::Result<candle_core::Device> {
+    match arg {
+        DeviceArg::Cpu => Ok(candle_core::Device::Cpu),
+        DeviceArg::Cuda => candle_core::Device::new_cuda(0).map_err(|e| {
+            anyhow::anyhow!(
+                "no CUDA device ({e}); build with --features cuda on a machine with a GPU"
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_is_the_default_and_a_missing_gpu_says_what_to_do() {
+        assert!(device(DeviceArg::default()).expect("cpu").is_cpu());
+        #[cfg(not(feature = "cuda"))]
+        {
+            let e = device(DeviceArg::Cuda).expect_err("a build without CUDA");
+            assert!(e.to_string().contains("--features cuda"), "{e}");
+        }
+    }
+}

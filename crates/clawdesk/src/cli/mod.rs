@@ -9,7 +9,7 @@ mod export;
 mod gym;
 mod judge;
 pub(crate) mod learn;
-mod load;
+pub(crate) mod load;
 mod model;
 mod observe;
 pub(crate) mod progress;

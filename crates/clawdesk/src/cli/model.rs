@@ -11,6 +11,8 @@ use clawdesk_model::generate::{Sampling, generate};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, Mode, peft, tiny};
 
+use super::load::DeviceArg;
+
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     #[command(subcommand)]
@@ -54,12 +56,6 @@ struct ModelSourceArgs {
     /// Where the model runs.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(super) enum DeviceArg {
-    Cpu,
-    Cuda,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -161,18 +157,10 @@ fn run_tiny(a: TinyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn device(arg: DeviceArg) -> anyhow::Result<candle_core::Device> {
-    match arg {
-        DeviceArg::Cpu => Ok(candle_core::Device::Cpu),
-        DeviceArg::Cuda => candle_core::Device::new_cuda(0)
-            .context("no CUDA device (build with --features cuda on a machine with a GPU)"),
-    }
-}
-
 fn load(source: &ModelSourceArgs) -> anyhow::Result<LoadedModel> {
     let mut loaded = LoadedModel::load(
         &source.model,
-        &device(source.device)?,
+        &super::load::device(source.device)?,
         None,
         &mut super::progress::model_load(),
     )?;
