@@ -5,6 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup.sh"
+source "$root/scripts/setup-tests.sh"
 cd "$root"
 # Our desktop tests start their own buses; an inherited session bus must not leak in.
 unset DBUS_SESSION_BUS_ADDRESS NO_AT_BRIDGE
