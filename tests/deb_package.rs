@@ -51,6 +51,7 @@ fn start(sandbox: &Sandbox, program: &Path, args: &[&str], data: &Path) -> Child
         .command(program)
         .args(args)
         .env("CLAWDESK_DATA_DIR", data)
+        .env("CLAWDESK_CONFIG_DIR", data.join("config"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -129,6 +130,7 @@ async fn the_package_unpacks_into_a_clean_tree_and_its_programs_start() {
         .arg(entry_path)
         .env("PATH", path)
         .env("CLAWDESK_DATA_DIR", data.path())
+        .env("CLAWDESK_CONFIG_DIR", data.path().join("config"))
         .stdout(Stdio::null())
         // A file, not a pipe: the launched app inherits it and would hold a pipe open.
         .stderr(std::fs::File::create(&said).map(Stdio::from).expect("log"))

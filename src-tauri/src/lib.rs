@@ -66,14 +66,31 @@ pub fn run() -> anyhow::Result<()> {
         None => tracing_subscriber::fmt().with_env_filter(filter()).init(),
     }
     check_display()?;
-    let data_dir = clawdesk_store::default_data_dir().context("choosing the data directory")?;
+    let config = clawdesk_desk::settings::config_dir()?;
+    let data_dir = data_folder(&config)?;
+    tracing::info!(settings = %config.display(), data = %data_dir.display(), "folders");
     let store = clawdesk_store::Store::open(&data_dir)
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-    let state = AppState::new(Arc::new(store));
+    let state = AppState::new(Arc::new(store), config);
     build_app(tauri::Builder::default(), state)
         .run(tauri::generate_context!())
         .context("running the ClawDesk window")?;
     Ok(())
+}
+
+/// The data folder the settings choose. Settings an older version kept in the data folder are
+/// adopted first; a settings file that cannot be read leaves the default folder in use (the
+/// Settings page then names the problem) rather than keeping the window from starting.
+fn data_folder(config: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use clawdesk_desk::settings::DeskSettings;
+    let legacy = clawdesk_store::default_data_dir().context("choosing the data directory")?;
+    match DeskSettings::load_or_adopt(config, &legacy) {
+        Ok(settings) => Ok(settings.data_folder()?),
+        Err(e) => {
+            tracing::warn!(error = %e, "settings unreadable; using the default data folder");
+            Ok(legacy)
+        }
+    }
 }
 
 /// GTK panics deep inside the windowing crates when it has no display; say so plainly first.

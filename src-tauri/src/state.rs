@@ -7,8 +7,10 @@ use clawdesk_store::Store;
 /// What every command can reach: the handles of the window's back end.
 pub struct AppState {
     pub store: Arc<Store>,
-    /// The data folder (settings, adapters, thumbnails).
+    /// The data folder (the store, adapters, thumbnails).
     pub data_dir: PathBuf,
+    /// The folder the settings file lives in (XDG config).
+    pub config_dir: PathBuf,
     /// The live session, while one runs (or has ended and not been replaced).
     pub session: Mutex<Option<LiveSession>>,
     /// Held-out gym tasks each published adapter is scored on.
@@ -16,11 +18,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<Store>, config_dir: PathBuf) -> Self {
         let data_dir = store.root().to_path_buf();
         AppState {
             store,
             data_dir,
+            config_dir,
             session: Mutex::new(None),
             gym_tasks: std::env::var("CLAWDESK_GYM_TASKS")
                 .ok()

@@ -222,4 +222,6 @@ pub struct ExportProgress {
 pub struct SettingsAnswer {
     pub saved: bool,
     pub errors: Vec<clawdesk_desk::settings::FieldError>,
+    /// What a changed data folder means at the next start, in words.
+    pub notice: Option<String>,
 }

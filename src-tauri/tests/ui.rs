@@ -51,6 +51,14 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The settings file of a test's app: in `config/` inside its data folder, which the app is
+/// told is its config folder, so that a file written to the data folder would show.
+fn settings_file(data: &Path) -> PathBuf {
+    let config = data.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    config.join("settings.json")
+}
+
 /// Starts the app with `data` as its data folder (and `env` set) and connects a WebDriver
 /// session to it.
 async fn drive(data: &Path, env: &[(&str, &str)]) -> Driven {
@@ -67,6 +75,7 @@ async fn drive(data: &Path, env: &[(&str, &str)]) -> Driven {
             &native.to_string(),
         ])
         .env("CLAWDESK_DATA_DIR", data)
+        .env("CLAWDESK_CONFIG_DIR", data.join("config"))
         .env("CLAWDESK_GYM_TASKS", "2")
         .envs(env.iter().copied())
         .env("CLAWDESK_LOG_FILE", data.join("app.log"))
@@ -318,7 +327,7 @@ async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
         "learningRate": 0.001,
     });
     std::fs::write(
-        data.path().join("settings.json"),
+        settings_file(data.path()),
         serde_json::to_vec(&settings).unwrap(),
     )
     .unwrap();
@@ -434,15 +443,23 @@ async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
     app.wait_text("#set-votes-error", 10, |t| t.contains("votes per step"))
         .await;
     let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.path().join("settings.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(settings_file(data.path())).unwrap()).unwrap();
     assert_eq!(saved.get("votes"), None, "nothing was saved");
     app.fill("#set-votes", "5").await;
     app.click("#settings-save").await;
     app.wait_text("#settings-status", 10, |t| t.starts_with("Saved"))
         .await;
     let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.path().join("settings.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(settings_file(data.path())).unwrap()).unwrap();
     assert_eq!(saved["votes"], 5);
+    assert_eq!(
+        saved["device"], "auto",
+        "the Device choice is saved with the rest"
+    );
+    assert!(
+        !data.path().join("settings.json").exists(),
+        "settings live in the config folder, not the data folder"
+    );
 
     // Live: the tiny model acts in a sandbox of its own; a step lands and is shown.
     app.click("#tab-live").await;
@@ -473,6 +490,12 @@ async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
         stop_hint.as_str().is_some_and(|t| t.contains("PAUSE")),
         "{stop_hint}"
     );
+    // The header says where the model runs (this build has no CUDA: auto is the CPU) and
+    // what memory the process holds there.
+    app.wait_text("#model-device", 30, |t| {
+        t.starts_with("Model on CPU (f32)") && t.contains("GiB of")
+    })
+    .await;
     eprintln!("ui: waiting for the session to end");
     app.wait_text("#live-state", 240, |t| t.contains("the session ended"))
         .await;
@@ -498,7 +521,7 @@ async fn ten_thousand_steps_open_fast_and_scroll_smoothly() {
         .unwrap();
     seed_steps(&store, episode, 10_000);
     // A returning person (saved settings): no welcome dialog over the timeline.
-    std::fs::write(data.path().join("settings.json"), "{}").unwrap();
+    std::fs::write(settings_file(data.path()), "{}").unwrap();
     // Xvfb has no GPU: WebKit's composited mode then composites every layer of the window on
     // the CPU each frame (about a quarter of the scroll frames over 25 ms, measured); its
     // non-composited mode repaints only what changed, as a GPU compositor would spare it.
@@ -659,7 +682,7 @@ async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
     app.click("#welcome-folder-use").await;
     wait_page_text(&app, "live-state", 20, |t| t.contains("approval")).await;
     let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.path().join("settings.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(settings_file(data.path())).unwrap()).unwrap();
     assert_eq!(saved["baseModel"], base.display().to_string());
     // A short session with an update every two judged steps.
     app.click("#tab-settings").await;

@@ -13,12 +13,23 @@ const APP: &str = env!("CARGO_BIN_EXE_clawdesk-app");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_renders_and_its_tree_is_readable() {
     let sandbox = Sandbox::start(&SandboxOptions::default()).expect("sandbox");
-    let data = tempfile::tempdir().unwrap();
-    // A returning person's data folder (saved settings): the pages, not the welcome dialog.
-    std::fs::write(data.path().join("settings.json"), "{}").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    // A returning person (saved settings: the pages, not the welcome dialog) who chose a data
+    // folder of their own in the Settings page; the home folder is one of the test's.
+    let (config, chosen, home) = (
+        root.path().join("config"),
+        root.path().join("chosen data"),
+        root.path().join("home"),
+    );
+    std::fs::create_dir_all(&config).unwrap();
+    let settings = serde_json::json!({ "dataDir": chosen.display().to_string() });
+    std::fs::write(config.join("settings.json"), settings.to_string()).unwrap();
     let mut child = sandbox
         .command(APP)
-        .env("CLAWDESK_DATA_DIR", data.path())
+        .env_remove("CLAWDESK_DATA_DIR")
+        .env("CLAWDESK_CONFIG_DIR", &config)
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join(".local/share"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -70,9 +81,7 @@ async fn the_window_renders_and_its_tree_is_readable() {
         let o = desktop.observe(&options).await;
         if let Ok(o) = o
             && let Some(tree) = &o.tree
-            && tree
-                .linearise()
-                .contains(&data.path().display().to_string())
+            && tree.linearise().contains(&chosen.display().to_string())
             && header_pixels(&o) > 10_000
         {
             break o;
@@ -106,10 +115,18 @@ async fn the_window_renders_and_its_tree_is_readable() {
             "the {tab} tab is labelled: {text}"
         );
     }
-    let data_dir = data.path().display().to_string();
+    let data_dir = chosen.display().to_string();
     assert!(
         text.contains(&data_dir),
         "the header shows the data directory from app_info:\n{text}"
+    );
+    assert!(
+        chosen.join("clawdesk.sqlite3").is_file(),
+        "the store was opened in the data folder the settings chose"
+    );
+    assert!(
+        !home.join(".local/share/clawdesk").exists(),
+        "nothing was written to the default data folder"
     );
 
     // The capture is of the app's window: the configured size, the header's band drawn.

@@ -184,6 +184,12 @@ export type DeskEvent =
       version: number | null;
       seconds: number;
     }
+  | {
+      kind: "device";
+      device: string;
+      dtype: string;
+      memory: { used: number; total: number } | null;
+    }
   | { kind: "ended"; report: unknown; error: string | null };
 
 /** Where the window loads stored pictures from (the shell's `clawdesk:` scheme). */
@@ -209,14 +215,14 @@ export const api = {
   activate: (version: number | null) => invoke<void>("activate_adapter", { version }),
   exportAdapter: (version: number, folder: string) =>
     invoke<ExportedAdapter>("export_adapter_to", { version, folder }),
-  exportEpisodes: (kind: "traj" | "chat", folder: string) =>
+  exportEpisodes: (kind: "traj" | "chat" | "trl" | "verl", folder: string) =>
     invoke<{ episodes: number; steps: number; images: number; folder: string }>(
       "export_episodes",
       { kind, folder },
     ),
   settings: () => invoke<Settings>("get_settings"),
   saveSettings: (settings: Settings) =>
-    invoke<{ saved: boolean; errors: FieldError[] }>("save_settings", { settings }),
+    invoke<{ saved: boolean; errors: FieldError[]; notice: string | null }>("save_settings", { settings }),
   start: (instruction: string, mode: string, episodes: number, practice?: PracticeTask) =>
     invoke<void>("agent_start", { request: { instruction, mode, episodes, practice } }),
   pause: () => invoke<void>("agent_pause"),

@@ -183,6 +183,14 @@ function onEvent(e: DeskEvent) {
         void showStoredScreen(e.step);
       }
       break;
+    case "device": {
+      const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+      const memory = e.memory ? ` · ${gib(e.memory.used)} of ${gib(e.memory.total)}` : "";
+      const line = $("model-device");
+      line.textContent = `Model on ${e.device} (${e.dtype})${memory}`;
+      line.hidden = false;
+      break;
+    }
     case "ended":
       if (e.error) status(e.error, true);
       break;

@@ -4,9 +4,10 @@ import { api, errorText, type Settings } from "./api";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
-type Kind = "text" | "number" | "list" | "bool" | "judge" | "stopKey";
+type Kind = "text" | "number" | "list" | "bool" | "judge" | "stopKey" | "device";
 const FIELDS: { key: string; label: string; kind: Kind }[] = [
   { key: "baseModel", label: "Base model (folder, hub id or id@revision, or \"practice\")", kind: "text" },
+  { key: "device", label: "Device (where the model runs and trains)", kind: "device" },
   { key: "judge", label: "Judge", kind: "judge" },
   { key: "judgeEndpoint", label: "Judge endpoint (OpenAI-compatible API root)", kind: "text" },
   { key: "judgeModel", label: "Judge model", kind: "text" },
@@ -34,7 +35,7 @@ const FIELDS: { key: string; label: string; kind: Kind }[] = [
   { key: "keepAdapters", label: "Adapter versions kept (0: all; exported and activated ones always)", kind: "number" },
   { key: "sandbox", label: "Run the agent in a sandbox display", kind: "bool" },
   { key: "launch", label: "Program to open in the sandbox", kind: "text" },
-  { key: "dataDir", label: "Data folder (takes effect at the next start)", kind: "text" },
+  { key: "dataDir", label: "Data folder (empty: the default; the next start opens the store there)", kind: "text" },
 ];
 
 let current: Settings = {};
@@ -67,6 +68,9 @@ function build() {
         ["local", "The local model"],
         ["endpoint", "An OpenAI-compatible endpoint"],
       ]);
+    } else if (f.kind === "device") {
+      const gpus: [string, string][] = [0, 1, 2, 3, 4, 5, 6, 7].map((n) => [`cuda:${n}`, `GPU ${n} (CUDA)`]);
+      input = choices([["auto", "Auto: a GPU when one answers, else the CPU"], ["cpu", "CPU"], ...gpus]);
     } else if (f.kind === "stopKey") {
       input = choices([
         ["pause", "Pause"],
@@ -125,7 +129,7 @@ async function save() {
     const answer = await api.saveSettings(settings);
     if (answer.saved) {
       current = settings;
-      status.textContent = "Saved. A new session uses them.";
+      status.textContent = `Saved. A new session uses them.${answer.notice ? ` ${answer.notice}` : ""}`;
       status.className = "";
     } else {
       for (const e of answer.errors) {

@@ -159,6 +159,16 @@ pub enum DeskEvent {
         /// The whole step, in seconds.
         seconds: f64,
     },
+    /// Where the model runs and what memory it is using there: sent once the model is
+    /// loaded and again after every step, for the window's header.
+    Device {
+        /// The device in words (`CPU`, `CUDA GPU 0`).
+        device: String,
+        /// The frozen weights' precision (`f32`, `bf16`).
+        dtype: String,
+        /// Memory in use there, when it can be read.
+        memory: Option<clawdesk_model::device::MemoryUse>,
+    },
     /// The session is over: what it did, or why it failed.
     Ended {
         /// The live run's report, when it ran.
@@ -207,6 +217,8 @@ struct Shared {
     rejected: Mutex<Option<PersonAnswer>>,
     store: Arc<Store>,
     events: EventSink,
+    /// Where the loaded model runs, once it is loaded.
+    device: Mutex<Option<(candle_core::Device, candle_core::DType)>>,
 }
 
 impl Shared {
@@ -222,11 +234,24 @@ impl Shared {
             rejected: Mutex::new(None),
             store,
             events,
+            device: Mutex::new(None),
         }
     }
 
     fn emit(&self, event: DeskEvent) {
         (self.events)(event);
+    }
+
+    /// Tells the window where the model runs and what it uses there now.
+    fn report_device(&self) {
+        let Some((device, dtype)) = self.device.lock().ok().and_then(|d| d.clone()) else {
+            return;
+        };
+        self.emit(DeskEvent::Device {
+            device: clawdesk_model::device::describe(&device),
+            dtype: dtype.as_str().to_owned(),
+            memory: clawdesk_model::device::memory(&device),
+        });
     }
 
     fn next_seq(&self) -> u64 {
@@ -371,6 +396,7 @@ impl Supervisor for Shared {
             version: report.version,
             seconds: report.step_seconds,
         });
+        self.report_device();
     }
 }
 
@@ -628,16 +654,21 @@ async fn load_base(
     shared: &Arc<Shared>,
     settings: &DeskSettings,
 ) -> Result<(String, LoadedModel), DeskError> {
+    let device = settings.device.open()?;
     let spec = if settings.base_model == PRACTICE_BASE {
-        practice_base_dir(shared).await?
+        practice_base_dir(shared, &device).await?
     } else {
         settings.base_model.clone()
     };
     loading(shared, &format!("loading {spec}"));
-    let (to_load, events) = (spec.clone(), shared.clone());
-    let base = tokio::task::spawn_blocking(move || load_model(&to_load, &events))
+    let (to_load, events, on) = (spec.clone(), shared.clone(), device.clone());
+    let base = tokio::task::spawn_blocking(move || load_model(&to_load, &on, &events))
         .await
         .map_err(|e| DeskError::Session(format!("loading the model: {e}")))??;
+    if let Ok(mut slot) = shared.device.lock() {
+        *slot = Some((device, base.model.dtype()));
+    }
+    shared.report_device();
     Ok((spec, base))
 }
 
@@ -776,7 +807,10 @@ async fn agent_settings(
 /// made on this machine the first time (minutes, with progress) and cached.
 pub const PRACTICE_BASE: &str = "practice";
 
-async fn practice_base_dir(shared: &Arc<Shared>) -> Result<String, DeskError> {
+async fn practice_base_dir(
+    shared: &Arc<Shared>,
+    device: &candle_core::Device,
+) -> Result<String, DeskError> {
     let cache = clawdesk_runtime::paths::default_cache()?;
     let mut recipe = clawdesk_trainer::gym::warm_start::WarmStartSettings::default();
     // A shorter (weaker) warm start, for machines where minutes matter more than the base.
@@ -787,9 +821,9 @@ async fn practice_base_dir(shared: &Arc<Shared>) -> Result<String, DeskError> {
     {
         recipe.steps = steps;
     }
-    let events = shared.clone();
+    let (events, device) = (shared.clone(), device.clone());
     let made = tokio::task::spawn_blocking(move || {
-        clawdesk_trainer::gym::warm_start::practice_base(&cache, &recipe, &mut |p| {
+        clawdesk_trainer::gym::warm_start::practice_base_on(&cache, &recipe, &device, &mut |p| {
             // Every update would flood the window; a few hundred events cover the bar.
             if p.step == 1 || p.step.is_multiple_of(5) || p.step == p.steps {
                 events.emit(DeskEvent::Progress {
@@ -805,10 +839,14 @@ async fn practice_base_dir(shared: &Arc<Shared>) -> Result<String, DeskError> {
     Ok(made.0.display().to_string())
 }
 
-fn load_model(spec: &str, shared: &Arc<Shared>) -> Result<LoadedModel, DeskError> {
+fn load_model(
+    spec: &str,
+    device: &candle_core::Device,
+    shared: &Arc<Shared>,
+) -> Result<LoadedModel, DeskError> {
     Ok(LoadedModel::load(
         spec,
-        &candle_core::Device::Cpu,
+        device,
         None,
         &mut |event| match event {
             LoadEvent::Downloading { file, done, total } => shared.emit(DeskEvent::Progress {

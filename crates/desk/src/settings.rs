@@ -1,11 +1,12 @@
-//! The app's settings: one JSON file in the data folder, every field with a default, checked
-//! as a whole before it is saved so the window can name each bad field.
+//! The app's settings: one JSON file in the XDG config directory (`~/.config/clawdesk`), every
+//! field with a default, checked as a whole before it is saved so the window can name each bad
+//! field; and the data folder they choose.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use clawdesk_desktop::StopKeyName;
-use clawdesk_model::LoraConfig;
+use clawdesk_model::{DeviceChoice, LoraConfig};
 use clawdesk_trainer::LearningChoices;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,9 @@ pub enum JudgeKind {
 pub struct DeskSettings {
     /// A local model folder or a hub id.
     pub base_model: String,
+    /// Where the model runs: auto (a GPU when this build has CUDA and one answers), cpu,
+    /// cuda:N.
+    pub device: DeviceChoice,
     /// Which judge scores steps alongside the person.
     pub judge: JudgeKind,
     /// The endpoint judge's API root, e.g. `http://127.0.0.1:8000/v1`.
@@ -61,7 +65,8 @@ pub struct DeskSettings {
     pub allow_unknown_focus: Vec<String>,
     /// pause, scroll_lock or f12.
     pub stop_key: String,
-    /// Where the store lives; a change takes effect at the next start.
+    /// Where the store lives (empty: the XDG data directory); a change takes effect at the
+    /// next start, which opens the store in that folder (a new one if it holds none).
     pub data_dir: String,
     /// Steps the agent may take in one episode, 1 to 1000.
     pub max_steps: usize,
@@ -78,6 +83,7 @@ impl Default for DeskSettings {
     fn default() -> Self {
         DeskSettings {
             base_model: "Qwen/Qwen3-VL-2B-Instruct".into(),
+            device: DeviceChoice::Auto,
             // The person's clicks always count and override; the local model scores the rest.
             judge: JudgeKind::Local,
             judge_endpoint: String::new(),
@@ -249,15 +255,15 @@ impl DeskSettings {
         lora
     }
 
-    /// Where the settings of the data folder `data` live.
-    pub fn path_in(data: &Path) -> PathBuf {
-        data.join("settings.json")
+    /// Where the settings in the config folder `config` live.
+    pub fn path_in(config: &Path) -> PathBuf {
+        config.join("settings.json")
     }
 
     /// The saved settings, or the defaults when none were saved; a file that cannot be read
     /// is an error (never silently replaced by defaults).
-    pub fn load(data: &Path) -> Result<DeskSettings, DeskError> {
-        let path = Self::path_in(data);
+    pub fn load(config: &Path) -> Result<DeskSettings, DeskError> {
+        let path = Self::path_in(config);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| DeskError::Settings {
                 path: path.display().to_string(),
@@ -269,6 +275,47 @@ impl DeskSettings {
                 detail: e.to_string(),
             }),
         }
+    }
+
+    /// [`load`](Self::load), adopting the settings an earlier version kept in the data folder
+    /// `legacy` when the config folder has none: they are copied to the config folder (the
+    /// old file stays where it was), so nothing the person set is lost by the move.
+    pub fn load_or_adopt(config: &Path, legacy: &Path) -> Result<DeskSettings, DeskError> {
+        let old = Self::path_in(legacy);
+        if Self::path_in(config).exists() || !old.is_file() {
+            return Self::load(config);
+        }
+        let adopted = Self::load(legacy)?;
+        adopted.save(config)?;
+        tracing::info!(
+            from = %old.display(),
+            to = %Self::path_in(config).display(),
+            "settings moved to the config folder"
+        );
+        Ok(adopted)
+    }
+
+    /// The data folder the window opens: `$CLAWDESK_DATA_DIR` when set (it outranks the file,
+    /// as for every command), else [`chosen_data_folder`](Self::chosen_data_folder).
+    pub fn data_folder(&self) -> Result<PathBuf, DeskError> {
+        match std::env::var_os("CLAWDESK_DATA_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => Ok(PathBuf::from(dir)),
+            None => self.chosen_data_folder(),
+        }
+    }
+
+    /// The data folder these settings choose, the environment aside: the one set here, else
+    /// the XDG data directory (`~/.local/share/clawdesk`).
+    pub fn chosen_data_folder(&self) -> Result<PathBuf, DeskError> {
+        if !self.data_dir.trim().is_empty() {
+            return Ok(PathBuf::from(self.data_dir.trim()));
+        }
+        directories::ProjectDirs::from("", "", "clawdesk")
+            .map(|d| d.data_dir().to_path_buf())
+            .ok_or_else(|| DeskError::Settings {
+                path: "dataDir".into(),
+                detail: "no home directory for the data; choose a data folder".into(),
+            })
     }
 
     /// Writes the settings atomically (a new file renamed over the old), after checking them.
@@ -301,6 +348,52 @@ impl DeskSettings {
     }
 }
 
+/// Where the app's settings live: `$CLAWDESK_CONFIG_DIR` when set, else the XDG config
+/// directory (`$XDG_CONFIG_HOME/clawdesk`, `~/.config/clawdesk`).
+pub fn config_dir() -> Result<PathBuf, DeskError> {
+    if let Some(dir) = std::env::var_os("CLAWDESK_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    directories::ProjectDirs::from("", "", "clawdesk")
+        .map(|d| d.config_dir().to_path_buf())
+        .ok_or_else(|| DeskError::Settings {
+            path: "~/.config/clawdesk".into(),
+            detail: "no home directory to keep the settings in; set CLAWDESK_CONFIG_DIR".into(),
+        })
+}
+
+/// What the person is told when a saved data folder differs from the one in use: which store
+/// the next start opens there, and where the current one stays; `overridden` when
+/// `$CLAWDESK_DATA_DIR` outranks the setting in this environment.
+pub fn data_folder_notice(in_use: &Path, chosen: &Path, overridden: bool) -> Option<String> {
+    if in_use == chosen {
+        return None;
+    }
+    if overridden {
+        return Some(format!(
+            "CLAWDESK_DATA_DIR is set to {} where ClawDesk runs, and it outranks this setting: \
+             unset it for the next start to use {}.",
+            in_use.display(),
+            chosen.display()
+        ));
+    }
+    Some(if clawdesk_store::Store::exists_in(chosen) {
+        format!(
+            "At the next start ClawDesk opens the store already in {}. The one in {} stays \
+             there, untouched.",
+            chosen.display(),
+            in_use.display()
+        )
+    } else {
+        format!(
+            "At the next start ClawDesk makes a new, empty store in {}. Your episodes and \
+             adapters stay in {}; set the folder back to use them again.",
+            chosen.display(),
+            in_use.display()
+        )
+    })
+}
+
 /// A model name with a slash may be a hub id (`Qwen/Qwen3-VL-2B-Instruct`); one starting with
 /// `/`, `.` or `~` is a folder.
 fn looks_like_path(model: &str) -> bool {
@@ -310,6 +403,60 @@ fn looks_like_path(model: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_an_older_version_kept_in_the_data_folder_are_adopted_not_lost() {
+        let (config, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let old = DeskSettings {
+            votes: 7,
+            ..DeskSettings::default()
+        };
+        old.save(data.path()).unwrap();
+        assert_eq!(
+            DeskSettings::load_or_adopt(config.path(), data.path()).unwrap(),
+            old
+        );
+        assert_eq!(DeskSettings::load(config.path()).unwrap(), old, "copied");
+        assert!(
+            DeskSettings::path_in(data.path()).exists(),
+            "the old file stays"
+        );
+        // Once the config folder has settings, they win over the old file.
+        let newer = DeskSettings {
+            votes: 9,
+            ..DeskSettings::default()
+        };
+        newer.save(config.path()).unwrap();
+        assert_eq!(
+            DeskSettings::load_or_adopt(config.path(), data.path()).unwrap(),
+            newer
+        );
+    }
+
+    #[test]
+    fn a_new_data_folder_is_announced_as_an_empty_or_existing_store() {
+        let root = tempfile::tempdir().unwrap();
+        let (in_use, chosen) = (root.path().join("a"), root.path().join("b"));
+        assert_eq!(data_folder_notice(&in_use, &in_use, false), None);
+        let fresh = data_folder_notice(&in_use, &chosen, false).unwrap();
+        assert!(
+            fresh.contains("new, empty store") && fresh.contains("stay in"),
+            "{fresh}"
+        );
+        clawdesk_store::Store::open(&chosen).unwrap();
+        let existing = data_folder_notice(&in_use, &chosen, false).unwrap();
+        assert!(
+            existing.contains("opens the store already in"),
+            "{existing}"
+        );
+        let env = data_folder_notice(&in_use, &chosen, true).unwrap();
+        assert!(env.contains("CLAWDESK_DATA_DIR"), "{env}");
+        let chosen_here = DeskSettings {
+            data_dir: chosen.display().to_string(),
+            ..DeskSettings::default()
+        };
+        assert_eq!(chosen_here.chosen_data_folder().unwrap(), chosen);
+    }
 
     #[test]
     fn defaults_are_valid_and_round_trip_through_the_file() {

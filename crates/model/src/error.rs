@@ -142,6 +142,9 @@ pub enum ModelError {
         /// Why the download failed.
         reason: String,
     },
+    /// A device or precision was named wrongly, or the device named cannot be opened.
+    #[error("{0}")]
+    Device(String),
     /// A tensor operation failed in candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -7,6 +7,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod frozen;
 pub mod fused;
@@ -27,6 +28,7 @@ pub mod vision;
 pub mod weights;
 
 pub use config::{PreprocessorConfig, Qwen3VlConfig};
+pub use device::{DeviceChoice, Precision};
 pub use error::{ModelError, Result};
 pub use lora::LoraConfig;
 pub use model::{KvCache, LM_HEAD, Logits, ModelInput, Qwen3Vl, ScoreItem, Scored};

@@ -66,11 +66,7 @@ impl LoadedModel {
         progress(LoadEvent::Loading { dir: dir.clone() });
         let config = Qwen3VlConfig::from_file(&dir.join("config.json"))?;
         let processor = Processor::load(&dir, &config)?;
-        let dtype = dtype.unwrap_or(if device.is_cuda() {
-            DType::BF16
-        } else {
-            DType::F32
-        });
+        let dtype = dtype.unwrap_or(crate::device::Precision::Auto.dtype(device));
         let model = Qwen3Vl::load(&dir, config, device, dtype)?;
         Ok(Self {
             model,

@@ -28,6 +28,11 @@ pub struct Store {
 const DB_FILE: &str = "clawdesk.sqlite3";
 
 impl Store {
+    /// Whether `root` already holds a store (its database file).
+    pub fn exists_in(root: &Path) -> bool {
+        root.join(DB_FILE).is_file()
+    }
+
     /// Opens (creating and migrating as needed) the store in `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
         let root = root.into();

@@ -10,7 +10,7 @@ pub fn app_info(state: State<'_, AppState>) -> AppInfo {
     AppInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         data_dir: state.store.root().display().to_string(),
-        first_run: !DeskSettings::path_in(&state.data_dir).exists(),
+        first_run: !DeskSettings::path_in(&state.config_dir).exists(),
         default_hub_model: DeskSettings::default().base_model,
     }
 }

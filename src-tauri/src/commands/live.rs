@@ -31,7 +31,7 @@ pub async fn agent_start<R: Runtime>(
             "a session is already running; stop it first",
         ));
     }
-    let settings = DeskSettings::load(&state.data_dir)?;
+    let settings = DeskSettings::load(&state.config_dir)?;
     let places = SessionPlaces {
         data: state.data_dir.clone(),
         gym_tasks: state.gym_tasks,

@@ -1,4 +1,4 @@
-use clawdesk_desk::settings::DeskSettings;
+use clawdesk_desk::settings::{DeskSettings, data_folder_notice};
 use tauri::State;
 
 use crate::AppState;
@@ -7,7 +7,7 @@ use crate::wire::{SettingsAnswer, WireError};
 /// The saved settings (defaults where none were saved).
 #[tauri::command(async)]
 pub fn get_settings(state: State<'_, AppState>) -> Result<DeskSettings, WireError> {
-    Ok(DeskSettings::load(&state.data_dir)?)
+    Ok(DeskSettings::load(&state.config_dir)?)
 }
 
 /// Checks and saves the settings; a bad field comes back named, and nothing is saved.
@@ -20,11 +20,19 @@ pub fn save_settings(
         return Ok(SettingsAnswer {
             saved: false,
             errors,
+            notice: None,
         });
     }
-    settings.save(&state.data_dir)?;
+    settings.save(&state.config_dir)?;
+    let overridden = std::env::var_os("CLAWDESK_DATA_DIR").is_some_and(|d| !d.is_empty());
+    let notice = data_folder_notice(
+        state.store.root(),
+        &settings.chosen_data_folder()?,
+        overridden,
+    );
     Ok(SettingsAnswer {
         saved: true,
         errors: Vec::new(),
+        notice,
     })
 }

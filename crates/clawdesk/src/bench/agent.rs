@@ -29,8 +29,8 @@ pub struct AgentBenchArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Where the policy and the trainer run.
-    #[arg(long, value_enum, default_value_t)]
-    pub device: crate::cli::load::DeviceArg,
+    #[command(flatten)]
+    pub on: crate::cli::load::DeviceArgs,
     /// Agent steps per phase.
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
@@ -75,9 +75,10 @@ pub async fn run(args: AgentBenchArgs) -> anyhow::Result<String> {
     })?;
     let work = tempfile::tempdir().map_err(|e| external("tempdir", e))?;
     let model = super::model_or_tiny(args.model.as_deref(), work.path())?;
-    let device = crate::cli::load::device(args.device)?;
+    let device = args.on.open()?;
+    let dtype = args.on.dtype.dtype(&device);
     let load = |spec: &str| -> anyhow::Result<LoadedModel> {
-        Ok(LoadedModel::load(spec, &device, None, &mut |_| {})?)
+        Ok(LoadedModel::load(spec, &device, Some(dtype), &mut |_| {})?)
     };
     let mut sandbox = super::start_sandbox(w, h).await?;
     sandbox.launch("zenity", &["--entry", "--text=Type hello"])?;

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clawdesk_gym::TaskKind;
 use clawdesk_trainer::Method;
 use clawdesk_trainer::gym::episode::HintWhen;
-use clawdesk_trainer::gym::learn::{LearnEvent, LearnReport, LearnSettings, learn};
-use clawdesk_trainer::gym::warm_start::{WarmStartSettings, practice_base};
+use clawdesk_trainer::gym::learn::{LearnEvent, LearnReport, LearnSettings, learn_on};
+use clawdesk_trainer::gym::warm_start::{WarmStartSettings, practice_base_on};
 
 use crate::cli::learn::MethodArg;
 
@@ -126,6 +126,9 @@ pub struct LearnBenchArgs {
     /// Where practice bases are cached (default: the user cache directory).
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Where the warm start and every method train: auto, cpu, cuda or cuda:N (always f32).
+    #[arg(long, default_value = "auto")]
+    pub device: clawdesk_model::DeviceChoice,
 }
 
 pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
@@ -152,8 +155,13 @@ pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
         kinds: args.warm_kinds.clone(),
         ..WarmStartSettings::default()
     };
-    let (base, warm_report) =
-        practice_base(&cache, &warm, &mut crate::cli::progress::warm_start())?;
+    let device = args.device.open()?;
+    let (base, warm_report) = practice_base_on(
+        &cache,
+        &warm,
+        &device,
+        &mut crate::cli::progress::warm_start(),
+    )?;
     tracing::info!(
         base = %base.display(),
         without_hint = warm_report.success_without_hint,
@@ -165,7 +173,14 @@ pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
         let seed = args.seed + run;
         let mut of_run = Vec::new();
         for m in &args.methods {
-            of_run.push(learn_one(&args, &base, &kinds, Method::from(*m), seed)?);
+            of_run.push(learn_one(
+                &args,
+                &base,
+                &kinds,
+                Method::from(*m),
+                seed,
+                &device,
+            )?);
         }
         reports.push(of_run);
     }
@@ -179,6 +194,7 @@ fn learn_one(
     kinds: &[TaskKind],
     method: Method,
     seed: u64,
+    device: &candle_core::Device,
 ) -> anyhow::Result<LearnReport> {
     let settings = LearnSettings {
         method,
@@ -201,7 +217,7 @@ fn learn_one(
         ..LearnSettings::default()
     };
     let name = method_name(settings.method);
-    Ok(learn(base, &settings, &mut |e| match e {
+    Ok(learn_on(base, &settings, device, &mut |e| match e {
         LearnEvent::Evaluated { update, success } => {
             tracing::info!(method = name, seed, update, success, "held-out success");
         }

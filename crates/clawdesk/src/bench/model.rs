@@ -77,9 +77,10 @@ pub struct ModelBenchArgs {
     /// Measure only ourselves.
     #[arg(long)]
     pub no_baseline: bool,
-    /// Run ours on the first CUDA device (a build with the cuda feature).
-    #[arg(long)]
-    pub cuda: bool,
+    /// Where ours runs (auto, cpu, cuda or cuda:N); PyTorch + PEFT runs on the same kind of
+    /// device.
+    #[arg(long, default_value = "auto")]
+    pub device: clawdesk_model::DeviceChoice,
     /// Measure only these operations (for profiling); default all.
     #[arg(long = "only", value_enum)]
     pub only: Vec<Operation>,
@@ -139,11 +140,7 @@ fn model_err(e: impl std::fmt::Display) -> anyhow::Error {
 }
 
 pub fn run(args: ModelBenchArgs) -> anyhow::Result<String> {
-    let device = crate::cli::load::device(if args.cuda {
-        crate::cli::load::DeviceArg::Cuda
-    } else {
-        crate::cli::load::DeviceArg::Cpu
-    })?;
+    let device = args.device.open()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = format!(
         "bench model: prompt {} tokens, decode {}, train batch {} x ({} + {}) tokens, LoRA r={} on 7 linears, {} ({} threads), median of {} alternating rounds\n\n",
@@ -153,7 +150,7 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<String> {
         args.prompt_tokens,
         args.response_tokens,
         args.rank,
-        if args.cuda { "cuda" } else { "cpu" },
+        clawdesk_model::device::describe(&device),
         threads,
         args.rounds.max(1)
     );
@@ -169,7 +166,7 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<String> {
         for _ in 0..args.rounds.max(1) {
             ours_rounds.push(measure(&args, dir.path(), &device)?);
             if baseline_ok {
-                match baseline(&args, dir.path(), threads) {
+                match baseline(&args, dir.path(), threads, &device) {
                     Ok(r) => base_rounds.push(r),
                     Err(e) => {
                         tracing::warn!("baseline unavailable: {e}");
@@ -291,7 +288,12 @@ fn default_python() -> PathBuf {
         .join(".cache/clawdesk/hf-venv/bin/python")
 }
 
-fn baseline(args: &ModelBenchArgs, dir: &std::path::Path, threads: usize) -> anyhow::Result<Rates> {
+fn baseline(
+    args: &ModelBenchArgs,
+    dir: &std::path::Path,
+    threads: usize,
+    device: &Device,
+) -> anyhow::Result<Rates> {
     let python = args.python.clone().unwrap_or_else(default_python);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/hf_model_bench.py");
     let output = std::process::Command::new(&python)
@@ -309,7 +311,7 @@ fn baseline(args: &ModelBenchArgs, dir: &std::path::Path, threads: usize) -> any
             ]
             .map(|n| n.to_string()),
         )
-        .arg(if args.cuda { "cuda" } else { "cpu" })
+        .arg(if device.is_cuda() { "cuda" } else { "cpu" })
         .output()
         .map_err(|e| {
             super::failed(format!(

@@ -27,9 +27,9 @@ impl ProbeTaskArg {
 
 #[derive(Debug, clap::Args)]
 pub struct ProbeBenchArgs {
-    /// Where the probe's model trains.
-    #[arg(long, value_enum, default_value_t)]
-    pub device: crate::cli::load::DeviceArg,
+    /// Where the probe's model trains: auto, cpu, cuda or cuda:N (always f32).
+    #[arg(long, default_value = "auto")]
+    pub device: clawdesk_model::DeviceChoice,
     /// Seed of the tiny model, the adapter and the sequences.
     #[arg(long, default_value_t = ProbeSettings::default().seed)]
     pub seed: u64,
@@ -99,7 +99,7 @@ pub fn run(args: ProbeBenchArgs) -> anyhow::Result<String> {
             .map_err(|e| super::failed(format!("--text-config is not JSON: {e}")))?;
         clawdesk_model::tiny::merge_json(&mut config, &overlay);
     }
-    let device = crate::cli::load::device(args.device)?;
+    let device = args.device.open()?;
     let mut reports = Vec::new();
     for task in &args.tasks {
         let settings = ProbeSettings {

@@ -24,6 +24,8 @@ pub struct ServeBenchArgs {
     /// The policy: a model folder or hub id (default: a generated tiny model).
     #[arg(long)]
     pub model: Option<String>,
+    #[command(flatten)]
+    pub on: crate::cli::load::DeviceArgs,
     /// Concurrent clients in the load phase.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
@@ -66,8 +68,10 @@ fn millis(since: Instant) -> f64 {
 pub async fn run(args: ServeBenchArgs) -> anyhow::Result<ServeReport> {
     let work = tempfile::tempdir().map_err(bench_error)?;
     let model = super::model_or_tiny(args.model.as_deref(), work.path())?;
+    let device = args.on.open()?;
+    let dtype = args.on.dtype.dtype(&device);
     let loaded = tokio::task::block_in_place(|| {
-        LoadedModel::load(&model, &candle_core::Device::Cpu, None, &mut |_| {})
+        LoadedModel::load(&model, &device, Some(dtype), &mut |_| {})
     })?;
     let tokenizer = loaded.processor.tokenizer().clone();
     let policy = Policy::spawn(loaded);

@@ -32,6 +32,8 @@ enum AdaptersCommand {
         /// Held-out tasks to play.
         #[arg(long, default_value_t = 60)]
         tasks: usize,
+        #[command(flatten)]
+        on: super::load::DeviceArgs,
     },
     /// Copy version N's PEFT folder to a folder of your choice (refused if it is not empty).
     Export {
@@ -94,11 +96,11 @@ pub async fn run(args: AdaptersArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AdaptersCommand::Score { version, tasks } => {
+        AdaptersCommand::Score { version, tasks, on } => {
             let adapter = find(&store, version)?;
             let dir = PathBuf::from(&adapter.path);
             let score = tokio::task::block_in_place(|| {
-                let loaded = super::load::model(&adapter.base_model, Some(&dir))?;
+                let loaded = super::load::model(&adapter.base_model, Some(&dir), &on)?;
                 anyhow::Ok(clawdesk_runtime::gym_score::gym_score(&loaded, tasks)?)
             })?;
             store.set_adapter_gym_score(version, score)?;

@@ -74,6 +74,8 @@ struct RunArgs {
     /// The policy: a model folder or hub id.
     #[arg(long, required_unless_present = "remote")]
     model: Option<String>,
+    #[command(flatten)]
+    on: super::load::DeviceArgs,
     /// Or a policy served elsewhere: an OpenAI-compatible API root (vLLM, `clawdesk serve`),
     /// asked for log-probabilities and token ids so its steps train here.
     #[arg(long, conflicts_with = "model", value_name = "URL")]
@@ -164,8 +166,11 @@ async fn live(a: LiveArgs) -> anyhow::Result<()> {
     let dirs = clawdesk_prompts::search_path(a.run.prompts.as_deref(), Some(&data));
     let prompts = AgentPrompts::load(&dirs)?;
     let hints = clawdesk_trainer::teacher::HintTemplate::load(&dirs)?;
-    let judge = a.judge.build(&dirs).await?;
-    let base = tokio::task::block_in_place(|| super::load::model(&model, None))?;
+    let base = tokio::task::block_in_place(|| super::load::model(&model, None, &a.run.on))?;
+    let judge = a
+        .judge
+        .build(&dirs, &a.run.on, Some((&model, &base)))
+        .await?;
     let desktop = a.run.desktop.connect_to_act().await?;
     let settings = LiveSettings {
         episodes: a.episodes,
@@ -218,7 +223,7 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
             Policy::remote(config)?
         }
         (None, Some(model)) => Policy::spawn(tokio::task::block_in_place(|| {
-            super::load::model(model, None)
+            super::load::model(model, None, &a.on)
         })?),
         (None, None) => anyhow::bail!("give --model or --remote"),
     };

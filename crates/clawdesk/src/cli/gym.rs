@@ -98,9 +98,10 @@ struct BaseArgs {
     /// `{"rope_theta": 10000, "hidden_size": 128}`); they join the recipe's cache key.
     #[arg(long, value_parser = parse_json_object)]
     text_config: Option<serde_json::Value>,
-    /// Train on the GPU (a `--features cuda` build); the base is cached as if made on the CPU.
-    #[arg(long)]
-    cuda: bool,
+    /// Where the warm start trains: auto, cpu, cuda or cuda:N (always in f32); a base made on
+    /// a GPU is cached as if made on the CPU.
+    #[arg(long, default_value = "auto")]
+    device: clawdesk_model::DeviceChoice,
     /// Where generated models are cached (default: the user cache directory).
     #[arg(long)]
     cache: Option<PathBuf>,
@@ -117,6 +118,8 @@ struct RecordArgs {
     /// A PEFT adapter folder to apply.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    #[command(flatten)]
+    on: super::load::DeviceArgs,
     /// Episodes (gym tasks) to play and record.
     #[arg(long, default_value_t = 16)]
     episodes: usize,
@@ -139,6 +142,8 @@ struct EvalArgs {
     /// A PEFT adapter folder to apply.
     #[arg(long)]
     adapter: Option<PathBuf>,
+    #[command(flatten)]
+    on: super::load::DeviceArgs,
     /// Held-out tasks to play.
     #[arg(long, default_value_t = 100)]
     tasks: usize,
@@ -188,11 +193,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 context_grow: a.context_grow,
                 ..WarmStartSettings::default()
             };
-            let device = super::load::device(if a.cuda {
-                super::load::DeviceArg::Cuda
-            } else {
-                super::load::DeviceArg::Cpu
-            })?;
+            let device = a.device.open()?;
             let (dir, report) = practice_base_on(
                 &cache,
                 &settings,
@@ -210,7 +211,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
         GymCommand::Record(a) => {
             let data = data_dir(&a.data_dir)?;
             let store = Store::open(&data)?;
-            let loaded = super::load::model(&a.model, a.adapter.as_ref())?;
+            let loaded = super::load::model(&a.model, a.adapter.as_ref(), &a.on)?;
             let dirs = clawdesk_prompts::search_path(a.prompts.as_deref(), Some(&data));
             let policy = GymPolicy::load(&loaded, &dirs)?;
             let when = if a.hint_always {
@@ -226,7 +227,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
             Ok(())
         }
         GymCommand::Eval(a) => {
-            let loaded = super::load::model(&a.model, a.adapter.as_ref())?;
+            let loaded = super::load::model(&a.model, a.adapter.as_ref(), &a.on)?;
             let policy = GymPolicy::built_in(&loaded)?;
             let kinds = TaskKind::or_all(&a.kinds);
             let (split, name) = if a.train_split {

@@ -9,6 +9,7 @@ use clawdesk_judge::{
     ApiKey, EndpointConfig, EndpointJudge, ImageEncoding, Judge, JudgeEvent, JudgeLoop,
     JudgePrompts, LocalJudge, LoopOptions, PersonAnswer, VoteSettings, person_verdict,
 };
+use clawdesk_model::source::LoadedModel;
 use clawdesk_store::{StepId, Store};
 
 use super::data_dir;
@@ -43,6 +44,9 @@ struct RunArgs {
     store: StoreArgs,
     #[command(flatten)]
     judge: JudgeChoice,
+    /// Where a --local judge's model runs.
+    #[command(flatten)]
+    on: super::load::DeviceArgs,
     /// Steps judged at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -97,8 +101,15 @@ pub struct JudgeChoice {
 }
 
 impl JudgeChoice {
-    /// The judge these flags name, with prompts from `prompt_dirs`.
-    pub async fn build(&self, prompt_dirs: &[PathBuf]) -> anyhow::Result<Arc<dyn Judge>> {
+    /// The judge these flags name, with prompts from `prompt_dirs`. A local judge runs where
+    /// `on` says; when it names the model of `shared` (`agent live`'s policy), it judges with
+    /// that model's base weights instead of loading a second copy.
+    pub async fn build(
+        &self,
+        prompt_dirs: &[PathBuf],
+        on: &super::load::DeviceArgs,
+        shared: Option<(&str, &LoadedModel)>,
+    ) -> anyhow::Result<Arc<dyn Judge>> {
         let prompts = JudgePrompts::load(prompt_dirs)?;
         let settings = VoteSettings {
             votes: self.votes,
@@ -134,17 +145,11 @@ impl JudgeChoice {
                 Arc::new(EndpointJudge::new(config, settings, prompts).await?)
             }
             (None, Some(spec)) => {
-                let device = candle_core::Device::Cpu;
-                let spec = spec.clone();
-                let loaded = tokio::task::block_in_place(|| {
-                    clawdesk_model::source::LoadedModel::load(
-                        &spec,
-                        &device,
-                        None,
-                        &mut super::progress::model_load(),
-                    )
-                })?;
-                Arc::new(LocalJudge::new(Arc::new(loaded), prompts, settings, &spec)?)
+                let loaded = match shared {
+                    Some((name, base)) if name == spec => base.share_base()?,
+                    _ => tokio::task::block_in_place(|| super::load::model(spec, None, on))?,
+                };
+                Arc::new(LocalJudge::new(Arc::new(loaded), prompts, settings, spec)?)
             }
             (None, None) => {
                 anyhow::bail!("give --endpoint URL --judge-model NAME, or --local MODEL")
@@ -185,7 +190,7 @@ async fn run_loop(a: RunArgs) -> anyhow::Result<()> {
     let root = data_dir(&a.store.data_dir)?;
     let store = Arc::new(Store::open(&root)?);
     let dirs = clawdesk_prompts::search_path(a.prompts.as_deref(), Some(&root));
-    let judge = a.judge.build(&dirs).await?;
+    let judge = a.judge.build(&dirs, &a.on, None).await?;
     let name = judge.name().to_owned();
     let owed = store.owed_count(&name, judge.source())?;
     eprintln!("judge {name}: {owed} steps to judge in {}", root.display());

@@ -6,19 +6,57 @@ use std::path::PathBuf;
 
 use clawdesk_agent::Policy;
 use clawdesk_model::source::LoadedModel;
+use clawdesk_model::{DeviceChoice, Precision};
 use clawdesk_store::Store;
 
-/// Loads a model on the CPU, with a PEFT adapter when given.
-pub fn model(model: &str, adapter: Option<&PathBuf>) -> anyhow::Result<LoadedModel> {
+/// Where a model runs and in what precision: the same two flags on every command that loads
+/// one.
+#[derive(clap::Args, Debug, Clone, Copy, Default)]
+pub struct DeviceArgs {
+    /// Where the model runs: auto (a CUDA GPU when this build has CUDA and one answers, else
+    /// the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Precision of the frozen weights: auto (bf16 on a GPU, f32 on the CPU), f32, bf16 or
+    /// f16. LoRA weights and optimiser state stay f32.
+    #[arg(long, default_value = "auto")]
+    pub dtype: Precision,
+}
+
+impl DeviceArgs {
+    /// The CPU in f32, for what the person did not choose a device for.
+    pub const CPU: DeviceArgs = DeviceArgs {
+        device: DeviceChoice::Cpu,
+        dtype: Precision::Auto,
+    };
+
+    /// Opens the device named.
+    pub fn open(&self) -> anyhow::Result<candle_core::Device> {
+        Ok(self.device.open()?)
+    }
+}
+
+/// Loads a model where `on` says, with a PEFT adapter when given, and says where it runs.
+pub fn model(
+    model: &str,
+    adapter: Option<&PathBuf>,
+    on: &DeviceArgs,
+) -> anyhow::Result<LoadedModel> {
+    let device = on.open()?;
     let mut loaded = LoadedModel::load(
         model,
-        &candle_core::Device::Cpu,
-        None,
+        &device,
+        Some(on.dtype.dtype(&device)),
         &mut super::progress::model_load(),
     )?;
     if let Some(dir) = adapter {
         clawdesk_model::peft::import_adapter(&mut loaded.model, dir)?;
     }
+    eprintln!(
+        "{model} runs on the {} in {:?}",
+        clawdesk_model::device::describe(&device),
+        loaded.model.dtype()
+    );
     Ok(loaded)
 }
 
@@ -41,39 +79,28 @@ pub async fn activate_adapter(
     Ok(())
 }
 
-/// Where a model runs, as the person chooses it (`--device`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum DeviceArg {
-    /// The CPU.
-    #[default]
-    Cpu,
-    /// The first CUDA GPU (a build with the `cuda` feature).
-    Cuda,
-}
-
-/// The candle device for `arg`, failing with what to do when there is no GPU.
-pub fn device(arg: DeviceArg) -> anyhow::Result<candle_core::Device> {
-    match arg {
-        DeviceArg::Cpu => Ok(candle_core::Device::Cpu),
-        DeviceArg::Cuda => candle_core::Device::new_cuda(0).map_err(|e| {
-            anyhow::anyhow!(
-                "no CUDA device ({e}); build with --features cuda on a machine with a GPU"
-            )
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Probe {
+        #[command(flatten)]
+        on: DeviceArgs,
+    }
 
     #[test]
-    fn the_cpu_is_the_default_and_a_missing_gpu_says_what_to_do() {
-        assert!(device(DeviceArg::default()).expect("cpu").is_cpu());
-        #[cfg(not(feature = "cuda"))]
-        {
-            let e = device(DeviceArg::Cuda).expect_err("a build without CUDA");
-            assert!(e.to_string().contains("--features cuda"), "{e}");
-        }
+    fn auto_is_the_default_and_a_bad_name_is_refused_at_parse_time() {
+        let p = Probe::try_parse_from(["x"]).unwrap();
+        assert_eq!(p.on.device, DeviceChoice::Auto);
+        assert_eq!(p.on.dtype, Precision::Auto);
+        let p = Probe::try_parse_from(["x", "--device", "cuda:1", "--dtype", "bf16"]).unwrap();
+        assert_eq!(p.on.device, DeviceChoice::Cuda(1));
+        assert_eq!(p.on.dtype, Precision::Bf16);
+        let e = Probe::try_parse_from(["x", "--device", "tpu"])
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("cuda:N"), "{e}");
     }
 }

@@ -11,8 +11,6 @@ use clawdesk_model::generate::{Sampling, generate};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, Mode, peft, tiny};
 
-use super::load::DeviceArg;
-
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     #[command(subcommand)]
@@ -53,9 +51,8 @@ struct ModelSourceArgs {
     /// A PEFT LoRA adapter directory to apply.
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Where the model runs.
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
+    #[command(flatten)]
+    on: super::load::DeviceArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -158,16 +155,7 @@ fn run_tiny(a: TinyArgs) -> anyhow::Result<()> {
 }
 
 fn load(source: &ModelSourceArgs) -> anyhow::Result<LoadedModel> {
-    let mut loaded = LoadedModel::load(
-        &source.model,
-        &super::load::device(source.device)?,
-        None,
-        &mut super::progress::model_load(),
-    )?;
-    if let Some(adapter) = &source.adapter {
-        peft::import_adapter(&mut loaded.model, adapter)?;
-    }
-    Ok(loaded)
+    super::load::model(&source.model, source.adapter.as_ref(), &source.on)
 }
 
 fn prompt_input(
@@ -218,12 +206,8 @@ fn run_logits(a: LogitsArgs) -> anyhow::Result<()> {
 }
 
 fn run_adapter_random(a: AdapterRandomArgs) -> anyhow::Result<()> {
-    let mut loaded = LoadedModel::load(
-        &a.model,
-        &candle_core::Device::Cpu,
-        None,
-        &mut super::progress::model_load(),
-    )?;
+    // Only the shapes matter for a random adapter: the CPU is enough.
+    let mut loaded = super::load::model(&a.model, None, &super::load::DeviceArgs::CPU)?;
     let config = LoraConfig::new(a.rank, a.alpha.unwrap_or(2.0 * a.rank as f64));
     peft::write_random_adapter(&mut loaded.model, config, a.seed, &a.out, &a.model)?;
     println!("{}", a.out.display());

@@ -17,6 +17,8 @@ pub struct ServeArgs {
     /// The policy: a model folder or hub id.
     #[arg(long)]
     model: String,
+    #[command(flatten)]
+    on: super::load::DeviceArgs,
     /// Where to listen; anything but loopback needs a token. Port 0 picks a free port (the
     /// address is printed as JSON on the first line of stdout).
     #[arg(long, default_value = "127.0.0.1:8000")]
@@ -76,7 +78,7 @@ pub async fn run(a: ServeArgs) -> anyhow::Result<()> {
     // Checked before the model loads: a refused bind should not cost a minute of loading.
     config.check()?;
     let store = Arc::new(Store::open(data_dir(&a.data_dir)?)?);
-    let loaded = tokio::task::block_in_place(|| super::load::model(&a.model, None))?;
+    let loaded = tokio::task::block_in_place(|| super::load::model(&a.model, None, &a.on))?;
     let tokenizer = loaded.processor.tokenizer().clone();
     let policy = Policy::spawn(loaded);
     super::load::activate_adapter(&policy, &store, a.adapter.as_ref(), a.adapter_version).await?;

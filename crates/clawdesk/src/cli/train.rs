@@ -32,6 +32,8 @@ struct RunArgs {
     /// The base model: a folder or hub id.
     #[arg(long)]
     model: String,
+    #[command(flatten)]
+    on: super::load::DeviceArgs,
     /// Checkpoint folder (default: <data dir>/checkpoints/<run>).
     #[arg(long)]
     checkpoints: Option<PathBuf>,
@@ -65,7 +67,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let TrainCommand::Run(a) = args.command;
     let data = data_dir(&a.data_dir)?;
     let store = Store::open(&data)?;
-    let mut loaded = super::load::model(&a.model, None)?;
+    let mut loaded = super::load::model(&a.model, None, &a.on)?;
     loaded.model.attach_lora(a.learn.lora(), a.seed)?;
     let checkpoints = a
         .checkpoints

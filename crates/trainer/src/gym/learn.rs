@@ -13,7 +13,7 @@ use clawdesk_model::rng::SeededRng;
 
 use crate::advantage::{AdvantageSettings, Method, standardise};
 use crate::error::{Result, TrainerError};
-use crate::gym::episode::{GymPolicy, HintWhen, load_cpu};
+use crate::gym::episode::{GymPolicy, HintWhen, load_on};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::update::{UpdateMetrics, UpdateSettings, update};
 
@@ -127,14 +127,24 @@ pub struct LearnReport {
     pub skipped: usize,
 }
 
-/// Runs `settings.updates` updates from the base in `base_dir`.
+/// Runs `settings.updates` updates from the base in `base_dir`, on the CPU.
 pub fn learn(
     base_dir: &Path,
     settings: &LearnSettings,
     progress: &mut dyn FnMut(&LearnEvent),
 ) -> Result<LearnReport> {
+    learn_on(base_dir, settings, &candle_core::Device::Cpu, progress)
+}
+
+/// [`learn`] on `device` (in f32, as the tiny bases train).
+pub fn learn_on(
+    base_dir: &Path,
+    settings: &LearnSettings,
+    device: &candle_core::Device,
+    progress: &mut dyn FnMut(&LearnEvent),
+) -> Result<LearnReport> {
     let start = Instant::now();
-    let mut loaded = load_cpu(base_dir)?;
+    let mut loaded = load_on(base_dir, device)?;
     loaded.model.attach_lora(
         LoraConfig::new(settings.rank, settings.alpha),
         settings.seed,
