@@ -52,7 +52,7 @@ export async function refreshAdapters() {
   }
 }
 
-async function exportEpisodes(kind: "traj" | "chat") {
+async function exportEpisodes(kind: "traj" | "chat" | "trl" | "verl") {
   const folder = $<HTMLInputElement>("export-folder").value.trim();
   const status = $("export-status");
   status.className = "";
@@ -107,4 +107,6 @@ export async function initAdapters() {
   });
   $("export-traj").addEventListener("click", () => exportEpisodes("traj"));
   $("export-chat").addEventListener("click", () => exportEpisodes("chat"));
+  $("export-trl").addEventListener("click", () => exportEpisodes("trl"));
+  $("export-verl").addEventListener("click", () => exportEpisodes("verl"));
 }

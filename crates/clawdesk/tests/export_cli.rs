@@ -1,10 +1,17 @@
-//! `clawdesk export`: practice episodes as OSWorld trajectories (traj.jsonl lines pointing at
-//! screenshots that exist) and as JSONL chat records whose images, tokens and verdicts match
-//! the store; a served conversation turn is a chat record too; a non-empty folder is refused.
+//! `clawdesk export`: practice episodes as OSWorld's results tree (read back the way its
+//! show_result.py reads it, each pyautogui action replayed through our pyautogui parser), as
+//! TRL's and verl's Parquet layouts (loaded with `datasets`, TRL's own data utilities and the
+//! columns verl's RLHFDataset reads), and as JSONL chat records whose images, tokens and
+//! verdicts match the store; a served conversation turn is a record too; a non-empty folder is
+//! refused.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use clawdesk_store::{NewTurn, Store};
+use clawdesk_agent::format::{ActionFormat, AgentAction, Frame};
+use clawdesk_store::{EpisodeStatus, NewTurn, Store};
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawdesk");
 
@@ -23,6 +30,75 @@ fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
+}
+
+/// Runs tests/python/export_formats.py on an export; its JSON answer.
+fn read_with_python(args: &[&str]) -> serde_json::Value {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/export_formats.py");
+    let out = ok(Command::new(support::python())
+        .arg(script)
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_DATASETS_OFFLINE", "1")
+        .output()
+        .expect("python"));
+    serde_json::from_str(out.lines().last().unwrap_or_default()).expect("the reader's JSON")
+}
+
+/// Whether two actions in the internal form are the same up to `tol` in every number (a
+/// point survives pixels only to within a pixel).
+fn close(a: &serde_json::Value, b: &serde_json::Value, tol: f64) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs() <= tol
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| close(x, y, tol))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| close(v, w, tol)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Replays OSWorld's pyautogui `code` through our parser: true when it is the stored action
+/// (within a pixel), false when the stored step held no action and the code is a comment.
+fn replay(code: &str, stored: &serde_json::Value, screen: (u32, u32)) -> bool {
+    let frame = Frame {
+        image: screen,
+        screen,
+        pointer: None,
+    };
+    if serde_json::from_value::<clawdesk_desktop::Action>(stored.clone()).is_err() {
+        assert!(code.starts_with("# "), "{code}");
+        assert!(
+            ActionFormat::PyAutoGui.parse(code, &frame).is_err(),
+            "{code}"
+        );
+        return false;
+    }
+    let reply = ActionFormat::PyAutoGui.parse(code, &frame).expect(code);
+    let [AgentAction::Desktop { action }] = reply.actions.as_slice() else {
+        panic!("one desktop action in {code}");
+    };
+    let tol = 1.0 / f64::from(screen.0.min(screen.1)) + 1e-9;
+    let replayed = serde_json::to_value(action).expect("json");
+    assert!(
+        close(&replayed, stored, tol),
+        "{code}: {replayed} vs {stored}"
+    );
+    true
+}
+
+fn folder(path: &Path, parts: &[&str]) -> PathBuf {
+    parts
+        .iter()
+        .fold(path.to_path_buf(), |p, part| p.join(part))
 }
 
 #[test]
@@ -83,27 +159,50 @@ fn episodes_export_as_trajectories_and_chat_records() {
             "--out",
             &p("traj"),
         ])
+        .args(["--model", "tiny/policy"])
         .output()
         .expect("export traj"));
     let summary: serde_json::Value = serde_json::from_str(summary.trim()).expect("summary");
     assert_eq!(summary["episodes"], 3, "conversations have no trajectory");
-    let mut steps = 0;
+    let results = folder(
+        dir.path(),
+        &["traj", "pyautogui", "screenshot", "tiny_policy"],
+    );
+    let (mut steps, mut finished, mut done, mut replayed) = (0, 0, 0, 0);
     for episode in &gui_episodes {
-        let folder = dir
-            .path()
-            .join("traj")
-            .join(format!("episode-{}", episode.id.0));
-        let task: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(folder.join("task.json")).expect("task"))
-                .expect("json");
+        let domain = episode.app.clone().unwrap_or_else(|| "desktop".into());
+        let id = format!("clawdesk-episode-{}", episode.id.0);
+        let example = folder(&results, &[&domain, &id]);
+        let task: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(folder(
+                dir.path(),
+                &[
+                    "traj",
+                    "evaluation_examples",
+                    "examples",
+                    &domain,
+                    &format!("{id}.json"),
+                ],
+            ))
+            .expect("the task file"),
+        )
+        .expect("json");
         assert_eq!(task["instruction"], episode.task.as_str());
-        let traj = lines(&folder.join("traj.jsonl"));
+        let traj = lines(&example.join("traj.jsonl"));
         let stored = store.steps(episode.id).expect("steps");
         assert_eq!(traj.len(), stored.len());
         for (line, step) in traj.iter().zip(&stored) {
             assert_eq!(line["step_num"], step.index + 1);
-            assert_eq!(line["action"], step.action);
-            let shot = folder.join(line["screenshot_file"].as_str().expect("a screenshot"));
+            assert_eq!(line["info"]["clawdesk_action"], step.action);
+            // Replay: the pyautogui code reads back as the stored action, within a pixel; what
+            // is no action (the tiny model's babble) becomes a comment that runs as nothing.
+            let screen =
+                clawdesk_runtime::export::traj::screen_size(&step.surface).expect("screen size");
+            let code = line["action"].as_str().expect("pyautogui code");
+            if replay(code, &step.action, screen) {
+                replayed += 1;
+            }
+            let shot = example.join(line["screenshot_file"].as_str().expect("a screenshot"));
             let after = store
                 .blob(step.after_image.as_ref().expect("after"))
                 .expect("blob");
@@ -112,8 +211,103 @@ fn episodes_export_as_trajectories_and_chat_records() {
             assert_eq!(line["reward"], verdict.map_or(0, |v| v.score));
             steps += 1;
         }
+        let result = std::fs::read_to_string(example.join("result.txt"));
+        match episode.status {
+            EpisodeStatus::Running => assert!(result.is_err(), "unfinished: no result"),
+            status => {
+                finished += 1;
+                let want = if status == EpisodeStatus::Done {
+                    done += 1;
+                    "1.0\n"
+                } else {
+                    "0.0\n"
+                };
+                assert_eq!(result.expect("result.txt"), want);
+            }
+        }
     }
     assert_eq!(summary["steps"], steps);
+    eprintln!("{replayed} of {steps} gym actions replayed; the rest were not actions");
+    // OSWorld's own reading of the tree counts what the store says.
+    let osworld = read_with_python(&[
+        "osworld",
+        &p("traj"),
+        "pyautogui",
+        "screenshot",
+        "tiny_policy",
+    ]);
+    assert_eq!(osworld["runned"], finished, "{osworld}");
+    assert_eq!(osworld["lines"], steps);
+    assert_eq!(osworld["screenshots"], steps);
+    if finished > 0 {
+        let rate = osworld["success_rate"].as_f64().expect("a rate");
+        assert!(
+            (rate - f64::from(done) / f64::from(finished)).abs() < 1e-9,
+            "{osworld}"
+        );
+    }
+    for key in [
+        "step_num",
+        "action_timestamp",
+        "action",
+        "response",
+        "reward",
+        "done",
+        "info",
+        "screenshot_file",
+    ] {
+        assert!(
+            osworld["keys"]
+                .as_array()
+                .expect("keys")
+                .contains(&key.into()),
+            "{key}: {osworld}"
+        );
+    }
+
+    // TRL: datasets loads the images as pictures; TRL's utilities accept and render every row.
+    ok(Command::new(BIN)
+        .args([
+            "export",
+            "trl",
+            "--data-dir",
+            &p("data"),
+            "--out",
+            &p("trl"),
+        ])
+        .output()
+        .expect("export trl"));
+    let trl = read_with_python(&["trl", &p("trl"), &p("model")]);
+    assert_eq!(
+        trl["rows"],
+        steps + 1,
+        "every model step and the turn: {trl}"
+    );
+    assert_eq!(trl["rendered"], steps + 1, "{trl}");
+    let judged = gui_episodes
+        .iter()
+        .flat_map(|e| store.steps(e.id).expect("steps"))
+        .filter_map(|s| store.effective_verdict(s.id).expect("verdict"))
+        .collect::<Vec<_>>();
+    let positive = judged.iter().filter(|v| v.score > 0).count();
+    assert_eq!(trl["labels"]["true"], positive, "{trl}");
+    // verl: its columns, and every <image> marker meets an image.
+    ok(Command::new(BIN)
+        .args([
+            "export",
+            "verl",
+            "--data-dir",
+            &p("data"),
+            "--out",
+            &p("verl"),
+        ])
+        .arg("--judged-only")
+        .output()
+        .expect("export verl"));
+    let verl = read_with_python(&["verl", &p("verl")]);
+    assert_eq!(verl["rows"], judged.len(), "the judged steps only: {verl}");
+    // Every gym step is judged and the conversation turn has no image: the same screenshots.
+    assert_eq!(verl["markers"], trl["images"], "{verl} {trl}");
 
     ok(Command::new(BIN)
         .args([
@@ -193,4 +387,99 @@ fn episodes_export_as_trajectories_and_chat_records() {
         .expect("again");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not empty"));
+}
+
+#[test]
+fn every_kind_of_action_replays_from_the_osworld_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path().join("data")).expect("store");
+    let episode = store
+        .begin_episode(&clawdesk_store::NewEpisode {
+            task: "Save the note".into(),
+            app: Some("mousepad".into()),
+        })
+        .expect("episode");
+    let mut png = Vec::new();
+    image::RgbImage::new(4, 3)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("png");
+    let shot = store
+        .put_blob(&png, clawdesk_store::BlobKind::Png)
+        .expect("blob");
+    let actions = [
+        serde_json::json!({"kind": "click", "at": {"x": 0.25, "y": 0.5}}),
+        serde_json::json!({"kind": "click", "at": {"x": 0.1, "y": 0.9}, "button": "right", "count": 1}),
+        serde_json::json!({"kind": "click", "at": {"x": 0.5, "y": 0.5}, "count": 2}),
+        serde_json::json!({"kind": "move", "at": {"x": 0.75, "y": 0.125}}),
+        serde_json::json!({"kind": "drag", "from": {"x": 0.2, "y": 0.2}, "to": {"x": 0.6, "y": 0.7}}),
+        serde_json::json!({"kind": "scroll", "at": {"x": 0.5, "y": 0.5}, "dx": 0, "dy": 3}),
+        serde_json::json!({"kind": "type", "text": "It's \"done\"\n"}),
+        serde_json::json!({"kind": "key", "combo": "ctrl+s"}),
+    ];
+    for (i, action) in actions.iter().enumerate() {
+        let action: clawdesk_desktop::Action =
+            serde_json::from_value(action.clone()).expect("an action");
+        store
+            .insert_step(&clawdesk_store::NewStep {
+                episode,
+                index: i as u32,
+                before_image: shot.clone(),
+                after_image: Some(shot.clone()),
+                before_tree: None,
+                after_tree: None,
+                surface: serde_json::json!({"width": 1280, "height": 720}),
+                action: serde_json::to_value(&action).expect("json"),
+                response: None,
+                policy_version: None,
+                outcome: clawdesk_store::StepOutcome::Executed,
+                error: None,
+                started_at_ms: 1_700_000_000_000 + i as i64,
+                ended_at_ms: 1_700_000_000_500 + i as i64,
+            })
+            .expect("step");
+    }
+    store
+        .finish_episode(episode, EpisodeStatus::Done, None)
+        .expect("finish");
+    let out = dir.path().join("traj");
+    ok(Command::new(BIN)
+        .args(["export", "traj", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("export traj"));
+    let example = folder(
+        &out,
+        &[
+            "pyautogui",
+            "screenshot",
+            "clawdesk",
+            "mousepad",
+            &format!("clawdesk-episode-{}", episode.0),
+        ],
+    );
+    let traj = lines(&example.join("traj.jsonl"));
+    let stored = store.steps(episode).expect("steps");
+    assert_eq!(traj.len(), actions.len());
+    for (line, step) in traj.iter().zip(&stored) {
+        let code = line["action"].as_str().expect("code");
+        assert!(code.contains("pyautogui."), "{code}");
+        assert!(replay(code, &step.action, (1280, 720)));
+    }
+    assert_eq!(traj.last().expect("last")["done"], true);
+    assert_eq!(
+        std::fs::read_to_string(example.join("result.txt")).expect("result"),
+        "1.0\n"
+    );
+    let osworld = read_with_python(&[
+        "osworld",
+        &out.to_string_lossy(),
+        "pyautogui",
+        "screenshot",
+        "clawdesk",
+    ]);
+    assert_eq!(osworld["runned"], 1, "{osworld}");
+    assert_eq!(osworld["success_rate"], 1.0, "{osworld}");
+    assert_eq!(osworld["domains"]["mousepad"]["runned"], 1, "{osworld}");
 }

@@ -10,6 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 use clawdesk_store::{StepId, StepKind, Store, VerdictSource};
 
+mod support;
+use support::python;
+
 const BIN: &str = env!("CARGO_BIN_EXE_clawdesk");
 
 fn ok(out: Output) -> String {
@@ -20,22 +23,6 @@ fn ok(out: Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The Python with the `openai` package that scripts/setup.sh installs.
-fn python() -> PathBuf {
-    let path = std::env::var_os("CLAWDESK_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/clawdesk/py/bin/python"))
-        })
-        .expect("CLAWDESK_PYTHON or HOME");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test.sh, which installs the OpenAI Python client",
-        path.display()
-    );
-    path
 }
 
 struct Server(Child);

@@ -41,21 +41,24 @@ pub fn episode_steps(state: State<'_, AppState>, episode: i64) -> Result<Vec<Ste
         .collect())
 }
 
-/// Writes every episode to `folder` (which must be empty or new) as OSWorld trajectories
-/// (`kind` "traj") or JSONL chat records (`kind` "chat").
+/// Writes every episode to `folder` (which must be empty or new) as OSWorld's results tree
+/// (`kind` "traj", under the settings' base model's name), TRL's or verl's Parquet layout
+/// ("trl", "verl"), or ClawDesk's JSONL chat records ("chat").
 #[tauri::command]
 pub async fn export_episodes(
     state: State<'_, AppState>,
     kind: String,
     folder: String,
 ) -> Result<ExportDone, WireError> {
+    use clawdesk_runtime::export::{chat, traj, trl, verl};
     let store = state.store.clone();
     let out = std::path::PathBuf::from(&folder);
+    let model = clawdesk_desk::settings::DeskSettings::load(&state.config_dir)?.base_model;
     let summary = tauri::async_runtime::spawn_blocking(move || match kind.as_str() {
-        "traj" => {
-            clawdesk_runtime::export::traj::export_trajectories(&store, &[], &out, &mut |_| {})
-        }
-        _ => clawdesk_runtime::export::chat::export_chat(&store, &[], false, &out, &mut |_| {}),
+        "traj" => traj::export_trajectories(&store, &[], &model, &out, &mut |_| {}),
+        "trl" => trl::export_trl(&store, &[], false, &out, &mut |_| {}),
+        "verl" => verl::export_verl(&store, &[], false, &out, &mut |_| {}),
+        _ => chat::export_chat(&store, &[], false, &out, &mut |_| {}),
     })
     .await
     .map_err(|e| WireError {

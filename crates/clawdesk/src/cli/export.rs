@@ -1,4 +1,5 @@
-//! `clawdesk export`: recorded episodes as OSWorld trajectories or JSONL chat records.
+//! `clawdesk export`: recorded episodes as OSWorld's results tree, TRL's or verl's Parquet
+//! layout, or ClawDesk's JSONL chat records.
 
 use std::path::PathBuf;
 
@@ -6,6 +7,8 @@ use clap::{Args, Subcommand};
 use clawdesk_runtime::export::ExportSummary;
 use clawdesk_runtime::export::chat::export_chat;
 use clawdesk_runtime::export::traj::export_trajectories;
+use clawdesk_runtime::export::trl::export_trl;
+use clawdesk_runtime::export::verl::export_verl;
 use clawdesk_store::Store;
 
 use super::data_dir;
@@ -24,14 +27,41 @@ pub struct ExportArgs {
 
 #[derive(Debug, Subcommand)]
 enum ExportWhat {
-    /// OSWorld's layout: a folder per episode with traj.jsonl, screenshots and task.json.
+    /// OSWorld's results tree (out/pyautogui/screenshot/MODEL/APP/EPISODE/ with traj.jsonl,
+    /// screenshots and result.txt), which its show_result.py reads, and the episodes as its
+    /// task list (out/evaluation_examples/).
     Traj {
         /// An empty or new folder.
         #[arg(long)]
         out: PathBuf,
+        /// The model's name in the tree (a hub id's `/` becomes `_`).
+        #[arg(long, default_value = "clawdesk")]
+        model: String,
     },
-    /// One JSONL record per model turn (prompt, images, completion, action, verdict, hint,
-    /// tokens, log-probabilities) in out/chat.jsonl, images in out/images/.
+    /// TRL's conversational vision layout, out/train.parquet: prompt, completion, images
+    /// (inside the file; `datasets` loads them as pictures) and label (the verdict, as KTO
+    /// reads it).
+    Trl {
+        /// An empty or new folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave out turns with no verdict yet.
+        #[arg(long)]
+        judged_only: bool,
+    },
+    /// verl's RL layout, out/train.parquet: data_source, prompt (string content with <image>
+    /// markers), images, ability, reward_model and extra_info, as its RLHFDataset reads them.
+    Verl {
+        /// An empty or new folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave out turns with no verdict yet.
+        #[arg(long)]
+        judged_only: bool,
+    },
+    /// ClawDesk's own records: one JSONL line per model turn (prompt, images, completion,
+    /// action, verdict, hint, tokens, log-probabilities) in out/chat.jsonl, images in
+    /// out/images/.
     Chat {
         /// The folder to write the records and their images into.
         #[arg(long)]
@@ -51,8 +81,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         );
     };
     let summary = match &args.what {
-        ExportWhat::Traj { out } => {
-            export_trajectories(&store, &args.episodes, out, &mut progress)?
+        ExportWhat::Traj { out, model } => {
+            export_trajectories(&store, &args.episodes, model, out, &mut progress)?
+        }
+        ExportWhat::Trl { out, judged_only } => {
+            export_trl(&store, &args.episodes, *judged_only, out, &mut progress)?
+        }
+        ExportWhat::Verl { out, judged_only } => {
+            export_verl(&store, &args.episodes, *judged_only, out, &mut progress)?
         }
         ExportWhat::Chat { out, judged_only } => {
             export_chat(&store, &args.episodes, *judged_only, out, &mut progress)?

@@ -1,17 +1,18 @@
-//! Every model turn as one JSONL chat record, the conversational layout TRL's and verl's
-//! trainers read: `prompt` (messages, images as `{"type": "image"}` placeholders), `images`
-//! (paths relative to the file, in order), `completion`, with the verdict as `reward` and
-//! `label`, the hint, the action, and the generated token ids and log-probabilities.
+//! Every model turn as one JSONL record in ClawDesk's own form, everything the store knows of
+//! it: `prompt` (messages, images as `{"type": "image"}` placeholders), `images` (paths
+//! relative to the file, in order), `completion`, the verdict as `reward` and `label`, the
+//! hint, the action, and the generated token ids and log-probabilities (what off-policy
+//! training needs). TRL and verl read the [`trl`](super::trl) and [`verl`](super::verl)
+//! exports, which carry the images inside.
 
 use std::io::Write as _;
 use std::path::Path;
 
-use clawdesk_agent::turn::PolicyTurn;
 use clawdesk_model::chat::Part;
 use clawdesk_store::{StepKind, Store};
 use serde_json::{Value, json};
 
-use super::{ExportSummary, copy_blob, empty_folder, episodes, io};
+use super::{ExportSummary, Turn, copy_blob, empty_folder, for_each_turn, io};
 use crate::RuntimeError;
 
 /// The records file's name inside the export folder; images go to `images/` beside it.
@@ -31,58 +32,37 @@ pub fn export_chat(
     std::fs::create_dir_all(&images_dir).map_err(|e| io(&images_dir, e))?;
     let path = out.join(RECORDS_FILE);
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(|e| io(&path, e))?);
-    let mut summary = ExportSummary::default();
-    for episode in episodes(store, only)? {
-        let mut wrote = false;
-        for step in store.steps(episode.id)? {
-            let turn = match PolicyTurn::of_step(step.response.as_ref()) {
-                Ok(Some(turn)) => turn,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(step = step.id.0, error = %e, "not exported");
-                    continue;
-                }
-            };
-            let verdict = store.effective_verdict(step.id)?;
-            if judged_only && verdict.is_none() {
-                continue;
-            }
-            let mut images = Vec::with_capacity(turn.images.len());
-            for blob in &turn.images {
-                let name = blob.to_string();
-                copy_blob(store, blob, &images_dir, &name)?;
-                images.push(format!("images/{name}"));
-                summary.images += 1;
-            }
-            let score = verdict.as_ref().map(|v| v.score);
-            let record = json!({
-                "episode": episode.id.0,
-                "step": step.id.0,
-                "kind": match step.kind { StepKind::Gui => "gui", StepKind::Turn => "turn" },
-                "task": episode.task,
-                "prompt": turn.messages.iter().map(message).collect::<Vec<_>>(),
-                "images": images,
-                "tools": turn.tools,
-                "completion": [{"role": "assistant", "content": turn.text}],
-                "action": step.action,
-                "next_state": step.next_state,
-                "reward": score,
-                "label": score.filter(|s| *s != 0).map(|s| s > 0),
-                "hint": verdict.as_ref().and_then(|v| v.hint.clone()),
-                "verdict_source": verdict.as_ref().map(|v| v.source),
-                "policy_version": step.policy_version,
-                "tokens": turn.tokens,
-                "logprobs": turn.logprobs,
-            });
-            writeln!(file, "{record}").map_err(|e| io(&path, e))?;
-            summary.steps += 1;
-            wrote = true;
+    let summary = for_each_turn(store, only, judged_only, progress, &mut |t: Turn<'_>| {
+        let mut images = Vec::with_capacity(t.turn.images.len());
+        for blob in &t.turn.images {
+            let name = blob.to_string();
+            copy_blob(store, blob, &images_dir, &name)?;
+            images.push(format!("images/{name}"));
         }
-        if wrote {
-            summary.episodes += 1;
-            progress(&summary);
-        }
-    }
+        let (step, verdict) = (t.step, t.verdict);
+        let score = verdict.map(|v| v.score);
+        let record = json!({
+            "episode": t.episode.id.0,
+            "step": step.id.0,
+            "kind": match step.kind { StepKind::Gui => "gui", StepKind::Turn => "turn" },
+            "task": t.episode.task,
+            "prompt": t.turn.messages.iter().map(message).collect::<Vec<_>>(),
+            "images": images,
+            "tools": t.turn.tools,
+            "completion": [{"role": "assistant", "content": t.turn.text}],
+            "action": step.action,
+            "next_state": step.next_state,
+            "reward": score,
+            "label": score.filter(|s| *s != 0).map(|s| s > 0),
+            "hint": verdict.and_then(|v| v.hint.clone()),
+            "verdict_source": verdict.map(|v| v.source),
+            "policy_version": step.policy_version,
+            "tokens": t.turn.tokens,
+            "logprobs": t.turn.logprobs,
+        });
+        writeln!(file, "{record}").map_err(|e| io(&path, e))?;
+        Ok(images.len())
+    })?;
     file.flush().map_err(|e| io(&path, e))?;
     Ok(summary)
 }

@@ -1,15 +1,90 @@
-//! Recorded episodes out of the store in formats other trainers and evaluators read:
-//! OSWorld-style trajectories (`traj.jsonl` and screenshots per episode) and JSONL chat
-//! records with images, actions and verdicts (TRL's and verl's conversational layout).
+//! Recorded episodes out of the store in formats other trainers and evaluators read, each
+//! tested by reading it with those tools: OSWorld's results tree (`traj`), TRL's
+//! conversational vision layout and verl's RL layout (Parquet files `datasets` loads with the
+//! images inside), and ClawDesk's own JSONL chat records with token ids and log-probabilities
+//! (`chat`).
 
 pub mod chat;
+mod table;
 pub mod traj;
+pub mod trl;
+pub mod verl;
 
 use std::path::Path;
 
-use clawdesk_store::{Episode, EpisodeId, Store};
+use clawdesk_agent::turn::PolicyTurn;
+use clawdesk_store::{BlobId, Episode, EpisodeId, Step, Store, Verdict};
 
 use crate::RuntimeError;
+use table::Cell;
+
+/// One model turn of an episode, with the verdict that counts for it.
+pub(crate) struct Turn<'a> {
+    pub episode: &'a Episode,
+    pub step: &'a Step,
+    pub turn: &'a PolicyTurn,
+    pub verdict: Option<&'a Verdict>,
+}
+
+/// Calls `write` for every model turn of the episodes (all, or those in `only`), leaving out
+/// unjudged ones when `judged_only`; `write` answers how many images it wrote. Progress is
+/// reported once per episode that had a turn.
+pub(crate) fn for_each_turn(
+    store: &Store,
+    only: &[i64],
+    judged_only: bool,
+    progress: &mut dyn FnMut(&ExportSummary),
+    write: &mut dyn FnMut(Turn<'_>) -> Result<usize, RuntimeError>,
+) -> Result<ExportSummary, RuntimeError> {
+    let mut summary = ExportSummary::default();
+    for episode in episodes(store, only)? {
+        let mut wrote = false;
+        for step in store.steps(episode.id)? {
+            let turn = match PolicyTurn::of_step(step.response.as_ref()) {
+                Ok(Some(turn)) => turn,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(step = step.id.0, error = %e, "not exported");
+                    continue;
+                }
+            };
+            let verdict = store.effective_verdict(step.id)?;
+            if judged_only && verdict.is_none() {
+                continue;
+            }
+            summary.images += write(Turn {
+                episode: &episode,
+                step: &step,
+                turn: &turn,
+                verdict: verdict.as_ref(),
+            })?;
+            summary.steps += 1;
+            wrote = true;
+        }
+        if wrote {
+            summary.episodes += 1;
+            progress(&summary);
+        }
+    }
+    Ok(summary)
+}
+
+/// A stored screenshot as `datasets` keeps an image: its bytes and a file name.
+pub(crate) fn image_cell(store: &Store, blob: &BlobId) -> Result<Cell, RuntimeError> {
+    let path = store.blob_path(blob);
+    let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+    Ok(Cell::Struct(vec![
+        Cell::Bytes(bytes),
+        Cell::Str(format!("{blob}.png")),
+    ]))
+}
+
+/// A tool call as Qwen's chat template writes it into an assistant message.
+pub(crate) fn tool_call_text(call: &clawdesk_model::chat::ToolCall) -> String {
+    let call =
+        serde_json::json!({"name": call.function.name, "arguments": call.function.arguments});
+    format!("<tool_call>\n{call}\n</tool_call>")
+}
 
 /// Which episodes to export: the ones named, or all of them.
 pub(crate) fn episodes(store: &Store, only: &[i64]) -> Result<Vec<Episode>, RuntimeError> {
@@ -77,7 +152,7 @@ pub struct ExportSummary {
     pub images: usize,
 }
 
-/// `YYYYMMDD@HHMMSS` in UTC, OSWorld's action timestamp.
+/// `YYYYMMDD@HHMMSSffffff` in UTC (microseconds last), OSWorld's action timestamp.
 pub(crate) fn timestamp(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -92,10 +167,11 @@ pub(crate) fn timestamp(ms: i64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}{month:02}{day:02}@{:02}{:02}{:02}",
+        "{year:04}{month:02}{day:02}@{:02}{:02}{:02}{:06}",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60
+        rem % 60,
+        ms.rem_euclid(1000) * 1000
     )
 }
 
@@ -103,8 +179,8 @@ pub(crate) fn timestamp(ms: i64) -> String {
 mod tests {
     #[test]
     fn timestamps_are_utc_calendar_times() {
-        assert_eq!(super::timestamp(0), "19700101@000000");
-        // 2024-02-29 12:34:56 UTC (a leap day).
-        assert_eq!(super::timestamp(1_709_210_096_000), "20240229@123456");
+        assert_eq!(super::timestamp(0), "19700101@000000000000");
+        // 2024-02-29 12:34:56.789 UTC (a leap day).
+        assert_eq!(super::timestamp(1_709_210_096_789), "20240229@123456789000");
     }
 }
