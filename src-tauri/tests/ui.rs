@@ -389,6 +389,15 @@ async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
     list.send_keys("j").await.unwrap();
     app.wait_text("#step-detail h2", 20, |t| t.contains("Step 2 of episode"))
         .await;
+    // Ctrl+A and Ctrl+R are the page's (select all, reload), not verdicts. (WebDriver holds
+    // Control, U+E009, down until the null key, U+E000.)
+    list.send_keys("\u{E009}a\u{E000}").await.unwrap();
+    list.send_keys("\u{E009}r\u{E000}").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        store.effective_verdict(steps[1]).unwrap().is_none(),
+        "a chord with Control judged nothing"
+    );
     list.send_keys("a").await.unwrap();
     app.wait_text("#step-detail .verdicts", 20, |t| t.contains("Person: +1"))
         .await;
@@ -674,6 +683,37 @@ async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
     // A first run: the welcome dialog asks for the model before anything else; a folder
     // that does not exist is named and refused, the practice base's folder is taken.
     wait_page_text(&app, "welcome-title", 20, |t| t.contains("Welcome")).await;
+    // The dialog is modal: Tab from its last control comes back to its first, Shift+Tab from
+    // its first goes to its last; the pages behind it are never reached.
+    let focused = || async {
+        app.client
+            .execute("return document.activeElement.id;", vec![])
+            .await
+            .expect("the focused element")
+    };
+    app.client
+        .execute(
+            "document.getElementById('welcome-folder-use').focus();",
+            vec![],
+        )
+        .await
+        .expect("focus the last control");
+    app.client
+        .active_element()
+        .await
+        .expect("focused")
+        .send_keys("\u{E004}")
+        .await
+        .expect("Tab");
+    assert_eq!(focused().await, "welcome-practice");
+    app.client
+        .active_element()
+        .await
+        .expect("focused")
+        .send_keys("\u{E008}\u{E004}\u{E000}")
+        .await
+        .expect("Shift+Tab");
+    assert_eq!(focused().await, "welcome-folder-use");
     app.fill("#welcome-folder", "/no/such/model").await;
     app.click("#welcome-folder-use").await;
     wait_page_text(&app, "welcome-status", 20, |t| t.contains("/no/such/model")).await;
@@ -765,7 +805,50 @@ async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
         )
         .await
         .expect("drag the marker");
-    app.click("#edit-btn").await;
+    // The arrow keys move the focused marker; right then left comes back to the same point.
+    let marker_left = || async {
+        let left = app
+            .client
+            .execute(
+                "return document.getElementById('live-marker').style.left;",
+                vec![],
+            )
+            .await
+            .expect("the marker's place");
+        left.as_str()
+            .and_then(|l| l.trim_end_matches('%').parse::<f64>().ok())
+            .expect("a percentage")
+    };
+    let dragged_to = marker_left().await;
+    app.client
+        .execute("document.getElementById('live-marker').focus();", vec![])
+        .await
+        .expect("focus the marker");
+    let marker = app.client.active_element().await.expect("the marker");
+    marker.send_keys("\u{E014}").await.expect("ArrowRight");
+    let nudged = marker_left().await;
+    assert!(
+        (nudged - dragged_to - 0.5).abs() < 1e-6,
+        "ArrowRight moved the marker half a percent: {dragged_to} -> {nudged}"
+    );
+    marker.send_keys("\u{E012}").await.expect("ArrowLeft");
+    let back = marker_left().await;
+    assert!(
+        (back - dragged_to).abs() < 1e-6,
+        "ArrowLeft moved it back: {back}"
+    );
+    // Enter on the focused Edit button edits (it used to approve the model's action).
+    app.client
+        .execute("document.getElementById('edit-btn').focus();", vec![])
+        .await
+        .expect("focus Edit");
+    app.client
+        .active_element()
+        .await
+        .expect("the focused Edit button")
+        .send_keys("\u{E007}")
+        .await
+        .expect("Enter");
     eprintln!("ui: edited approval {second} from {proposed:?} to {target:?}");
 
     // The edited click ran in the practice window and its verifier called it done: the

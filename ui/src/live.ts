@@ -224,6 +224,26 @@ function enableMarkerDrag() {
   marker.addEventListener("pointerup", () => {
     dragging = false;
   });
+  // The keyboard moves it too: an arrow key by half a percent of the screen, with Shift by 5%.
+  marker.addEventListener("keydown", (ev) => {
+    const steps: Record<string, [number, number]> = {
+      ArrowLeft: [-1, 0],
+      ArrowRight: [1, 0],
+      ArrowUp: [0, -1],
+      ArrowDown: [0, 1],
+    };
+    const step = steps[ev.key];
+    const from = moved ?? (pending ? pointOf(pending.action) : null);
+    if (!step || !pending || !from) return;
+    ev.preventDefault();
+    const by = ev.shiftKey ? 0.05 : 0.005;
+    const at = {
+      x: Math.min(Math.max(from.x + step[0] * by, 0), 0.999),
+      y: Math.min(Math.max(from.y + step[1] * by, 0), 0.999),
+    };
+    moved = at;
+    drawMarker(at);
+  });
 }
 
 /** Starts a session on the person's instruction, or on a practice task (which brings its own). */
@@ -297,8 +317,18 @@ export async function initLive() {
   $("edit-btn").addEventListener("click", () => answer("edit"));
   document.addEventListener("keydown", (ev) => {
     if (!pending || $("page-live").hidden) return;
-    const typing = ev.target instanceof HTMLInputElement && ev.target.type === "text";
-    if (ev.key === "Enter" && !typing) {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const target = ev.target;
+    // A focused button, field or list answers Enter itself (Reject, Edit, the reason).
+    const ownsEnter =
+      target instanceof HTMLButtonElement ||
+      target instanceof HTMLInputElement ||
+      target instanceof HTMLSelectElement ||
+      target instanceof HTMLTextAreaElement;
+    if (ev.key === "Enter" && target === $("live-marker") && moved) {
+      ev.preventDefault();
+      void answer("edit");
+    } else if (ev.key === "Enter" && !ownsEnter) {
       ev.preventDefault();
       void answer("approve");
     } else if (ev.key === "Escape") {

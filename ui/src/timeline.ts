@@ -424,6 +424,8 @@ export function initTimeline() {
   }
   document.addEventListener("keydown", (ev) => {
     if ($("page-timeline").hidden) return;
+    // Ctrl+A, Ctrl+R and the like belong to the page and the browser, not to the verdicts.
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.target instanceof HTMLInputElement && ev.target.type !== "checkbox") return;
     const row = rowAt(selected);
     switch (ev.key.toLowerCase()) {

@@ -26,6 +26,7 @@ export function initWelcome(info: AppInfo, done: (practice: boolean) => void) {
         return;
       }
       $("welcome").hidden = true;
+      behind(false);
       done(practice);
     } catch (e) {
       status.textContent = errorText(e);
@@ -44,6 +45,31 @@ export function initWelcome(info: AppInfo, done: (practice: boolean) => void) {
     }
     void pick(folder, false);
   });
+  // A modal dialog keeps the keyboard: Tab and Shift+Tab cycle through its own controls.
+  $("welcome").addEventListener("keydown", (ev) => {
+    if (ev.key !== "Tab") return;
+    const focusable = Array.from(
+      $("welcome").querySelectorAll<HTMLElement>("button, input, select, textarea, a[href]"),
+    ).filter((e) => !e.hidden && !(e as HTMLButtonElement).disabled);
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    if (!first || !last) return;
+    if (ev.shiftKey && document.activeElement === first) {
+      ev.preventDefault();
+      last.focus();
+    } else if (!ev.shiftKey && document.activeElement === last) {
+      ev.preventDefault();
+      first.focus();
+    }
+  });
+  behind(true);
   $("welcome").hidden = false;
   $("welcome-practice").focus();
+}
+
+/** Makes the pages behind the dialog unreachable (inert) while it is open, or reachable again. */
+function behind(inert: boolean) {
+  for (const e of document.querySelectorAll<HTMLElement>("body > header, body > main")) {
+    e.inert = inert;
+  }
 }
