@@ -58,17 +58,17 @@ for section in $sections; do
   case "$section" in
     smoke)
       # A broken CUDA path shows up in seconds, not after the 2B model loads.
-      run tiny bench model --cuda --shape tiny --no-baseline --rounds 1 --iterations 3
+      run tiny bench model --device cuda --shape tiny --no-baseline --rounds 1 --iterations 3
       ;;
     2b)
       # The Qwen3-VL-2B shape in bf16, beside PyTorch + transformers + PEFT on the same weights.
-      run 2b bench model --cuda --shape 2b --python "$python" --rounds 2 --iterations 5 \
+      run 2b bench model --device cuda --shape 2b --python "$python" --rounds 2 --iterations 5 \
         --prompt-tokens 512 --decode-tokens 64 --batch 4 --response-tokens 128 --rank 16
       ;;
     warm)
       cache="$out/warm-cache"
       for seed in ${WARM_SEEDS:-1}; do
-        run "warm-$seed" gym base --cuda --seed "$seed" --warm-steps "${WARM_STEPS:-100}" \
+        run "warm-$seed" gym base --device cuda --seed "$seed" --warm-steps "${WARM_STEPS:-100}" \
           ${WARM_FLAGS:-} --cache "$cache"
         grep -E 'warm start' "$out/warm-$seed.log" | tail -3
       done
@@ -87,7 +87,7 @@ for section in $sections; do
         (
           cache="$out/variant-$i"
           # shellcheck disable=SC2086
-          timeout "${VARIANT_TIMEOUT:-500}" "$bin/clawdesk" gym base --cuda --warm-steps "${WARM_STEPS:-100}" \
+          timeout "${VARIANT_TIMEOUT:-500}" "$bin/clawdesk" gym base --device cuda --warm-steps "${WARM_STEPS:-100}" \
             $flags --cache "$cache" >"$out/variant-$i.out" 2>"$out/variant-$i.log"
           echo "variant $i ($flags): exit $?"
         ) &

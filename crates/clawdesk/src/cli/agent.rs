@@ -100,9 +100,9 @@ struct RunArgs {
     /// pyautogui, computer-13.
     #[arg(long, default_value = "qwen3-vl")]
     format: ActionFormat,
-    /// Steps before the episode ends unfinished.
+    /// Steps before the episode ends unfinished (the window's "Steps per episode").
     #[arg(long, default_value_t = 30)]
-    steps: usize,
+    max_steps: usize,
     /// Past screenshots kept in the prompt.
     #[arg(long, default_value_t = 2)]
     window: usize,
@@ -134,7 +134,7 @@ fn settings_of(a: &RunArgs) -> AgentSettings {
     let mut settings = AgentSettings::new(a.instruction.clone());
     settings.app = a.app.clone();
     settings.format = a.format;
-    settings.max_steps = a.steps;
+    settings.max_steps = a.max_steps;
     settings.window = a.window;
     settings.sampling.temperature = a.temperature;
     settings.sampling.max_tokens = a.max_tokens;

@@ -74,11 +74,17 @@ enum ExportWhat {
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let store = Store::open(data_dir(&args.data_dir)?)?;
+    // A bar over the episodes to write (those without steps are passed over, so it may end
+    // short of its length).
+    let total = if args.episodes.is_empty() {
+        store.episodes(usize::MAX >> 1)?.len()
+    } else {
+        args.episodes.len()
+    };
+    let shown = super::progress::bar(total as u64, "exporting episodes", false);
     let mut progress = |s: &ExportSummary| {
-        eprintln!(
-            "exported {} episodes, {} steps, {} images",
-            s.episodes, s.steps, s.images
-        );
+        shown.set_position(s.episodes as u64);
+        shown.set_message(format!("exported {} steps, {} images", s.steps, s.images));
     };
     let summary = match &args.what {
         ExportWhat::Traj { out, model } => {
@@ -94,6 +100,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             export_chat(&store, &args.episodes, *judged_only, out, &mut progress)?
         }
     };
+    shown.finish_and_clear();
+    eprintln!(
+        "exported {} episodes, {} steps, {} images",
+        summary.episodes, summary.steps, summary.images
+    );
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }

@@ -113,9 +113,9 @@ pub struct DesktopArgs {
     /// read (an app without an accessibility tree); repeatable.
     #[arg(long = "allow-unknown-focus", value_name = "APP")]
     allow_unknown_focus: Vec<String>,
-    /// Stop after this many actions.
+    /// The guard refuses every action after this many on this desktop, across episodes.
     #[arg(long, default_value_t = 200)]
-    max_steps: u32,
+    max_actions: u32,
     /// The key that halts the agent: pause, scroll_lock or f12.
     #[arg(long, default_value = "pause")]
     stop_key: StopKeyName,
@@ -179,7 +179,7 @@ impl DesktopArgs {
             } else {
                 Allowlist::Only(self.allow.clone())
             },
-            max_steps: Some(self.max_steps),
+            max_steps: Some(self.max_actions),
             unknown_focus: self.allow_unknown_focus.clone(),
         };
         config.stop_key = (!self.no_stop_key).then_some(self.stop_key);
