@@ -190,15 +190,11 @@ fn run_logits(a: LogitsArgs) -> anyhow::Result<()> {
     let logits = loaded.model.full_logits(&input, mode, lora)?;
     let ids: Vec<i64> = input.ids.iter().map(|&i| i as i64).collect();
     let n = ids.len();
+    // Saving copies each tensor to the host, wherever it lives.
+    let ids = candle_core::Tensor::from_vec(ids, n, logits.device())?;
     let mut out = HashMap::new();
-    out.insert(
-        "logits".to_string(),
-        logits.to_device(&candle_core::Device::Cpu)?,
-    );
-    out.insert(
-        "input_ids".to_string(),
-        candle_core::Tensor::from_vec(ids, n, &candle_core::Device::Cpu)?,
-    );
+    out.insert("logits".to_string(), logits);
+    out.insert("input_ids".to_string(), ids);
     candle_core::safetensors::save(&out, &a.out)
         .with_context(|| format!("writing {}", a.out.display()))?;
     println!("{}", a.out.display());
