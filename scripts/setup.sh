@@ -4,12 +4,12 @@
 set -euo pipefail
 
 # What building and running ClawDesk needs, nothing more (scripts/setup-tests.sh adds what
-# the tests need). Build: Tauri's WebKitGTK, xcap's PipeWire/EGL/Wayland bindings (bindgen
-# needs libclang). Run: the agent's sandbox display (Xvfb, or Xephyr to watch it), a window
-# manager, and D-Bus with the AT-SPI bus the accessibility tree is read through.
+# the tests need). Build: Tauri's WebKitGTK. (The optional `xcap` capture backend needs
+# libpipewire-0.3-dev, libgbm-dev and libclang-dev besides; the default build does not use it.)
+# Run: the agent's sandbox display (Xvfb, or Xephyr to watch it), a window manager, and D-Bus
+# with the AT-SPI bus the accessibility tree is read through.
 CLAWDESK_PACKAGES=(
-  pkg-config build-essential libwebkit2gtk-4.1-dev libpipewire-0.3-dev libclang-dev libgbm-dev
-  libegl-dev libwayland-dev libxcb1-dev
+  pkg-config build-essential libwebkit2gtk-4.1-dev libegl-dev libwayland-dev libxcb1-dev
   xvfb xserver-xephyr xauth openbox dbus at-spi2-core
 )
 

@@ -19,7 +19,8 @@ pub struct ObserveArgs {
     /// Capture the active window instead of the whole screen.
     #[arg(long)]
     window: bool,
-    /// Capture with xcap on $DISPLAY (the portable backend) instead of X11 GetImage.
+    /// Capture with xcap on $DISPLAY (the portable backend; a build with the `xcap` feature)
+    /// instead of X11 GetImage.
     #[arg(long)]
     xcap: bool,
     /// Most nodes to read from the tree.

@@ -3,7 +3,7 @@
 //! Two backends behind one type: [`CaptureBackend::X11`] talks to a display named explicitly
 //! (so one process can watch several sandboxes) with one `GetImage` round trip, and
 //! [`CaptureBackend::Xcap`] uses xcap on the session's own display, the portable path for
-//! Wayland, macOS and Windows.
+//! Wayland, macOS and Windows, in a build with the `xcap` feature.
 
 use std::time::Instant;
 
@@ -52,7 +52,8 @@ pub enum CaptureBackend {
         /// The open connection that reads the root window's pixels.
         grabber: Box<RootGrabber>,
     },
-    /// xcap on the session's own display.
+    /// xcap on the session's own display (a build with the `xcap` feature; without it,
+    /// capturing says so).
     Xcap,
 }
 
@@ -170,10 +171,21 @@ pub(crate) fn window_rect(display: &str, window: u32) -> Result<(i32, i32, u32, 
     ))
 }
 
+#[cfg(not(feature = "xcap"))]
+fn xcap_capture(_target: &CaptureTarget) -> Result<(RgbaImage, Surface)> {
+    Err(DesktopError::Capture(
+        "this build has no xcap backend (the portable capture for Wayland, macOS and Windows): \
+         build with --features xcap, or capture through X11"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "xcap")]
 fn xcap_err(e: xcap::XCapError) -> DesktopError {
     DesktopError::Capture(format!("xcap: {e}"))
 }
 
+#[cfg(feature = "xcap")]
 fn xcap_capture(target: &CaptureTarget) -> Result<(RgbaImage, Surface)> {
     match target {
         CaptureTarget::Screen => {
