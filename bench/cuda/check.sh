@@ -11,23 +11,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cuda="${CLAWDESK_CUDA_NVCC_HOME:-$HOME/.cache/clawdesk/cuda-13.0-nvcc}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/clawdesk/target}"
 
-if [ ! -x "$cuda/bin/nvcc" ]; then
-  wheels="$(mktemp -d)"
-  python3 -m pip download --quiet --no-deps -d "$wheels" \
-    "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-crt==13.0.*" \
-    "nvidia-nvvm==13.0.*" "nvidia-cuda-cccl==13.0.*"
-  unpacked="$(mktemp -d)"
-  for w in "$wheels"/*.whl; do (cd "$unpacked" && python3 -m zipfile -e "$w" .); done
-  mkdir -p "$(dirname "$cuda")"
-  rm -rf "$cuda"
-  mv "$unpacked/nvidia/cu13" "$cuda"
-  chmod +x "$cuda"/bin/* "$cuda"/nvvm/bin/*
-  # nvcc.profile looks for headers and libraries under targets/x86_64-linux.
-  mkdir -p "$cuda/targets/x86_64-linux"
-  ln -sfn "$cuda/include" "$cuda/targets/x86_64-linux/include"
-  ln -sfn "$cuda/lib" "$cuda/targets/x86_64-linux/lib"
-  rm -rf "$wheels" "$unpacked"
-fi
+source "$root/bench/cuda/home.sh"
+cuda_home "$cuda" "${CUDA_COMPILER_WHEELS[@]}"
 
 export PATH="$cuda/bin:$PATH" CUDA_ROOT="$cuda" CUDA_PATH="$cuda" CUDA_HOME="$cuda"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"

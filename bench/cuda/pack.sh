@@ -15,27 +15,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cuda="${CLAWDESK_CUDA_HOME:-$HOME/.cache/clawdesk/cuda-13.0}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/clawdesk/target}"
 
+source "$root/bench/cuda/home.sh"
 if [ ! -x "$cuda/bin/nvcc" ]; then
-  wheels="$(mktemp -d)"
-  python3 -m pip download --quiet --no-deps -d "$wheels" \
-    "nvidia-cuda-nvcc==13.0.*" "nvidia-cuda-runtime==13.0.*" "nvidia-cuda-crt==13.0.*" \
-    "nvidia-nvvm==13.0.*" "nvidia-cuda-cccl==13.0.*" "nvidia-cublas==13.0.*" \
-    "nvidia-curand==10.4.*" "nvidia-cuda-nvrtc==13.0.*"
-  unpacked="$(mktemp -d)"
-  for w in "$wheels"/*.whl; do (cd "$unpacked" && python3 -m zipfile -e "$w" .); done
-  mkdir -p "$(dirname "$cuda")"
-  rm -rf "$cuda"
-  mv "$unpacked/nvidia/cu13" "$cuda"
-  chmod +x "$cuda"/bin/* "$cuda"/nvvm/bin/*
-  # nvcc.profile looks for headers and libraries under targets/x86_64-linux.
-  mkdir -p "$cuda/targets/x86_64-linux"
-  ln -sfn "$cuda/include" "$cuda/targets/x86_64-linux/include"
-  ln -sfn "$cuda/lib" "$cuda/targets/x86_64-linux/lib"
-  ln -sfn "$cuda/lib" "$cuda/lib64"
+  cuda_home "$cuda" "${CUDA_COMPILER_WHEELS[@]}" \
+    "nvidia-cublas==13.0.*" "nvidia-curand==10.4.*" "nvidia-cuda-nvrtc==13.0.*"
   for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnvrtc.so.13 libcurand.so.10; do
     ln -sf "$lib" "$cuda/lib/${lib%.so.*}.so"
   done
-  rm -rf "$wheels" "$unpacked"
 fi
 
 # libcuda comes with the driver, so the wheels have none: link against a stub that defines
