@@ -47,7 +47,22 @@ fn png_size(path: &Path) -> (u32, u32) {
 async fn observe_saves_screenshot_geometry_and_tree_with_either_backend() {
     let sandbox = sandbox_with_entry().await;
     let dir = tempfile::tempdir().unwrap();
-    for (name, extra) in [("x11", None), ("xcap", Some("--xcap"))] {
+    // xcap is in builds with the `xcap` feature; without it, asking for it says how to get it.
+    let backends: &[(&str, Option<&str>)] = if cfg!(feature = "xcap") {
+        &[("x11", None), ("xcap", Some("--xcap"))]
+    } else {
+        let refused = sandbox
+            .command(BIN)
+            .args(["observe", "--app", "zenity", "--xcap", "--out"])
+            .arg(dir.path().join("none"))
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("build with --features xcap"), "{err}");
+        &[("x11", None)]
+    };
+    for &(name, extra) in backends {
         let out = dir.path().join(name);
         let mut cmd = sandbox.command(BIN);
         cmd.args(["observe", "--app", "zenity", "--out"]).arg(&out);
