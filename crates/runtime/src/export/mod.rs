@@ -69,6 +69,43 @@ pub(crate) fn for_each_turn(
     Ok(summary)
 }
 
+/// Rows per Parquet row group: a few dozen screenshots in memory at a time.
+const GROUP_ROWS: usize = 32;
+
+/// The Parquet file's name in a TRL or verl export: the train split, as `datasets` finds it.
+pub const TABLE_FILE: &str = "train.parquet";
+
+/// Writes one Parquet row of `fields` per model turn to `out/train.parquet`, with Hugging
+/// Face's feature metadata; `row` makes a row from the turn and its screenshots (as
+/// [`image_cell`]s).
+pub(crate) fn export_table(
+    store: &Store,
+    only: &[i64],
+    judged_only: bool,
+    out: &Path,
+    fields: Vec<table::Field>,
+    progress: &mut dyn FnMut(&ExportSummary),
+    row: &mut dyn FnMut(&Turn<'_>, Vec<Cell>) -> Vec<Cell>,
+) -> Result<ExportSummary, RuntimeError> {
+    empty_folder(out)?;
+    let metadata = vec![table::hf_metadata(&fields)];
+    let mut table =
+        table::TableWriter::create(&out.join(TABLE_FILE), fields, metadata, GROUP_ROWS)?;
+    let summary = for_each_turn(store, only, judged_only, progress, &mut |t: Turn<'_>| {
+        let images = t
+            .turn
+            .images
+            .iter()
+            .map(|blob| image_cell(store, blob))
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = images.len();
+        table.push(row(&t, images))?;
+        Ok(count)
+    })?;
+    table.finish()?;
+    Ok(summary)
+}
+
 /// A stored screenshot as `datasets` keeps an image: its bytes and a file name.
 pub(crate) fn image_cell(store: &Store, blob: &BlobId) -> Result<Cell, RuntimeError> {
     let path = store.blob_path(blob);

@@ -8,15 +8,9 @@ use std::path::Path;
 
 use clawdesk_model::chat::Part;
 
-use super::table::{Cell, Field, TableWriter, hf_metadata, opt_str};
-use super::{ExportSummary, Turn, empty_folder, for_each_turn, image_cell, tool_call_text};
+use super::table::{Cell, Field, opt_str};
+use super::{ExportSummary, Turn, export_table, tool_call_text};
 use crate::RuntimeError;
-
-/// The file's name inside the export folder.
-pub const TRL_FILE: &str = "train.parquet";
-
-/// Rows per row group: a few dozen screenshots in memory at a time.
-const GROUP_ROWS: usize = 32;
 
 fn message_field(name: &'static str) -> Field {
     let part = Field::Struct("part", vec![Field::Str("type"), Field::Str("text")]);
@@ -68,19 +62,9 @@ pub fn export_trl(
     out: &Path,
     progress: &mut dyn FnMut(&ExportSummary),
 ) -> Result<ExportSummary, RuntimeError> {
-    empty_folder(out)?;
-    let fields = fields();
-    let metadata = vec![hf_metadata(&fields)];
-    let mut table = TableWriter::create(&out.join(TRL_FILE), fields, metadata, GROUP_ROWS)?;
-    let summary = for_each_turn(store, only, judged_only, progress, &mut |t: Turn<'_>| {
-        let images = t
-            .turn
-            .images
-            .iter()
-            .map(|blob| image_cell(store, blob))
-            .collect::<Result<Vec<_>, _>>()?;
+    let row = &mut |t: &Turn<'_>, images: Vec<Cell>| {
         let score = t.verdict.map(|v| v.score);
-        table.push(vec![
+        vec![
             Cell::List(t.turn.messages.iter().map(message).collect()),
             Cell::List(vec![Cell::Struct(vec![
                 Cell::Str("assistant".into()),
@@ -96,9 +80,7 @@ pub fn export_trl(
             Cell::Int(t.step.id.0),
             Cell::Str(t.episode.task.clone()),
             t.step.policy_version.map_or(Cell::Null, Cell::Int),
-        ])?;
-        Ok(t.turn.images.len())
-    })?;
-    table.finish()?;
-    Ok(summary)
+        ]
+    };
+    export_table(store, only, judged_only, out, fields(), progress, row)
 }

@@ -14,20 +14,15 @@ use std::path::Path;
 use clawdesk_model::chat::Part;
 use serde_json::json;
 
-use super::table::{Cell, Field, TableWriter, hf_metadata, opt_str};
-use super::{ExportSummary, Turn, empty_folder, for_each_turn, image_cell, tool_call_text};
+use super::table::{Cell, Field, opt_str};
+use super::{ExportSummary, Turn, export_table, tool_call_text};
 use crate::RuntimeError;
-
-/// The file's name inside the export folder.
-pub const VERL_FILE: &str = "train.parquet";
 
 /// The `data_source` every row names, which a verl reward function dispatches on.
 pub const DATA_SOURCE: &str = "clawdesk";
 
 /// verl's image placeholder in string content.
 pub const IMAGE_MARKER: &str = "<image>";
-
-const GROUP_ROWS: usize = 32;
 
 fn fields() -> Vec<Field> {
     vec![
@@ -87,18 +82,8 @@ pub fn export_verl(
     out: &Path,
     progress: &mut dyn FnMut(&ExportSummary),
 ) -> Result<ExportSummary, RuntimeError> {
-    empty_folder(out)?;
-    let fields = fields();
-    let metadata = vec![hf_metadata(&fields)];
-    let mut table = TableWriter::create(&out.join(VERL_FILE), fields, metadata, GROUP_ROWS)?;
     let mut index = 0i64;
-    let summary = for_each_turn(store, only, judged_only, progress, &mut |t: Turn<'_>| {
-        let images = t
-            .turn
-            .images
-            .iter()
-            .map(|blob| image_cell(store, blob))
-            .collect::<Result<Vec<_>, _>>()?;
+    let row = &mut |t: &Turn<'_>, images: Vec<Cell>| {
         let prompt = t
             .turn
             .messages
@@ -118,7 +103,9 @@ pub fn export_verl(
             "completion": t.turn.text,
             "action": t.step.action,
         });
-        table.push(vec![
+        let i = index;
+        index += 1;
+        vec![
             Cell::Str(DATA_SOURCE.into()),
             Cell::List(prompt),
             Cell::List(images),
@@ -129,7 +116,7 @@ pub fn export_verl(
             ]),
             Cell::Struct(vec![
                 Cell::Str("train".into()),
-                Cell::Int(index),
+                Cell::Int(i),
                 Cell::Int(t.episode.id.0),
                 Cell::Int(t.step.id.0),
                 Cell::Str(t.episode.task.clone()),
@@ -137,10 +124,7 @@ pub fn export_verl(
                 score.map_or(Cell::Null, |s| Cell::Float(f64::from(s))),
                 opt_str(hint),
             ]),
-        ])?;
-        index += 1;
-        Ok(t.turn.images.len())
-    })?;
-    table.finish()?;
-    Ok(summary)
+        ]
+    };
+    export_table(store, only, judged_only, out, fields(), progress, row)
 }
