@@ -15,7 +15,17 @@ const SUITE_SEED: u64 = 0x5C0_4E5;
 /// Greedy first-step success over `tasks` held-out gym tasks of every kind, with the model's
 /// adapter on when it has one.
 pub fn gym_score(loaded: &LoadedModel, tasks: usize) -> Result<f64, RuntimeError> {
+    gym_score_shown(loaded, tasks, &mut |_| {})
+}
+
+/// [`gym_score`], calling `played` with the number of tasks played so far after each one.
+pub fn gym_score_shown(
+    loaded: &LoadedModel,
+    tasks: usize,
+    played: &mut dyn FnMut(usize),
+) -> Result<f64, RuntimeError> {
     let suite = evaluation_set(Split::HeldOut, &TaskKind::ALL, tasks.max(1), SUITE_SEED);
     let policy = GymPolicy::built_in(loaded)?;
-    Ok(policy.success_rate(&suite, loaded.model.lora_config().is_some())?)
+    let lora = loaded.model.lora_config().is_some();
+    Ok(policy.success_rate_shown(&suite, lora, played)?)
 }

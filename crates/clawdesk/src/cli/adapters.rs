@@ -101,7 +101,14 @@ pub async fn run(args: AdaptersArgs) -> anyhow::Result<()> {
             let dir = PathBuf::from(&adapter.path);
             let score = tokio::task::block_in_place(|| {
                 let loaded = super::load::model(&adapter.base_model, Some(&dir), &on)?;
-                anyhow::Ok(clawdesk_runtime::gym_score::gym_score(&loaded, tasks)?)
+                let shown =
+                    super::progress::bar(tasks.max(1) as u64, "scoring on gym tasks", false);
+                let score =
+                    clawdesk_runtime::gym_score::gym_score_shown(&loaded, tasks, &mut |n| {
+                        shown.set_position(n as u64)
+                    })?;
+                shown.finish_and_clear();
+                anyhow::Ok(score)
             })?;
             store.set_adapter_gym_score(version, score)?;
             println!("v{version}: {score:.2} of {tasks} held-out gym tasks");

@@ -247,7 +247,10 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                     right.unwrap_or_default()
                 );
             }
-            let success = policy.success_rate(&tasks, true)?;
+            let shown = super::progress::bar(tasks.len() as u64, "playing held-out tasks", false);
+            let success =
+                policy.success_rate_shown(&tasks, true, &mut |n| shown.set_position(n as u64))?;
+            shown.finish_and_clear();
             println!("{name} success {success:.3} over {} tasks", tasks.len());
             Ok(())
         }

@@ -53,9 +53,9 @@ pub fn model(
         clawdesk_model::peft::import_adapter(&mut loaded.model, dir)?;
     }
     eprintln!(
-        "{model} runs on the {} in {:?}",
+        "{model} runs on the {} in {}",
         clawdesk_model::device::describe(&device),
-        loaded.model.dtype()
+        loaded.model.dtype().as_str()
     );
     Ok(loaded)
 }

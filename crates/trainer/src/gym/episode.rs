@@ -273,15 +273,27 @@ impl<'a> GymPolicy<'a> {
 
     /// Greedy success rate over `tasks` (each played from its start).
     pub fn success_rate(&self, tasks: &[Task], lora: bool) -> Result<f64> {
+        self.success_rate_shown(tasks, lora, &mut |_| {})
+    }
+
+    /// [`success_rate`](Self::success_rate), calling `played` with the number of tasks
+    /// played so far after each one (for a progress bar).
+    pub fn success_rate_shown(
+        &self,
+        tasks: &[Task],
+        lora: bool,
+        played: &mut dyn FnMut(usize),
+    ) -> Result<f64> {
         if tasks.is_empty() {
             return Ok(0.0);
         }
         let greedy = greedy();
         let mut solved = 0;
-        for task in tasks {
+        for (i, task) in tasks.iter().enumerate() {
             let mut task = task.clone();
             self.play(&mut task, &greedy, lora, HintWhen::Never)?;
             solved += usize::from(task.succeeded());
+            played(i + 1);
         }
         Ok(solved as f64 / tasks.len() as f64)
     }
