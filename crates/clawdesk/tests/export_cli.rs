@@ -464,7 +464,11 @@ fn every_kind_of_action_replays_from_the_osworld_export() {
     assert_eq!(traj.len(), actions.len());
     for (line, step) in traj.iter().zip(&stored) {
         let code = line["action"].as_str().expect("code");
-        assert!(code.contains("pyautogui."), "{code}");
+        // Bare code, as OSWorld records and runs it: no Markdown fence.
+        assert!(
+            code.starts_with("pyautogui.") && !code.contains("```"),
+            "{code}"
+        );
         assert!(replay(code, &step.action, (1280, 720)));
     }
     assert_eq!(traj.last().expect("last")["done"], true);

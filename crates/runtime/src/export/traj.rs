@@ -183,6 +183,7 @@ pub fn pyautogui_code(step: &Step) -> String {
             };
             ActionFormat::PyAutoGui
                 .emit(&reply, &frame)
+                .map(|reply| unfenced(&reply))
                 .map_err(|e| e.to_string())
         }
         (Err(e), _) => Err(format!("not an action: {e}")),
@@ -194,6 +195,20 @@ pub fn pyautogui_code(step: &Step) -> String {
             step.action
         )
     })
+}
+
+/// The code inside a model reply's Markdown fence: OSWorld records (and runs) the bare code.
+fn unfenced(reply: &str) -> String {
+    let mut lines = reply
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("```"));
+    if lines.next().is_none() {
+        return reply.trim().to_owned();
+    }
+    lines
+        .take_while(|l| !l.trim_start().starts_with("```"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The pixel size of the screen a step's surface records (a captured [`Surface`], or the
@@ -239,6 +254,19 @@ fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_code_leaves_its_fence() {
+        assert_eq!(
+            unfenced("```python\npyautogui.click(1, 2)\n```"),
+            "pyautogui.click(1, 2)"
+        );
+        assert_eq!(
+            unfenced("```python\nimport time\ntime.sleep(0.5)\n```"),
+            "import time\ntime.sleep(0.5)"
+        );
+        assert_eq!(unfenced("pyautogui.press('a')"), "pyautogui.press('a')");
+    }
 
     #[test]
     fn names_become_one_folder() {
