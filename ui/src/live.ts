@@ -322,7 +322,7 @@ export async function initLive() {
     // A focused button, field or list answers Enter itself (Reject, Edit, the reason).
     const ownsEnter =
       target instanceof HTMLButtonElement ||
-      target instanceof HTMLInputElement ||
+      (target instanceof HTMLInputElement && target.type !== "radio" && target.type !== "checkbox") ||
       target instanceof HTMLSelectElement ||
       target instanceof HTMLTextAreaElement;
     if (ev.key === "Enter" && target === $("live-marker") && moved) {

@@ -285,7 +285,10 @@ impl DeskSettings {
         if Self::path_in(config).exists() || !old.is_file() {
             return Self::load(config);
         }
-        let adopted = Self::load(legacy)?;
+        let mut adopted = Self::load(legacy)?;
+        // Older versions showed a data folder setting but never used it: the store they wrote
+        // is in the default folder, so honouring the old value now would hide it.
+        adopted.data_dir = String::new();
         adopted.save(config)?;
         tracing::info!(
             from = %old.display(),
@@ -409,14 +412,25 @@ mod tests {
         let (config, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let old = DeskSettings {
             votes: 7,
+            data_dir: "/old/never/used".into(),
             ..DeskSettings::default()
         };
         old.save(data.path()).unwrap();
+        // Copied, but for the data folder older versions never read (their store is where
+        // the default points).
+        let adopted = DeskSettings {
+            data_dir: String::new(),
+            ..old.clone()
+        };
         assert_eq!(
             DeskSettings::load_or_adopt(config.path(), data.path()).unwrap(),
-            old
+            adopted
         );
-        assert_eq!(DeskSettings::load(config.path()).unwrap(), old, "copied");
+        assert_eq!(
+            DeskSettings::load(config.path()).unwrap(),
+            adopted,
+            "copied"
+        );
         assert!(
             DeskSettings::path_in(data.path()).exists(),
             "the old file stays"

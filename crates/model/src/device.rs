@@ -104,14 +104,14 @@ fn cuda(ordinal: usize) -> Result<Device> {
     if !candle_core::utils::cuda_is_available() {
         return Err(ModelError::Device(format!(
             "cuda:{ordinal} was asked for, but this build has no CUDA support: build with \
-             --features cuda (bench/cuda/pack.sh does so without a CUDA install), or use \
-             --device cpu"
+             --features cuda (bench/cuda/pack.sh does so without a CUDA install), or choose \
+             the CPU (--device cpu; in the window, Settings → Device)"
         )));
     }
     Device::new_cuda(ordinal).map_err(|e| {
         ModelError::Device(format!(
             "CUDA GPU {ordinal} cannot be opened ({e}): check the NVIDIA driver with nvidia-smi, \
-             or use --device cpu"
+             or choose the CPU (--device cpu; in the window, Settings → Device)"
         ))
     })
 }

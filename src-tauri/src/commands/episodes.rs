@@ -53,11 +53,14 @@ pub async fn export_episodes(
     use clawdesk_runtime::export::{chat, traj, trl, verl};
     let store = state.store.clone();
     let out = std::path::PathBuf::from(&folder);
-    let model = clawdesk_desk::settings::DeskSettings::load(&state.config_dir)?.base_model;
+    // The results tree is named after the model; unreadable settings leave the neutral name.
+    let model = clawdesk_desk::settings::DeskSettings::load(&state.config_dir)
+        .map_or_else(|_| "clawdesk".to_owned(), |s| s.base_model);
     let summary = tauri::async_runtime::spawn_blocking(move || match kind.as_str() {
         "traj" => traj::export_trajectories(&store, &[], &model, &out, &mut |_| {}),
-        "trl" => trl::export_trl(&store, &[], false, &out, &mut |_| {}),
-        "verl" => verl::export_verl(&store, &[], false, &out, &mut |_| {}),
+        // Training layouts carry judged turns only: an unjudged row has no label or reward.
+        "trl" => trl::export_trl(&store, &[], true, &out, &mut |_| {}),
+        "verl" => verl::export_verl(&store, &[], true, &out, &mut |_| {}),
         _ => chat::export_chat(&store, &[], false, &out, &mut |_| {}),
     })
     .await

@@ -23,13 +23,13 @@ pub fn save_settings(
             notice: None,
         });
     }
-    settings.save(&state.config_dir)?;
     let overridden = std::env::var_os("CLAWDESK_DATA_DIR").is_some_and(|d| !d.is_empty());
     let notice = data_folder_notice(
         state.store.root(),
         &settings.chosen_data_folder()?,
         overridden,
     );
+    settings.save(&state.config_dir)?;
     Ok(SettingsAnswer {
         saved: true,
         errors: Vec::new(),
