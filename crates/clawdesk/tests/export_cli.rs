@@ -487,3 +487,30 @@ fn every_kind_of_action_replays_from_the_osworld_export() {
     assert_eq!(osworld["success_rate"], 1.0, "{osworld}");
     assert_eq!(osworld["domains"]["mousepad"]["runned"], 1, "{osworld}");
 }
+
+#[test]
+fn without_a_data_dir_the_command_line_uses_the_folder_chosen_in_the_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (config, chosen, home) = (
+        dir.path().join("config"),
+        dir.path().join("chosen"),
+        dir.path().join("home"),
+    );
+    std::fs::create_dir_all(&config).expect("config");
+    let settings = serde_json::json!({ "dataDir": chosen.display().to_string() });
+    std::fs::write(config.join("settings.json"), settings.to_string()).expect("settings");
+    ok(Command::new(BIN)
+        .args(["export", "chat", "--out"])
+        .arg(dir.path().join("out"))
+        .env_remove("CLAWDESK_DATA_DIR")
+        .env("CLAWDESK_CONFIG_DIR", &config)
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .output()
+        .expect("export"));
+    assert!(
+        chosen.join("clawdesk.sqlite3").is_file(),
+        "the store of the window's data folder was opened"
+    );
+    assert!(!home.join(".local/share/clawdesk").exists());
+}

@@ -13,7 +13,8 @@ use super::data_dir;
 pub struct AdaptersArgs {
     #[command(subcommand)]
     command: AdaptersCommand,
-    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR,
+    /// else the window's Data folder setting, else the XDG data dir).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
 }

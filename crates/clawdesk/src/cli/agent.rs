@@ -115,7 +115,8 @@ struct RunArgs {
     /// The sampling seed of the first step (each step adds its index).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR,
+    /// else the window's Data folder setting, else the XDG data dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// A folder of prompt templates that override the built-in ones (see prompts/README.md).

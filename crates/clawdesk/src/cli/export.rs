@@ -17,7 +17,8 @@ use super::data_dir;
 pub struct ExportArgs {
     #[command(subcommand)]
     what: ExportWhat,
-    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR,
+    /// else the window's Data folder setting, else the XDG data dir).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Only these episodes (repeatable; default: all).

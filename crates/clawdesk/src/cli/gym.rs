@@ -109,7 +109,8 @@ struct BaseArgs {
 
 #[derive(Debug, Args)]
 struct RecordArgs {
-    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR,
+    /// else the window's Data folder setting, else the XDG data dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// The policy: a model folder or hub id.

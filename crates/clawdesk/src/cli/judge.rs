@@ -33,7 +33,8 @@ enum JudgeCommand {
 
 #[derive(Debug, Args)]
 struct StoreArgs {
-    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR,
+    /// else the window's Data folder setting, else the XDG data dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }

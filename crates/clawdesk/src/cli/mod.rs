@@ -187,11 +187,20 @@ impl DesktopArgs {
     }
 }
 
-/// The data directory: the flag, else $CLAWDESK_DATA_DIR, else the XDG data dir.
+/// The data directory: the flag, else $CLAWDESK_DATA_DIR, else the data folder chosen in the
+/// window's settings, else the XDG data dir; so the command line and the window read one store.
 fn data_dir(flag: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    match flag {
-        Some(d) => Ok(d.clone()),
-        None => Ok(clawdesk_store::default_data_dir()?),
+    if let Some(d) = flag {
+        return Ok(d.clone());
+    }
+    let settings = clawdesk_desk::settings::config_dir()
+        .and_then(|config| clawdesk_desk::settings::DeskSettings::load(&config));
+    match settings {
+        Ok(settings) => Ok(settings.data_folder()?),
+        Err(e) => {
+            tracing::warn!(error = %e, "the window's settings are unreadable; using the default data folder");
+            Ok(clawdesk_store::default_data_dir()?)
+        }
     }
 }
 

@@ -15,7 +15,8 @@ pub struct RecordArgs {
     /// The script: {"task": "...", "app": "...", "steps": [action, ...]}.
     #[arg(long)]
     script: PathBuf,
-    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR,
+    /// else the window's Data folder setting, else the XDG data dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Milliseconds to let the app react before the after-screenshot.

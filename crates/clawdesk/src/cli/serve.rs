@@ -55,7 +55,8 @@ pub struct ServeArgs {
     /// Serve without storing sessions' turns.
     #[arg(long)]
     no_store: bool,
-    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR,
+    /// else the window's Data folder setting, else the XDG data dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }

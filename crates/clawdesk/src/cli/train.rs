@@ -26,7 +26,8 @@ enum TrainCommand {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Where the store lives (default: $CLAWDESK_DATA_DIR or the XDG data dir).
+    /// Where the store lives (default: $CLAWDESK_DATA_DIR,
+    /// else the window's Data folder setting, else the XDG data dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// The base model: a folder or hub id.
