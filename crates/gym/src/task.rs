@@ -226,13 +226,75 @@ impl Task {
         self.steps
     }
 
-    /// A stable fingerprint of the layout and goal (not the state), which decides the split.
+    /// A stable fingerprint of what the policy can see over the episode: the kind, the
+    /// instruction, the widgets sorted by cell (not in the order they were drawn) and, for a
+    /// menu, the entries of the one menu that opens. Two seeds that lay out the same screen
+    /// and ask the same thing share it; [`crate::split`] does not use it (it splits by the
+    /// pairings a task shows), but grouping rollouts by task does.
     pub fn signature(&self) -> u64 {
-        let text = format!(
-            "{:?}|{:?}|{:?}|{:?}",
-            self.kind, self.goal, self.screen.widgets, self.menus
-        );
+        let mut text = format!("{:?}|{}", self.kind, self.instruction);
+        for w in self.visible_widgets() {
+            text.push_str(&format!(
+                "|{:?}:{:?}@{},{}",
+                w.role, w.colour, w.cell.col, w.cell.row
+            ));
+        }
         fingerprint(&text)
+    }
+
+    /// Every widget the policy can be shown over the episode, sorted by role and cell: the
+    /// first screen's and, for a menu, the entries of the menu the goal opens (a wrong click
+    /// ends the episode, so no other menu is ever drawn).
+    pub fn visible_widgets(&self) -> Vec<&Widget> {
+        let opened = match &self.goal {
+            Goal::Menu { header, .. } if self.screen.open_menu.is_none() => {
+                self.menus.get(*header).map(Vec::as_slice)
+            }
+            _ => None,
+        };
+        let mut all: Vec<&Widget> = self
+            .screen
+            .widgets
+            .iter()
+            .chain(opened.unwrap_or_default())
+            .collect();
+        all.sort_by_key(|w| (w.cell.row, w.cell.col, w.role as u8, w.colour));
+        all
+    }
+
+    /// The widgets the goal names: the button to click, the field to type into, the menu
+    /// and its entry. Every other visible widget is a distractor.
+    pub fn goal_widgets(&self) -> Vec<&Widget> {
+        match &self.goal {
+            Goal::Click { target } => vec![&self.screen.widgets[*target]],
+            Goal::Type { .. } => self
+                .screen
+                .widgets
+                .iter()
+                .filter(|w| w.role == WidgetRole::TextField)
+                .collect(),
+            Goal::Menu { header, item } => {
+                let mut out = vec![&self.screen.widgets[*header]];
+                let entries = match self.screen.open_menu {
+                    Some(_) => self.screen.widgets.as_slice(),
+                    None => self.menus.get(*header).map_or(&[][..], Vec::as_slice),
+                };
+                out.extend(
+                    entries
+                        .iter()
+                        .filter(|w| w.role == WidgetRole::MenuItem && w.colour == *item),
+                );
+                out
+            }
+        }
+    }
+
+    /// The word a type task asks for.
+    pub fn word(&self) -> Option<&'static str> {
+        match &self.goal {
+            Goal::Type { word } => Some(word),
+            _ => None,
+        }
     }
 
     /// The right next action, while the episode runs.
