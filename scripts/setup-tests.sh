@@ -25,15 +25,16 @@ export CLAWDESK_TAURI_DRIVER="$CLAWDESK_TOOLS/bin/tauri-driver"
 
 # The libraries that read what ClawDesk writes, in a venv of their own: the official OpenAI
 # client (tests/python/openai_client.py), and Hugging Face datasets, pyarrow and TRL's data
-# utilities for the exports (tests/python/export_formats.py). TRL comes without its
+# utilities for the exports (tests/python/export_formats.py), and ByteDance's ui-tars parser that
+# `agent parse` is compared with (tests/python/ui_tars_parse.py). TRL comes without its
 # dependencies: its data utilities need only transformers, and its trainers' torch is not used.
 CLAWDESK_PY="${CLAWDESK_PY:-$HOME/.cache/clawdesk/py}"
-if ! "$CLAWDESK_PY/bin/python" -c "import openai, datasets, pyarrow, pandas, transformers, trl.data_utils" 2>/dev/null; then
+if ! "$CLAWDESK_PY/bin/python" -c "import openai, datasets, pyarrow, pandas, transformers, trl.data_utils, ui_tars.action_parser" 2>/dev/null; then
   echo "setup: installing the Python clients into $CLAWDESK_PY" >&2
   python3 -m venv "$CLAWDESK_PY"
   "$CLAWDESK_PY/bin/pip" install --quiet --disable-pip-version-check "openai==3.57.0" \
     "datasets==5.2.0" "pyarrow==26.0.1" "pandas==3.1.1" "pillow==13.0.0" "transformers==5.25.0" \
-    "jinja2"
+    "jinja2" "ui-tars==0.5.1"
   "$CLAWDESK_PY/bin/pip" install --quiet --disable-pip-version-check --no-deps "trl==1.16.0"
 fi
 export CLAWDESK_PYTHON="$CLAWDESK_PY/bin/python"

@@ -1,5 +1,6 @@
 //! The `clawdesk` binary end to end: observe with both capture backends, clear errors, and a
-//! `record` killed with SIGKILL leaving a sound database with every committed step.
+//! `record` killed with SIGKILL leaving a sound database with every committed step, and
+//! `agent parse` against the official UI-TARS parser.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -7,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use clawdesk_desktop::{Accessibility, Sandbox, SandboxOptions};
 use clawdesk_store::Store;
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawdesk");
 
@@ -349,4 +352,64 @@ fn bash_completions_are_printed_and_parse() {
         .output()
         .expect("bash runs");
     assert!(parsed.status.success(), "{parsed:?}");
+}
+
+/// `agent parse` against ByteDance's own parser (the `ui-tars` package): the corpus in
+/// tests/python/ui_tars_parse.py covers every action UI-TARS writes, in both coordinate forms.
+/// Each difference must be a fixed one or one the script lists with its reason.
+#[test]
+fn agent_parse_agrees_with_the_ui_tars_package() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/ui_tars_parse.py");
+    let out = Command::new(support::python())
+        .arg(script)
+        .arg(BIN)
+        .output()
+        .expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the JSON summary");
+    assert!(summary["cases"].as_u64() >= Some(50), "{summary}");
+}
+
+#[test]
+fn agent_parse_prints_actions_and_code_and_refuses_a_reply_without_an_action() {
+    let parse = |format: &str, reply: &str| {
+        let mut child = Command::new(BIN)
+            .args(["agent", "parse", "--format", format, "--screen", "1000x500"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(reply.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("wait")
+    };
+    let out = parse(
+        "qwen3-vl",
+        "<tool_call>\n{\"name\": \"computer_use\", \"arguments\": {\"action\": \"left_click\", \"coordinate\": [500, 500]}}\n</tool_call>",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\"kind\":\"click\""), "{text}");
+    // x = 500/999 of 1000 pixels, y = 500/999 of 500.
+    assert!(text.contains("pyautogui.click(501, 250)"), "{text}");
+    let out = parse("ui-tars-1000", "I think I should click.");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a ui-tars-1000 action"), "{err}");
 }

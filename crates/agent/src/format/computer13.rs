@@ -208,7 +208,7 @@ pub(crate) fn emit(
                 }
                 Action::Type { text, .. } => items.push(action("TYPING", json!({"text": text}))),
                 Action::Key { combo } => {
-                    let names = keys::split(combo);
+                    let names = keys::pyautogui_names(combo);
                     items.push(match names.as_slice() {
                         [one] => action("PRESS", json!({"key": one})),
                         _ => action("HOTKEY", json!({"keys": names})),

@@ -1,6 +1,7 @@
 //! Key combinations between the formats' key lists and the internal `ctrl+shift+t` form.
 
 use clawdesk_desktop::KeyCombo;
+use clawdesk_desktop::act::action::{KeyName, NamedKey};
 
 /// The key names of an internal combination, in order (`ctrl++` gives `ctrl`, `plus`).
 pub(crate) fn split(combo: &str) -> Vec<String> {
@@ -41,9 +42,60 @@ pub(crate) fn join<S: AsRef<str>>(keys: &[S]) -> Result<String, String> {
     Ok(combo)
 }
 
+/// The key names of an internal combination as pyautogui names them (`arrowleft` is `left`,
+/// `return` is `enter`): pyautogui ignores a name it does not know, so writing ours through
+/// would press nothing.
+pub(crate) fn pyautogui_names(combo: &str) -> Vec<String> {
+    let Ok(parsed) = KeyCombo::parse(combo) else {
+        return split(combo);
+    };
+    parsed
+        .keys
+        .iter()
+        .map(|key| match key {
+            KeyName::Char(c) => c.to_string(),
+            KeyName::Named(named) => match named {
+                NamedKey::Control => "ctrl".into(),
+                NamedKey::Shift => "shift".into(),
+                NamedKey::Alt => "alt".into(),
+                NamedKey::Super => "win".into(),
+                NamedKey::Return => "enter".into(),
+                NamedKey::Tab => "tab".into(),
+                NamedKey::Escape => "esc".into(),
+                NamedKey::Backspace => "backspace".into(),
+                NamedKey::Delete => "delete".into(),
+                NamedKey::Insert => "insert".into(),
+                NamedKey::Space => "space".into(),
+                NamedKey::Up => "up".into(),
+                NamedKey::Down => "down".into(),
+                NamedKey::Left => "left".into(),
+                NamedKey::Right => "right".into(),
+                NamedKey::Home => "home".into(),
+                NamedKey::End => "end".into(),
+                NamedKey::PageUp => "pageup".into(),
+                NamedKey::PageDown => "pagedown".into(),
+                NamedKey::CapsLock => "capslock".into(),
+                NamedKey::Menu => "apps".into(),
+                NamedKey::Pause => "pause".into(),
+                NamedKey::PrintScreen => "printscreen".into(),
+                NamedKey::F(n) => format!("f{n}"),
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{join, split};
+    use super::{join, pyautogui_names, split};
+
+    #[test]
+    fn pyautogui_gets_its_own_key_names() {
+        assert_eq!(pyautogui_names("arrowleft"), ["left"]);
+        assert_eq!(pyautogui_names("ctrl+Return"), ["ctrl", "enter"]);
+        assert_eq!(pyautogui_names("super+escape"), ["win", "esc"]);
+        assert_eq!(pyautogui_names("ctrl+plus"), ["ctrl", "+"]);
+        assert_eq!(pyautogui_names("shift+F5"), ["shift", "f5"]);
+    }
 
     #[test]
     fn combos_split_and_join() {

@@ -241,7 +241,7 @@ pub(crate) fn emit(
                     lines.push(format!("pyautogui.typewrite({})", quote(text)))
                 }
                 Action::Key { combo } => {
-                    let names = keys::split(combo);
+                    let names = keys::pyautogui_names(combo);
                     let quoted: Vec<String> = names.iter().map(|n| quote(n)).collect();
                     lines.push(if quoted.len() == 1 {
                         format!("pyautogui.press({})", quoted[0])

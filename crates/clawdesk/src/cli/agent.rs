@@ -22,6 +22,9 @@ enum AgentCommand {
     /// Run the agent while the judge scores its steps and the trainer learns from them,
     /// publishing adapter versions that the agent picks up between steps.
     Live(Box<LiveArgs>),
+    /// Read a model's reply on stdin and print the actions it parses to and the pyautogui code
+    /// they amount to, for debugging a model's output.
+    Parse(super::parse::ParseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +131,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     match args.command {
         AgentCommand::Run(a) => run_one(*a).await,
         AgentCommand::Live(a) => live(*a).await,
+        AgentCommand::Parse(a) => super::parse::run(a),
     }
 }
 

@@ -12,6 +12,7 @@ pub(crate) mod learn;
 pub(crate) mod load;
 mod model;
 mod observe;
+mod parse;
 pub(crate) mod progress;
 mod record;
 mod sandbox;
