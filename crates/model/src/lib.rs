@@ -31,6 +31,8 @@ pub use config::{PreprocessorConfig, Qwen3VlConfig};
 pub use device::{DeviceChoice, Precision};
 pub use error::{ModelError, Result};
 pub use lora::LoraConfig;
-pub use model::{KvCache, LM_HEAD, Logits, ModelInput, Qwen3Vl, ScoreItem, Scored};
+pub use model::{
+    KvCache, LM_HEAD, Logits, ModelInput, Qwen3Vl, ScoreItem, Scored, ScoredTopK, top_k_indices,
+};
 pub use ops::{Mode, Pass};
 pub use preprocess::{ImageFrame, PreparedImage};

@@ -85,6 +85,41 @@ pub struct Scored {
     pub spans: Vec<(usize, usize)>,
 }
 
+/// The log-softmax at every response position, the response tokens, each item's span.
+type ResponseLogSoftmax = (Tensor, Vec<u32>, Vec<(usize, usize)>);
+
+/// [`Scored`] with each position's top-k, from [`Qwen3Vl::score_top_k`].
+#[derive(Debug, Clone)]
+pub struct ScoredTopK {
+    /// The response tokens' log-probabilities.
+    pub scored: Scored,
+    /// `[tokens × k]`, row-major: this model's k likeliest tokens at each response position,
+    /// likeliest first (ties: the lower id).
+    pub indices: Vec<u32>,
+    /// `[tokens, k]`: their log-probabilities, carrying gradient in Train mode.
+    pub top: Tensor,
+    /// `[tokens, k]`: the log-probabilities at the indices asked for, when asked.
+    pub at: Option<Tensor>,
+}
+
+/// The `k` largest entries of a row, largest first, ties to the lower index; a NaN sorts last.
+pub fn top_k_indices(row: &[f32], k: usize) -> Vec<u32> {
+    let order = |a: &u32, b: &u32| {
+        let (x, y) = (row[*a as usize], row[*b as usize]);
+        y.partial_cmp(&x)
+            .unwrap_or_else(|| x.is_nan().cmp(&y.is_nan()))
+            .then(a.cmp(b))
+    };
+    let mut all: Vec<u32> = (0..row.len() as u32).collect();
+    let k = k.min(all.len());
+    if k < all.len() {
+        all.select_nth_unstable_by(k, order);
+        all.truncate(k);
+    }
+    all.sort_by(order);
+    all
+}
+
 /// One prepared row: embeddings, positions and the DeepStack additions.
 struct Row {
     embeds: Tensor,
@@ -428,6 +463,69 @@ impl Qwen3Vl {
     /// Train mode: log-probabilities of each response token given its prompt, computing the
     /// lm_head only at response positions.
     pub fn score(&self, items: &[ScoreItem], lora: bool) -> Result<Scored> {
+        let (logp, targets, spans) = self.response_log_softmax(items, lora)?;
+        let targets = Tensor::new(targets.as_slice(), &self.device)?.unsqueeze(1)?;
+        let logprobs = logp.gather(&targets, 1)?.squeeze(1)?;
+        Ok(Scored { logprobs, spans })
+    }
+
+    /// [`Self::score`], and at every response position the `k` likeliest tokens of this model
+    /// with their log-probabilities (over the whole vocabulary, not renormalised), and the
+    /// log-probabilities at `at` (`[tokens × k]`, row-major) when given: what top-k
+    /// distillation needs from the student (its top-k) and the teacher (its values there, and
+    /// its own top-k to compare hints by).
+    pub fn score_top_k(
+        &self,
+        items: &[ScoreItem],
+        lora: bool,
+        k: usize,
+        at: Option<&[u32]>,
+    ) -> Result<ScoredTopK> {
+        let (logp, targets, spans) = self.response_log_softmax(items, lora)?;
+        let (n, vocab) = logp.dims2()?;
+        if k == 0 || k > vocab {
+            return Err(ModelError::Input(format!(
+                "top-k needs 1 <= k <= {vocab}, not {k}"
+            )));
+        }
+        let picked = Tensor::new(targets.as_slice(), &self.device)?.unsqueeze(1)?;
+        let logprobs = logp.gather(&picked, 1)?.squeeze(1)?;
+        let rows: Vec<Vec<f32>> = logp.detach().to_vec2()?;
+        let mut indices = Vec::with_capacity(n * k);
+        for row in &rows {
+            indices.extend(top_k_indices(row, k));
+        }
+        let index = Tensor::from_slice(&indices, (n, k), &self.device)?;
+        let top = logp.gather(&index, 1)?;
+        let at = match at {
+            None => None,
+            Some(at) => {
+                if at.len() != n * k {
+                    return Err(ModelError::Input(format!(
+                        "{} indices to read for {n} positions of {k}",
+                        at.len()
+                    )));
+                }
+                if let Some(bad) = at.iter().find(|&&t| t as usize >= vocab) {
+                    return Err(ModelError::Input(format!(
+                        "token {bad} outside the vocabulary of {vocab}"
+                    )));
+                }
+                let index = Tensor::from_slice(at, (n, k), &self.device)?;
+                Some(logp.gather(&index, 1)?)
+            }
+        };
+        Ok(ScoredTopK {
+            scored: Scored { logprobs, spans },
+            indices,
+            top,
+            at,
+        })
+    }
+
+    /// The log-softmax `[response tokens, vocab]` at every response position of a batch, the
+    /// response tokens, and each item's span.
+    fn response_log_softmax(&self, items: &[ScoreItem], lora: bool) -> Result<ResponseLogSoftmax> {
         let mut inputs = Vec::with_capacity(items.len());
         for item in items {
             if item.response.is_empty() {
@@ -463,9 +561,7 @@ impl Qwen3Vl {
         let picked = hidden.reshape((b * longest, h))?.index_select(&rows, 0)?;
         let logits = self.logits(&picked)?;
         let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let targets = Tensor::new(targets.as_slice(), &self.device)?.unsqueeze(1)?;
-        let logprobs = logp.gather(&targets, 1)?.squeeze(1)?;
-        Ok(Scored { logprobs, spans })
+        Ok((logp, targets, spans))
     }
 
     /// A second model on the same frozen weights, with no adapter. The policy and the trainer
@@ -679,4 +775,18 @@ fn pad_seq(t: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
         return Ok(t.clone());
     }
     t.pad_with_zeros(1, 0, pad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_k_indices;
+
+    #[test]
+    fn top_k_is_largest_first_with_ties_to_the_lower_id_and_nan_last() {
+        let row = [0.1, 0.5, f32::NAN, 0.5, -1.0, 0.9];
+        assert_eq!(top_k_indices(&row, 3), [5, 1, 3]);
+        assert_eq!(top_k_indices(&row, 6), [5, 1, 3, 0, 4, 2]);
+        assert_eq!(top_k_indices(&row, 10).len(), 6);
+        assert_eq!(top_k_indices(&[2.0], 1), [0]);
+    }
 }

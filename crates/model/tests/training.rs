@@ -482,3 +482,83 @@ fn sampling_never_chooses_a_vision_placeholder() {
         assert!((lp - even).abs() < 1e-3, "{lp} vs {even}");
     }
 }
+
+/// Top-k scoring agrees with plain scoring and with the full distribution: its top-k are the
+/// likeliest tokens with their whole-vocabulary log-probabilities, reading the response
+/// tokens back with `at` gives `score`'s values, and the top-k carry gradient to the LoRA.
+#[test]
+fn top_k_scoring_matches_the_full_distribution_and_carries_gradient() {
+    let (_dir, loaded) = model_with_adapter();
+    let items = batch(&loaded);
+    let k = 4;
+    let plain: Vec<f32> = loaded
+        .model
+        .score(&items, true)
+        .expect("score")
+        .logprobs
+        .to_vec1()
+        .expect("values");
+    let at: Vec<u32> = items
+        .iter()
+        .flat_map(|it| it.response.iter().flat_map(|&t| [t; 4]))
+        .collect();
+    let scored = loaded
+        .model
+        .score_top_k(&items, true, k, Some(&at))
+        .expect("top-k");
+    let read: Vec<Vec<f32>> = scored.at.as_ref().expect("at").to_vec2().expect("rows");
+    for (row, want) in read.iter().zip(&plain) {
+        for v in row {
+            assert!((v - want).abs() < 1e-6, "{v} vs {want}");
+        }
+    }
+    // The first item's positions against the full distribution of Train mode.
+    let mut input = items[0].prompt.clone();
+    let n = items[0].response.len();
+    input.ids.extend_from_slice(&items[0].response[..n - 1]);
+    let logits = loaded
+        .model
+        .full_logits(&input, Mode::Train, true)
+        .expect("logits");
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).expect("log_softmax");
+    let rows: Vec<Vec<f32>> = logp.to_vec2().expect("rows");
+    let top: Vec<Vec<f32>> = scored.top.to_vec2().expect("top");
+    let p = items[0].prompt.ids.len();
+    for j in 0..n {
+        let full = &rows[p - 1 + j];
+        let mut sorted = full.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        for r in 0..k {
+            let id = scored.indices[j * k + r] as usize;
+            assert!((full[id] - sorted[r]).abs() < 1e-5, "rank {r} at {j}");
+            assert!(
+                (top[j][r] - full[id]).abs() < 1e-4,
+                "{} vs {}",
+                top[j][r],
+                full[id]
+            );
+        }
+    }
+    let grads = scored
+        .top
+        .sum_all()
+        .expect("sum")
+        .backward()
+        .expect("backward");
+    let lora = loaded.model.lora_gradients(&grads).expect("gradients");
+    assert!(!lora.is_empty());
+    assert!(
+        lora.iter().any(|(_, g)| g
+            .abs()
+            .and_then(|a| a.sum_all())
+            .and_then(|s| s.to_scalar::<f32>())
+            .is_ok_and(|s| s > 0.0)),
+        "no LoRA weight has a gradient"
+    );
+    assert!(
+        loaded
+            .model
+            .score_top_k(&items, true, k, Some(&at[1..]))
+            .is_err()
+    );
+}
