@@ -14,6 +14,45 @@ pub enum Method {
     Combined,
 }
 
+/// What the OPD teacher is compared with the student on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpdForm {
+    /// The sampled token alone: A_t = log π_T(a_t) − log π_old(a_t), the first paper's form.
+    Token,
+    /// The student's `k` likeliest tokens at each position, weighted by its share of them
+    /// (the revised OpenClaw-RL; k = 4 was best there). See [`crate::top_k`].
+    TopK {
+        /// How many of the student's likeliest tokens.
+        k: usize,
+    },
+}
+
+impl OpdForm {
+    /// The revised paper's default: top-4.
+    pub const DEFAULT: OpdForm = OpdForm::TopK { k: 4 };
+
+    /// `0` is the sampled-token form, any other number that many of the likeliest tokens.
+    pub fn from_k(k: usize) -> OpdForm {
+        if k == 0 {
+            OpdForm::Token
+        } else {
+            OpdForm::TopK { k }
+        }
+    }
+}
+
+impl std::fmt::Display for OpdForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpdForm::Token => f.write_str("sampled token"),
+            OpdForm::TopK { k } => write!(f, "top-{k}"),
+        }
+    }
+}
+
+/// The gap clip C of GUI steps in the revised OpenClaw-RL (its personal-agent track uses 1).
+pub const GUI_GAP_CLIP: f32 = 2.0;
+
 /// How advantages are formed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdvantageSettings {
@@ -23,9 +62,11 @@ pub struct AdvantageSettings {
     pub w_rl: f32,
     /// The weight of the teacher gap in the combined method (the others ignore it).
     pub w_opd: f32,
-    /// Clip each token's teacher gap to ±this (later OpenClaw-RL versions use 1.0); `None`
-    /// leaves it unclipped.
+    /// Clip each teacher gap to ±this (the revised OpenClaw-RL: 2 for GUI steps, 1 for a
+    /// personal agent's); `None` leaves it unclipped.
     pub opd_clip: Option<f32>,
+    /// What the teacher is compared on: the sampled token or the student's top-k.
+    pub opd_form: OpdForm,
 }
 
 impl Default for AdvantageSettings {
@@ -34,9 +75,43 @@ impl Default for AdvantageSettings {
             method: Method::Combined,
             w_rl: 1.0,
             w_opd: 1.0,
-            opd_clip: None,
+            opd_clip: Some(GUI_GAP_CLIP),
+            opd_form: OpdForm::DEFAULT,
         }
     }
+}
+
+/// What a sample trains on under the sample rules, when it trains at all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rule {
+    /// The reward term on every token (already weighted in the combined method).
+    pub reward: f32,
+    /// The weight of the teacher's term; 0 when it does not apply.
+    pub teacher_weight: f32,
+}
+
+/// The sample rules: Binary RL needs a decided reward, OPD a teacher, combined either (hint
+/// and ±1 → both terms; hint only → r = 0; ±1 only → no teacher term). `None`: dropped.
+/// A reward of 0 counts as undecided.
+pub fn sample_rule(
+    settings: &AdvantageSettings,
+    reward: Option<f32>,
+    has_teacher: bool,
+) -> Option<Rule> {
+    let reward = reward.filter(|r| *r != 0.0);
+    let (reward, teacher_weight) = match (settings.method, reward, has_teacher) {
+        (Method::BinaryRl, Some(r), _) => (r, 0.0),
+        (Method::BinaryRl, None, _) => return None,
+        (Method::Opd, _, true) => (0.0, 1.0),
+        (Method::Opd, _, false) => return None,
+        (Method::Combined, r, true) => (settings.w_rl * r.unwrap_or(0.0), settings.w_opd),
+        (Method::Combined, Some(r), false) => (settings.w_rl * r, 0.0),
+        (Method::Combined, None, false) => return None,
+    };
+    Some(Rule {
+        reward,
+        teacher_weight,
+    })
 }
 
 /// What is known of one generated response.
@@ -116,16 +191,12 @@ pub fn token_advantages(
     let mean_gap = gaps
         .as_ref()
         .map(|g| g.iter().sum::<f32>() / g.len() as f32);
-    let (reward_term, gap_weight) = match (settings.method, reward, &gaps) {
-        (Method::BinaryRl, Some(r), _) => (r, 0.0),
-        (Method::BinaryRl, None, _) => return Ok(None),
-        (Method::Opd, _, Some(_)) => (0.0, 1.0),
-        (Method::Opd, _, None) => return Ok(None),
-        // The combined rules: hint and ±1 → both; hint only → r = 0; ±1 only → gap 0;
-        // neither → dropped.
-        (Method::Combined, r, Some(_)) => (settings.w_rl * r.unwrap_or(0.0), settings.w_opd),
-        (Method::Combined, Some(r), None) => (settings.w_rl * r, 0.0),
-        (Method::Combined, None, None) => return Ok(None),
+    let Some(Rule {
+        reward: reward_term,
+        teacher_weight: gap_weight,
+    }) = sample_rule(settings, reward, gaps.is_some())
+    else {
+        return Ok(None);
     };
     let values = match &gaps {
         Some(gaps) if gap_weight != 0.0 => {
@@ -171,6 +242,7 @@ mod tests {
             w_rl: 1.0,
             w_opd: 1.0,
             opd_clip: None,
+            opd_form: OpdForm::Token,
         }
     }
 

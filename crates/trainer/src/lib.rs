@@ -6,7 +6,8 @@
 //! - The objective: [`advantage`] applies the sample rules and builds per-token advantages;
 //!   [`loss`] computes the surrogate over a flat batch of scored response tokens with exact
 //!   gradients; [`update`] makes one update of a Qwen3-VL's LoRA from a batch; [`teacher`]
-//!   words the OPD teacher's hinted context.
+//!   words the OPD teacher's hinted context; [`top_k`] is the revised OPD over the student's
+//!   top-k tokens, with the gap clip and the choice among several judges' hints.
 //! - The optimiser: [`optim`] is AdamW with clipping and a schedule, whose state [`checkpoint`]
 //!   writes atomically and restores exactly; [`base_weights`] trains chosen base weights beside
 //!   the adapter.
@@ -35,10 +36,12 @@ pub mod probe;
 pub mod run;
 pub mod stored;
 pub mod teacher;
+pub mod top_k;
 pub mod update;
 
 pub use advantage::{
-    AdvantageSettings, Method, Sample, TokenAdvantages, standardise, token_advantages,
+    AdvantageSettings, GUI_GAP_CLIP, Method, OpdForm, Sample, TokenAdvantages, sample_rule,
+    standardise, token_advantages,
 };
 pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use error::{Result, TrainerError};

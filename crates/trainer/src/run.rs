@@ -74,6 +74,10 @@ pub struct LearningChoices {
     pub w_rl: f32,
     /// The weight of the OPD advantage (teacher gap) in the combined method.
     pub w_opd: f32,
+    /// What the teacher is compared on: the sampled token, or the student's top-k.
+    pub opd_form: crate::advantage::OpdForm,
+    /// The teacher gap's clip C; `None`: unclipped.
+    pub opd_clip: Option<f32>,
     /// A constant learning rate.
     pub lr: f64,
     /// Trainable samples per update.
@@ -93,6 +97,8 @@ impl Default for LearningChoices {
             method: advantages.method,
             w_rl: advantages.w_rl,
             w_opd: advantages.w_opd,
+            opd_form: advantages.opd_form,
+            opd_clip: advantages.opd_clip,
             lr: 1e-5,
             batch: loop_defaults.batch,
             checkpoint_every: loop_defaults.checkpoint_every,
@@ -108,6 +114,8 @@ impl LearningChoices {
         update.advantages.method = self.method;
         update.advantages.w_rl = self.w_rl;
         update.advantages.w_opd = self.w_opd;
+        update.advantages.opd_form = self.opd_form;
+        update.advantages.opd_clip = self.opd_clip;
         TrainLoopSettings {
             run: run.to_owned(),
             batch: self.batch,
@@ -377,7 +385,7 @@ impl<'a> TrainLoop<'a> {
                 let method = self.settings.update.advantages.method;
                 samples.extend(sample.filter(|s| match method {
                     Method::BinaryRl => s.reward.is_some(),
-                    Method::Opd => s.teacher_prompt.is_some(),
+                    Method::Opd => !s.teacher_prompts.is_empty(),
                     Method::Combined => true,
                 }));
                 if samples.len() == self.settings.batch {
@@ -396,12 +404,15 @@ pub fn metrics_json(m: &UpdateMetrics) -> serde_json::Value {
         "kl_to_base": m.kl_to_base,
         "mean_reward": m.mean_reward,
         "mean_gap": m.mean_gap,
+        "hint_overlap": m.hint_overlap,
         "clip_fraction": m.clip_fraction,
         "approx_kl": m.approx_kl,
         "grad_norm": m.grad_norm,
         "lr": m.lr,
         "samples": m.samples,
         "dropped": m.dropped,
+        "dropped_no_signal": m.dropped_no_signal,
+        "dropped_too_long": m.dropped_too_long,
         "tokens": m.tokens,
         "tokens_per_second": m.tokens_per_second,
     })
@@ -429,6 +440,8 @@ mod tests {
             method: Method::Opd,
             w_rl: 0.25,
             w_opd: 2.0,
+            opd_form: crate::OpdForm::TopK { k: 8 },
+            opd_clip: None,
             lr: 3e-4,
             batch: 4,
             checkpoint_every: 7,
@@ -440,6 +453,10 @@ mod tests {
         assert_eq!(
             (s.update.advantages.w_rl, s.update.advantages.w_opd),
             (0.25, 2.0)
+        );
+        assert_eq!(
+            (s.update.advantages.opd_form, s.update.advantages.opd_clip),
+            (crate::OpdForm::TopK { k: 8 }, None)
         );
         assert_eq!(s.schedule, Schedule::Constant { lr: 3e-4 });
         assert_eq!((s.batch, s.checkpoint_every, s.max_staleness), (4, 7, None));

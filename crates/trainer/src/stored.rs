@@ -18,7 +18,7 @@ pub fn training_sample(
     turn: &PolicyTurn,
     store: &Store,
     processor: &Processor,
-    hints: &HintTemplate,
+    template: &HintTemplate,
     verdict: &Verdict,
 ) -> Result<Option<TrainSample>> {
     if let Some(id) = turn
@@ -31,8 +31,8 @@ pub fn training_sample(
         )));
     }
     let reward = (verdict.score != 0).then_some(f32::from(verdict.score));
-    let hint = verdict.hint.as_deref().filter(|h| !h.trim().is_empty());
-    if reward.is_none() && hint.is_none() {
+    let hints = hint_candidates(verdict);
+    if reward.is_none() && hints.is_empty() {
         return Ok(None);
     }
     let images = turn
@@ -49,22 +49,64 @@ pub fn training_sample(
         })
         .collect::<Result<Vec<_>>>()?;
     let prompt = encode(processor, &turn.messages, &turn.tools, images.clone())?;
-    let teacher_prompt = match hint {
-        Some(hint) => Some(encode(
-            processor,
-            &with_hint(&turn.messages, hints, hint)?,
-            &turn.tools,
-            images,
-        )?),
-        None => None,
-    };
+    let teacher_prompts = hints
+        .iter()
+        .map(|hint| {
+            encode(
+                processor,
+                &with_hint(&turn.messages, template, hint)?,
+                &turn.tools,
+                images.clone(),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Some(TrainSample {
         prompt,
-        teacher_prompt,
+        teacher_prompts,
         response: turn.tokens.clone(),
         old_logprobs: turn.logprobs.clone(),
         reward,
     }))
+}
+
+/// The most hints a sample's teacher is tried with (the revised OpenClaw-RL's cap).
+pub const MAX_HINTS: usize = 3;
+
+/// The distinct hints behind a verdict, shortest first, at most [`MAX_HINTS`]: each judge
+/// vote's, when the votes were kept, else the verdict's own (a person's, or an older row's).
+/// The longest hint, the one the verdict shows, is always among them.
+pub fn hint_candidates(verdict: &Verdict) -> Vec<String> {
+    let shown = verdict
+        .hint
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty());
+    let mut hints: Vec<String> = verdict
+        .votes
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|vote| vote.get("hint")?.as_str())
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    hints.extend(shown.map(str::to_owned));
+    hints.sort_by_key(|h| h.chars().count());
+    let mut unique: Vec<String> = Vec::new();
+    for h in hints {
+        if !unique.contains(&h) {
+            unique.push(h);
+        }
+    }
+    if unique.len() > MAX_HINTS {
+        // Keep the longest (the verdict's) and the shortest others.
+        let longest = unique.pop();
+        unique.truncate(MAX_HINTS - 1);
+        unique.extend(longest);
+    }
+    unique
 }
 
 fn encode(
@@ -100,6 +142,45 @@ pub fn with_hint(messages: &[Message], hints: &HintTemplate, hint: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hint_candidates_are_the_votes_distinct_hints_shortest_first() {
+        let verdict = |votes: serde_json::Value, hint: Option<&str>| clawdesk_store::Verdict {
+            id: clawdesk_store::VerdictId(1),
+            step: clawdesk_store::StepId(1),
+            source: clawdesk_store::VerdictSource::Judge,
+            score: -1,
+            votes: Some(votes),
+            hint: hint.map(str::to_owned),
+            judge: None,
+            mean: None,
+            correction: None,
+            created_at_ms: 0,
+        };
+        let v = verdict(
+            serde_json::json!([
+                {"score": -1, "hint": "click the red one", "raw": ""},
+                {"score": -1, "hint": "  ", "raw": ""},
+                {"score": 1, "raw": ""},
+                {"score": -1, "hint": "red", "raw": ""},
+                {"score": -1, "hint": "click the red one", "raw": ""},
+                {"score": -1, "hint": "the red button, top left", "raw": ""},
+                {"score": -1, "hint": "press it", "raw": ""}
+            ]),
+            Some("the red button, top left"),
+        );
+        assert_eq!(
+            hint_candidates(&v),
+            ["red", "press it", "the red button, top left"]
+        );
+        let person = clawdesk_store::Verdict {
+            votes: None,
+            ..verdict(serde_json::Value::Null, Some("use the menu"))
+        };
+        assert_eq!(hint_candidates(&person), ["use the menu"]);
+        let none = verdict(serde_json::json!([{"score": 1, "raw": ""}]), None);
+        assert!(hint_candidates(&none).is_empty());
+    }
 
     #[test]
     fn the_hint_goes_after_the_last_user_text() {

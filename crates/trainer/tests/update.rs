@@ -1,13 +1,14 @@
 //! Updates on a generated tiny Qwen3-VL: Binary RL moves the responses' probability the way the
-//! reward says, OPD pulls the student toward the hinted teacher, micro-batching changes nothing,
-//! and a batch with nothing to learn changes nothing.
+//! reward says, OPD (on the sampled token and on the student's top-k) pulls the student toward
+//! the hinted teacher, top-k OPD keeps the hint whose teacher agrees most, micro-batching
+//! changes nothing, and a batch with nothing to learn changes nothing.
 
 use candle_core::Device;
 use clawdesk_model::chat::{Message, Role};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, ModelInput, ScoreItem, tiny};
 use clawdesk_trainer::{
-    AdamW, AdamWConfig, AdvantageSettings, Method, TrainSample, UpdateSettings, update,
+    AdamW, AdamWConfig, AdvantageSettings, Method, OpdForm, TrainSample, UpdateSettings, update,
 };
 
 /// OPD's per-token advantages are large on this saturated tiny model (gaps of several nats);
@@ -108,7 +109,7 @@ fn binary_rl_follows_the_reward() {
         let mut opt = optimizer(&loaded);
         let batch = vec![TrainSample {
             prompt: input.clone(),
-            teacher_prompt: None,
+            teacher_prompts: Vec::new(),
             response: response.clone(),
             old_logprobs: old,
             reward: Some(reward),
@@ -135,49 +136,192 @@ fn binary_rl_follows_the_reward() {
 }
 
 #[test]
-fn opd_pulls_the_student_toward_the_hinted_teacher() {
-    let (_dir, loaded) = tiny_policy(2);
+fn token_opd_pulls_the_student_toward_the_hinted_teacher() {
+    // The sampled-token form, unclipped as it was first tested.
+    {
+        let (form, clip) = (OpdForm::Token, None);
+        let (_dir, loaded) = tiny_policy(2);
+        let input = prompt(&loaded, "Open the settings.");
+        let hinted = prompt(
+            &loaded,
+            "Open the settings.\n\nHint: the gear icon is at the top right.",
+        );
+        let (response, old) = sample(&loaded, &input, "click(950, 40)");
+        let teacher = logprobs(&loaded, &hinted, &response, false);
+        let gap = |student: &[f32]| -> f32 {
+            student
+                .iter()
+                .zip(&teacher)
+                .map(|(s, t)| (s - t).abs())
+                .sum::<f32>()
+        };
+        let before = gap(&logprobs(&loaded, &input, &response, true));
+        let mut opt = optimizer(&loaded);
+        let batch = vec![TrainSample {
+            prompt: input.clone(),
+            teacher_prompts: vec![hinted],
+            response: response.clone(),
+            old_logprobs: old,
+            reward: None,
+        }];
+        let mut settings = settings(Method::Combined);
+        settings.advantages.opd_form = form;
+        settings.advantages.opd_clip = clip;
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            let m = update(&loaded.model, &mut opt, &batch, &settings, LR_OPD).expect("update");
+            gaps.push(m.mean_gap.expect("a teacher gap"));
+            assert_eq!(m.mean_reward, 0.0, "hint only: r = 0");
+            assert_eq!(m.hint_overlap, None);
+        }
+        let after = gap(&logprobs(&loaded, &input, &response, true));
+        assert!(
+            after < before * 0.8,
+            "{form}: student-teacher gap {before} -> {after} ({gaps:?})"
+        );
+    }
+}
+
+/// Top-k OPD, with the defaults (top-4, the gap clipped at 2): the student's log-probabilities
+/// at its top-k move toward the hinted teacher's, weighted by the student's share as the loss
+/// weighs them. The model is drawn as for training (small weights): the order-one tiny model
+/// puts all its mass on one token that teacher and student agree on, where top-k OPD has
+/// nothing to do.
+#[test]
+fn top_k_opd_pulls_the_students_top_k_toward_the_hinted_teacher() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tiny::write_tiny_model_with(
+        dir.path(),
+        &tiny::default_config(),
+        3,
+        &[],
+        tiny::Init::Trainable,
+    )
+    .expect("tiny");
+    let mut loaded = LoadedModel::load(
+        dir.path().to_str().expect("utf8"),
+        &Device::Cpu,
+        None,
+        &mut |_| {},
+    )
+    .expect("load");
+    loaded
+        .model
+        .attach_lora(LoraConfig::new(4, 8.0), 7)
+        .expect("lora");
     let input = prompt(&loaded, "Open the settings.");
     let hinted = prompt(
         &loaded,
         "Open the settings.\n\nHint: the gear icon is at the top right.",
     );
     let (response, old) = sample(&loaded, &input, "click(950, 40)");
-    let teacher = logprobs(&loaded, &hinted, &response, false);
-    let gap = |student: &[f32]| -> f32 {
-        student
-            .iter()
-            .zip(&teacher)
-            .map(|(s, t)| (s - t).abs())
-            .sum::<f32>()
+    let k = 4;
+    let item = |p: &ModelInput| ScoreItem {
+        prompt: p.clone(),
+        response: response.clone(),
     };
-    let before = gap(&logprobs(&loaded, &input, &response, true));
-    let mut opt = optimizer(&loaded);
+    let start = loaded
+        .model
+        .score_top_k(&[item(&input)], true, k, None)
+        .expect("student");
+    let ids = start.indices.clone();
+    let teacher: Vec<f32> = loaded
+        .model
+        .score_top_k(&[item(&hinted)], false, k, Some(&ids))
+        .expect("teacher")
+        .at
+        .expect("at")
+        .flatten_all()
+        .and_then(|t| t.to_vec1())
+        .expect("values");
+    // Σ over positions and the first top-k of w_v·|log π_S(v) − log π_T(v)|.
+    let distance = |loaded: &LoadedModel| -> f32 {
+        let s: Vec<f32> = loaded
+            .model
+            .score_top_k(&[item(&input)], true, k, Some(&ids))
+            .expect("student")
+            .at
+            .expect("at")
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .expect("values");
+        s.chunks(k)
+            .zip(teacher.chunks(k))
+            .map(|(s, t)| {
+                let z: f32 = s.iter().map(|v| v.exp()).sum();
+                s.iter()
+                    .zip(t)
+                    .map(|(sv, tv)| sv.exp() / z * (sv - tv).abs())
+                    .sum::<f32>()
+            })
+            .sum()
+    };
+    let before = distance(&loaded);
     let batch = vec![TrainSample {
         prompt: input.clone(),
-        teacher_prompt: Some(hinted),
+        teacher_prompts: vec![hinted.clone()],
         response: response.clone(),
         old_logprobs: old,
         reward: None,
     }];
-    let mut gaps = Vec::new();
+    let mut opt = optimizer(&loaded);
+    let defaults = settings(Method::Opd);
+    assert_eq!(defaults.advantages.opd_form, OpdForm::TopK { k: 4 });
+    let mut overlaps = Vec::new();
     for _ in 0..6 {
-        let m = update(
+        let m = update(&loaded.model, &mut opt, &batch, &defaults, LR_OPD).expect("update");
+        overlaps.push(m.hint_overlap.expect("an overlap"));
+    }
+    let after = distance(&loaded);
+    assert!(
+        before > 0.0 && after < before * 0.8,
+        "top-k distance {before} -> {after} (overlaps {overlaps:?})"
+    );
+}
+
+/// Of several judges' hints, top-k OPD keeps the one whose teacher's top-k overlaps the
+/// student's most, wherever it comes in the list; its overlap is in the update's figures.
+#[test]
+fn top_k_opd_keeps_the_hint_whose_teacher_agrees_most() {
+    let (_dir, loaded) = tiny_policy(5);
+    let input = prompt(&loaded, "Open the settings.");
+    let other = prompt(
+        &loaded,
+        "Open the settings.\n\nHint: the gear icon, top right, then Display.",
+    );
+    let (response, old) = sample(&loaded, &input, "click(950, 40)");
+    // A fresh adapter's B is zero, so the student is the base: a "hint" that leaves the
+    // prompt as it is gives a teacher whose top-k is the student's at every position.
+    let overlap_with = |teachers: Vec<ModelInput>| {
+        let (_dir, loaded) = tiny_policy(5);
+        let batch = vec![TrainSample {
+            prompt: input.clone(),
+            teacher_prompts: teachers,
+            response: response.clone(),
+            old_logprobs: old.clone(),
+            reward: Some(-1.0),
+        }];
+        let mut opt = optimizer(&loaded);
+        update(
             &loaded.model,
             &mut opt,
             &batch,
             &settings(Method::Combined),
             LR_OPD,
         )
-        .expect("update");
-        gaps.push(m.mean_gap.expect("a teacher gap"));
-        assert_eq!(m.mean_reward, 0.0, "hint only: r = 0");
-    }
-    let after = gap(&logprobs(&loaded, &input, &response, true));
+        .expect("update")
+        .hint_overlap
+        .expect("an overlap")
+    };
+    let alone = overlap_with(vec![other.clone()]);
     assert!(
-        after < before * 0.8,
-        "student-teacher gap {before} -> {after} ({gaps:?})"
+        alone < 1.0,
+        "the other hint's teacher agrees fully ({alone})"
     );
+    assert_eq!(overlap_with(vec![input.clone()]), 1.0);
+    assert_eq!(overlap_with(vec![other.clone(), input.clone()]), 1.0);
+    assert_eq!(overlap_with(vec![input.clone(), other]), 1.0);
+    drop(loaded);
 }
 
 #[test]
@@ -193,7 +337,7 @@ fn micro_batches_accumulate_to_the_same_update() {
                 let (response, old) = sample(&loaded, &input, &format!("key(Return) {i}"));
                 TrainSample {
                     prompt: input,
-                    teacher_prompt: None,
+                    teacher_prompts: Vec::new(),
                     response,
                     old_logprobs: old,
                     reward: Some(if i == 1 { -1.0 } else { 1.0 }),
@@ -227,7 +371,7 @@ fn nothing_to_learn_changes_nothing() {
     let mut opt = optimizer(&loaded);
     let batch = vec![TrainSample {
         prompt: input,
-        teacher_prompt: None,
+        teacher_prompts: Vec::new(),
         response,
         old_logprobs: old,
         reward: None,

@@ -6,18 +6,47 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clawdesk_gym::TaskKind;
-use clawdesk_trainer::Method;
 use clawdesk_trainer::gym::episode::HintWhen;
 use clawdesk_trainer::gym::learn::{LearnEvent, LearnReport, LearnSettings, learn_on};
 use clawdesk_trainer::gym::warm_start::{WarmStartSettings, practice_base_on};
+use clawdesk_trainer::{Method, OpdForm};
 
-use crate::cli::learn::MethodArg;
+/// The methods the bench compares: the trainer's methods, OPD in either form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchMethod {
+    /// The judge's ±1 alone.
+    #[value(name = "binary-rl")]
+    BinaryRl,
+    /// OPD on the sampled token (the first paper's form).
+    #[value(name = "opd-token")]
+    OpdToken,
+    /// OPD on the student's top-k (`--opd-top-k`).
+    Opd,
+    /// Binary RL plus top-k OPD.
+    Combined,
+    /// Binary RL plus OPD on the sampled token.
+    #[value(name = "combined-token")]
+    CombinedToken,
+}
 
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::BinaryRl => "Binary RL",
-        Method::Opd => "OPD",
-        Method::Combined => "combined",
+impl BenchMethod {
+    fn method(self, k: usize) -> (Method, OpdForm) {
+        let top = OpdForm::from_k(k);
+        match self {
+            BenchMethod::BinaryRl => (Method::BinaryRl, top),
+            BenchMethod::OpdToken => (Method::Opd, OpdForm::Token),
+            BenchMethod::Opd => (Method::Opd, top),
+            BenchMethod::Combined => (Method::Combined, top),
+            BenchMethod::CombinedToken => (Method::Combined, OpdForm::Token),
+        }
+    }
+}
+
+fn method_name(r: &LearnReport) -> String {
+    match (r.method, r.opd_form) {
+        (Method::BinaryRl, _) => "Binary RL".into(),
+        (Method::Opd, form) => format!("OPD ({form})"),
+        (Method::Combined, form) => format!("combined ({form})"),
     }
 }
 
@@ -43,9 +72,16 @@ pub struct LearnBenchArgs {
     /// spread, since one run of 100 held-out tasks is ±0.03 on its own.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub runs: u64,
-    /// The methods to compare; repeatable.
-    #[arg(long = "method", value_enum, default_values_t = [MethodArg::BinaryRl, MethodArg::Opd, MethodArg::Combined])]
-    pub methods: Vec<MethodArg>,
+    /// The methods to compare; repeatable. `opd` and `combined` use the student's top-k
+    /// (`--opd-top-k`), `opd-token` and `combined-token` the sampled token.
+    #[arg(long = "method", value_enum, default_values_t = [BenchMethod::BinaryRl, BenchMethod::OpdToken, BenchMethod::Opd, BenchMethod::Combined])]
+    pub methods: Vec<BenchMethod>,
+    /// How many of the student's likeliest tokens top-k OPD compares at each position.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub opd_top_k: u64,
+    /// Clip each teacher gap to plus or minus this; 0: no clip.
+    #[arg(long, default_value_t = clawdesk_trainer::GUI_GAP_CLIP)]
+    pub opd_clip: f32,
     /// Updates per method.
     #[arg(long, default_value_t = LearnSettings::default().updates)]
     pub updates: usize,
@@ -177,7 +213,7 @@ pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
                 &args,
                 &base,
                 &kinds,
-                Method::from(*m),
+                m.method(args.opd_top_k as usize),
                 seed,
                 &device,
             )?);
@@ -192,12 +228,14 @@ fn learn_one(
     args: &LearnBenchArgs,
     base: &std::path::Path,
     kinds: &[TaskKind],
-    method: Method,
+    (method, opd_form): (Method, OpdForm),
     seed: u64,
     device: &candle_core::Device,
 ) -> anyhow::Result<LearnReport> {
     let settings = LearnSettings {
         method,
+        opd_form,
+        opd_clip: (args.opd_clip > 0.0).then_some(args.opd_clip),
         updates: args.updates,
         tasks: args.tasks,
         rollouts: args.rollouts,
@@ -216,7 +254,11 @@ fn learn_one(
         },
         ..LearnSettings::default()
     };
-    let name = method_name(settings.method);
+    let name = match (method, opd_form) {
+        (Method::BinaryRl, _) => "Binary RL".to_string(),
+        (m, form) => format!("{m:?} ({form})"),
+    };
+    let name = name.as_str();
     Ok(learn_on(base, &settings, device, &mut |e| match e {
         LearnEvent::Evaluated { update, success } => {
             tracing::info!(method = name, seed, update, success, "held-out success");
@@ -231,6 +273,8 @@ fn learn_one(
             batch_reward,
             loss = metrics.loss,
             gap = metrics.mean_gap,
+            hint_overlap = metrics.hint_overlap,
+            dropped_no_signal = metrics.dropped_no_signal,
             grad_norm = metrics.grad_norm,
             clip_fraction = metrics.clip_fraction,
             approx_kl = metrics.approx_kl,
@@ -252,6 +296,47 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
     }
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (mean, var.sqrt())
+}
+
+/// The paired difference, run by run, of each combined method's final success against every
+/// other method's, with its t (mean over the standard error); needs two runs or more.
+fn paired(out: &mut String, reports: &[Vec<LearnReport>]) {
+    let runs = reports.len();
+    let methods = reports.first().map_or(0, Vec::len);
+    if runs < 2 {
+        return;
+    }
+    let mut lines = Vec::new();
+    for c in 0..methods {
+        if reports[0][c].method != Method::Combined {
+            continue;
+        }
+        for o in (0..methods).filter(|&o| o != c) {
+            let diffs: Vec<f64> = reports.iter().map(|r| r[c].after - r[o].after).collect();
+            let (mean, sd) = mean_sd(&diffs);
+            let t = if sd > 0.0 {
+                format!("{:.1}", mean / (sd / (runs as f64).sqrt()))
+            } else {
+                "—".into()
+            };
+            lines.push(format!(
+                "| {} − {} | {mean:+.3} | {sd:.3} | {t} |",
+                method_name(&reports[0][c]),
+                method_name(&reports[0][o])
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\npaired by run seed ({runs} runs): final success of combined minus each other method\n\n\
+         | pair | mean difference | sd | paired t |\n|---|---:|---:|---:|"
+    );
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 /// `reports[run][method]`, methods in the same order in every run.
@@ -336,9 +421,10 @@ fn render(
         let _ = writeln!(
             out,
             "| {} | {before:.2} | {after} | {best:.2} | {to_target} | {seconds:.0} | {samples:.1} | {skipped} |",
-            method_name(of[0].method),
+            method_name(of[0]),
         );
     }
+    paired(&mut out, reports);
     let _ = writeln!(out, "\ncurves (update: held-out success):");
     for (run, of_run) in reports.iter().enumerate() {
         for r in of_run {
@@ -348,12 +434,7 @@ fn render(
             } else {
                 String::new()
             };
-            let _ = writeln!(
-                out,
-                "- {}{seed}: {}",
-                method_name(r.method),
-                points.join(" ")
-            );
+            let _ = writeln!(out, "- {}{seed}: {}", method_name(r), points.join(" "));
         }
     }
     out
@@ -373,6 +454,7 @@ mod tests {
     fn report(method: Method, after: f64, to_target: Option<usize>) -> LearnReport {
         LearnReport {
             method,
+            opd_form: OpdForm::TopK { k: 4 },
             before: 0.4,
             after,
             curve: vec![(0, 0.4), (40, after)],
@@ -416,12 +498,17 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.contains("| combined | 0.40 | 0.90 ± 0.00 | 0.90 | 30 | 30 | 0.0 | 2 |"),
+            table.contains("| combined (top-4) | 0.40 | 0.90 ± 0.00 | 0.90 | 30 | 30 | 0.0 | 2 |"),
             "{table}"
         );
         assert_eq!(table.matches("| Binary RL |").count(), 1, "{table}");
         assert!(
-            table.contains("- combined (seed 4): 0:0.40 40:0.90"),
+            table.contains("- combined (top-4) (seed 4): 0:0.40 40:0.90"),
+            "{table}"
+        );
+        // Run 1: 0.9 − 0.8; run 2: 0.9 − 0.9: mean 0.05, sd 0.0707, t 1.0.
+        assert!(
+            table.contains("| combined (top-4) − Binary RL | +0.050 | 0.071 | 1.0 |"),
             "{table}"
         );
     }

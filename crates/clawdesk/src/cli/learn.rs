@@ -35,6 +35,13 @@ pub struct LearnArgs {
     /// The OPD advantage's weight in the combined method.
     #[arg(long, default_value_t = 1.0)]
     pub w_opd: f32,
+    /// OPD compares teacher and student on the student's this many likeliest tokens at each
+    /// position (the revised OpenClaw-RL's top-k); 0 compares them on the sampled token alone.
+    #[arg(long, default_value_t = 4)]
+    pub opd_top_k: usize,
+    /// Clip each teacher gap to plus or minus this (2 for GUI steps, as OpenClaw-RL); 0: no clip.
+    #[arg(long, default_value_t = clawdesk_trainer::GUI_GAP_CLIP)]
+    pub opd_clip: f32,
     /// The learning rate (constant).
     #[arg(long, default_value_t = 1e-5)]
     pub lr: f64,
@@ -59,6 +66,8 @@ impl LearnArgs {
             method: self.method.into(),
             w_rl: self.w_rl,
             w_opd: self.w_opd,
+            opd_form: clawdesk_trainer::OpdForm::from_k(self.opd_top_k),
+            opd_clip: (self.opd_clip > 0.0).then_some(self.opd_clip),
             lr: self.lr,
             batch: self.batch,
             checkpoint_every: self.checkpoint_every,
@@ -95,5 +104,11 @@ mod tests {
         let cli = Cli::parse_from(["x", "--method", "opd", "--w-rl", "0.5", "--w-opd", "2"]);
         let c = cli.learn.choices(None);
         assert_eq!((c.method, c.w_rl, c.w_opd), (Method::Opd, 0.5, 2.0));
+        let cli = Cli::parse_from(["x", "--opd-top-k", "0", "--opd-clip", "0"]);
+        let c = cli.learn.choices(None);
+        assert_eq!(
+            (c.opd_form, c.opd_clip),
+            (clawdesk_trainer::OpdForm::Token, None)
+        );
     }
 }

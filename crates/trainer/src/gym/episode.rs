@@ -251,14 +251,14 @@ impl<'a> GymPolicy<'a> {
                 break;
             };
             let hint = hints.hint(&outcome);
-            let teacher_prompt = match &hint {
-                Some(h) => Some(self.prompt(&before, Some(h))?),
-                None => None,
+            let teacher_prompts = match &hint {
+                Some(h) => vec![self.prompt(&before, Some(h))?],
+                None => Vec::new(),
             };
             steps.push(PlayedStep {
                 sample: TrainSample {
                     prompt: acted.prompt,
-                    teacher_prompt,
+                    teacher_prompts,
                     response: acted.tokens,
                     old_logprobs: acted.logprobs,
                     reward: Some(outcome.reward),

@@ -11,7 +11,7 @@ use clawdesk_model::LoraConfig;
 use clawdesk_model::generate::Sampling;
 use clawdesk_model::rng::SeededRng;
 
-use crate::advantage::{AdvantageSettings, Method, standardise};
+use crate::advantage::{AdvantageSettings, Method, OpdForm, standardise};
 use crate::error::{Result, TrainerError};
 use crate::gym::episode::{GymPolicy, HintWhen, load_on};
 use crate::optim::{AdamW, AdamWConfig};
@@ -22,6 +22,10 @@ use crate::update::{UpdateMetrics, UpdateSettings, update};
 pub struct LearnSettings {
     /// The learning signal the updates use.
     pub method: Method,
+    /// What OPD's teacher is compared on: the sampled token or the student's top-k.
+    pub opd_form: OpdForm,
+    /// The teacher gap's clip C; `None`: unclipped.
+    pub opd_clip: Option<f32>,
     /// Batches of rollouts to play and learn from, each followed by `epochs` optimiser steps.
     pub updates: usize,
     /// Train tasks per update.
@@ -57,8 +61,11 @@ pub struct LearnSettings {
 
 impl Default for LearnSettings {
     fn default() -> Self {
+        let advantages = AdvantageSettings::default();
         Self {
             method: Method::Combined,
+            opd_form: advantages.opd_form,
+            opd_clip: advantages.opd_clip,
             updates: 40,
             tasks: 8,
             rollouts: 4,
@@ -111,6 +118,8 @@ pub enum LearnEvent {
 pub struct LearnReport {
     /// The learning signal the run used.
     pub method: Method,
+    /// What OPD's teacher was compared on.
+    pub opd_form: OpdForm,
     /// Held-out greedy success before any update.
     pub before: f64,
     /// Held-out greedy success at the last evaluation.
@@ -160,6 +169,8 @@ pub fn learn_on(
     let update_settings = UpdateSettings {
         advantages: AdvantageSettings {
             method: settings.method,
+            opd_form: settings.opd_form,
+            opd_clip: settings.opd_clip,
             ..AdvantageSettings::default()
         },
         ..UpdateSettings::default()
@@ -251,6 +262,7 @@ pub fn learn_on(
         .map(|&(u, _)| u);
     Ok(LearnReport {
         method: settings.method,
+        opd_form: settings.opd_form,
         before,
         after,
         curve,
