@@ -309,6 +309,31 @@ fn episodes_export_as_trajectories_and_chat_records() {
     // Every gym step is judged and the conversation turn has no image: the same screenshots.
     assert_eq!(verl["markers"], trl["images"], "{verl} {trl}");
 
+    // A screenshot gone from the store: the export fails, saying which, and leaves no
+    // train.parquet behind for a reader to take as a (truncated) dataset.
+    let first = &store.steps(gui_episodes[0].id).expect("steps")[0];
+    let gone = store.blob_path(first.before_image.as_ref().expect("a screenshot"));
+    let kept = std::fs::read(&gone).expect("the screenshot");
+    std::fs::remove_file(&gone).expect("remove");
+    let failed = Command::new(BIN)
+        .args([
+            "export",
+            "trl",
+            "--data-dir",
+            &p("data"),
+            "--out",
+            &p("trl-broken"),
+        ])
+        .output()
+        .expect("export trl");
+    assert!(!failed.status.success());
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("trl-broken"))
+        .expect("the folder")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "a failed export left {left:?}");
+    std::fs::write(&gone, kept).expect("restore");
+
     ok(Command::new(BIN)
         .args([
             "export",

@@ -88,22 +88,37 @@ pub(crate) fn export_table(
     row: &mut dyn FnMut(&Turn<'_>, Vec<Cell>) -> Vec<Cell>,
 ) -> Result<ExportSummary, RuntimeError> {
     empty_folder(out)?;
-    let metadata = vec![table::hf_metadata(&fields)];
-    let mut table =
-        table::TableWriter::create(&out.join(TABLE_FILE), fields, metadata, GROUP_ROWS)?;
-    let summary = for_each_turn(store, only, judged_only, progress, &mut |t: Turn<'_>| {
-        let images = t
-            .turn
-            .images
-            .iter()
-            .map(|blob| image_cell(store, blob))
-            .collect::<Result<Vec<_>, _>>()?;
-        let count = images.len();
-        table.push(row(&t, images))?;
-        Ok(count)
-    })?;
-    table.finish()?;
-    Ok(summary)
+    // Written under a hidden name and renamed when whole: a failed export (a missing
+    // screenshot, a full disk) leaves no train.parquet that readers would take for a dataset.
+    let partial = out.join(format!(".{TABLE_FILE}.partial"));
+    let written = (|| {
+        let metadata = vec![table::hf_metadata(&fields)];
+        let mut table = table::TableWriter::create(&partial, fields, metadata, GROUP_ROWS)?;
+        let summary = for_each_turn(store, only, judged_only, progress, &mut |t: Turn<'_>| {
+            let images = t
+                .turn
+                .images
+                .iter()
+                .map(|blob| image_cell(store, blob))
+                .collect::<Result<Vec<_>, _>>()?;
+            let count = images.len();
+            table.push(row(&t, images))?;
+            Ok(count)
+        })?;
+        table.finish()?;
+        Ok(summary)
+    })();
+    match written {
+        Ok(summary) => {
+            let done = out.join(TABLE_FILE);
+            std::fs::rename(&partial, &done).map_err(|e| io(&done, e))?;
+            Ok(summary)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
 }
 
 /// A stored screenshot as `datasets` keeps an image: its bytes and a file name.
