@@ -91,6 +91,9 @@ pub struct LearnBenchArgs {
     /// Rollouts per task (rewards are standardised within each task's rollouts).
     #[arg(long, default_value_t = LearnSettings::default().rollouts)]
     pub rollouts: usize,
+    /// A step's reward is its vote alone, not the episode's outcome plus its vote.
+    #[arg(long)]
+    pub vote_reward_only: bool,
     /// Optimiser steps (PPO epochs) per batch of rollouts.
     #[arg(long, default_value_t = LearnSettings::default().epochs)]
     pub epochs: usize,
@@ -240,6 +243,7 @@ fn learn_one(
         tasks: args.tasks,
         rollouts: args.rollouts,
         standardise: !args.raw_rewards,
+        outcome_reward: !args.vote_reward_only,
         epochs: args.epochs,
         lr: args.lr,
         rank: args.rank,
@@ -267,7 +271,9 @@ fn learn_one(
             update,
             metrics,
             batch_reward,
+            flat,
         } => tracing::info!(
+            flat,
             method = name,
             update,
             batch_reward,

@@ -34,6 +34,11 @@ pub struct LearnSettings {
     pub rollouts: usize,
     /// Standardise rewards within each (task, step index) group of rollouts.
     pub standardise: bool,
+    /// A step's reward is the episode's outcome (+1 done, −1 failed) plus the step's vote
+    /// (the rule verifier's ±1), as the revised OpenClaw-RL does where an episode has an
+    /// outcome; off, the step's vote alone. It matters for the menu's first step, right in an
+    /// episode that later fails.
+    pub outcome_reward: bool,
     /// Optimiser steps per batch of rollouts (PPO epochs: the clipped ratio against the
     /// recorded log-probabilities keeps the later ones close to the policy that sampled).
     pub epochs: usize,
@@ -70,6 +75,7 @@ impl Default for LearnSettings {
             tasks: 8,
             rollouts: 4,
             standardise: true,
+            outcome_reward: true,
             epochs: 1,
             lr: 2e-3,
             rank: 8,
@@ -103,6 +109,9 @@ pub enum LearnEvent {
         metrics: UpdateMetrics,
         /// The mean rule reward per played step in the batch, before standardisation.
         batch_reward: f64,
+        /// Samples whose reward standardisation dropped: every rollout of their task and step
+        /// scored alike (they may still train on a hint).
+        flat: usize,
     },
     /// A batch had nothing trainable or hit a non-finite number; its remaining epochs were dropped.
     Skipped {
@@ -134,6 +143,12 @@ pub struct LearnReport {
     pub metrics: Vec<UpdateMetrics>,
     /// Batches skipped because they had nothing trainable under the method.
     pub skipped: usize,
+}
+
+/// A step's reward where the episode's outcome is known: the outcome plus the mean of the
+/// step's votes (OpenClaw-RL's general agents); without an outcome, the votes' mean alone.
+pub fn step_reward(vote_mean: f32, outcome: Option<f32>) -> f32 {
+    vote_mean + outcome.unwrap_or(0.0)
 }
 
 /// Runs `settings.updates` updates from the base in `base_dir`, on the CPU.
@@ -207,19 +222,25 @@ pub fn learn_on(
                     top_logprobs: 0,
                 };
                 let played = policy.play(&mut rollout, &sampling, true, settings.hints)?;
-                for (index, step) in played.into_iter().enumerate() {
+                let outcome = if rollout.succeeded() { 1.0 } else { -1.0 };
+                for (index, mut step) in played.into_iter().enumerate() {
                     rewards += f64::from(step.reward);
                     keys.push((task.signature(), index));
+                    if settings.outcome_reward {
+                        step.sample.reward = Some(step_reward(step.reward, Some(outcome)));
+                    }
                     samples.push(step.sample);
                 }
             }
         }
+        let mut flat = 0;
         if settings.standardise {
             let keyed: Vec<_> = keys
                 .into_iter()
                 .zip(samples.iter().map(|s| s.reward))
                 .collect();
             for (sample, reward) in samples.iter_mut().zip(standardise(&keyed)) {
+                flat += usize::from(sample.reward.is_some() && reward.is_none());
                 sample.reward = reward;
             }
         }
@@ -237,6 +258,7 @@ pub fn learn_on(
                         update: step,
                         metrics: m.clone(),
                         batch_reward,
+                        flat,
                     });
                     metrics.push(m);
                 }
@@ -271,4 +293,42 @@ pub fn learn_on(
         metrics,
         skipped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_right_first_step_of_a_failed_menu_episode_scores_below_one_of_a_done_one() {
+        // Four rollouts of one menu task: done (+1, +1), failed at the second step (+1, −1)
+        // twice, failed at the first step (−1).
+        let episodes: [&[f32]; 4] = [&[1.0, 1.0], &[1.0, -1.0], &[1.0, -1.0], &[-1.0]];
+        let mut keyed = Vec::new();
+        for votes in episodes {
+            let outcome = if votes.iter().all(|v| *v > 0.0) {
+                1.0
+            } else {
+                -1.0
+            };
+            for (index, vote) in votes.iter().enumerate() {
+                keyed.push((index, Some(step_reward(*vote, Some(outcome)))));
+            }
+        }
+        let rewards: Vec<f32> = keyed.iter().map(|(_, r)| r.unwrap_or(f32::NAN)).collect();
+        assert_eq!(rewards, [2.0, 2.0, 0.0, -2.0, 0.0, -2.0, -2.0]);
+        // First steps: 2, 0, 0, −2 → mean 0, sd √2; second steps: 2, −2, −2 → mean −2/3.
+        let z = standardise(&keyed);
+        let sd = 2f32.sqrt();
+        assert!((z[0].unwrap_or(0.0) - 2.0 / sd).abs() < 1e-6);
+        assert!(
+            z[2].unwrap_or(1.0).abs() < 1e-6,
+            "a right step of a failed episode"
+        );
+        assert!((z[6].unwrap_or(0.0) + 2.0 / sd).abs() < 1e-6);
+        // (2 + 2/3) / √(((8/3)² + 2·(4/3)²) / 3) = √2.
+        assert!((z[1].unwrap_or(0.0) - sd).abs() < 1e-5, "{:?}", z[1]);
+        // Without an outcome the vote is the reward.
+        assert_eq!(step_reward(-1.0, None), -1.0);
+    }
 }
