@@ -11,6 +11,9 @@ const CHARTS: { title: string; series: string[] }[] = [
   { title: "Loss", series: ["loss", "surrogate", "kl_to_base"] },
   { title: "Mean reward", series: ["mean_reward"] },
   { title: "Mean OPD gap", series: ["mean_gap"] },
+  // Is it learning from what it is given? Samples trained, and those passed over by why.
+  { title: "Samples per update", series: ["samples", "dropped", "passed_stale", "passed_no_signal"] },
+  { title: "Teacher–student top-k overlap of the hint kept", series: ["hint_overlap"] },
   { title: "Clip fraction", series: ["clip_fraction"] },
   { title: "Approximate KL", series: ["approx_kl"] },
   { title: "Gradient norm", series: ["grad_norm"] },

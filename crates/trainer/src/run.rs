@@ -165,6 +165,28 @@ pub struct TrainLoop<'a> {
     rank: usize,
     cursor: StepId,
     settings: TrainLoopSettings,
+    /// Steps passed over since the last update whose cursor has already moved past them.
+    carried: Passed,
+}
+
+/// Steps the loop passed over on the way to a batch, by why: the figures beside an update.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Passed {
+    /// From an adapter older than `max_staleness` allows.
+    pub stale: usize,
+    /// With nothing the method learns from: no decided verdict and no hint, no decided
+    /// verdict for Binary RL, no hint for OPD.
+    pub no_signal: usize,
+    /// Whose judge gave up on them, or whose stored reply or screenshots could not be read.
+    pub unusable: usize,
+}
+
+impl std::ops::AddAssign for Passed {
+    fn add_assign(&mut self, o: Passed) {
+        self.stale += o.stale;
+        self.no_signal += o.no_signal;
+        self.unusable += o.unusable;
+    }
 }
 
 impl<'a> TrainLoop<'a> {
@@ -220,6 +242,7 @@ impl<'a> TrainLoop<'a> {
             rank,
             cursor,
             settings,
+            carried: Passed::default(),
         })
     }
 
@@ -235,12 +258,13 @@ impl<'a> TrainLoop<'a> {
 
     /// Makes one update when a batch is ready.
     pub fn turn(&mut self) -> Result<Turn> {
-        let (samples, cursor) = self.collect()?;
+        let (samples, cursor, passed) = self.collect()?;
         if samples.len() < self.settings.batch {
             // Steps passed over with nothing collected (a person's, stale ones) need not be
             // read again; collected samples wait for the rest of their batch.
             if samples.is_empty() {
                 self.cursor = cursor;
+                self.carried += passed;
             }
             return Ok(Turn::Waiting {
                 ready: samples.len(),
@@ -266,8 +290,14 @@ impl<'a> TrainLoop<'a> {
             Err(e) => return Err(e),
         };
         let step = self.optimizer.steps();
+        let mut passed_over = std::mem::take(&mut self.carried);
+        passed_over += passed;
+        let mut figures = metrics_json(&metrics);
+        figures["passed_stale"] = passed_over.stale.into();
+        figures["passed_no_signal"] = passed_over.no_signal.into();
+        figures["passed_unusable"] = passed_over.unusable.into();
         self.store
-            .record_train_update(&self.settings.run, step as i64, &metrics_json(&metrics))
+            .record_train_update(&self.settings.run, step as i64, &figures)
             .map_err(|e| TrainerError::Input(format!("recording the update's figures: {e}")))?;
         if step.is_multiple_of(self.settings.checkpoint_every.max(1)) {
             self.checkpoint()?;
@@ -308,16 +338,17 @@ impl<'a> TrainLoop<'a> {
 
     /// The next batch of samples after the cursor and the cursor after them. Stops at the first
     /// model step that has no verdict yet, so none is passed over while its judge works.
-    fn collect(&self) -> Result<(Vec<TrainSample>, StepId)> {
+    fn collect(&self) -> Result<(Vec<TrainSample>, StepId, Passed)> {
         let mut samples = Vec::new();
         let mut cursor = self.cursor;
+        let mut passed = Passed::default();
         loop {
             let steps = self
                 .store
                 .steps_after(cursor, 256)
                 .map_err(|e| TrainerError::Input(format!("reading steps: {e}")))?;
             if steps.is_empty() {
-                return Ok((samples, cursor));
+                return Ok((samples, cursor, passed));
             }
             for step in steps {
                 let version = step.policy_version.unwrap_or(0).max(0) as u64;
@@ -332,6 +363,7 @@ impl<'a> TrainLoop<'a> {
                         "passing over a stale step"
                     );
                     cursor = step.id;
+                    passed.stale += 1;
                     continue;
                 }
                 let turn = match PolicyTurn::of_step(step.response.as_ref()) {
@@ -343,6 +375,7 @@ impl<'a> TrainLoop<'a> {
                     Err(e) => {
                         tracing::warn!(step = step.id.0, error = %e, "passing over a step");
                         cursor = step.id;
+                        passed.unusable += 1;
                         continue;
                     }
                 };
@@ -363,9 +396,10 @@ impl<'a> TrainLoop<'a> {
                     if let Some(why) = unjudgeable {
                         tracing::warn!(step = step.id.0, %why, "passing over an unjudgeable step");
                         cursor = step.id;
+                        passed.unusable += 1;
                         continue;
                     }
-                    return Ok((samples, cursor));
+                    return Ok((samples, cursor, passed));
                 };
                 let sample = match training_sample(
                     &turn,
@@ -377,19 +411,24 @@ impl<'a> TrainLoop<'a> {
                     Ok(sample) => sample,
                     Err(e @ TrainerError::Input(_)) => {
                         tracing::warn!(step = step.id.0, error = %e, "passing over a step");
-                        None
+                        passed.unusable += 1;
+                        cursor = step.id;
+                        continue;
                     }
                     Err(e) => return Err(e),
                 };
                 cursor = step.id;
                 let method = self.settings.update.advantages.method;
-                samples.extend(sample.filter(|s| match method {
+                match sample.filter(|s| match method {
                     Method::BinaryRl => s.reward.is_some(),
                     Method::Opd => !s.teacher_prompts.is_empty(),
                     Method::Combined => true,
-                }));
+                }) {
+                    Some(sample) => samples.push(sample),
+                    None => passed.no_signal += 1,
+                }
                 if samples.len() == self.settings.batch {
-                    return Ok((samples, cursor));
+                    return Ok((samples, cursor, passed));
                 }
             }
         }

@@ -277,6 +277,25 @@ fn steps_from_adapters_older_than_the_staleness_bound_are_passed_over() {
         last.is_empty(),
         "the stale steps were passed, not waited on"
     );
+    // Fresh steps from version 1: the next update's figures count the stale ones passed over.
+    let stale = store
+        .steps_after(clawdesk_store::StepId(0), 1000)
+        .expect("steps")
+        .iter()
+        .filter(|s| s.policy_version.is_none())
+        .count();
+    let policy = GymPolicy::built_in(&loaded).expect("templates");
+    record_episodes(&store, &policy, 3, 3, HintWhen::OnFailure, Some(1)).expect("record");
+    assert!(matches!(
+        train.turn().expect("turn"),
+        Turn::Updated { step: 2, .. }
+    ));
+    let figures = store.train_updates("main", 1).expect("figures");
+    let passed = figures.last().expect("the second update").metrics["passed_stale"]
+        .as_u64()
+        .expect("a count");
+    // Every base step but the first batch's two was passed over as stale.
+    assert_eq!(passed as usize, stale - 2, "of {stale} base steps");
 }
 
 /// A conversation turn with no next message yet: the trainer waits for it while its session
