@@ -446,6 +446,53 @@ async fn an_app_that_stops_answering_is_reported_not_waited_on() {
     );
 }
 
+/// The app list is kept between observations (each app is asked its name once), yet it
+/// follows apps that come and go; and an app that has stopped answering stays listed under
+/// the name it gave, instead of dropping out of the list (and costing half a second) at every
+/// step as when every app was asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_list_is_kept_between_steps_and_follows_apps_that_come_and_go() {
+    let mut t = start_app(&["zenity", "--entry", "--text=First"], "zenity", any_app()).await;
+    let a11y = t.desktop.accessibility().clone();
+    let names = |apps: Vec<clawdesk_desktop::AppRef>| -> Vec<String> {
+        apps.into_iter().map(|a| a.name).collect()
+    };
+    assert!(names(a11y.applications().await.expect("apps")).contains(&"zenity".into()));
+    let mut second = t
+        .sandbox
+        .command("gnome-calculator")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gnome-calculator starts");
+    a11y.wait_for_application("gnome-calculator", Duration::from_secs(20))
+        .await
+        .expect("a new app is found through the kept list");
+    // Stopped, the calculator cannot answer; its name was given before.
+    let pid = second.id().to_string();
+    t.run_in_sandbox(&["kill", "-STOP", &pid]);
+    let listed = names(a11y.applications().await.expect("apps"));
+    t.run_in_sandbox(&["kill", "-CONT", &pid]);
+    assert!(
+        listed.contains(&"gnome-calculator".into()),
+        "a stopped app dropped out: {listed:?}"
+    );
+    // An app that quits leaves the list.
+    t.child.kill().expect("kill zenity");
+    t.child.wait().expect("wait");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = names(a11y.applications().await.expect("apps"));
+        if !now.contains(&"zenity".into()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "zenity is still listed: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visible_sandbox_runs_nested_in_a_window_on_the_host() {
     use clawdesk_desktop::{Desktop, DesktopConfig, ObserveOptions, Sandbox, SandboxOptions};

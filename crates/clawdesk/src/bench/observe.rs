@@ -99,6 +99,8 @@ pub async fn run(args: ObserveBenchArgs) -> anyhow::Result<String> {
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     // What the guard reads at the moment of acting (issue 26), for a keystroke and a click.
     let (mut guard_key, mut guard_click) = (vec![], vec![]);
+    // What the agent waits for (issue 29): `Desktop::observe` whole, and its app list.
+    let (mut whole, mut listing) = (vec![], vec![]);
     let keystroke = clawdesk_desktop::Action::Type {
         text: "x".into(),
         paste: false,
@@ -156,7 +158,17 @@ pub async fn run(args: ObserveBenchArgs) -> anyhow::Result<String> {
         let t5 = Instant::now();
         desktop.context_now(&click, &shot.surface).await?;
         let gc = ms(t5);
+        let t6 = Instant::now();
+        desktop
+            .observe(&clawdesk_desktop::ObserveOptions::default())
+            .await?;
+        let w = ms(t6);
+        let t7 = Instant::now();
+        desktop.accessibility().applications().await?;
+        let l = ms(t7);
         if i >= 3 {
+            whole.push(w);
+            listing.push(l);
             guard_key.push(gk);
             guard_click.push(gc);
             cap.push(c);
@@ -230,6 +242,17 @@ pub async fn run(args: ObserveBenchArgs) -> anyhow::Result<String> {
             what: "observed step + encode + store".into(),
             ours: Stats::of(&full),
             baseline: None,
+        },
+        Row {
+            what: "the apps on the bus (kept between steps; new ones asked)".into(),
+            ours: Stats::of(&listing),
+            baseline: None,
+        },
+        Row {
+            what: "Desktop::observe: active window, apps, focused app, capture, tree, window rect"
+                .into(),
+            ours: Stats::of(&whole),
+            baseline: Stats::of(&baseline.step),
         },
     ];
     sandbox.stop();

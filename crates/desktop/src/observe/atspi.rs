@@ -64,7 +64,23 @@ pub struct Accessibility {
     peers: Arc<tokio::sync::Mutex<HashMap<String, Option<zbus::Connection>>>>,
     /// The app this handle walks over its direct connection.
     peer: Option<(Arc<str>, zbus::Connection)>,
+    /// The apps by bus name, kept between observations: a bus name is one app's connection,
+    /// so its name and process id hold while it is registered, and asking every app again at
+    /// every step would cost a round trip each (and half a second for one that hangs).
+    apps: Arc<std::sync::Mutex<HashMap<String, Known>>>,
 }
+
+/// What is known of the app behind a bus name.
+#[derive(Clone, Debug)]
+enum Known {
+    /// It told its name.
+    App(AppRef),
+    /// It did not answer in time, at this instant; asked again after [`SILENT_RETRY`].
+    Silent(Instant),
+}
+
+/// How long an app that did not tell its name is left alone before it is asked again.
+const SILENT_RETRY: Duration = Duration::from_secs(5);
 
 fn bus_err(e: impl std::fmt::Display) -> DesktopError {
     DesktopError::NoAccessibilityBus {
@@ -103,6 +119,7 @@ impl Accessibility {
             conn,
             peers: Arc::default(),
             peer: None,
+            apps: Arc::default(),
         })
     }
 
@@ -132,6 +149,7 @@ impl Accessibility {
             conn: self.conn.clone(),
             peers: self.peers.clone(),
             peer: peer.map(|c| (Arc::from(bus_name), c)),
+            apps: self.apps.clone(),
         }
     }
 
@@ -171,7 +189,8 @@ impl Accessibility {
             .map_err(call_err)
     }
 
-    /// The apps registered on the bus, with their names and process ids.
+    /// The apps registered on the bus, with their names and process ids, in the registry's
+    /// order. One call to the registry; only apps not seen before are asked their name.
     pub async fn applications(&self) -> Result<Vec<AppRef>> {
         let children = tokio::time::timeout(
             Duration::from_secs(5),
@@ -180,36 +199,84 @@ impl Accessibility {
         .await
         .map_err(|_| bus_err("the registry did not answer within 5 s"))?
         .map_err(bus_err)?;
+        let now = Instant::now();
+        let to_ask: Vec<(String, String)> = {
+            let known = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+            children
+                .iter()
+                .filter(|(bus_name, _)| match known.get(bus_name) {
+                    Some(Known::App(_)) => false,
+                    Some(Known::Silent(at)) => now.duration_since(*at) >= SILENT_RETRY,
+                    None => true,
+                })
+                .cloned()
+                .collect()
+        };
+        let found = if to_ask.is_empty() {
+            Vec::new()
+        } else {
+            self.ask_applications(to_ask).await?
+        };
+        let mut known = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        // An app still starting may not have its name yet: it is listed, not kept.
+        let mut unnamed = HashMap::new();
+        for (bus_name, app) in found {
+            match app {
+                Some(app) if app.name.is_empty() => {
+                    unnamed.insert(bus_name, app);
+                }
+                Some(app) => {
+                    known.insert(bus_name, Known::App(app));
+                }
+                None => {
+                    known.insert(bus_name, Known::Silent(now));
+                }
+            }
+        }
+        // Apps that left the bus are forgotten (a new one never reuses a unique name).
+        known.retain(|bus_name, _| children.iter().any(|(b, _)| b == bus_name));
+        Ok(children
+            .iter()
+            .filter_map(|(bus_name, _)| match known.get(bus_name) {
+                Some(Known::App(app)) => Some(app.clone()),
+                _ => unnamed.remove(bus_name),
+            })
+            .collect())
+    }
+
+    /// Asks each of `children` (bus name, path) its name at once, and the bus its process id;
+    /// `None` for an app that does not answer its name within half a second.
+    async fn ask_applications(
+        &self,
+        children: Vec<(String, String)>,
+    ) -> Result<Vec<(String, Option<AppRef>)>> {
         let dbus = zbus::fdo::DBusProxy::new(&self.conn)
             .await
             .map_err(call_err)?;
-        // Ask every app at once: one round trip for the lot, not two per app.
         let lookups = children.into_iter().map(|(bus_name, path)| {
             let dbus = dbus.clone();
             async move {
-                let proxy = self.proxy(&bus_name, &path).await.ok()?;
-                // An app that does not answer its name quickly is skipped rather than waited on.
-                let name = tokio::time::timeout(Duration::from_millis(500), proxy.name())
-                    .await
-                    .ok()?
-                    .ok()?;
-                let pid = match zbus::names::BusName::try_from(bus_name.as_str()) {
-                    Ok(n) => dbus.get_connection_unix_process_id(n).await.ok(),
-                    Err(_) => None,
-                };
-                Some(AppRef {
-                    name,
-                    bus_name,
-                    pid,
-                })
+                let app = async {
+                    let proxy = self.proxy(&bus_name, &path).await.ok()?;
+                    let name = tokio::time::timeout(Duration::from_millis(500), proxy.name())
+                        .await
+                        .ok()?
+                        .ok()?;
+                    let pid = match zbus::names::BusName::try_from(bus_name.as_str()) {
+                        Ok(n) => dbus.get_connection_unix_process_id(n).await.ok(),
+                        Err(_) => None,
+                    };
+                    Some(AppRef {
+                        name,
+                        bus_name: bus_name.clone(),
+                        pid,
+                    })
+                }
+                .await;
+                (bus_name, app)
             }
         });
-        let apps: Vec<AppRef> = futures::future::join_all(lookups)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        Ok(apps)
+        Ok(futures::future::join_all(lookups).await)
     }
 
     /// The app named `name` (case-insensitive), or an error listing the apps there are.
