@@ -265,18 +265,14 @@ fn episodes_export_as_trajectories_and_chat_records() {
         );
     }
 
+    let export = |format: &str, out: &str| {
+        Command::new(BIN)
+            .args(["export", format, "--data-dir", &p("data"), "--out", &p(out)])
+            .output()
+            .expect("export")
+    };
     // TRL: datasets loads the images as pictures; TRL's utilities accept and render every row.
-    ok(Command::new(BIN)
-        .args([
-            "export",
-            "trl",
-            "--data-dir",
-            &p("data"),
-            "--out",
-            &p("trl"),
-        ])
-        .output()
-        .expect("export trl"));
+    ok(export("trl", "trl"));
     let trl = read_with_python(&["trl", &p("trl"), &p("model")]);
     assert_eq!(
         trl["rows"],
@@ -315,17 +311,7 @@ fn episodes_export_as_trajectories_and_chat_records() {
     let gone = store.blob_path(first.before_image.as_ref().expect("a screenshot"));
     let kept = std::fs::read(&gone).expect("the screenshot");
     std::fs::remove_file(&gone).expect("remove");
-    let failed = Command::new(BIN)
-        .args([
-            "export",
-            "trl",
-            "--data-dir",
-            &p("data"),
-            "--out",
-            &p("trl-broken"),
-        ])
-        .output()
-        .expect("export trl");
+    let failed = export("trl", "trl-broken");
     assert!(!failed.status.success());
     let left: Vec<_> = std::fs::read_dir(dir.path().join("trl-broken"))
         .expect("the folder")

@@ -246,47 +246,43 @@ pub fn update(
             None
         };
         let share = group.len() as f64 / total as f64;
-        // `extra`: the top-k term's surrogate value, beside the sampled tokens'.
-        let (loss, parts, extra) = match settings.advantages.opd_form {
+        // The sampled tokens' term: the whole advantage in the token form, the reward alone
+        // (against the generation-time values) beside the top-k term in the top-k form.
+        let (scored, adv, top) = match settings.advantages.opd_form {
             OpdForm::Token => {
                 let adv: Vec<f32> = group
                     .iter()
                     .flat_map(|&k| kept[k].token_values.iter().flatten().copied())
                     .collect();
-                let scored = model.score(&items, true)?;
-                let parts = surrogate_loss(
-                    &scored.logprobs,
-                    &scored.spans,
-                    &old,
-                    &adv,
-                    None,
-                    base.as_deref(),
-                    &settings.objective,
-                )?;
-                (parts.loss.clone(), parts, 0.0)
+                (model.score(&items, true)?, adv, None)
             }
             OpdForm::TopK { k } => {
                 let scored = model.score_top_k(&items, true, k, None)?;
-                // The reward term on the sampled tokens, against their generation-time values.
                 let adv: Vec<f32> = group
                     .iter()
                     .flat_map(|&g| {
                         std::iter::repeat_n(kept[g].reward, samples[kept[g].index].response.len())
                     })
                     .collect();
-                let parts = surrogate_loss(
-                    &scored.scored.logprobs,
-                    &scored.scored.spans,
-                    &old,
-                    &adv,
-                    None,
-                    base.as_deref(),
-                    &settings.objective,
-                )?;
-                let top_adv = top_k_advantages(
+                (scored.scored.clone(), adv, Some((scored, k)))
+            }
+        };
+        let parts = surrogate_loss(
+            &scored.logprobs,
+            &scored.spans,
+            &old,
+            &adv,
+            None,
+            base.as_deref(),
+            &settings.objective,
+        )?;
+        // `extra`: the top-k term's surrogate value, beside the sampled tokens'.
+        let (loss, extra) = match top {
+            None => (parts.loss.clone(), 0.0),
+            Some((scored, k)) => {
+                match top_k_advantages(
                     model, samples, &teachers, &mut kept, &group, &scored, k, settings,
-                )?;
-                let (loss, extra) = match top_adv {
+                )? {
                     Some(top_adv) => {
                         let student: Vec<f32> = scored.top.detach().flatten_all()?.to_vec1()?;
                         let spans: Vec<(usize, usize)> = scored
@@ -307,8 +303,7 @@ pub fn update(
                         ((&parts.loss + top.loss)?, top.surrogate)
                     }
                     None => (parts.loss.clone(), 0.0),
-                };
-                (loss, parts, extra)
+                }
             }
         };
         surrogate += share * (parts.surrogate + extra);

@@ -16,8 +16,13 @@ use clawdesk_trainer::{
 const LR_OPD: f64 = 0.002;
 
 fn tiny_policy(seed: u64) -> (tempfile::TempDir, LoadedModel) {
+    tiny_policy_drawn(seed, tiny::Init::OrderOne)
+}
+
+/// [`tiny_policy`] with the model's weights drawn as `init` says.
+fn tiny_policy_drawn(seed: u64, init: tiny::Init) -> (tempfile::TempDir, LoadedModel) {
     let dir = tempfile::tempdir().expect("tempdir");
-    tiny::write_tiny_model(dir.path(), &tiny::default_config(), 3).expect("tiny");
+    tiny::write_tiny_model_with(dir.path(), &tiny::default_config(), 3, &[], init).expect("tiny");
     let mut loaded = LoadedModel::load(
         dir.path().to_str().expect("utf8"),
         &Device::Cpu,
@@ -189,26 +194,7 @@ fn token_opd_pulls_the_student_toward_the_hinted_teacher() {
 /// nothing to do.
 #[test]
 fn top_k_opd_pulls_the_students_top_k_toward_the_hinted_teacher() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    tiny::write_tiny_model_with(
-        dir.path(),
-        &tiny::default_config(),
-        3,
-        &[],
-        tiny::Init::Trainable,
-    )
-    .expect("tiny");
-    let mut loaded = LoadedModel::load(
-        dir.path().to_str().expect("utf8"),
-        &Device::Cpu,
-        None,
-        &mut |_| {},
-    )
-    .expect("load");
-    loaded
-        .model
-        .attach_lora(LoraConfig::new(4, 8.0), 7)
-        .expect("lora");
+    let (_dir, loaded) = tiny_policy_drawn(7, tiny::Init::Trainable);
     let input = prompt(&loaded, "Open the settings.");
     let hinted = prompt(
         &loaded,
