@@ -304,6 +304,51 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// Each method's final held-out success per task kind (mean ± sd over runs), when the runs
+/// evaluated more than one kind.
+fn by_kind(out: &mut String, reports: &[Vec<LearnReport>]) {
+    let Some(first) = reports.first() else {
+        return;
+    };
+    let kinds: Vec<TaskKind> = first
+        .first()
+        .map(|r| r.after_by_kind.iter().map(|(k, _)| *k).collect())
+        .unwrap_or_default();
+    if kinds.len() < 2 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nheld-out success by kind after the last update\n\n| method | {} |\n|---|{}",
+        kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---:|".repeat(kinds.len())
+    );
+    for (m, report) in first.iter().enumerate() {
+        let cells: Vec<String> = kinds
+            .iter()
+            .map(|kind| {
+                let values: Vec<f64> = reports
+                    .iter()
+                    .filter_map(|run| run.get(m))
+                    .filter_map(|r| r.after_by_kind.iter().find(|(k, _)| k == kind))
+                    .map(|(_, s)| *s)
+                    .collect();
+                let (mean, sd) = mean_sd(&values);
+                if values.len() > 1 {
+                    format!("{mean:.2} ± {sd:.2}")
+                } else {
+                    format!("{mean:.2}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "| {} | {} |", method_name(report), cells.join(" | "));
+    }
+}
+
 /// The paired difference, run by run, of each combined method's final success against every
 /// other method's, with its t (mean over the standard error); needs two runs or more.
 fn paired(out: &mut String, reports: &[Vec<LearnReport>]) {
@@ -430,6 +475,7 @@ fn render(
             method_name(of[0]),
         );
     }
+    by_kind(&mut out, reports);
     paired(&mut out, reports);
     let _ = writeln!(out, "\ncurves (update: held-out success):");
     for (run, of_run) in reports.iter().enumerate() {
@@ -465,6 +511,7 @@ mod tests {
             after,
             curve: vec![(0, 0.4), (40, after)],
             updates_to_target: to_target,
+            after_by_kind: vec![(TaskKind::Click, after), (TaskKind::Menu, after / 2.0)],
             seconds: 30.0,
             metrics: Vec::new(),
             skipped: 1,
@@ -507,9 +554,14 @@ mod tests {
             table.contains("| combined (top-4) | 0.40 | 0.90 ± 0.00 | 0.90 | 30 | 30 | 0.0 | 2 |"),
             "{table}"
         );
-        assert_eq!(table.matches("| Binary RL |").count(), 1, "{table}");
+        // One row in the table, one in the table by kind.
+        assert_eq!(table.matches("| Binary RL |").count(), 2, "{table}");
         assert!(
             table.contains("- combined (top-4) (seed 4): 0:0.40 40:0.90"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| Binary RL | 0.85 ± 0.07 | 0.43 ± 0.04 |"),
             "{table}"
         );
         // Run 1: 0.9 − 0.8; run 2: 0.9 − 0.9: mean 0.05, sd 0.0707, t 1.0.

@@ -287,15 +287,26 @@ impl<'a> GymPolicy<'a> {
         if tasks.is_empty() {
             return Ok(0.0);
         }
+        let solved = self.solved_shown(tasks, lora, played)?;
+        Ok(solved.iter().filter(|s| **s).count() as f64 / tasks.len() as f64)
+    }
+
+    /// Whether each task is solved, greedily and without a hint, calling `played` after each.
+    pub fn solved_shown(
+        &self,
+        tasks: &[Task],
+        lora: bool,
+        played: &mut dyn FnMut(usize),
+    ) -> Result<Vec<bool>> {
         let greedy = greedy();
-        let mut solved = 0;
+        let mut solved = Vec::with_capacity(tasks.len());
         for (i, task) in tasks.iter().enumerate() {
             let mut task = task.clone();
             self.play(&mut task, &greedy, lora, HintWhen::Never)?;
-            solved += usize::from(task.succeeded());
+            solved.push(task.succeeded());
             played(i + 1);
         }
-        Ok(solved as f64 / tasks.len() as f64)
+        Ok(solved)
     }
 }
 

@@ -137,6 +137,8 @@ pub struct LearnReport {
     pub curve: Vec<(usize, f64)>,
     /// The first evaluated update at or above the target.
     pub updates_to_target: Option<usize>,
+    /// Held-out success of each kind at the last evaluation.
+    pub after_by_kind: Vec<(TaskKind, f64)>,
     /// Wall-clock seconds of the whole run, loading the model included.
     pub seconds: f64,
     /// The figures of every optimiser step made, in order.
@@ -194,11 +196,30 @@ pub fn learn_on(
     let mut curve = Vec::new();
     let mut metrics = Vec::new();
     let mut skipped = 0;
-    let evaluate = |update: usize,
-                    curve: &mut Vec<(usize, f64)>,
-                    progress: &mut dyn FnMut(&LearnEvent)|
+    // Success on the held-out set, and by kind (of the last evaluation, for the report).
+    let mut by_kind: Vec<(TaskKind, f64)> = Vec::new();
+    let mut evaluate = |update: usize,
+                        curve: &mut Vec<(usize, f64)>,
+                        progress: &mut dyn FnMut(&LearnEvent)|
      -> Result<f64> {
-        let success = policy.success_rate(&held_out, true)?;
+        let solved = policy.solved_shown(&held_out, true, &mut |_| {})?;
+        let rate = |of: &mut dyn Iterator<Item = bool>| {
+            let (n, right) = of.fold((0, 0), |(n, r), s| (n + 1, r + usize::from(s)));
+            right as f64 / n.max(1) as f64
+        };
+        let success = rate(&mut solved.iter().copied());
+        by_kind = TaskKind::or_all(&settings.kinds)
+            .into_iter()
+            .filter(|k| held_out.iter().any(|t| t.kind() == *k))
+            .map(|kind| {
+                let mut of = held_out
+                    .iter()
+                    .zip(&solved)
+                    .filter(|(t, _)| t.kind() == kind)
+                    .map(|(_, s)| *s);
+                (kind, rate(&mut of))
+            })
+            .collect();
         curve.push((update, success));
         progress(&LearnEvent::Evaluated { update, success });
         Ok(success)
@@ -289,6 +310,7 @@ pub fn learn_on(
         after,
         curve,
         updates_to_target,
+        after_by_kind: by_kind,
         seconds: start.elapsed().as_secs_f64(),
         metrics,
         skipped,
