@@ -125,9 +125,15 @@ pub fn update(
         .map(|s| s.teacher_prompts.iter().filter(|t| fits(t, s)).collect())
         .collect();
     let uses_teacher = settings.advantages.method != Method::BinaryRl;
+    // Binary RL has no teacher: its top-k would be read for nothing.
+    let form = if uses_teacher {
+        settings.advantages.opd_form
+    } else {
+        OpdForm::Token
+    };
     let mut dropped = Dropped::default();
     let mut kept: Vec<Kept> = Vec::new();
-    match settings.advantages.opd_form {
+    match form {
         OpdForm::Token => {
             // The teacher's log-probabilities of the sampled tokens under the longest hint.
             let hinted: Vec<usize> = (0..samples.len())
@@ -248,7 +254,7 @@ pub fn update(
         let share = group.len() as f64 / total as f64;
         // The sampled tokens' term: the whole advantage in the token form, the reward alone
         // (against the generation-time values) beside the top-k term in the top-k form.
-        let (scored, adv, top) = match settings.advantages.opd_form {
+        let (scored, adv, top) = match form {
             OpdForm::Token => {
                 let adv: Vec<f32> = group
                     .iter()
