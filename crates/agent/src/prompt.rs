@@ -12,8 +12,12 @@ use clawdesk_prompts::Template;
 use minijinja::{Environment, UndefinedBehavior, context};
 
 use crate::error::AgentError;
+use crate::format::ActionFormat;
 
 const TASK_FILE: &str = "agent/task.md";
+/// UI-TARS's models were trained with their own computer-use prompt (its action space, thought
+/// then action); they are asked in those words.
+const UI_TARS_FILE: &str = "agent/ui_tars.md";
 /// The practice format's prompt is the gym's, so that the practice base sees in a real window
 /// the words it was warm-started on.
 const PRACTICE_FILE: &str = "gym/task.md";
@@ -36,7 +40,11 @@ impl AgentPrompts {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         let mut origins = Vec::new();
-        for (name, file) in [("task", TASK_FILE), ("practice", PRACTICE_FILE)] {
+        for (name, file) in [
+            ("task", TASK_FILE),
+            ("practice", PRACTICE_FILE),
+            ("ui_tars", UI_TARS_FILE),
+        ] {
             let Template { text, origin } = clawdesk_prompts::find(dirs, file)?;
             env.add_template_owned(name, text)
                 .map_err(|e| template_error(&origin, e.to_string()))?;
@@ -49,6 +57,9 @@ impl AgentPrompts {
         prompts
             .practice("check", &["red button (125,250)".into()])
             .map_err(|e| template_error(&origins[1], e.to_string()))?;
+        prompts
+            .task_for(ActionFormat::UiTarsPixels, "check", &["one".into()], 2)
+            .map_err(|e| template_error(&origins[2], e.to_string()))?;
         Ok(prompts)
     }
 
@@ -69,8 +80,29 @@ impl AgentPrompts {
         previous_actions: &[String],
         step_number: usize,
     ) -> Result<String, AgentError> {
+        self.task_for(
+            ActionFormat::Qwen3Vl,
+            instruction,
+            previous_actions,
+            step_number,
+        )
+    }
+
+    /// The instruction's user text in the words a model of `format` was trained on: UI-TARS's
+    /// computer-use prompt for the UI-TARS formats, `agent/task.md` for the others.
+    pub fn task_for(
+        &self,
+        format: ActionFormat,
+        instruction: &str,
+        previous_actions: &[String],
+        step_number: usize,
+    ) -> Result<String, AgentError> {
+        let name = match format {
+            ActionFormat::UiTars1000 | ActionFormat::UiTarsPixels => "ui_tars",
+            _ => "task",
+        };
         let render = || {
-            self.env.get_template("task")?.render(context! {
+            self.env.get_template(name)?.render(context! {
                 instruction,
                 previous_actions,
                 step_number,
@@ -152,6 +184,7 @@ pub struct PastStep {
 /// latest ones; a line says how many earlier ones were left out).
 pub fn conversation(
     prompts: &AgentPrompts,
+    format: ActionFormat,
     instruction: &str,
     past: &[PastStep],
     window: usize,
@@ -166,7 +199,7 @@ pub fn conversation(
         summaries.push(format!("({left_out} earlier steps not shown)"));
     }
     summaries.extend(older[left_out..].iter().map(|s| s.summary.clone()));
-    let text = prompts.task(instruction, &summaries, past.len() + 1)?;
+    let text = prompts.task_for(format, instruction, &summaries, past.len() + 1)?;
     let mut messages = vec![Message::images_then_text(Role::User, 1, text)];
     for step in recent {
         messages.push(Message::text(Role::Assistant, step.reply.clone()));
@@ -186,6 +219,59 @@ mod tests {
             reply: format!("reply {n}"),
             summary: format!("did {n}"),
         }
+    }
+
+    /// A UI-TARS model is asked in its own computer-use prompt, and every action that prompt
+    /// offers reads back through the UI-TARS parser.
+    #[test]
+    fn ui_tars_is_asked_in_its_own_words_and_every_action_it_is_offered_parses() {
+        let p = AgentPrompts::built_in().expect("prompts");
+        let (messages, _) = conversation(
+            &p,
+            ActionFormat::UiTarsPixels,
+            "Save the note",
+            &[step(1)],
+            0,
+            10,
+        )
+        .expect("builds");
+        let text = match &messages[0].content[..] {
+            [Part::Image, Part::Text { text }] => text.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(text.starts_with("You are a GUI agent."), "{text}");
+        assert!(
+            text.contains("## User Instruction\nSave the note"),
+            "{text}"
+        );
+        assert!(text.contains("1. did 1"), "{text}");
+        assert!(!text.contains("computer_use"), "{text}");
+        let space = text
+            .split("## Action Space")
+            .nth(1)
+            .and_then(|t| t.split("## Note").next())
+            .expect("an action space");
+        let frame = crate::Frame {
+            image: (1000, 1000),
+            screen: (1000, 1000),
+            pointer: None,
+        };
+        let mut offered = 0;
+        for line in space.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let call = line.split(" #").next().unwrap_or(line).trim();
+            let call = call
+                .replace("x1 y1", "100 200")
+                .replace("x2 y2", "300 400")
+                .replace("down or up or right or left", "down");
+            let reply = format!("Thought: t\nAction: {call}");
+            ActionFormat::UiTars1000
+                .parse(&reply, &frame)
+                .unwrap_or_else(|e| panic!("{call}: {e}"));
+            offered += 1;
+        }
+        assert_eq!(offered, 9, "{space}");
+        let qwen = p.task("Save the note", &[], 1).expect("renders");
+        assert!(qwen.contains("computer_use"), "{qwen}");
     }
 
     #[test]
@@ -218,7 +304,8 @@ mod tests {
     fn the_window_keeps_the_last_screens_and_lists_the_rest() {
         let p = AgentPrompts::built_in().expect("built-in");
         let past: Vec<_> = (1..=4).map(step).collect();
-        let (messages, kept) = conversation(&p, "compute 12+7", &past, 2, 10).expect("builds");
+        let (messages, kept) =
+            conversation(&p, ActionFormat::Qwen3Vl, "compute 12+7", &past, 2, 10).expect("builds");
         assert_eq!(kept, 2);
         // user(image, task) · assistant · user(image) · assistant · user(image)
         assert_eq!(messages.len(), 5);
@@ -239,10 +326,12 @@ mod tests {
         assert!(text.contains("1. did 1\n2. did 2"), "{text}");
         assert!(!text.contains("did 3"), "{text}");
         assert!(matches!(&messages[1].content[0], Part::Text { text } if text == "reply 3"));
-        let (first, kept) = conversation(&p, "x", &[], 2, 10).expect("builds");
+        let (first, kept) =
+            conversation(&p, ActionFormat::Qwen3Vl, "x", &[], 2, 10).expect("builds");
         assert_eq!((first.len(), kept), (1, 0));
         // Listing only the latest older step says how many were left out.
-        let (messages, _) = conversation(&p, "x", &past, 2, 1).expect("builds");
+        let (messages, _) =
+            conversation(&p, ActionFormat::Qwen3Vl, "x", &past, 2, 1).expect("builds");
         let Part::Text { text } = &messages[0].content[1] else {
             panic!("{:?}", messages[0])
         };

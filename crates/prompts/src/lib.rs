@@ -8,10 +8,14 @@
 use std::path::{Path, PathBuf};
 
 /// The copies built into the binary, by their path under `prompts/`.
-const BUILT_IN: [(&str, &str); 7] = [
+const BUILT_IN: [(&str, &str); 8] = [
     (
         "agent/task.md",
         include_str!("../../../prompts/agent/task.md"),
+    ),
+    (
+        "agent/ui_tars.md",
+        include_str!("../../../prompts/agent/ui_tars.md"),
     ),
     (
         "judge/step.md",

@@ -673,8 +673,14 @@ impl Run<'_> {
         // stay listed in words), then lists fewer old steps, rather than ending the episode.
         let (mut window, mut listed) = (settings.window, past.len());
         loop {
-            let (messages, kept_now) =
-                conversation(self.prompts, &settings.instruction, &past, window, listed)?;
+            let (messages, kept_now) = conversation(
+                self.prompts,
+                settings.format,
+                &settings.instruction,
+                &past,
+                window,
+                listed,
+            )?;
             let recent = &at.kept[at.kept.len() - kept_now..];
             // `kept_now` is at most the window, whose screenshots are all still held.
             let mut images: Vec<DynamicImage> =
