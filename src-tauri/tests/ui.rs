@@ -714,9 +714,21 @@ async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
         .await
         .expect("Shift+Tab");
     assert_eq!(focused().await, "welcome-folder-use");
+    // No way out until a choice fails; then the defaults, unsaved, are one click away.
+    let skip_shown = || async {
+        app.client
+            .execute(
+                "return !document.getElementById('welcome-skip').hidden;",
+                vec![],
+            )
+            .await
+            .expect("the skip button's state")
+    };
+    assert_eq!(skip_shown().await, serde_json::json!(false));
     app.fill("#welcome-folder", "/no/such/model").await;
     app.click("#welcome-folder-use").await;
     wait_page_text(&app, "welcome-status", 20, |t| t.contains("/no/such/model")).await;
+    assert_eq!(skip_shown().await, serde_json::json!(true));
     app.fill("#welcome-folder", base.to_str().expect("utf-8 path"))
         .await;
     app.click("#welcome-folder-use").await;

@@ -17,21 +17,31 @@ export function initWelcome(info: AppInfo, done: (practice: boolean) => void) {
   if (!info.firstRun) return;
   $<HTMLInputElement>("welcome-hub").value = info.defaultHubModel;
   const status = $("welcome-status");
+  const close = (practice: boolean) => {
+    $("welcome").hidden = true;
+    behind(false);
+    done(practice);
+  };
+  // After a choice is refused (or saving fails, say on a read-only config folder) the person
+  // can still go on: with the defaults, unsaved, asked again at the next start.
+  const refused = (why: string) => {
+    status.textContent = why;
+    $("welcome-skip").hidden = false;
+  };
   const pick = async (baseModel: string, practice: boolean) => {
     status.textContent = "Saving…";
     try {
       const problem = await choose(baseModel);
       if (problem) {
-        status.textContent = problem;
+        refused(problem);
         return;
       }
-      $("welcome").hidden = true;
-      behind(false);
-      done(practice);
+      close(practice);
     } catch (e) {
-      status.textContent = errorText(e);
+      refused(errorText(e));
     }
   };
+  $("welcome-skip").addEventListener("click", () => close(false));
   $("welcome-practice").addEventListener("click", () => void pick("practice", true));
   $("welcome-hub-use").addEventListener("click", () => {
     const id = $<HTMLInputElement>("welcome-hub").value.trim();
