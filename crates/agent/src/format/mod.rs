@@ -103,6 +103,32 @@ impl ActionFormat {
         ActionFormat::Computer13,
     ];
 
+    /// The format a model's id or folder name says it writes, when it says: UI-TARS-1.5 (and
+    /// 1.5's kin) the resized image's pixels, earlier UI-TARS the 0-1000 grid, Qwen2.5-VL its
+    /// pixel tool calls, Qwen3-VL its 0-999 grid. `None` for a name that says none of these.
+    pub fn named_by(model: &str) -> Option<ActionFormat> {
+        // The last two path parts: a hub id's "org/name", or a folder's parent and name.
+        let tail: Vec<&str> = model.trim_end_matches('/').rsplit('/').take(2).collect();
+        let name: String = tail
+            .iter()
+            .rev()
+            .flat_map(|p| p.chars())
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if name.contains("uitars15") || name.contains("uitars1p5") {
+            Some(ActionFormat::UiTarsPixels)
+        } else if name.contains("uitars") {
+            Some(ActionFormat::UiTars1000)
+        } else if name.contains("qwen25vl") {
+            Some(ActionFormat::Qwen25Vl)
+        } else if name.contains("qwen3vl") {
+            Some(ActionFormat::Qwen3Vl)
+        } else {
+            None
+        }
+    }
+
     /// The name used in settings and on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -285,5 +311,37 @@ pub(crate) fn malformed(format: &'static str, detail: impl Into<String>) -> Form
     FormatError::Malformed {
         format,
         detail: detail.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ActionFormat;
+
+    #[test]
+    fn a_models_name_says_which_format_it_writes() {
+        let cases = [
+            (
+                "ByteDance-Seed/UI-TARS-1.5-7B",
+                Some(ActionFormat::UiTarsPixels),
+            ),
+            ("/models/ui_tars_1.5_7b/", Some(ActionFormat::UiTarsPixels)),
+            (
+                "bytedance-research/UI-TARS-7B-DPO",
+                Some(ActionFormat::UiTars1000),
+            ),
+            ("Qwen/Qwen2.5-VL-7B-Instruct", Some(ActionFormat::Qwen25Vl)),
+            ("/data/qwen2_5_vl_3b", Some(ActionFormat::Qwen25Vl)),
+            ("Qwen/Qwen3-VL-2B-Instruct", Some(ActionFormat::Qwen3Vl)),
+            (
+                "/home/me/checkpoints/qwen3-vl-sft/step-200",
+                Some(ActionFormat::Qwen3Vl),
+            ),
+            ("xlangai/OpenCUA-7B", None),
+            ("clawdesk", None),
+        ];
+        for (model, format) in cases {
+            assert_eq!(ActionFormat::named_by(model), format, "{model}");
+        }
     }
 }

@@ -100,9 +100,10 @@ struct RunArgs {
     #[arg(long)]
     app: Option<String>,
     /// The model's action format: qwen3-vl, qwen2.5-vl, ui-tars-1000, ui-tars-pixels,
-    /// pyautogui, computer-13.
-    #[arg(long, default_value = "qwen3-vl")]
-    format: ActionFormat,
+    /// pyautogui, computer-13. Default: the one the model's name says (UI-TARS-1.5,
+    /// Qwen2.5-VL, ...), else qwen3-vl.
+    #[arg(long)]
+    format: Option<ActionFormat>,
     /// Steps before the episode ends unfinished (the window's "Steps per episode").
     #[arg(long, default_value_t = 30)]
     max_steps: usize,
@@ -135,10 +136,26 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The format asked for, else the one the policy's name says, else Qwen3-VL's; said on stderr
+/// when it was not asked for, since a wrong format makes every reply unreadable.
+fn format_of(a: &RunArgs) -> ActionFormat {
+    if let Some(format) = a.format {
+        return format;
+    }
+    let model = a.model.as_deref().unwrap_or(&a.remote_model);
+    match ActionFormat::named_by(model) {
+        Some(format) => {
+            eprintln!("action format {format} (named by the model {model}; --format to change)");
+            format
+        }
+        None => ActionFormat::Qwen3Vl,
+    }
+}
+
 fn settings_of(a: &RunArgs) -> AgentSettings {
     let mut settings = AgentSettings::new(a.instruction.clone());
     settings.app = a.app.clone();
-    settings.format = a.format;
+    settings.format = format_of(a);
     settings.max_steps = a.max_steps;
     settings.window = a.window;
     settings.sampling.temperature = a.temperature;
@@ -247,4 +264,50 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
     .await?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn format(args: &[&str]) -> ActionFormat {
+        let mut argv = vec!["x", "--instruction", "do it"];
+        argv.extend_from_slice(args);
+        format_of(&Cli::parse_from(argv).run)
+    }
+
+    #[test]
+    fn the_format_is_the_one_asked_for_else_the_one_the_model_names() {
+        assert_eq!(
+            format(&["--model", "ByteDance-Seed/UI-TARS-1.5-7B"]),
+            ActionFormat::UiTarsPixels
+        );
+        assert_eq!(
+            format(&[
+                "--model",
+                "ByteDance-Seed/UI-TARS-1.5-7B",
+                "--format",
+                "pyautogui"
+            ]),
+            ActionFormat::PyAutoGui
+        );
+        assert_eq!(
+            format(&[
+                "--remote",
+                "http://127.0.0.1:8000/v1",
+                "--remote-model",
+                "Qwen/Qwen2.5-VL-7B-Instruct"
+            ]),
+            ActionFormat::Qwen25Vl
+        );
+        assert_eq!(format(&["--model", "/models/mine"]), ActionFormat::Qwen3Vl);
+    }
 }
