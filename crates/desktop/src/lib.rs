@@ -277,12 +277,17 @@ impl Desktop {
         let a11y = self.a11y.clone();
         let listing = tokio::spawn(async move { a11y.applications().await });
         let capture_start = Instant::now();
-        let screenshot = blocking(|| self.capture.capture(&options.target));
+        let screenshot = match blocking(|| self.capture.capture(&options.target)) {
+            Ok(shot) => shot,
+            Err(e) => {
+                listing.abort();
+                return Err(e);
+            }
+        };
         let capture_ms = capture_start.elapsed().as_secs_f64() * 1e3;
         let apps = listing
             .await
             .map_err(|e| DesktopError::Accessibility(format!("listing the apps: {e}")))??;
-        let screenshot = screenshot?;
         // Who has focus comes from the X server alone: the active window and the AT-SPI app
         // of its process. What was named only chooses whose tree the prompt shows.
         let focused_app = active_window

@@ -285,6 +285,8 @@ impl<'a> TrainLoop<'a> {
             Err(e @ (TrainerError::NonFinite { .. } | TrainerError::NothingToTrain { .. })) => {
                 let reason = e.to_string();
                 tracing::warn!(step, %reason, "update skipped");
+                // The cursor moved past these steps: the next update's figures count them.
+                self.carried += passed;
                 return Ok(Turn::Skipped { step, reason });
             }
             Err(e) => return Err(e),

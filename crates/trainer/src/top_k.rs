@@ -10,6 +10,10 @@
 //! sample's positions. Log-probabilities are over the whole vocabulary (only the weights are
 //! renormalised over S_t). π_old is the policy at the update, before its step: top-k is taken
 //! from the update's own forward pass, as OpenClaw-RL recomputes it on the trainer's weights.
+//! So the ratio of this term is 1 in value and its PPO clip never acts; with several optimiser
+//! steps per batch (`epochs`), each step takes the top-k afresh, and this term, unlike the
+//! sampled tokens' (whose π_old is the generation-time policy), is not held near the policy
+//! that sampled. Holding it would need the top-k kept from before the first step.
 //!
 //! Pure arithmetic on host values: no model, no candle.
 

@@ -433,30 +433,52 @@ fn top_k_advantages(
     if items.is_empty() {
         return Ok(None);
     }
-    let scored = model.score_top_k(&items, settings.teacher_is_policy, k, Some(&at))?;
-    let values: Vec<f32> = match &scored.at {
-        Some(at) => at.detach().flatten_all()?.to_vec1()?,
-        None => {
-            return Err(TrainerError::Input(
-                "the teacher's values were not read".into(),
-            ));
+    // Every candidate's teacher, under the same token budget as the student's passes.
+    let mut teacher: Vec<TeacherTopK> = Vec::with_capacity(items.len());
+    let mut first = 0;
+    let mut row = 0;
+    while first < items.len() {
+        let mut last = first;
+        let mut used = 0;
+        while last < items.len() {
+            let size = items[last].prompt.ids.len() + items[last].response.len();
+            if last > first && used + size > settings.micro_batch_tokens {
+                break;
+            }
+            used += size;
+            last += 1;
         }
-    };
+        let rows: usize = items[first..last].iter().map(|i| i.response.len()).sum();
+        let scored = model.score_top_k(
+            &items[first..last],
+            settings.teacher_is_policy,
+            k,
+            Some(&at[row * k..(row + rows) * k]),
+        )?;
+        let values: Vec<f32> = match &scored.at {
+            Some(at) => at.detach().flatten_all()?.to_vec1()?,
+            None => {
+                return Err(TrainerError::Input(
+                    "the teacher's values were not read".into(),
+                ));
+            }
+        };
+        for &(ts, tl) in &scored.scored.spans {
+            teacher.push(TeacherTopK {
+                at_student: values[ts * k..(ts + tl) * k].to_vec(),
+                own: scored.indices[ts * k..(ts + tl) * k].to_vec(),
+            });
+        }
+        row += rows;
+        first = last;
+    }
     let mut adv = vec![0f32; student_values.len()];
     let mut item = 0;
     for (g, candidates) in asked {
         let kk = group[g];
         let (start, len) = student.scored.spans[g];
         let rows = start * k..(start + len) * k;
-        let options: Vec<TeacherTopK> = (item..item + candidates)
-            .map(|c| {
-                let (ts, tl) = scored.scored.spans[c];
-                TeacherTopK {
-                    at_student: values[ts * k..(ts + tl) * k].to_vec(),
-                    own: scored.indices[ts * k..(ts + tl) * k].to_vec(),
-                }
-            })
-            .collect();
+        let options: Vec<TeacherTopK> = teacher[item..item + candidates].to_vec();
         item += candidates;
         let ids = &student.indices[rows.clone()];
         let chosen = choose_hint(ids, &options, k)

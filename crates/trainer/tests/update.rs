@@ -278,7 +278,7 @@ fn top_k_opd_keeps_the_hint_whose_teacher_agrees_most() {
     let (response, old) = sample(&loaded, &input, "click(950, 40)");
     // A fresh adapter's B is zero, so the student is the base: a "hint" that leaves the
     // prompt as it is gives a teacher whose top-k is the student's at every position.
-    let overlap_with = |teachers: Vec<ModelInput>| {
+    let overlap_with = |teachers: Vec<ModelInput>, budget: usize| {
         let (_dir, loaded) = tiny_policy(5);
         let batch = vec![TrainSample {
             prompt: input.clone(),
@@ -288,25 +288,32 @@ fn top_k_opd_keeps_the_hint_whose_teacher_agrees_most() {
             reward: Some(-1.0),
         }];
         let mut opt = optimizer(&loaded);
-        update(
-            &loaded.model,
-            &mut opt,
-            &batch,
-            &settings(Method::Combined),
-            LR_OPD,
+        let settings = UpdateSettings {
+            micro_batch_tokens: budget,
+            ..settings(Method::Combined)
+        };
+        let m = update(&loaded.model, &mut opt, &batch, &settings, LR_OPD).expect("update");
+        (
+            m.hint_overlap.expect("an overlap"),
+            m.mean_gap.expect("a gap"),
         )
-        .expect("update")
-        .hint_overlap
-        .expect("an overlap")
     };
-    let alone = overlap_with(vec![other.clone()]);
+    let (alone, _) = overlap_with(vec![other.clone()], 1 << 20);
     assert!(
         alone < 1.0,
         "the other hint's teacher agrees fully ({alone})"
     );
-    assert_eq!(overlap_with(vec![input.clone()]), 1.0);
-    assert_eq!(overlap_with(vec![other.clone(), input.clone()]), 1.0);
-    assert_eq!(overlap_with(vec![input.clone(), other]), 1.0);
+    assert_eq!(overlap_with(vec![input.clone()], 1 << 20).0, 1.0);
+    let both = overlap_with(vec![other.clone(), input.clone()], 1 << 20);
+    assert_eq!(both.0, 1.0);
+    assert_eq!(
+        overlap_with(vec![input.clone(), other.clone()], 1 << 20).0,
+        1.0
+    );
+    // The teachers' passes split under a budget of one sample each: the same choice and gap.
+    let split = overlap_with(vec![other, input.clone()], 1);
+    assert_eq!(split.0, both.0);
+    assert!((split.1 - both.1).abs() < 1e-6, "{split:?} vs {both:?}");
     drop(loaded);
 }
 

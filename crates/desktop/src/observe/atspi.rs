@@ -218,11 +218,12 @@ impl Accessibility {
             self.ask_applications(to_ask).await?
         };
         let mut known = self.apps.lock().unwrap_or_else(|e| e.into_inner());
-        // An app still starting may not have its name yet: it is listed, not kept.
+        // An app still starting may not have its name yet, and the bus may fail to say its
+        // process (which focus is matched by): it is listed, not kept, and asked again.
         let mut unnamed = HashMap::new();
         for (bus_name, app) in found {
             match app {
-                Some(app) if app.name.is_empty() => {
+                Some(app) if app.name.is_empty() || app.pid.is_none() => {
                     unnamed.insert(bus_name, app);
                 }
                 Some(app) => {
