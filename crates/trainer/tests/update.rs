@@ -211,26 +211,22 @@ fn top_k_opd_pulls_the_students_top_k_toward_the_hinted_teacher() {
         .score_top_k(&[item(&input)], true, k, None)
         .expect("student");
     let ids = start.indices.clone();
-    let teacher: Vec<f32> = loaded
-        .model
-        .score_top_k(&[item(&hinted)], false, k, Some(&ids))
-        .expect("teacher")
-        .at
-        .expect("at")
-        .flatten_all()
-        .and_then(|t| t.to_vec1())
-        .expect("values");
-    // Σ over positions and the first top-k of w_v·|log π_S(v) − log π_T(v)|.
-    let distance = |loaded: &LoadedModel| -> f32 {
-        let s: Vec<f32> = loaded
+    // The log-probabilities at the student's first top-k, with `prompt`, adapter on or off.
+    let values_at = |loaded: &LoadedModel, prompt: &ModelInput, lora: bool| -> Vec<f32> {
+        loaded
             .model
-            .score_top_k(&[item(&input)], true, k, Some(&ids))
-            .expect("student")
+            .score_top_k(&[item(prompt)], lora, k, Some(&ids))
+            .expect("scored")
             .at
             .expect("at")
             .flatten_all()
             .and_then(|t| t.to_vec1())
-            .expect("values");
+            .expect("values")
+    };
+    let teacher = values_at(&loaded, &hinted, false);
+    // Σ over positions and the first top-k of w_v·|log π_S(v) − log π_T(v)|.
+    let distance = |loaded: &LoadedModel| -> f32 {
+        let s = values_at(loaded, &input, true);
         s.chunks(k)
             .zip(teacher.chunks(k))
             .map(|(s, t)| {
