@@ -1,4 +1,5 @@
-"""Golden outputs of HF transformers (+ PEFT) for a tiny Qwen3-VL made by `clawdesk model tiny`.
+"""Golden outputs of HF transformers (+ PEFT) for a tiny Qwen3-VL or Qwen2.5-VL made by
+`clawdesk model tiny [--arch qwen2.5-vl]`.
 
 The Rust parity tests regenerate the same tiny model and adapter from their seeds and compare
 against the files written here (CI has no torch). Run through `scripts/hf/make-goldens.sh`.
@@ -15,7 +16,7 @@ import torch
 import transformers
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
 
 torch.set_grad_enabled(False)
 
@@ -79,7 +80,7 @@ def cases(tool):
     }
 
 
-def run_case(model, processor, messages, tools, images):
+def run_case(model, processor, pil_processor, messages, tools, images, mean, std):
     text = processor.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[text], images=images or None, return_tensors="pt")
     seq = inputs["input_ids"].shape[1]
@@ -112,17 +113,25 @@ def run_case(model, processor, messages, tools, images):
     if images:
         result["image_grid_thw"] = inputs["image_grid_thw"].to(torch.int64).contiguous()
         # HF's own pixels, so the model's parity is tested apart from the resampler's.
-        result["pixels_u8"] = to_u8(inputs["pixel_values"])
+        result["pixels_u8"] = to_u8(inputs["pixel_values"], mean, std)
+        # The PIL backend's pixels too: HF's two resamplers disagree (on downscaled images by up
+        # to several 8-bit levels), and ours follows PIL.
+        pil = pil_processor(images=images, return_tensors="pt")
+        assert torch.equal(pil["image_grid_thw"], inputs["image_grid_thw"])
+        result["pil_pixels_u8"] = to_u8(pil["pixel_values"], mean, std)
     return text, result
 
 
-def to_u8(pixel_values):
-    # The processors normalise with mean = std = 0.5: v = (k/255 - 0.5)/0.5, so k is recoverable
-    # exactly; storing k keeps the goldens small. Only the first temporal copy is kept (the
-    # second repeats it; the Rust test checks the repetition itself).
+def to_u8(pixel_values, mean, std):
+    # The processors normalise per channel: v = (k/255 - mean)/std, so the 8-bit k is
+    # recoverable exactly; storing k keeps the goldens small. Only the first temporal copy is
+    # kept (the second repeats it; the Rust test checks the repetition itself).
     n, dim = pixel_values.shape
-    first = pixel_values.reshape(n, 3, 2, dim // 6)[:, :, 0, :].reshape(n, -1)
-    return torch.round((first.float() * 0.5 + 0.5) * 255).clamp(0, 255).to(torch.uint8).contiguous()
+    first = pixel_values.reshape(n, 3, 2, dim // 6)[:, :, 0, :].float()
+    mean = torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1)
+    std = torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1)
+    k = torch.round((first * std + mean) * 255).clamp(0, 255)
+    return k.reshape(n, -1).to(torch.uint8).contiguous()
 
 
 def main():
@@ -139,11 +148,14 @@ def main():
     tool = json.loads(pathlib.Path(args.tool).read_text().replace("{{width}}", "1280").replace("{{height}}", "800"))
 
     processor = AutoProcessor.from_pretrained(args.model)
+    mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
+    pil_processor = AutoImageProcessor.from_pretrained(args.model, backend="pil")
     model = AutoModelForImageTextToText.from_pretrained(
         args.model, dtype=torch.float32, attn_implementation="eager"
     ).eval()
 
     manifest = {
+        "model_type": model.config.model_type,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "peft": peft.__version__,
@@ -154,13 +166,13 @@ def main():
     }
     results = {}
     for name, (messages, tools, imgs) in cases(tool).items():
-        text, r = run_case(model, processor, messages, tools, [images[i] for i in imgs])
+        text, r = run_case(model, processor, pil_processor, messages, tools, [images[i] for i in imgs], mean, std)
         manifest["cases"][name] = {"text": text, "images": imgs}
         results[name] = r
 
     lora = peft.PeftModel.from_pretrained(model, args.adapter).eval()
     for name, (messages, tools, imgs) in cases(tool).items():
-        _, r = run_case(lora, processor, messages, tools, [images[i] for i in imgs])
+        _, r = run_case(lora, processor, pil_processor, messages, tools, [images[i] for i in imgs], mean, std)
         results[name]["lora_prefill_logits"] = r["prefill_logits"]
         results[name]["lora_decode_logits"] = r["decode_logits"]
 

@@ -14,9 +14,24 @@ cargo build --quiet -p clawdesk --bin clawdesk
 bin="$CARGO_TARGET_DIR/debug/clawdesk"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# Seeds shared with crates/model/tests/parity.rs.
-"$bin" model tiny --out "$work/tiny" --seed 7 >/dev/null
-"$bin" model adapter-random --model "$work/tiny" --rank 4 --seed 3 --out "$work/adapter" >/dev/null
-"$venv/bin/python" "$root/scripts/hf/goldens.py" --model "$work/tiny" --adapter "$work/adapter" \
-  --tool "$root/prompts/tools/computer_use.json" --out "$root/crates/model/tests/goldens"
-echo "goldens written to crates/model/tests/goldens"
+# Seeds shared with crates/model/tests/parity.rs. One set per family: Qwen3-VL's in goldens/,
+# Qwen2.5-VL's in goldens/qwen2_5_vl/, and a second Qwen2.5-VL shape (other layer and head
+# counts, window and full-attention blocks; its overlay.json) in goldens/qwen2_5_vl_hidden/.
+# `make-goldens.sh qwen2.5-vl` remakes only that one.
+only="${1:-all}"
+for set in qwen3-vl qwen2.5-vl qwen2.5-vl-hidden; do
+  [ "$only" = all ] || [ "$only" = "$set" ] || continue
+  overlay=()
+  case "$set" in
+    qwen3-vl) arch=qwen3-vl; dest="$root/crates/model/tests/goldens" ;;
+    qwen2.5-vl) arch=qwen2.5-vl; dest="$root/crates/model/tests/goldens/qwen2_5_vl" ;;
+    qwen2.5-vl-hidden)
+      arch=qwen2.5-vl; dest="$root/crates/model/tests/goldens/qwen2_5_vl_hidden"
+      overlay=(--config "$dest/overlay.json") ;;
+  esac
+  "$bin" model tiny --arch "$arch" "${overlay[@]}" --out "$work/$arch" --seed 7 >/dev/null
+  "$bin" model adapter-random --model "$work/$arch" --rank 4 --seed 3 --out "$work/$arch-adapter" >/dev/null
+  "$venv/bin/python" "$root/scripts/hf/goldens.py" --model "$work/$arch" --adapter "$work/$arch-adapter" \
+    --tool "$root/prompts/tools/computer_use.json" --out "$dest"
+  echo "$set goldens written to ${dest#"$root"/}"
+done

@@ -1,6 +1,11 @@
 //! The model's configuration, read from a Hugging Face `config.json` and
 //! `preprocessor_config.json` and checked before any tensor is touched, so a bad directory fails
 //! with the field at fault instead of a shape error deep in a forward pass.
+//!
+//! Two families share one configuration type: Qwen3-VL (`qwen3_vl`) and Qwen2.5-VL
+//! (`qwen2_5_vl`, the base of UI-TARS-1.5, OpenCUA and most open GUI agents). [`Family`] says
+//! which, and every difference between them is a method here, so the layers ask the config
+//! rather than compare model types.
 
 use std::path::Path;
 
@@ -8,13 +13,49 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 
-/// The whole Qwen3-VL configuration as HF writes it.
+/// Which model family a checkpoint belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// Qwen3-VL: q/k norms, interleaved M-RoPE, learned vision positions, DeepStack.
+    Qwen3Vl,
+    /// Qwen2.5-VL: biased q/k/v, M-RoPE in sections, a windowed SwiGLU vision tower.
+    Qwen25Vl,
+}
+
+impl Family {
+    /// The family a `model_type` names, if it is one we run.
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        match model_type {
+            "qwen3_vl" => Some(Self::Qwen3Vl),
+            "qwen2_5_vl" => Some(Self::Qwen25Vl),
+            _ => None,
+        }
+    }
+
+    /// HF's `model_type` for the family.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Self::Qwen3Vl => "qwen3_vl",
+            Self::Qwen25Vl => "qwen2_5_vl",
+        }
+    }
+
+    /// The name people use, for messages and tables.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Qwen3Vl => "Qwen3-VL",
+            Self::Qwen25Vl => "Qwen2.5-VL",
+        }
+    }
+}
+
+/// The whole configuration as HF writes it, for either [`Family`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Qwen3VlConfig {
     /// Model classes the checkpoint was saved for (HF `architectures`).
     #[serde(default)]
     pub architectures: Vec<String>,
-    /// Architecture tag (HF `model_type`); must be `qwen3_vl`.
+    /// Architecture tag (HF `model_type`): `qwen3_vl` or `qwen2_5_vl`.
     pub model_type: String,
     /// Settings of the text decoder (HF `text_config`).
     pub text_config: TextConfig,
@@ -138,8 +179,16 @@ pub struct VisionConfig {
     /// text `hidden_size`.
     pub out_hidden_size: usize,
     /// Entries in the learned position table (HF `num_position_embeddings`): a square grid,
-    /// interpolated to each image's patch grid.
+    /// interpolated to each image's patch grid. Qwen3-VL only.
+    #[serde(default)]
     pub num_position_embeddings: usize,
+    /// Side of an attention window in pixels (HF `window_size`). Qwen2.5-VL only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_size: Option<usize>,
+    /// Vision blocks that attend over the whole image instead of a window (HF
+    /// `fullatt_block_indexes`). Qwen2.5-VL only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fullatt_block_indexes: Vec<usize>,
     /// Vision blocks whose outputs are merged and added to the first decoder layers' hidden states
     /// (HF `deepstack_visual_indexes`).
     #[serde(default)]
@@ -173,15 +222,19 @@ impl Qwen3VlConfig {
             .get("model_type")
             .and_then(|v| v.as_str())
             .unwrap_or("<none>");
-        if model_type != "qwen3_vl" {
+        let Some(family) = Family::from_model_type(model_type) else {
             return Err(ModelError::UnsupportedArchitecture {
                 path: path.into(),
                 found: model_type.into(),
             });
-        }
+        };
+        let value = with_text_config(value);
         let config: Self = serde_json::from_value(value).map_err(|source| ModelError::Json {
             path: path.into(),
-            what: "a Qwen3-VL config",
+            what: match family {
+                Family::Qwen3Vl => "a Qwen3-VL config",
+                Family::Qwen25Vl => "a Qwen2.5-VL config",
+            },
             source,
         })?;
         config.validate().map_err(|reason| ModelError::Config {
@@ -216,15 +269,30 @@ impl Qwen3VlConfig {
             ));
         }
         let rope = self.rope();
-        if let Some(kind) = rope.rope_type.as_deref()
+        let kind = rope
+            .rope_type
+            .as_deref()
+            .or_else(|| rope.other.get("type").and_then(|v| v.as_str()));
+        // Qwen2.5-VL's hub configs spell the default rope `"type": "mrope"`; HF reads it as
+        // the default rope with M-RoPE sections.
+        if let Some(kind) = kind
             && kind != "default"
+            && !(kind == "mrope" && self.family() == Family::Qwen25Vl)
         {
             return Err(format!(
                 "rope_type {kind:?} is not supported (only \"default\")"
             ));
         }
-        if rope.mrope_interleaved == Some(false) {
-            return Err("only interleaved M-RoPE (mrope_interleaved: true) is supported".into());
+        match (self.family(), rope.mrope_interleaved) {
+            (Family::Qwen3Vl, Some(false)) => {
+                return Err(
+                    "only interleaved M-RoPE (mrope_interleaved: true) is supported".into(),
+                );
+            }
+            (Family::Qwen25Vl, Some(true)) => {
+                return Err("Qwen2.5-VL's M-RoPE is not interleaved (mrope_interleaved)".into());
+            }
+            _ => {}
         }
         if t.hidden_act != "silu" {
             return Err(format!(
@@ -232,7 +300,11 @@ impl Qwen3VlConfig {
                 t.hidden_act
             ));
         }
-        if !matches!(v.hidden_act.as_str(), "gelu_pytorch_tanh" | "gelu") {
+        let vision_acts: &[&str] = match self.family() {
+            Family::Qwen3Vl => &["gelu_pytorch_tanh", "gelu"],
+            Family::Qwen25Vl => &["silu"],
+        };
+        if !vision_acts.contains(&v.hidden_act.as_str()) {
             return Err(format!(
                 "vision hidden_act {:?} is not supported",
                 v.hidden_act
@@ -247,12 +319,37 @@ impl Qwen3VlConfig {
         if !(v.hidden_size / v.num_heads).is_multiple_of(4) {
             return Err("vision head dim must be a multiple of 4 (2-D rotary)".into());
         }
-        let side = (v.num_position_embeddings as f64).sqrt() as usize;
-        if side * side != v.num_position_embeddings || side == 0 {
-            return Err(format!(
-                "vision num_position_embeddings ({}) must be a square",
-                v.num_position_embeddings
-            ));
+        match self.family() {
+            Family::Qwen3Vl => {
+                let side = (v.num_position_embeddings as f64).sqrt() as usize;
+                if side * side != v.num_position_embeddings || side == 0 {
+                    return Err(format!(
+                        "vision num_position_embeddings ({}) must be a square",
+                        v.num_position_embeddings
+                    ));
+                }
+            }
+            Family::Qwen25Vl => {
+                let unit = v.patch_size * v.spatial_merge_size;
+                match v.window_size {
+                    Some(w) if w > 0 && unit > 0 && w.is_multiple_of(unit) => {}
+                    other => {
+                        return Err(format!(
+                            "vision window_size ({other:?}) must be a positive multiple of \
+                             patch_size × spatial_merge_size ({unit})"
+                        ));
+                    }
+                }
+                if let Some(bad) = v.fullatt_block_indexes.iter().find(|&&i| i >= v.depth) {
+                    return Err(format!(
+                        "fullatt_block_indexes holds {bad}, beyond the vision depth {}",
+                        v.depth
+                    ));
+                }
+                if !v.deepstack_visual_indexes.is_empty() {
+                    return Err("Qwen2.5-VL has no deepstack_visual_indexes".into());
+                }
+            }
         }
         if let Some(bad) = v.deepstack_visual_indexes.iter().find(|&&i| i >= v.depth) {
             return Err(format!(
@@ -282,6 +379,35 @@ impl Qwen3VlConfig {
         Ok(())
     }
 
+    /// The family `model_type` names; anything but Qwen2.5-VL is read as Qwen3-VL, which
+    /// [`Self::from_file`] has already checked.
+    pub fn family(&self) -> Family {
+        Family::from_model_type(&self.model_type).unwrap_or(Family::Qwen3Vl)
+    }
+
+    /// Whether M-RoPE interleaves its three axes across frequencies (Qwen3-VL) or gives each a
+    /// contiguous section (Qwen2.5-VL).
+    pub fn mrope_interleaved(&self) -> bool {
+        self.family() == Family::Qwen3Vl
+    }
+
+    /// Whether each attention layer normalises q and k per head (Qwen3-VL).
+    pub fn qk_norm(&self) -> bool {
+        self.family() == Family::Qwen3Vl
+    }
+
+    /// Biases on (q/k/v, o): Qwen2's attention always biases q, k and v and never o; Qwen3's
+    /// follows `attention_bias` for all four.
+    pub fn attention_biases(&self) -> (bool, bool) {
+        match self.family() {
+            Family::Qwen3Vl => (
+                self.text_config.attention_bias,
+                self.text_config.attention_bias,
+            ),
+            Family::Qwen25Vl => (true, false),
+        }
+    }
+
     /// Width of one attention head: `head_dim` when given, else hidden size over query heads.
     pub fn head_dim(&self) -> usize {
         self.text_config
@@ -298,19 +424,26 @@ impl Qwen3VlConfig {
     }
 
     /// Base of the text rotary frequencies: the rope settings' `rope_theta`, else
-    /// `text_config.rope_theta`, else 5,000,000.
+    /// `text_config.rope_theta`, else the family's default (5,000,000; 1,000,000).
     pub fn rope_theta(&self) -> f64 {
         self.rope()
             .rope_theta
             .or(self.text_config.rope_theta)
-            .unwrap_or(5_000_000.0)
+            .unwrap_or(match self.family() {
+                Family::Qwen3Vl => 5_000_000.0,
+                Family::Qwen25Vl => 1_000_000.0,
+            })
     }
 
-    /// Rotary frequency pairs given to time, height and width; `[24, 20, 20]` if absent.
+    /// Rotary frequency pairs given to time, height and width; the family's default
+    /// (`[24, 20, 20]`; `[16, 24, 24]`) if absent.
     pub fn mrope_section(&self) -> Vec<usize> {
         self.rope()
             .mrope_section
-            .unwrap_or_else(|| vec![24, 20, 20])
+            .unwrap_or_else(|| match self.family() {
+                Family::Qwen3Vl => vec![24, 20, 20],
+                Family::Qwen25Vl => vec![16, 24, 24],
+            })
     }
 
     /// Whether `lm_head` shares the embedding matrix; the top-level flag wins, as in HF.
@@ -344,6 +477,21 @@ impl Qwen3VlConfig {
             _ => Vec::new(),
         }
     }
+}
+
+/// Qwen2.5-VL checkpoints on the hub (UI-TARS-1.5, OpenCUA, …) keep the text decoder's fields
+/// at the top level, where transformers 5 nests them under `text_config`. Reads either: without a
+/// `text_config`, the top-level object (less `vision_config`) is the text config, as HF's own
+/// config class does.
+fn with_text_config(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut()
+        && !object.contains_key("text_config")
+    {
+        let mut text = object.clone();
+        text.remove("vision_config");
+        object.insert("text_config".into(), serde_json::Value::Object(text));
+    }
+    value
 }
 
 /// `preprocessor_config.json` of a Qwen2-VL-style image processor.

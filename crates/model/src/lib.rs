@@ -1,7 +1,9 @@
-//! Qwen3-VL in candle, owned end to end so that it can be trained: one model definition with a
-//! Fast mode (fused kernels, KV cache) for generation and a Train mode (differentiable ops) for
-//! log-probabilities under gradient; LoRA in PEFT's layout; HF-exact image preprocessing and
-//! chat templates; PEFT adapter files; and a generator of tiny random models in HF's format.
+//! Qwen3-VL and Qwen2.5-VL in candle, owned end to end so that they can be trained: one model
+//! definition with a Fast mode (fused kernels, KV cache) for generation and a Train mode
+//! (differentiable ops) for log-probabilities under gradient; LoRA in PEFT's layout; HF-exact
+//! image preprocessing and chat templates; PEFT adapter files; and a generator of tiny random
+//! models of either family in HF's format. The family ([`Family`]) is read from the config and
+//! decides the few layers that differ; everything above this crate takes either.
 
 #![warn(missing_docs)]
 
@@ -26,8 +28,9 @@ pub mod text;
 pub mod tiny;
 pub mod vision;
 pub mod weights;
+pub mod windowed;
 
-pub use config::{PreprocessorConfig, Qwen3VlConfig};
+pub use config::{Family, PreprocessorConfig, Qwen3VlConfig};
 pub use device::{DeviceChoice, Precision};
 pub use error::{ModelError, Result};
 pub use lora::LoraConfig;

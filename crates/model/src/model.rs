@@ -157,6 +157,7 @@ impl Qwen3Vl {
             config.head_dim(),
             config.rope_theta(),
             &config.mrope_section(),
+            config.mrope_interleaved(),
         );
         Ok(Self {
             config,

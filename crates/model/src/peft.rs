@@ -1,12 +1,14 @@
 //! LoRA adapters as PEFT files: `adapter_config.json` plus `adapter_model.safetensors` with
-//! PEFT's key names for Qwen3-VL (`base_model.model.model.language_model.layers.N.self_attn.
-//! q_proj.lora_A.weight`), which HF PEFT and vLLM load as they are.
+//! PEFT's key names for Qwen3-VL and Qwen2.5-VL under transformers 5
+//! (`base_model.model.model.language_model.layers.N.self_attn.q_proj.lora_A.weight`), which HF
+//! PEFT and vLLM load as they are.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::config::Family;
 use crate::error::{ModelError, Result};
 use crate::lora::LoraConfig;
 use crate::model::Qwen3Vl;
@@ -57,7 +59,7 @@ pub fn export_adapter(model: &Qwen3Vl, dir: &Path, base_model: &str) -> Result<(
         "r": config.rank,
         "rank_pattern": {},
         "revision": null,
-        "target_modules": config.target_modules,
+        "target_modules": target_modules_json(model.config().family(), &config.target_modules),
         "task_type": "CAUSAL_LM",
         "use_dora": false,
         "use_rslora": config.use_rslora
@@ -71,6 +73,35 @@ pub fn export_adapter(model: &Qwen3Vl, dir: &Path, base_model: &str) -> Result<(
     let text = serde_json::to_string_pretty(&config_json).unwrap_or_default() + "\n";
     std::fs::write(&config_path, text).map_err(|e| ModelError::io(&config_path, e))?;
     Ok(())
+}
+
+/// PEFT matches a list of names against every module, and Qwen2.5-VL's vision blocks also
+/// have `gate_proj`, `up_proj` and `down_proj`: PEFT would put adapters there that this file
+/// does not hold. For that family the list becomes a regular expression over the language
+/// model only, which PEFT matches with `re.fullmatch` and [`read_adapter_config`] reads back.
+fn target_modules_json(family: Family, modules: &[String]) -> serde_json::Value {
+    match family {
+        Family::Qwen3Vl => serde_json::json!(modules),
+        Family::Qwen25Vl => serde_json::Value::String(format!(
+            "{TEXT_ONLY_HEAD}{}{TEXT_ONLY_TAIL}",
+            modules.join("|")
+        )),
+    }
+}
+
+const TEXT_ONLY_HEAD: &str = r".*language_model.*\.(";
+const TEXT_ONLY_TAIL: &str = ")";
+
+/// The module names of a text-only pattern as [`target_modules_json`] writes it.
+fn parse_text_only_pattern(pattern: &str) -> Option<Vec<String>> {
+    let names = pattern
+        .strip_prefix(TEXT_ONLY_HEAD)?
+        .strip_suffix(TEXT_ONLY_TAIL)?;
+    let names: Vec<String> = names.split('|').map(str::to_string).collect();
+    names
+        .iter()
+        .all(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then_some(names)
 }
 
 /// Reads a PEFT adapter directory into the model (replacing any adapter it had).
@@ -167,14 +198,15 @@ pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig> {
             .map(|m| m.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| adapter_err(dir, "target_modules must hold strings".into()))?,
-        serde_json::Value::String(s) => {
-            return Err(adapter_err(
+        serde_json::Value::String(s) => parse_text_only_pattern(&s).ok_or_else(|| {
+            adapter_err(
                 dir,
                 format!(
-                    "target_modules as a regular expression ({s:?}) is not supported; list the modules"
+                    "target_modules as a regular expression ({s:?}) is not supported; list the \
+                     modules, or use the form .*language_model.*\\.(q_proj|v_proj)"
                 ),
-            ));
-        }
+            )
+        })?,
         _ => return Err(adapter_err(dir, "target_modules is missing".into())),
     };
     Ok(LoraConfig {
@@ -204,4 +236,27 @@ pub fn write_random_adapter(
             .set(&Tensor::from_vec(rng.normals(n, 0.1), shape, b.device())?)?;
     }
     export_adapter(model, out, base_model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qwen25_targets_only_the_language_model_and_reads_back() {
+        let modules: Vec<String> = ["q_proj", "down_proj"].map(String::from).to_vec();
+        let json = target_modules_json(Family::Qwen25Vl, &modules);
+        let pattern = json.as_str().expect("a pattern");
+        assert_eq!(pattern, r".*language_model.*\.(q_proj|down_proj)");
+        assert_eq!(parse_text_only_pattern(pattern), Some(modules.clone()));
+        assert_eq!(
+            target_modules_json(Family::Qwen3Vl, &modules),
+            serde_json::json!(modules)
+        );
+        assert_eq!(parse_text_only_pattern(r".*\.(q_proj)"), None);
+        assert_eq!(
+            parse_text_only_pattern(r".*language_model.*\.(q_proj|.*)"),
+            None
+        );
+    }
 }

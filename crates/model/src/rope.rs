@@ -1,5 +1,6 @@
-//! Positions for Qwen3-VL: the 3-D (time, height, width) position ids that HF's
-//! `get_rope_index` gives each token, and the interleaved M-RoPE cos/sin tables built from them.
+//! Positions for Qwen3-VL and Qwen2.5-VL: the 3-D (time, height, width) position ids that HF's
+//! `get_rope_index` gives each token (the same for still images in both families), and the
+//! M-RoPE cos/sin tables built from them: interleaved (Qwen3-VL) or in sections (Qwen2.5-VL).
 
 use candle_core::{Device, Result, Tensor};
 
@@ -85,8 +86,13 @@ pub fn rope_index(
     (positions, delta)
 }
 
-/// Interleaved M-RoPE: frequency j takes the height axis when j % 3 == 1 and j < 3·section[1],
-/// the width axis when j % 3 == 2 and j < 3·section[2], and the time axis otherwise.
+/// M-RoPE: which position axis each rotary frequency reads.
+///
+/// Interleaved (Qwen3-VL): frequency j takes the height axis when j % 3 == 1 and
+/// j < 3·section[1], the width axis when j % 3 == 2 and j < 3·section[2], and the time axis
+/// otherwise. In sections (Qwen2.5-VL): the first section[0] frequencies take time, the next
+/// section[1] height, the rest width; HF splits the doubled table by `mrope_section * 2`, which
+/// gives both halves of a head the same assignment.
 #[derive(Debug, Clone)]
 pub struct TextRope {
     inv_freq: Vec<f32>,
@@ -94,24 +100,31 @@ pub struct TextRope {
 }
 
 impl TextRope {
-    /// Frequencies `theta^(-2i/head_dim)` for heads of width `head_dim`, split by `mrope_section`.
-    pub fn new(head_dim: usize, theta: f64, mrope_section: &[usize]) -> Self {
+    /// Frequencies `theta^(-2i/head_dim)` for heads of width `head_dim`, split by `mrope_section`
+    /// interleaved or in sections.
+    pub fn new(head_dim: usize, theta: f64, mrope_section: &[usize], interleaved: bool) -> Self {
         let half = head_dim / 2;
         let inv_freq = (0..half)
             .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
             .collect();
-        let (s1, s2) = (
-            mrope_section.get(1).copied().unwrap_or(0),
-            mrope_section.get(2).copied().unwrap_or(0),
-        );
+        let section = |i: usize| mrope_section.get(i).copied().unwrap_or(0);
+        let (s0, s1, s2) = (section(0), section(1), section(2));
         let axis = (0..half)
             .map(|j| {
-                if j % 3 == 1 && j < 3 * s1 {
-                    1
-                } else if j % 3 == 2 && j < 3 * s2 {
-                    2
-                } else {
+                if interleaved {
+                    if j % 3 == 1 && j < 3 * s1 {
+                        1
+                    } else if j % 3 == 2 && j < 3 * s2 {
+                        2
+                    } else {
+                        0
+                    }
+                } else if j < s0 {
                     0
+                } else if j < s0 + s1 {
+                    1
+                } else {
+                    2
                 }
             })
             .collect();
@@ -174,7 +187,13 @@ mod tests {
 
     #[test]
     fn interleaving_assigns_axes() {
-        let rope = TextRope::new(16, 10000.0, &[4, 2, 2]);
+        let rope = TextRope::new(16, 10000.0, &[4, 2, 2], true);
         assert_eq!(rope.axis, vec![0, 1, 2, 0, 1, 2, 0, 0]);
+    }
+
+    #[test]
+    fn sections_assign_contiguous_axes() {
+        let rope = TextRope::new(16, 10000.0, &[4, 2, 2], false);
+        assert_eq!(rope.axis, vec![0, 0, 0, 0, 1, 1, 2, 2]);
     }
 }

@@ -1,4 +1,5 @@
-//! The language model: embeddings, decoder layers (GQA with q/k norm, SwiGLU), final norm.
+//! The language model: embeddings, decoder layers (GQA, SwiGLU), final norm. Qwen3's layers
+//! normalise q and k per head; Qwen2's (Qwen2.5-VL) bias q, k and v instead.
 
 use candle_core::{Device, Tensor};
 
@@ -21,8 +22,8 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
-    q_norm: Tensor,
-    k_norm: Tensor,
+    /// Per-head RMSNorm weights of q and k (Qwen3 only).
+    qk_norm: Option<(Tensor, Tensor)>,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -87,7 +88,15 @@ impl TextModel {
         let mut layers = Vec::with_capacity(t.num_hidden_layers);
         for i in 0..t.num_hidden_layers {
             let lp = format!("{p}.layers.{i}");
-            let bias = t.attention_bias;
+            let (bias, o_bias) = config.attention_biases();
+            let qk_norm = if config.qk_norm() {
+                Some((
+                    w.get(&format!("{lp}.self_attn.q_norm.weight"), &[hd])?,
+                    w.get(&format!("{lp}.self_attn.k_norm.weight"), &[hd])?,
+                ))
+            } else {
+                None
+            };
             layers.push(DecoderLayer {
                 input_layernorm: w.get(&format!("{lp}.input_layernorm.weight"), &[h])?,
                 post_attention_layernorm: w
@@ -96,9 +105,8 @@ impl TextModel {
                     q_proj: linear(w, &format!("{lp}.self_attn.q_proj"), nh * hd, h, bias)?,
                     k_proj: linear(w, &format!("{lp}.self_attn.k_proj"), nkv * hd, h, bias)?,
                     v_proj: linear(w, &format!("{lp}.self_attn.v_proj"), nkv * hd, h, bias)?,
-                    o_proj: linear(w, &format!("{lp}.self_attn.o_proj"), h, nh * hd, bias)?,
-                    q_norm: w.get(&format!("{lp}.self_attn.q_norm.weight"), &[hd])?,
-                    k_norm: w.get(&format!("{lp}.self_attn.k_norm.weight"), &[hd])?,
+                    o_proj: linear(w, &format!("{lp}.self_attn.o_proj"), h, nh * hd, o_bias)?,
+                    qk_norm,
                     heads: nh,
                     kv_heads: nkv,
                     head_dim: hd,
@@ -212,14 +220,10 @@ impl TextModel {
                 format!("{lp}.post_attention_layernorm.weight"),
                 &mut layer.post_attention_layernorm,
             ));
-            out.push((
-                format!("{lp}.self_attn.q_norm.weight"),
-                &mut layer.attn.q_norm,
-            ));
-            out.push((
-                format!("{lp}.self_attn.k_norm.weight"),
-                &mut layer.attn.k_norm,
-            ));
+            if let Some((q_norm, k_norm)) = &mut layer.attn.qk_norm {
+                out.push((format!("{lp}.self_attn.q_norm.weight"), q_norm));
+                out.push((format!("{lp}.self_attn.k_norm.weight"), k_norm));
+            }
         }
         out.push((format!("{}.norm.weight", Self::PREFIX), &mut self.norm));
         out
@@ -297,8 +301,14 @@ impl Attention {
             .v_proj
             .forward(x, pass)?
             .reshape((b, s, self.kv_heads, hd))?;
-        let q = ops::rms_norm(&q, &self.q_norm, self.eps, pass.mode)?.transpose(1, 2)?;
-        let k = ops::rms_norm(&k, &self.k_norm, self.eps, pass.mode)?.transpose(1, 2)?;
+        let (q, k) = match &self.qk_norm {
+            Some((q_norm, k_norm)) => (
+                ops::rms_norm(&q, q_norm, self.eps, pass.mode)?,
+                ops::rms_norm(&k, k_norm, self.eps, pass.mode)?,
+            ),
+            None => (q, k),
+        };
+        let (q, k) = (q.transpose(1, 2)?, k.transpose(1, 2)?);
         let v = v.transpose(1, 2)?.contiguous()?;
         let q = ops::rope(&q.contiguous()?, cos, sin, pass.mode)?;
         let k = ops::rope(&k.contiguous()?, cos, sin, pass.mode)?;

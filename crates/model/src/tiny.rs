@@ -1,11 +1,11 @@
-//! Writes a complete, seeded, random Qwen3-VL directory in exactly HF's format: config,
+//! Writes a complete, seeded, random Qwen3-VL or Qwen2.5-VL directory in exactly HF's format: config,
 //! safetensors, a byte-level BPE tokenizer with every special token, the preprocessor config
 //! and the chat template. Tests and HF transformers load the same files, so nothing needs a
 //! download and parity checks compare like with like.
 
 use std::path::Path;
 
-use crate::config::Qwen3VlConfig;
+use crate::config::{Family, Qwen3VlConfig};
 use crate::error::{ModelError, Result};
 use crate::rng::SeededRng;
 
@@ -34,6 +34,9 @@ pub const SPECIAL_TOKENS: [(&str, bool); 20] = [
 ];
 
 const CHAT_TEMPLATE: &str = include_str!("../assets/qwen3_vl_chat_template.jinja");
+/// Qwen2-VL's template, which Qwen2.5-VL and the models built on it ship: a default system
+/// turn, no tools.
+const QWEN25_CHAT_TEMPLATE: &str = include_str!("../assets/qwen2_5_vl_chat_template.jinja");
 
 fn special_id(name: &str) -> u32 {
     256 + SPECIAL_TOKENS
@@ -94,6 +97,68 @@ pub fn default_config() -> serde_json::Value {
             "initializer_range": 0.02
         }
     })
+}
+
+/// The default tiny Qwen2.5-VL: every architectural feature present (GQA, biased q/k/v, M-RoPE
+/// in sections, windows of 2×2 merged tokens with one full-attention block, an untied
+/// `lm_head`), in transformers 5's nested layout.
+pub fn default_qwen25_config() -> serde_json::Value {
+    serde_json::json!({
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "model_type": "qwen2_5_vl",
+        "image_token_id": special_id("<|image_pad|>"),
+        "video_token_id": special_id("<|video_pad|>"),
+        "vision_start_token_id": special_id("<|vision_start|>"),
+        "vision_end_token_id": special_id("<|vision_end|>"),
+        "tie_word_embeddings": false,
+        "dtype": "float32",
+        "text_config": {
+            "model_type": "qwen2_5_vl_text",
+            "vocab_size": 288,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "hidden_act": "silu",
+            "max_position_embeddings": 4096,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            "attention_dropout": 0.0,
+            "tie_word_embeddings": false,
+            "use_sliding_window": false,
+            "bos_token_id": special_id("<|endoftext|>"),
+            "eos_token_id": special_id("<|im_end|>"),
+            "initializer_range": 0.02,
+            "use_cache": true,
+            "dtype": "float32"
+        },
+        "vision_config": {
+            "model_type": "qwen2_5_vl_vision",
+            "depth": 3,
+            "hidden_size": 32,
+            "hidden_act": "silu",
+            "intermediate_size": 48,
+            "num_heads": 2,
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
+            "out_hidden_size": 64,
+            "tokens_per_second": 2,
+            "initializer_range": 0.02
+        }
+    })
+}
+
+/// The default tiny config of a family.
+pub fn default_config_for(family: Family) -> serde_json::Value {
+    match family {
+        Family::Qwen3Vl => default_config(),
+        Family::Qwen25Vl => default_qwen25_config(),
+    }
 }
 
 /// Merges `overlay` into `base`, object by object (any HF config field can be overridden).
@@ -179,7 +244,11 @@ pub fn write_tiny_model_with(
         "tokenizer_config.json",
         pretty(&tokenizer_config_json(words)),
     )?;
-    write("chat_template.jinja", CHAT_TEMPLATE.to_string())?;
+    let template = match config.family() {
+        Family::Qwen3Vl => CHAT_TEMPLATE,
+        Family::Qwen25Vl => QWEN25_CHAT_TEMPLATE,
+    };
+    write("chat_template.jinja", template.to_string())?;
     write(
         "preprocessor_config.json",
         pretty(&preprocessor_json(&config)),
@@ -323,18 +392,27 @@ fn tokenizer_config_json(words: &[String]) -> serde_json::Value {
 fn preprocessor_json(config: &Qwen3VlConfig) -> serde_json::Value {
     let v = &config.vision_config;
     let unit = (v.patch_size * v.spatial_merge_size).pow(2);
+    // Qwen2.5-VL keeps CLIP's normalisation; Qwen3-VL centres on one half.
+    let (mean, std, processor) = match config.family() {
+        Family::Qwen3Vl => ([0.5; 3], [0.5; 3], "Qwen3VLProcessor"),
+        Family::Qwen25Vl => (
+            [0.481_454_66, 0.457_827_5, 0.408_210_73],
+            [0.268_629_54, 0.261_302_58, 0.275_777_11],
+            "Qwen2_5_VLProcessor",
+        ),
+    };
     serde_json::json!({
         "do_convert_rgb": true,
         "do_normalize": true,
         "do_rescale": true,
         "do_resize": true,
-        "image_mean": [0.5, 0.5, 0.5],
-        "image_std": [0.5, 0.5, 0.5],
+        "image_mean": mean,
+        "image_std": std,
         "image_processor_type": "Qwen2VLImageProcessor",
         "merge_size": v.spatial_merge_size,
         "patch_size": v.patch_size,
         "temporal_patch_size": v.temporal_patch_size,
-        "processor_class": "Qwen3VLProcessor",
+        "processor_class": processor,
         "resample": 3,
         "rescale_factor": 1.0 / 255.0,
         "size": {"shortest_edge": 4 * unit, "longest_edge": 64 * unit}
@@ -343,6 +421,91 @@ fn preprocessor_json(config: &Qwen3VlConfig) -> serde_json::Value {
 
 /// Every tensor the architecture needs, named and shaped as HF saves them.
 pub fn tensor_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
+    match config.family() {
+        Family::Qwen3Vl => qwen3_shapes(config),
+        Family::Qwen25Vl => qwen25_shapes(config),
+    }
+}
+
+fn qwen25_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
+    let t = &config.text_config;
+    let v = &config.vision_config;
+    let hd = config.head_dim();
+    let (h, nh, nkv, im) = (
+        t.hidden_size,
+        t.num_attention_heads,
+        t.num_key_value_heads,
+        t.intermediate_size,
+    );
+    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut add = |name: String, shape: Vec<usize>| out.push((name, shape));
+    let lm = "model.language_model";
+    add(format!("{lm}.embed_tokens.weight"), vec![t.vocab_size, h]);
+    for i in 0..t.num_hidden_layers {
+        let p = format!("{lm}.layers.{i}");
+        add(format!("{p}.input_layernorm.weight"), vec![h]);
+        add(format!("{p}.post_attention_layernorm.weight"), vec![h]);
+        for (name, out_d, in_d, bias) in [
+            ("q_proj", nh * hd, h, true),
+            ("k_proj", nkv * hd, h, true),
+            ("v_proj", nkv * hd, h, true),
+            ("o_proj", h, nh * hd, false),
+        ] {
+            add(format!("{p}.self_attn.{name}.weight"), vec![out_d, in_d]);
+            if bias {
+                add(format!("{p}.self_attn.{name}.bias"), vec![out_d]);
+            }
+        }
+        add(format!("{p}.mlp.gate_proj.weight"), vec![im, h]);
+        add(format!("{p}.mlp.up_proj.weight"), vec![im, h]);
+        add(format!("{p}.mlp.down_proj.weight"), vec![h, im]);
+    }
+    add(format!("{lm}.norm.weight"), vec![h]);
+    if !config.tie_word_embeddings() {
+        add("lm_head.weight".into(), vec![t.vocab_size, h]);
+    }
+    let vp = "model.visual";
+    let (vh, vim) = (v.hidden_size, v.intermediate_size);
+    let merged = vh * v.spatial_merge_size * v.spatial_merge_size;
+    add(
+        format!("{vp}.patch_embed.proj.weight"),
+        vec![
+            vh,
+            v.in_channels,
+            v.temporal_patch_size,
+            v.patch_size,
+            v.patch_size,
+        ],
+    );
+    for i in 0..v.depth {
+        let p = format!("{vp}.blocks.{i}");
+        add(format!("{p}.norm1.weight"), vec![vh]);
+        add(format!("{p}.norm2.weight"), vec![vh]);
+        add(format!("{p}.attn.qkv.weight"), vec![3 * vh, vh]);
+        add(format!("{p}.attn.qkv.bias"), vec![3 * vh]);
+        add(format!("{p}.attn.proj.weight"), vec![vh, vh]);
+        add(format!("{p}.attn.proj.bias"), vec![vh]);
+        for (name, out_d, in_d) in [
+            ("gate_proj", vim, vh),
+            ("up_proj", vim, vh),
+            ("down_proj", vh, vim),
+        ] {
+            add(format!("{p}.mlp.{name}.weight"), vec![out_d, in_d]);
+            add(format!("{p}.mlp.{name}.bias"), vec![out_d]);
+        }
+    }
+    add(format!("{vp}.merger.ln_q.weight"), vec![vh]);
+    add(format!("{vp}.merger.mlp.0.weight"), vec![merged, merged]);
+    add(format!("{vp}.merger.mlp.0.bias"), vec![merged]);
+    add(
+        format!("{vp}.merger.mlp.2.weight"),
+        vec![v.out_hidden_size, merged],
+    );
+    add(format!("{vp}.merger.mlp.2.bias"), vec![v.out_hidden_size]);
+    out
+}
+
+fn qwen3_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
     let t = &config.text_config;
     let v = &config.vision_config;
     let hd = config.head_dim();
@@ -469,6 +632,7 @@ fn random_tensors(
             let data = if name.ends_with("norm.weight")
                 || name.contains("layernorm")
                 || name.contains(".norm1.weight")
+                || name.contains(".ln_q.weight")
                 || name.contains(".norm2.weight")
             {
                 rng.normals(n, 0.1).into_iter().map(|x| 1.0 + x).collect()

@@ -1,14 +1,17 @@
-//! The vision tower: patch embedding, interpolated learned positions, 2-D rotary attention
-//! blocks, the patch merger and the DeepStack mergers whose outputs join early text layers.
+//! The vision towers. Qwen3-VL's: patch embedding, interpolated learned positions, 2-D rotary
+//! attention blocks, the patch merger and the DeepStack mergers whose outputs join early text
+//! layers. Qwen2.5-VL's windowed tower lives in [`crate::windowed`]; [`VisionModel`] is either,
+//! and the patch order and 2-D rotary tables here serve both.
 
 use candle_core::{D, Device, Tensor};
 
-use crate::config::{Qwen3VlConfig, VisionConfig};
+use crate::config::{Family, Qwen3VlConfig, VisionConfig};
 use crate::error::Result;
 use crate::lora::Linear;
 use crate::ops::{self, Mode, Pass};
 use crate::rope::Grid;
 use crate::weights::WeightFiles;
+use crate::windowed::WindowedVision;
 
 const LN_EPS: f64 = 1e-6;
 
@@ -55,10 +58,40 @@ struct Merger {
     fc2: Linear,
 }
 
-/// The vision encoder; its output replaces the image placeholder tokens. Cloning shares the
-/// weights.
+/// The vision encoder of either family; its output replaces the image placeholder tokens.
+/// Cloning shares the weights.
 #[derive(Clone)]
-pub struct VisionModel {
+pub enum VisionModel {
+    /// Qwen3-VL's tower, with DeepStack features.
+    Qwen3(Qwen3Vision),
+    /// Qwen2.5-VL's windowed tower.
+    Windowed(WindowedVision),
+}
+
+impl VisionModel {
+    /// Loads the tower `config`'s family uses.
+    pub fn load(w: &WeightFiles, config: &Qwen3VlConfig) -> Result<Self> {
+        Ok(match config.family() {
+            Family::Qwen3Vl => Self::Qwen3(Qwen3Vision::load(w, config)?),
+            Family::Qwen25Vl => Self::Windowed(WindowedVision::load(w, config)?),
+        })
+    }
+
+    /// Encodes the patches of one or more images (`[patches, C·T·P·P]`, concatenated in order).
+    pub fn forward(&self, pixels: &Tensor, grids: &[Grid], mode: Mode) -> Result<VisionOutput> {
+        match self {
+            Self::Qwen3(tower) => tower.forward(pixels, grids, mode),
+            Self::Windowed(tower) => Ok(VisionOutput {
+                embeds: tower.forward(pixels, grids, mode)?,
+                deepstack: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// Qwen3-VL's vision encoder.
+#[derive(Clone)]
+pub struct Qwen3Vision {
     patch_weight: Tensor,
     patch_bias: Tensor,
     pos_embed: Tensor,
@@ -81,7 +114,7 @@ pub struct VisionOutput {
     pub deepstack: Vec<Tensor>,
 }
 
-impl VisionModel {
+impl Qwen3Vision {
     /// Prefix of the vision tower's tensor names in HF's checkpoints.
     pub const PREFIX: &'static str = "model.visual";
 
@@ -165,7 +198,8 @@ impl VisionModel {
             .matmul(&self.patch_weight.t()?)?
             .broadcast_add(&self.patch_bias)?;
         x = (x + self.interpolated_positions(grids, device)?)?;
-        let (cos, sin) = self.rotary(grids, device)?;
+        let (cos, sin) = rotary_tables(&patch_coords(grids, self.merge), self.head_dim, device)?;
+        let (cos, sin) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
         let frames: Vec<usize> = grids
             .iter()
             .flat_map(|&(t, h, w)| std::iter::repeat_n(h * w, t))
@@ -243,31 +277,11 @@ impl VisionModel {
         m.fc2.forward(&h, pass)
     }
 
-    /// Each patch's (row, column) in the image, in the merge-block order of the pixel rows.
-    fn patch_coords(&self, grids: &[Grid]) -> Vec<(usize, usize, usize, usize)> {
-        let m = self.merge;
-        let mut coords = Vec::new();
-        for &(t, h, w) in grids {
-            for _ in 0..t {
-                for bh in 0..h / m {
-                    for bw in 0..w / m {
-                        for mh in 0..m {
-                            for mw in 0..m {
-                                coords.push((bh * m + mh, bw * m + mw, h, w));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        coords
-    }
-
     /// The learned square grid of position embeddings, bilinearly resampled to each image's
     /// patch grid (HF's `fast_pos_embed_interpolate`).
     fn interpolated_positions(&self, grids: &[Grid], device: &Device) -> Result<Tensor> {
         let side = self.grid_side;
-        let coords = self.patch_coords(grids);
+        let coords = patch_coords(grids, self.merge);
         let n = coords.len();
         let mut idx = vec![0u32; 4 * n];
         let mut weight = vec![0f32; 4 * n];
@@ -298,32 +312,55 @@ impl VisionModel {
             .reshape((4, n, hidden))?;
         Ok(gathered.broadcast_mul(&weight)?.sum(0)?)
     }
+}
 
-    /// cos/sin `[patches, head_dim/2]`: the row's frequencies then the column's.
-    fn rotary(&self, grids: &[Grid], device: &Device) -> Result<(Tensor, Tensor)> {
-        let dim = self.head_dim / 2;
-        let inv: Vec<f32> = (0..dim / 2)
-            .map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / dim as f32))
-            .collect();
-        let coords = self.patch_coords(grids);
-        let mut cos = Vec::with_capacity(coords.len() * dim);
-        let mut sin = Vec::with_capacity(coords.len() * dim);
-        for &(row, col, _, _) in &coords {
-            for pos in [row, col] {
-                for f in &inv {
-                    let a = pos as f32 * f;
-                    cos.push(a.cos());
-                    sin.push(a.sin());
+/// Each patch's (row, column, image height, image width), in the merge-block order of the
+/// pixel rows, for every frame of every image.
+pub(crate) fn patch_coords(grids: &[Grid], m: usize) -> Vec<(usize, usize, usize, usize)> {
+    let mut coords = Vec::new();
+    for &(t, h, w) in grids {
+        for _ in 0..t {
+            for bh in 0..h / m {
+                for bw in 0..w / m {
+                    for mh in 0..m {
+                        for mw in 0..m {
+                            coords.push((bh * m + mh, bw * m + mw, h, w));
+                        }
+                    }
                 }
             }
         }
-        let shape = (coords.len(), dim);
-        let dtype = self.patch_weight.dtype();
-        Ok((
-            Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
-            Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
-        ))
     }
+    coords
+}
+
+/// The 2-D rotary cos/sin `[patches, head_dim/2]` (f32): the row's frequencies then the
+/// column's, with theta 10,000 over a quarter of the head each.
+pub(crate) fn rotary_tables(
+    coords: &[(usize, usize, usize, usize)],
+    head_dim: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let dim = head_dim / 2;
+    let inv: Vec<f32> = (0..dim / 2)
+        .map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / dim as f32))
+        .collect();
+    let mut cos = Vec::with_capacity(coords.len() * dim);
+    let mut sin = Vec::with_capacity(coords.len() * dim);
+    for &(row, col, _, _) in coords {
+        for pos in [row, col] {
+            for f in &inv {
+                let a = pos as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+    }
+    let shape = (coords.len(), dim);
+    Ok((
+        Tensor::from_vec(cos, shape, device)?,
+        Tensor::from_vec(sin, shape, device)?,
+    ))
 }
 
 /// `torch.linspace(start, end, steps)[i]` in f32, including torch's choice to count the

@@ -11,11 +11,29 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::error::{ModelError, Result};
 
+/// The name transformers 5 gives a tensor that older checkpoints (Qwen2.5-VL and the models
+/// built on it: UI-TARS-1.5, OpenCUA, …) saved as `visual.*` and `model.*`, as HF's
+/// checkpoint conversion mapping renames them on load. Names already in the new layout and
+/// `lm_head.*` are kept.
+pub fn canonical_name(name: &str) -> String {
+    if let Some(rest) = name.strip_prefix("visual.") {
+        return format!("model.visual.{rest}");
+    }
+    if let Some(rest) = name.strip_prefix("model.")
+        && !rest.starts_with("language_model.")
+        && !rest.starts_with("visual.")
+    {
+        return format!("model.language_model.{rest}");
+    }
+    name.to_string()
+}
+
 /// The tensors of a model directory, with a record of which ones were taken.
 pub struct WeightFiles {
     dir: PathBuf,
     files: Vec<(PathBuf, MmapedSafetensors)>,
-    routing: BTreeMap<String, usize>,
+    /// Canonical name → (file, name in that file).
+    routing: BTreeMap<String, (usize, String)>,
     taken: RefCell<BTreeSet<String>>,
     device: Device,
     dtype: DType,
@@ -63,7 +81,7 @@ impl WeightFiles {
                 }
             })?;
             for (name, _) in st.tensors() {
-                routing.insert(name, files.len());
+                routing.insert(canonical_name(&name), (files.len(), name));
             }
             files.push((path, st));
         }
@@ -84,14 +102,14 @@ impl WeightFiles {
 
     /// Loads `name` in a chosen dtype (norm weights and LoRA stay in f32 on GPU).
     pub fn get_as(&self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        let Some(&index) = self.routing.get(name) else {
+        let Some((index, stored)) = self.routing.get(name) else {
             return Err(ModelError::MissingTensor {
                 dir: self.dir.clone(),
                 name: name.into(),
             });
         };
-        let (path, st) = &self.files[index];
-        let view = st.get(name).map_err(|e| ModelError::CorruptWeights {
+        let (path, st) = &self.files[*index];
+        let view = st.get(stored).map_err(|e| ModelError::CorruptWeights {
             path: path.clone(),
             reason: e.to_string(),
         })?;
@@ -103,7 +121,7 @@ impl WeightFiles {
             });
         }
         let tensor = st
-            .load(name, &self.device)
+            .load(stored, &self.device)
             .map_err(|e| ModelError::CorruptWeights {
                 path: path.clone(),
                 reason: format!("{name}: {e}"),
@@ -131,5 +149,33 @@ impl WeightFiles {
             dir: self.dir,
             names: names.join(", "),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_name;
+
+    #[test]
+    fn old_qwen25_names_take_the_transformers_5_layout() {
+        assert_eq!(
+            canonical_name("visual.blocks.0.attn.qkv.weight"),
+            "model.visual.blocks.0.attn.qkv.weight"
+        );
+        assert_eq!(
+            canonical_name("model.layers.3.mlp.up_proj.weight"),
+            "model.language_model.layers.3.mlp.up_proj.weight"
+        );
+        assert_eq!(
+            canonical_name("model.embed_tokens.weight"),
+            "model.language_model.embed_tokens.weight"
+        );
+        for kept in [
+            "model.language_model.norm.weight",
+            "model.visual.merger.ln_q.weight",
+            "lm_head.weight",
+        ] {
+            assert_eq!(canonical_name(kept), kept);
+        }
     }
 }

@@ -19,7 +19,7 @@ pub struct ModelArgs {
 
 #[derive(Debug, Subcommand)]
 enum ModelCommand {
-    /// Write a seeded random tiny Qwen3-VL directory in HF's format.
+    /// Write a seeded random tiny Qwen3-VL or Qwen2.5-VL directory in HF's format.
     Tiny(TinyArgs),
     /// Save the full logits of a rendered prompt to a safetensors file.
     Logits(LogitsArgs),
@@ -40,6 +40,29 @@ struct TinyArgs {
     /// JSON file whose fields override the default tiny config (any HF config field).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The model family to write.
+    #[arg(long, value_enum, default_value_t = ArchArg::Qwen3Vl)]
+    arch: ArchArg,
+}
+
+/// A model family, as the command line names it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ArchArg {
+    /// Qwen3-VL.
+    #[value(name = "qwen3-vl")]
+    Qwen3Vl,
+    /// Qwen2.5-VL, the base of UI-TARS-1.5 and OpenCUA.
+    #[value(name = "qwen2.5-vl")]
+    Qwen25Vl,
+}
+
+impl From<ArchArg> for clawdesk_model::Family {
+    fn from(arch: ArchArg) -> Self {
+        match arch {
+            ArchArg::Qwen3Vl => Self::Qwen3Vl,
+            ArchArg::Qwen25Vl => Self::Qwen25Vl,
+        }
+    }
 }
 
 /// Where and how to run the model.
@@ -141,7 +164,7 @@ pub fn run(args: ModelArgs) -> anyhow::Result<()> {
 }
 
 fn run_tiny(a: TinyArgs) -> anyhow::Result<()> {
-    let mut config = tiny::default_config();
+    let mut config = tiny::default_config_for(a.arch.into());
     if let Some(path) = &a.config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
