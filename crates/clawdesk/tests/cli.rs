@@ -413,3 +413,163 @@ fn agent_parse_prints_actions_and_code_and_refuses_a_reply_without_an_action() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a ui-tars-1000 action"), "{err}");
 }
+
+/// Issue 31: a Qwen2.5-VL model is the policy, the local judge and the trained base, through
+/// the same commands as Qwen3-VL. A tiny random one in UI-TARS's pixel format acts on a real
+/// app (its replies are nonsense; the path is real), judges the steps, and `train run` trains
+/// on the person's verdicts and exports a PEFT adapter on the language model only, which moves
+/// the model's logits. (That HF PEFT loads the adapter on the same folder and gives the same
+/// logits is checked by `scripts/hf/compare-logits.py`, which needs torch.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qwen25_model_acts_is_judged_and_trains() {
+    let sandbox = sandbox_with_entry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = (dir.path().join("q25"), dir.path().join("data"));
+    let (model_s, data_s) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let run = |args: &[&str]| {
+        let out = sandbox.command(BIN).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "clawdesk {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&[
+        "model",
+        "tiny",
+        "--arch",
+        "qwen2.5-vl",
+        "--seed",
+        "3",
+        "--out",
+        model_s,
+    ]);
+    let summary = run(&[
+        "agent",
+        "run",
+        "--sandbox",
+        "--no-stop-key",
+        "--model",
+        model_s,
+        "--format",
+        "ui-tars-pixels",
+        "--app",
+        "zenity",
+        "--instruction",
+        "Type hello into the entry.",
+        "--max-steps",
+        "3",
+        "--max-tokens",
+        "24",
+        "--data-dir",
+        data_s,
+    ]);
+    let summary: serde_json::Value =
+        serde_json::from_str(summary.lines().last().unwrap_or_default()).expect("summary");
+    assert_eq!(summary["steps"], 3, "{summary}");
+    run(&[
+        "judge",
+        "run",
+        "--data-dir",
+        data_s,
+        "--local",
+        model_s,
+        "--votes",
+        "2",
+        "--judge-max-tokens",
+        "16",
+        "--until-idle",
+    ]);
+    let steps = Store::open(&data)
+        .unwrap()
+        .steps(clawdesk_store::EpisodeId(
+            summary["episode"].as_i64().unwrap(),
+        ))
+        .unwrap();
+    assert_eq!(steps.len(), 3);
+    for step in &steps {
+        // Every step holds the policy's turn in this family's template.
+        let turn = clawdesk_agent::turn::PolicyTurn::of_step(step.response.as_ref())
+            .expect("a well-formed policy turn")
+            .expect("the model's turn");
+        assert_eq!(turn.tokens.len(), turn.logprobs.len());
+        run(&[
+            "judge",
+            "verdict",
+            "--data-dir",
+            data_s,
+            &step.id.0.to_string(),
+            "--reject",
+            "--hint",
+            "Click the entry first, then type hello.",
+        ]);
+    }
+    let adapter = dir.path().join("adapter");
+    let checkpoints = dir.path().join("checkpoints");
+    run(&[
+        "train",
+        "run",
+        "--data-dir",
+        data_s,
+        "--model",
+        model_s,
+        "--checkpoints",
+        checkpoints.to_str().unwrap(),
+        "--run",
+        "q25",
+        "--batch",
+        "3",
+        "--seed",
+        "1",
+        "--until-updates",
+        "1",
+        "--until-idle",
+        "--export",
+        adapter.to_str().unwrap(),
+    ]);
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["target_modules"],
+        r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+    );
+    let weights = candle_core::safetensors::load(
+        adapter.join("adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    // Two layers × seven linears × (A, B), none in the vision tower.
+    assert_eq!(weights.len(), 28);
+    assert!(
+        weights
+            .keys()
+            .all(|k| k.starts_with("base_model.model.model.language_model.layers.")),
+        "{:?}",
+        weights.keys()
+    );
+    let logits = |adapter: Option<&Path>| {
+        let out = dir.path().join("logits.safetensors");
+        let mut args = vec![
+            "model",
+            "logits",
+            "--model",
+            model_s,
+            "--prompt",
+            "Where is the entry?",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if let Some(a) = adapter {
+            args.extend(["--adapter", a.to_str().unwrap()]);
+        }
+        run(&args);
+        candle_core::safetensors::load(&out, &candle_core::Device::Cpu).unwrap()["logits"].clone()
+    };
+    let moved = (logits(Some(&adapter)) - logits(None))
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .unwrap();
+    assert!(moved > 1e-4, "training left the logits where they were");
+}
