@@ -61,7 +61,8 @@ def main():
         decode_rate = decode / (1.0 / both - prompt / prefill_rate)
 
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+                        # The language model only, as ours: Qwen2.5-VL's vision MLP has the same names.
+                        target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)")
     peft_model = get_peft_model(model, config)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]

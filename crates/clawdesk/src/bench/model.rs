@@ -1,5 +1,5 @@
-//! `clawdesk bench model`: prefill, decode and LoRA train-step throughput of our Qwen3-VL beside
-//! PyTorch + transformers + PEFT on the same model directory, in the same run.
+//! `clawdesk bench model`: prefill, decode and LoRA train-step throughput of our Qwen3-VL or
+//! Qwen2.5-VL beside PyTorch + transformers + PEFT on the same model directory, in the same run.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,7 +7,9 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use candle_nn::Optimizer;
 use clawdesk_model::source::LoadedModel;
-use clawdesk_model::{Logits, LoraConfig, ModelInput, ScoreItem, tiny};
+use clawdesk_model::{Family, Logits, LoraConfig, ModelInput, ScoreItem, tiny};
+
+use crate::cli::load::ArchArg;
 
 /// Model shapes the benchmark can build with random weights (no download).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -16,22 +18,43 @@ pub enum Shape {
     Tiny,
     /// A small CPU model (hidden 256, 4 layers, vocabulary 2048).
     Small,
-    /// The real Qwen3-VL-2B text and vision shape (for GPUs).
+    /// The real Qwen3-VL-2B text and vision shape (for GPUs; Qwen3-VL only).
     #[value(name = "2b")]
     TwoB,
+    /// The real Qwen2.5-VL-3B text and vision shape (for GPUs; Qwen2.5-VL only).
+    #[value(name = "3b")]
+    ThreeB,
 }
 
 impl Shape {
-    fn overrides(self) -> serde_json::Value {
-        match self {
-            Shape::Tiny => serde_json::json!({}),
-            Shape::Small => serde_json::json!({
+    fn overrides(self, family: Family) -> anyhow::Result<serde_json::Value> {
+        Ok(match (family, self) {
+            (_, Shape::Tiny) => serde_json::json!({}),
+            (Family::Qwen25Vl, Shape::Small) => serde_json::json!({
+                "text_config": {"vocab_size": 2048, "hidden_size": 256, "intermediate_size": 768,
+                    "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4,
+                    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
+                        "mrope_section": [6, 5, 5]}},
+                "vision_config": {"out_hidden_size": 256}
+            }),
+            (Family::Qwen25Vl, Shape::ThreeB) => serde_json::json!({
+                "text_config": {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 11008,
+                    "num_hidden_layers": 36, "num_attention_heads": 16, "num_key_value_heads": 2,
+                    "max_position_embeddings": 128000,
+                    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
+                        "mrope_section": [16, 24, 24]}},
+                "vision_config": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420,
+                    "num_heads": 16, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+                    "out_hidden_size": 2048},
+                "tie_word_embeddings": true
+            }),
+            (Family::Qwen3Vl, Shape::Small) => serde_json::json!({
                 "text_config": {"vocab_size": 2048, "hidden_size": 256, "intermediate_size": 768,
                     "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4,
                     "head_dim": 32, "rope_scaling": {"mrope_section": [6, 5, 5]}},
                 "vision_config": {"out_hidden_size": 256}
             }),
-            Shape::TwoB => serde_json::json!({
+            (Family::Qwen3Vl, Shape::TwoB) => serde_json::json!({
                 "text_config": {"vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144,
                     "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
                     "head_dim": 128, "max_position_embeddings": 262144,
@@ -40,12 +63,19 @@ impl Shape {
                     "num_heads": 16, "out_hidden_size": 2048, "num_position_embeddings": 2304,
                     "deepstack_visual_indexes": [5, 11, 17]}
             }),
-        }
+            (family, shape) => anyhow::bail!(
+                "the {shape:?} shape is not a {} shape (2b is Qwen3-VL's, 3b Qwen2.5-VL's)",
+                family.display_name()
+            ),
+        })
     }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ModelBenchArgs {
+    /// The model family to measure.
+    #[arg(long, value_enum, default_value_t = ArchArg::Qwen3Vl)]
+    pub arch: ArchArg,
     /// Model shapes to measure; repeatable.
     #[arg(long = "shape", value_enum, default_values_t = [Shape::Tiny, Shape::Small])]
     pub shapes: Vec<Shape>,
@@ -142,8 +172,10 @@ fn model_err(e: impl std::fmt::Display) -> anyhow::Error {
 pub fn run(args: ModelBenchArgs) -> anyhow::Result<String> {
     let device = args.device.open()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let family = Family::from(args.arch);
     let mut out = format!(
-        "bench model: prompt {} tokens, decode {}, train batch {} x ({} + {}) tokens, LoRA r={} on 7 linears, {} ({} threads), median of {} alternating rounds\n\n",
+        "bench model: {}, prompt {} tokens, decode {}, train batch {} x ({} + {}) tokens, LoRA r={} on 7 linears, {} ({} threads), median of {} alternating rounds\n\n",
+        family.display_name(),
         args.prompt_tokens,
         args.decode_tokens,
         args.batch,
@@ -157,8 +189,8 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<String> {
     out.push_str("| shape | operation | ClawDesk tok/s | PyTorch+PEFT tok/s | ratio |\n|---|---|---:|---:|---:|\n");
     for shape in &args.shapes {
         let dir = tempfile::tempdir().map_err(model_err)?;
-        let mut config = tiny::default_config();
-        tiny::merge_json(&mut config, &shape.overrides());
+        let mut config = tiny::default_config_for(family);
+        tiny::merge_json(&mut config, &shape.overrides(family)?);
         tiny::write_tiny_model(dir.path(), &config, 0).map_err(model_err)?;
         let mut ours_rounds = Vec::new();
         let mut base_rounds = Vec::new();

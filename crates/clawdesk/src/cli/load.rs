@@ -79,6 +79,26 @@ pub async fn activate_adapter(
     Ok(())
 }
 
+/// A model family, as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchArg {
+    /// Qwen3-VL.
+    #[value(name = "qwen3-vl")]
+    Qwen3Vl,
+    /// Qwen2.5-VL, the base of UI-TARS-1.5 and OpenCUA.
+    #[value(name = "qwen2.5-vl")]
+    Qwen25Vl,
+}
+
+impl From<ArchArg> for clawdesk_model::Family {
+    fn from(arch: ArchArg) -> Self {
+        match arch {
+            ArchArg::Qwen3Vl => Self::Qwen3Vl,
+            ArchArg::Qwen25Vl => Self::Qwen25Vl,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

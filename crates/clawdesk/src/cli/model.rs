@@ -11,6 +11,8 @@ use clawdesk_model::generate::{Sampling, generate};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{LoraConfig, Mode, peft, tiny};
 
+use super::load::ArchArg;
+
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     #[command(subcommand)]
@@ -43,26 +45,6 @@ struct TinyArgs {
     /// The model family to write.
     #[arg(long, value_enum, default_value_t = ArchArg::Qwen3Vl)]
     arch: ArchArg,
-}
-
-/// A model family, as the command line names it.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ArchArg {
-    /// Qwen3-VL.
-    #[value(name = "qwen3-vl")]
-    Qwen3Vl,
-    /// Qwen2.5-VL, the base of UI-TARS-1.5 and OpenCUA.
-    #[value(name = "qwen2.5-vl")]
-    Qwen25Vl,
-}
-
-impl From<ArchArg> for clawdesk_model::Family {
-    fn from(arch: ArchArg) -> Self {
-        match arch {
-            ArchArg::Qwen3Vl => Self::Qwen3Vl,
-            ArchArg::Qwen25Vl => Self::Qwen25Vl,
-        }
-    }
 }
 
 /// Where and how to run the model.
