@@ -18,6 +18,10 @@ const TASK_FILE: &str = "agent/task.md";
 /// UI-TARS's models were trained with their own computer-use prompt (its action space, thought
 /// then action); they are asked in those words.
 const UI_TARS_FILE: &str = "agent/ui_tars.md";
+/// OpenCUA's models were trained with a system prompt (L2: thought, action, code) and a user
+/// turn that ends with the instruction; both are theirs.
+const OPENCUA_SYSTEM_FILE: &str = "agent/opencua_system.md";
+const OPENCUA_FILE: &str = "agent/opencua.md";
 /// The practice format's prompt is the gym's, so that the practice base sees in a real window
 /// the words it was warm-started on.
 const PRACTICE_FILE: &str = "gym/task.md";
@@ -44,6 +48,8 @@ impl AgentPrompts {
             ("task", TASK_FILE),
             ("practice", PRACTICE_FILE),
             ("ui_tars", UI_TARS_FILE),
+            ("opencua_system", OPENCUA_SYSTEM_FILE),
+            ("opencua", OPENCUA_FILE),
         ] {
             let Template { text, origin } = clawdesk_prompts::find(dirs, file)?;
             env.add_template_owned(name, text)
@@ -60,6 +66,12 @@ impl AgentPrompts {
         prompts
             .task_for(ActionFormat::UiTarsPixels, "check", &["one".into()], 2)
             .map_err(|e| template_error(&origins[2], e.to_string()))?;
+        prompts
+            .opencua_system()
+            .map_err(|e| template_error(&origins[3], e.to_string()))?;
+        prompts
+            .task_for(ActionFormat::OpenCua, "check", &[], 1)
+            .map_err(|e| template_error(&origins[4], e.to_string()))?;
         Ok(prompts)
     }
 
@@ -99,6 +111,7 @@ impl AgentPrompts {
     ) -> Result<String, AgentError> {
         let name = match format {
             ActionFormat::UiTars1000 | ActionFormat::UiTarsPixels => "ui_tars",
+            ActionFormat::OpenCua => "opencua",
             _ => "task",
         };
         let render = || {
@@ -108,6 +121,14 @@ impl AgentPrompts {
                 step_number,
             })
         };
+        render().map_err(|e| AgentError::Render(e.to_string()))
+    }
+}
+
+impl AgentPrompts {
+    /// OpenCUA's system prompt.
+    pub fn opencua_system(&self) -> Result<String, AgentError> {
+        let render = || self.env.get_template("opencua_system")?.render(context! {});
         render().map_err(|e| AgentError::Render(e.to_string()))
     }
 }
@@ -190,6 +211,9 @@ pub fn conversation(
     window: usize,
     listed: usize,
 ) -> Result<(Vec<Message>, usize), AgentError> {
+    if format == ActionFormat::OpenCua {
+        return opencua_conversation(prompts, instruction, past, window);
+    }
     let kept = past.len().min(window);
     let (older, recent) = past.split_at(past.len() - kept);
     let shown = older.len().min(listed);
@@ -210,6 +234,60 @@ pub fn conversation(
     Ok((messages, kept))
 }
 
+/// OpenCUA's layout (its OSWorld agent's): the system prompt; the steps older than the
+/// screenshots kept, as one assistant turn of `# Step n:` and each step's `## Action:` text;
+/// each kept step as its screenshot and its action text; then the current screenshot with the
+/// instruction. Past code is never shown, as in OpenCUA's training.
+fn opencua_conversation(
+    prompts: &AgentPrompts,
+    instruction: &str,
+    past: &[PastStep],
+    window: usize,
+) -> Result<(Vec<Message>, usize), AgentError> {
+    let kept = past.len().min(window);
+    let step = |n: usize, s: &PastStep| format!("# Step {n}:\n## Action:\n{}\n", action_words(s));
+    let mut messages = vec![Message::text(Role::System, prompts.opencua_system()?)];
+    let older = past.len() - kept;
+    if older > 0 {
+        let text: Vec<String> = past[..older]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| step(i + 1, s))
+            .collect();
+        messages.push(Message::text(Role::Assistant, text.join("\n")));
+    }
+    for (i, s) in past.iter().enumerate().skip(older) {
+        let mut shot = Message::text(Role::User, String::new());
+        shot.content = vec![Part::Image];
+        messages.push(shot);
+        messages.push(Message::text(Role::Assistant, step(i + 1, s)));
+    }
+    let text = prompts.task_for(ActionFormat::OpenCua, instruction, &[], past.len() + 1)?;
+    messages.push(Message::images_then_text(Role::User, 1, text));
+    Ok((messages, kept))
+}
+
+/// The `## Action:` section of an OpenCUA reply: the step in words. A reply without one (a
+/// person's correction, another format's reply) is remembered by its summary line.
+fn action_words(step: &PastStep) -> String {
+    let mut lines = step.reply.lines().skip_while(|l| {
+        let l = l.trim();
+        !(l.starts_with("##") && l.trim_start_matches('#').trim().starts_with("Action"))
+    });
+    if lines.next().is_none() {
+        return step.summary.clone();
+    }
+    let words: Vec<&str> = lines
+        .take_while(|l| !l.trim_start().starts_with("##"))
+        .collect();
+    let words = words.join("\n").trim().to_string();
+    if words.is_empty() {
+        step.summary.clone()
+    } else {
+        words
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +297,65 @@ mod tests {
             reply: format!("reply {n}"),
             summary: format!("did {n}"),
         }
+    }
+
+    /// OpenCUA is asked in its own layout: system prompt, older steps in one assistant turn,
+    /// each kept screenshot with its step's action words, the instruction last.
+    #[test]
+    fn opencua_is_asked_in_its_own_layout() {
+        let p = AgentPrompts::built_in().expect("prompts");
+        let past: Vec<PastStep> = (1..=4)
+            .map(|n| PastStep {
+                reply: format!(
+                    "## Thought:\nthinking {n}\n\n## Action:\nClick button {n}.\n\n## Code:\n```python\npyautogui.click(x=1, y=2)\n```"
+                ),
+                summary: format!("did {n}"),
+            })
+            .collect();
+        let (messages, kept) =
+            conversation(&p, ActionFormat::OpenCua, "Save the note", &past, 2, 10).expect("builds");
+        assert_eq!(kept, 2);
+        let roles: Vec<Role> = messages.iter().map(|m| m.role).collect();
+        use Role::*;
+        assert_eq!(
+            roles,
+            vec![System, Assistant, User, Assistant, User, Assistant, User]
+        );
+        let text = |m: &Message| -> String {
+            m.content
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Text { text } => Some(text.clone()),
+                    Part::Image => None,
+                })
+                .collect()
+        };
+        assert!(text(&messages[0]).starts_with("You are a GUI agent."));
+        assert!(text(&messages[0]).contains("computer.terminate"));
+        assert_eq!(
+            text(&messages[1]),
+            "# Step 1:\n## Action:\nClick button 1.\n\n# Step 2:\n## Action:\nClick button 2.\n"
+        );
+        assert_eq!(messages[2].content, vec![Part::Image]);
+        assert_eq!(
+            text(&messages[3]),
+            "# Step 3:\n## Action:\nClick button 3.\n"
+        );
+        assert_eq!(
+            text(&messages[5]),
+            "# Step 4:\n## Action:\nClick button 4.\n"
+        );
+        let last = &messages[6];
+        assert_eq!(last.content.first(), Some(&Part::Image));
+        assert!(text(last).starts_with("# Task Instruction:\nSave the note\n\n"));
+        // No code from earlier steps reaches the prompt.
+        assert!(messages[1..].iter().all(|m| !text(m).contains("pyautogui")));
+        // A reply without an action section is remembered by its summary.
+        let plain = PastStep {
+            reply: "```python\npyautogui.click(x=1, y=2)\n```".into(),
+            summary: "clicked".into(),
+        };
+        assert_eq!(action_words(&plain), "clicked");
     }
 
     /// A UI-TARS model is asked in its own computer-use prompt, and every action that prompt

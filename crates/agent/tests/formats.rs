@@ -36,7 +36,7 @@ fn extent(format: ActionFormat) -> (u32, u32) {
     match format {
         ActionFormat::Qwen3Vl => (999, 999),
         ActionFormat::UiTars1000 | ActionFormat::Practice => (1000, 1000),
-        ActionFormat::Qwen25Vl | ActionFormat::UiTarsPixels => FRAME.image,
+        ActionFormat::Qwen25Vl | ActionFormat::UiTarsPixels | ActionFormat::OpenCua => FRAME.image,
         ActionFormat::PyAutoGui | ActionFormat::Computer13 => FRAME.screen,
     }
 }
@@ -158,7 +158,7 @@ fn action(rng: &mut Rng, format: ActionFormat) -> Vec<AgentAction> {
             };
             d(Action::Wait { ms })
         }
-        7 if format != PyAutoGui && format != Computer13 => {
+        7 if !matches!(format, PyAutoGui | Computer13 | OpenCua) => {
             vec![
                 AgentAction::Answer {
                     text: format!("19{}", text(rng)),
@@ -196,12 +196,43 @@ fn every_format_reads_back_what_it_writes() {
             let parsed = format
                 .parse(&text, &FRAME)
                 .unwrap_or_else(|e| panic!("{format} case {case}: parse {text:?}: {e}"));
+            let original = if format == ActionFormat::OpenCua {
+                scroll_where_moved(&original)
+            } else {
+                original
+            };
             assert_eq!(
                 same_keys(&parsed),
                 same_keys(&original),
                 "{format} case {case}: {text}"
             );
         }
+    }
+}
+
+/// A move then a scroll without a point is a scroll where the pointer was moved to: the same
+/// on the screen, and how OpenCUA writes a scroll at a point (`moveTo`, then `scroll`).
+fn scroll_where_moved(reply: &Reply) -> Reply {
+    let mut actions: Vec<AgentAction> = Vec::new();
+    for action in &reply.actions {
+        if let AgentAction::Desktop {
+            action: Action::Scroll { at: None, dx, dy },
+        } = action
+            && let Some(AgentAction::Desktop {
+                action: Action::Move { at },
+            }) = actions.last()
+        {
+            let at = Some(*at);
+            let (dx, dy) = (*dx, *dy);
+            actions.pop();
+            actions.push(Action::Scroll { at, dx, dy }.into());
+            continue;
+        }
+        actions.push(action.clone());
+    }
+    Reply {
+        thought: reply.thought.clone(),
+        actions,
     }
 }
 
@@ -519,6 +550,11 @@ fn fuzz_ui_tars_1000() {
 fn fuzz_ui_tars_pixels() {
     fuzz(ActionFormat::UiTarsPixels);
 }
+#[test]
+fn fuzz_opencua() {
+    fuzz(ActionFormat::OpenCua);
+}
+
 #[test]
 fn fuzz_pyautogui() {
     fuzz(ActionFormat::PyAutoGui);

@@ -349,6 +349,11 @@ impl Qwen3VlConfig {
                 if !v.deepstack_visual_indexes.is_empty() {
                     return Err("Qwen2.5-VL has no deepstack_visual_indexes".into());
                 }
+                if t.other.get("use_sliding_window") == Some(&serde_json::Value::Bool(true)) {
+                    return Err(
+                        "sliding-window attention (use_sliding_window) is not supported".into(),
+                    );
+                }
             }
         }
         if let Some(bad) = v.deepstack_visual_indexes.iter().find(|&&i| i >= v.depth) {
@@ -634,6 +639,75 @@ mod tests {
         assert_eq!(config.rope_theta(), 10000.0);
         assert!(config.tie_word_embeddings());
         assert_eq!(config.eos_token_ids(), vec![5, 6]);
+    }
+
+    /// The flat layout of Qwen2.5-VL checkpoints on the hub (UI-TARS-1.5-7B's, shrunk).
+    fn flat_qwen25() -> serde_json::Value {
+        serde_json::json!({
+            "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+            "model_type": "qwen2_5_vl",
+            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100,
+            "max_position_embeddings": 512, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+            "rope_scaling": {"type": "mrope", "mrope_section": [2, 1, 1]},
+            "use_sliding_window": false, "tie_word_embeddings": false,
+            "image_token_id": 10, "video_token_id": 11,
+            "vision_start_token_id": 12, "vision_end_token_id": 13, "eos_token_id": 6,
+            "vision_config": {
+                "depth": 2, "hidden_act": "silu", "hidden_size": 16, "intermediate_size": 24,
+                "num_heads": 2, "in_chans": 3, "out_hidden_size": 32, "patch_size": 14,
+                "spatial_merge_size": 2, "spatial_patch_size": 14, "temporal_patch_size": 2,
+                "window_size": 112, "fullatt_block_indexes": [1], "tokens_per_second": 2
+            }
+        })
+    }
+
+    #[test]
+    fn reads_qwen25_in_the_hub_s_flat_layout() {
+        let (_dir, path) = write(&flat_qwen25());
+        let config = Qwen3VlConfig::from_file(&path).expect("valid");
+        assert_eq!(config.family(), Family::Qwen25Vl);
+        assert_eq!(config.text_config.hidden_size, 32);
+        assert_eq!(config.head_dim(), 8);
+        assert_eq!(config.mrope_section(), vec![2, 1, 1]);
+        assert!(!config.mrope_interleaved() && !config.qk_norm());
+        assert_eq!(config.attention_biases(), (true, false));
+        assert_eq!(config.rope_theta(), 1_000_000.0);
+        assert_eq!(config.eos_token_ids(), vec![6]);
+        assert_eq!(config.vision_config.window_size, Some(112));
+    }
+
+    #[test]
+    fn refuses_what_qwen25_layers_do_not_do() {
+        for (pointer, value, named) in [
+            (
+                "/use_sliding_window",
+                serde_json::json!(true),
+                "use_sliding_window",
+            ),
+            (
+                "/vision_config/window_size",
+                serde_json::json!(100),
+                "window_size",
+            ),
+            (
+                "/vision_config/fullatt_block_indexes",
+                serde_json::json!([2]),
+                "fullatt_block_indexes",
+            ),
+            (
+                "/vision_config/hidden_act",
+                serde_json::json!("gelu"),
+                "hidden_act",
+            ),
+            ("/rope_scaling/type", serde_json::json!("yarn"), "rope_type"),
+        ] {
+            let mut value_json = flat_qwen25();
+            *value_json.pointer_mut(pointer).expect(pointer) = value;
+            let (_dir, path) = write(&value_json);
+            let err = Qwen3VlConfig::from_file(&path).expect_err(pointer);
+            assert!(err.to_string().contains(named), "{pointer}: {err}");
+        }
     }
 
     #[test]

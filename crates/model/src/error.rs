@@ -26,9 +26,9 @@ pub enum ModelError {
         #[source]
         source: serde_json::Error,
     },
-    /// `config.json` names a `model_type` other than `qwen3_vl`.
+    /// `config.json` names a `model_type` other than `qwen3_vl` or `qwen2_5_vl`.
     #[error(
-        "unsupported architecture {found:?} in {path}: ClawDesk runs Qwen3-VL (model_type \"qwen3_vl\")"
+        "unsupported architecture {found:?} in {path}: ClawDesk runs Qwen3-VL (model_type \"qwen3_vl\") and Qwen2.5-VL (\"qwen2_5_vl\")"
     )]
     UnsupportedArchitecture {
         /// The `config.json` read.

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 /// The copies built into the binary, by their path under `prompts/`.
-const BUILT_IN: [(&str, &str); 8] = [
+const BUILT_IN: [(&str, &str); 10] = [
     (
         "agent/task.md",
         include_str!("../../../prompts/agent/task.md"),
@@ -16,6 +16,14 @@ const BUILT_IN: [(&str, &str); 8] = [
     (
         "agent/ui_tars.md",
         include_str!("../../../prompts/agent/ui_tars.md"),
+    ),
+    (
+        "agent/opencua.md",
+        include_str!("../../../prompts/agent/opencua.md"),
+    ),
+    (
+        "agent/opencua_system.md",
+        include_str!("../../../prompts/agent/opencua_system.md"),
     ),
     (
         "judge/step.md",

@@ -9,6 +9,7 @@
 mod computer13;
 mod coords;
 mod keys;
+mod opencua;
 mod practice;
 mod pyautogui;
 mod pycall;
@@ -87,6 +88,8 @@ pub enum ActionFormat {
     PyAutoGui,
     /// OSWorld's computer_13 JSON actions, screen pixels.
     Computer13,
+    /// OpenCUA's thought, action and pyautogui code, in the resized image's pixels.
+    OpenCua,
     /// The practice gym's `click(x,y)` / `type("text")`, the one format the practice base
     /// (a tiny model warm-started on the gym) writes. Not a model family's: not in [`Self::ALL`].
     Practice,
@@ -94,18 +97,19 @@ pub enum ActionFormat {
 
 impl ActionFormat {
     /// Every model family's format; [`Self::Practice`] is left out.
-    pub const ALL: [ActionFormat; 6] = [
+    pub const ALL: [ActionFormat; 7] = [
         ActionFormat::Qwen3Vl,
         ActionFormat::Qwen25Vl,
         ActionFormat::UiTars1000,
         ActionFormat::UiTarsPixels,
         ActionFormat::PyAutoGui,
         ActionFormat::Computer13,
+        ActionFormat::OpenCua,
     ];
 
     /// The format a model's id or folder name says it writes, when it says: UI-TARS-1.5 (and
-    /// 1.5's kin) the resized image's pixels, earlier UI-TARS the 0-1000 grid, Qwen2.5-VL its
-    /// pixel tool calls, Qwen3-VL its 0-999 grid. `None` for a name that says none of these.
+    /// 1.5's kin) the resized image's pixels, earlier UI-TARS the 0-1000 grid, OpenCUA its
+    /// thought/action/code, Qwen2.5-VL its pixel tool calls, Qwen3-VL its 0-999 grid. `None` for a name that says none of these.
     pub fn named_by(model: &str) -> Option<ActionFormat> {
         // The last two path parts: a hub id's "org/name", or a folder's parent and name.
         let tail: Vec<&str> = model.trim_end_matches('/').rsplit('/').take(2).collect();
@@ -120,6 +124,8 @@ impl ActionFormat {
             Some(ActionFormat::UiTarsPixels)
         } else if name.contains("uitars") {
             Some(ActionFormat::UiTars1000)
+        } else if name.contains("opencua") {
+            Some(ActionFormat::OpenCua)
         } else if name.contains("qwen25vl") {
             Some(ActionFormat::Qwen25Vl)
         } else if name.contains("qwen3vl") {
@@ -138,6 +144,7 @@ impl ActionFormat {
             ActionFormat::UiTarsPixels => "ui-tars-pixels",
             ActionFormat::PyAutoGui => "pyautogui",
             ActionFormat::Computer13 => "computer-13",
+            ActionFormat::OpenCua => "opencua",
             ActionFormat::Practice => "practice",
         }
     }
@@ -157,6 +164,7 @@ impl ActionFormat {
             }
             ActionFormat::PyAutoGui => pyautogui::parse(name, text, frame),
             ActionFormat::Computer13 => computer13::parse(name, text, frame),
+            ActionFormat::OpenCua => opencua::parse(name, text, frame),
             ActionFormat::Practice => practice::parse(name, text),
         }?;
         for action in &reply.actions {
@@ -180,6 +188,7 @@ impl ActionFormat {
             ActionFormat::UiTarsPixels => ui_tars::emit(name, reply, coords::Scale::image(frame)),
             ActionFormat::PyAutoGui => pyautogui::emit(name, reply, frame),
             ActionFormat::Computer13 => computer13::emit(name, reply, frame),
+            ActionFormat::OpenCua => opencua::emit(name, reply, frame),
             ActionFormat::Practice => practice::emit(name, reply),
         }
     }
@@ -337,7 +346,8 @@ mod tests {
                 "/home/me/checkpoints/qwen3-vl-sft/step-200",
                 Some(ActionFormat::Qwen3Vl),
             ),
-            ("xlangai/OpenCUA-7B", None),
+            ("xlangai/OpenCUA-7B", Some(ActionFormat::OpenCua)),
+            ("/models/opencua_32b", Some(ActionFormat::OpenCua)),
             ("clawdesk", None),
         ];
         for (model, format) in cases {

@@ -55,7 +55,7 @@ pub(crate) fn parse(format: &'static str, text: &str, frame: &Frame) -> Result<R
     b.finish(thought(&before))
 }
 
-fn one_call(
+pub(crate) fn one_call(
     format: &'static str,
     call: &Call,
     scale: Scale,
@@ -149,6 +149,28 @@ fn one_call(
                 _ => return Err(unsupported(format, format!("{name} without a string"))),
             };
             b.push(Action::Type { text, paste: false }.into());
+        }
+        // OpenCUA writes the keys as a list: `press(keys=['enter'])`, `hotkey(keys=['ctrl',
+        // 'c'])`. pyautogui's press takes a list too, and presses each key in turn.
+        "press" | "hotkey" if matches!(call.arg(0, "keys"), Some(Lit::List(_))) => {
+            let Some(Lit::List(items)) = call.arg(0, "keys") else {
+                return Err(malformed(format, format!("{name} takes key names")));
+            };
+            let names = items
+                .iter()
+                .map(|k| k.text().map(str::to_string))
+                .collect::<Option<Vec<String>>>()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| malformed(format, format!("{name} takes key names")))?;
+            let combos = if name == "hotkey" {
+                vec![names]
+            } else {
+                names.into_iter().map(|n| vec![n]).collect()
+            };
+            for keys in combos {
+                let combo = keys::join(&keys).map_err(|e| malformed(format, e))?;
+                b.push(Action::Key { combo }.into());
+            }
         }
         "press" | "hotkey" => {
             let names: Vec<String> = if name == "hotkey" {

@@ -100,8 +100,9 @@ struct RunArgs {
     #[arg(long)]
     app: Option<String>,
     /// The model's action format: qwen3-vl, qwen2.5-vl, ui-tars-1000, ui-tars-pixels,
-    /// pyautogui, computer-13. Default: the one the model's name says (UI-TARS-1.5,
-    /// Qwen2.5-VL, ...), else qwen3-vl.
+    /// pyautogui, computer-13, opencua. Default: the one the model's name says (UI-TARS-1.5,
+    /// OpenCUA, Qwen2.5-VL, ...), else the one a local folder's config.json says, else
+    /// qwen3-vl.
     #[arg(long)]
     format: Option<ActionFormat>,
     /// Steps before the episode ends unfinished (the window's "Steps per episode").
@@ -136,19 +137,44 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The format asked for, else the one the policy's name says, else Qwen3-VL's; said on stderr
-/// when it was not asked for, since a wrong format makes every reply unreadable.
+/// The format asked for, else the one the policy's name says, else the one a local model
+/// folder's `config.json` says, else Qwen3-VL's; said on stderr when it was not asked for,
+/// since a wrong format makes every reply unreadable.
 fn format_of(a: &RunArgs) -> ActionFormat {
     if let Some(format) = a.format {
         return format;
     }
     let model = a.model.as_deref().unwrap_or(&a.remote_model);
-    match ActionFormat::named_by(model) {
-        Some(format) => {
-            eprintln!("action format {format} (named by the model {model}; --format to change)");
+    let found = ActionFormat::named_by(model)
+        .map(|format| (format, format!("named by the model {model}")))
+        .or_else(|| a.model.as_deref().and_then(format_from_config));
+    match found {
+        Some((format, why)) => {
+            eprintln!("action format {format} ({why}; --format to change)");
             format
         }
         None => ActionFormat::Qwen3Vl,
+    }
+}
+
+/// What a model folder's `config.json` says of its format: the name it was saved under
+/// (`_name_or_path`, which fine-tunes such as UI-TARS keep), else its family, since a
+/// Qwen2.5-VL model not otherwise named was taught Qwen2.5-VL's own tool calls.
+fn format_from_config(folder: &str) -> Option<(ActionFormat, String)> {
+    let path = std::path::Path::new(folder).join("config.json");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    if let Some(name) = config.get("_name_or_path").and_then(|v| v.as_str())
+        && let Some(format) = ActionFormat::named_by(name)
+    {
+        return Some((format, format!("its config.json names it {name}")));
+    }
+    match clawdesk_model::Family::from_model_type(config.get("model_type")?.as_str()?)? {
+        clawdesk_model::Family::Qwen25Vl => Some((
+            ActionFormat::Qwen25Vl,
+            "its config.json says Qwen2.5-VL".into(),
+        )),
+        clawdesk_model::Family::Qwen3Vl => None,
     }
 }
 
@@ -268,6 +294,29 @@ async fn run_one(a: RunArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_model_folder_s_config_says_its_format() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |config: serde_json::Value| {
+            std::fs::write(dir.path().join("config.json"), config.to_string()).expect("write");
+        };
+        let folder = dir.path().to_str().expect("utf8");
+        write(serde_json::json!({"model_type": "qwen2_5_vl"}));
+        assert_eq!(
+            format_from_config(folder).map(|f| f.0),
+            Some(ActionFormat::Qwen25Vl)
+        );
+        write(serde_json::json!({"model_type": "qwen2_5_vl",
+            "_name_or_path": "ByteDance-Seed/UI-TARS-1.5-7B"}));
+        assert_eq!(
+            format_from_config(folder).map(|f| f.0),
+            Some(ActionFormat::UiTarsPixels)
+        );
+        write(serde_json::json!({"model_type": "qwen3_vl"}));
+        assert_eq!(format_from_config(folder), None);
+        assert_eq!(format_from_config("/nonexistent"), None);
+    }
     use clap::Parser;
 
     use super::*;

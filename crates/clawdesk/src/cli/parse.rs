@@ -10,11 +10,11 @@ use clawdesk_agent::{ActionFormat, AgentAction, Frame, Reply};
 #[derive(Debug, Args)]
 pub struct ParseArgs {
     /// The reply's action format: qwen3-vl, qwen2.5-vl, ui-tars-1000, ui-tars-pixels,
-    /// pyautogui, computer-13, practice.
+    /// pyautogui, computer-13, opencua, practice.
     #[arg(long)]
     format: ActionFormat,
     /// The screenshot's size as the model saw it, after its processor resized it, WIDTHxHEIGHT
-    /// (the pixel formats, qwen2.5-vl and ui-tars-pixels, count in it). Default: the screen's.
+    /// (the pixel formats, qwen2.5-vl, ui-tars-pixels and opencua, count in it). Default: the screen's.
     #[arg(long, value_parser = size)]
     image: Option<(u32, u32)>,
     /// The screen's size in pixels, WIDTHxHEIGHT: what pyautogui addresses.
