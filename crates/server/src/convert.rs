@@ -233,6 +233,16 @@ fn refuse_unserved(request: &ChatRequest) -> Result<(), ApiError> {
         Some(choice) if matches!(choice.as_str(), Some("none" | "auto")) => {}
         Some(_) => return refuse("tool_choice", "only \"auto\" and \"none\" are"),
     }
+    // OpenAI's `user` and `metadata` tag a request for the caller's records and change no
+    // reply; anything else unknown (vLLM's `repetition_penalty`, `min_p`, a misspelt field)
+    // would.
+    if let Some(field) = request
+        .unknown
+        .keys()
+        .find(|k| !matches!(k.as_str(), "user" | "metadata"))
+    {
+        return refuse(field, "a field this server does not know");
+    }
     Ok(())
 }
 
@@ -417,6 +427,13 @@ mod tests {
             let refused = sampling(&request(body), &config).expect_err("refused");
             assert!(refused.to_string().contains(field), "{bad}: {refused}");
         }
+        for unknown in ["repetition_penalty", "min_p", "temprature"] {
+            let body = serde_json::json!({"messages": [], unknown: 1});
+            let refused = sampling(&request(body), &config).expect_err(unknown);
+            assert!(refused.to_string().contains(unknown), "{refused}");
+        }
+        let tagged = serde_json::json!({"messages": [], "user": "u-1", "metadata": {"run": "7"}});
+        sampling(&request(tagged), &config).expect("tags that change no reply are served");
         // Their neutral values are what a client sends by default, and are served.
         let neutral = serde_json::json!({"messages": [], "presence_penalty": 0,
             "frequency_penalty": 0.0, "logit_bias": {}, "response_format": {"type": "text"},

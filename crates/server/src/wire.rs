@@ -67,6 +67,10 @@ pub struct ChatRequest {
     pub turn_type: Option<String>,
     /// Whether this request ends the session, as in `X-Session-Done`; the header wins.
     pub session_done: Option<bool>,
+    /// Every other field the client sent. None is served: each is refused by name (but the
+    /// few that cannot change a reply), never accepted and ignored.
+    #[serde(flatten)]
+    pub unknown: serde_json::Map<String, Value>,
 }
 
 /// OpenAI's `stream_options`.
