@@ -11,7 +11,7 @@ use clawdesk_store::Store;
 
 /// Where a model runs and in what precision: the same two flags on every command that loads
 /// one.
-#[derive(clap::Args, Debug, Clone, Copy, Default)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct DeviceArgs {
     /// Where the model runs: auto (a CUDA GPU when this build has CUDA and one answers, else
     /// the CPU), cpu, cuda or cuda:N.
@@ -21,6 +21,10 @@ pub struct DeviceArgs {
     /// f16. LoRA weights and optimiser state stay f32.
     #[arg(long, default_value = "auto")]
     pub dtype: Precision,
+    /// The revision of a hub model to load: a branch, a tag or a commit (the same as
+    /// MODEL@REVISION; the hub's main branch when neither is given).
+    #[arg(long)]
+    pub revision: Option<String>,
 }
 
 impl DeviceArgs {
@@ -28,7 +32,23 @@ impl DeviceArgs {
     pub const CPU: DeviceArgs = DeviceArgs {
         device: DeviceChoice::Cpu,
         dtype: Precision::Auto,
+        revision: None,
     };
+
+    /// The model as the loader takes it: `model@revision` when `--revision` is given. A
+    /// revision given twice, or for a local folder, is an error rather than a silent choice.
+    pub fn model_spec(&self, model: &str) -> anyhow::Result<String> {
+        let Some(revision) = &self.revision else {
+            return Ok(model.to_string());
+        };
+        if std::path::Path::new(model).exists() {
+            anyhow::bail!("--revision {revision} is for a hub model; {model} is a local folder");
+        }
+        if model.contains('@') {
+            anyhow::bail!("{model} already names a revision; give it once (--revision {revision})");
+        }
+        Ok(format!("{model}@{revision}"))
+    }
 
     /// Opens the device named.
     pub fn open(&self) -> anyhow::Result<candle_core::Device> {
@@ -43,8 +63,9 @@ pub fn model(
     on: &DeviceArgs,
 ) -> anyhow::Result<LoadedModel> {
     let device = on.open()?;
+    let spec = on.model_spec(model)?;
     let mut loaded = LoadedModel::load(
-        model,
+        &spec,
         &device,
         Some(on.dtype.dtype(&device)),
         &mut super::progress::model_load(),
@@ -53,7 +74,7 @@ pub fn model(
         clawdesk_model::peft::import_adapter(&mut loaded.model, dir)?;
     }
     eprintln!(
-        "{model} runs on the {} in {}",
+        "{spec} runs on the {} in {}",
         clawdesk_model::device::describe(&device),
         loaded.model.dtype().as_str()
     );
@@ -101,6 +122,31 @@ impl From<ArchArg> for clawdesk_model::Family {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_revision_joins_a_hub_id_once() {
+        let on = |revision: Option<&str>| DeviceArgs {
+            revision: revision.map(str::to_string),
+            ..DeviceArgs::CPU
+        };
+        assert_eq!(
+            on(None).model_spec("Qwen/Qwen2.5-VL-3B-Instruct").unwrap(),
+            "Qwen/Qwen2.5-VL-3B-Instruct"
+        );
+        assert_eq!(
+            on(Some("v1.0"))
+                .model_spec("ByteDance-Seed/UI-TARS-1.5-7B")
+                .unwrap(),
+            "ByteDance-Seed/UI-TARS-1.5-7B@v1.0"
+        );
+        let twice = on(Some("main")).model_spec("org/name@dev").unwrap_err();
+        assert!(twice.to_string().contains("give it once"), "{twice}");
+        let dir = tempfile::tempdir().unwrap();
+        let local = on(Some("main"))
+            .model_spec(dir.path().to_str().unwrap())
+            .unwrap_err();
+        assert!(local.to_string().contains("local folder"), "{local}");
+    }
     use super::*;
     use clap::Parser as _;
 
