@@ -16,7 +16,7 @@ from transformers import AutoModelForImageTextToText
 
 
 def sync(device):
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
@@ -26,7 +26,7 @@ def main():
     device = sys.argv[9]
     if threads > 0:
         torch.set_num_threads(threads)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     vocab = model.config.text_config.vocab_size
     gen = torch.Generator().manual_seed(0)

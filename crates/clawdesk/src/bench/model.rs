@@ -343,7 +343,11 @@ fn baseline(
             ]
             .map(|n| n.to_string()),
         )
-        .arg(if device.is_cuda() { "cuda" } else { "cpu" })
+        // The same GPU as ours, by ordinal: plain "cuda" would be GPU 0 whatever --device said.
+        .arg(match device.location() {
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            _ => "cpu".to_string(),
+        })
         .output()
         .map_err(|e| {
             super::failed(format!(
