@@ -50,6 +50,13 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
     let mut settings = quick_live_settings(dir.path(), agent);
     settings.train.checkpoint_every = 2;
     settings.gym_tasks = 2;
+    let scoring_seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    settings.on_scoring = Some(clawdesk_runtime::live::ScoringProgress({
+        let seen = scoring_seen.clone();
+        Arc::new(move |version, played, tasks| {
+            seen.lock().expect("lock").push((version, played, tasks));
+        })
+    }));
     let judge = Arc::new(RuleJudge::new(
         "shows-19",
         element_shows("19", "Type 12+7= on the keyboard."),
@@ -179,6 +186,15 @@ async fn the_agent_keeps_acting_while_it_is_judged_and_trained() {
         );
         let score = a.gym_score.expect("every published adapter is scored");
         assert!((0.0..=1.0).contains(&score), "{a:?}");
+        // Its scoring was shown as it went: none played, then each task.
+        let seen: Vec<(usize, usize)> = scoring_seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(v, _, _)| *v == a.version)
+            .map(|&(_, played, tasks)| (played, tasks))
+            .collect();
+        assert_eq!(seen, vec![(0, 2), (1, 2), (2, 2)], "v{}", a.version);
     }
 
     let weights = |path: &str| {

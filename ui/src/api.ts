@@ -190,6 +190,7 @@ export type DeskEvent =
       dtype: string;
       memory: { used: number; total: number } | null;
     }
+  | { kind: "scoring"; version: number; played: number; tasks: number }
   | { kind: "ended"; report: unknown; error: string | null };
 
 /** Where the window loads stored pictures from (the shell's `clawdesk:` scheme). */

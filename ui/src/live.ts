@@ -191,6 +191,19 @@ function onEvent(e: DeskEvent) {
       line.hidden = false;
       break;
     }
+    case "scoring": {
+      // The trainer scores each published adapter on the gym while the agent goes on.
+      const bar = $<HTMLProgressElement>("live-scoring-bar");
+      bar.max = Math.max(e.tasks, 1);
+      bar.value = e.played;
+      const done = e.played >= e.tasks;
+      $("live-scoring-text").textContent = done
+        ? `Adapter v${e.version} scored on ${e.tasks} held-out gym tasks (see Adapters).`
+        : `Scoring adapter v${e.version} on the gym: ${e.played} of ${e.tasks} tasks`;
+      bar.hidden = done;
+      $("live-scoring").hidden = false;
+      break;
+    }
     case "ended":
       if (e.error) status(e.error, true);
       break;

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use crate::DeskError;
 use crate::settings::{DeskSettings, JudgeKind};
 use clawdesk_runtime::episode::{AgentSettings, PauseSwitch, StepReport, Supervisor};
-use clawdesk_runtime::live::{LiveReport, LiveSettings, run_live};
+use clawdesk_runtime::live::{LiveReport, LiveSettings, ScoringProgress, run_live};
 use clawdesk_runtime::practice_window::{
     PracticeTask, WINDOW_PROGRAM, practice_rule, window_command,
 };
@@ -168,6 +168,15 @@ pub enum DeskEvent {
         dtype: String,
         /// Memory in use there, when it can be read.
         memory: Option<clawdesk_model::device::MemoryUse>,
+    },
+    /// A published adapter being scored on the gym's held-out tasks, while the agent goes on.
+    Scoring {
+        /// The adapter version.
+        version: i64,
+        /// Tasks played so far.
+        played: usize,
+        /// Tasks in all.
+        tasks: usize,
     },
     /// The session is over: what it did, or why it failed.
     Ended {
@@ -615,6 +624,16 @@ async fn run(
         episodes: request.episodes.max(1),
         keep_adapters: settings.keep_adapters,
         gym_tasks: places.gym_tasks,
+        on_scoring: Some(ScoringProgress({
+            let shared = shared.clone();
+            Arc::new(move |version, played, tasks| {
+                shared.emit(DeskEvent::Scoring {
+                    version,
+                    played,
+                    tasks,
+                })
+            })
+        })),
         ..LiveSettings::new(
             agent,
             spec,

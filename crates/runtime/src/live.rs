@@ -68,6 +68,9 @@ pub struct LiveSettings {
     /// Held-out gym tasks each published adapter is scored on (0: not scored). The score
     /// lands on the adapter's row after it is handed to the policy.
     pub gym_tasks: usize,
+    /// Told how far the scoring of a published adapter has got, for a progress bar: minutes
+    /// of gym tasks on a CPU would otherwise pass without a sign.
+    pub on_scoring: Option<ScoringProgress>,
     /// Also serve the policy over the OpenAI-compatible API while the loop runs: the same
     /// policy thread (one model in memory, the adapters as they are published), and the
     /// sessions' main turns go to the same store for the judge and the trainer.
@@ -101,8 +104,20 @@ impl LiveSettings {
             policy_threads: None,
             trainer_threads: None,
             gym_tasks: 0,
+            on_scoring: None,
             serve: None,
         }
+    }
+}
+
+/// Called with (adapter version, tasks played, tasks in all) as a published adapter is scored:
+/// once with none played, then after each task.
+#[derive(Clone)]
+pub struct ScoringProgress(pub Arc<dyn Fn(i64, usize, usize) + Send + Sync>);
+
+impl std::fmt::Debug for ScoringProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScoringProgress(..)")
     }
 }
 
@@ -518,7 +533,14 @@ fn score_adapter(
     version: i64,
 ) -> Result<(), RuntimeError> {
     if settings.gym_tasks > 0 {
-        let score = crate::gym_score::gym_score(loaded, settings.gym_tasks)?;
+        let tasks = settings.gym_tasks;
+        let tell = |played: usize| {
+            if let Some(ScoringProgress(f)) = &settings.on_scoring {
+                f(version, played, tasks);
+            }
+        };
+        tell(0);
+        let score = crate::gym_score::gym_score_shown(loaded, tasks, &mut |played| tell(played))?;
         store.set_adapter_gym_score(version, score)?;
         tracing::info!(version, score, "adapter scored on the gym");
     }
