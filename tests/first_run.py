@@ -3,7 +3,9 @@
 
 A fresh clone, the README's run command (`bash scripts/run-app.sh`) in a private X display,
 the welcome dialog, practice mode picked, and then an agent step, a verdict and a training
-update appear in the app's store. Screenshots go to docs/screenshots/.
+update appear in the app's store. Screenshots go to the run's scratch folder, or to
+docs/screenshots/ with CLAWDESK_UPDATE_SCREENSHOTS=1 (tests do not write into tracked files
+otherwise).
 
 scripts/test.sh runs this before anything else is built, so on a fresh machine the README's
 command builds the app from nothing. That is why the harness is Python (PyGObject's AT-SPI
@@ -263,9 +265,13 @@ class Window:
             time.sleep(0.25)
 
     def screenshot(self, name):
-        out = REPO / "docs" / "screenshots"
+        if os.environ.get("CLAWDESK_UPDATE_SCREENSHOTS"):
+            out = REPO / "docs" / "screenshots"
+        else:
+            out = Path(tempfile.gettempdir()) / "clawdesk-first-run-screenshots"
         out.mkdir(parents=True, exist_ok=True)
         self.screen().savev(str(out / f"{name}.png"), "png", [], [])
+        print(f"first run: saved {out / (name + '.png')}", flush=True)
 
 
 def store_counts(data_dir):

@@ -22,7 +22,7 @@ const APP: &str = env!("CARGO_BIN_EXE_clawdesk-app");
 struct Driven {
     client: Client,
     driver: Child,
-    _sandbox: Sandbox,
+    sandbox: Sandbox,
 }
 
 impl Drop for Driven {
@@ -109,7 +109,7 @@ async fn drive(data: &Path, env: &[(&str, &str)]) -> Driven {
     let driven = Driven {
         client,
         driver,
-        _sandbox: sandbox,
+        sandbox,
     };
     if driven
         .client
@@ -204,20 +204,48 @@ impl Driven {
         }
     }
 
-    /// Saves the window as `docs/screenshots/<name>.png` for the README.
+    /// Saves the window as the person sees it, read from the X display it runs on: WebDriver's
+    /// own snapshot leaves out the screens the app shows through its `clawdesk:` scheme, so
+    /// the pictures of the live view and the review came out as empty grey boxes. Written under
+    /// the test's scratch folder; with `CLAWDESK_UPDATE_SCREENSHOTS=1`, into
+    /// `docs/screenshots/` for the README (tests do not write into tracked files otherwise).
     async fn screenshot(&self, name: &str) {
         eprintln!("ui: screenshot {name}");
-        let png =
-            match tokio::time::timeout(Duration::from_secs(30), self.client.screenshot()).await {
-                Ok(png) => png.expect("screenshot"),
-                Err(_) => panic!("screenshot {name} timed out"),
-            };
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("docs")
-            .join("screenshots");
-        std::fs::create_dir_all(&dir).expect("docs/screenshots");
-        std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
+        // The page holds what the test waited for; WebKit paints it to the display a moment
+        // later (a fresh picture is decoded first).
+        let _ = self
+            .client
+            .execute(
+                "return Promise.all([...document.images].filter(i => !i.hidden && i.src)\
+                   .map(i => i.decode().catch(() => null)));",
+                vec![],
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let display = self.sandbox.display().to_owned();
+        let png = tokio::task::spawn_blocking(move || {
+            let capture = clawdesk_desktop::CaptureBackend::x11(&display).expect("the display");
+            // The app's is the only window on its display, and the one with focus.
+            let shot = capture
+                .capture(&clawdesk_desktop::CaptureTarget::ActiveWindow)
+                .or_else(|_| capture.capture(&clawdesk_desktop::CaptureTarget::Screen))
+                .expect("the window's pixels");
+            clawdesk_desktop::observe::encode_png(&shot.image).expect("png")
+        })
+        .await
+        .expect("capture");
+        let dir = if std::env::var_os("CLAWDESK_UPDATE_SCREENSHOTS").is_some() {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("docs")
+                .join("screenshots")
+        } else {
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+        };
+        std::fs::create_dir_all(&dir).expect("the screenshots folder");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("screenshot written");
+        eprintln!("ui: saved {}", path.display());
     }
 }
 
@@ -367,7 +395,6 @@ async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    app.screenshot("step-review").await;
     app.fill("#verdict-hint", "drag the box, do not click it")
         .await;
     app.click("#verdict-reject").await;
@@ -936,5 +963,30 @@ async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
         "{shown} vs {} stored updates",
         updates.len()
     );
+    // The review of a step from this session: the practice window before and after.
+    app.click("#tab-timeline").await;
+    app.wait_text("#step-detail h2", 20, |t| t.contains("of episode"))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let loaded = app
+            .client
+            .execute(
+                "const imgs = [...document.querySelectorAll('#step-detail img')];\
+                 return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth === 1024);",
+                vec![],
+            )
+            .await
+            .expect("images checked");
+        if loaded == serde_json::Value::Bool(true) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the session's screens never loaded in the review"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.screenshot("step-review").await;
     app.finish().await;
 }
