@@ -2,7 +2,10 @@
 the same model directory, printed as one JSON line (tokens per second, medians).
 
 Usage: python hf_model_bench.py MODEL_DIR PROMPT_TOKENS DECODE_TOKENS BATCH RESPONSE_TOKENS
-       ITERATIONS RANK THREADS DEVICE
+       ITERATIONS RANK THREADS DEVICE [IMAGE_SIDE]
+
+IMAGE_SIDE (merged tokens per side, 0: none) adds the prefill of one square image of random
+patch values before the text prompt, as `clawdesk bench model` builds it.
 """
 
 import json
@@ -43,8 +46,25 @@ def main():
             times.append(time.perf_counter() - start)
         return tokens / statistics.median(times)
 
+    image_side = int(sys.argv[10]) if len(sys.argv) > 10 else 0
     with torch.no_grad():
         prefill_rate = median_rate(prompt, lambda: model(input_ids=ids, use_cache=True, logits_to_keep=1))
+        prefill_image_rate = None
+        if image_side > 0:
+            cfg = model.config
+            vision = cfg.vision_config
+            merge = vision.spatial_merge_size
+            gh = gw = image_side * merge
+            patch_dim = vision.in_channels * vision.temporal_patch_size * vision.patch_size ** 2
+            pixels = torch.randn(gh * gw, patch_dim, generator=gen).to(device=device, dtype=dtype)
+            image_ids = [cfg.vision_start_token_id] + [cfg.image_token_id] * image_side ** 2 + [cfg.vision_end_token_id]
+            image_prompt = torch.cat([torch.tensor([image_ids], device=device), ids], dim=1)
+            grid = torch.tensor([[1, gh, gw]], device=device)
+            # Qwen-VL's 3-D positions need the image tokens marked (the processor's output).
+            marks = (image_prompt == cfg.image_token_id).long()
+            prefill_image_rate = median_rate(image_prompt.shape[1], lambda: model(
+                input_ids=image_prompt, pixel_values=pixels, image_grid_thw=grid,
+                mm_token_type_ids=marks, use_cache=True, logits_to_keep=1))
 
         def decode_run():
             out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
@@ -81,8 +101,11 @@ def main():
         opt.step()
 
     train_rate = median_rate(batch * (prompt + response), train_step)
-    print(json.dumps({"prefill": prefill_rate, "decode": decode_rate, "train": train_rate,
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+    rates = {"prefill": prefill_rate, "decode": decode_rate, "train": train_rate,
+             "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if prefill_image_rate is not None:
+        rates["prefill_image"] = prefill_image_rate
+    print(json.dumps(rates))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,11 @@ pub struct ModelBenchArgs {
     /// Tokens decoded one at a time after the prefill.
     #[arg(long, default_value_t = 32)]
     pub decode_tokens: usize,
+    /// Image tokens (after the 2×2 merge) of the screenshot-sized prompt whose prefill is also
+    /// measured, rounded to a square grid; 0 skips it. 1296 is a 36×36 grid: 1152² pixels for
+    /// Qwen3-VL, 1008² for Qwen2.5-VL.
+    #[arg(long, default_value_t = 1296)]
+    pub image_tokens: usize,
     /// Sequences per train step.
     #[arg(long, default_value_t = 2)]
     pub batch: usize,
@@ -136,6 +141,14 @@ pub struct Rates {
     pub prefill: f64,
     pub decode: f64,
     pub train: f64,
+    /// The screenshot-sized prompt's prefill: its image and text tokens over the time of the
+    /// vision tower and the decoder together.
+    #[serde(default = "not_measured")]
+    pub prefill_image: f64,
+}
+
+fn not_measured() -> f64 {
+    f64::NAN
 }
 
 impl Rates {
@@ -144,6 +157,7 @@ impl Rates {
             prefill: median(rounds.iter().map(|r| r.prefill).collect()),
             decode: median(rounds.iter().map(|r| r.decode).collect()),
             train: median(rounds.iter().map(|r| r.train).collect()),
+            prefill_image: median(rounds.iter().map(|r| r.prefill_image).collect()),
         }
     }
 }
@@ -210,8 +224,18 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<String> {
         let ours = Rates::median_of(&ours_rounds);
         let baseline = (!base_rounds.is_empty()).then(|| Rates::median_of(&base_rounds));
         let name = format!("{shape:?}").to_lowercase();
+        let image_row = format!(
+            "prefill, image prompt ({} image + {} text tokens)",
+            image_side(args.image_tokens).pow(2),
+            args.prompt_tokens
+        );
         for (op, o, b) in [
             ("prefill", ours.prefill, baseline.map(|b| b.prefill)),
+            (
+                image_row.as_str(),
+                ours.prefill_image,
+                baseline.map(|b| b.prefill_image),
+            ),
             ("decode", ours.decode, baseline.map(|b| b.decode)),
             (
                 "train step (fwd+bwd+AdamW)",
@@ -219,6 +243,9 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<String> {
                 baseline.map(|b| b.train),
             ),
         ] {
+            if o.is_nan() {
+                continue;
+            }
             let (bs, ratio) = match b {
                 Some(b) if b > 0.0 => (format!("{b:.0}"), format!("{:.2}×", o / b)),
                 _ => ("—".into(), "—".into()),
@@ -250,6 +277,19 @@ fn measure(args: &ModelBenchArgs, dir: &std::path::Path, device: &Device) -> any
                 .map(drop)
                 .map_err(model_err)
         })?
+    };
+    let prefill_image = match image_prompt(args, model, &prompt) {
+        Some(input) if args.wants(Operation::Prefill) => {
+            let tokens = input.ids.len() as f64;
+            tokens
+                / time(args.iterations, || {
+                    model
+                        .prefill(&mut cache, &input, false, Logits::Last)
+                        .map(drop)
+                        .map_err(model_err)
+                })?
+        }
+        _ => f64::NAN,
     };
     let continuation = ids(args.decode_tokens);
     // Decode alone: each run prefills afresh (untimed), then times the token loop; the first
@@ -293,6 +333,7 @@ fn measure(args: &ModelBenchArgs, dir: &std::path::Path, device: &Device) -> any
             prefill: args.prompt_tokens as f64 / prefill,
             decode: args.decode_tokens as f64 / decode,
             train: f64::NAN,
+            prefill_image,
         });
     }
     let train = time(args.iterations, || {
@@ -310,6 +351,52 @@ fn measure(args: &ModelBenchArgs, dir: &std::path::Path, device: &Device) -> any
         prefill: args.prompt_tokens as f64 / prefill,
         decode: args.decode_tokens as f64 / decode,
         train: train_tokens as f64 / train,
+        prefill_image,
+    })
+}
+
+/// Merged tokens per side of the image prompt's square grid.
+fn image_side(tokens: usize) -> usize {
+    (tokens as f64).sqrt().round() as usize
+}
+
+/// The screenshot-sized prompt: one image of `--image-tokens` merged tokens (random patch
+/// values, as the processor would hand them over) before the text prompt, in the model's own
+/// image tokens; `None` when not asked for.
+fn image_prompt(
+    args: &ModelBenchArgs,
+    model: &clawdesk_model::Qwen3Vl,
+    text: &ModelInput,
+) -> Option<ModelInput> {
+    let side = image_side(args.image_tokens);
+    if side == 0 {
+        return None;
+    }
+    let config = model.config();
+    let v = &config.vision_config;
+    let merge = v.spatial_merge_size;
+    let grid = (1, side * merge, side * merge);
+    let patch_dim = v.in_channels * v.temporal_patch_size * v.patch_size.pow(2);
+    let patches = grid.1 * grid.2;
+    let mut rng = clawdesk_model::rng::SeededRng::new(1);
+    let pixels = rng.normals(patches * patch_dim, 1.0);
+    let px = (grid.2 * v.patch_size) as u32;
+    let py = (grid.1 * v.patch_size) as u32;
+    let mut ids = vec![config.vision_start_token_id];
+    ids.extend(std::iter::repeat_n(config.image_token_id, side * side));
+    ids.push(config.vision_end_token_id);
+    ids.extend_from_slice(&text.ids);
+    Some(ModelInput {
+        ids,
+        images: vec![clawdesk_model::PreparedImage {
+            pixels,
+            patch_dim,
+            grid,
+            frame: clawdesk_model::ImageFrame {
+                source: (px, py),
+                resized: (px, py),
+            },
+        }],
     })
 }
 
@@ -348,6 +435,7 @@ fn baseline(
             candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
             _ => "cpu".to_string(),
         })
+        .arg(image_side(args.image_tokens).to_string())
         .output()
         .map_err(|e| {
             super::failed(format!(
