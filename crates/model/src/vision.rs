@@ -237,19 +237,7 @@ impl Qwen3Vision {
         };
         let (q, k) = (rot(0)?, rot(1)?);
         let v = qkv.get(2)?.unsqueeze(0)?.contiguous()?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut outs = Vec::with_capacity(frames.len());
-        let mut start = 0;
-        for &len in frames {
-            let qc = q.narrow(2, start, len)?;
-            let kc = k.narrow(2, start, len)?;
-            let vc = v.narrow(2, start, len)?;
-            let scores = (qc.matmul(&kc.t()?)? * scale)?;
-            let probs = ops::softmax_last(&scores, pass.mode)?;
-            outs.push(probs.matmul(&vc)?);
-            start += len;
-        }
-        let attn = Tensor::cat(&outs, 2)?
+        let attn = attend_in_spans(&q, &k, &v, frames, pass.mode)?
             .squeeze(0)?
             .transpose(0, 1)?
             .reshape((n, heads * hd))?;
@@ -312,6 +300,52 @@ impl Qwen3Vision {
             .reshape((4, n, hidden))?;
         Ok(gathered.broadcast_mul(&weight)?.sum(0)?)
     }
+}
+
+/// Query rows per piece of a Fast-mode attention: a piece's scores (rows × span) stay in the
+/// cache instead of a screenshot's whole span² matrix going through memory.
+const QUERY_CHUNK: usize = 256;
+
+/// Attention of `[1, heads, n, hd]` q, k, v within consecutive spans of the patches (one per
+/// frame, or one per window), each patch seeing its own span only. In Fast mode the queries
+/// of a span go in pieces of [`QUERY_CHUNK`] rows, with the scale folded into them: the whole
+/// span's scores are never built. Train mode keeps the composed path, whose backward exists.
+pub(crate) fn attend_in_spans(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    spans: &[usize],
+    mode: Mode,
+) -> candle_core::Result<Tensor> {
+    let hd = q.dim(D::Minus1)?;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let mut outs = Vec::with_capacity(spans.len());
+    let mut start = 0;
+    for &len in spans {
+        let qc = q.narrow(2, start, len)?;
+        let kt = k.narrow(2, start, len)?.t()?.contiguous()?;
+        let vc = v.narrow(2, start, len)?.contiguous()?;
+        match mode {
+            Mode::Fast => {
+                let qc = (qc * scale)?;
+                let mut from = 0;
+                while from < len {
+                    let rows = QUERY_CHUNK.min(len - from);
+                    let scores = qc.narrow(2, from, rows)?.contiguous()?.matmul(&kt)?;
+                    let probs = ops::softmax_last(&scores, mode)?;
+                    outs.push(probs.matmul(&vc)?);
+                    from += rows;
+                }
+            }
+            Mode::Train => {
+                let scores = (qc.matmul(&kt)? * scale)?;
+                let probs = ops::softmax_last(&scores, mode)?;
+                outs.push(probs.matmul(&vc)?);
+            }
+        }
+        start += len;
+    }
+    Tensor::cat(&outs, 2)
 }
 
 /// Each patch's (row, column, image height, image width), in the merge-block order of the

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::lora::Linear;
 use crate::ops::{self, Mode, Pass};
 use crate::rope::Grid;
-use crate::vision::{patch_coords, rotary_tables};
+use crate::vision::{attend_in_spans, patch_coords, rotary_tables};
 use crate::weights::WeightFiles;
 
 /// HF builds every norm of this tower with eps 1e-6.
@@ -205,19 +205,7 @@ impl WindowedVision {
         };
         let (q, k) = (rot(0)?, rot(1)?);
         let v = qkv.get(2)?.unsqueeze(0)?.contiguous()?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut outs = Vec::with_capacity(spans.len());
-        let mut start = 0;
-        for &len in spans {
-            let qc = q.narrow(2, start, len)?;
-            let kc = k.narrow(2, start, len)?;
-            let vc = v.narrow(2, start, len)?;
-            let scores = (qc.matmul(&kc.t()?)? * scale)?;
-            let probs = ops::softmax_last(&scores, pass.mode)?;
-            outs.push(probs.matmul(&vc)?);
-            start += len;
-        }
-        let attn = Tensor::cat(&outs, 2)?
+        let attn = attend_in_spans(&q, &k, &v, spans, pass.mode)?
             .squeeze(0)?
             .transpose(0, 1)?
             .reshape((n, heads * hd))?;
