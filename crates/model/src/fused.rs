@@ -109,16 +109,19 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
 
 /// e^x in f32 without a library call, so that a row's loop vectorises: x = k·ln2 + r with
 /// |r| ≤ ln2/2, e^r by its Taylor series to r⁷ (relative error below 2e-7 there), and 2^k put
-/// into the exponent bits. Below e^-87 (underflow, and the masked −∞) it is 0.
+/// into the exponent bits with integer arithmetic only (a float-to-int cast would not
+/// vectorise). Below e^-87 (underflow, and the masked −∞) it is 0.
 #[inline(always)]
 pub(crate) fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
-    // Adding and taking away 1.5·2²³ rounds to the nearest integer without a call.
+    // 1.5·2²³: adding it rounds to an integer, which then sits in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
+    const ROUND_BITS: u32 = 0x4B40_0000;
     let clamped = x.clamp(-87.0, 88.0);
-    let k = (clamped * LOG2E + ROUND) - ROUND;
+    let shifted = clamped * LOG2E + ROUND;
+    let k = shifted - ROUND;
     let r = clamped - k * LN2_HI - k * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -126,19 +129,41 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    let k_bits = shifted.to_bits().wrapping_sub(ROUND_BITS);
+    let scale = f32::from_bits(k_bits.wrapping_add(127) << 23);
     if x < -87.0 { 0.0 } else { p * scale }
 }
 
 /// Softmax of `row` · `scale` into `dst`.
-#[inline]
-fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32) {
+#[inline(always)]
+fn softmax_row_generic(row: &[f32], dst: &mut [f32], scale: f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
     for (d, &v) in dst.iter_mut().zip(row) {
         *d = exp_f32(v * scale - max);
     }
     let inv = 1.0 / dst.iter().sum::<f32>();
     dst.iter_mut().for_each(|d| *d *= inv);
+}
+
+/// [`softmax_row_generic`] compiled for AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_row_avx2(row: &[f32], dst: &mut [f32], scale: f32) {
+    softmax_row_generic(row, dst, scale);
+}
+
+/// Softmax of `row` · `scale` into `dst`, in eight lanes where the CPU has them (the build
+/// targets plain x86-64, whose four-lane code would leave half of the exp's speed unused).
+#[inline]
+fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has just been found to support AVX2 and FMA, the features the
+        // function is compiled for; it touches nothing but its slices.
+        unsafe { softmax_row_avx2(row, dst, scale) };
+        return;
+    }
+    softmax_row_generic(row, dst, scale);
 }
 
 /// Rows of at least this many values in all are shared among the CPU's threads.
@@ -390,5 +415,25 @@ mod tests {
         assert_eq!(super::exp_f32(f32::NEG_INFINITY), 0.0);
         assert_eq!(super::exp_f32(-1e9), 0.0);
         assert_eq!(super::exp_f32(0.0), 1.0);
+    }
+
+    /// The row kernel as dispatched (eight lanes on this CPU when it has them) against the
+    /// plain formula.
+    #[test]
+    fn a_softmax_row_matches_the_formula() {
+        let row: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.37)
+            .collect();
+        let mut ours = vec![0f32; row.len()];
+        super::softmax_row(&row, &mut ours, 0.5);
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * 0.5));
+        let exps: Vec<f64> = row
+            .iter()
+            .map(|&v| f64::from(v * 0.5 - max).exp())
+            .collect();
+        let sum: f64 = exps.iter().sum();
+        for (o, e) in ours.iter().zip(&exps) {
+            assert!((f64::from(*o) - e / sum).abs() < 1e-7, "{o} vs {}", e / sum);
+        }
     }
 }
