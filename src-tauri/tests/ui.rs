@@ -375,26 +375,7 @@ async fn a_person_reviews_steps_watches_training_exports_and_runs_the_agent() {
         .await
         .expect("the changed region is drawn");
     // The full screenshots arrive through the app's `clawdesk:` scheme.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let loaded = app
-            .client
-            .execute(
-                "const imgs = [...document.querySelectorAll('#step-detail img')];\
-                 return imgs.length >= 4 && imgs.every(i => i.complete && i.naturalWidth === 640);",
-                vec![],
-            )
-            .await
-            .expect("images checked");
-        if loaded == serde_json::Value::Bool(true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the step's screenshots never loaded"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_review_images(&app, 4, 640, 20).await;
     app.fill("#verdict-hint", "drag the box, do not click it")
         .await;
     app.click("#verdict-reject").await;
@@ -614,6 +595,31 @@ async fn ten_thousand_steps_open_fast_and_scroll_smoothly() {
 }
 
 /// The text of element `id`, read through the page (WebKitWebDriver's element text can hang).
+/// Waits until the review shows at least `count` pictures, all loaded at `width` pixels.
+async fn wait_review_images(app: &Driven, count: usize, width: u32, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let loaded = app
+            .client
+            .execute(
+                "const [count, width] = arguments;\
+                 const imgs = [...document.querySelectorAll('#step-detail img')];\
+                 return imgs.length >= count && imgs.every(i => i.complete && i.naturalWidth === width);",
+                vec![count.into(), width.into()],
+            )
+            .await
+            .expect("images checked");
+        if loaded == serde_json::Value::Bool(true) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the step's screenshots never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn page_text(app: &Driven, id: &str) -> String {
     let script =
         format!("const e = document.getElementById('{id}'); return e ? e.textContent : '';");
@@ -967,26 +973,7 @@ async fn practice_in_approve_mode_a_person_approves_then_edits_a_step() {
     app.click("#tab-timeline").await;
     app.wait_text("#step-detail h2", 20, |t| t.contains("of episode"))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let loaded = app
-            .client
-            .execute(
-                "const imgs = [...document.querySelectorAll('#step-detail img')];\
-                 return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth === 1024);",
-                vec![],
-            )
-            .await
-            .expect("images checked");
-        if loaded == serde_json::Value::Bool(true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the session's screens never loaded in the review"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_review_images(&app, 2, 1024, 30).await;
     app.screenshot("step-review").await;
     app.finish().await;
 }

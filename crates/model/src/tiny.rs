@@ -427,9 +427,11 @@ pub fn tensor_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
     }
 }
 
-fn qwen25_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
+/// The language model's tensors, in the order both families save them: per layer the two
+/// norms, q/k/v/o with the family's biases, Qwen3's q/k norms, the MLP; then the final norm and
+/// an untied head.
+fn text_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
     let t = &config.text_config;
-    let v = &config.vision_config;
     let hd = config.head_dim();
     let (h, nh, nkv, im) = (
         t.hidden_size,
@@ -437,6 +439,7 @@ fn qwen25_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
         t.num_key_value_heads,
         t.intermediate_size,
     );
+    let (qkv_bias, o_bias) = config.attention_biases();
     let mut out: Vec<(String, Vec<usize>)> = Vec::new();
     let mut add = |name: String, shape: Vec<usize>| out.push((name, shape));
     let lm = "model.language_model";
@@ -446,15 +449,19 @@ fn qwen25_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
         add(format!("{p}.input_layernorm.weight"), vec![h]);
         add(format!("{p}.post_attention_layernorm.weight"), vec![h]);
         for (name, out_d, in_d, bias) in [
-            ("q_proj", nh * hd, h, true),
-            ("k_proj", nkv * hd, h, true),
-            ("v_proj", nkv * hd, h, true),
-            ("o_proj", h, nh * hd, false),
+            ("q_proj", nh * hd, h, qkv_bias),
+            ("k_proj", nkv * hd, h, qkv_bias),
+            ("v_proj", nkv * hd, h, qkv_bias),
+            ("o_proj", h, nh * hd, o_bias),
         ] {
             add(format!("{p}.self_attn.{name}.weight"), vec![out_d, in_d]);
             if bias {
                 add(format!("{p}.self_attn.{name}.bias"), vec![out_d]);
             }
+        }
+        if config.qk_norm() {
+            add(format!("{p}.self_attn.q_norm.weight"), vec![hd]);
+            add(format!("{p}.self_attn.k_norm.weight"), vec![hd]);
         }
         add(format!("{p}.mlp.gate_proj.weight"), vec![im, h]);
         add(format!("{p}.mlp.up_proj.weight"), vec![im, h]);
@@ -464,6 +471,13 @@ fn qwen25_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
     if !config.tie_word_embeddings() {
         add("lm_head.weight".into(), vec![t.vocab_size, h]);
     }
+    out
+}
+
+fn qwen25_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
+    let v = &config.vision_config;
+    let mut out = text_shapes(config);
+    let mut add = |name: String, shape: Vec<usize>| out.push((name, shape));
     let vp = "model.visual";
     let (vh, vim) = (v.hidden_size, v.intermediate_size);
     let merged = vh * v.spatial_merge_size * v.spatial_merge_size;
@@ -506,44 +520,9 @@ fn qwen25_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
 }
 
 fn qwen3_shapes(config: &Qwen3VlConfig) -> Vec<(String, Vec<usize>)> {
-    let t = &config.text_config;
     let v = &config.vision_config;
-    let hd = config.head_dim();
-    let (h, nh, nkv, im) = (
-        t.hidden_size,
-        t.num_attention_heads,
-        t.num_key_value_heads,
-        t.intermediate_size,
-    );
-    let mut out: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut out = text_shapes(config);
     let mut add = |name: String, shape: Vec<usize>| out.push((name, shape));
-    let lm = "model.language_model";
-    add(format!("{lm}.embed_tokens.weight"), vec![t.vocab_size, h]);
-    for i in 0..t.num_hidden_layers {
-        let p = format!("{lm}.layers.{i}");
-        add(format!("{p}.input_layernorm.weight"), vec![h]);
-        add(format!("{p}.post_attention_layernorm.weight"), vec![h]);
-        for (name, out_d, in_d) in [
-            ("q_proj", nh * hd, h),
-            ("k_proj", nkv * hd, h),
-            ("v_proj", nkv * hd, h),
-            ("o_proj", h, nh * hd),
-        ] {
-            add(format!("{p}.self_attn.{name}.weight"), vec![out_d, in_d]);
-            if t.attention_bias {
-                add(format!("{p}.self_attn.{name}.bias"), vec![out_d]);
-            }
-        }
-        add(format!("{p}.self_attn.q_norm.weight"), vec![hd]);
-        add(format!("{p}.self_attn.k_norm.weight"), vec![hd]);
-        add(format!("{p}.mlp.gate_proj.weight"), vec![im, h]);
-        add(format!("{p}.mlp.up_proj.weight"), vec![im, h]);
-        add(format!("{p}.mlp.down_proj.weight"), vec![h, im]);
-    }
-    add(format!("{lm}.norm.weight"), vec![h]);
-    if !config.tie_word_embeddings() {
-        add("lm_head.weight".into(), vec![t.vocab_size, h]);
-    }
     let vp = "model.visual";
     let vh = v.hidden_size;
     let merged = vh * v.spatial_merge_size * v.spatial_merge_size;

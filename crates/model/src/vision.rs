@@ -123,19 +123,7 @@ impl Qwen3Vision {
         let v: &VisionConfig = &config.vision_config;
         let p = Self::PREFIX;
         let h = v.hidden_size;
-        let patch_dim = v.in_channels * v.temporal_patch_size * v.patch_size * v.patch_size;
-        let patch_weight = w
-            .get(
-                &format!("{p}.patch_embed.proj.weight"),
-                &[
-                    h,
-                    v.in_channels,
-                    v.temporal_patch_size,
-                    v.patch_size,
-                    v.patch_size,
-                ],
-            )?
-            .reshape((h, patch_dim))?;
+        let patch_weight = patch_embedding(w, p, v)?;
         let merged = h * v.spatial_merge_size * v.spatial_merge_size;
         let merger = |prefix: String, postshuffle: bool| -> Result<Merger> {
             Ok(Merger {
@@ -300,6 +288,24 @@ impl Qwen3Vision {
             .reshape((4, n, hidden))?;
         Ok(gathered.broadcast_mul(&weight)?.sum(0)?)
     }
+}
+
+/// The patch embedding's 3-D convolution kernel as the `[hidden, C·T·P·P]` matrix it is for
+/// non-overlapping patches.
+pub(crate) fn patch_embedding(w: &WeightFiles, prefix: &str, v: &VisionConfig) -> Result<Tensor> {
+    let h = v.hidden_size;
+    let patch_dim = v.in_channels * v.temporal_patch_size * v.patch_size * v.patch_size;
+    Ok(w.get(
+        &format!("{prefix}.patch_embed.proj.weight"),
+        &[
+            h,
+            v.in_channels,
+            v.temporal_patch_size,
+            v.patch_size,
+            v.patch_size,
+        ],
+    )?
+    .reshape((h, patch_dim))?)
 }
 
 /// Query rows per piece of a Fast-mode attention: a piece's scores (rows × span) stay in the

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::lora::Linear;
 use crate::ops::{self, Mode, Pass};
 use crate::rope::Grid;
-use crate::vision::{attend_in_spans, patch_coords, rotary_tables};
+use crate::vision::{attend_in_spans, patch_coords, patch_embedding, rotary_tables};
 use crate::weights::WeightFiles;
 
 /// HF builds every norm of this tower with eps 1e-6.
@@ -93,19 +93,7 @@ impl WindowedVision {
         let v: &VisionConfig = &config.vision_config;
         let p = Self::PREFIX;
         let h = v.hidden_size;
-        let patch_dim = v.in_channels * v.temporal_patch_size * v.patch_size * v.patch_size;
-        let patch_weight = w
-            .get(
-                &format!("{p}.patch_embed.proj.weight"),
-                &[
-                    h,
-                    v.in_channels,
-                    v.temporal_patch_size,
-                    v.patch_size,
-                    v.patch_size,
-                ],
-            )?
-            .reshape((h, patch_dim))?;
+        let patch_weight = patch_embedding(w, p, v)?;
         let mut blocks = Vec::with_capacity(v.depth);
         for i in 0..v.depth {
             let bp = format!("{p}.blocks.{i}");

@@ -5,6 +5,15 @@ use candle_core::{Device, Tensor};
 use clawdesk_model::source::LoadedModel;
 use clawdesk_model::{Mode, tiny};
 
+fn max_abs_diff(a: Tensor, b: Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff")
+}
+
 #[test]
 fn sharded_weights_with_an_index_load_to_the_same_model() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -61,13 +70,7 @@ fn sharded_weights_with_an_index_load_to_the_same_model() {
         .model
         .full_logits(&input, Mode::Fast, false)
         .expect("logits");
-    let diff = (la - lb)
-        .and_then(|d| d.abs())
-        .and_then(|d| d.flatten_all())
-        .and_then(|d| d.max(0))
-        .and_then(|d| d.to_scalar::<f32>())
-        .expect("diff");
-    assert_eq!(diff, 0.0);
+    assert_eq!(max_abs_diff(la, lb), 0.0);
 
     // A shard named by the index but absent is named in the error.
     std::fs::remove_file(sharded.join("model-00002-of-00002.safetensors")).expect("remove");
@@ -163,11 +166,5 @@ fn a_qwen25_checkpoint_in_the_hub_s_layout_loads_to_the_same_model() {
             .full_logits(&input, Mode::Fast, false)
             .expect("logits")
     };
-    let diff = (logits(&a) - logits(&b))
-        .and_then(|d| d.abs())
-        .and_then(|d| d.flatten_all())
-        .and_then(|d| d.max(0))
-        .and_then(|d| d.to_scalar::<f32>())
-        .expect("diff");
-    assert_eq!(diff, 0.0);
+    assert_eq!(max_abs_diff(logits(&a), logits(&b)), 0.0);
 }

@@ -3,10 +3,10 @@
 //! pixels, plus `computer.triple_click(x, y)`, `computer.terminate(status=...)` and
 //! `computer.wait()`. The last fenced block is the code, as OpenCUA's own agent reads it.
 
-use clawdesk_desktop::{Action, MouseButton, NormPoint};
+use clawdesk_desktop::{Action, NormPoint};
 
 use super::coords::Scale;
-use super::pyautogui::{WAIT_MS, one_call};
+use super::pyautogui::{WAIT_MS, click_call, drag_calls, one_call};
 use super::pycall::{Call, Lit, Stmt, quote, statements};
 use super::{AgentAction, Builder, Frame, Reply, keys, malformed, thought, unsupported};
 use crate::FormatError;
@@ -117,25 +117,14 @@ pub(crate) fn emit(
         match action {
             AgentAction::Desktop { action } => match action {
                 Action::Move { at } => lines.push(format!("pyautogui.moveTo({})", xy(at))),
-                Action::Click { at, button, count } => lines.push(match (button, count) {
-                    (MouseButton::Left, 1) => format!("pyautogui.click({})", xy(at)),
-                    (MouseButton::Left, 2) => format!("pyautogui.doubleClick({})", xy(at)),
-                    (MouseButton::Left, 3) => format!("computer.triple_click({})", xy(at)),
-                    (MouseButton::Right, 1) => format!("pyautogui.rightClick({})", xy(at)),
-                    (MouseButton::Middle, 1) => format!("pyautogui.middleClick({})", xy(at)),
-                    (button, count) => format!(
-                        "pyautogui.click({}, clicks={count}, button='{}')",
-                        xy(at),
-                        format!("{button:?}").to_lowercase()
-                    ),
-                }),
+                Action::Click { at, button, count } => lines.push(click_call(
+                    &xy(at),
+                    *button,
+                    *count,
+                    "computer.triple_click",
+                )),
                 Action::Drag { from, to, button } => {
-                    lines.push(format!("pyautogui.moveTo({})", xy(from)));
-                    lines.push(format!(
-                        "pyautogui.dragTo({}, button='{}')",
-                        xy(to),
-                        format!("{button:?}").to_lowercase()
-                    ));
+                    lines.extend(drag_calls(&xy(from), &xy(to), *button))
                 }
                 Action::Scroll { at, dx, dy } => {
                     if *dx == 0 && *dy == 0 {
@@ -190,6 +179,7 @@ pub(crate) fn emit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clawdesk_desktop::MouseButton;
 
     fn frame() -> Frame {
         Frame {

@@ -208,6 +208,33 @@ pub(crate) fn one_call(
     Ok(())
 }
 
+/// A click as pyautogui code at `xy` (the format's own argument text); `triple` names the
+/// triple click, which OpenCUA writes as a function of its own.
+pub(crate) fn click_call(xy: &str, button: MouseButton, count: u8, triple: &str) -> String {
+    match (button, count) {
+        (MouseButton::Left, 1) => format!("pyautogui.click({xy})"),
+        (MouseButton::Left, 2) => format!("pyautogui.doubleClick({xy})"),
+        (MouseButton::Left, 3) => format!("{triple}({xy})"),
+        (MouseButton::Right, 1) => format!("pyautogui.rightClick({xy})"),
+        (MouseButton::Middle, 1) => format!("pyautogui.middleClick({xy})"),
+        (button, count) => format!(
+            "pyautogui.click({xy}, clicks={count}, button='{}')",
+            format!("{button:?}").to_lowercase()
+        ),
+    }
+}
+
+/// A drag as pyautogui writes it: a move to the start, then a drag to the end.
+pub(crate) fn drag_calls(from: &str, to: &str, button: MouseButton) -> [String; 2] {
+    [
+        format!("pyautogui.moveTo({from})"),
+        format!(
+            "pyautogui.dragTo({to}, button='{}')",
+            format!("{button:?}").to_lowercase()
+        ),
+    ]
+}
+
 pub(crate) fn emit(
     format: &'static str,
     reply: &Reply,
@@ -223,25 +250,14 @@ pub(crate) fn emit(
         match action {
             AgentAction::Desktop { action } => match action {
                 Action::Move { at } => lines.push(format!("pyautogui.moveTo({})", xy(at))),
-                Action::Click { at, button, count } => lines.push(match (button, count) {
-                    (MouseButton::Left, 1) => format!("pyautogui.click({})", xy(at)),
-                    (MouseButton::Left, 2) => format!("pyautogui.doubleClick({})", xy(at)),
-                    (MouseButton::Left, 3) => format!("pyautogui.tripleClick({})", xy(at)),
-                    (MouseButton::Right, 1) => format!("pyautogui.rightClick({})", xy(at)),
-                    (MouseButton::Middle, 1) => format!("pyautogui.middleClick({})", xy(at)),
-                    (button, count) => format!(
-                        "pyautogui.click({}, clicks={count}, button='{}')",
-                        xy(at),
-                        format!("{button:?}").to_lowercase()
-                    ),
-                }),
+                Action::Click { at, button, count } => lines.push(click_call(
+                    &xy(at),
+                    *button,
+                    *count,
+                    "pyautogui.tripleClick",
+                )),
                 Action::Drag { from, to, button } => {
-                    lines.push(format!("pyautogui.moveTo({})", xy(from)));
-                    lines.push(format!(
-                        "pyautogui.dragTo({}, button='{}')",
-                        xy(to),
-                        format!("{button:?}").to_lowercase()
-                    ));
+                    lines.extend(drag_calls(&xy(from), &xy(to), *button))
                 }
                 Action::Scroll { at, dx, dy } => {
                     let at = at.map(|p| {
