@@ -212,23 +212,15 @@ impl Qwen3Vision {
         frames: &[usize],
         pass: Pass,
     ) -> candle_core::Result<Tensor> {
-        let n = x.dim(0)?;
-        let (heads, hd) = (self.heads, self.head_dim);
-        let qkv = b
-            .qkv
-            .forward(&b.norm1.forward(x, pass.mode)?, pass)?
-            .reshape((n, 3, heads, hd))?
-            .permute((1, 2, 0, 3))?; // [3, heads, n, hd]
-        let rot = |i: usize| -> candle_core::Result<Tensor> {
-            let t = qkv.get(i)?.unsqueeze(0)?.contiguous()?;
-            ops::rope(&t, cos, sin, pass.mode)
-        };
-        let (q, k) = (rot(0)?, rot(1)?);
-        let v = qkv.get(2)?.unsqueeze(0)?.contiguous()?;
-        let attn = attend_in_spans(&q, &k, &v, frames, pass.mode)?
-            .squeeze(0)?
-            .transpose(0, 1)?
-            .reshape((n, heads * hd))?;
+        let normed = b.norm1.forward(x, pass.mode)?;
+        let attn = self_attention(
+            &b.qkv,
+            &normed,
+            (self.heads, self.head_dim),
+            (cos, sin),
+            frames,
+            pass,
+        )?;
         let x = (x + b.proj.forward(&attn, pass)?)?;
         let h = b.fc1.forward(&b.norm2.forward(&x, pass.mode)?, pass)?;
         let h = if self.gelu_tanh {
@@ -306,6 +298,33 @@ pub(crate) fn patch_embedding(w: &WeightFiles, prefix: &str, v: &VisionConfig) -
         ],
     )?
     .reshape((h, patch_dim))?)
+}
+
+/// A vision block's attention before its output projection: q, k, v from one `qkv` linear,
+/// the 2-D rotary on q and k, attention within `spans`; `[n, heads·hd]`.
+pub(crate) fn self_attention(
+    qkv: &Linear,
+    normed: &Tensor,
+    (heads, hd): (usize, usize),
+    (cos, sin): (&Tensor, &Tensor),
+    spans: &[usize],
+    pass: Pass,
+) -> candle_core::Result<Tensor> {
+    let n = normed.dim(0)?;
+    let qkv = qkv
+        .forward(normed, pass)?
+        .reshape((n, 3, heads, hd))?
+        .permute((1, 2, 0, 3))?; // [3, heads, n, hd]
+    let rot = |i: usize| -> candle_core::Result<Tensor> {
+        let t = qkv.get(i)?.unsqueeze(0)?.contiguous()?;
+        ops::rope(&t, cos, sin, pass.mode)
+    };
+    let (q, k) = (rot(0)?, rot(1)?);
+    let v = qkv.get(2)?.unsqueeze(0)?.contiguous()?;
+    attend_in_spans(&q, &k, &v, spans, pass.mode)?
+        .squeeze(0)?
+        .transpose(0, 1)?
+        .reshape((n, heads * hd))
 }
 
 /// Query rows per piece of a Fast-mode attention: a piece's scores (rows × span) stay in the

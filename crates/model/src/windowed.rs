@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::lora::Linear;
 use crate::ops::{self, Mode, Pass};
 use crate::rope::Grid;
-use crate::vision::{attend_in_spans, patch_coords, patch_embedding, rotary_tables};
+use crate::vision::{patch_coords, patch_embedding, rotary_tables, self_attention};
 use crate::weights::WeightFiles;
 
 /// HF builds every norm of this tower with eps 1e-6.
@@ -179,24 +179,15 @@ impl WindowedVision {
         spans: &[usize],
         pass: Pass,
     ) -> candle_core::Result<Tensor> {
-        let n = x.dim(0)?;
-        let (heads, hd) = (self.heads, self.head_dim);
         let normed = ops::rms_norm(x, &b.norm1, NORM_EPS, pass.mode)?;
-        let qkv = b
-            .qkv
-            .forward(&normed, pass)?
-            .reshape((n, 3, heads, hd))?
-            .permute((1, 2, 0, 3))?; // [3, heads, n, hd]
-        let rot = |i: usize| -> candle_core::Result<Tensor> {
-            let t = qkv.get(i)?.unsqueeze(0)?.contiguous()?;
-            ops::rope(&t, cos, sin, pass.mode)
-        };
-        let (q, k) = (rot(0)?, rot(1)?);
-        let v = qkv.get(2)?.unsqueeze(0)?.contiguous()?;
-        let attn = attend_in_spans(&q, &k, &v, spans, pass.mode)?
-            .squeeze(0)?
-            .transpose(0, 1)?
-            .reshape((n, heads * hd))?;
+        let attn = self_attention(
+            &b.qkv,
+            &normed,
+            (self.heads, self.head_dim),
+            (cos, sin),
+            spans,
+            pass,
+        )?;
         let x = (x + b.proj.forward(&attn, pass)?)?;
         let normed = ops::rms_norm(&x, &b.norm2, NORM_EPS, pass.mode)?;
         let gate = b.gate.forward(&normed, pass)?;
