@@ -134,28 +134,39 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     if x < -87.0 { 0.0 } else { p * scale }
 }
 
-/// Softmax of `row` · `scale` into `dst`.
+/// Softmax of `row` · `scale` into `dst`, with [`exp_f32`] when `FAST`, else the library's exp.
 #[inline(always)]
-fn softmax_row_generic(row: &[f32], dst: &mut [f32], scale: f32) {
+fn softmax_row_generic<const FAST: bool>(row: &[f32], dst: &mut [f32], scale: f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
     for (d, &v) in dst.iter_mut().zip(row) {
-        *d = exp_f32(v * scale - max);
+        *d = if FAST {
+            exp_f32(v * scale - max)
+        } else {
+            (v * scale - max).exp()
+        };
     }
     let inv = 1.0 / dst.iter().sum::<f32>();
     dst.iter_mut().for_each(|d| *d *= inv);
 }
 
-/// [`softmax_row_generic`] compiled for AVX2 and FMA.
+/// The fast [`softmax_row_generic`] compiled for AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn softmax_row_avx2(row: &[f32], dst: &mut [f32], scale: f32) {
-    softmax_row_generic(row, dst, scale);
+    softmax_row_generic::<true>(row, dst, scale);
 }
 
-/// Softmax of `row` · `scale` into `dst`, in eight lanes where the CPU has them (the build
-/// targets plain x86-64, whose four-lane code would leave half of the exp's speed unused).
+/// Softmax of `row` · `scale` into `dst`. `fast` (generation: Fast mode) takes [`exp_f32`],
+/// in eight lanes where the CPU has them (the build targets plain x86-64, whose four-lane
+/// code would leave half of its speed unused). Training keeps the library's exp: an update's
+/// gradients are compared across batch shapes to 1e-5, and the approximation's last bits
+/// move AdamW's steps on weights whose gradients are near zero.
 #[inline]
-fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32) {
+fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32, fast: bool) {
+    if !fast {
+        softmax_row_generic::<false>(row, dst, scale);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has just been found to support AVX2 and FMA, the features the
@@ -163,13 +174,15 @@ fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32) {
         unsafe { softmax_row_avx2(row, dst, scale) };
         return;
     }
-    softmax_row_generic(row, dst, scale);
+    softmax_row_generic::<true>(row, dst, scale);
 }
 
 /// Rows of at least this many values in all are shared among the CPU's threads.
 const PARALLEL_ABOVE: usize = 1 << 16;
 
-struct Softmax;
+struct Softmax {
+    fast: bool,
+}
 
 impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {
@@ -184,10 +197,10 @@ impl CustomOp1 for Softmax {
             use rayon::prelude::*;
             x.par_chunks_exact(n)
                 .zip(out.par_chunks_exact_mut(n))
-                .for_each(|(row, dst)| softmax_row(row, dst, 1.0));
+                .for_each(|(row, dst)| softmax_row(row, dst, 1.0, self.fast));
         } else {
             for (row, dst) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-                softmax_row(row, dst, 1.0);
+                softmax_row(row, dst, 1.0, self.fast);
             }
         }
         Ok((CpuStorage::F32(out), layout.shape().clone()))
@@ -217,7 +230,12 @@ impl CustomOp1 for Softmax {
 
 /// Softmax over the last axis, as one node.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Softmax)
+    x.contiguous()?.apply_op1(Softmax { fast: false })
+}
+
+/// [`softmax_last`] with the fast exp, for generation (its backward is never taken).
+pub fn softmax_last_fast(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Softmax { fast: true })
 }
 
 struct Rope {
@@ -300,6 +318,8 @@ pub struct Visibility {
 
 struct MaskedSoftmax {
     scale: f32,
+    /// The fast exp (generation) or the library's (training).
+    fast: bool,
     /// Query rows per (batch, kv-head) block: groups × seq.
     seq: usize,
     blocks_per_batch: usize,
@@ -335,7 +355,7 @@ impl CustomOp1 for MaskedSoftmax {
         let mut out = vec![0f32; x.len()];
         let one = |r: usize, row: &[f32], dst: &mut [f32]| {
             let n = self.visible(r, keys);
-            softmax_row(&row[..n], &mut dst[..n], self.scale);
+            softmax_row(&row[..n], &mut dst[..n], self.scale, self.fast);
         };
         if x.len() >= PARALLEL_ABOVE {
             use rayon::prelude::*;
@@ -387,6 +407,7 @@ pub fn masked_softmax(
     scale: f64,
     seq: usize,
     visibility: &Visibility,
+    fast: bool,
 ) -> Result<Tensor> {
     let (_, blocks, rows, _) = scores.dims4()?;
     if seq == 0 || rows % seq != 0 {
@@ -394,6 +415,7 @@ pub fn masked_softmax(
     }
     scores.contiguous()?.apply_op1(MaskedSoftmax {
         scale: scale as f32,
+        fast,
         seq,
         blocks_per_batch: blocks * (rows / seq),
         visibility: visibility.clone(),
@@ -425,7 +447,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.37)
             .collect();
         let mut ours = vec![0f32; row.len()];
-        super::softmax_row(&row, &mut ours, 0.5);
+        super::softmax_row(&row, &mut ours, 0.5, true);
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * 0.5));
         let exps: Vec<f64> = row
             .iter()

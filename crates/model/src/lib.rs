@@ -26,6 +26,7 @@ pub mod rope;
 pub mod source;
 pub mod text;
 pub mod tiny;
+pub mod tower;
 pub mod vision;
 pub mod weights;
 pub mod windowed;

@@ -106,7 +106,7 @@ pub fn softmax_last(x: &Tensor, mode: Mode) -> Result<Tensor> {
     let out = match mode {
         // The own kernel where it applies: its exp vectorises (candle's calls expf per value,
         // a third of a screenshot's vision tower).
-        Mode::Fast if crate::fused::applies(&x32) => crate::fused::softmax_last(&x32)?,
+        Mode::Fast if crate::fused::applies(&x32) => crate::fused::softmax_last_fast(&x32)?,
         Mode::Fast => candle_nn::ops::softmax_last_dim(&x32.contiguous()?)?,
         Mode::Train if crate::fused::applies(&x32) => crate::fused::softmax_last(&x32)?,
         Mode::Train => composed::softmax_last(&x32)?,

@@ -7,7 +7,7 @@ use crate::config::Qwen3VlConfig;
 use crate::error::Result;
 use crate::fused::{self, Visibility};
 use crate::lora::Linear;
-use crate::ops::{self, Pass};
+use crate::ops::{self, Mode, Pass};
 use crate::weights::WeightFiles;
 
 /// Keys and values of one layer for the tokens seen so far (Fast mode only).
@@ -331,7 +331,7 @@ impl Attention {
         let scale = 1.0 / (hd as f64).sqrt();
         let raw = q.matmul(&k.t()?)?;
         let probs = if fused::applies(&raw) {
-            fused::masked_softmax(&raw, scale, s, mask.visibility)?
+            fused::masked_softmax(&raw, scale, s, mask.visibility, pass.mode == Mode::Fast)?
         } else {
             let scores = (raw * scale)?;
             let scores = match mask.tensor {

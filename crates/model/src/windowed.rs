@@ -1,8 +1,8 @@
 //! Qwen2.5-VL's vision tower: patches grouped into windows of `window_size` pixels, most blocks
 //! attending only within a window and the `fullatt_block_indexes` blocks over the whole image,
 //! RMSNorm and a SwiGLU MLP in each block, and a merger whose output is put back in the
-//! image's own order. The 2-D rotary embedding and the merge-block patch order are shared with
-//! Qwen3-VL's tower ([`crate::vision`]).
+//! image's own order. The 2-D rotary embedding, the merge-block patch order and the block's
+//! attention are shared with Qwen3-VL's tower ([`crate::tower`]).
 //!
 //! Owns only the tower; it knows nothing of the text decoder or of how features are placed.
 
@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::lora::Linear;
 use crate::ops::{self, Mode, Pass};
 use crate::rope::Grid;
-use crate::vision::{patch_coords, patch_embedding, rotary_tables, self_attention};
+use crate::tower::{patch_coords, patch_embedding, rotary_tables, self_attention};
 use crate::weights::WeightFiles;
 
 /// HF builds every norm of this tower with eps 1e-6.
