@@ -30,6 +30,7 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, state: AppState) -> Builder<R>
             commands::timeline::step_detail,
             commands::timeline::set_verdict,
             commands::timeline::agreement,
+            commands::timeline::reward_trend,
             commands::training::train_series,
             commands::adapters::list_adapters,
             commands::adapters::activate_adapter,

@@ -143,6 +143,14 @@ export interface Agreement {
   undecided: number;
 }
 
+/** One decided step of the reward trend (see the store's `RewardPoint`). */
+export interface RewardPoint {
+  step: number;
+  version: number | null;
+  score: number;
+  mean: number;
+}
+
 export type Settings = Record<string, unknown>;
 
 export interface FieldError {
@@ -210,6 +218,8 @@ export const api = {
   setVerdict: (step: number, approve: boolean, hint: string | null) =>
     invoke<void>("set_verdict", { step, approve, hint }),
   agreement: () => invoke<Agreement[]>("agreement"),
+  rewardTrend: (last: number, window: number) =>
+    invoke<RewardPoint[]>("reward_trend", { last, window }),
   trainSeries: (run: string | null, after: number) =>
     invoke<TrainSeries>("train_series", { run, after }),
   adapters: () => invoke<AdapterRow[]>("list_adapters"),

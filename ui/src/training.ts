@@ -1,8 +1,12 @@
-// The training page: the trainer's curves (uPlot), gym success per adapter version, and how
-// often each judge agreed with the person. Polls the store for new updates while shown.
+// The training page: the trainer's curves (uPlot), gym success per adapter version, the
+// reward over recent steps, and how often each judge agreed with the person. Polls the store for new updates while shown.
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { api, errorText, type TrainUpdate } from "./api";
+
+/** Decided steps the reward trend shows, and the running mean's window. */
+const TREND_STEPS = 500;
+const TREND_WINDOW = 20;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -25,6 +29,7 @@ let last = 0;
 const points: TrainUpdate[] = [];
 const plots: { plot: uPlot; series: string[] }[] = [];
 let gymPlot: uPlot | null = null;
+let trendPlot: uPlot | null = null;
 
 function dataOf(series: string[]): uPlot.AlignedData {
   return [
@@ -74,6 +79,26 @@ function makeCharts() {
     [[], []],
     gym,
   );
+  const trend = document.createElement("figure");
+  trend.className = "chart";
+  trend.setAttribute("aria-label", "Reward over recent steps");
+  box.append(trend);
+  trendPlot = new uPlot(
+    {
+      title: `Reward over recent steps (mean of ${TREND_WINDOW})`,
+      width: 420,
+      height: 200,
+      scales: { x: { time: false }, y: { range: [-1, 1] } },
+      series: [
+        { label: "step" },
+        { label: "verdict", stroke: "#94a3b8", width: 0, points: { show: true, size: 4 } },
+        { label: `mean of last ${TREND_WINDOW}`, stroke: "#ea580c", width: 2 },
+      ],
+      axes: [{ label: "step" }, {}],
+    },
+    [[], [], []],
+    trend,
+  );
 }
 
 async function poll() {
@@ -96,6 +121,8 @@ async function poll() {
       : "No training updates yet.";
     const adapters = (await api.adapters()).filter((a) => a.gymScore !== null).reverse();
     gymPlot?.setData([adapters.map((a) => a.version), adapters.map((a) => a.gymScore)] as uPlot.AlignedData);
+    const trend = await api.rewardTrend(TREND_STEPS, TREND_WINDOW);
+    trendPlot?.setData([trend.map((p) => p.step), trend.map((p) => p.score), trend.map((p) => p.mean)] as uPlot.AlignedData);
     const rows = await api.agreement();
     $("agreement").querySelector("tbody")!.replaceChildren(
       ...rows.map((r) => {

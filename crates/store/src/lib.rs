@@ -33,7 +33,7 @@ pub use table::judging::{GiveUp, JudgeFailure};
 pub use table::steps::{NewStep, NewTurn, Step, StepId, StepKind, StepOutcome};
 pub use table::timeline::{TimelineFilter, TimelineRow};
 pub use table::training::TrainUpdate;
-pub use table::verdicts::{Agreement, NewVerdict, Verdict, VerdictId, VerdictSource};
+pub use table::verdicts::{Agreement, NewVerdict, RewardPoint, Verdict, VerdictId, VerdictSource};
 
 /// Milliseconds since the Unix epoch: the one timestamp unit in the database.
 pub fn now_ms() -> i64 {

@@ -8,8 +8,8 @@ use crate::error::{Result, StoreError};
 use crate::table::{adapters, episodes, judging, steps, timeline, training, verdicts};
 use crate::{
     Adapter, AdapterId, Agreement, Episode, EpisodeId, EpisodeStatus, GiveUp, JudgeFailure,
-    NewAdapter, NewEpisode, NewStep, NewTurn, NewVerdict, Step, StepId, TrainUpdate, Verdict,
-    VerdictId, VerdictSource, migrate, now_ms,
+    NewAdapter, NewEpisode, NewStep, NewTurn, NewVerdict, RewardPoint, Step, StepId, TrainUpdate,
+    Verdict, VerdictId, VerdictSource, migrate, now_ms,
 };
 
 /// A data directory: `clawdesk.sqlite3` plus `blobs/`.
@@ -326,6 +326,13 @@ impl Store {
     pub fn agreement(&self) -> Result<Vec<Agreement>> {
         let conn = self.conn();
         self.sql(verdicts::agreement(&conn))
+    }
+
+    /// Is the agent getting better? The last `last` decided steps with the running mean of the
+    /// `window` verdicts ending at each (see [`RewardPoint`]).
+    pub fn reward_trend(&self, last: usize, window: usize) -> Result<Vec<RewardPoint>> {
+        let conn = self.conn();
+        self.sql(verdicts::reward_trend(&conn, last, window))
     }
 
     /// The verdict that counts: a person's over any judge's, the newest of each.
@@ -756,6 +763,40 @@ mod tests {
         store.add_verdict(&person_verdict(a, 1)).unwrap();
         assert_eq!(store.owed_steps("person", P, &[], 10).unwrap(), [b]);
         assert_eq!(store.owed_count("person", P).unwrap(), 1);
+    }
+
+    #[test]
+    fn the_reward_trend_counts_the_deciding_verdict_and_averages_over_the_window() {
+        let (_d, store) = store();
+        let ep = episode(&store);
+        let steps: Vec<StepId> = (0..6)
+            .map(|i| store.insert_step(&new_step(&store, ep, i)).unwrap())
+            .collect();
+        // Step 0: judge +1, the person says -1 (the person wins). Step 1: undecided. Step 2:
+        // never judged. Steps 3-5: +1, -1, +1 from the judge.
+        store.add_verdict(&judge_verdict(steps[0], "j", 1)).unwrap();
+        store.add_verdict(&person_verdict(steps[0], -1)).unwrap();
+        store.add_verdict(&judge_verdict(steps[1], "j", 0)).unwrap();
+        for (i, score) in [(3, 1), (4, -1), (5, 1)] {
+            store
+                .add_verdict(&judge_verdict(steps[i], "j", score))
+                .unwrap();
+        }
+        let trend = store.reward_trend(10, 2).unwrap();
+        let got: Vec<(i64, i8, f64)> = trend.iter().map(|p| (p.step, p.score, p.mean)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (steps[0].0, -1, -1.0),
+                (steps[3].0, 1, 0.0),
+                (steps[4].0, -1, 0.0),
+                (steps[5].0, 1, 0.0),
+            ]
+        );
+        // The last two shown; the first one's window still reaches back to step 3.
+        let tail = store.reward_trend(2, 3).unwrap();
+        let got: Vec<(i64, f64)> = tail.iter().map(|p| (p.step, p.mean)).collect();
+        assert_eq!(got, vec![(steps[4].0, -1.0 / 3.0), (steps[5].0, 1.0 / 3.0)]);
     }
 
     #[test]

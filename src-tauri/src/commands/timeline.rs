@@ -45,3 +45,13 @@ pub fn set_verdict(
 pub fn agreement(state: State<'_, AppState>) -> Result<Vec<clawdesk_store::Agreement>, WireError> {
     Ok(state.store.agreement()?)
 }
+
+/// The reward trend over recent steps: the deciding verdict of each and its running mean.
+#[tauri::command(async)]
+pub fn reward_trend(
+    state: State<'_, AppState>,
+    last: usize,
+    window: usize,
+) -> Result<Vec<clawdesk_store::RewardPoint>, WireError> {
+    Ok(state.store.reward_trend(last.min(10_000), window.max(1))?)
+}

@@ -208,3 +208,58 @@ pub(crate) fn agreement(conn: &Connection) -> rusqlite::Result<Vec<Agreement>> {
     })?
     .collect()
 }
+
+/// One step in the reward trend: the verdict that counts and the running mean up to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewardPoint {
+    /// The step's row id (steps are numbered in the order they were taken).
+    pub step: i64,
+    /// The adapter version that acted (none: the base).
+    pub version: Option<i64>,
+    /// The verdict that counts, +1 or -1 (a person's over any judge's).
+    pub score: i8,
+    /// The mean score of this step and the ones before it, up to the window's length.
+    pub mean: f64,
+}
+
+/// The last `last` steps with a decided verdict, oldest first, each with the mean of the
+/// `window` decided steps ending at it. Undecided (0) and unjudged steps are left out: they
+/// say nothing of how the agent is doing.
+pub(crate) fn reward_trend(
+    conn: &Connection,
+    last: usize,
+    window: usize,
+) -> rusqlite::Result<Vec<RewardPoint>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, policy_version, score FROM (
+             SELECT s.id, s.policy_version,
+                    (SELECT v.score FROM verdicts v WHERE v.step_id = s.id
+                     ORDER BY (v.source = 'person') DESC, v.created_at_ms DESC, v.id DESC
+                     LIMIT 1) AS score
+             FROM steps s)
+         WHERE score IN (-1, 1) ORDER BY id DESC LIMIT ?1",
+    )?;
+    // The window reaches back before the first point shown.
+    let fetch = i64::try_from(last.saturating_add(window)).unwrap_or(i64::MAX);
+    let mut rows: Vec<(i64, Option<i64>, i8)> = stmt
+        .query_map([fetch], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.reverse();
+    let window = window.max(1);
+    let mut sum = 0.0;
+    let mut points = Vec::with_capacity(rows.len());
+    for (i, &(step, version, score)) in rows.iter().enumerate() {
+        sum += f64::from(score);
+        if i >= window {
+            sum -= f64::from(rows[i - window].2);
+        }
+        points.push(RewardPoint {
+            step,
+            version,
+            score,
+            mean: sum / (i + 1).min(window) as f64,
+        });
+    }
+    let skip = points.len().saturating_sub(last);
+    Ok(points.split_off(skip))
+}
