@@ -822,8 +822,9 @@ async fn agent_settings(
     Ok(agent)
 }
 
-/// The base-model setting that names the practice base: a tiny model warm-started on the gym,
-/// made on this machine the first time (minutes, with progress) and cached.
+/// The base-model setting that names the practice base: a tiny model warm-started on the gym
+/// by the practice recipe, which the binary ships made (`crates/trainer/bases`) and unpacks
+/// into the cache the first time.
 pub const PRACTICE_BASE: &str = "practice";
 
 async fn practice_base_dir(
@@ -831,15 +832,21 @@ async fn practice_base_dir(
     device: &candle_core::Device,
 ) -> Result<String, DeskError> {
     let cache = clawdesk_runtime::paths::default_cache()?;
-    let mut recipe = clawdesk_trainer::gym::warm_start::WarmStartSettings::default();
-    // A shorter (weaker) warm start, for machines where minutes matter more than the base.
-    if let Some(steps) = std::env::var("CLAWDESK_PRACTICE_WARM_STEPS")
+    use clawdesk_trainer::gym::warm_start::WarmStartSettings;
+    // The practice recipe, shipped made: unpacked in a moment, not trained. A test can ask
+    // instead for a short warm start of the older one-phase recipe, which shows the warm-up
+    // (a weak base made in a minute or two).
+    let recipe = match std::env::var("CLAWDESK_PRACTICE_WARM_STEPS")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .filter(|&s| s > 0)
     {
-        recipe.steps = steps;
-    }
+        Some(steps) => WarmStartSettings {
+            steps,
+            ..WarmStartSettings::default()
+        },
+        None => WarmStartSettings::practice(1),
+    };
     let (events, device) = (shared.clone(), device.clone());
     let made = tokio::task::spawn_blocking(move || {
         clawdesk_trainer::gym::warm_start::practice_base_on(&cache, &recipe, &device, &mut |p| {

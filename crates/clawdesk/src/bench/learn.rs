@@ -58,20 +58,40 @@ pub enum HintArg {
     Always,
 }
 
+/// Which warm start makes the practice bases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecipeArg {
+    /// The practice recipe (`WarmStartSettings::practice`): shipped made for base seeds 1-3,
+    /// so it costs nothing; the `--warm-*` flags do not apply.
+    Practice,
+    /// A recipe of the `--warm-*` flags (and `--word-tokens` and the rest), trained and
+    /// cached on first use.
+    Flags,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct LearnBenchArgs {
-    /// Seed of the practice base, the task stream, the adapters and the sampling.
-    #[arg(long, default_value_t = 1)]
+    /// The first run's seed (task stream, adapters, sampling and held-out set); the runs take
+    /// the seeds from here up, one per (base, run). The default, 101, is past every seed the
+    /// recipe and the methods were tuned on (1-20), so its held-out sets were never looked at.
+    #[arg(long, default_value_t = 101)]
     pub seed: u64,
-    /// Seed of the practice base alone, when it differs from `--seed`: more runs from a base
-    /// already made, without making another.
-    #[arg(long)]
-    pub base_seed: Option<u64>,
-    /// Runs of every method from the one practice base, on seeds `seed`, `seed + 1`, ...
-    /// (task stream, adapters, sampling and held-out set); the table gives their mean and
-    /// spread, since one run of 100 held-out tasks is ±0.03 on its own.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    /// The first practice base's seed; the bases take the seeds from here up.
+    #[arg(long, default_value_t = 1)]
+    pub base_seed: u64,
+    /// Practice bases, each made by the recipe with its own seed.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub bases: u64,
+    /// Runs of every method from each base, each on its own seed; the table gives their mean
+    /// and spread over every (base, run), since one run of 100 held-out tasks is ±0.03 on its own.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub runs: u64,
+    /// One base and one run: the few-minute form.
+    #[arg(long)]
+    pub quick: bool,
+    /// Which warm start makes the practice bases.
+    #[arg(long, value_enum, default_value_t = RecipeArg::Practice)]
+    pub recipe: RecipeArg,
     /// The methods to compare; repeatable. `opd` and `combined` use the student's top-k
     /// (`--opd-top-k`), `opd-token` and `combined-token` the sampled token.
     #[arg(long = "method", value_enum, default_values_t = [BenchMethod::BinaryRl, BenchMethod::OpdToken, BenchMethod::Opd, BenchMethod::Combined])]
@@ -104,6 +124,8 @@ pub struct LearnBenchArgs {
     #[arg(long, default_value_t = LearnSettings::default().lr)]
     pub lr: f64,
     /// Only tasks of these kinds (click, type, menu) in training and evaluation; repeatable.
+    /// Default: the kinds the practice bases were made for (the practice recipe's: click and
+    /// menu).
     #[arg(long = "kind")]
     pub kinds: Vec<TaskKind>,
     /// Rank of each method's fresh LoRA (alpha is twice the rank).
@@ -152,6 +174,13 @@ pub struct LearnBenchArgs {
     /// `--warm-steps` imperfect ones (`gym base --ceiling-steps`).
     #[arg(long, default_value_t = 0)]
     pub warm_ceiling_steps: usize,
+    /// Always-right updates on `--warm-lead-kind` alone before the mix
+    /// (`gym base --lead-steps`).
+    #[arg(long, default_value_t = 0)]
+    pub warm_lead_steps: usize,
+    /// The kinds of the warm start's lead phase (`gym base --lead-kind`); repeatable.
+    #[arg(long = "warm-lead-kind")]
+    pub warm_lead_kinds: Vec<TaskKind>,
     /// The warm start's embedding learning rate as a share of `--warm-lr`
     /// (`gym base --embeddings-lr-share`).
     #[arg(long, default_value_t = 1.0)]
@@ -170,14 +199,18 @@ pub struct LearnBenchArgs {
     pub device: clawdesk_model::DeviceChoice,
 }
 
-pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
-    let kinds = TaskKind::or_all(&args.kinds);
-    let cache = match args.cache.clone() {
-        Some(c) => c,
-        None => clawdesk_runtime::paths::default_cache()?,
-    };
-    let warm = WarmStartSettings {
-        seed: args.base_seed.unwrap_or(args.seed),
+/// One run: every method from one base on one seed.
+struct Run {
+    base_seed: u64,
+    seed: u64,
+    /// In the order of `--method`.
+    methods: Vec<LearnReport>,
+}
+
+/// The warm start of the base with `seed`: the practice recipe, or the flags' own.
+fn warm_settings(args: &LearnBenchArgs, seed: u64) -> anyhow::Result<WarmStartSettings> {
+    let flags = WarmStartSettings {
+        seed,
         steps: args.warm_steps,
         word_tokens: args.word_tokens,
         train_norms: args.train_norms,
@@ -189,41 +222,85 @@ pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
         hint_share: args.warm_hint_share,
         flat_lr: args.warm_flat_lr,
         ceiling_steps: args.warm_ceiling_steps,
+        lead_steps: args.warm_lead_steps,
+        lead_kinds: args.warm_lead_kinds.clone(),
         embeddings_lr_share: args.warm_embeddings_lr_share,
         context_grow: args.warm_context_grow,
         kinds: args.warm_kinds.clone(),
         ..WarmStartSettings::default()
     };
-    let device = args.device.open()?;
-    let (base, warm_report) = practice_base_on(
-        &cache,
-        &warm,
-        &device,
-        &mut crate::cli::progress::warm_start(),
-    )?;
-    tracing::info!(
-        base = %base.display(),
-        without_hint = warm_report.success_without_hint,
-        with_hint = warm_report.success_with_hint,
-        "practice base ready"
-    );
-    let mut reports = Vec::new();
-    for run in 0..args.runs {
-        let seed = args.seed + run;
-        let mut of_run = Vec::new();
-        for m in &args.methods {
-            of_run.push(learn_one(
-                &args,
-                &base,
-                &kinds,
-                m.method(args.opd_top_k as usize),
+    match args.recipe {
+        RecipeArg::Flags => Ok(flags),
+        RecipeArg::Practice => {
+            let untouched = WarmStartSettings {
                 seed,
-                &device,
-            )?);
+                ..WarmStartSettings::default()
+            };
+            anyhow::ensure!(
+                flags == untouched,
+                "the warm-start flags make a recipe of their own: add --recipe flags to use them"
+            );
+            Ok(WarmStartSettings::practice(seed))
         }
-        reports.push(of_run);
     }
-    Ok(render(&args, &warm_report, &reports))
+}
+
+pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {
+    // The kinds the bases were made for, unless asked otherwise.
+    let kinds = if args.kinds.is_empty() {
+        TaskKind::or_all(&warm_settings(&args, args.base_seed)?.kinds)
+    } else {
+        args.kinds.clone()
+    };
+    let cache = match args.cache.clone() {
+        Some(c) => c,
+        None => clawdesk_runtime::paths::default_cache()?,
+    };
+    let (bases, runs) = if args.quick {
+        (1, 1)
+    } else {
+        (args.bases, args.runs)
+    };
+    let device = args.device.open()?;
+    let mut warm_reports = Vec::new();
+    let mut all = Vec::new();
+    for b in 0..bases {
+        let base_seed = args.base_seed + b;
+        let warm = warm_settings(&args, base_seed)?;
+        let (base, warm_report) = practice_base_on(
+            &cache,
+            &warm,
+            &device,
+            &mut crate::cli::progress::warm_start(),
+        )?;
+        tracing::info!(
+            base = %base.display(),
+            without_hint = warm_report.success_without_hint,
+            with_hint = warm_report.success_with_hint,
+            "practice base ready"
+        );
+        warm_reports.push(warm_report);
+        for r in 0..runs {
+            let seed = args.seed + b * runs + r;
+            let mut methods = Vec::new();
+            for m in &args.methods {
+                methods.push(learn_one(
+                    &args,
+                    &base,
+                    &kinds,
+                    m.method(args.opd_top_k as usize),
+                    seed,
+                    &device,
+                )?);
+            }
+            all.push(Run {
+                base_seed,
+                seed,
+                methods,
+            });
+        }
+    }
+    Ok(render(&args, &warm_reports, &all))
 }
 
 /// One method's run from the base on `seed`, logging its evaluations and updates.
@@ -306,11 +383,12 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
 
 /// Each method's final held-out success per task kind (mean ± sd over runs), when the runs
 /// evaluated more than one kind.
-fn by_kind(out: &mut String, reports: &[Vec<LearnReport>]) {
-    let Some(first) = reports.first() else {
+fn by_kind(out: &mut String, runs: &[Run]) {
+    let Some(first) = runs.first() else {
         return;
     };
     let kinds: Vec<TaskKind> = first
+        .methods
         .first()
         .map(|r| r.after_by_kind.iter().map(|(k, _)| *k).collect())
         .unwrap_or_default();
@@ -327,13 +405,13 @@ fn by_kind(out: &mut String, reports: &[Vec<LearnReport>]) {
             .join(" | "),
         "---:|".repeat(kinds.len())
     );
-    for (m, report) in first.iter().enumerate() {
+    for (m, report) in first.methods.iter().enumerate() {
         let cells: Vec<String> = kinds
             .iter()
             .map(|kind| {
-                let values: Vec<f64> = reports
+                let values: Vec<f64> = runs
                     .iter()
-                    .filter_map(|run| run.get(m))
+                    .filter_map(|run| run.methods.get(m))
                     .filter_map(|r| r.after_by_kind.iter().find(|(k, _)| k == kind))
                     .map(|(_, s)| *s)
                     .collect();
@@ -351,29 +429,32 @@ fn by_kind(out: &mut String, reports: &[Vec<LearnReport>]) {
 
 /// The paired difference, run by run, of each combined method's final success against every
 /// other method's, with its t (mean over the standard error); needs two runs or more.
-fn paired(out: &mut String, reports: &[Vec<LearnReport>]) {
-    let runs = reports.len();
-    let methods = reports.first().map_or(0, Vec::len);
-    if runs < 2 {
+fn paired(out: &mut String, runs: &[Run]) {
+    let n = runs.len();
+    let methods = runs.first().map_or(0, |r| r.methods.len());
+    if n < 2 {
         return;
     }
     let mut lines = Vec::new();
     for c in 0..methods {
-        if reports[0][c].method != Method::Combined {
+        if runs[0].methods[c].method != Method::Combined {
             continue;
         }
         for o in (0..methods).filter(|&o| o != c) {
-            let diffs: Vec<f64> = reports.iter().map(|r| r[c].after - r[o].after).collect();
+            let diffs: Vec<f64> = runs
+                .iter()
+                .map(|r| r.methods[c].after - r.methods[o].after)
+                .collect();
             let (mean, sd) = mean_sd(&diffs);
             let t = if sd > 0.0 {
-                format!("{:.1}", mean / (sd / (runs as f64).sqrt()))
+                format!("{:.1}", mean / (sd / (n as f64).sqrt()))
             } else {
                 "—".into()
             };
             lines.push(format!(
                 "| {} − {} | {mean:+.3} | {sd:.3} | {t} |",
-                method_name(&reports[0][c]),
-                method_name(&reports[0][o])
+                method_name(&runs[0].methods[c]),
+                method_name(&runs[0].methods[o])
             ));
         }
     }
@@ -382,7 +463,7 @@ fn paired(out: &mut String, reports: &[Vec<LearnReport>]) {
     }
     let _ = writeln!(
         out,
-        "\npaired by run seed ({runs} runs): final success of combined minus each other method\n\n\
+        "\npaired by run ({n} runs): final success of combined minus each other method\n\n\
          | pair | mean difference | sd | paired t |\n|---|---:|---:|---:|"
     );
     for line in lines {
@@ -390,24 +471,34 @@ fn paired(out: &mut String, reports: &[Vec<LearnReport>]) {
     }
 }
 
-/// `reports[run][method]`, methods in the same order in every run.
+/// A range of seeds as text: "seed 4" or "seeds 4-6".
+fn seed_range(first: u64, count: usize) -> String {
+    if count > 1 {
+        format!("seeds {first}-{}", first + count as u64 - 1)
+    } else {
+        format!("seed {first}")
+    }
+}
+
+/// The table: `warm` per base, `runs` in order, methods in the same order in every run.
 fn render(
     args: &LearnBenchArgs,
-    warm: &clawdesk_trainer::gym::WarmStartReport,
-    reports: &[Vec<LearnReport>],
+    warm: &[clawdesk_trainer::gym::WarmStartReport],
+    runs: &[Run],
 ) -> String {
     let mut out = String::new();
-    let runs = reports.len();
-    let seeds = if runs > 1 {
-        format!("seeds {}-{}", args.seed, args.seed + runs as u64 - 1)
-    } else {
-        format!("seed {}", args.seed)
-    };
+    let n = runs.len();
     let _ = writeln!(
         out,
-        "bench learn — {seeds}, {} updates × {} tasks × {} rollouts (rewards {}), {} epochs, lr {}, hints {:?}, held-out tasks {}\n\
-         practice base: seed {}, warm start {} steps ({:.0} s), held-out greedy success {:.2} without hint, \
-         {:.2} with the hint in context\n",
+        "bench learn — {} runs ({}) from {} practice base{} ({}), {} updates × {} tasks × {} rollouts (rewards {}), {} epochs, lr {}, hints {:?}, held-out tasks {}",
+        n,
+        seed_range(runs.first().map_or(args.seed, |r| r.seed), n),
+        warm.len(),
+        if warm.len() == 1 { "" } else { "s" },
+        seed_range(
+            warm.first().map_or(args.base_seed, |w| w.settings.seed),
+            warm.len()
+        ),
         args.updates,
         args.tasks,
         args.rollouts,
@@ -420,15 +511,23 @@ fn render(
         args.lr,
         args.hints,
         args.eval_tasks,
-        warm.settings.seed,
-        warm.settings.steps,
-        warm.seconds,
-        warm.success_without_hint,
-        warm.success_with_hint,
     );
+    for w in warm {
+        let _ = writeln!(
+            out,
+            "- practice base seed {}: warm start {} steps ({:.0} s), held-out greedy success {:.2} without hint, \
+             {:.2} with the hint in context",
+            w.settings.seed,
+            w.settings.lead_steps + w.settings.ceiling_steps + w.settings.steps,
+            w.seconds,
+            w.success_without_hint,
+            w.success_with_hint,
+        );
+    }
+    let _ = writeln!(out);
     let target = LearnSettings::default().target;
-    let per_run = if runs > 1 {
-        format!(" (mean ± sd of {runs} runs)")
+    let per_run = if n > 1 {
+        format!(" (mean ± sd of {n} runs)")
     } else {
         String::new()
     };
@@ -438,9 +537,9 @@ fn render(
         args.updates,
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    let methods = reports.first().map_or(0, Vec::len);
+    let methods = runs.first().map_or(0, |r| r.methods.len());
     for m in 0..methods {
-        let of: Vec<&LearnReport> = reports.iter().filter_map(|run| run.get(m)).collect();
+        let of: Vec<&LearnReport> = runs.iter().filter_map(|run| run.methods.get(m)).collect();
         let stat =
             |f: fn(&LearnReport) -> f64| mean_sd(&of.iter().map(|r| f(r)).collect::<Vec<_>>());
         let (before, _) = stat(|r| r.before);
@@ -463,7 +562,7 @@ fn render(
             k if k == of.len() => format!("{:.0}", mean_sd(&reached).0),
             k => format!("{:.0} ({k} of {} runs)", mean_sd(&reached).0, of.len()),
         };
-        let after = if runs > 1 {
+        let after = if n > 1 {
             format!("{after:.2} ± {sd:.2}")
         } else {
             format!("{after:.2}")
@@ -475,18 +574,20 @@ fn render(
             method_name(of[0]),
         );
     }
-    by_kind(&mut out, reports);
-    paired(&mut out, reports);
+    by_kind(&mut out, runs);
+    paired(&mut out, runs);
     let _ = writeln!(out, "\ncurves (update: held-out success):");
-    for (run, of_run) in reports.iter().enumerate() {
-        for r in of_run {
+    for run in runs {
+        for r in &run.methods {
             let points: Vec<String> = r.curve.iter().map(|(u, s)| format!("{u}:{s:.2}")).collect();
-            let seed = if runs > 1 {
-                format!(" (seed {})", args.seed + run as u64)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(out, "- {}{seed}: {}", method_name(r), points.join(" "));
+            let _ = writeln!(
+                out,
+                "- {} (base {}, seed {}): {}",
+                method_name(r),
+                run.base_seed,
+                run.seed,
+                points.join(" ")
+            );
         }
     }
     out
@@ -520,7 +621,7 @@ mod tests {
 
     #[test]
     fn several_runs_are_one_row_per_method_with_their_mean_and_spread() {
-        let args = Cli::parse_from(["bench", "--seed", "3", "--runs", "2"]).args;
+        let args = Cli::parse_from(["bench", "--seed", "3", "--runs", "2", "--bases", "1"]).args;
         let warm = clawdesk_trainer::gym::WarmStartReport {
             recipe: 2,
             settings: WarmStartSettings::default(),
@@ -532,17 +633,28 @@ mod tests {
             curriculum: None,
         };
         let reports = vec![
-            vec![
-                report(Method::BinaryRl, 0.8, Some(40)),
-                report(Method::Combined, 0.9, Some(20)),
-            ],
-            vec![
-                report(Method::BinaryRl, 0.9, None),
-                report(Method::Combined, 0.9, Some(40)),
-            ],
+            Run {
+                base_seed: 1,
+                seed: 3,
+                methods: vec![
+                    report(Method::BinaryRl, 0.8, Some(40)),
+                    report(Method::Combined, 0.9, Some(20)),
+                ],
+            },
+            Run {
+                base_seed: 1,
+                seed: 4,
+                methods: vec![
+                    report(Method::BinaryRl, 0.9, None),
+                    report(Method::Combined, 0.9, Some(40)),
+                ],
+            },
         ];
-        let table = render(&args, &warm, &reports);
-        assert!(table.contains("seeds 3-4"), "{table}");
+        let table = render(&args, &[warm], &reports);
+        assert!(
+            table.contains("2 runs (seeds 3-4) from 1 practice base (seed 1)"),
+            "{table}"
+        );
         assert!(table.contains("(mean ± sd of 2 runs)"), "{table}");
         assert!(
             table.contains(
@@ -557,7 +669,7 @@ mod tests {
         // One row in the table, one in the table by kind.
         assert_eq!(table.matches("| Binary RL |").count(), 2, "{table}");
         assert!(
-            table.contains("- combined (top-4) (seed 4): 0:0.40 40:0.90"),
+            table.contains("- combined (top-4) (base 1, seed 4): 0:0.40 40:0.90"),
             "{table}"
         );
         assert!(
@@ -569,6 +681,22 @@ mod tests {
             table.contains("| combined (top-4) − Binary RL | +0.050 | 0.071 | 1.0 |"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn the_bases_are_the_practice_recipe_unless_the_flags_ask_for_their_own() {
+        let args = Cli::parse_from(["bench"]).args;
+        assert_eq!((args.bases, args.runs, args.seed), (3, 3, 101));
+        assert_eq!(
+            warm_settings(&args, 2).expect("practice"),
+            WarmStartSettings::practice(2)
+        );
+        let stray = Cli::parse_from(["bench", "--word-tokens"]).args;
+        let err = warm_settings(&stray, 1).expect_err("a flag without --recipe flags");
+        assert!(err.to_string().contains("--recipe flags"), "{err}");
+        let own = Cli::parse_from(["bench", "--recipe", "flags", "--word-tokens"]).args;
+        let settings = warm_settings(&own, 4).expect("flags");
+        assert!(settings.word_tokens && settings.seed == 4 && settings.lead_steps == 0);
     }
 
     #[test]

@@ -31,8 +31,21 @@ enum GymCommand {
     Eval(EvalArgs),
 }
 
+/// Which warm start makes the base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RecipeArg {
+    /// The practice recipe, as practice mode and `bench learn` use it: shipped made for seeds
+    /// 1-3 (unpacked in a moment), trained for others; the recipe flags do not apply.
+    Practice,
+    /// The recipe the other flags describe.
+    Flags,
+}
+
 #[derive(Debug, Args)]
 struct BaseArgs {
+    /// The practice recipe, or one of the flags below.
+    #[arg(long, value_enum, default_value_t = RecipeArg::Practice)]
+    recipe: RecipeArg,
     /// Seeds the random model, the adapter, the demonstrations and the held-out set.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -86,6 +99,13 @@ struct BaseArgs {
     /// then `--warm-steps` with the imperfect one (`--demo-accuracy`).
     #[arg(long, default_value_t = 0)]
     ceiling_steps: usize,
+    /// Before the always-right phase, N always-right updates on the `--lead-kind` kinds
+    /// alone (cached as a base of its own), which the whole mix continues from.
+    #[arg(long, default_value_t = 0)]
+    lead_steps: usize,
+    /// The kinds of the lead phase (click, type, menu); repeatable.
+    #[arg(long = "lead-kind")]
+    lead_kinds: Vec<TaskKind>,
     /// The embeddings' learning rate as a share of `--lr` (with `--train-embeddings`).
     #[arg(long, default_value_t = 1.0)]
     embeddings_lr_share: f64,
@@ -190,9 +210,25 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 kinds: a.kinds,
                 flat_lr: a.flat_lr,
                 ceiling_steps: a.ceiling_steps,
+                lead_steps: a.lead_steps,
+                lead_kinds: a.lead_kinds,
                 embeddings_lr_share: a.embeddings_lr_share,
                 context_grow: a.context_grow,
                 ..WarmStartSettings::default()
+            };
+            let settings = match a.recipe {
+                RecipeArg::Flags => settings,
+                RecipeArg::Practice => {
+                    let untouched = WarmStartSettings {
+                        seed: a.seed,
+                        ..WarmStartSettings::default()
+                    };
+                    anyhow::ensure!(
+                        settings == untouched,
+                        "the recipe flags make a recipe of their own: add --recipe flags to use them"
+                    );
+                    WarmStartSettings::practice(a.seed)
+                }
             };
             let device = a.device.open()?;
             let (dir, report) = practice_base_on(

@@ -6,6 +6,7 @@ pub mod curriculum;
 pub mod episode;
 pub mod learn;
 pub mod record;
+pub mod shipped;
 pub mod warm_start;
 
 pub use episode::{GymPolicy, HintWhen, PlayedStep, PromptStage};
