@@ -11,6 +11,8 @@ use clawdesk_trainer::gym::learn::{LearnEvent, LearnReport, LearnSettings, learn
 use clawdesk_trainer::gym::warm_start::{WarmStartSettings, practice_base_on};
 use clawdesk_trainer::{Method, OpdForm};
 
+use crate::cli::RecipeArg;
+
 /// The methods the bench compares: the trainer's methods, OPD in either form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchMethod {
@@ -56,17 +58,6 @@ pub enum HintArg {
     #[value(name = "on-failure")]
     OnFailure,
     Always,
-}
-
-/// Which warm start makes the practice bases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RecipeArg {
-    /// The practice recipe (`WarmStartSettings::practice`): shipped made for base seeds 1-3,
-    /// so it costs nothing; the `--warm-*` flags do not apply.
-    Practice,
-    /// A recipe of the `--warm-*` flags (and `--word-tokens` and the rest), trained and
-    /// cached on first use.
-    Flags,
 }
 
 #[derive(Debug, clap::Args)]
@@ -229,20 +220,7 @@ fn warm_settings(args: &LearnBenchArgs, seed: u64) -> anyhow::Result<WarmStartSe
         kinds: args.warm_kinds.clone(),
         ..WarmStartSettings::default()
     };
-    match args.recipe {
-        RecipeArg::Flags => Ok(flags),
-        RecipeArg::Practice => {
-            let untouched = WarmStartSettings {
-                seed,
-                ..WarmStartSettings::default()
-            };
-            anyhow::ensure!(
-                flags == untouched,
-                "the warm-start flags make a recipe of their own: add --recipe flags to use them"
-            );
-            Ok(WarmStartSettings::practice(seed))
-        }
-    }
+    args.recipe.settings(flags)
 }
 
 pub fn run(args: LearnBenchArgs) -> anyhow::Result<String> {

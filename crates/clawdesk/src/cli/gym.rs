@@ -31,14 +31,29 @@ enum GymCommand {
     Eval(EvalArgs),
 }
 
-/// Which warm start makes the base.
+/// Which warm start makes a practice base (`gym base`, `bench learn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum RecipeArg {
-    /// The practice recipe, as practice mode and `bench learn` use it: shipped made for seeds
-    /// 1-3 (unpacked in a moment), trained for others; the recipe flags do not apply.
+pub enum RecipeArg {
+    /// The practice recipe, as practice mode uses it: shipped made for seeds 1-3 (unpacked in
+    /// a moment), trained for others; the recipe flags do not apply.
     Practice,
-    /// The recipe the other flags describe.
+    /// The recipe the other flags describe, trained and cached on first use.
     Flags,
+}
+
+impl RecipeArg {
+    /// The settings to make: `flags` as given, or the practice recipe for their seed, which
+    /// refuses flags that would otherwise be silently ignored.
+    pub fn settings(self, flags: WarmStartSettings) -> anyhow::Result<WarmStartSettings> {
+        match self {
+            RecipeArg::Flags => Ok(flags),
+            RecipeArg::Practice => flags.practice_if_untouched().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the warm-start flags make a recipe of their own: add --recipe flags to use them"
+                )
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -216,20 +231,7 @@ pub fn run(args: GymArgs) -> anyhow::Result<()> {
                 context_grow: a.context_grow,
                 ..WarmStartSettings::default()
             };
-            let settings = match a.recipe {
-                RecipeArg::Flags => settings,
-                RecipeArg::Practice => {
-                    let untouched = WarmStartSettings {
-                        seed: a.seed,
-                        ..WarmStartSettings::default()
-                    };
-                    anyhow::ensure!(
-                        settings == untouched,
-                        "the recipe flags make a recipe of their own: add --recipe flags to use them"
-                    );
-                    WarmStartSettings::practice(a.seed)
-                }
-            };
+            let settings = a.recipe.settings(settings)?;
             let device = a.device.open()?;
             let (dir, report) = practice_base_on(
                 &cache,

@@ -7,6 +7,7 @@ mod approve;
 mod bench;
 mod export;
 mod gym;
+pub(crate) use gym::RecipeArg;
 mod judge;
 pub(crate) mod learn;
 pub(crate) mod load;

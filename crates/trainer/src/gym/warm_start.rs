@@ -198,6 +198,17 @@ impl WarmStartSettings {
             ..Self::default()
         }
     }
+
+    /// The practice recipe for these settings' seed when nothing else in them differs from
+    /// the defaults (a command line whose recipe flags were all left alone); `None` when they
+    /// ask for a recipe of their own.
+    pub fn practice_if_untouched(&self) -> Option<Self> {
+        let untouched = Self {
+            seed: self.seed,
+            ..Self::default()
+        };
+        (*self == untouched).then(|| Self::practice(self.seed))
+    }
 }
 
 impl Default for WarmStartSettings {
