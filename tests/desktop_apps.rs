@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use accesskit::Role;
 use clawdesk_desktop::{
-    Action, Allowlist, DesktopError, GuardConfig, MouseButton, NormPoint, Refusal, x11,
+    Action, Allowlist, DesktopError, GuardConfig, KeepTrees, MouseButton, NormPoint,
+    ObserveOptions, Refusal, TreeRead, WalkLimits, WalkReason, x11,
 };
 use clawdesk_tests::{AppUnderTest, start_app, tree_text};
 
@@ -807,4 +808,134 @@ async fn a_click_on_a_window_of_an_app_not_allowed_is_refused() {
         )
         .await
         .expect("a click on the allowed dialog runs");
+}
+
+/// The entry's text in an observation, if the tree shows an editable entry.
+fn entry_value(o: &clawdesk_desktop::Observation) -> Option<String> {
+    o.tree
+        .as_ref()?
+        .elements()
+        .into_iter()
+        .find(|e| e.editable)
+        .map(|e| e.value.unwrap_or_default())
+}
+
+fn read_of(o: &clawdesk_desktop::Observation) -> TreeRead {
+    o.timings.tree_read.clone().expect("a tree was read")
+}
+
+/// Types `text` into zenity's entry (which has focus) with the person's keyboard.
+async fn type_into_entry(t: &AppUnderTest, text: &str) {
+    let o = t.wait_for_editable_focus().await;
+    t.desktop
+        .act(
+            &Action::Type {
+                text: text.into(),
+                paste: false,
+            },
+            &o,
+        )
+        .await
+        .expect("typing runs");
+}
+
+/// A kept tree follows what changed through the app's events alone: the text typed shows up
+/// in a tree that was not walked again, and that tree is the one a whole walk reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_tree_follows_the_apps_events_and_matches_a_whole_walk() {
+    let t = start_app(&["zenity", "--entry", "--text=Kept"], "zenity", any_app()).await;
+    t.observe().await;
+    let o = t.observe().await;
+    assert!(
+        matches!(read_of(&o), TreeRead::Kept { .. }),
+        "{:?}",
+        read_of(&o)
+    );
+    type_into_entry(&t, "abc").await;
+    let o = t
+        .wait_for(|o| entry_value(o).as_deref() == Some("abc"))
+        .await;
+    match read_of(&o) {
+        TreeRead::Kept { events, reread, .. } => {
+            assert!(events > 0 && reread > 0, "events {events}, reread {reread}")
+        }
+        other => panic!("the change was seen by a whole walk, not the events: {other:?}"),
+    }
+    let whole = t
+        .desktop
+        .accessibility()
+        .snapshot(&t.app, WalkLimits::default())
+        .await
+        .expect("a whole walk");
+    let kept = o.tree.as_ref().expect("a tree");
+    assert_eq!(kept.linearise(), whole.linearise());
+    assert_eq!(kept.update.nodes, whole.update.nodes);
+}
+
+/// An event that never arrives leaves a kept tree out of date, but only until the kept tree
+/// is walked whole again (`rewalk_after`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_event_is_recovered_by_the_next_whole_walk() {
+    let t = start_app(&["zenity", "--entry", "--text=Missed"], "zenity", any_app()).await;
+    let rewalk_after = Duration::from_secs(3);
+    let options = ObserveOptions {
+        app: Some(t.app.name.clone()),
+        keep: KeepTrees {
+            enabled: true,
+            rewalk_after,
+        },
+        ..ObserveOptions::default()
+    };
+    let a11y = t.desktop.accessibility().clone();
+    // Walked whole now, so the time to the next whole walk starts here.
+    let now = ObserveOptions {
+        keep: KeepTrees {
+            enabled: true,
+            rewalk_after: Duration::ZERO,
+        },
+        ..options.clone()
+    };
+    let o = t.desktop.observe(&now).await.expect("observe");
+    assert!(matches!(read_of(&o), TreeRead::Walked { .. }));
+    let kept_since = Instant::now();
+    type_into_entry(&t, "lost").await;
+    // The app has the text (a whole walk, which keeps nothing, says so) ...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tree = a11y
+            .snapshot(&t.app, WalkLimits::default())
+            .await
+            .expect("walk");
+        if tree
+            .elements()
+            .iter()
+            .any(|e| e.value.as_deref() == Some("lost"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the text never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ... and its events are lost.
+    a11y.lose_events(&t.app).await;
+    let o = t.desktop.observe(&options).await.expect("observe");
+    assert!(
+        kept_since.elapsed() < rewalk_after,
+        "the test ran too slowly"
+    );
+    assert!(matches!(read_of(&o), TreeRead::Kept { .. }));
+    assert_eq!(
+        entry_value(&o).as_deref(),
+        Some(""),
+        "without its event the kept tree cannot know the text"
+    );
+    tokio::time::sleep(rewalk_after.saturating_sub(kept_since.elapsed())).await;
+    let o = t.desktop.observe(&options).await.expect("observe");
+    assert_eq!(
+        read_of(&o),
+        TreeRead::Walked {
+            why: WalkReason::Aged
+        }
+    );
+    assert_eq!(entry_value(&o).as_deref(), Some("lost"));
 }

@@ -36,8 +36,8 @@ pub use guard::{
     FocusedField, Guard, GuardConfig, PointedApp, Refusal, Shown,
 };
 pub use observe::{
-    AccessTree, Accessibility, AppRef, CaptureBackend, CaptureTarget, Element, Screenshot,
-    WalkLimits,
+    AccessTree, Accessibility, AppRef, CaptureBackend, CaptureTarget, Element, KeepTrees,
+    Screenshot, TreeRead, WalkLimits, WalkReason,
 };
 pub use sandbox::{Sandbox, SandboxOptions};
 pub use stop::{StopFlag, StopKey, StopKeyName};
@@ -115,6 +115,9 @@ pub struct ObserveOptions {
     pub skip_tree: bool,
     /// Limits on reading the accessibility tree.
     pub limits: WalkLimits,
+    /// Whether the tree is kept between observations and refreshed from events (the
+    /// default), or walked whole each time.
+    pub keep: KeepTrees,
 }
 
 /// Per-part timings of one observation, in milliseconds.
@@ -126,6 +129,9 @@ pub struct ObserveTimings {
     pub tree_ms: f64,
     /// The whole observation, finding the active window and the apps included.
     pub total_ms: f64,
+    /// How the tree was read: walked whole, or kept and refreshed; `None` when none was read.
+    #[serde(default)]
+    pub tree_read: Option<TreeRead>,
 }
 
 /// The desktop at one moment: what the agent sees and what the guard checks against.
@@ -307,9 +313,15 @@ impl Desktop {
             },
         };
         let tree_start = Instant::now();
-        let mut tree = match (&app_ref, options.skip_tree) {
-            (Some(app), false) => Some(self.a11y.snapshot(app, options.limits).await?),
-            _ => None,
+        let (mut tree, tree_read) = match (&app_ref, options.skip_tree) {
+            (Some(app), false) => {
+                let (tree, read) = self
+                    .a11y
+                    .observe_tree(app, options.limits, options.keep)
+                    .await?;
+                (Some(tree), Some(read))
+            }
+            _ => (None, None),
         };
         if let (Some(tree), Some(window)) = (tree.as_mut(), active_window.as_ref())
             && tree.window_relative
@@ -337,6 +349,7 @@ impl Desktop {
                 capture_ms,
                 tree_ms,
                 total_ms: start.elapsed().as_secs_f64() * 1e3,
+                tree_read,
             },
         })
     }

@@ -2,7 +2,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use clawdesk_desktop::{CaptureBackend, CaptureTarget, Desktop, ObserveOptions, WalkLimits};
+use clawdesk_desktop::{
+    CaptureBackend, CaptureTarget, Desktop, KeepTrees, ObserveOptions, WalkLimits,
+};
 
 use super::DesktopArgs;
 
@@ -44,6 +46,8 @@ pub async fn run(args: ObserveArgs) -> anyhow::Result<()> {
             max_nodes: args.max_nodes,
             ..WalkLimits::default()
         },
+        // One observation: nothing to keep it for.
+        keep: KeepTrees::never(),
     };
     let mut observation = desktop.observe(&options).await?;
     if args.xcap {

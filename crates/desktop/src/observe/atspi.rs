@@ -5,7 +5,7 @@
 //! flight at once on one connection, so a walk costs a few round trips per tree level rather
 //! than several per node.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,13 +13,14 @@ use accesskit::{Node, NodeId, Role, Toggled, TreeInfo, TreeUpdate};
 use atspi::proxy::accessible::AccessibleProxy;
 use atspi::proxy::bus::BusProxy;
 use atspi::proxy::value::ValueProxy;
-use atspi::{Interface, State};
+use atspi::{Interface, InterfaceSet, State, StateSet};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::error::{DesktopError, Result};
+use crate::observe::kept::Kept;
 use crate::observe::tree::{AccessTree, AppRef, Truncation, rect_from_extents};
 
 /// Limits on one walk: a tree can be huge and an app can hang.
@@ -68,6 +69,10 @@ pub struct Accessibility {
     /// so its name and process id hold while it is registered, and asking every app again at
     /// every step would cost a round trip each (and half a second for one that hangs).
     apps: Arc<std::sync::Mutex<HashMap<String, Known>>>,
+    /// The bus's address, for connections of its own (the events' listener).
+    address: Arc<str>,
+    /// The trees kept between observations ([`crate::observe::kept`]).
+    kept: Arc<Kept>,
 }
 
 /// What is known of the app behind a bus name.
@@ -120,6 +125,8 @@ impl Accessibility {
             peers: Arc::default(),
             peer: None,
             apps: Arc::default(),
+            address: Arc::from(address.as_str()),
+            kept: Arc::default(),
         })
     }
 
@@ -131,8 +138,16 @@ impl Accessibility {
         }
     }
 
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub(crate) fn kept(&self) -> &Kept {
+        &self.kept
+    }
+
     /// A handle whose calls to `bus_name` go over that app's direct connection, if it has one.
-    async fn with_peer(&self, bus_name: &str) -> Accessibility {
+    pub(crate) async fn with_peer(&self, bus_name: &str) -> Accessibility {
         let mut peers = self.peers.lock().await;
         let peer = match peers.get(bus_name) {
             Some(known) => known.clone(),
@@ -150,6 +165,8 @@ impl Accessibility {
             peers: self.peers.clone(),
             peer: peer.map(|c| (Arc::from(bus_name), c)),
             apps: self.apps.clone(),
+            address: self.address.clone(),
+            kept: self.kept.clone(),
         }
     }
 
@@ -361,36 +378,77 @@ impl Accessibility {
     pub async fn snapshot(&self, app: &AppRef, limits: WalkLimits) -> Result<AccessTree> {
         let start = Instant::now();
         let walker = self.with_peer(&app.bus_name).await;
+        let whole = walker.read_whole(app, limits).await?;
+        let walk_ms = start.elapsed().as_secs_f64() * 1e3;
+        let (tree, _) = build_tree(
+            app,
+            &whole.facts,
+            whole.trust_showing,
+            whole.truncated,
+            walk_ms,
+        );
+        tracing::debug!(app = %app.name, nodes = tree.len(), walk_ms, "walked tree");
+        Ok(tree)
+    }
+
+    /// Reads every node of `app`'s tree within `limits`: over its direct connection when
+    /// `self` holds one (see [`Self::with_peer`]).
+    pub(crate) async fn read_whole(&self, app: &AppRef, limits: WalkLimits) -> Result<Whole> {
+        let start = Instant::now();
         // The first question to the app: one that does not answer is reported, not waited on.
         let trust_showing =
-            tokio::time::timeout(limits.call_timeout, walker.trusts_showing(&app.bus_name))
+            tokio::time::timeout(limits.call_timeout, self.trusts_showing(&app.bus_name))
                 .await
                 .map_err(|_| DesktopError::AppNotResponding {
                     app: app.name.clone(),
                     after_ms: limits.call_timeout.as_millis() as u64,
                 })?;
-        let deadline = start + limits.time_limit;
-        let mut nodes: Vec<(NodeId, Node)> = Vec::new();
-        let mut focus = NodeId(0);
+        let mut facts = HashMap::new();
+        let root = (app.bus_name.clone(), ROOT_PATH.to_owned());
+        let truncated = self
+            .read_below(
+                app,
+                vec![root],
+                &mut facts,
+                limits,
+                start + limits.time_limit,
+            )
+            .await?;
+        Ok(Whole {
+            facts,
+            truncated,
+            trust_showing,
+        })
+    }
+
+    /// Reads each node of `start`, and every node below them that `facts` does not hold yet,
+    /// into `facts`, many nodes' calls in flight at once. Fails only when the app's root
+    /// fails (the app is gone or hung); a child that fails is one node lost (apps destroy
+    /// widgets while they are read) and is left out.
+    pub(crate) async fn read_below(
+        &self,
+        app: &AppRef,
+        start: Vec<Key>,
+        facts: &mut HashMap<Key, Facts>,
+        limits: WalkLimits,
+        deadline: Instant,
+    ) -> Result<Option<Truncation>> {
+        let root = (app.bus_name.clone(), ROOT_PATH.to_owned());
         let mut truncated = None;
-        let mut next_id = 1u64;
-        // Nodes waiting to be fetched: (id, destination, path).
-        let mut queue: VecDeque<(NodeId, String, String)> = VecDeque::new();
-        queue.push_back((NodeId(0), app.bus_name.clone(), ROOT_PATH.to_owned()));
+        let mut seen: HashSet<Key> = start.iter().cloned().collect();
+        let mut queue: VecDeque<Key> = start.into_iter().collect();
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < IN_FLIGHT
-                && let Some((id, dest, path)) = queue.pop_front()
+                && let Some(key) = queue.pop_front()
             {
-                let this = walker.clone();
+                let this = self.clone();
                 let timeout = limits.call_timeout;
                 in_flight.push(async move {
-                    let r = tokio::time::timeout(
-                        timeout,
-                        this.fetch(&dest, &path, limits.max_text, trust_showing),
-                    )
-                    .await;
-                    (id, r)
+                    let r =
+                        tokio::time::timeout(timeout, this.fetch(&key.0, &key.1, limits.max_text))
+                            .await;
+                    (key, r)
                 });
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -404,73 +462,41 @@ impl Accessibility {
                     break;
                 }
             };
-            let (id, fetched) = next;
-            let fetched = match fetched {
+            let (key, fetched) = next;
+            let node = match fetched {
                 Ok(Ok(f)) => f,
-                // The root failing means the app is gone or hung; a child failing is one
-                // node lost (apps destroy widgets while we walk).
-                Ok(Err(e)) if id == NodeId(0) => return Err(e),
-                Err(_) if id == NodeId(0) => {
+                Ok(Err(e)) if key == root => return Err(e),
+                Err(_) if key == root => {
                     return Err(DesktopError::AppNotResponding {
                         app: app.name.clone(),
                         after_ms: limits.call_timeout.as_millis() as u64,
                     });
                 }
                 Ok(Err(e)) => {
-                    tracing::debug!(node = id.0, "node vanished during the walk: {e}");
+                    tracing::debug!(path = %key.1, "node vanished during the walk: {e}");
                     continue;
                 }
                 Err(_) => {
-                    tracing::debug!(node = id.0, "node did not answer in time");
+                    tracing::debug!(path = %key.1, "node did not answer in time");
                     continue;
                 }
             };
-            let mut node = fetched.node;
-            let mut children = Vec::with_capacity(fetched.children.len());
-            for (dest, path) in fetched.children {
-                if nodes.len() + queue.len() + in_flight.len() + 1 >= limits.max_nodes {
+            for child in &node.children {
+                if facts.contains_key(child) || seen.contains(child) {
+                    continue;
+                }
+                if facts.len() + queue.len() + in_flight.len() + 1 >= limits.max_nodes {
                     truncated = Some(Truncation::NodeCap {
                         cap: limits.max_nodes,
                     });
                     break;
                 }
-                let child = NodeId(next_id);
-                next_id += 1;
-                children.push(child);
-                queue.push_back((child, dest, path));
+                seen.insert(child.clone());
+                queue.push_back(child.clone());
             }
-            node.set_children(children);
-            if fetched.focused {
-                focus = id;
-            }
-            nodes.push((id, node));
+            facts.insert(key, node);
         }
-        // Children whose fetch failed or never ran must not be referenced.
-        let present: std::collections::HashSet<NodeId> = nodes.iter().map(|(id, _)| *id).collect();
-        for (_, node) in &mut nodes {
-            if node.children().iter().any(|c| !present.contains(c)) {
-                let kept: Vec<NodeId> = node
-                    .children()
-                    .iter()
-                    .copied()
-                    .filter(|c| present.contains(c))
-                    .collect();
-                node.set_children(kept);
-            }
-        }
-        nodes.sort_by_key(|(id, _)| *id);
-        let update = TreeUpdate {
-            nodes,
-            tree: Some(TreeInfo::new(NodeId(0))),
-            tree_id: accesskit::TreeId::ROOT,
-            focus,
-        };
-        let walk_ms = start.elapsed().as_secs_f64() * 1e3;
-        tracing::debug!(app = %app.name, nodes = update.nodes.len(), walk_ms, "walked tree");
-        let mut tree = AccessTree::new(app.clone(), update, truncated, walk_ms);
-        // The toolkit that leaves SHOWING unset (GTK 4) also gives window coordinates.
-        tree.window_relative = !trust_showing;
-        Ok(tree)
+        Ok(truncated)
     }
 
     /// One node's facts, its interface calls issued together.
@@ -497,13 +523,7 @@ impl Accessibility {
         !gtk4
     }
 
-    async fn fetch(
-        &self,
-        dest: &str,
-        path: &str,
-        max_text: i32,
-        trust_showing: bool,
-    ) -> Result<Fetched> {
+    async fn fetch(&self, dest: &str, path: &str, max_text: i32) -> Result<Facts> {
         let proxy = self.proxy(dest, path).await?;
         // Role and children are read raw: the typed replies reject role numbers newer than the
         // crate and children named by well-known bus names (WebKit's socket), or even panic
@@ -524,15 +544,7 @@ impl Accessibility {
             if !interfaces.contains(Interface::Component) {
                 return None;
             }
-            self.raw::<(i32, i32, i32, i32), _>(
-                dest,
-                path,
-                "org.a11y.atspi.Component",
-                "GetExtents",
-                &(0u32,),
-            )
-            .await
-            .ok()
+            self.extents(dest, path).await.ok()
         };
         let text = async {
             if !interfaces.contains(Interface::Text) {
@@ -582,59 +594,28 @@ impl Accessibility {
             Ok(children)
         };
         let (extents, text, value, children) = futures::join!(extents, text, value, children);
-        let children: Vec<(String, String)> = children?;
-
-        let mut node = Node::new(map_role(role, states));
-        if !name.is_empty() {
-            node.set_label(name);
-        }
-        if let Some(text) = text.filter(|t| !t.is_empty()) {
-            node.set_value(text);
-        } else if let Some(v) = value {
-            node.set_numeric_value(v);
-            node.set_value(format_number(v));
-        }
-        if let Some((x, y, w, h)) = extents
-            && let Some(rect) = rect_from_extents(x, y, w, h)
-        {
-            node.set_bounds(rect);
-        }
-        let showing = states.contains(State::Showing) || !trust_showing;
-        if !(showing && states.contains(State::Visible)) {
-            node.set_hidden();
-        }
-        if !states.contains(State::Enabled) && !states.contains(State::Sensitive) {
-            node.set_disabled();
-        }
-        if states.contains(State::Checked) {
-            node.set_toggled(Toggled::True);
-        }
-        if states.contains(State::Selected) {
-            node.set_selected(true);
-        }
-        if states.contains(State::Expanded) {
-            node.set_expanded(true);
-        }
-        if states.contains(State::Focusable) {
-            node.add_action(accesskit::Action::Focus);
-        }
-        if interfaces.contains(Interface::Action) {
-            node.add_action(accesskit::Action::Click);
-        }
-        if states.contains(State::Editable) || interfaces.contains(Interface::EditableText) {
-            node.add_action(accesskit::Action::SetValue);
-        } else if matches!(
+        Ok(Facts {
             role,
-            atspi::Role::Text | atspi::Role::Entry | atspi::Role::PasswordText
-        ) {
-            node.set_read_only();
-        }
-        node.set_class_name(role.name().to_owned());
-        Ok(Fetched {
-            node,
-            children,
-            focused: states.contains(State::Focused),
+            name,
+            states,
+            interfaces,
+            children: children?,
+            text,
+            value,
+            extents,
         })
+    }
+
+    /// A node's extents in screen coordinates (window coordinates on GTK 4).
+    pub(crate) async fn extents(&self, dest: &str, path: &str) -> Result<(i32, i32, i32, i32)> {
+        self.raw::<(i32, i32, i32, i32), _>(
+            dest,
+            path,
+            "org.a11y.atspi.Component",
+            "GetExtents",
+            &(0u32,),
+        )
+        .await
     }
 
     async fn raw<R, B>(
@@ -735,10 +716,142 @@ impl Accessibility {
     }
 }
 
-struct Fetched {
-    node: Node,
-    children: Vec<(String, String)>,
-    focused: bool,
+/// A node's address: the bus name that answers for it and its object path.
+pub(crate) type Key = (String, String);
+
+/// What one node answered: everything its accesskit node is made from, kept between steps.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Facts {
+    pub(crate) role: atspi::Role,
+    pub(crate) name: String,
+    pub(crate) states: StateSet,
+    pub(crate) interfaces: InterfaceSet,
+    pub(crate) children: Vec<Key>,
+    pub(crate) text: Option<String>,
+    pub(crate) value: Option<f64>,
+    pub(crate) extents: Option<(i32, i32, i32, i32)>,
+}
+
+/// A whole tree's nodes as read, by address.
+pub(crate) struct Whole {
+    pub(crate) facts: HashMap<Key, Facts>,
+    pub(crate) truncated: Option<Truncation>,
+    pub(crate) trust_showing: bool,
+}
+
+impl Facts {
+    /// Whether the node is on the screen: see [`Accessibility::trusts_showing`].
+    pub(crate) fn shown(&self, trust_showing: bool) -> bool {
+        let showing = self.states.contains(State::Showing) || !trust_showing;
+        showing && self.states.contains(State::Visible)
+    }
+
+    /// The accesskit node, without its children.
+    fn node(&self, trust_showing: bool) -> Node {
+        let (role, states, interfaces) = (self.role, self.states, self.interfaces);
+        let mut node = Node::new(map_role(role, states));
+        if !self.name.is_empty() {
+            node.set_label(self.name.clone());
+        }
+        if let Some(text) = self.text.as_ref().filter(|t| !t.is_empty()) {
+            node.set_value(text.clone());
+        } else if let Some(v) = self.value {
+            node.set_numeric_value(v);
+            node.set_value(format_number(v));
+        }
+        if let Some((x, y, w, h)) = self.extents
+            && let Some(rect) = rect_from_extents(x, y, w, h)
+        {
+            node.set_bounds(rect);
+        }
+        if !self.shown(trust_showing) {
+            node.set_hidden();
+        }
+        if !states.contains(State::Enabled) && !states.contains(State::Sensitive) {
+            node.set_disabled();
+        }
+        if states.contains(State::Checked) {
+            node.set_toggled(Toggled::True);
+        }
+        if states.contains(State::Selected) {
+            node.set_selected(true);
+        }
+        if states.contains(State::Expanded) {
+            node.set_expanded(true);
+        }
+        if states.contains(State::Focusable) {
+            node.add_action(accesskit::Action::Focus);
+        }
+        if interfaces.contains(Interface::Action) {
+            node.add_action(accesskit::Action::Click);
+        }
+        if states.contains(State::Editable) || interfaces.contains(Interface::EditableText) {
+            node.add_action(accesskit::Action::SetValue);
+        } else if matches!(
+            role,
+            atspi::Role::Text | atspi::Role::Entry | atspi::Role::PasswordText
+        ) {
+            node.set_read_only();
+        }
+        node.set_class_name(role.name().to_owned());
+        node
+    }
+}
+
+/// The tree of `app` from nodes read by address: ids in breadth-first order from the root
+/// (0), children that were not read left out, the focus on the last focused node. Also
+/// returns the addresses reached, in id order (what a kept tree still holds).
+pub(crate) fn build_tree(
+    app: &AppRef,
+    facts: &HashMap<Key, Facts>,
+    trust_showing: bool,
+    truncated: Option<Truncation>,
+    walk_ms: f64,
+) -> (AccessTree, Vec<Key>) {
+    let root: Key = (app.bus_name.clone(), ROOT_PATH.to_owned());
+    let mut order: Vec<Key> = Vec::with_capacity(facts.len());
+    let mut ids: HashMap<&Key, NodeId> = HashMap::with_capacity(facts.len());
+    let mut nodes: Vec<(NodeId, Node)> = Vec::with_capacity(facts.len());
+    let mut focus = NodeId(0);
+    if facts.contains_key(&root) {
+        ids.insert(&root, NodeId(0));
+        order.push(root.clone());
+    }
+    let mut next = 0usize;
+    while next < order.len() {
+        let key = order[next].clone();
+        let id = NodeId(next as u64);
+        next += 1;
+        let Some(f) = facts.get(&key) else { continue };
+        let mut children = Vec::with_capacity(f.children.len());
+        for child in &f.children {
+            // A node listed twice (or under itself) is placed once, where first reached.
+            if let Some((child_key, _)) = facts.get_key_value(child)
+                && !ids.contains_key(child_key)
+            {
+                let child_id = NodeId(order.len() as u64);
+                ids.insert(child_key, child_id);
+                order.push(child_key.clone());
+                children.push(child_id);
+            }
+        }
+        let mut node = f.node(trust_showing);
+        node.set_children(children);
+        if f.states.contains(State::Focused) {
+            focus = id;
+        }
+        nodes.push((id, node));
+    }
+    let update = TreeUpdate {
+        nodes,
+        tree: Some(TreeInfo::new(NodeId(0))),
+        tree_id: accesskit::TreeId::ROOT,
+        focus,
+    };
+    let mut tree = AccessTree::new(app.clone(), update, truncated, walk_ms);
+    // The toolkit that leaves SHOWING unset (GTK 4) also gives window coordinates.
+    tree.window_relative = !trust_showing;
+    (tree, order)
 }
 
 fn format_number(v: f64) -> String {

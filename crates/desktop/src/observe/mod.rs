@@ -2,8 +2,10 @@
 
 pub mod atspi;
 pub mod capture;
+pub mod kept;
 pub mod tree;
 
 pub use atspi::{Accessibility, WalkLimits};
 pub use capture::{CaptureBackend, CaptureTarget, Screenshot, encode_png};
+pub use kept::{KeepTrees, TreeRead, WalkReason};
 pub use tree::{AccessTree, AppRef, Element, Truncation};
