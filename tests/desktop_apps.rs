@@ -810,40 +810,60 @@ async fn a_click_on_a_window_of_an_app_not_allowed_is_refused() {
         .expect("a click on the allowed dialog runs");
 }
 
-/// The entry's text in an observation, if the tree shows an editable entry.
-fn entry_value(o: &clawdesk_desktop::Observation) -> Option<String> {
+/// zenity's progress dialog, whose label and bar follow what is written to its stdin: a
+/// change to elements that do not have focus, made without touching the desktop.
+async fn start_progress(text: &str) -> (AppUnderTest, std::process::ChildStdin) {
+    use clawdesk_desktop::{Desktop, DesktopConfig, Sandbox, SandboxOptions};
+    let sandbox = Sandbox::start(&SandboxOptions::default()).expect("sandbox starts");
+    let mut child = sandbox
+        .command("zenity")
+        .args(["--progress", &format!("--text={text}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("zenity starts");
+    let stdin = child.stdin.take().expect("a pipe");
+    let mut config = DesktopConfig::for_sandbox(&sandbox);
+    config.guard = any_app();
+    let desktop = Desktop::connect(config).await.expect("desktop connects");
+    let app = desktop
+        .accessibility()
+        .wait_for_application("zenity", Duration::from_secs(20))
+        .await
+        .expect("zenity appears on the accessibility bus");
+    let t = AppUnderTest {
+        desktop,
+        app,
+        child,
+        sandbox,
+    };
+    t.wait_for(|o| has_label(o, text)).await;
+    (t, stdin)
+}
+
+fn has_label(o: &clawdesk_desktop::Observation, text: &str) -> bool {
     o.tree
-        .as_ref()?
-        .elements()
-        .into_iter()
-        .find(|e| e.editable)
-        .map(|e| e.value.unwrap_or_default())
+        .as_ref()
+        .is_some_and(|t| t.elements().iter().any(|e| e.name == text))
+}
+
+fn say(stdin: &mut std::process::ChildStdin, line: &str) {
+    use std::io::Write;
+    writeln!(stdin, "{line}").expect("zenity reads its stdin");
+    stdin.flush().expect("flush");
 }
 
 fn read_of(o: &clawdesk_desktop::Observation) -> TreeRead {
     o.timings.tree_read.clone().expect("a tree was read")
 }
 
-/// Types `text` into zenity's entry (which has focus) with the person's keyboard.
-async fn type_into_entry(t: &AppUnderTest, text: &str) {
-    let o = t.wait_for_editable_focus().await;
-    t.desktop
-        .act(
-            &Action::Type {
-                text: text.into(),
-                paste: false,
-            },
-            &o,
-        )
-        .await
-        .expect("typing runs");
-}
-
-/// A kept tree follows what changed through the app's events alone: the text typed shows up
-/// in a tree that was not walked again, and that tree is the one a whole walk reads.
+/// A kept tree follows what changed through the app's events alone: a new label and a new
+/// value show up in a tree that was not walked again, and that tree is the one a whole walk
+/// reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_tree_follows_the_apps_events_and_matches_a_whole_walk() {
-    let t = start_app(&["zenity", "--entry", "--text=Kept"], "zenity", any_app()).await;
+    let (t, mut stdin) = start_progress("Starting").await;
     t.observe().await;
     let o = t.observe().await;
     assert!(
@@ -851,9 +871,17 @@ async fn a_kept_tree_follows_the_apps_events_and_matches_a_whole_walk() {
         "{:?}",
         read_of(&o)
     );
-    type_into_entry(&t, "abc").await;
+    say(&mut stdin, "# Halfway");
+    say(&mut stdin, "50");
     let o = t
-        .wait_for(|o| entry_value(o).as_deref() == Some("abc"))
+        .wait_for(|o| {
+            has_label(o, "Halfway")
+                && o.tree.as_ref().is_some_and(|t| {
+                    t.elements().iter().any(|e| {
+                        e.role == Role::ProgressIndicator && e.value.as_deref() == Some("0.5")
+                    })
+                })
+        })
         .await;
     match read_of(&o) {
         TreeRead::Kept { events, reread, .. } => {
@@ -870,13 +898,14 @@ async fn a_kept_tree_follows_the_apps_events_and_matches_a_whole_walk() {
     let kept = o.tree.as_ref().expect("a tree");
     assert_eq!(kept.linearise(), whole.linearise());
     assert_eq!(kept.update.nodes, whole.update.nodes);
+    assert_eq!(kept.update.focus, whole.update.focus);
 }
 
 /// An event that never arrives leaves a kept tree out of date, but only until the kept tree
 /// is walked whole again (`rewalk_after`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_event_is_recovered_by_the_next_whole_walk() {
-    let t = start_app(&["zenity", "--entry", "--text=Missed"], "zenity", any_app()).await;
+    let (t, mut stdin) = start_progress("Before").await;
     let rewalk_after = Duration::from_secs(3);
     let options = ObserveOptions {
         app: Some(t.app.name.clone()),
@@ -898,22 +927,18 @@ async fn a_missed_event_is_recovered_by_the_next_whole_walk() {
     let o = t.desktop.observe(&now).await.expect("observe");
     assert!(matches!(read_of(&o), TreeRead::Walked { .. }));
     let kept_since = Instant::now();
-    type_into_entry(&t, "lost").await;
-    // The app has the text (a whole walk, which keeps nothing, says so) ...
+    say(&mut stdin, "# After");
+    // The app shows the new label (a whole walk, which keeps nothing, says so) ...
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let tree = a11y
             .snapshot(&t.app, WalkLimits::default())
             .await
             .expect("walk");
-        if tree
-            .elements()
-            .iter()
-            .any(|e| e.value.as_deref() == Some("lost"))
-        {
+        if tree.elements().iter().any(|e| e.name == "After") {
             break;
         }
-        assert!(Instant::now() < deadline, "the text never arrived");
+        assert!(Instant::now() < deadline, "the label never changed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // ... and its events are lost.
@@ -924,10 +949,10 @@ async fn a_missed_event_is_recovered_by_the_next_whole_walk() {
         "the test ran too slowly"
     );
     assert!(matches!(read_of(&o), TreeRead::Kept { .. }));
-    assert_eq!(
-        entry_value(&o).as_deref(),
-        Some(""),
-        "without its event the kept tree cannot know the text"
+    assert!(
+        has_label(&o, "Before") && !has_label(&o, "After"),
+        "without its event the kept tree cannot know the label: {}",
+        tree_text(&o)
     );
     tokio::time::sleep(rewalk_after.saturating_sub(kept_since.elapsed())).await;
     let o = t.desktop.observe(&options).await.expect("observe");
@@ -937,5 +962,56 @@ async fn a_missed_event_is_recovered_by_the_next_whole_walk() {
             why: WalkReason::Aged
         }
     );
-    assert_eq!(entry_value(&o).as_deref(), Some("lost"));
+    assert!(has_label(&o, "After"), "{}", tree_text(&o));
+}
+
+/// Moving a tree view's selection with the keyboard (gtk3-demo's list of demos): GTK 3
+/// announces it on the view, not on each cell (inside container cells) that loses or gains it,
+/// yet the kept tree must read as a whole walk does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_tree_views_selection_follows_the_keyboard() {
+    let t = start_app(&["gtk3-demo"], "gtk3-demo", any_app()).await;
+    let selected = |o: &clawdesk_desktop::Observation| -> Vec<String> {
+        let tree = o.tree.as_ref().expect("a tree");
+        tree.walk()
+            .into_iter()
+            .filter(|(id, _)| {
+                tree.node(*id)
+                    .is_some_and(|n| n.is_selected() == Some(true))
+            })
+            .filter_map(|(id, _)| tree.element(id).map(|e| e.name))
+            .collect()
+    };
+    let mut before = selected(&t.observe().await);
+    assert!(!before.is_empty(), "a demo is selected at start");
+    // A refresh can meet a node the app has just destroyed, and then walks whole instead;
+    // the kept tree must be right whenever it is read.
+    let mut kept_reads = 0;
+    for _ in 0..3 {
+        t.run_in_sandbox(&["xdotool", "key", "Down"]);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let o = t.observe().await;
+        let now = selected(&o);
+        assert_ne!(now, before, "the selection moved: {}", tree_text(&o));
+        before = now;
+        if !matches!(read_of(&o), TreeRead::Kept { .. }) {
+            continue;
+        }
+        kept_reads += 1;
+        let whole = t
+            .desktop
+            .accessibility()
+            .snapshot(&t.app, WalkLimits::default())
+            .await
+            .expect("a whole walk");
+        let kept = o.tree.as_ref().expect("a tree");
+        assert_eq!(
+            kept.update.focus,
+            whole.update.focus,
+            "focus differs:\n{}",
+            kept.linearise()
+        );
+        assert_eq!(kept.update.nodes, whole.update.nodes);
+    }
+    assert!(kept_reads > 0, "no refresh was kept");
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use clawdesk_desktop::observe::encode_png;
 use clawdesk_desktop::{
-    Accessibility, CaptureBackend, CaptureTarget, Desktop, DesktopConfig, Sandbox, WalkLimits,
+    Accessibility, CaptureBackend, CaptureTarget, Desktop, DesktopConfig, KeepTrees,
+    ObserveOptions, Sandbox, TreeRead, WalkLimits,
 };
 use clawdesk_store::{BlobKind, NewEpisode, NewStep, StepOutcome, Store};
 
@@ -21,6 +22,14 @@ pub struct ObserveBenchArgs {
     /// The app to observe (started in the sandbox).
     #[arg(long, default_value = "gtk3-demo")]
     pub app: String,
+    /// Arguments for the app, in one string split at spaces (`--file-selection
+    /// --filename=/usr/share/doc/` opens zenity's GTK file chooser on a long list).
+    #[arg(long, allow_hyphen_values = true)]
+    pub app_args: Option<String>,
+    /// Two keys pressed in turn between the "after a key press" observations, to change the
+    /// app the way an action would (in gtk3-demo and a file chooser they move the selection).
+    #[arg(long, default_value = "Down,Up")]
+    pub keys: String,
     /// Measured iterations (after 3 warm-up rounds).
     #[arg(long, default_value_t = 30)]
     pub iterations: usize,
@@ -77,7 +86,16 @@ pub async fn run(args: ObserveBenchArgs) -> anyhow::Result<String> {
         }
     })?;
     let mut sandbox = super::start_sandbox(w, h).await?;
-    sandbox.launch(&args.app, &[])?;
+    let app_args: Vec<&str> = args
+        .app_args
+        .as_deref()
+        .map(|a| a.split_whitespace().collect())
+        .unwrap_or_default();
+    sandbox.launch(&args.app, &app_args)?;
+    let keys: Vec<&str> = args.keys.split(',').map(str::trim).collect();
+    let [key_a, key_b] = keys[..] else {
+        return Err(anyhow::anyhow!("--keys takes two keys, as in Down,Up"));
+    };
     let a11y = Accessibility::connect(Some(sandbox.dbus_address())).await?;
     let app = a11y
         .wait_for_application(&args.app, Duration::from_secs(20))
@@ -99,8 +117,17 @@ pub async fn run(args: ObserveBenchArgs) -> anyhow::Result<String> {
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     // What the guard reads at the moment of acting (issue 26), for a keystroke and a click.
     let (mut guard_key, mut guard_click) = (vec![], vec![]);
-    // What the agent waits for (issue 29): `Desktop::observe` whole, and its app list.
+    // What the agent waits for (issue 29): `Desktop::observe` whole, and its app list; the
+    // tree walked whole each time or kept between steps, with the app unchanged or changed
+    // by a key press since the last observation.
     let (mut whole, mut listing) = (vec![], vec![]);
+    let (mut kept_still, mut walked_changed, mut kept_changed) = (vec![], vec![], vec![]);
+    let mut kept_reads: Vec<TreeRead> = Vec::new();
+    let walk = ObserveOptions {
+        keep: KeepTrees::never(),
+        ..ObserveOptions::default()
+    };
+    let keep = ObserveOptions::default();
     let keystroke = clawdesk_desktop::Action::Type {
         text: "x".into(),
         paste: false,
@@ -159,14 +186,24 @@ pub async fn run(args: ObserveBenchArgs) -> anyhow::Result<String> {
         desktop.context_now(&click, &shot.surface).await?;
         let gc = ms(t5);
         let t6 = Instant::now();
-        desktop
-            .observe(&clawdesk_desktop::ObserveOptions::default())
-            .await?;
+        desktop.observe(&walk).await?;
         let w = ms(t6);
         let t7 = Instant::now();
         desktop.accessibility().applications().await?;
         let l = ms(t7);
+        // The app changes: the kept tree is refreshed from its events ...
+        press(&sandbox, key_a)?;
+        let (kc, read_changed) = timed_observe(&desktop, &keep).await?;
+        let (ks, read_still) = timed_observe(&desktop, &keep).await?;
+        // ... or walked whole.
+        press(&sandbox, key_b)?;
+        let (wc, _) = timed_observe(&desktop, &walk).await?;
         if i >= 3 {
+            kept_changed.push(kc);
+            kept_still.push(ks);
+            walked_changed.push(wc);
+            kept_reads.extend(read_changed);
+            kept_reads.extend(read_still);
             whole.push(w);
             listing.push(l);
             guard_key.push(gk);
@@ -249,12 +286,39 @@ pub async fn run(args: ObserveBenchArgs) -> anyhow::Result<String> {
             baseline: None,
         },
         Row {
-            what: "Desktop::observe: active window, apps, focused app, capture, tree, window rect"
+            what: "Desktop::observe (active window, apps, focused app, capture, tree, window \
+                   rect), tree walked whole"
                 .into(),
             ours: Stats::of(&whole),
             baseline: Stats::of(&baseline.step),
         },
+        Row {
+            what: "Desktop::observe, tree kept, the app unchanged".into(),
+            ours: Stats::of(&kept_still),
+            baseline: Stats::of(&baseline.step),
+        },
+        Row {
+            what: format!(
+                "Desktop::observe after a key press ({key_a}/{key_b}), tree walked whole"
+            ),
+            ours: Stats::of(&walked_changed),
+            baseline: Stats::of(&baseline.step),
+        },
+        Row {
+            what: format!(
+                "Desktop::observe after a key press ({key_a}/{key_b}), tree kept and refreshed"
+            ),
+            ours: Stats::of(&kept_changed),
+            baseline: Stats::of(&baseline.step),
+        },
     ];
+    // The kept tree must be the tree: compare it once with a whole walk, the app unchanged.
+    let kept_tree = desktop.observe(&keep).await?.tree;
+    let whole_tree = desktop.observe(&walk).await?.tree;
+    let same = match (&kept_tree, &whole_tree) {
+        (Some(k), Some(w)) => first_difference(k, w),
+        _ => Some("one of the two reads has no tree".into()),
+    };
     sandbox.stop();
     let title = format!(
         "bench observe: {} on a {w}x{h} Xvfb + openbox sandbox, {} iterations (+3 warm-up), {} build",
@@ -266,7 +330,96 @@ pub async fn run(args: ObserveBenchArgs) -> anyhow::Result<String> {
             "release"
         }
     );
-    Ok(table(&title, "OSWorld stack", &rows))
+    let mut out = table(&title, "OSWorld stack", &rows);
+    out.push_str(&kept_summary(&kept_reads, same));
+    Ok(out)
+}
+
+/// Presses `key` in the sandbox (the person's keyboard, not the guarded agent) and gives the
+/// app a moment to redraw, as the agent's settle would.
+fn press(sandbox: &Sandbox, key: &str) -> anyhow::Result<()> {
+    let status = sandbox
+        .command("xdotool")
+        .args(["key", key])
+        .status()
+        .map_err(|e| {
+            anyhow::Error::from(super::External {
+                program: "xdotool".into(),
+                detail: format!("{e}; install it with `apt-get install xdotool`"),
+            })
+        })?;
+    if !status.success() {
+        return Err(anyhow::anyhow!("xdotool key {key} failed: {status}"));
+    }
+    std::thread::sleep(Duration::from_millis(250));
+    Ok(())
+}
+
+async fn timed_observe(
+    desktop: &Desktop,
+    options: &ObserveOptions,
+) -> anyhow::Result<(f64, Option<TreeRead>)> {
+    let t = Instant::now();
+    let o = desktop.observe(options).await?;
+    Ok((ms(t), o.timings.tree_read))
+}
+
+/// How the kept rows' trees were read, and whether the kept tree equalled a whole walk.
+fn kept_summary(reads: &[TreeRead], difference: Option<String>) -> String {
+    let mut walked: std::collections::BTreeMap<String, usize> = Default::default();
+    let (mut kept, mut events, mut reread, mut added, mut extents) = (0, 0, 0, 0, 0);
+    for r in reads {
+        match r {
+            TreeRead::Kept {
+                events: e,
+                reread: r,
+                added: a,
+                extents: x,
+            } => {
+                kept += 1;
+                (events, reread, added, extents) = (events + e, reread + r, added + a, extents + x);
+            }
+            TreeRead::Walked { why } => *walked.entry(format!("{why:?}")).or_default() += 1,
+        }
+    }
+    let per = |n: usize| n as f64 / kept.max(1) as f64;
+    format!(
+        "\nKept-tree observations: {kept} of {} refreshed from events (per refresh: {:.1} \
+         events, {:.1} nodes read again, {:.1} new, {:.1} extents); walked whole: {walked:?}. \
+         The kept tree equals a whole walk: {}.\n",
+        reads.len(),
+        per(events),
+        per(reread),
+        per(added),
+        per(extents),
+        difference.map_or("yes".to_owned(), |d| format!("NO ({d})"))
+    )
+}
+
+/// Where two trees of the same app first differ, if they do.
+fn first_difference(
+    kept: &clawdesk_desktop::AccessTree,
+    whole: &clawdesk_desktop::AccessTree,
+) -> Option<String> {
+    let mut out = Vec::new();
+    if kept.update.focus != whole.update.focus {
+        out.push(format!(
+            "focus on node {} kept, {} walked",
+            kept.update.focus.0, whole.update.focus.0
+        ));
+    }
+    if kept.len() != whole.len() {
+        out.push(format!("{} nodes kept, {} walked", kept.len(), whole.len()));
+    }
+    out.extend(
+        kept.update
+            .nodes
+            .iter()
+            .zip(&whole.update.nodes)
+            .find(|(k, w)| k != w)
+            .map(|(k, w)| format!("node {}: kept {:?}, walked {:?}", k.0.0, k.1, w.1)),
+    );
+    (!out.is_empty()).then(|| out.join("; "))
 }
 
 /// Times xcap in a child process, since xcap reads $DISPLAY and this process must not change

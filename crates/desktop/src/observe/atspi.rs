@@ -606,6 +606,11 @@ impl Accessibility {
         })
     }
 
+    /// A node's states.
+    pub(crate) async fn states(&self, dest: &str, path: &str) -> Result<StateSet> {
+        self.raw_call(dest, path, "GetState").await
+    }
+
     /// A node's extents in screen coordinates (window coordinates on GTK 4).
     pub(crate) async fn extents(&self, dest: &str, path: &str) -> Result<(i32, i32, i32, i32)> {
         self.raw::<(i32, i32, i32, i32), _>(

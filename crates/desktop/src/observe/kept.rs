@@ -106,11 +106,13 @@ pub enum WalkReason {
 
 /// The events that say a node changed. Bounds are not among them: extents are read again at
 /// every refresh, since moving a window changes every node's and sends no event for them.
-const EVENTS: [&str; 4] = [
+const EVENTS: [&str; 6] = [
     "object:children-changed",
     "object:state-changed",
     "object:property-change",
     "object:text-changed",
+    "object:active-descendant-changed",
+    "object:selection-changed",
 ];
 
 /// Past this many changed nodes of one app between two observations, the events are not kept
@@ -159,7 +161,21 @@ struct EventLog {
 
 #[derive(Debug, Default)]
 struct Dirty {
+    /// Nodes to read again.
     paths: HashSet<String>,
+    /// Containers whose children's states are to be read again: a selection changed in them
+    /// (GTK 3 tables announce it on the table, not on the cells).
+    selections: HashSet<String>,
+    events: usize,
+    overflowed: bool,
+}
+
+/// What the events of some senders said: nodes to read again, and containers whose
+/// children's states to read again.
+#[derive(Debug, Default)]
+struct Heard {
+    nodes: HashSet<Key>,
+    selections: HashSet<Key>,
     events: usize,
     overflowed: bool,
 }
@@ -167,17 +183,19 @@ struct Dirty {
 impl EventLog {
     /// What `senders` said since the last take: the nodes named, how many events, and
     /// whether some were not kept.
-    fn take(&mut self, senders: &HashSet<&str>) -> (HashSet<Key>, usize, bool) {
-        let (mut keys, mut events, mut overflowed) = (HashSet::new(), 0, false);
+    fn take(&mut self, senders: &HashSet<&str>) -> Heard {
+        let mut heard = Heard::default();
         for sender in senders {
             if let Some(d) = self.dirty.get_mut(*sender) {
                 let d = std::mem::take(d);
-                events += d.events;
-                overflowed |= d.overflowed;
-                keys.extend(d.paths.into_iter().map(|p| ((*sender).to_owned(), p)));
+                heard.events += d.events;
+                heard.overflowed |= d.overflowed;
+                let key = |p: String| ((*sender).to_owned(), p);
+                heard.nodes.extend(d.paths.into_iter().map(key));
+                heard.selections.extend(d.selections.into_iter().map(key));
             }
         }
-        (keys, events, overflowed)
+        heard
     }
 }
 
@@ -223,7 +241,7 @@ impl Listener {
                 note(&reader_log, &message);
             }
             lock(&reader_log).closed = true;
-            tracing::warn!("the accessibility event stream ended; trees are walked whole");
+            tracing::info!("the accessibility event stream ended; trees are walked whole");
         });
         Ok(Arc::new(Listener {
             conn,
@@ -294,12 +312,29 @@ fn note(log: &Mutex<EventLog>, message: &zbus::Message) {
                 return;
             };
             dirty.events += 1;
+            tracing::trace!(member = ?header.member(), %path, "event");
             if dirty.overflowed {
                 return;
             }
             dirty.paths.insert(path.as_str().to_owned());
-            if dirty.paths.len() > MAX_DIRTY {
+            match header.member().map(|m| m.as_str()) {
+                Some("SelectionChanged") => {
+                    dirty.selections.insert(path.as_str().to_owned());
+                }
+                // The descendant that became active is named in the event, and may itself
+                // send nothing.
+                Some("ActiveDescendantChanged") => {
+                    if let Some((dest, child)) = event_object(message)
+                        && dest == sender.as_str()
+                    {
+                        dirty.paths.insert(child);
+                    }
+                }
+                _ => {}
+            }
+            if dirty.paths.len() + dirty.selections.len() > MAX_DIRTY {
                 dirty.paths.clear();
+                dirty.selections.clear();
                 dirty.overflowed = true;
             }
         }
@@ -312,6 +347,24 @@ fn note(log: &Mutex<EventLog>, message: &zbus::Message) {
         }
         MessageType::MethodCall => {}
     }
+}
+
+/// The object an event carries in its `any_data` (the new active descendant): bus name and
+/// path. AT-SPI's event body is (kind, detail1, detail2, any_data, properties); older
+/// bridges leave out the properties.
+fn event_object(message: &zbus::Message) -> Option<(String, String)> {
+    use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+    let body = message.body();
+    let any = body
+        .deserialize::<(String, i32, i32, OwnedValue, HashMap<String, OwnedValue>)>()
+        .map(|(_, _, _, any, _)| any)
+        .or_else(|_| {
+            body.deserialize::<(String, i32, i32, OwnedValue)>()
+                .map(|(_, _, _, any)| any)
+        })
+        .ok()?;
+    let (dest, path) = <(String, OwnedObjectPath)>::try_from(any).ok()?;
+    Some((dest, path.as_str().to_owned()))
 }
 
 impl Kept {
@@ -469,14 +522,23 @@ impl Accessibility {
             .await
             .map_err(DesktopError::Accessibility)?;
         let senders = senders(&tree.facts);
-        let (dirty, events, overflowed) = lock(&listener.log).take(&senders);
-        if overflowed {
+        let heard = lock(&listener.log).take(&senders);
+        if heard.overflowed {
             return Ok(Refreshed::Walk(WalkReason::EventsLost));
         }
-        // Events about nodes the tree does not hold are news of their parents' events.
-        let changed: Vec<Key> = dirty
-            .into_iter()
-            .filter(|k| tree.facts.contains_key(k))
+        let dirty = heard.nodes;
+        // Events about nodes the tree does not hold are news of their parents' events. The
+        // nodes that hold focus or selection are read again whatever was heard: GTK 3's
+        // table cells announce the cell that gains them, not always the one that loses them.
+        let changed: Vec<Key> = tree
+            .facts
+            .iter()
+            .filter(|(k, f)| {
+                dirty.contains(*k)
+                    || f.states.contains(atspi::State::Focused)
+                    || f.states.contains(atspi::State::Selected)
+            })
+            .map(|(k, _)| k.clone())
             .collect();
         if changed.len() * 2 > tree.facts.len() {
             return Ok(Refreshed::Walk(WalkReason::MostChanged));
@@ -499,45 +561,89 @@ impl Accessibility {
         }
         let added = tree.facts.len().saturating_sub(before + reread);
         let fresh: HashSet<&Key> = changed.iter().collect();
-        let on_screen: Vec<Key> = tree
+        // Below containers whose selection changed, every node's states are read again
+        // (GTK 3 puts a tree view's cells inside container cells, so not only children).
+        let mut restate: HashSet<Key> = HashSet::new();
+        let mut below: Vec<&Key> = heard.selections.iter().collect();
+        while let Some(k) = below.pop() {
+            for child in tree
+                .facts
+                .get(k)
+                .map(|f| f.children.as_slice())
+                .unwrap_or(&[])
+            {
+                if tree.facts.contains_key(child) && restate.insert(child.clone()) {
+                    below.push(child);
+                }
+            }
+        }
+        restate.retain(|k| !fresh.contains(k));
+        tracing::trace!(
+            selections = heard.selections.len(),
+            restate = restate.len(),
+            changed = changed.len(),
+            "refresh"
+        );
+        let mut light: Vec<(Key, bool, bool)> = tree
             .facts
             .iter()
-            .filter(|(k, f)| {
-                !fresh.contains(k)
-                    && f.extents.is_some()
+            .filter(|(k, _)| !fresh.contains(k))
+            .map(|(k, f)| {
+                let extents = f.extents.is_some()
                     && f.shown(tree.trust_showing)
-                    && f.interfaces.contains(atspi::Interface::Component)
+                    && f.interfaces.contains(atspi::Interface::Component);
+                (k.clone(), extents, restate.contains(k))
             })
-            .map(|(k, _)| k.clone())
+            .filter(|(_, extents, states)| *extents || *states)
             .collect();
-        let extents = on_screen.len();
+        let extents = light.iter().filter(|(_, e, _)| *e).count();
         let mut reads = FuturesUnordered::new();
-        let mut queue = on_screen.into_iter();
+        let mut queue = light.drain(..);
         loop {
             while reads.len() < IN_FLIGHT
-                && let Some(key) = queue.next()
+                && let Some((key, want_extents, want_states)) = queue.next()
             {
                 let this = self.clone();
                 let timeout = limits.call_timeout;
                 reads.push(async move {
-                    let r = tokio::time::timeout(timeout, this.extents(&key.0, &key.1)).await;
-                    (key, r)
+                    let read = async {
+                        let extents = async {
+                            match want_extents {
+                                true => this.extents(&key.0, &key.1).await.map(Some),
+                                false => Ok(None),
+                            }
+                        };
+                        let states = async {
+                            match want_states {
+                                true => this.states(&key.0, &key.1).await.map(Some),
+                                false => Ok(None),
+                            }
+                        };
+                        futures::try_join!(extents, states)
+                    };
+                    let read = tokio::time::timeout(timeout, read).await;
+                    (key, read)
                 });
             }
             let Some((key, read)) = reads.next().await else {
                 break;
             };
             match read {
-                Ok(Ok(e)) => {
+                Ok(Ok((e, st))) => {
                     if let Some(f) = tree.facts.get_mut(&key) {
-                        f.extents = Some(e);
+                        if e.is_some() {
+                            f.extents = e;
+                        }
+                        if let Some(st) = st {
+                            f.states = st;
+                        }
                     }
                 }
                 _ => return Ok(Refreshed::Walk(WalkReason::RefreshFailed)),
             }
         }
         Ok(Refreshed::Tree(TreeRead::Kept {
-            events,
+            events: heard.events,
             reread,
             added,
             extents,
