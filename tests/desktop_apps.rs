@@ -902,7 +902,7 @@ async fn a_kept_tree_follows_the_apps_events_and_matches_a_whole_walk() {
 }
 
 /// An event that never arrives leaves a kept tree out of date, but only until the kept tree
-/// is walked whole again (`rewalk_after`).
+/// is walked whole again (`rewalk_after`, `rewalk_every`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_event_is_recovered_by_the_next_whole_walk() {
     let (t, mut stdin) = start_progress("Before").await;
@@ -912,6 +912,7 @@ async fn a_missed_event_is_recovered_by_the_next_whole_walk() {
         keep: KeepTrees {
             enabled: true,
             rewalk_after,
+            rewalk_every: 1_000,
         },
         ..ObserveOptions::default()
     };
@@ -919,8 +920,8 @@ async fn a_missed_event_is_recovered_by_the_next_whole_walk() {
     // Walked whole now, so the time to the next whole walk starts here.
     let now = ObserveOptions {
         keep: KeepTrees {
-            enabled: true,
             rewalk_after: Duration::ZERO,
+            ..options.keep
         },
         ..options.clone()
     };
@@ -963,6 +964,43 @@ async fn a_missed_event_is_recovered_by_the_next_whole_walk() {
         }
     );
     assert!(has_label(&o, "After"), "{}", tree_text(&o));
+
+    // Counted in steps: lost again, the label is out of date for `rewalk_every` refreshes.
+    let counted = ObserveOptions {
+        keep: KeepTrees {
+            rewalk_after: Duration::from_secs(1_000),
+            rewalk_every: 2,
+            ..options.keep
+        },
+        ..options.clone()
+    };
+    say(&mut stdin, "# Again");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a11y
+        .snapshot(&t.app, WalkLimits::default())
+        .await
+        .expect("walk")
+        .elements()
+        .iter()
+        .any(|e| e.name == "Again")
+    {
+        assert!(Instant::now() < deadline, "the label never changed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a11y.lose_events(&t.app).await;
+    for _ in 0..2 {
+        let o = t.desktop.observe(&counted).await.expect("observe");
+        assert!(matches!(read_of(&o), TreeRead::Kept { .. }));
+        assert!(has_label(&o, "After"), "{}", tree_text(&o));
+    }
+    let o = t.desktop.observe(&counted).await.expect("observe");
+    assert_eq!(
+        read_of(&o),
+        TreeRead::Walked {
+            why: WalkReason::Aged
+        }
+    );
+    assert!(has_label(&o, "Again"), "{}", tree_text(&o));
 }
 
 /// Moving a tree view's selection with the keyboard (gtk3-demo's list of demos): GTK 3

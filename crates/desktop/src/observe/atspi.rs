@@ -956,6 +956,77 @@ fn map_role(role: atspi::Role, states: atspi::StateSet) -> Role {
 mod tests {
     use super::*;
 
+    fn key(path: &str) -> Key {
+        (":1.5".to_owned(), path.to_owned())
+    }
+
+    fn facts(role: atspi::Role, name: &str, children: &[&str], states: &[State]) -> Facts {
+        Facts {
+            role,
+            name: name.to_owned(),
+            states: states.iter().copied().collect(),
+            interfaces: InterfaceSet::empty(),
+            children: children.iter().map(|c| key(c)).collect(),
+            text: None,
+            value: None,
+            extents: None,
+        }
+    }
+
+    fn app() -> AppRef {
+        AppRef {
+            name: "demo".into(),
+            bus_name: ":1.5".into(),
+            pid: Some(7),
+        }
+    }
+
+    /// A tree is the same however its nodes were read: ids breadth-first from the root,
+    /// children never read left out, a node listed twice (or under itself) placed once, the
+    /// focus on the focused node; and what is no longer reached is reported so a kept tree
+    /// can drop it.
+    #[test]
+    fn a_tree_is_built_breadth_first_from_nodes_read_in_any_order() {
+        let shown = [State::Showing, State::Visible, State::Enabled];
+        let focused = [State::Showing, State::Visible, State::Focused];
+        let mut read = HashMap::new();
+        read.insert(
+            key(ROOT_PATH),
+            facts(atspi::Role::Application, "demo", &["/w"], &shown),
+        );
+        read.insert(
+            key("/w"),
+            facts(
+                atspi::Role::Frame,
+                "Demo",
+                &["/a", "/b", "/gone", "/a"],
+                &shown,
+            ),
+        );
+        read.insert(
+            key("/a"),
+            facts(atspi::Role::Button, "OK", &["/w"], &focused),
+        );
+        read.insert(key("/b"), facts(atspi::Role::Label, "Hi", &["/c"], &shown));
+        read.insert(key("/c"), facts(atspi::Role::Label, "deep", &[], &shown));
+        read.insert(
+            key("/orphan"),
+            facts(atspi::Role::Label, "old", &[], &shown),
+        );
+        let (tree, reached) = build_tree(&app(), &read, true, None, 1.0);
+        let names: Vec<String> = (0..tree.len() as u64)
+            .map(|i| tree.element(NodeId(i)).expect("ids are dense").name)
+            .collect();
+        assert_eq!(names, ["demo", "Demo", "OK", "Hi", "deep"]);
+        assert_eq!(
+            tree.node(NodeId(1)).expect("window").children(),
+            [NodeId(2), NodeId(3)]
+        );
+        assert_eq!(tree.focused().map(|e| e.name), Some("OK".to_owned()));
+        assert_eq!(reached.len(), 5);
+        assert!(!reached.contains(&key("/orphan")));
+    }
+
     #[tokio::test]
     async fn no_bus_is_a_clear_error_naming_the_fix() {
         let err = Accessibility::connect(Some("unix:path=/nonexistent/clawdesk-bus"))

@@ -12,8 +12,8 @@
 //!
 //! A kept tree is walked whole again when events may have been missed: when the listener
 //! stopped, when an app sent more events than are kept, when a node the tree holds no longer
-//! answers, and at the latest after [`KeepTrees::rewalk_after`], which bounds how long a
-//! missed event can go unseen. A tree that was cut short (node cap, time limit) is not kept.
+//! answers, and at the latest every [`KeepTrees::rewalk_every`] observations of the app or
+//! after [`KeepTrees::rewalk_after`], which bound how long a missed event can go unseen. A tree that was cut short (node cap, time limit) is not kept.
 //!
 //! This module owns the kept trees and the event listener; it must not decide whose tree is
 //! read (that is [`crate::Desktop::observe`]) and the guard never reads a kept tree: what it
@@ -41,13 +41,18 @@ pub struct KeepTrees {
     /// A kept tree older than this is walked whole again: the bound on how long an event the
     /// app did not send (or that was lost) leaves the tree out of date.
     pub rewalk_after: Duration,
+    /// The tree is walked whole again after this many refreshes: the same bound, counted in
+    /// steps, for an agent whose steps are slow (a CPU model can take longer than
+    /// `rewalk_after` per step) or fast.
+    pub rewalk_every: u32,
 }
 
 impl Default for KeepTrees {
     fn default() -> Self {
         KeepTrees {
             enabled: true,
-            rewalk_after: Duration::from_secs(30),
+            rewalk_after: Duration::from_secs(60),
+            rewalk_every: 10,
         }
     }
 }
@@ -92,7 +97,8 @@ pub enum WalkReason {
     NotKeeping,
     /// The app had no kept tree (its first observation, or the last walk was cut short).
     NotKept,
-    /// The kept tree was older than [`KeepTrees::rewalk_after`].
+    /// The kept tree was older than [`KeepTrees::rewalk_after`] or had been refreshed
+    /// [`KeepTrees::rewalk_every`] times.
     Aged,
     /// Events may have been lost: the listener restarted, or the app sent more than are kept.
     EventsLost,
@@ -137,6 +143,8 @@ struct KeptTree {
     trust_showing: bool,
     walked_at: Instant,
     used_at: Instant,
+    /// Refreshes since the tree was walked.
+    refreshes: u32,
     /// The listener's epoch when the tree was walked: another means events were lost.
     epoch: u64,
 }
@@ -147,6 +155,14 @@ struct Listener {
     conn: zbus::Connection,
     log: Arc<Mutex<EventLog>>,
     epoch: u64,
+    /// The task reading the events; it ends with the listener, and so does its connection.
+    reader: tokio::task::AbortHandle,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 #[derive(Debug, Default)]
@@ -235,7 +251,7 @@ impl Listener {
         }
         let log = Arc::new(Mutex::new(EventLog::default()));
         let reader_log = log.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(message) = stream.next().await {
                 let Ok(message) = message else { continue };
                 note(&reader_log, &message);
@@ -247,6 +263,7 @@ impl Listener {
             conn,
             log,
             epoch: EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            reader: reader.abort_handle(),
         }))
     }
 
@@ -418,12 +435,16 @@ impl Accessibility {
             (None, _) => WalkReason::NoEvents,
             (Some(_), None) => WalkReason::NotKept,
             (Some(l), Some(tree)) if tree.epoch != l.epoch => WalkReason::EventsLost,
-            (Some(_), Some(tree)) if tree.walked_at.elapsed() >= keep.rewalk_after => {
+            (Some(_), Some(tree))
+                if tree.walked_at.elapsed() >= keep.rewalk_after
+                    || tree.refreshes >= keep.rewalk_every =>
+            {
                 WalkReason::Aged
             }
             (Some(l), Some(tree)) => match walker.refresh(app, tree, l, limits).await {
                 Ok(Refreshed::Tree(read)) => {
                     tree.used_at = Instant::now();
+                    tree.refreshes += 1;
                     let walk_ms = start.elapsed().as_secs_f64() * 1e3;
                     let (out, reached) =
                         build_tree(app, &tree.facts, tree.trust_showing, None, walk_ms);
@@ -483,6 +504,7 @@ impl Accessibility {
                         trust_showing: whole.trust_showing,
                         walked_at: now,
                         used_at: now,
+                        refreshes: 0,
                         epoch: l.epoch,
                     },
                 );
@@ -661,4 +683,99 @@ enum Refreshed {
 
 fn senders(facts: &HashMap<Key, Facts>) -> HashSet<&str> {
     facts.keys().map(|(dest, _)| dest.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::zvariant::{ObjectPath, OwnedValue, Value};
+
+    fn event(sender: &str, path: &str, member: &str, any: Value<'_>) -> zbus::Message {
+        let props: HashMap<String, OwnedValue> = HashMap::new();
+        zbus::Message::signal(path, "org.a11y.atspi.Event.Object", member)
+            .and_then(|b| b.sender(sender))
+            .and_then(|b| b.build(&("", 0i32, 0i32, any, props)))
+            .expect("a well-formed event")
+    }
+
+    fn watched(log: &Mutex<EventLog>, sender: &str) {
+        lock(log).dirty.insert(sender.to_owned(), Dirty::default());
+    }
+
+    /// What the reader keeps of each event: the node it names (and the descendant an
+    /// active-descendant event names), the container of a selection, nothing of an app no
+    /// tree is kept for; and past the limit, only that events were lost.
+    #[test]
+    fn events_mark_the_nodes_they_name_for_the_apps_watched() {
+        let log = Mutex::new(EventLog::default());
+        watched(&log, ":1.5");
+        let none = Value::from(0i32);
+        note(&log, &event(":1.5", "/a/1", "StateChanged", none.clone()));
+        note(
+            &log,
+            &event(":1.5", "/a/2", "SelectionChanged", none.clone()),
+        );
+        let child = Value::from((":1.5", ObjectPath::try_from("/a/9").expect("path")));
+        note(
+            &log,
+            &event(":1.5", "/a/2", "ActiveDescendantChanged", child),
+        );
+        note(&log, &event(":1.6", "/b/1", "StateChanged", none.clone()));
+        let heard = lock(&log).take(&HashSet::from([":1.5", ":1.6"]));
+        let keys = |paths: &[&str]| -> HashSet<Key> {
+            paths
+                .iter()
+                .map(|p| (":1.5".to_owned(), (*p).to_owned()))
+                .collect()
+        };
+        assert_eq!(heard.nodes, keys(&["/a/1", "/a/2", "/a/9"]));
+        assert_eq!(heard.selections, keys(&["/a/2"]));
+        assert_eq!(
+            heard.events,
+            4 - 1,
+            "the unwatched app's event is not counted"
+        );
+        assert!(!heard.overflowed);
+        // Taken once: the next take is empty.
+        let again = lock(&log).take(&HashSet::from([":1.5"]));
+        assert!(again.nodes.is_empty() && again.events == 0);
+        for i in 0..=MAX_DIRTY {
+            note(
+                &log,
+                &event(":1.5", &format!("/n/{i}"), "TextChanged", none.clone()),
+            );
+        }
+        let heard = lock(&log).take(&HashSet::from([":1.5"]));
+        assert!(heard.overflowed && heard.nodes.is_empty());
+    }
+
+    /// A reply releases the round trip waiting on its serial, and only that one.
+    #[test]
+    fn a_reply_releases_the_round_trip_that_waits_on_it() {
+        let log = Mutex::new(EventLog::default());
+        let call = zbus::Message::method_call("/", "Ping")
+            .and_then(|b| b.destination(":1.5"))
+            .and_then(|b| b.interface("org.freedesktop.DBus.Peer"))
+            .and_then(|b| b.build(&()))
+            .expect("a call");
+        let other = zbus::Message::method_call("/", "Ping")
+            .and_then(|b| b.destination(":1.5"))
+            .and_then(|b| b.build(&()))
+            .expect("another call");
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let (tx2, mut rx2) = tokio::sync::oneshot::channel();
+        lock(&log)
+            .barriers
+            .insert(call.primary_header().serial_num(), tx);
+        lock(&log)
+            .barriers
+            .insert(other.primary_header().serial_num(), tx2);
+        let reply = zbus::Message::method_return(&call.header())
+            .and_then(|b| b.build(&()))
+            .expect("a reply");
+        note(&log, &reply);
+        assert!(rx.try_recv().is_ok());
+        assert!(rx2.try_recv().is_err());
+        assert_eq!(lock(&log).barriers.len(), 1);
+    }
 }
