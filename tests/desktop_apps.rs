@@ -434,7 +434,28 @@ async fn an_app_that_stops_answering_is_reported_not_waited_on() {
         .snapshot(&t.app, limits)
         .await
         .unwrap_err();
+    // The kept tree's refresh reports it the same way, without walking whole after.
+    let kept_started = Instant::now();
+    let kept_err = t
+        .desktop
+        .observe(&ObserveOptions {
+            app: Some(t.app.name.clone()),
+            limits: clawdesk_desktop::WalkLimits {
+                call_timeout: Duration::from_secs(1),
+                ..limits
+            },
+            ..ObserveOptions::default()
+        })
+        .await
+        .unwrap_err();
+    let kept_took = kept_started.elapsed();
     t.run_in_sandbox(&["kill", "-CONT", &pid]);
+    assert!(
+        matches!(kept_err, DesktopError::AppNotResponding { .. }),
+        "{kept_err}"
+    );
+    // One timeout (the round trip), not two (that and a whole walk's first question).
+    assert!(kept_took < Duration::from_millis(1_600), "{kept_took:?}");
     assert!(
         matches!(err, DesktopError::AppNotResponding { .. }),
         "{err}"

@@ -288,13 +288,14 @@ impl Listener {
 
     /// A round trip to `dest` over the events' connection. The app's reply leaves it after
     /// every event it sent before, and the bus keeps one sender's messages in order, so once
-    /// the reply is read every such event has been counted.
-    async fn sync(&self, dest: &str, timeout: Duration) -> std::result::Result<(), String> {
+    /// the reply is read every such event has been counted. Fails with `None` when the app
+    /// did not answer within `timeout`.
+    async fn sync(&self, dest: &str, timeout: Duration) -> std::result::Result<(), Option<String>> {
         let ping = zbus::Message::method_call("/", "Ping")
             .and_then(|b| b.destination(dest.to_owned()))
             .and_then(|b| b.interface("org.freedesktop.DBus.Peer"))
             .and_then(|b| b.build(&()))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Some(e.to_string()))?;
         let serial = ping.primary_header().serial_num();
         let (tx, rx) = tokio::sync::oneshot::channel();
         lock(&self.log).barriers.insert(serial, tx);
@@ -305,8 +306,8 @@ impl Listener {
         let outcome = tokio::time::timeout(timeout, sent).await;
         lock(&self.log).barriers.remove(&serial);
         match outcome {
-            Ok(r) => r,
-            Err(_) => Err(format!("{dest} did not answer within {timeout:?}")),
+            Ok(r) => r.map_err(Some),
+            Err(_) => Err(None),
         }
     }
 }
@@ -456,6 +457,11 @@ impl Accessibility {
                     return Ok((out, read));
                 }
                 Ok(Refreshed::Walk(why)) => why,
+                Err(e @ DesktopError::AppNotResponding { .. }) => {
+                    // Walked whole when it answers again: its events may not all be in.
+                    trees.remove(&app.bus_name);
+                    return Err(e);
+                }
                 Err(e) => {
                     tracing::debug!(app = %app.name, "refresh failed, walking whole: {e}");
                     WalkReason::RefreshFailed
@@ -522,7 +528,7 @@ impl Accessibility {
         let listener = self.kept().listener.lock().await.clone();
         if let Some(l) = listener {
             if let Err(e) = l.sync(&app.bus_name, Duration::from_secs(2)).await {
-                tracing::warn!("no round trip before losing events: {e}");
+                tracing::warn!("no round trip before losing events: {e:?}");
             }
             for dirty in lock(&l.log).dirty.values_mut() {
                 *dirty = Dirty::default();
@@ -539,10 +545,17 @@ impl Accessibility {
         listener: &Listener,
         limits: WalkLimits,
     ) -> Result<Refreshed> {
-        listener
-            .sync(&app.bus_name, limits.call_timeout)
-            .await
-            .map_err(DesktopError::Accessibility)?;
+        // An app that does not answer is reported, as a whole walk would, not walked.
+        match listener.sync(&app.bus_name, limits.call_timeout).await {
+            Ok(()) => {}
+            Err(None) => {
+                return Err(DesktopError::AppNotResponding {
+                    app: app.name.clone(),
+                    after_ms: limits.call_timeout.as_millis() as u64,
+                });
+            }
+            Err(Some(e)) => return Err(DesktopError::Accessibility(e)),
+        }
         let senders = senders(&tree.facts);
         let heard = lock(&listener.log).take(&senders);
         if heard.overflowed {
