@@ -1074,3 +1074,69 @@ async fn a_kept_tree_views_selection_follows_the_keyboard() {
     }
     assert!(kept_reads > 0, "no refresh was kept");
 }
+
+/// Reads the app's tree whole and asserts the kept tree of `o` is the same, bounds included.
+async fn assert_kept_is_whole(t: &AppUnderTest, o: &clawdesk_desktop::Observation) {
+    assert!(
+        matches!(read_of(o), TreeRead::Kept { .. }),
+        "{:?}",
+        read_of(o)
+    );
+    let whole = t
+        .desktop
+        .accessibility()
+        .snapshot(&t.app, WalkLimits::default())
+        .await
+        .expect("a whole walk");
+    let kept = o.tree.as_ref().expect("a tree");
+    assert_eq!(kept.linearise(), whole.linearise());
+    assert_eq!(kept.update.nodes, whole.update.nodes);
+}
+
+/// A window that moves sends no event for its widgets, yet every extent in a kept tree must
+/// follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_tree_follows_its_window_when_it_moves() {
+    let t = start_app(&["zenity", "--entry", "--text=Moving"], "zenity", any_app()).await;
+    t.observe().await;
+    let before = t.observe().await;
+    let window = before
+        .active_window
+        .as_ref()
+        .expect("a window")
+        .id
+        .to_string();
+    t.run_in_sandbox(&["xdotool", "windowmove", "--sync", &window, "37", "53"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = t.observe().await;
+    assert_ne!(tree_text(&o), tree_text(&before), "the window moved");
+    assert_kept_is_whole(&t, &o).await;
+}
+
+/// A view that scrolls moves every row in it with no event per row (GTK 3's tree view says
+/// which rows came and went; a scroll bar's new value covers other views).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_tree_follows_a_view_that_scrolls() {
+    let mut argv = vec!["zenity", "--list", "--column=Item", "--height=400"];
+    let items: Vec<String> = (0..80).map(|i| format!("row {i}")).collect();
+    argv.extend(items.iter().map(String::as_str));
+    let t = start_app(&argv, "zenity", any_app()).await;
+    t.observe().await;
+    let before = t.observe().await;
+    // The wheel over the list scrolls it without moving the selection.
+    let list = before
+        .tree
+        .as_ref()
+        .and_then(|tr| tr.find(Some(Role::Cell), "row 3").into_iter().next())
+        .expect("a row on screen");
+    let (x, y) = list.center().expect("on screen");
+    let (x, y) = (x.round().to_string(), y.round().to_string());
+    t.run_in_sandbox(&["xdotool", "mousemove", &x, &y]);
+    for _ in 0..3 {
+        t.run_in_sandbox(&["xdotool", "click", "5"]);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let o = t.observe().await;
+    assert_ne!(tree_text(&o), tree_text(&before), "the list scrolled");
+    assert_kept_is_whole(&t, &o).await;
+}

@@ -20,17 +20,16 @@
 //! checks at the moment of acting it reads whole.
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
-use zbus::message::Type as MessageType;
 
 use crate::error::{DesktopError, Result};
-use crate::observe::atspi::{Accessibility, Facts, Key, WalkLimits, Whole, build_tree};
+use crate::observe::atspi::{Accessibility, WalkLimits};
+use crate::observe::events::{KeptTree, Listener, MAX_KEPT, lock};
+use crate::observe::facts::{Facts, Key, ROOT_PATH, Whole, build_tree};
 use crate::observe::tree::{AccessTree, AppRef};
 
 /// How trees are kept between observations.
@@ -108,309 +107,6 @@ pub enum WalkReason {
     RefreshFailed,
     /// So much changed that a whole walk costs less.
     MostChanged,
-}
-
-/// The events that say a node changed. Bounds are not among them: extents are read again at
-/// every refresh, since moving a window changes every node's and sends no event for them.
-const EVENTS: [&str; 6] = [
-    "object:children-changed",
-    "object:state-changed",
-    "object:property-change",
-    "object:text-changed",
-    "object:active-descendant-changed",
-    "object:selection-changed",
-];
-
-/// Past this many changed nodes of one app between two observations, the events are not kept
-/// and the next observation walks the tree whole.
-const MAX_DIRTY: usize = 4096;
-/// At most this many apps' trees are kept; the least recently observed is dropped.
-const MAX_KEPT: usize = 16;
-
-/// The kept trees of one accessibility bus, shared by every handle to it.
-#[derive(Debug, Default)]
-pub(crate) struct Kept {
-    listener: tokio::sync::Mutex<Option<Arc<Listener>>>,
-    /// Whether the registry refused to register the events (no refresh is possible).
-    no_events: std::sync::atomic::AtomicBool,
-    trees: tokio::sync::Mutex<HashMap<String, KeptTree>>,
-}
-
-/// One app's tree as last read.
-#[derive(Debug)]
-struct KeptTree {
-    facts: HashMap<Key, Facts>,
-    trust_showing: bool,
-    walked_at: Instant,
-    used_at: Instant,
-    /// Refreshes since the tree was walked.
-    refreshes: u32,
-    /// The listener's epoch when the tree was walked: another means events were lost.
-    epoch: u64,
-}
-
-/// The connection events arrive on, and what they said since each app was last observed.
-#[derive(Debug)]
-struct Listener {
-    conn: zbus::Connection,
-    log: Arc<Mutex<EventLog>>,
-    epoch: u64,
-    /// The task reading the events; it ends with the listener, and so does its connection.
-    reader: tokio::task::AbortHandle,
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
-#[derive(Debug, Default)]
-struct EventLog {
-    /// Changed object paths by sender, for the senders whose trees are kept.
-    dirty: HashMap<String, Dirty>,
-    /// Round trips waiting for their reply, by the serial of their call.
-    barriers: HashMap<NonZeroU32, tokio::sync::oneshot::Sender<()>>,
-    /// The stream ended: no event arrives any more.
-    closed: bool,
-}
-
-#[derive(Debug, Default)]
-struct Dirty {
-    /// Nodes to read again.
-    paths: HashSet<String>,
-    /// Containers whose children's states are to be read again: a selection changed in them
-    /// (GTK 3 tables announce it on the table, not on the cells).
-    selections: HashSet<String>,
-    events: usize,
-    overflowed: bool,
-}
-
-/// What the events of some senders said: nodes to read again, and containers whose
-/// children's states to read again.
-#[derive(Debug, Default)]
-struct Heard {
-    nodes: HashSet<Key>,
-    selections: HashSet<Key>,
-    events: usize,
-    overflowed: bool,
-}
-
-impl EventLog {
-    /// What `senders` said since the last take: the nodes named, how many events, and
-    /// whether some were not kept.
-    fn take(&mut self, senders: &HashSet<&str>) -> Heard {
-        let mut heard = Heard::default();
-        for sender in senders {
-            if let Some(d) = self.dirty.get_mut(*sender) {
-                let d = std::mem::take(d);
-                heard.events += d.events;
-                heard.overflowed |= d.overflowed;
-                let key = |p: String| ((*sender).to_owned(), p);
-                heard.nodes.extend(d.paths.into_iter().map(key));
-                heard.selections.extend(d.selections.into_iter().map(key));
-            }
-        }
-        heard
-    }
-}
-
-/// The listener's epochs: one per listener started, so a tree can tell it outlived one.
-static EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-impl Listener {
-    /// Opens a connection to the bus at `address`, registers the events with the registry
-    /// (the toolkits send only events some client asked for) and starts reading them.
-    async fn start(address: &str) -> std::result::Result<Arc<Listener>, String> {
-        let conn = zbus::connection::Builder::address(address)
-            .map_err(|e| e.to_string())?
-            .build()
-            .await
-            .map_err(|e| e.to_string())?;
-        let dbus = zbus::fdo::DBusProxy::new(&conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        let rule = zbus::MatchRule::builder()
-            .msg_type(MessageType::Signal)
-            .interface("org.a11y.atspi.Event.Object")
-            .map_err(|e| e.to_string())?
-            .build();
-        // The stream is taken before the match is added, so no event falls between.
-        let mut stream = zbus::MessageStream::from(&conn);
-        dbus.add_match_rule(rule).await.map_err(|e| e.to_string())?;
-        for event in EVENTS {
-            conn.call_method(
-                Some("org.a11y.atspi.Registry"),
-                "/org/a11y/atspi/registry",
-                Some("org.a11y.atspi.Registry"),
-                "RegisterEvent",
-                &(event,),
-            )
-            .await
-            .map_err(|e| format!("registering {event}: {e}"))?;
-        }
-        let log = Arc::new(Mutex::new(EventLog::default()));
-        let reader_log = log.clone();
-        let reader = tokio::spawn(async move {
-            while let Some(message) = stream.next().await {
-                let Ok(message) = message else { continue };
-                note(&reader_log, &message);
-            }
-            lock(&reader_log).closed = true;
-            tracing::info!("the accessibility event stream ended; trees are walked whole");
-        });
-        Ok(Arc::new(Listener {
-            conn,
-            log,
-            epoch: EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            reader: reader.abort_handle(),
-        }))
-    }
-
-    fn alive(&self) -> bool {
-        !lock(&self.log).closed
-    }
-
-    /// Starts recording the events of `senders`, forgetting what they said before.
-    fn watch<'a>(&self, senders: impl IntoIterator<Item = &'a str>) {
-        let mut log = lock(&self.log);
-        for sender in senders {
-            log.dirty.insert(sender.to_owned(), Dirty::default());
-        }
-    }
-
-    fn unwatch(&self, senders: &HashSet<&str>) {
-        let mut log = lock(&self.log);
-        for sender in senders {
-            log.dirty.remove(*sender);
-        }
-    }
-
-    /// A round trip to `dest` over the events' connection. The app's reply leaves it after
-    /// every event it sent before, and the bus keeps one sender's messages in order, so once
-    /// the reply is read every such event has been counted. Fails with `None` when the app
-    /// did not answer within `timeout`.
-    async fn sync(&self, dest: &str, timeout: Duration) -> std::result::Result<(), Option<String>> {
-        let ping = zbus::Message::method_call("/", "Ping")
-            .and_then(|b| b.destination(dest.to_owned()))
-            .and_then(|b| b.interface("org.freedesktop.DBus.Peer"))
-            .and_then(|b| b.build(&()))
-            .map_err(|e| Some(e.to_string()))?;
-        let serial = ping.primary_header().serial_num();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        lock(&self.log).barriers.insert(serial, tx);
-        let sent = async {
-            self.conn.send(&ping).await.map_err(|e| e.to_string())?;
-            rx.await.map_err(|_| "the event stream ended".to_owned())
-        };
-        let outcome = tokio::time::timeout(timeout, sent).await;
-        lock(&self.log).barriers.remove(&serial);
-        match outcome {
-            Ok(r) => r.map_err(Some),
-            Err(_) => Err(None),
-        }
-    }
-}
-
-fn lock(log: &Mutex<EventLog>) -> std::sync::MutexGuard<'_, EventLog> {
-    log.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Counts one message from the events' connection: an event marks its object changed, a
-/// reply releases the round trip waiting on it.
-fn note(log: &Mutex<EventLog>, message: &zbus::Message) {
-    let header = message.header();
-    let mut log = lock(log);
-    match message.message_type() {
-        MessageType::Signal => {
-            let (Some(sender), Some(path)) = (header.sender(), header.path()) else {
-                return;
-            };
-            let Some(dirty) = log.dirty.get_mut(sender.as_str()) else {
-                return;
-            };
-            dirty.events += 1;
-            tracing::trace!(member = ?header.member(), %path, "event");
-            if dirty.overflowed {
-                return;
-            }
-            dirty.paths.insert(path.as_str().to_owned());
-            match header.member().map(|m| m.as_str()) {
-                Some("SelectionChanged") => {
-                    dirty.selections.insert(path.as_str().to_owned());
-                }
-                // The descendant that became active is named in the event, and may itself
-                // send nothing.
-                Some("ActiveDescendantChanged") => {
-                    if let Some((dest, child)) = event_object(message)
-                        && dest == sender.as_str()
-                    {
-                        dirty.paths.insert(child);
-                    }
-                }
-                _ => {}
-            }
-            if dirty.paths.len() + dirty.selections.len() > MAX_DIRTY {
-                dirty.paths.clear();
-                dirty.selections.clear();
-                dirty.overflowed = true;
-            }
-        }
-        MessageType::MethodReturn | MessageType::Error => {
-            if let Some(serial) = header.reply_serial()
-                && let Some(tx) = log.barriers.remove(&serial)
-            {
-                let _ = tx.send(());
-            }
-        }
-        MessageType::MethodCall => {}
-    }
-}
-
-/// The object an event carries in its `any_data` (the new active descendant): bus name and
-/// path. AT-SPI's event body is (kind, detail1, detail2, any_data, properties); older
-/// bridges leave out the properties.
-fn event_object(message: &zbus::Message) -> Option<(String, String)> {
-    use zbus::zvariant::{OwnedObjectPath, OwnedValue};
-    let body = message.body();
-    let any = body
-        .deserialize::<(String, i32, i32, OwnedValue, HashMap<String, OwnedValue>)>()
-        .map(|(_, _, _, any, _)| any)
-        .or_else(|_| {
-            body.deserialize::<(String, i32, i32, OwnedValue)>()
-                .map(|(_, _, _, any)| any)
-        })
-        .ok()?;
-    let (dest, path) = <(String, OwnedObjectPath)>::try_from(any).ok()?;
-    Some((dest, path.as_str().to_owned()))
-}
-
-impl Kept {
-    /// The running listener, started (or restarted) if need be; `None` where the bus gives
-    /// no events.
-    async fn listener(&self, address: &str) -> Option<Arc<Listener>> {
-        use std::sync::atomic::Ordering;
-        if self.no_events.load(Ordering::Relaxed) {
-            return None;
-        }
-        let mut slot = self.listener.lock().await;
-        if let Some(l) = slot.as_ref()
-            && l.alive()
-        {
-            return Some(l.clone());
-        }
-        match Listener::start(address).await {
-            Ok(l) => {
-                *slot = Some(l.clone());
-                Some(l)
-            }
-            Err(e) => {
-                tracing::warn!("no accessibility events ({e}); trees are walked whole");
-                self.no_events.store(true, Ordering::Relaxed);
-                None
-            }
-        }
-    }
 }
 
 impl Accessibility {
@@ -508,6 +204,7 @@ impl Accessibility {
                     KeptTree {
                         facts: whole.facts,
                         trust_showing: whole.trust_showing,
+                        announces_moves: whole.announces_moves,
                         walked_at: now,
                         used_at: now,
                         refreshes: 0,
@@ -530,9 +227,7 @@ impl Accessibility {
             if let Err(e) = l.sync(&app.bus_name, Duration::from_secs(2)).await {
                 tracing::warn!("no round trip before losing events: {e:?}");
             }
-            for dirty in lock(&l.log).dirty.values_mut() {
-                *dirty = Dirty::default();
-            }
+            lock(&l.log).forget();
         }
     }
 
@@ -619,6 +314,16 @@ impl Accessibility {
             changed = changed.len(),
             "refresh"
         );
+        // Which extents can have changed: every one on screen, unless the toolkit announces
+        // what moves its elements.
+        let (may_have_moved, windows) = if tree.announces_moves {
+            match self.moved_below(app, tree, &heard.moved, limits).await {
+                Some((below, windows)) => (Some(below), windows),
+                None => return Ok(Refreshed::Walk(WalkReason::RefreshFailed)),
+            }
+        } else {
+            (None, 0)
+        };
         let mut light: Vec<(Key, bool, bool)> = tree
             .facts
             .iter()
@@ -626,12 +331,13 @@ impl Accessibility {
             .map(|(k, f)| {
                 let extents = f.extents.is_some()
                     && f.shown(tree.trust_showing)
-                    && f.interfaces.contains(atspi::Interface::Component);
+                    && f.interfaces.contains(atspi::Interface::Component)
+                    && may_have_moved.as_ref().is_none_or(|m| m.contains(k));
                 (k.clone(), extents, restate.contains(k))
             })
             .filter(|(_, extents, states)| *extents || *states)
             .collect();
-        let extents = light.iter().filter(|(_, e, _)| *e).count();
+        let extents = windows + light.iter().filter(|(_, e, _)| *e).count();
         let mut reads = FuturesUnordered::new();
         let mut queue = light.drain(..);
         loop {
@@ -686,6 +392,76 @@ impl Accessibility {
     }
 }
 
+impl Accessibility {
+    /// For an app whose toolkit announces moves: the nodes whose extents can have changed,
+    /// those below a node that moved (or below a scroll bar's view, when the bar's value
+    /// changed) and below a top-level window that moved or changed size. The windows' own
+    /// extents are read here, and how many is returned too; `None` if one did not answer.
+    async fn moved_below(
+        &self,
+        app: &AppRef,
+        tree: &mut KeptTree,
+        moved: &HashSet<Key>,
+        limits: WalkLimits,
+    ) -> Option<(HashSet<Key>, usize)> {
+        let root: Key = (app.bus_name.clone(), ROOT_PATH.to_owned());
+        let mut roots: Vec<Key> = {
+            let parents: HashMap<&Key, &Key> = tree
+                .facts
+                .iter()
+                .flat_map(|(k, f)| f.children.iter().map(move |c| (c, k)))
+                .collect();
+            moved
+                .iter()
+                .filter_map(|k| {
+                    let f = tree.facts.get(k)?;
+                    // A scroll bar's value moves the view beside it: its parent's subtree.
+                    Some(match (f.role, parents.get(k)) {
+                        (atspi::Role::ScrollBar, Some(parent)) => (*parent).clone(),
+                        _ => k.clone(),
+                    })
+                })
+                .collect()
+        };
+        let windows: Vec<Key> = tree
+            .facts
+            .get(&root)
+            .map(|f| f.children.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| {
+                tree.facts.get(k).is_some_and(|f| {
+                    f.extents.is_some() && f.interfaces.contains(atspi::Interface::Component)
+                })
+            })
+            .collect();
+        let reads = windows.iter().map(|k| async move {
+            let read = tokio::time::timeout(limits.call_timeout, self.extents(&k.0, &k.1)).await;
+            (k, read)
+        });
+        for (k, read) in futures::future::join_all(reads).await {
+            let Ok(Ok(now)) = read else { return None };
+            if let Some(f) = tree.facts.get_mut(k)
+                && f.extents != Some(now)
+            {
+                f.extents = Some(now);
+                roots.push(k.clone());
+            }
+        }
+        let mut below: HashSet<Key> = HashSet::new();
+        while let Some(k) = roots.pop() {
+            if let Some(f) = tree.facts.get(&k) {
+                roots.extend(f.children.iter().filter(|c| !below.contains(*c)).cloned());
+            }
+            below.insert(k);
+        }
+        for w in &windows {
+            below.remove(w);
+        }
+        Some((below, windows.len()))
+    }
+}
+
 /// How many extents reads are in flight at once.
 const IN_FLIGHT: usize = 48;
 
@@ -696,99 +472,4 @@ enum Refreshed {
 
 fn senders(facts: &HashMap<Key, Facts>) -> HashSet<&str> {
     facts.keys().map(|(dest, _)| dest.as_str()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use zbus::zvariant::{ObjectPath, OwnedValue, Value};
-
-    fn event(sender: &str, path: &str, member: &str, any: Value<'_>) -> zbus::Message {
-        let props: HashMap<String, OwnedValue> = HashMap::new();
-        zbus::Message::signal(path, "org.a11y.atspi.Event.Object", member)
-            .and_then(|b| b.sender(sender))
-            .and_then(|b| b.build(&("", 0i32, 0i32, any, props)))
-            .expect("a well-formed event")
-    }
-
-    fn watched(log: &Mutex<EventLog>, sender: &str) {
-        lock(log).dirty.insert(sender.to_owned(), Dirty::default());
-    }
-
-    /// What the reader keeps of each event: the node it names (and the descendant an
-    /// active-descendant event names), the container of a selection, nothing of an app no
-    /// tree is kept for; and past the limit, only that events were lost.
-    #[test]
-    fn events_mark_the_nodes_they_name_for_the_apps_watched() {
-        let log = Mutex::new(EventLog::default());
-        watched(&log, ":1.5");
-        let none = Value::from(0i32);
-        note(&log, &event(":1.5", "/a/1", "StateChanged", none.clone()));
-        note(
-            &log,
-            &event(":1.5", "/a/2", "SelectionChanged", none.clone()),
-        );
-        let child = Value::from((":1.5", ObjectPath::try_from("/a/9").expect("path")));
-        note(
-            &log,
-            &event(":1.5", "/a/2", "ActiveDescendantChanged", child),
-        );
-        note(&log, &event(":1.6", "/b/1", "StateChanged", none.clone()));
-        let heard = lock(&log).take(&HashSet::from([":1.5", ":1.6"]));
-        let keys = |paths: &[&str]| -> HashSet<Key> {
-            paths
-                .iter()
-                .map(|p| (":1.5".to_owned(), (*p).to_owned()))
-                .collect()
-        };
-        assert_eq!(heard.nodes, keys(&["/a/1", "/a/2", "/a/9"]));
-        assert_eq!(heard.selections, keys(&["/a/2"]));
-        assert_eq!(
-            heard.events,
-            4 - 1,
-            "the unwatched app's event is not counted"
-        );
-        assert!(!heard.overflowed);
-        // Taken once: the next take is empty.
-        let again = lock(&log).take(&HashSet::from([":1.5"]));
-        assert!(again.nodes.is_empty() && again.events == 0);
-        for i in 0..=MAX_DIRTY {
-            note(
-                &log,
-                &event(":1.5", &format!("/n/{i}"), "TextChanged", none.clone()),
-            );
-        }
-        let heard = lock(&log).take(&HashSet::from([":1.5"]));
-        assert!(heard.overflowed && heard.nodes.is_empty());
-    }
-
-    /// A reply releases the round trip waiting on its serial, and only that one.
-    #[test]
-    fn a_reply_releases_the_round_trip_that_waits_on_it() {
-        let log = Mutex::new(EventLog::default());
-        let call = zbus::Message::method_call("/", "Ping")
-            .and_then(|b| b.destination(":1.5"))
-            .and_then(|b| b.interface("org.freedesktop.DBus.Peer"))
-            .and_then(|b| b.build(&()))
-            .expect("a call");
-        let other = zbus::Message::method_call("/", "Ping")
-            .and_then(|b| b.destination(":1.5"))
-            .and_then(|b| b.build(&()))
-            .expect("another call");
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        let (tx2, mut rx2) = tokio::sync::oneshot::channel();
-        lock(&log)
-            .barriers
-            .insert(call.primary_header().serial_num(), tx);
-        lock(&log)
-            .barriers
-            .insert(other.primary_header().serial_num(), tx2);
-        let reply = zbus::Message::method_return(&call.header())
-            .and_then(|b| b.build(&()))
-            .expect("a reply");
-        note(&log, &reply);
-        assert!(rx.try_recv().is_ok());
-        assert!(rx2.try_recv().is_err());
-        assert_eq!(lock(&log).barriers.len(), 1);
-    }
 }

@@ -2,6 +2,8 @@
 
 pub mod atspi;
 pub mod capture;
+mod events;
+mod facts;
 pub mod kept;
 pub mod tree;
 
