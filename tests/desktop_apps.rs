@@ -910,16 +910,7 @@ async fn a_kept_tree_follows_the_apps_events_and_matches_a_whole_walk() {
         }
         other => panic!("the change was seen by a whole walk, not the events: {other:?}"),
     }
-    let whole = t
-        .desktop
-        .accessibility()
-        .snapshot(&t.app, WalkLimits::default())
-        .await
-        .expect("a whole walk");
-    let kept = o.tree.as_ref().expect("a tree");
-    assert_eq!(kept.linearise(), whole.linearise());
-    assert_eq!(kept.update.nodes, whole.update.nodes);
-    assert_eq!(kept.update.focus, whole.update.focus);
+    assert_kept_is_whole(&t, &o).await;
 }
 
 /// An event that never arrives leaves a kept tree out of date, but only until the kept tree
@@ -1057,20 +1048,7 @@ async fn a_kept_tree_views_selection_follows_the_keyboard() {
             continue;
         }
         kept_reads += 1;
-        let whole = t
-            .desktop
-            .accessibility()
-            .snapshot(&t.app, WalkLimits::default())
-            .await
-            .expect("a whole walk");
-        let kept = o.tree.as_ref().expect("a tree");
-        assert_eq!(
-            kept.update.focus,
-            whole.update.focus,
-            "focus differs:\n{}",
-            kept.linearise()
-        );
-        assert_eq!(kept.update.nodes, whole.update.nodes);
+        assert_kept_is_whole(&t, &o).await;
     }
     assert!(kept_reads > 0, "no refresh was kept");
 }
@@ -1090,6 +1068,7 @@ async fn assert_kept_is_whole(t: &AppUnderTest, o: &clawdesk_desktop::Observatio
         .expect("a whole walk");
     let kept = o.tree.as_ref().expect("a tree");
     assert_eq!(kept.linearise(), whole.linearise());
+    assert_eq!(kept.update.focus, whole.update.focus, "focus differs");
     assert_eq!(kept.update.nodes, whole.update.nodes);
 }
 

@@ -3,21 +3,23 @@
 //! A whole walk asks every node five or more questions, and the app's own bridge answers
 //! them one at a time (about 1,100 calls, 45 ms, for gtk3-demo's 189 nodes). Between two steps
 //! little of a tree changes, and the toolkit says what did: children added or removed, a state,
-//! a name or value, a text. So the first observation of an app walks it whole and keeps what
-//! each node answered; later ones re-read only the nodes an event named, walk what is new
-//! below them, and re-read the extents of the nodes on screen (a window that moves sends no
-//! event per widget). The events come in on a connection of their own; before a refresh a
-//! round trip to the app over that connection makes sure every event the app sent before it
-//! has been counted.
+//! a name or value, a text, a widget's bounds. So the first observation of an app walks it
+//! whole and keeps what each node answered; later ones re-read only the nodes an event named,
+//! walk what is new below them, and re-read the extents that can have changed (on GTK 3, which
+//! announces what moves its elements, those below what moved; elsewhere every one on screen).
+//! The events come in on a connection of their own (`observe::events`); before a
+//! refresh a round trip to the app over that connection makes sure every event the app sent
+//! before it has been counted.
 //!
 //! A kept tree is walked whole again when events may have been missed: when the listener
 //! stopped, when an app sent more events than are kept, when a node the tree holds no longer
-//! answers, and at the latest every [`KeepTrees::rewalk_every`] observations of the app or
-//! after [`KeepTrees::rewalk_after`], which bound how long a missed event can go unseen. A tree that was cut short (node cap, time limit) is not kept.
+//! answers, and at the latest every [`KeepTrees::rewalk_every`] refreshes or after
+//! [`KeepTrees::rewalk_after`], which bound how long a missed event can go unseen. A tree that
+//! was cut short (node cap, time limit) is not kept.
 //!
-//! This module owns the kept trees and the event listener; it must not decide whose tree is
-//! read (that is [`crate::Desktop::observe`]) and the guard never reads a kept tree: what it
-//! checks at the moment of acting it reads whole.
+//! This module decides when a kept tree serves and refreshes it; it must not decide whose tree
+//! is read (that is [`crate::Desktop::observe`]), and the guard never reads a kept tree: what
+//! it checks at the moment of acting it reads whole.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
