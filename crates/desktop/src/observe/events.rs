@@ -29,6 +29,11 @@ const EVENTS: [&str; 7] = [
 /// Past this many changed nodes of one app between two observations, the events are not kept
 /// and the next observation walks the tree whole.
 const MAX_DIRTY: usize = 4096;
+/// How long registering the events may take before the listener gives up.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// After the listener failed to start, how long trees are walked whole before it is tried
+/// again (the registry may still have been starting).
+const RETRY_LISTENER: Duration = Duration::from_secs(30);
 /// At most this many apps' trees are kept; the least recently observed is dropped.
 pub(crate) const MAX_KEPT: usize = 16;
 
@@ -36,8 +41,8 @@ pub(crate) const MAX_KEPT: usize = 16;
 #[derive(Debug, Default)]
 pub(crate) struct Kept {
     pub(crate) listener: tokio::sync::Mutex<Option<Arc<Listener>>>,
-    /// Whether the registry refused to register the events (no refresh is possible).
-    no_events: std::sync::atomic::AtomicBool,
+    /// When the listener last failed to start (no refresh is possible until it is retried).
+    failed_at: Mutex<Option<Instant>>,
     pub(crate) trees: tokio::sync::Mutex<HashMap<String, KeptTree>>,
 }
 
@@ -52,6 +57,8 @@ pub(crate) struct KeptTree {
     pub(crate) used_at: Instant,
     /// Refreshes since the tree was walked.
     pub(crate) refreshes: u32,
+    /// A refresh began and has not finished: the tree is half updated.
+    pub(crate) refreshing: bool,
     /// The listener's epoch when the tree was walked: another means events were lost.
     pub(crate) epoch: u64,
 }
@@ -120,7 +127,16 @@ impl EventLog {
     pub(crate) fn take(&mut self, senders: &HashSet<&str>) -> Heard {
         let mut heard = Heard::default();
         for sender in senders {
-            if let Some(d) = self.dirty.get_mut(*sender) {
+            // A sender not watched (a plug added since the walk) or named by a well-known name
+            // (events carry unique names) said nothing that can be heard: as if lost.
+            if !sender.starts_with(':') {
+                heard.overflowed = true;
+            }
+            let Some(d) = self.dirty.get_mut(*sender) else {
+                heard.overflowed = true;
+                continue;
+            };
+            {
                 let d = std::mem::take(d);
                 heard.events += d.events;
                 heard.overflowed |= d.overflowed;
@@ -154,20 +170,9 @@ impl Listener {
             .interface("org.a11y.atspi.Event.Object")
             .map_err(|e| e.to_string())?
             .build();
-        // The stream is taken before the match is added, so no event falls between.
+        // The stream is taken before the match is added, so no event falls between, and read
+        // from the start: a full queue would stop the connection, the registry's replies too.
         let mut stream = zbus::MessageStream::from(&conn);
-        dbus.add_match_rule(rule).await.map_err(|e| e.to_string())?;
-        for event in EVENTS {
-            conn.call_method(
-                Some("org.a11y.atspi.Registry"),
-                "/org/a11y/atspi/registry",
-                Some("org.a11y.atspi.Registry"),
-                "RegisterEvent",
-                &(event,),
-            )
-            .await
-            .map_err(|e| format!("registering {event}: {e}"))?;
-        }
         let log = Arc::new(Mutex::new(EventLog::default()));
         let reader_log = log.clone();
         let reader = tokio::spawn(async move {
@@ -175,9 +180,38 @@ impl Listener {
                 let Ok(message) = message else { continue };
                 note(&reader_log, &message);
             }
-            lock(&reader_log).closed = true;
+            let mut log = lock(&reader_log);
+            log.closed = true;
+            // Round trips still waiting fail now, not at their timeout.
+            log.barriers.clear();
             tracing::info!("the accessibility event stream ended; trees are walked whole");
         });
+        let register = async {
+            dbus.add_match_rule(rule).await.map_err(|e| e.to_string())?;
+            for event in EVENTS {
+                conn.call_method(
+                    Some("org.a11y.atspi.Registry"),
+                    "/org/a11y/atspi/registry",
+                    Some("org.a11y.atspi.Registry"),
+                    "RegisterEvent",
+                    &(event,),
+                )
+                .await
+                .map_err(|e| format!("registering {event}: {e}"))?;
+            }
+            Ok::<_, String>(())
+        };
+        let registered = tokio::time::timeout(REGISTER_TIMEOUT, register)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the registry did not answer in {REGISTER_TIMEOUT:?}"
+                ))
+            });
+        if let Err(e) = registered {
+            reader.abort();
+            return Err(e);
+        }
         Ok(Arc::new(Listener {
             conn,
             log,
@@ -336,8 +370,8 @@ impl Kept {
     /// The running listener, started (or restarted) if need be; `None` where the bus gives
     /// no events.
     pub(crate) async fn listener(&self, address: &str) -> Option<Arc<Listener>> {
-        use std::sync::atomic::Ordering;
-        if self.no_events.load(Ordering::Relaxed) {
+        let failed = |at: &Mutex<Option<Instant>>| *at.lock().unwrap_or_else(|e| e.into_inner());
+        if failed(&self.failed_at).is_some_and(|at| at.elapsed() < RETRY_LISTENER) {
             return None;
         }
         let mut slot = self.listener.lock().await;
@@ -346,14 +380,20 @@ impl Kept {
         {
             return Some(l.clone());
         }
-        match Listener::start(address).await {
+        let started = Listener::start(address).await;
+        let mut failed_at = self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        match started {
             Ok(l) => {
+                *failed_at = None;
                 *slot = Some(l.clone());
                 Some(l)
             }
             Err(e) => {
-                tracing::warn!("no accessibility events ({e}); trees are walked whole");
-                self.no_events.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    "no accessibility events ({e}); trees are walked whole, and events tried \
+                     again in {RETRY_LISTENER:?}"
+                );
+                *failed_at = Some(Instant::now());
                 None
             }
         }
@@ -396,7 +436,7 @@ mod tests {
             &event(":1.5", "/a/2", "ActiveDescendantChanged", child),
         );
         note(&log, &event(":1.6", "/b/1", "StateChanged", none.clone()));
-        let heard = lock(&log).take(&HashSet::from([":1.5", ":1.6"]));
+        let heard = lock(&log).take(&HashSet::from([":1.5"]));
         let keys = |paths: &[&str]| -> HashSet<Key> {
             paths
                 .iter()
@@ -411,6 +451,14 @@ mod tests {
             "the unwatched app's event is not counted"
         );
         assert!(!heard.overflowed);
+        // A sender not watched, or named by a well-known name, cannot be heard: as if lost.
+        assert!(lock(&log).take(&HashSet::from([":1.6"])).overflowed);
+        watched(&log, "org.example.Plug");
+        assert!(
+            lock(&log)
+                .take(&HashSet::from(["org.example.Plug"]))
+                .overflowed
+        );
         // Taken once: the next take is empty.
         let again = lock(&log).take(&HashSet::from([":1.5"]));
         assert!(again.nodes.is_empty() && again.events == 0);

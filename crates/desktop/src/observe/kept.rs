@@ -133,6 +133,8 @@ impl Accessibility {
         let why = match (&listener, trees.get_mut(&app.bus_name)) {
             (None, _) => WalkReason::NoEvents,
             (Some(_), None) => WalkReason::NotKept,
+            // A refresh that did not finish (its observation was dropped) left it half done.
+            (Some(_), Some(tree)) if tree.refreshing => WalkReason::RefreshFailed,
             (Some(l), Some(tree)) if tree.epoch != l.epoch => WalkReason::EventsLost,
             (Some(_), Some(tree))
                 if tree.walked_at.elapsed() >= keep.rewalk_after
@@ -152,12 +154,20 @@ impl Accessibility {
                         let reached: HashSet<Key> = reached.into_iter().collect();
                         tree.facts.retain(|k, _| reached.contains(k));
                     }
-                    return Ok((out, read));
+                    if complete(&tree.facts) {
+                        return Ok((out, read));
+                    }
+                    // A node that did not answer is missing, and no event would bring it.
+                    WalkReason::RefreshFailed
                 }
                 Ok(Refreshed::Walk(why)) => why,
                 Err(e @ DesktopError::AppNotResponding { .. }) => {
                     // Walked whole when it answers again: its events may not all be in.
-                    trees.remove(&app.bus_name);
+                    if let Some(old) = trees.remove(&app.bus_name)
+                        && let Some(l) = &listener
+                    {
+                        l.unwatch(&senders(&old.facts));
+                    }
                     return Err(e);
                 }
                 Err(e) => {
@@ -176,7 +186,15 @@ impl Accessibility {
         if let Some(l) = &listener {
             l.watch([app.bus_name.as_str()]);
         }
-        let whole: Whole = walker.read_whole(app, limits).await?;
+        let whole: Whole = match walker.read_whole(app, limits).await {
+            Ok(whole) => whole,
+            Err(e) => {
+                if let Some(l) = &listener {
+                    l.unwatch(&HashSet::from([app.bus_name.as_str()]));
+                }
+                return Err(e);
+            }
+        };
         let walk_ms = start.elapsed().as_secs_f64() * 1e3;
         let (tree, _) = build_tree(
             app,
@@ -187,7 +205,9 @@ impl Accessibility {
         );
         tracing::debug!(app = %app.name, nodes = tree.len(), walk_ms, ?why, "walked tree");
         match &listener {
-            Some(l) if whole.truncated.is_none() => {
+            // A tree cut short, or missing a node that did not answer, is not kept: no event
+            // would bring back what it lacks.
+            Some(l) if whole.truncated.is_none() && complete(&whole.facts) => {
                 let senders = senders(&whole.facts);
                 // Nodes another process answers for (a plug) send their events themselves.
                 l.watch(senders.iter().copied().filter(|s| *s != app.bus_name));
@@ -210,6 +230,7 @@ impl Accessibility {
                         walked_at: now,
                         used_at: now,
                         refreshes: 0,
+                        refreshing: false,
                         epoch: l.epoch,
                     },
                 );
@@ -242,6 +263,8 @@ impl Accessibility {
         listener: &Listener,
         limits: WalkLimits,
     ) -> Result<Refreshed> {
+        // Until this returns a tree, the kept one is half refreshed.
+        tree.refreshing = true;
         // An app that does not answer is reported, as a whole walk would, not walked.
         match listener.sync(&app.bus_name, limits.call_timeout).await {
             Ok(()) => {}
@@ -334,7 +357,10 @@ impl Accessibility {
                 let extents = f.extents.is_some()
                     && f.shown(tree.trust_showing)
                     && f.interfaces.contains(atspi::Interface::Component)
-                    && may_have_moved.as_ref().is_none_or(|m| m.contains(k));
+                    // Nodes another process answers for (a web view's) move by its rules.
+                    && may_have_moved
+                        .as_ref()
+                        .is_none_or(|m| m.contains(k) || k.0 != app.bus_name);
                 (k.clone(), extents, restate.contains(k))
             })
             .filter(|(_, extents, states)| *extents || *states)
@@ -385,6 +411,7 @@ impl Accessibility {
                 _ => return Ok(Refreshed::Walk(WalkReason::RefreshFailed)),
             }
         }
+        tree.refreshing = false;
         Ok(Refreshed::Tree(TreeRead::Kept {
             events: heard.events,
             reread,
@@ -470,6 +497,13 @@ const IN_FLIGHT: usize = 48;
 enum Refreshed {
     Tree(TreeRead),
     Walk(WalkReason),
+}
+
+/// Whether every child a node lists was read.
+fn complete(facts: &HashMap<Key, Facts>) -> bool {
+    facts
+        .values()
+        .all(|f| f.children.iter().all(|c| facts.contains_key(c)))
 }
 
 fn senders(facts: &HashMap<Key, Facts>) -> HashSet<&str> {
