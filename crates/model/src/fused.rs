@@ -15,7 +15,7 @@ pub fn applies(x: &Tensor) -> bool {
 }
 
 /// Runs `f` on the f32 contents of a contiguous CPU tensor.
-fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub(crate) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = if t.is_contiguous() {
         t.clone()
     } else {
@@ -54,48 +54,59 @@ impl CustomOp1 for RmsNorm {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = input(storage, layout, self.name())?;
-        let h = self.weight.len();
-        let mut out = vec![0f32; x.len()];
-        for (row, dst) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
-            let mean = row.iter().map(|v| v * v).sum::<f32>() / h as f32;
-            let r = 1.0 / (mean + self.eps).sqrt();
-            for ((d, &v), &w) in dst.iter_mut().zip(row).zip(&self.weight) {
-                *d = w * (v * r);
-            }
-        }
+        let out = rms_norm_rows(x, &self.weight, self.eps);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let h = self.weight.len();
         let dx = with_slice(arg, |x| {
             with_slice(grad, |g| {
-                let mut dx = vec![0f32; x.len()];
-                for ((xr, gr), dr) in x
-                    .chunks_exact(h)
-                    .zip(g.chunks_exact(h))
-                    .zip(dx.chunks_exact_mut(h))
-                {
-                    let mean = xr.iter().map(|v| v * v).sum::<f32>() / h as f32;
-                    let r = 1.0 / (mean + self.eps).sqrt();
-                    // u = g·w; dx = r·u − x·r³·mean(u·x)
-                    let dot = xr
-                        .iter()
-                        .zip(gr)
-                        .zip(&self.weight)
-                        .map(|((&xv, &gv), &w)| gv * w * xv)
-                        .sum::<f32>()
-                        / h as f32;
-                    let r3 = r * r * r;
-                    for (i, d) in dr.iter_mut().enumerate() {
-                        *d = r * gr[i] * self.weight[i] - xr[i] * r3 * dot;
-                    }
-                }
-                dx
+                rms_norm_rows_backward(x, &self.weight, self.eps, g)
             })
         })??;
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
+}
+
+/// RMSNorm of each `weight.len()`-wide row of `x`, scaled by `weight`.
+pub(crate) fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    let h = weight.len();
+    let mut out = vec![0f32; x.len()];
+    for (row, dst) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
+        let mean = row.iter().map(|v| v * v).sum::<f32>() / h as f32;
+        let r = 1.0 / (mean + eps).sqrt();
+        for ((d, &v), &w) in dst.iter_mut().zip(row).zip(weight) {
+            *d = w * (v * r);
+        }
+    }
+    out
+}
+
+/// The gradient of [`rms_norm_rows`] with respect to `x`, given the output's gradient `g`.
+pub(crate) fn rms_norm_rows_backward(x: &[f32], weight: &[f32], eps: f32, g: &[f32]) -> Vec<f32> {
+    let h = weight.len();
+    let mut dx = vec![0f32; x.len()];
+    for ((xr, gr), dr) in x
+        .chunks_exact(h)
+        .zip(g.chunks_exact(h))
+        .zip(dx.chunks_exact_mut(h))
+    {
+        let mean = xr.iter().map(|v| v * v).sum::<f32>() / h as f32;
+        let r = 1.0 / (mean + eps).sqrt();
+        // u = g·w; dx = r·u − x·r³·mean(u·x)
+        let dot = xr
+            .iter()
+            .zip(gr)
+            .zip(weight)
+            .map(|((&xv, &gv), &w)| gv * w * xv)
+            .sum::<f32>()
+            / h as f32;
+        let r3 = r * r * r;
+        for (i, d) in dr.iter_mut().enumerate() {
+            *d = r * gr[i] * weight[i] - xr[i] * r3 * dot;
+        }
+    }
+    dx
 }
 
 /// RMSNorm with a frozen weight, as one node.
@@ -316,7 +327,7 @@ pub struct Visibility {
     pub lens: Option<Vec<usize>>,
 }
 
-struct MaskedSoftmax {
+pub(crate) struct MaskedSoftmax {
     scale: f32,
     /// The fast exp (generation) or the library's (training).
     fast: bool,
@@ -327,6 +338,78 @@ struct MaskedSoftmax {
 }
 
 impl MaskedSoftmax {
+    /// `seq` query rows per block of `blocks_per_batch` blocks (one per query head), scaled
+    /// by `scale`; the library's exp, for training.
+    pub(crate) fn for_training(
+        scale: f32,
+        seq: usize,
+        blocks_per_batch: usize,
+        visibility: Visibility,
+    ) -> Self {
+        Self {
+            scale,
+            fast: false,
+            seq,
+            blocks_per_batch,
+            visibility,
+        }
+    }
+
+    /// The masked softmax of the flattened `[rows, keys]` scores `x`; hidden keys get 0.
+    pub(crate) fn forward_rows(&self, x: &[f32], keys: usize) -> Vec<f32> {
+        let mut out = vec![0f32; x.len()];
+        let one = |r: usize, row: &[f32], dst: &mut [f32]| {
+            let n = self.visible(r, keys);
+            softmax_row(&row[..n], &mut dst[..n], self.scale, self.fast);
+        };
+        if x.len() >= PARALLEL_ABOVE {
+            use rayon::prelude::*;
+            x.par_chunks_exact(keys)
+                .zip(out.par_chunks_exact_mut(keys))
+                .enumerate()
+                .for_each(|(r, (row, dst))| one(r, row, dst));
+        } else {
+            for (r, (row, dst)) in x
+                .chunks_exact(keys)
+                .zip(out.chunks_exact_mut(keys))
+                .enumerate()
+            {
+                one(r, row, dst);
+            }
+        }
+        out
+    }
+
+    /// The gradient with respect to the raw scores, given the output `y` and its gradient `g`.
+    pub(crate) fn backward_rows(&self, y: &[f32], g: &[f32], keys: usize) -> Vec<f32> {
+        let mut dx = vec![0f32; y.len()];
+        let one = |r: usize, yr: &[f32], gr: &[f32], dr: &mut [f32]| {
+            let n = self.visible(r, keys);
+            let dot: f32 = yr[..n].iter().zip(&gr[..n]).map(|(a, b)| a * b).sum();
+            for ((d, &yv), &gv) in dr[..n].iter_mut().zip(&yr[..n]).zip(&gr[..n]) {
+                *d = self.scale * yv * (gv - dot);
+            }
+        };
+        if y.len() >= PARALLEL_ABOVE {
+            use rayon::prelude::*;
+            y.par_chunks_exact(keys)
+                .zip(g.par_chunks_exact(keys))
+                .zip(dx.par_chunks_exact_mut(keys))
+                .enumerate()
+                .for_each(|(r, ((yr, gr), dr))| one(r, yr, gr, dr));
+        } else {
+            for (r, ((yr, gr), dr)) in y
+                .chunks_exact(keys)
+                .zip(g.chunks_exact(keys))
+                .zip(dx.chunks_exact_mut(keys))
+                .enumerate()
+            {
+                one(r, yr, gr, dr);
+            }
+        }
+        dx
+    }
+
     /// The number of visible keys for row `r` of the flattened `[rows, keys]` scores.
     fn visible(&self, r: usize, keys: usize) -> usize {
         let per_batch = self.blocks_per_batch * self.seq;
@@ -352,48 +435,14 @@ impl CustomOp1 for MaskedSoftmax {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = input(storage, layout, self.name())?;
         let keys = layout.shape().dims().last().copied().unwrap_or(1);
-        let mut out = vec![0f32; x.len()];
-        let one = |r: usize, row: &[f32], dst: &mut [f32]| {
-            let n = self.visible(r, keys);
-            softmax_row(&row[..n], &mut dst[..n], self.scale, self.fast);
-        };
-        if x.len() >= PARALLEL_ABOVE {
-            use rayon::prelude::*;
-            x.par_chunks_exact(keys)
-                .zip(out.par_chunks_exact_mut(keys))
-                .enumerate()
-                .for_each(|(r, (row, dst))| one(r, row, dst));
-        } else {
-            for (r, (row, dst)) in x
-                .chunks_exact(keys)
-                .zip(out.chunks_exact_mut(keys))
-                .enumerate()
-            {
-                one(r, row, dst);
-            }
-        }
+        let out = self.forward_rows(x, keys);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let keys = arg.dims().last().copied().unwrap_or(1);
         let dx = with_slice(res, |y| {
-            with_slice(grad, |g| {
-                let mut dx = vec![0f32; y.len()];
-                for (r, ((yr, gr), dr)) in y
-                    .chunks_exact(keys)
-                    .zip(g.chunks_exact(keys))
-                    .zip(dx.chunks_exact_mut(keys))
-                    .enumerate()
-                {
-                    let n = self.visible(r, keys);
-                    let dot: f32 = yr[..n].iter().zip(&gr[..n]).map(|(a, b)| a * b).sum();
-                    for ((d, &yv), &gv) in dr[..n].iter_mut().zip(&yr[..n]).zip(&gr[..n]) {
-                        *d = self.scale * yv * (gv - dot);
-                    }
-                }
-                dx
-            })
+            with_slice(grad, |g| self.backward_rows(y, g, keys))
         })??;
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }

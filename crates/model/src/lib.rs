@@ -29,6 +29,7 @@ pub mod tiny;
 pub mod tower;
 pub mod vision;
 pub mod weights;
+mod whole;
 pub mod windowed;
 
 pub use config::{Family, PreprocessorConfig, Qwen3VlConfig};

@@ -99,6 +99,11 @@ impl Linear {
         &self.weight
     }
 
+    /// The frozen bias, `[out]`, if the layer has one.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
     /// Width of the input.
     pub fn in_features(&self) -> usize {
         self.weight.dims().get(1).copied().unwrap_or(0)

@@ -565,6 +565,13 @@ impl Qwen3Vl {
         Ok((logp, targets, spans))
     }
 
+    /// Whether Train mode runs each decoder layer as one node with a hand-written backward
+    /// (the default, where it applies: CPU, f32, frozen norms) or as composed ops, the
+    /// reference the whole-layer gradients are tested against.
+    pub fn set_whole_layers(&mut self, on: bool) {
+        self.text.set_whole_layers(on);
+    }
+
     /// A second model on the same frozen weights, with no adapter. The policy and the trainer
     /// each attach their own LoRA while the base, the bulk of the memory (on one GPU, the part
     /// that must not be held twice), stays one copy: candle tensors are reference-counted and

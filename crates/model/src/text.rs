@@ -9,6 +9,7 @@ use crate::fused::{self, Visibility};
 use crate::lora::Linear;
 use crate::ops::{self, Mode, Pass};
 use crate::weights::WeightFiles;
+use crate::whole::{self, LayerWeights, LinearWeights, RopeTables};
 
 /// Keys and values of one layer for the tokens seen so far (Fast mode only).
 #[derive(Debug, Clone, Default)]
@@ -52,6 +53,9 @@ pub struct TextModel {
     layers: Vec<DecoderLayer>,
     norm: Tensor,
     eps: f64,
+    /// Train mode runs each layer as one node with a hand-written backward (`whole`) where
+    /// it applies; off, the composed ops, kept as the reference.
+    whole_layers: bool,
 }
 
 fn linear(
@@ -124,12 +128,18 @@ impl TextModel {
             layers,
             norm: w.get(&format!("{p}.norm.weight"), &[h])?,
             eps: t.rms_norm_eps,
+            whole_layers: true,
         })
     }
 
     /// The token embedding matrix, `[vocab, hidden]`; also `lm_head` when the embeddings are tied.
     pub fn embed_tokens(&self) -> &Tensor {
         &self.embed_tokens
+    }
+
+    /// Whether Train mode runs whole layers (the default) or the composed reference ops.
+    pub fn set_whole_layers(&mut self, on: bool) {
+        self.whole_layers = on;
     }
 
     /// Number of decoder layers.
@@ -178,9 +188,20 @@ impl TextModel {
             tensor: mask.as_ref(),
             visibility,
         };
+        let whole = self.whole_layers && pass.mode == Mode::Train && caches.is_none();
+        let mut tables = None;
         for (i, layer) in self.layers.iter().enumerate() {
-            let cache = caches.as_deref_mut().and_then(|c| c.get_mut(i));
-            hidden = layer.forward(&hidden, cos, sin, &attn_mask, cache, pass)?;
+            let weights = whole.then(|| layer.weights());
+            if let Some(weights) = weights.filter(|w| whole::applies(&hidden, w)) {
+                let tables = match &tables {
+                    Some(t) => t,
+                    None => tables.insert(RopeTables::new(cos, sin)?),
+                };
+                hidden = whole::forward(&hidden, &weights, tables, visibility, pass.lora)?;
+            } else {
+                let cache = caches.as_deref_mut().and_then(|c| c.get_mut(i));
+                hidden = layer.forward(&hidden, cos, sin, &attn_mask, cache, pass)?;
+            }
             if let Some(extra) = deepstack.get(i) {
                 hidden = (hidden + extra)?;
             }
@@ -257,6 +278,34 @@ impl TextModel {
 }
 
 impl DecoderLayer {
+    /// The layer's weights as a whole-layer pass takes them.
+    fn weights(&self) -> LayerWeights {
+        let lin = |l: &Linear| LinearWeights {
+            weight: l.weight().clone(),
+            bias: l.bias().cloned(),
+            lora: l.lora().map(|w| (w.a.clone(), w.b.clone(), w.scale)),
+        };
+        let (a, m) = (&self.attn, &self.mlp);
+        LayerWeights {
+            input_norm: self.input_layernorm.clone(),
+            post_norm: self.post_attention_layernorm.clone(),
+            qk_norm: a.qk_norm.clone(),
+            linears: [
+                lin(&a.q_proj),
+                lin(&a.k_proj),
+                lin(&a.v_proj),
+                lin(&a.o_proj),
+                lin(&m.gate_proj),
+                lin(&m.up_proj),
+                lin(&m.down_proj),
+            ],
+            heads: a.heads,
+            kv_heads: a.kv_heads,
+            head_dim: a.head_dim,
+            eps: a.eps,
+        }
+    }
+
     fn forward(
         &self,
         x: &Tensor,

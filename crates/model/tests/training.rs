@@ -562,3 +562,52 @@ fn top_k_scoring_matches_the_full_distribution_and_carries_gradient() {
             .is_err()
     );
 }
+
+/// Every LoRA gradient and the loss from whole layers (one node each, hand-written backward)
+/// against the composed ops they replace, on text and image prompts, with and without
+/// padding, for both families' layers (Qwen3's q/k norms; Qwen2.5's q/k/v biases).
+#[test]
+fn whole_layers_give_the_composed_gradients() {
+    for config in [tiny::default_config(), tiny::default_qwen25_config()] {
+        let (_dir, mut loaded) = model_with_adapter_from(&config);
+        let items = batch(&loaded);
+        let cases: [(&str, Vec<ScoreItem>); 3] = [
+            ("image and text, padded", items.clone()),
+            ("image alone", vec![items[0].clone()]),
+            ("text alone", vec![items[1].clone()]),
+        ];
+        for (case, items) in cases {
+            let run = |model: &Qwen3Vl| {
+                let l = loss(model, &items);
+                let grads = l.backward().expect("backward");
+                let value = l.to_scalar::<f32>().expect("loss");
+                (value, model.lora_gradients(&grads).expect("gradients"))
+            };
+            loaded.model.set_whole_layers(false);
+            let (composed_loss, composed) = run(&loaded.model);
+            loaded.model.set_whole_layers(true);
+            let (whole_loss, whole) = run(&loaded.model);
+            assert!(
+                (composed_loss - whole_loss).abs() <= 1e-5 * composed_loss.abs().max(1.0),
+                "{case}: loss {whole_loss} against {composed_loss}"
+            );
+            assert_eq!(whole.len(), composed.len());
+            for (i, ((_, w), (_, c))) in whole.iter().zip(&composed).enumerate() {
+                let scale = c
+                    .abs()
+                    .and_then(|t| t.max_all())
+                    .and_then(|t| t.to_scalar::<f32>())
+                    .expect("max");
+                let diff = (w - c)
+                    .and_then(|d| d.abs())
+                    .and_then(|d| d.max_all())
+                    .and_then(|d| d.to_scalar::<f32>())
+                    .expect("diff");
+                assert!(
+                    diff <= 1e-5 * scale.max(1.0),
+                    "{case}: gradient {i} differs by {diff} (largest entry {scale})"
+                );
+            }
+        }
+    }
+}

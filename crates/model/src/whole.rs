@@ -1,0 +1,598 @@
+//! Train mode as whole decoder layers: one graph node per layer, with a hand-written backward.
+//!
+//! Composed from candle's ops and the single-op kernels in `fused` and `frozen`, a layer is
+//! about thirty graph nodes. Each edge of the backward pass allocates a zero tensor and adds
+//! into it, each reshape or transpose of q, k and v is a node and a copy, and the frozen
+//! products' threads meet at a barrier per node (`bench/RESULTS.md`, "Train mode as whole
+//! layers"). Here a layer's forward keeps the activations its backward needs, and its backward
+//! computes the input's gradient and every LoRA gradient of the layer in one pass, moving each
+//! first gradient instead of adding it to zeros.
+//!
+//! The layer's adapters reach the graph as one flat tensor, the concatenation of each `A` and
+//! `B` in [`LayerWeights::linears`]' order, so candle's own backward through the
+//! concatenation hands each `Var` its part: callers read gradients from the `GradStore` as
+//! before. The composed path stays as the reference (`TextModel::set_whole_layers`), and
+//! `tests/training.rs` compares every LoRA gradient of the two.
+//!
+//! CPU and f32 only, with frozen norms: the cases [`applies`] accepts. This module owns the
+//! layer's arithmetic and nothing else; it must not depend on `text` (which calls it).
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, Var};
+use rayon::prelude::*;
+
+use crate::fused::{self, MaskedSoftmax, Visibility};
+
+/// One linear layer: frozen `weight` `[out, in]`, optional bias, optional adapter.
+#[derive(Clone)]
+pub(crate) struct LinearWeights {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    /// `A` `[r, in]`, `B` `[out, r]` (the variables themselves) and the scale.
+    pub lora: Option<(Var, Var, f64)>,
+}
+
+/// A decoder layer's weights, borrowed from the model for one pass.
+#[derive(Clone)]
+pub(crate) struct LayerWeights {
+    pub input_norm: Tensor,
+    pub post_norm: Tensor,
+    /// Per-head RMSNorm of q and k (Qwen3).
+    pub qk_norm: Option<(Tensor, Tensor)>,
+    /// q, k, v, o, gate, up, down.
+    pub linears: [LinearWeights; 7],
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub eps: f64,
+}
+
+const Q: usize = 0;
+const K: usize = 1;
+const V: usize = 2;
+const O: usize = 3;
+const GATE: usize = 4;
+const UP: usize = 5;
+const DOWN: usize = 6;
+
+/// Rotary tables of one pass, `[b, s, head_dim/2]` flattened, shared by every layer.
+#[derive(Clone)]
+pub(crate) struct RopeTables {
+    cos: Arc<Vec<f32>>,
+    sin: Arc<Vec<f32>>,
+}
+
+impl RopeTables {
+    pub fn new(cos: &Tensor, sin: &Tensor) -> Result<Self> {
+        let flat = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+        Ok(Self {
+            cos: Arc::new(flat(cos)?),
+            sin: Arc::new(flat(sin)?),
+        })
+    }
+}
+
+/// Whether a whole-layer pass can run: CPU f32 activations and weights, and norms that are
+/// not being trained (their gradients are not computed here).
+pub(crate) fn applies(hidden: &Tensor, layer: &LayerWeights) -> bool {
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    let frozen = |t: &Tensor| f32_cpu(t) && !t.is_variable() && !t.track_op();
+    f32_cpu(hidden)
+        && frozen(&layer.input_norm)
+        && frozen(&layer.post_norm)
+        && layer
+            .qk_norm
+            .as_ref()
+            .is_none_or(|(q, k)| frozen(q) && frozen(k))
+        && layer
+            .linears
+            .iter()
+            .all(|l| frozen(&l.weight) && l.bias.as_ref().is_none_or(frozen))
+}
+
+/// Runs one decoder layer on `x` `[b, s, hidden]` as one graph node. `lora` says whether the
+/// adapters apply (off: the frozen base, as `Pass::lora`).
+pub(crate) fn forward(
+    x: &Tensor,
+    layer: &LayerWeights,
+    rope: &RopeTables,
+    visibility: &Visibility,
+    lora: bool,
+) -> Result<Tensor> {
+    let (b, s, _) = x.dims3()?;
+    let vars: Vec<Tensor> = if lora {
+        layer
+            .linears
+            .iter()
+            .filter_map(|l| l.lora.as_ref())
+            .flat_map(|(a, bm, _)| [a.as_tensor().flatten_all(), bm.as_tensor().flatten_all()])
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let trains = x.track_op() || !vars.is_empty();
+    let packed = if vars.is_empty() {
+        Tensor::zeros(1, DType::F32, x.device())?
+    } else {
+        Tensor::cat(&vars, 0)?
+    };
+    let op = WholeLayer {
+        layer: layer.clone(),
+        rope: rope.clone(),
+        visibility: visibility.clone(),
+        lora,
+        b,
+        s,
+        saved: Mutex::new(None),
+        keep: trains,
+    };
+    let x = x.contiguous()?;
+    if trains {
+        x.apply_op2(&packed, op)
+    } else {
+        x.apply_op2_no_bwd(&packed, &op)
+    }
+}
+
+struct WholeLayer {
+    layer: LayerWeights,
+    rope: RopeTables,
+    visibility: Visibility,
+    lora: bool,
+    b: usize,
+    s: usize,
+    /// What the forward pass left for the backward one.
+    saved: Mutex<Option<Arc<Saved>>>,
+    /// Whether to keep activations (a graph is being recorded).
+    keep: bool,
+}
+
+/// A linear layer's forward leftovers: its input and, with an adapter, `scale · x Aᵀ`.
+struct LinearSaved {
+    input: Tensor,
+    xa: Option<Tensor>,
+}
+
+struct Saved {
+    q: LinearSaved,
+    k: LinearSaved,
+    v: LinearSaved,
+    o: LinearSaved,
+    gate: LinearSaved,
+    up: LinearSaved,
+    down: LinearSaved,
+    /// q and k before their per-head norm, token-major `[T, heads·d]`.
+    q_raw: Vec<f32>,
+    k_raw: Vec<f32>,
+    /// Rotated q `[b, kv, groups·s, d]`, k and v `[b, kv, s, d]`.
+    q_rot: Tensor,
+    k_rot: Tensor,
+    v_heads: Tensor,
+    /// Attention probabilities `[b, kv, groups·s, s]`.
+    probs: Tensor,
+    /// The residual after attention, `[T, hidden]`.
+    mid: Vec<f32>,
+    /// The MLP's gate and up outputs, `[T, intermediate]`.
+    gate_out: Vec<f32>,
+    up_out: Vec<f32>,
+}
+
+fn vec_of(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
+    Tensor::from_vec(v, shape, &candle_core::Device::Cpu)
+}
+
+impl WholeLayer {
+    fn adapter(&self, i: usize) -> Option<(Tensor, Tensor, f64)> {
+        self.layer.linears[i]
+            .lora
+            .as_ref()
+            .filter(|_| self.lora)
+            .map(|(a, b, s)| (a.as_tensor().detach(), b.as_tensor().detach(), *s))
+    }
+
+    /// `x Wᵀ + bias + s (x Aᵀ) Bᵀ` for `x` `[T, in]`.
+    fn linear(&self, i: usize, x: &Tensor) -> Result<(Tensor, LinearSaved)> {
+        let l = &self.layer.linears[i];
+        let mut y = x.matmul(&l.weight.t()?)?;
+        if let Some(bias) = &l.bias {
+            y = y.broadcast_add(bias)?;
+        }
+        let mut xa = None;
+        if let Some((a, b, scale)) = self.adapter(i) {
+            let u = x.matmul(&a.t()?)?.affine(scale, 0.0)?;
+            y = (y + u.matmul(&b.t()?)?)?;
+            xa = Some(u);
+        }
+        Ok((
+            y,
+            LinearSaved {
+                input: x.clone(),
+                xa,
+            },
+        ))
+    }
+
+    /// The gradient of [`Self::linear`]'s input (when `want_input`) and of its adapter
+    /// (`[A, B]` flattened, in packing order) from the output's gradient `dy` `[T, out]`.
+    fn linear_backward(
+        &self,
+        i: usize,
+        saved: &LinearSaved,
+        dy: &Tensor,
+        want_input: bool,
+        grads: &mut Vec<Tensor>,
+    ) -> Result<Option<Tensor>> {
+        let l = &self.layer.linears[i];
+        let mut dx = if want_input {
+            Some(dy.matmul(&l.weight)?)
+        } else {
+            None
+        };
+        if let (Some((a, b, scale)), Some(xa)) = (self.adapter(i), &saved.xa) {
+            // y = u Bᵀ with u = s x Aᵀ: dB = dyᵀ u, du = dy B, dA = s duᵀ x, dx += s du A.
+            let du = dy.matmul(&b)?.affine(scale, 0.0)?;
+            let d_b = dy.t()?.matmul(xa)?;
+            let d_a = du.t()?.matmul(&saved.input)?;
+            if let Some(d) = dx.as_mut() {
+                *d = (&*d + du.matmul(&a)?)?;
+            }
+            grads.push(d_a.flatten_all()?);
+            grads.push(d_b.flatten_all()?);
+        }
+        Ok(dx)
+    }
+
+    fn dims(&self) -> (usize, usize, usize, usize, usize) {
+        let l = &self.layer;
+        (self.b, self.s, l.heads, l.kv_heads, l.head_dim)
+    }
+
+    /// Per-head norm (when `norm`) then rotation of token-major `raw` `[T, heads·d]`, written
+    /// head-major `[b, heads, s, d]`.
+    fn norm_rope(&self, raw: &[f32], heads: usize, norm: Option<&[f32]>) -> Vec<f32> {
+        let (b, s, _, _, d) = self.dims();
+        let half = d / 2;
+        let eps = self.layer.eps as f32;
+        let mut out = vec![0f32; raw.len()];
+        let mut normed = vec![0f32; d];
+        for bi in 0..b {
+            for si in 0..s {
+                let t = bi * s + si;
+                let (cos, sin) = (
+                    &self.rope.cos[t * half..(t + 1) * half],
+                    &self.rope.sin[t * half..(t + 1) * half],
+                );
+                for h in 0..heads {
+                    let src = &raw[(t * heads + h) * d..(t * heads + h + 1) * d];
+                    match norm {
+                        Some(w) => normed.copy_from_slice(&fused::rms_norm_rows(src, w, eps)),
+                        None => normed.copy_from_slice(src),
+                    }
+                    let base = ((bi * heads + h) * s + si) * d;
+                    let (o1, o2) = out[base..base + d].split_at_mut(half);
+                    let (x1, x2) = normed.split_at(half);
+                    for j in 0..half {
+                        o1[j] = x1[j] * cos[j] - x2[j] * sin[j];
+                        o2[j] = x2[j] * cos[j] + x1[j] * sin[j];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The backward of [`Self::norm_rope`]: head-major `grad` to the token-major gradient of
+    /// `raw`.
+    fn norm_rope_backward(
+        &self,
+        raw: &[f32],
+        grad: &[f32],
+        heads: usize,
+        norm: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let (b, s, _, _, d) = self.dims();
+        let half = d / 2;
+        let eps = self.layer.eps as f32;
+        let mut out = vec![0f32; raw.len()];
+        let mut unrot = vec![0f32; d];
+        for bi in 0..b {
+            for si in 0..s {
+                let t = bi * s + si;
+                let (cos, sin) = (
+                    &self.rope.cos[t * half..(t + 1) * half],
+                    &self.rope.sin[t * half..(t + 1) * half],
+                );
+                for h in 0..heads {
+                    let base = ((bi * heads + h) * s + si) * d;
+                    let (g1, g2) = grad[base..base + d].split_at(half);
+                    {
+                        let (u1, u2) = unrot.split_at_mut(half);
+                        for j in 0..half {
+                            u1[j] = g1[j] * cos[j] + g2[j] * sin[j];
+                            u2[j] = g2[j] * cos[j] - g1[j] * sin[j];
+                        }
+                    }
+                    let at = (t * heads + h) * d;
+                    let dst = &mut out[at..at + d];
+                    match norm {
+                        Some(w) => dst.copy_from_slice(&fused::rms_norm_rows_backward(
+                            &raw[at..at + d],
+                            w,
+                            eps,
+                            &unrot,
+                        )),
+                        None => dst.copy_from_slice(&unrot),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Token-major `[T, heads·d]` to head-major `[b, heads, s, d]`, or back (`inverse`).
+    fn transpose_heads(&self, x: &[f32], heads: usize, inverse: bool) -> Vec<f32> {
+        let (b, s, _, _, d) = self.dims();
+        let mut out = vec![0f32; x.len()];
+        for bi in 0..b {
+            for si in 0..s {
+                for h in 0..heads {
+                    let tok = ((bi * s + si) * heads + h) * d;
+                    let head = ((bi * heads + h) * s + si) * d;
+                    let (from, to) = if inverse { (head, tok) } else { (tok, head) };
+                    out[to..to + d].copy_from_slice(&x[from..from + d]);
+                }
+            }
+        }
+        out
+    }
+
+    fn softmax(&self) -> MaskedSoftmax {
+        let (_, s, heads, _, d) = self.dims();
+        MaskedSoftmax::for_training(
+            (1.0 / (d as f64).sqrt()) as f32,
+            s,
+            heads,
+            self.visibility.clone(),
+        )
+    }
+
+    fn run_forward(&self, x: &Tensor) -> Result<(Tensor, Option<Saved>)> {
+        let (b, s, nh, nkv, d) = self.dims();
+        let l = &self.layer;
+        let eps = l.eps as f32;
+        let hidden = x.dim(2)?;
+        let groups = nh / nkv;
+        let xv = vec_of(x)?;
+        let in_w = vec_of(&l.input_norm)?;
+        let n1 = tensor(fused::rms_norm_rows(&xv, &in_w, eps), (b * s, hidden))?;
+        let (q, q_saved) = self.linear(Q, &n1)?;
+        let (k, k_saved) = self.linear(K, &n1)?;
+        let (v, v_saved) = self.linear(V, &n1)?;
+        let (q_raw, k_raw) = (vec_of(&q)?, vec_of(&k)?);
+        let norms = match &l.qk_norm {
+            Some((qn, kn)) => Some((vec_of(qn)?, vec_of(kn)?)),
+            None => None,
+        };
+        let q_rot = self.norm_rope(&q_raw, nh, norms.as_ref().map(|n| n.0.as_slice()));
+        let k_rot = self.norm_rope(&k_raw, nkv, norms.as_ref().map(|n| n.1.as_slice()));
+        let q_rot = tensor(q_rot, (b, nkv, groups * s, d))?;
+        let k_rot = tensor(k_rot, (b, nkv, s, d))?;
+        let v_heads = tensor(
+            self.transpose_heads(&vec_of(&v)?, nkv, false),
+            (b, nkv, s, d),
+        )?;
+        let scores = q_rot.matmul(&k_rot.t()?)?;
+        let probs = fused::with_slice(&scores, |v| self.softmax().forward_rows(v, s))?;
+        drop(scores);
+        let probs = tensor(probs, (b, nkv, groups * s, s))?;
+        let attended = vec_of(&probs.matmul(&v_heads)?)?;
+        let attended = tensor(self.transpose_heads(&attended, nh, true), (b * s, nh * d))?;
+        let (o, o_saved) = self.linear(O, &attended)?;
+        let mid = (x.reshape((b * s, hidden))? + o)?;
+        let mid_v = vec_of(&mid)?;
+        let post_w = vec_of(&l.post_norm)?;
+        let n2 = tensor(fused::rms_norm_rows(&mid_v, &post_w, eps), (b * s, hidden))?;
+        let (gate, gate_saved) = self.linear(GATE, &n2)?;
+        let (up, up_saved) = self.linear(UP, &n2)?;
+        let (gate_v, up_v) = (vec_of(&gate)?, vec_of(&up)?);
+        let act: Vec<f32> = gate_v
+            .par_iter()
+            .zip(up_v.par_iter())
+            .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+            .collect();
+        let act = tensor(act, gate.shape())?;
+        let (down, down_saved) = self.linear(DOWN, &act)?;
+        let out = (&mid + down)?.reshape((b, s, hidden))?;
+        let saved = self.keep.then(|| Saved {
+            q: q_saved,
+            k: k_saved,
+            v: v_saved,
+            o: o_saved,
+            gate: gate_saved,
+            up: up_saved,
+            down: down_saved,
+            q_raw,
+            k_raw,
+            q_rot,
+            k_rot,
+            v_heads,
+            probs,
+            mid: mid_v,
+            gate_out: gate_v,
+            up_out: up_v,
+        });
+        Ok((out, saved))
+    }
+
+    /// The gradients of the layer's input (when it is on the graph) and of the packed
+    /// adapters, from the output's gradient.
+    fn run_backward(
+        &self,
+        x: &Tensor,
+        want_input: bool,
+        saved: &Saved,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Vec<Tensor>)> {
+        let (b, s, nh, nkv, d) = self.dims();
+        let l = &self.layer;
+        let eps = l.eps as f32;
+        let hidden = x.dim(2)?;
+        let groups = nh / nkv;
+        let dy = grad.reshape((b * s, hidden))?.contiguous()?;
+        // Gradients come out in reverse order; kept per linear, they are packed in order.
+        let mut by_linear: [Vec<Tensor>; 7] = Default::default();
+        // MLP.
+        let d_act = self
+            .linear_backward(DOWN, &saved.down, &dy, true, &mut by_linear[DOWN])?
+            .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
+        let d_act = vec_of(&d_act)?;
+        let (d_gate, d_up): (Vec<f32>, Vec<f32>) = d_act
+            .par_iter()
+            .zip(saved.gate_out.par_iter())
+            .zip(saved.up_out.par_iter())
+            .map(|((&da, &g), &u)| {
+                let sig = 1.0 / (1.0 + (-g).exp());
+                let silu = g * sig;
+                (da * u * sig * (1.0 + g * (1.0 - sig)), da * silu)
+            })
+            .unzip();
+        let shape = (b * s, d_gate.len() / (b * s));
+        let d_n2 = self
+            .linear_backward(
+                GATE,
+                &saved.gate,
+                &tensor(d_gate, shape)?,
+                true,
+                &mut by_linear[GATE],
+            )?
+            .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
+        let d_n2_up = self
+            .linear_backward(
+                UP,
+                &saved.up,
+                &tensor(d_up, shape)?,
+                true,
+                &mut by_linear[UP],
+            )?
+            .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
+        let d_n2 = vec_of(&(d_n2 + d_n2_up)?)?;
+        let post_w = vec_of(&l.post_norm)?;
+        let d_mid = fused::rms_norm_rows_backward(&saved.mid, &post_w, eps, &d_n2);
+        let d_mid = (tensor(d_mid, (b * s, hidden))? + &dy)?;
+        // Attention.
+        let d_attended = self
+            .linear_backward(O, &saved.o, &d_mid, true, &mut by_linear[O])?
+            .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
+        let d_out = tensor(
+            self.transpose_heads(&vec_of(&d_attended)?, nh, false),
+            (b, nkv, groups * s, d),
+        )?;
+        let d_probs = d_out.matmul(&saved.v_heads.t()?)?;
+        let d_v = saved.probs.t()?.matmul(&d_out)?;
+        let d_scores = fused::with_slice(&saved.probs, |p| {
+            fused::with_slice(&d_probs, |g| self.softmax().backward_rows(p, g, s))
+        })??;
+        drop(d_probs);
+        let d_scores = tensor(d_scores, (b, nkv, groups * s, s))?;
+        let d_q_rot = vec_of(&d_scores.matmul(&saved.k_rot)?)?;
+        let d_k_rot = vec_of(&d_scores.t()?.matmul(&saved.q_rot)?)?;
+        let norms = match &l.qk_norm {
+            Some((qn, kn)) => Some((vec_of(qn)?, vec_of(kn)?)),
+            None => None,
+        };
+        let d_q = self.norm_rope_backward(
+            &saved.q_raw,
+            &d_q_rot,
+            nh,
+            norms.as_ref().map(|n| n.0.as_slice()),
+        );
+        let d_k = self.norm_rope_backward(
+            &saved.k_raw,
+            &d_k_rot,
+            nkv,
+            norms.as_ref().map(|n| n.1.as_slice()),
+        );
+        let d_v = self.transpose_heads(&vec_of(&d_v)?, nkv, true);
+        let d_q = tensor(d_q, (b * s, nh * d))?;
+        let d_k = tensor(d_k, (b * s, nkv * d))?;
+        let d_v = tensor(d_v, (b * s, nkv * d))?;
+        let d_n1_q = self.linear_backward(Q, &saved.q, &d_q, want_input, &mut by_linear[Q])?;
+        let d_n1_k = self.linear_backward(K, &saved.k, &d_k, want_input, &mut by_linear[K])?;
+        let d_n1_v = self.linear_backward(V, &saved.v, &d_v, want_input, &mut by_linear[V])?;
+        let d_x = match (d_n1_q, d_n1_k, d_n1_v) {
+            (Some(q), Some(k), Some(v)) => {
+                let d_n1 = vec_of(&((q + k)? + v)?)?;
+                let in_w = vec_of(&l.input_norm)?;
+                let xv = vec_of(x)?;
+                let d_x = fused::rms_norm_rows_backward(&xv, &in_w, eps, &d_n1);
+                Some((tensor(d_x, (b * s, hidden))? + d_mid)?.reshape((b, s, hidden))?)
+            }
+            _ => None,
+        };
+        Ok((d_x, by_linear.into_iter().flatten().collect()))
+    }
+}
+
+impl CustomOp2 for WholeLayer {
+    fn name(&self) -> &'static str {
+        "whole-decoder-layer"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        _packed: &CpuStorage,
+        _pl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(values) = x else {
+            candle_core::bail!("whole layer: f32 only");
+        };
+        if !xl.is_contiguous() {
+            candle_core::bail!("whole layer: contiguous input only");
+        }
+        let start = xl.start_offset();
+        let n = xl.shape().elem_count();
+        let x = Tensor::from_slice(
+            &values[start..start + n],
+            xl.shape(),
+            &candle_core::Device::Cpu,
+        )?;
+        let (out, saved) = self.run_forward(&x)?;
+        if let Some(saved) = saved {
+            let mut slot = self
+                .saved
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("whole layer: poisoned".into()))?;
+            *slot = Some(Arc::new(saved));
+        }
+        Ok((CpuStorage::F32(vec_of(&out)?), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        packed: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("whole layer: poisoned".into()))?
+            .clone()
+            .ok_or_else(|| candle_core::Error::Msg("whole layer: no saved forward".into()))?;
+        let (d_x, grads) = self.run_backward(&x.detach(), x.track_op(), &saved, grad)?;
+        let d_packed = if packed.track_op() && !grads.is_empty() {
+            Some(Tensor::cat(&grads, 0)?)
+        } else {
+            None
+        };
+        Ok((d_x, d_packed))
+    }
+}
