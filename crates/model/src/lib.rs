@@ -7,6 +7,10 @@
 
 #![warn(missing_docs)]
 
+// Linked only for its `x86-v4` feature, which gives candle's CPU matrix products gemm's
+// AVX-512 kernels (chosen at run time); see the manifest.
+use gemm_f32 as _;
+
 pub mod chat;
 pub mod config;
 pub mod device;
