@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, Var};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, Var};
 use rayon::prelude::*;
 
 use crate::fused::{self, MaskedSoftmax, Visibility};
@@ -163,8 +163,8 @@ struct Saved {
     up: LinearSaved,
     down: LinearSaved,
     /// q and k before their per-head norm, token-major `[T, heads·d]`.
-    q_raw: Vec<f32>,
-    k_raw: Vec<f32>,
+    q_raw: Tensor,
+    k_raw: Tensor,
     /// Rotated q `[b, kv, groups·s, d]`, k and v `[b, kv, s, d]`.
     q_rot: Tensor,
     k_rot: Tensor,
@@ -172,14 +172,49 @@ struct Saved {
     /// Attention probabilities `[b, kv, groups·s, s]`.
     probs: Tensor,
     /// The residual after attention, `[T, hidden]`.
-    mid: Vec<f32>,
+    mid: Tensor,
     /// The MLP's gate and up outputs, `[T, intermediate]`.
-    gate_out: Vec<f32>,
-    up_out: Vec<f32>,
+    gate_out: Tensor,
+    up_out: Tensor,
 }
 
 fn vec_of(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
+}
+
+/// A contiguous f32 CPU tensor's values, borrowed: most of the layer's tensors are read
+/// once, and copying them out was a tenth of a train step.
+struct View<G> {
+    guard: G,
+    start: usize,
+    len: usize,
+}
+
+impl<G: std::ops::Deref<Target = Storage>> std::ops::Deref for View<G> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match &*self.guard {
+            Storage::Cpu(CpuStorage::F32(v)) => &v[self.start..self.start + self.len],
+            // `view` accepts nothing else.
+            _ => &[],
+        }
+    }
+}
+
+fn view(t: &Tensor) -> Result<View<impl std::ops::Deref<Target = Storage> + '_>> {
+    if !t.is_contiguous() {
+        candle_core::bail!("whole layer: a non-contiguous intermediate");
+    }
+    let (guard, layout) = t.storage_and_layout();
+    if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
+        candle_core::bail!("whole layer: f32 CPU tensors only");
+    }
+    Ok(View {
+        start: layout.start_offset(),
+        len: layout.shape().elem_count(),
+        guard,
+    })
 }
 
 fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
@@ -361,71 +396,87 @@ impl WholeLayer {
         )
     }
 
-    fn run_forward(&self, x: &Tensor) -> Result<(Tensor, Option<Saved>)> {
+    /// The layer's output `[T·hidden]` for `x` `[b, s, hidden]`, and what its backward needs
+    /// (when a graph is being recorded).
+    fn run_forward(&self, x: &Tensor) -> Result<(Vec<f32>, Option<Saved>)> {
         let (b, s, nh, nkv, d) = self.dims();
         let l = &self.layer;
         let eps = l.eps as f32;
         let hidden = x.dim(2)?;
         let groups = nh / nkv;
-        let xv = vec_of(x)?;
-        let in_w = vec_of(&l.input_norm)?;
-        let n1 = tensor(fused::rms_norm_rows(&xv, &in_w, eps), (b * s, hidden))?;
+        let xv = view(x)?;
+        let n1 = tensor(
+            fused::rms_norm_rows(&xv, &vec_of(&l.input_norm)?, eps),
+            (b * s, hidden),
+        )?;
         let (q, q_saved) = self.linear(Q, &n1)?;
         let (k, k_saved) = self.linear(K, &n1)?;
         let (v, v_saved) = self.linear(V, &n1)?;
-        let (q_raw, k_raw) = (vec_of(&q)?, vec_of(&k)?);
         let norms = match &l.qk_norm {
             Some((qn, kn)) => Some((vec_of(qn)?, vec_of(kn)?)),
             None => None,
         };
-        let q_rot = self.norm_rope(&q_raw, nh, norms.as_ref().map(|n| n.0.as_slice()));
-        let k_rot = self.norm_rope(&k_raw, nkv, norms.as_ref().map(|n| n.1.as_slice()));
+        let q_rot = self.norm_rope(&view(&q)?, nh, norms.as_ref().map(|n| n.0.as_slice()));
+        let k_rot = self.norm_rope(&view(&k)?, nkv, norms.as_ref().map(|n| n.1.as_slice()));
         let q_rot = tensor(q_rot, (b, nkv, groups * s, d))?;
         let k_rot = tensor(k_rot, (b, nkv, s, d))?;
-        let v_heads = tensor(
-            self.transpose_heads(&vec_of(&v)?, nkv, false),
-            (b, nkv, s, d),
-        )?;
+        let v_heads = tensor(self.transpose_heads(&view(&v)?, nkv, false), (b, nkv, s, d))?;
         let scores = q_rot.matmul(&k_rot.t()?)?;
-        let probs = fused::with_slice(&scores, |v| self.softmax().forward_rows(v, s))?;
+        let probs = self.softmax().forward_rows(&view(&scores)?, s);
         drop(scores);
         let probs = tensor(probs, (b, nkv, groups * s, s))?;
-        let attended = vec_of(&probs.matmul(&v_heads)?)?;
-        let attended = tensor(self.transpose_heads(&attended, nh, true), (b * s, nh * d))?;
+        let attended = probs.matmul(&v_heads)?;
+        let attended = tensor(
+            self.transpose_heads(&view(&attended)?, nh, true),
+            (b * s, nh * d),
+        )?;
         let (o, o_saved) = self.linear(O, &attended)?;
-        let mid = (x.reshape((b * s, hidden))? + o)?;
-        let mid_v = vec_of(&mid)?;
-        let post_w = vec_of(&l.post_norm)?;
-        let n2 = tensor(fused::rms_norm_rows(&mid_v, &post_w, eps), (b * s, hidden))?;
+        let mid: Vec<f32> = xv
+            .iter()
+            .zip(view(&o)?.iter())
+            .map(|(a, b)| a + b)
+            .collect();
+        drop(o);
+        let n2 = tensor(
+            fused::rms_norm_rows(&mid, &vec_of(&l.post_norm)?, eps),
+            (b * s, hidden),
+        )?;
         let (gate, gate_saved) = self.linear(GATE, &n2)?;
         let (up, up_saved) = self.linear(UP, &n2)?;
-        let (gate_v, up_v) = (vec_of(&gate)?, vec_of(&up)?);
-        let act: Vec<f32> = gate_v
+        let act: Vec<f32> = view(&gate)?
             .par_iter()
-            .zip(up_v.par_iter())
+            .zip(view(&up)?.par_iter())
             .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
             .collect();
         let act = tensor(act, gate.shape())?;
         let (down, down_saved) = self.linear(DOWN, &act)?;
-        let out = (&mid + down)?.reshape((b, s, hidden))?;
-        let saved = self.keep.then(|| Saved {
-            q: q_saved,
-            k: k_saved,
-            v: v_saved,
-            o: o_saved,
-            gate: gate_saved,
-            up: up_saved,
-            down: down_saved,
-            q_raw,
-            k_raw,
-            q_rot,
-            k_rot,
-            v_heads,
-            probs,
-            mid: mid_v,
-            gate_out: gate_v,
-            up_out: up_v,
-        });
+        let out: Vec<f32> = mid
+            .iter()
+            .zip(view(&down)?.iter())
+            .map(|(a, b)| a + b)
+            .collect();
+        let saved = if self.keep {
+            Some(Saved {
+                q: q_saved,
+                k: k_saved,
+                v: v_saved,
+                o: o_saved,
+                gate: gate_saved,
+                up: up_saved,
+                down: down_saved,
+                q_raw: q,
+                k_raw: k,
+                q_rot,
+                k_rot,
+                v_heads,
+                probs,
+                mid: tensor(mid, (b * s, hidden))?,
+                gate_out: gate,
+                up_out: up,
+            })
+        } else {
+            None
+        };
         Ok((out, saved))
     }
 
@@ -450,11 +501,10 @@ impl WholeLayer {
         let d_act = self
             .linear_backward(DOWN, &saved.down, &dy, true, &mut by_linear[DOWN])?
             .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
-        let d_act = vec_of(&d_act)?;
-        let (d_gate, d_up): (Vec<f32>, Vec<f32>) = d_act
+        let (d_gate, d_up): (Vec<f32>, Vec<f32>) = view(&d_act)?
             .par_iter()
-            .zip(saved.gate_out.par_iter())
-            .zip(saved.up_out.par_iter())
+            .zip(view(&saved.gate_out)?.par_iter())
+            .zip(view(&saved.up_out)?.par_iter())
             .map(|((&da, &g), &u)| {
                 let sig = 1.0 / (1.0 + (-g).exp());
                 let silu = g * sig;
@@ -480,16 +530,16 @@ impl WholeLayer {
                 &mut by_linear[UP],
             )?
             .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
-        let d_n2 = vec_of(&(d_n2 + d_n2_up)?)?;
+        let d_n2 = (d_n2 + d_n2_up)?;
         let post_w = vec_of(&l.post_norm)?;
-        let d_mid = fused::rms_norm_rows_backward(&saved.mid, &post_w, eps, &d_n2);
+        let d_mid = fused::rms_norm_rows_backward(&view(&saved.mid)?, &post_w, eps, &view(&d_n2)?);
         let d_mid = (tensor(d_mid, (b * s, hidden))? + &dy)?;
         // Attention.
         let d_attended = self
             .linear_backward(O, &saved.o, &d_mid, true, &mut by_linear[O])?
             .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
         let d_out = tensor(
-            self.transpose_heads(&vec_of(&d_attended)?, nh, false),
+            self.transpose_heads(&view(&d_attended)?, nh, false),
             (b, nkv, groups * s, d),
         )?;
         let d_probs = d_out.matmul(&saved.v_heads.t()?)?;
@@ -499,25 +549,25 @@ impl WholeLayer {
         })??;
         drop(d_probs);
         let d_scores = tensor(d_scores, (b, nkv, groups * s, s))?;
-        let d_q_rot = vec_of(&d_scores.matmul(&saved.k_rot)?)?;
-        let d_k_rot = vec_of(&d_scores.t()?.matmul(&saved.q_rot)?)?;
+        let d_q_rot = d_scores.matmul(&saved.k_rot)?;
+        let d_k_rot = d_scores.t()?.matmul(&saved.q_rot)?;
         let norms = match &l.qk_norm {
             Some((qn, kn)) => Some((vec_of(qn)?, vec_of(kn)?)),
             None => None,
         };
         let d_q = self.norm_rope_backward(
-            &saved.q_raw,
-            &d_q_rot,
+            &view(&saved.q_raw)?,
+            &view(&d_q_rot)?,
             nh,
             norms.as_ref().map(|n| n.0.as_slice()),
         );
         let d_k = self.norm_rope_backward(
-            &saved.k_raw,
-            &d_k_rot,
+            &view(&saved.k_raw)?,
+            &view(&d_k_rot)?,
             nkv,
             norms.as_ref().map(|n| n.1.as_slice()),
         );
-        let d_v = self.transpose_heads(&vec_of(&d_v)?, nkv, true);
+        let d_v = self.transpose_heads(&view(&d_v)?, nkv, true);
         let d_q = tensor(d_q, (b * s, nh * d))?;
         let d_k = tensor(d_k, (b * s, nkv * d))?;
         let d_v = tensor(d_v, (b * s, nkv * d))?;
@@ -526,10 +576,9 @@ impl WholeLayer {
         let d_n1_v = self.linear_backward(V, &saved.v, &d_v, want_input, &mut by_linear[V])?;
         let d_x = match (d_n1_q, d_n1_k, d_n1_v) {
             (Some(q), Some(k), Some(v)) => {
-                let d_n1 = vec_of(&((q + k)? + v)?)?;
+                let d_n1 = ((q + k)? + v)?;
                 let in_w = vec_of(&l.input_norm)?;
-                let xv = vec_of(x)?;
-                let d_x = fused::rms_norm_rows_backward(&xv, &in_w, eps, &d_n1);
+                let d_x = fused::rms_norm_rows_backward(&view(x)?, &in_w, eps, &view(&d_n1)?);
                 Some((tensor(d_x, (b * s, hidden))? + d_mid)?.reshape((b, s, hidden))?)
             }
             _ => None,
@@ -571,7 +620,7 @@ impl CustomOp2 for WholeLayer {
                 .map_err(|_| candle_core::Error::Msg("whole layer: poisoned".into()))?;
             *slot = Some(Arc::new(saved));
         }
-        Ok((CpuStorage::F32(vec_of(&out)?), xl.shape().clone()))
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
 
     fn bwd(
