@@ -14,7 +14,9 @@
 //! before. The composed path stays as the reference (`TextModel::set_whole_layers`), and
 //! `tests/training.rs` compares every LoRA gradient of the two.
 //!
-//! CPU and f32 only, with frozen norms: the cases [`applies`] accepts. This module owns the
+//! Norm weights that are being trained (`Qwen3Vl::train_base_weights`, as the practice
+//! base's warm start does) join the packed tensor after the adapters, and the backward gives
+//! their gradients too. CPU and f32 only: the cases [`applies`] accepts. This module owns the
 //! layer's arithmetic and nothing else; it must not depend on `text` (which calls it).
 
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,24 @@ pub(crate) struct LayerWeights {
     pub eps: f64,
 }
 
+impl LayerWeights {
+    /// The input, post-attention, q and k norm weights, in the order their gradients are
+    /// packed.
+    fn norms(&self) -> [Option<&Tensor>; 4] {
+        let (q, k) = match &self.qk_norm {
+            Some((q, k)) => (Some(q), Some(k)),
+            None => (None, None),
+        };
+        [Some(&self.input_norm), Some(&self.post_norm), q, k]
+    }
+}
+
+/// Slots of [`LayerWeights::norms`].
+const INPUT_NORM: usize = 0;
+const POST_NORM: usize = 1;
+const Q_NORM: usize = 2;
+const K_NORM: usize = 3;
+
 const Q: usize = 0;
 const K: usize = 1;
 const V: usize = 2;
@@ -73,18 +93,14 @@ impl RopeTables {
     }
 }
 
-/// Whether a whole-layer pass can run: CPU f32 activations and weights, and norms that are
-/// not being trained (their gradients are not computed here).
+/// Whether a whole-layer pass can run: CPU f32 activations and weights, the frozen ones
+/// untracked and each norm weight either frozen or a variable being trained.
 pub(crate) fn applies(hidden: &Tensor, layer: &LayerWeights) -> bool {
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     let frozen = |t: &Tensor| f32_cpu(t) && !t.is_variable() && !t.track_op();
+    let norm = |t: &Tensor| frozen(t) || (f32_cpu(t) && t.is_variable());
     f32_cpu(hidden)
-        && frozen(&layer.input_norm)
-        && frozen(&layer.post_norm)
-        && layer
-            .qk_norm
-            .as_ref()
-            .is_none_or(|(q, k)| frozen(q) && frozen(k))
+        && layer.norms().iter().flatten().all(|t| norm(t))
         && layer
             .linears
             .iter()
@@ -101,7 +117,7 @@ pub(crate) fn forward(
     lora: bool,
 ) -> Result<Tensor> {
     let (b, s, _) = x.dims3()?;
-    let vars: Vec<Tensor> = if lora {
+    let mut vars: Vec<Tensor> = if lora {
         layer
             .linears
             .iter()
@@ -111,6 +127,11 @@ pub(crate) fn forward(
     } else {
         Vec::new()
     };
+    let norms = layer.norms();
+    let trained_norms = norms.map(|n| n.is_some_and(|t| t.is_variable()));
+    for norm in norms.iter().flatten().filter(|t| t.is_variable()) {
+        vars.push(norm.flatten_all()?);
+    }
     let trains = x.track_op() || !vars.is_empty();
     let packed = if vars.is_empty() {
         Tensor::zeros(1, DType::F32, x.device())?
@@ -122,6 +143,7 @@ pub(crate) fn forward(
         rope: rope.clone(),
         visibility: visibility.clone(),
         lora,
+        trained_norms,
         b,
         s,
         saved: Mutex::new(None),
@@ -140,6 +162,8 @@ struct WholeLayer {
     rope: RopeTables,
     visibility: Visibility,
     lora: bool,
+    /// Which of [`LayerWeights::norms`] are being trained.
+    trained_norms: [bool; 4],
     b: usize,
     s: usize,
     /// What the forward pass left for the backward one.
@@ -215,6 +239,18 @@ fn view(t: &Tensor) -> Result<View<impl std::ops::Deref<Target = Storage> + '_>>
         len: layout.shape().elem_count(),
         guard,
     })
+}
+
+/// Adds the gradient of an RMSNorm's weight, Σ over rows of `g · x · r(x)`, into `acc`.
+fn add_norm_weight_grad(x: &[f32], g: &[f32], eps: f32, acc: &mut [f32]) {
+    let h = acc.len();
+    for (xr, gr) in x.chunks_exact(h).zip(g.chunks_exact(h)) {
+        let mean = xr.iter().map(|v| v * v).sum::<f32>() / h as f32;
+        let r = 1.0 / (mean + eps).sqrt();
+        for ((a, &xv), &gv) in acc.iter_mut().zip(xr).zip(gr) {
+            *a += gv * xv * r;
+        }
+    }
 }
 
 fn tensor(v: Vec<f32>, shape: impl Into<Shape>) -> Result<Tensor> {
@@ -322,13 +358,14 @@ impl WholeLayer {
     }
 
     /// The backward of [`Self::norm_rope`]: head-major `grad` to the token-major gradient of
-    /// `raw`.
+    /// `raw`; the norm weight's gradient is added into `weight_grad` when one is given.
     fn norm_rope_backward(
         &self,
         raw: &[f32],
         grad: &[f32],
         heads: usize,
         norm: Option<&[f32]>,
+        mut weight_grad: Option<&mut [f32]>,
     ) -> Vec<f32> {
         let (b, s, _, _, d) = self.dims();
         let half = d / 2;
@@ -353,6 +390,9 @@ impl WholeLayer {
                         }
                     }
                     let at = (t * heads + h) * d;
+                    if let Some(acc) = weight_grad.as_deref_mut() {
+                        add_norm_weight_grad(&raw[at..at + d], &unrot, eps, acc);
+                    }
                     let dst = &mut out[at..at + d];
                     match norm {
                         Some(w) => dst.copy_from_slice(&fused::rms_norm_rows_backward(
@@ -532,6 +572,17 @@ impl WholeLayer {
             .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
         let d_n2 = (d_n2 + d_n2_up)?;
         let post_w = vec_of(&l.post_norm)?;
+        // Norm weights' gradients, in the slots of `LayerWeights::norms`.
+        let mut norm_grads: [Option<Vec<f32>>; 4] = Default::default();
+        for (slot, trained) in norm_grads.iter_mut().zip(self.trained_norms) {
+            if trained {
+                *slot = Some(Vec::new());
+            }
+        }
+        if let Some(acc) = norm_grads[POST_NORM].as_mut() {
+            *acc = vec![0f32; hidden];
+            add_norm_weight_grad(&view(&saved.mid)?, &view(&d_n2)?, eps, acc);
+        }
         let d_mid = fused::rms_norm_rows_backward(&view(&saved.mid)?, &post_w, eps, &view(&d_n2)?);
         let d_mid = (tensor(d_mid, (b * s, hidden))? + &dy)?;
         // Attention.
@@ -555,35 +606,57 @@ impl WholeLayer {
             Some((qn, kn)) => Some((vec_of(qn)?, vec_of(kn)?)),
             None => None,
         };
+        for slot in [Q_NORM, K_NORM] {
+            if let Some(acc) = norm_grads[slot].as_mut() {
+                *acc = vec![0f32; d];
+            }
+        }
+        let [_, _, q_acc, k_acc] = &mut norm_grads;
         let d_q = self.norm_rope_backward(
             &view(&saved.q_raw)?,
             &view(&d_q_rot)?,
             nh,
             norms.as_ref().map(|n| n.0.as_slice()),
+            q_acc.as_deref_mut(),
         );
         let d_k = self.norm_rope_backward(
             &view(&saved.k_raw)?,
             &view(&d_k_rot)?,
             nkv,
             norms.as_ref().map(|n| n.1.as_slice()),
+            k_acc.as_deref_mut(),
         );
         let d_v = self.transpose_heads(&view(&d_v)?, nkv, true);
         let d_q = tensor(d_q, (b * s, nh * d))?;
         let d_k = tensor(d_k, (b * s, nkv * d))?;
         let d_v = tensor(d_v, (b * s, nkv * d))?;
-        let d_n1_q = self.linear_backward(Q, &saved.q, &d_q, want_input, &mut by_linear[Q])?;
-        let d_n1_k = self.linear_backward(K, &saved.k, &d_k, want_input, &mut by_linear[K])?;
-        let d_n1_v = self.linear_backward(V, &saved.v, &d_v, want_input, &mut by_linear[V])?;
-        let d_x = match (d_n1_q, d_n1_k, d_n1_v) {
-            (Some(q), Some(k), Some(v)) => {
-                let d_n1 = ((q + k)? + v)?;
+        // The input norm's output gradient, needed for the input's or the norm's own.
+        let want_n1 = want_input || self.trained_norms[INPUT_NORM];
+        let d_n1_q = self.linear_backward(Q, &saved.q, &d_q, want_n1, &mut by_linear[Q])?;
+        let d_n1_k = self.linear_backward(K, &saved.k, &d_k, want_n1, &mut by_linear[K])?;
+        let d_n1_v = self.linear_backward(V, &saved.v, &d_v, want_n1, &mut by_linear[V])?;
+        let d_n1 = match (d_n1_q, d_n1_k, d_n1_v) {
+            (Some(q), Some(k), Some(v)) => Some(((q + k)? + v)?),
+            _ => None,
+        };
+        if let (Some(acc), Some(d_n1)) = (norm_grads[INPUT_NORM].as_mut(), &d_n1) {
+            *acc = vec![0f32; hidden];
+            add_norm_weight_grad(&view(x)?, &view(d_n1)?, eps, acc);
+        }
+        let d_x = match d_n1.filter(|_| want_input) {
+            Some(d_n1) => {
                 let in_w = vec_of(&l.input_norm)?;
                 let d_x = fused::rms_norm_rows_backward(&view(x)?, &in_w, eps, &view(&d_n1)?);
                 Some((tensor(d_x, (b * s, hidden))? + d_mid)?.reshape((b, s, hidden))?)
             }
-            _ => None,
+            None => None,
         };
-        Ok((d_x, by_linear.into_iter().flatten().collect()))
+        let mut grads: Vec<Tensor> = by_linear.into_iter().flatten().collect();
+        for g in norm_grads.into_iter().flatten() {
+            let n = g.len();
+            grads.push(tensor(g, n)?);
+        }
+        Ok((d_x, grads))
     }
 }
 

@@ -611,3 +611,52 @@ fn whole_layers_give_the_composed_gradients() {
         }
     }
 }
+
+/// The same comparison with the norms and the embeddings trained beside the adapter, as the
+/// practice base's warm start trains them: the gradient of every trained variable.
+#[test]
+fn whole_layers_give_the_composed_gradients_of_trained_norms_and_embeddings() {
+    for config in [tiny::default_config(), tiny::default_qwen25_config()] {
+        let (_dir, mut loaded) = model_with_adapter_from(&config);
+        let mut vars = loaded
+            .model
+            .train_base_weights(true, true)
+            .expect("trainable");
+        for (path, lora) in loaded.model.lora_weights() {
+            vars.push((format!("{path}.lora_A"), lora.a));
+            vars.push((format!("{path}.lora_B"), lora.b));
+        }
+        let items = batch(&loaded);
+        let run = |model: &Qwen3Vl| {
+            let grads = loss(model, &items).backward().expect("backward");
+            vars.iter()
+                .map(|(name, var)| {
+                    grads
+                        .get(var.as_tensor())
+                        .unwrap_or_else(|| panic!("no gradient for {name}"))
+                        .clone()
+                })
+                .collect::<Vec<_>>()
+        };
+        loaded.model.set_whole_layers(false);
+        let composed = run(&loaded.model);
+        loaded.model.set_whole_layers(true);
+        let whole = run(&loaded.model);
+        for (((name, _), w), c) in vars.iter().zip(&whole).zip(&composed) {
+            let scale = c
+                .abs()
+                .and_then(|t| t.max_all())
+                .and_then(|t| t.to_scalar::<f32>())
+                .expect("max");
+            let diff = (w - c)
+                .and_then(|d| d.abs())
+                .and_then(|d| d.max_all())
+                .and_then(|d| d.to_scalar::<f32>())
+                .expect("diff");
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{name}: differs by {diff} (largest entry {scale})"
+            );
+        }
+    }
+}
