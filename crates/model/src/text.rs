@@ -188,7 +188,10 @@ impl TextModel {
             tensor: mask.as_ref(),
             visibility,
         };
-        let whole = self.whole_layers && pass.mode == Mode::Train && caches.is_none();
+        let whole = self.whole_layers
+            && pass.mode == Mode::Train
+            && caches.is_none()
+            && visibility.past == 0;
         let mut tables = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let weights = whole.then(|| layer.weights());

@@ -99,7 +99,12 @@ pub(crate) fn applies(hidden: &Tensor, layer: &LayerWeights) -> bool {
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     let frozen = |t: &Tensor| f32_cpu(t) && !t.is_variable() && !t.track_op();
     let norm = |t: &Tensor| frozen(t) || (f32_cpu(t) && t.is_variable());
-    f32_cpu(hidden)
+    let shape_fits = layer.head_dim.is_multiple_of(2)
+        && layer.kv_heads > 0
+        && layer.heads.is_multiple_of(layer.kv_heads)
+        && hidden.dims3().is_ok_and(|(b, s, _)| b > 0 && s > 0);
+    shape_fits
+        && f32_cpu(hidden)
         && layer.norms().iter().flatten().all(|t| norm(t))
         && layer
             .linears
@@ -117,6 +122,12 @@ pub(crate) fn forward(
     lora: bool,
 ) -> Result<Tensor> {
     let (b, s, _) = x.dims3()?;
+    if visibility.past != 0 {
+        candle_core::bail!("whole layer: a pass without a cache starts at position 0");
+    }
+    if rope.cos.len() != b * s * (layer.head_dim / 2) || rope.sin.len() != rope.cos.len() {
+        candle_core::bail!("whole layer: the rope tables do not fit [{b}, {s}, head_dim/2]");
+    }
     let mut vars: Vec<Tensor> = if lora {
         layer
             .linears
@@ -551,12 +562,12 @@ impl WholeLayer {
                 (da * u * sig * (1.0 + g * (1.0 - sig)), da * silu)
             })
             .unzip();
-        let shape = (b * s, d_gate.len() / (b * s));
+        let shape = saved.gate_out.shape().clone();
         let d_n2 = self
             .linear_backward(
                 GATE,
                 &saved.gate,
-                &tensor(d_gate, shape)?,
+                &tensor(d_gate, shape.clone())?,
                 true,
                 &mut by_linear[GATE],
             )?

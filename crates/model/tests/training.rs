@@ -11,6 +11,10 @@ fn model_with_adapter() -> (tempfile::TempDir, LoadedModel) {
 }
 
 fn model_with_adapter_from(config: &serde_json::Value) -> (tempfile::TempDir, LoadedModel) {
+    model_with(config, LoraConfig::new(4, 8.0))
+}
+
+fn model_with(config: &serde_json::Value, lora: LoraConfig) -> (tempfile::TempDir, LoadedModel) {
     let dir = tempfile::tempdir().expect("tempdir");
     tiny::write_tiny_model(dir.path(), config, 21).expect("tiny");
     let mut loaded = LoadedModel::load(
@@ -20,10 +24,7 @@ fn model_with_adapter_from(config: &serde_json::Value) -> (tempfile::TempDir, Lo
         &mut |_| {},
     )
     .expect("load");
-    loaded
-        .model
-        .attach_lora(LoraConfig::new(4, 8.0), 5)
-        .expect("attach");
+    loaded.model.attach_lora(lora, 5).expect("attach");
     // B starts at zero, which would give A no gradient at all; make it non-zero.
     let mut rng = clawdesk_model::rng::SeededRng::new(9);
     for (_, lora) in loaded.model.lora_weights() {
@@ -563,85 +564,75 @@ fn top_k_scoring_matches_the_full_distribution_and_carries_gradient() {
     );
 }
 
-/// Every LoRA gradient and the loss from whole layers (one node each, hand-written backward)
-/// against the composed ops they replace, on text and image prompts, with and without
-/// padding, for both families' layers (Qwen3's q/k norms; Qwen2.5's q/k/v biases).
-#[test]
-fn whole_layers_give_the_composed_gradients() {
-    for config in [tiny::default_config(), tiny::default_qwen25_config()] {
-        let (_dir, mut loaded) = model_with_adapter_from(&config);
-        let items = batch(&loaded);
-        let cases: [(&str, Vec<ScoreItem>); 3] = [
-            ("image and text, padded", items.clone()),
-            ("image alone", vec![items[0].clone()]),
-            ("text alone", vec![items[1].clone()]),
-        ];
-        for (case, items) in cases {
-            let run = |model: &Qwen3Vl| {
-                let l = loss(model, &items);
-                let grads = l.backward().expect("backward");
-                let value = l.to_scalar::<f32>().expect("loss");
-                (value, model.lora_gradients(&grads).expect("gradients"))
-            };
-            loaded.model.set_whole_layers(false);
-            let (composed_loss, composed) = run(&loaded.model);
-            loaded.model.set_whole_layers(true);
-            let (whole_loss, whole) = run(&loaded.model);
-            assert!(
-                (composed_loss - whole_loss).abs() <= 1e-5 * composed_loss.abs().max(1.0),
-                "{case}: loss {whole_loss} against {composed_loss}"
-            );
-            assert_eq!(whole.len(), composed.len());
-            for (i, ((_, w), (_, c))) in whole.iter().zip(&composed).enumerate() {
-                let scale = c
-                    .abs()
-                    .and_then(|t| t.max_all())
-                    .and_then(|t| t.to_scalar::<f32>())
-                    .expect("max");
-                let diff = (w - c)
-                    .and_then(|d| d.abs())
-                    .and_then(|d| d.max_all())
-                    .and_then(|d| d.to_scalar::<f32>())
-                    .expect("diff");
-                assert!(
-                    diff <= 1e-5 * scale.max(1.0),
-                    "{case}: gradient {i} differs by {diff} (largest entry {scale})"
-                );
-            }
-        }
-    }
+/// What a whole-layer comparison trains and how it scores.
+#[derive(Clone, Copy)]
+struct Trains {
+    norms: bool,
+    embeddings: bool,
+    /// Score with the adapters applied (off: the frozen base, as the OPD teacher scores).
+    lora_pass: bool,
 }
 
-/// The same comparison with the norms and the embeddings trained beside the adapter, as the
-/// practice base's warm start trains them: the gradient of every trained variable.
-#[test]
-fn whole_layers_give_the_composed_gradients_of_trained_norms_and_embeddings() {
-    for config in [tiny::default_config(), tiny::default_qwen25_config()] {
-        let (_dir, mut loaded) = model_with_adapter_from(&config);
-        let mut vars = loaded
-            .model
-            .train_base_weights(true, true)
-            .expect("trainable");
+const ADAPTER_ONLY: Trains = Trains {
+    norms: false,
+    embeddings: false,
+    lora_pass: true,
+};
+
+/// The loss and the gradient of every trained variable from whole layers (one node each,
+/// hand-written backward) against the composed ops they replace, on an image prompt, a text
+/// prompt and both padded into one batch. Fails too when the two agree to the last bit,
+/// which would mean the whole path did not run.
+fn assert_whole_layers_match_composed(
+    what: &str,
+    config: &serde_json::Value,
+    lora: LoraConfig,
+    trains: Trains,
+) {
+    let (_dir, mut loaded) = model_with(config, lora);
+    let mut vars = loaded
+        .model
+        .train_base_weights(trains.norms, trains.embeddings)
+        .expect("trainable");
+    if trains.lora_pass {
         for (path, lora) in loaded.model.lora_weights() {
             vars.push((format!("{path}.lora_A"), lora.a));
             vars.push((format!("{path}.lora_B"), lora.b));
         }
-        let items = batch(&loaded);
+    }
+    let items = batch(&loaded);
+    let cases: [(&str, Vec<ScoreItem>); 3] = [
+        ("image and text, padded", items.clone()),
+        ("image alone", vec![items[0].clone()]),
+        ("text alone", vec![items[1].clone()]),
+    ];
+    for (case, items) in cases {
         let run = |model: &Qwen3Vl| {
-            let grads = loss(model, &items).backward().expect("backward");
-            vars.iter()
+            let l = model
+                .score(&items, trains.lora_pass)
+                .and_then(|s| Ok(s.logprobs.mean_all()?.neg()?))
+                .expect("loss");
+            let grads = l.backward().expect("backward");
+            let grads: Vec<Tensor> = vars
+                .iter()
                 .map(|(name, var)| {
                     grads
                         .get(var.as_tensor())
-                        .unwrap_or_else(|| panic!("no gradient for {name}"))
+                        .unwrap_or_else(|| panic!("{what}, {case}: no gradient for {name}"))
                         .clone()
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            (l.to_scalar::<f32>().expect("loss"), grads)
         };
         loaded.model.set_whole_layers(false);
-        let composed = run(&loaded.model);
+        let (composed_loss, composed) = run(&loaded.model);
         loaded.model.set_whole_layers(true);
-        let whole = run(&loaded.model);
+        let (whole_loss, whole) = run(&loaded.model);
+        let mut any = (composed_loss - whole_loss).abs();
+        assert!(
+            any <= 1e-5 * composed_loss.abs().max(1.0),
+            "{what}, {case}: loss {whole_loss} against {composed_loss}"
+        );
         for (((name, _), w), c) in vars.iter().zip(&whole).zip(&composed) {
             let scale = c
                 .abs()
@@ -655,8 +646,64 @@ fn whole_layers_give_the_composed_gradients_of_trained_norms_and_embeddings() {
                 .expect("diff");
             assert!(
                 diff <= 1e-5 * scale.max(1.0),
-                "{name}: differs by {diff} (largest entry {scale})"
+                "{what}, {case}: {name} differs by {diff} (largest entry {scale})"
             );
+            any = any.max(diff);
         }
+        assert!(
+            any > 0.0,
+            "{what}, {case}: both paths agree to the bit; did whole layers run?"
+        );
     }
+}
+
+#[test]
+fn whole_layers_give_the_composed_gradients() {
+    let mut mha = tiny::default_config();
+    mha["text_config"]["num_key_value_heads"] = 4.into();
+    let subset = LoraConfig {
+        target_modules: ["q_proj", "v_proj", "down_proj"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ..LoraConfig::new(4, 8.0)
+    };
+    let all = || LoraConfig::new(4, 8.0);
+    let qwen3 = tiny::default_config();
+    let qwen25 = tiny::default_qwen25_config();
+    assert_whole_layers_match_composed("Qwen3", &qwen3, all(), ADAPTER_ONLY);
+    assert_whole_layers_match_composed("Qwen2.5 (q/k/v biases)", &qwen25, all(), ADAPTER_ONLY);
+    assert_whole_layers_match_composed("Qwen3, one query head per key", &mha, all(), ADAPTER_ONLY);
+    assert_whole_layers_match_composed(
+        "Qwen3, three adapters of seven",
+        &qwen3,
+        subset,
+        ADAPTER_ONLY,
+    );
+}
+
+/// The same with base weights trained beside the adapter, as the practice base's warm
+/// start trains them, and with the norms trained under a pass without the adapters.
+#[test]
+fn whole_layers_give_the_composed_gradients_of_trained_norms_and_embeddings() {
+    let both = Trains {
+        norms: true,
+        embeddings: true,
+        lora_pass: true,
+    };
+    let norms = Trains {
+        embeddings: false,
+        ..both
+    };
+    let base_pass = Trains {
+        lora_pass: false,
+        ..norms
+    };
+    let all = || LoraConfig::new(4, 8.0);
+    let qwen3 = tiny::default_config();
+    let qwen25 = tiny::default_qwen25_config();
+    assert_whole_layers_match_composed("Qwen3, norms and embeddings", &qwen3, all(), both);
+    assert_whole_layers_match_composed("Qwen2.5, norms and embeddings", &qwen25, all(), both);
+    assert_whole_layers_match_composed("Qwen3, norms", &qwen3, all(), norms);
+    assert_whole_layers_match_composed("Qwen3, norms, adapters off", &qwen3, all(), base_pass);
 }
