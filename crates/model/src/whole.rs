@@ -334,6 +334,15 @@ impl WholeLayer {
         (self.b, self.s, l.heads, l.kv_heads, l.head_dim)
     }
 
+    /// The rotary tables' rows for token `t` of the batch-major sequence.
+    fn rope_rows(&self, t: usize) -> (&[f32], &[f32]) {
+        let half = self.layer.head_dim / 2;
+        (
+            &self.rope.cos[t * half..(t + 1) * half],
+            &self.rope.sin[t * half..(t + 1) * half],
+        )
+    }
+
     /// Per-head norm (when `norm`) then rotation of token-major `raw` `[T, heads·d]`, written
     /// head-major `[b, heads, s, d]`.
     fn norm_rope(&self, raw: &[f32], heads: usize, norm: Option<&[f32]>) -> Vec<f32> {
@@ -345,10 +354,7 @@ impl WholeLayer {
         for bi in 0..b {
             for si in 0..s {
                 let t = bi * s + si;
-                let (cos, sin) = (
-                    &self.rope.cos[t * half..(t + 1) * half],
-                    &self.rope.sin[t * half..(t + 1) * half],
-                );
+                let (cos, sin) = self.rope_rows(t);
                 for h in 0..heads {
                     let src = &raw[(t * heads + h) * d..(t * heads + h + 1) * d];
                     match norm {
@@ -386,10 +392,7 @@ impl WholeLayer {
         for bi in 0..b {
             for si in 0..s {
                 let t = bi * s + si;
-                let (cos, sin) = (
-                    &self.rope.cos[t * half..(t + 1) * half],
-                    &self.rope.sin[t * half..(t + 1) * half],
-                );
+                let (cos, sin) = self.rope_rows(t);
                 for h in 0..heads {
                     let base = ((bi * heads + h) * s + si) * d;
                     let (g1, g2) = grad[base..base + d].split_at(half);
