@@ -145,24 +145,24 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     if x < -87.0 { 0.0 } else { p * scale }
 }
 
-/// Softmax of `row` · `scale` into `dst`, with [`exp_f32`] when `FAST`, else the library's exp.
+/// Softmax of `row` · `scale` in place, with [`exp_f32`] when `FAST`, else the library's exp.
 #[inline(always)]
-fn softmax_row_generic<const FAST: bool>(row: &[f32], dst: &mut [f32], scale: f32) {
+fn softmax_row_generic<const FAST: bool>(row: &mut [f32], scale: f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
-    for (d, &v) in dst.iter_mut().zip(row) {
+    for d in row.iter_mut() {
         *d = if FAST {
-            exp_f32(v * scale - max)
+            exp_f32(*d * scale - max)
         } else {
-            (v * scale - max).exp()
+            (*d * scale - max).exp()
         };
     }
     let sum = if FAST {
-        lane_sum(dst)
+        lane_sum(row)
     } else {
-        dst.iter().sum::<f32>()
+        row.iter().sum::<f32>()
     };
     let inv = 1.0 / sum;
-    dst.iter_mut().for_each(|d| *d *= inv);
+    row.iter_mut().for_each(|d| *d *= inv);
 }
 
 /// The sum of `values` in sixteen running lanes. A plain `iter().sum()` of floats must add
@@ -186,26 +186,26 @@ fn lane_sum(values: &[f32]) -> f32 {
 /// The fast [`softmax_row_generic`] compiled for AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn softmax_row_avx2(row: &[f32], dst: &mut [f32], scale: f32) {
-    softmax_row_generic::<true>(row, dst, scale);
+fn softmax_row_avx2(row: &mut [f32], scale: f32) {
+    softmax_row_generic::<true>(row, scale);
 }
 
 /// The fast [`softmax_row_generic`] compiled for AVX-512.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn softmax_row_avx512(row: &[f32], dst: &mut [f32], scale: f32) {
-    softmax_row_generic::<true>(row, dst, scale);
+fn softmax_row_avx512(row: &mut [f32], scale: f32) {
+    softmax_row_generic::<true>(row, scale);
 }
 
-/// Softmax of `row` · `scale` into `dst`. `fast` (generation: Fast mode) takes [`exp_f32`],
+/// Softmax of `row` · `scale` in place. `fast` (generation: Fast mode) takes [`exp_f32`],
 /// in sixteen or eight lanes where the CPU has them (the build targets plain x86-64, whose
 /// four-lane code would leave most of its speed unused). Training keeps the library's exp: an update's
 /// gradients are compared across batch shapes to 1e-5, and the approximation's last bits
 /// move AdamW's steps on weights whose gradients are near zero.
 #[inline]
-fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32, fast: bool) {
+pub(crate) fn softmax_row_in_place(row: &mut [f32], scale: f32, fast: bool) {
     if !fast {
-        softmax_row_generic::<false>(row, dst, scale);
+        softmax_row_generic::<false>(row, scale);
         return;
     }
     #[cfg(target_arch = "x86_64")]
@@ -215,17 +215,24 @@ fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32, fast: bool) {
     {
         // SAFETY: the CPU has just been found to support the features the function is
         // compiled for; it touches nothing but its slices.
-        unsafe { softmax_row_avx512(row, dst, scale) };
+        unsafe { softmax_row_avx512(row, scale) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has just been found to support AVX2 and FMA, the features the
         // function is compiled for; it touches nothing but its slices.
-        unsafe { softmax_row_avx2(row, dst, scale) };
+        unsafe { softmax_row_avx2(row, scale) };
         return;
     }
-    softmax_row_generic::<true>(row, dst, scale);
+    softmax_row_generic::<true>(row, scale);
+}
+
+/// Softmax of `row` · `scale` into `dst`, as [`softmax_row_in_place`].
+#[inline]
+fn softmax_row(row: &[f32], dst: &mut [f32], scale: f32, fast: bool) {
+    dst.copy_from_slice(row);
+    softmax_row_in_place(dst, scale, fast);
 }
 
 /// Rows of at least this many values in all are shared among the CPU's threads.
@@ -367,7 +374,7 @@ pub struct Visibility {
     pub lens: Option<Vec<usize>>,
 }
 
-pub(crate) struct MaskedSoftmax {
+struct MaskedSoftmax {
     scale: f32,
     /// The fast exp (generation) or the library's (training).
     fast: bool,
@@ -378,25 +385,8 @@ pub(crate) struct MaskedSoftmax {
 }
 
 impl MaskedSoftmax {
-    /// `seq` query rows per block of `blocks_per_batch` blocks (one per query head), scaled
-    /// by `scale`; the library's exp, for training.
-    pub(crate) fn for_training(
-        scale: f32,
-        seq: usize,
-        blocks_per_batch: usize,
-        visibility: Visibility,
-    ) -> Self {
-        Self {
-            scale,
-            fast: false,
-            seq,
-            blocks_per_batch,
-            visibility,
-        }
-    }
-
     /// The masked softmax of the flattened `[rows, keys]` scores `x`; hidden keys get 0.
-    pub(crate) fn forward_rows(&self, x: &[f32], keys: usize) -> Vec<f32> {
+    fn forward_rows(&self, x: &[f32], keys: usize) -> Vec<f32> {
         let mut out = vec![0f32; x.len()];
         let one = |r: usize, row: &[f32], dst: &mut [f32]| {
             let n = self.visible(r, keys);
@@ -421,7 +411,7 @@ impl MaskedSoftmax {
     }
 
     /// The gradient with respect to the raw scores, given the output `y` and its gradient `g`.
-    pub(crate) fn backward_rows(&self, y: &[f32], g: &[f32], keys: usize) -> Vec<f32> {
+    fn backward_rows(&self, y: &[f32], g: &[f32], keys: usize) -> Vec<f32> {
         let mut dx = vec![0f32; y.len()];
         let one = |r: usize, yr: &[f32], gr: &[f32], dr: &mut [f32]| {
             let n = self.visible(r, keys);

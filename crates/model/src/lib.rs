@@ -11,6 +11,7 @@
 // AVX-512 kernels (chosen at run time); see the manifest.
 use gemm_f32 as _;
 
+mod attend;
 pub mod chat;
 pub mod config;
 pub mod device;

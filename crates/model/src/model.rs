@@ -565,9 +565,9 @@ impl Qwen3Vl {
         Ok((logp, targets, spans))
     }
 
-    /// Whether Train mode runs each decoder layer as one node with a hand-written backward
-    /// (the default, where it applies: CPU, f32, frozen norms) or as composed ops, the
-    /// reference the whole-layer gradients are tested against.
+    /// Whether Train mode runs each decoder layer as one node with a hand-written backward,
+    /// and a prefill each layer as one pass (the default, where it applies: CPU, f32), or as
+    /// composed ops, the reference the whole layers are tested against.
     pub fn set_whole_layers(&mut self, on: bool) {
         self.text.set_whole_layers(on);
     }

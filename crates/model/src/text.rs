@@ -3,6 +3,7 @@
 
 use candle_core::{Device, Tensor};
 
+use crate::attend;
 use crate::config::Qwen3VlConfig;
 use crate::error::Result;
 use crate::fused::{self, Visibility};
@@ -53,8 +54,9 @@ pub struct TextModel {
     layers: Vec<DecoderLayer>,
     norm: Tensor,
     eps: f64,
-    /// Train mode runs each layer as one node with a hand-written backward (`whole`) where
-    /// it applies; off, the composed ops, kept as the reference.
+    /// Train mode runs each layer as one node with a hand-written backward (`whole`), and a
+    /// prefill runs each layer as one pass over slices, where they apply; off, the composed
+    /// ops, kept as the reference.
     whole_layers: bool,
 }
 
@@ -137,7 +139,8 @@ impl TextModel {
         &self.embed_tokens
     }
 
-    /// Whether Train mode runs whole layers (the default) or the composed reference ops.
+    /// Whether Train mode and prefills run whole layers (the default) or the composed
+    /// reference ops.
     pub fn set_whole_layers(&mut self, on: bool) {
         self.whole_layers = on;
     }
@@ -189,9 +192,17 @@ impl TextModel {
             visibility,
         };
         let whole = self.whole_layers
-            && pass.mode == Mode::Train
-            && caches.is_none()
-            && visibility.past == 0;
+            && visibility.past == 0
+            && match pass.mode {
+                Mode::Train => caches.is_none(),
+                // A prefill into empty caches; one-token decoding keeps the composed layers.
+                Mode::Fast => {
+                    s > 1
+                        && caches
+                            .as_deref()
+                            .is_none_or(|c| c.iter().all(|l| l.kv.is_none()))
+                }
+            };
         let mut tables = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let weights = whole.then(|| layer.weights());
@@ -200,7 +211,19 @@ impl TextModel {
                     Some(t) => t,
                     None => tables.insert(RopeTables::new(cos, sin)?),
                 };
-                hidden = whole::forward(&hidden, &weights, tables, visibility, pass.lora)?;
+                hidden = match pass.mode {
+                    Mode::Train => {
+                        whole::forward(&hidden, &weights, tables, visibility, pass.lora)?
+                    }
+                    Mode::Fast => {
+                        let (out, k, v) =
+                            whole::prefill(&hidden, &weights, tables, visibility, pass.lora)?;
+                        if let Some(cache) = caches.as_deref_mut().and_then(|c| c.get_mut(i)) {
+                            cache.kv = Some((k, v));
+                        }
+                        out
+                    }
+                };
             } else {
                 let cache = caches.as_deref_mut().and_then(|c| c.get_mut(i));
                 hidden = layer.forward(&hidden, cos, sin, &attn_mask, cache, pass)?;
@@ -381,6 +404,31 @@ impl Attention {
         // the sequence axis of its key head.
         let q = q.reshape((b, self.kv_heads, groups * s, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
+        // A prefill on the CPU multiplies only the keys each block of rows sees. Decoding (one
+        // row) and Train mode's composed path, the whole layers' reference, keep the products
+        // below.
+        if pass.mode == Mode::Fast && s > 1 && fused::applies(&q) {
+            let attention = attend::Attention {
+                b,
+                kv_heads: self.kv_heads,
+                groups,
+                seq: s,
+                keys: kv_len,
+                d: hd,
+                scale: scale as f32,
+                fast: true,
+                visibility: mask.visibility.clone(),
+            };
+            let out = fused::with_slice(&q, |q| {
+                fused::with_slice(&k, |k| {
+                    fused::with_slice(&v, |v| attention.forward(q, k, v, false).0)
+                })
+            })???;
+            let out = Tensor::from_vec(out, (b, self.heads, s, hd), q.device())?
+                .transpose(1, 2)?
+                .reshape((b, s, self.heads * hd))?;
+            return self.o_proj.forward(&out, pass);
+        }
         let raw = q.matmul(&k.t()?)?;
         let probs = if fused::applies(&raw) {
             fused::masked_softmax(&raw, scale, s, mask.visibility, pass.mode == Mode::Fast)?

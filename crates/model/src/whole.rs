@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, Var};
 use rayon::prelude::*;
 
-use crate::fused::{self, MaskedSoftmax, Visibility};
+use crate::attend::{Attention, Probs};
+use crate::fused::{self, Visibility};
 
 /// One linear layer: frozen `weight` `[out, in]`, optional bias, optional adapter.
 #[derive(Clone)]
@@ -122,12 +123,7 @@ pub(crate) fn forward(
     lora: bool,
 ) -> Result<Tensor> {
     let (b, s, _) = x.dims3()?;
-    if visibility.past != 0 {
-        candle_core::bail!("whole layer: a pass without a cache starts at position 0");
-    }
-    if rope.cos.len() != b * s * (layer.head_dim / 2) || rope.sin.len() != rope.cos.len() {
-        candle_core::bail!("whole layer: the rope tables do not fit [{b}, {s}, head_dim/2]");
-    }
+    check_pass(b, s, layer, rope, visibility)?;
     let mut vars: Vec<Tensor> = if lora {
         layer
             .linears
@@ -159,6 +155,7 @@ pub(crate) fn forward(
         s,
         saved: Mutex::new(None),
         keep: trains,
+        fast: false,
     };
     let x = x.contiguous()?;
     if trains {
@@ -166,6 +163,67 @@ pub(crate) fn forward(
     } else {
         x.apply_op2_no_bwd(&packed, &op)
     }
+}
+
+/// Runs one decoder layer of a prefill (Fast mode, nothing cached before it) on `x`
+/// `[b, s, hidden]`: its output, and the rotated keys and the values `[b, kv_heads, s, d]` the
+/// layer's cache keeps. No graph: the same arithmetic as [`forward`], with generation's softmax.
+pub(crate) fn prefill(
+    x: &Tensor,
+    layer: &LayerWeights,
+    rope: &RopeTables,
+    visibility: &Visibility,
+    lora: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (b, s, hidden) = x.dims3()?;
+    check_pass(b, s, layer, rope, visibility)?;
+    let op = WholeLayer {
+        layer: layer.clone(),
+        rope: rope.clone(),
+        visibility: visibility.clone(),
+        lora,
+        trained_norms: [false; 4],
+        b,
+        s,
+        saved: Mutex::new(None),
+        keep: false,
+        fast: true,
+    };
+    let (out, leftovers) = op.run_forward(&x.detach().contiguous()?)?;
+    let Leftovers::Cache { k, v } = leftovers else {
+        candle_core::bail!("whole layer: a prefill kept its activations");
+    };
+    let heads = (b, layer.kv_heads, s, layer.head_dim);
+    Ok((
+        tensor(out, (b, s, hidden))?,
+        tensor(k, heads)?,
+        tensor(v, heads)?,
+    ))
+}
+
+/// What [`forward`] and [`prefill`] require of a pass: it starts at position 0, and the rope
+/// tables fit it.
+fn check_pass(
+    b: usize,
+    s: usize,
+    layer: &LayerWeights,
+    rope: &RopeTables,
+    visibility: &Visibility,
+) -> Result<()> {
+    if visibility.past != 0 {
+        candle_core::bail!("whole layer: a pass without a cache starts at position 0");
+    }
+    if rope.cos.len() != b * s * (layer.head_dim / 2) || rope.sin.len() != rope.cos.len() {
+        candle_core::bail!("whole layer: the rope tables do not fit [{b}, {s}, head_dim/2]");
+    }
+    Ok(())
+}
+
+/// What a layer's forward leaves behind: the activations for its backward (training), or the
+/// keys and values for the cache (a prefill).
+enum Leftovers {
+    Saved(Box<Saved>),
+    Cache { k: Vec<f32>, v: Vec<f32> },
 }
 
 struct WholeLayer {
@@ -181,6 +239,8 @@ struct WholeLayer {
     saved: Mutex<Option<Arc<Saved>>>,
     /// Whether to keep activations (a graph is being recorded).
     keep: bool,
+    /// Generation's softmax (a prefill) or training's.
+    fast: bool,
 }
 
 /// A linear layer's forward leftovers: its input and, with an adapter, `scale · x Aᵀ`.
@@ -201,11 +261,11 @@ struct Saved {
     q_raw: Tensor,
     k_raw: Tensor,
     /// Rotated q `[b, kv, groups·s, d]`, k and v `[b, kv, s, d]`.
-    q_rot: Tensor,
-    k_rot: Tensor,
-    v_heads: Tensor,
-    /// Attention probabilities `[b, kv, groups·s, s]`.
-    probs: Tensor,
+    q_rot: Vec<f32>,
+    k_rot: Vec<f32>,
+    v_heads: Vec<f32>,
+    /// Attention probabilities, the visible blocks only.
+    probs: Probs,
     /// The residual after attention, `[T, hidden]`.
     mid: Tensor,
     /// The MLP's gate and up outputs, `[T, intermediate]`.
@@ -440,24 +500,28 @@ impl WholeLayer {
         out
     }
 
-    fn softmax(&self) -> MaskedSoftmax {
-        let (_, s, heads, _, d) = self.dims();
-        MaskedSoftmax::for_training(
-            (1.0 / (d as f64).sqrt()) as f32,
-            s,
-            heads,
-            self.visibility.clone(),
-        )
+    fn attention(&self) -> Attention {
+        let (b, s, nh, nkv, d) = self.dims();
+        Attention {
+            b,
+            kv_heads: nkv,
+            groups: nh / nkv,
+            seq: s,
+            keys: s,
+            d,
+            scale: (1.0 / (d as f64).sqrt()) as f32,
+            fast: self.fast,
+            visibility: self.visibility.clone(),
+        }
     }
 
     /// The layer's output `[T·hidden]` for `x` `[b, s, hidden]`, and what its backward needs
-    /// (when a graph is being recorded).
-    fn run_forward(&self, x: &Tensor) -> Result<(Vec<f32>, Option<Saved>)> {
+    /// (when a graph is being recorded) or else the keys and values.
+    fn run_forward(&self, x: &Tensor) -> Result<(Vec<f32>, Leftovers)> {
         let (b, s, nh, nkv, d) = self.dims();
         let l = &self.layer;
         let eps = l.eps as f32;
         let hidden = x.dim(2)?;
-        let groups = nh / nkv;
         let xv = view(x)?;
         let n1 = tensor(
             fused::rms_norm_rows(&xv, &vec_of(&l.input_norm)?, eps),
@@ -472,18 +536,11 @@ impl WholeLayer {
         };
         let q_rot = self.norm_rope(&view(&q)?, nh, norms.as_ref().map(|n| n.0.as_slice()));
         let k_rot = self.norm_rope(&view(&k)?, nkv, norms.as_ref().map(|n| n.1.as_slice()));
-        let q_rot = tensor(q_rot, (b, nkv, groups * s, d))?;
-        let k_rot = tensor(k_rot, (b, nkv, s, d))?;
-        let v_heads = tensor(self.transpose_heads(&view(&v)?, nkv, false), (b, nkv, s, d))?;
-        let scores = q_rot.matmul(&k_rot.t()?)?;
-        let probs = self.softmax().forward_rows(&view(&scores)?, s);
-        drop(scores);
-        let probs = tensor(probs, (b, nkv, groups * s, s))?;
-        let attended = probs.matmul(&v_heads)?;
-        let attended = tensor(
-            self.transpose_heads(&view(&attended)?, nh, true),
-            (b * s, nh * d),
-        )?;
+        let v_heads = self.transpose_heads(&view(&v)?, nkv, false);
+        let (attended, probs) = self
+            .attention()
+            .forward(&q_rot, &k_rot, &v_heads, self.keep);
+        let attended = tensor(self.transpose_heads(&attended, nh, true), (b * s, nh * d))?;
         let (o, o_saved) = self.linear(O, &attended)?;
         let mid: Vec<f32> = xv
             .iter()
@@ -509,8 +566,8 @@ impl WholeLayer {
             .zip(view(&down)?.iter())
             .map(|(a, b)| a + b)
             .collect();
-        let saved = if self.keep {
-            Some(Saved {
+        let leftovers = match probs {
+            Some(probs) => Leftovers::Saved(Box::new(Saved {
                 q: q_saved,
                 k: k_saved,
                 v: v_saved,
@@ -527,11 +584,13 @@ impl WholeLayer {
                 mid: tensor(mid, (b * s, hidden))?,
                 gate_out: gate,
                 up_out: up,
-            })
-        } else {
-            None
+            })),
+            None => Leftovers::Cache {
+                k: k_rot,
+                v: v_heads,
+            },
         };
-        Ok((out, saved))
+        Ok((out, leftovers))
     }
 
     /// The gradients of the layer's input (when it is on the graph) and of the packed
@@ -547,7 +606,6 @@ impl WholeLayer {
         let l = &self.layer;
         let eps = l.eps as f32;
         let hidden = x.dim(2)?;
-        let groups = nh / nkv;
         let dy = grad.reshape((b * s, hidden))?.contiguous()?;
         // Gradients come out in reverse order; kept per linear, they are packed in order.
         let mut by_linear: [Vec<Tensor>; 7] = Default::default();
@@ -603,19 +661,14 @@ impl WholeLayer {
         let d_attended = self
             .linear_backward(O, &saved.o, &d_mid, true, &mut by_linear[O])?
             .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
-        let d_out = tensor(
-            self.transpose_heads(&view(&d_attended)?, nh, false),
-            (b, nkv, groups * s, d),
-        )?;
-        let d_probs = d_out.matmul(&saved.v_heads.t()?)?;
-        let d_v = saved.probs.t()?.matmul(&d_out)?;
-        let d_scores = fused::with_slice(&saved.probs, |p| {
-            fused::with_slice(&d_probs, |g| self.softmax().backward_rows(p, g, s))
-        })??;
-        drop(d_probs);
-        let d_scores = tensor(d_scores, (b, nkv, groups * s, s))?;
-        let d_q_rot = d_scores.matmul(&saved.k_rot)?;
-        let d_k_rot = d_scores.t()?.matmul(&saved.q_rot)?;
+        let d_out = self.transpose_heads(&view(&d_attended)?, nh, false);
+        let (d_q_rot, d_k_rot, d_v) = self.attention().backward(
+            &saved.q_rot,
+            &saved.k_rot,
+            &saved.v_heads,
+            &saved.probs,
+            &d_out,
+        );
         let norms = match &l.qk_norm {
             Some((qn, kn)) => Some((vec_of(qn)?, vec_of(kn)?)),
             None => None,
@@ -628,19 +681,19 @@ impl WholeLayer {
         let [_, _, q_acc, k_acc] = &mut norm_grads;
         let d_q = self.norm_rope_backward(
             &view(&saved.q_raw)?,
-            &view(&d_q_rot)?,
+            &d_q_rot,
             nh,
             norms.as_ref().map(|n| n.0.as_slice()),
             q_acc.as_deref_mut(),
         );
         let d_k = self.norm_rope_backward(
             &view(&saved.k_raw)?,
-            &view(&d_k_rot)?,
+            &d_k_rot,
             nkv,
             norms.as_ref().map(|n| n.1.as_slice()),
             k_acc.as_deref_mut(),
         );
-        let d_v = self.transpose_heads(&view(&d_v)?, nkv, true);
+        let d_v = self.transpose_heads(&d_v, nkv, true);
         let d_q = tensor(d_q, (b * s, nh * d))?;
         let d_k = tensor(d_k, (b * s, nkv * d))?;
         let d_v = tensor(d_v, (b * s, nkv * d))?;
@@ -699,13 +752,13 @@ impl CustomOp2 for WholeLayer {
             xl.shape(),
             &candle_core::Device::Cpu,
         )?;
-        let (out, saved) = self.run_forward(&x)?;
-        if let Some(saved) = saved {
+        let (out, leftovers) = self.run_forward(&x)?;
+        if let Leftovers::Saved(saved) = leftovers {
             let mut slot = self
                 .saved
                 .lock()
                 .map_err(|_| candle_core::Error::Msg("whole layer: poisoned".into()))?;
-            *slot = Some(Arc::new(saved));
+            *slot = Some(Arc::from(saved));
         }
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }

@@ -70,6 +70,22 @@ fn batch(loaded: &LoadedModel) -> Vec<ScoreItem> {
     ]
 }
 
+/// A text prompt of several of attention's blocks (64 query rows each).
+fn long_prompt(loaded: &LoadedModel) -> ModelInput {
+    let prompt = loaded
+        .processor
+        .encode(
+            &format!(
+                "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+                "Type hello please, then click the blue button. ".repeat(12)
+            ),
+            &[],
+        )
+        .expect("encode");
+    assert!(prompt.ids.len() > 2 * 64, "{} tokens", prompt.ids.len());
+    prompt
+}
+
 fn loss(model: &Qwen3Vl, items: &[ScoreItem]) -> Tensor {
     let scored = model.score(items, true).expect("score");
     scored
@@ -601,10 +617,19 @@ fn assert_whole_layers_match_composed(
         }
     }
     let items = batch(&loaded);
-    let cases: [(&str, Vec<ScoreItem>); 3] = [
+    // Beside a shorter prompt padded to its length: block edges and padding inside a block.
+    let long = ScoreItem {
+        prompt: long_prompt(&loaded),
+        response: items[0].response.clone(),
+    };
+    let cases: [(&str, Vec<ScoreItem>); 4] = [
         ("image and text, padded", items.clone()),
         ("image alone", vec![items[0].clone()]),
         ("text alone", vec![items[1].clone()]),
+        (
+            "a long prompt and a short one, padded",
+            vec![long, items[0].clone()],
+        ),
     ];
     for (case, items) in cases {
         let run = |model: &Qwen3Vl| {
@@ -706,4 +731,68 @@ fn whole_layers_give_the_composed_gradients_of_trained_norms_and_embeddings() {
     assert_whole_layers_match_composed("Qwen2.5, norms and embeddings", &qwen25, all(), both);
     assert_whole_layers_match_composed("Qwen3, norms", &qwen3, all(), norms);
     assert_whole_layers_match_composed("Qwen3, norms, adapters off", &qwen3, all(), base_pass);
+}
+
+/// A prefill as whole layers, and as composed ops with attention in blocks, gives the logits
+/// of Train mode's composed reference (every score computed, then masked), and leaves a cache
+/// from which decoding continues as the reference does on the longer prompt.
+#[test]
+fn a_prefill_as_whole_layers_gives_the_reference_logits_and_cache() {
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("diff")
+    };
+    for (family, config) in [
+        ("Qwen3", tiny::default_config()),
+        ("Qwen2.5", tiny::default_qwen25_config()),
+    ] {
+        let (_dir, mut loaded) = model_with_adapter_from(&config);
+        let prompts = [
+            ("image prompt", batch(&loaded)[0].prompt.clone()),
+            ("long prompt", long_prompt(&loaded)),
+        ];
+        for (case, prompt) in prompts {
+            let next = 17u32;
+            let mut longer = prompt.clone();
+            longer.ids.push(next);
+            loaded.model.set_whole_layers(false);
+            let model = &loaded.model;
+            let reference = model
+                .full_logits(&prompt, Mode::Train, true)
+                .expect("train");
+            let s = longer.ids.len();
+            let reference_next = model
+                .full_logits(&longer, Mode::Train, true)
+                .and_then(|l| Ok(l.narrow(0, s - 1, 1)?.squeeze(0)?))
+                .expect("train");
+            let mut prefills = Vec::new();
+            for whole in [true, false] {
+                loaded.model.set_whole_layers(whole);
+                let model = &loaded.model;
+                let mut cache = model.new_cache();
+                let logits = model
+                    .prefill(&mut cache, &prompt, true, clawdesk_model::Logits::All)
+                    .expect("prefill");
+                let decoded = model.decode(&mut cache, next, true).expect("decode");
+                for (what, ours, want) in [
+                    ("prefill", &logits, &reference),
+                    ("decode", &decoded, &reference_next),
+                ] {
+                    let diff = max_diff(ours, want);
+                    assert!(
+                        diff < 1e-4,
+                        "{family}, {case}, whole layers {whole}: {what} differs by {diff}"
+                    );
+                }
+                prefills.push(logits);
+            }
+            assert!(
+                max_diff(&prefills[0], &prefills[1]) > 0.0,
+                "{family}, {case}: both prefills agree to the bit; did whole layers run?"
+            );
+        }
+    }
 }
