@@ -10,8 +10,10 @@
 //!
 //! Rows inside a block that see fewer keys than its last row get zeros there, so the block's
 //! products stay exact. Blocks run in parallel, each product single-threaded inside (gemm's own
-//! threads would meet at a barrier for products this small). This module owns the arithmetic on
-//! slices; it must not depend on the layers that call it (`whole`, `text`).
+//! threads would meet at a barrier for products this small). The vision towers' attention
+//! within frames or windows ([`within_spans`]) runs on the same blocks, with nothing masked.
+//! This module owns the arithmetic on slices; it must not depend on the layers that call it
+//! (`whole`, `text`, `tower`).
 
 use rayon::prelude::*;
 
@@ -306,6 +308,53 @@ impl Attention {
     }
 }
 
+/// Attention of `[heads, n, d]` q, k and v (one image's patches) within consecutive `spans` of
+/// the patches, each patch seeing every patch of its span and no other: a vision tower's
+/// frames or windows. Generation's softmax; `[heads, n, d]` out.
+pub(crate) fn within_spans(
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    (heads, n, d): (usize, usize, usize),
+    spans: &[usize],
+    scale: f32,
+) -> Vec<f32> {
+    assert!(
+        q.len() == heads * n * d && k.len() == q.len() && v.len() == q.len(),
+        "attention: q, k or v does not fit [{heads}, {n}, {d}]"
+    );
+    assert!(
+        spans.iter().sum::<usize>() == n,
+        "attention: spans do not cover {n} rows"
+    );
+    let mut out = vec![0f32; q.len()];
+    let mut start = 0;
+    for &len in spans.iter().filter(|&&len| len > 0) {
+        let rows = |h: usize| (h * n + start) * d..(h * n + start + len) * d;
+        let gather =
+            |x: &[f32]| -> Vec<f32> { (0..heads).flat_map(|h| &x[rows(h)]).copied().collect() };
+        let attention = Attention {
+            b: 1,
+            kv_heads: heads,
+            groups: 1,
+            seq: len,
+            keys: len,
+            d,
+            scale,
+            fast: true,
+            // Every key counts as seen before the first query: nothing is causal.
+            visibility: Visibility {
+                past: len,
+                lens: None,
+            },
+        };
+        let (o, _) = attention.forward(&gather(q), &gather(k), &gather(v), false);
+        for (h, o) in o.chunks_exact(len * d).enumerate() {
+            out[rows(h)].copy_from_slice(o);
+        }
+        start += len;
+    }
+    out
+}
+
 /// `dst` `[m, n]` (row-major) `= lhs · rhs`, or `+=` with `accumulate`; `lhs` `[m, k]` and `rhs`
 /// `[k, n]` are each given with their row and column strides, so transposes cost nothing.
 /// Single-threaded: the callers run blocks in parallel.
@@ -450,6 +499,44 @@ mod tests {
             assert!(max_diff(&fast, &want) < 1e-5, "shape {i}, fast");
             assert!(probs.is_some());
         }
+    }
+
+    /// Spans of patches see their own span whole, and only it.
+    #[test]
+    fn spans_see_their_own_patches_only() {
+        let (heads, n, d) = (3, 150, 8);
+        let spans = [70, 0, 80];
+        let mut rng = Rng::new(40);
+        let (q, k, v) = (
+            rng.normals(heads * n * d, 1.0),
+            rng.normals(heads * n * d, 1.0),
+            rng.normals(heads * n * d, 1.0),
+        );
+        let out = within_spans((&q, &k, &v), (heads, n, d), &spans, 0.35);
+        let mut want = vec![0f32; out.len()];
+        for h in 0..heads {
+            for (start, len) in [(0, 70), (70, 80)] {
+                for i in start..start + len {
+                    let qr = &q[(h * n + i) * d..][..d];
+                    let scores: Vec<f32> = (start..start + len)
+                        .map(|j| {
+                            let kr = &k[(h * n + j) * d..][..d];
+                            qr.iter().zip(kr).map(|(x, y)| x * y).sum::<f32>() * 0.35
+                        })
+                        .collect();
+                    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let e: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f32 = e.iter().sum();
+                    for (j, ej) in (start..start + len).zip(&e) {
+                        let vr = &v[(h * n + j) * d..][..d];
+                        for (o, x) in want[(h * n + i) * d..][..d].iter_mut().zip(vr) {
+                            *o += ej / sum * x;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(max_diff(&out, &want) < 1e-5, "{}", max_diff(&out, &want));
     }
 
     /// The backward against central differences of `Σ d_out · out`, for a few entries of

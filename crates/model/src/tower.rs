@@ -4,8 +4,10 @@
 
 use candle_core::{D, Device, Tensor};
 
+use crate::attend;
 use crate::config::VisionConfig;
 use crate::error::Result;
+use crate::fused;
 use crate::lora::Linear;
 use crate::ops::{self, Mode, Pass};
 use crate::rope::Grid;
@@ -62,8 +64,9 @@ const QUERY_CHUNK: usize = 256;
 
 /// Attention of `[1, heads, n, hd]` q, k, v within consecutive spans of the patches (one per
 /// frame, or one per window), each patch seeing its own span only. In Fast mode the queries
-/// of a span go in pieces of [`QUERY_CHUNK`] rows, with the scale folded into them: the whole
-/// span's scores are never built. Train mode keeps the composed path, whose backward exists.
+/// of a span go in pieces of rows, so the whole span's scores are never built: on the CPU as
+/// `attend`'s blocks, elsewhere as pieces of [`QUERY_CHUNK`] rows with the scale folded into
+/// them. Train mode keeps the composed path, whose backward exists.
 pub(crate) fn attend_in_spans(
     q: &Tensor,
     k: &Tensor,
@@ -73,6 +76,18 @@ pub(crate) fn attend_in_spans(
 ) -> candle_core::Result<Tensor> {
     let hd = q.dim(D::Minus1)?;
     let scale = 1.0 / (hd as f64).sqrt();
+    // On the CPU, blocks of rows over slices, with no tensor per piece.
+    if mode == Mode::Fast && fused::applies(q) {
+        let (_, heads, n, _) = q.dims4()?;
+        let out = fused::with_slice(q, |q| {
+            fused::with_slice(k, |k| {
+                fused::with_slice(v, |v| {
+                    attend::within_spans((q, k, v), (heads, n, hd), spans, scale as f32)
+                })
+            })
+        })???;
+        return Tensor::from_vec(out, q.shape(), q.device());
+    }
     let mut outs = Vec::with_capacity(spans.len());
     let mut start = 0;
     for &len in spans {
