@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use crate::fused::{Visibility, softmax_row_in_place};
+use crate::product::{How, product};
 
 /// Query rows per block: small enough that the skipped triangle is most of the masked half
 /// (a prompt of 320 tokens multiplies 60% of its score matrix, of 1,552 tokens 52%), large
@@ -173,13 +174,19 @@ impl Attention {
         let k_head = &k[block.head * self.keys * d..][..w * d];
         let v_head = &v[block.head * self.keys * d..][..w * d];
         // Scores: q_rows · k_headᵀ.
-        product((block.rows, w, d), p, false, (q_rows, d, 1), (k_head, 1, d));
+        product(
+            (block.rows, w, d),
+            p,
+            How::SET,
+            (q_rows, d, 1),
+            (k_head, 1, d),
+        );
         for (r, row) in p.chunks_exact_mut(w).enumerate() {
             let n = self.visible(block.batch, block.position + r);
             softmax_row_in_place(&mut row[..n], self.scale, self.fast);
             row[n..].fill(0.0);
         }
-        product((block.rows, d, w), out, false, (p, w, 1), (v_head, d, 1));
+        product((block.rows, d, w), out, How::SET, (p, w, 1), (v_head, d, 1));
     }
 
     /// The gradients of q, k and v from the output's gradient `d_out`, with the probabilities
@@ -267,7 +274,7 @@ impl Attention {
         product(
             (block.rows, w, d),
             scratch,
-            false,
+            How::SET,
             (do_rows, d, 1),
             (v_head, 1, d),
         );
@@ -287,21 +294,21 @@ impl Attention {
         product(
             (block.rows, d, w),
             d_q,
-            false,
+            How::SET,
             (d_scores, w, 1),
             (k_head, d, 1),
         );
         product(
             (w, d, block.rows),
             &mut d_k[..w * d],
-            true,
+            How::ADD,
             (d_scores, 1, w),
             (q_rows, d, 1),
         );
         product(
             (w, d, block.rows),
             &mut d_v[..w * d],
-            true,
+            How::ADD,
             (p, 1, w),
             (do_rows, d, 1),
         );
@@ -353,53 +360,6 @@ pub(crate) fn within_spans(
         start += len;
     }
     out
-}
-
-/// `dst` `[m, n]` (row-major) `= lhs · rhs`, or `+=` with `accumulate`; `lhs` `[m, k]` and `rhs`
-/// `[k, n]` are each given with their row and column strides, so transposes cost nothing.
-/// Single-threaded: the callers run blocks in parallel.
-fn product(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
-    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
-) {
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    let last = |rows: usize, rs: usize, cols: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(
-        dst.len() == m * n
-            && last(m, lhs_rs, k, lhs_cs) < lhs.len()
-            && last(k, rhs_rs, n, rhs_cs) < rhs.len(),
-        "attention: a product's operands do not fit its shape"
-    );
-    // SAFETY: the assertion above bounds every element the product reads or writes by the
-    // slices' lengths; `dst` is borrowed mutably, so it aliases neither operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 #[cfg(test)]

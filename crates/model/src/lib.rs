@@ -25,6 +25,7 @@ pub mod ops;
 pub mod peft;
 pub mod preprocess;
 pub mod processor;
+mod product;
 /// The seeded generator every seeded piece shares; its own crate so the gym needs no candle.
 pub use clawdesk_rng as rng;
 pub mod rope;

@@ -26,6 +26,7 @@ use rayon::prelude::*;
 
 use crate::attend::{Attention, Probs};
 use crate::fused::{self, Visibility};
+use crate::product::{How, product};
 
 /// One linear layer: frozen `weight` `[out, in]`, optional bias, optional adapter.
 #[derive(Clone)]
@@ -337,21 +338,52 @@ impl WholeLayer {
             .map(|(a, b, s)| (a.as_tensor().detach(), b.as_tensor().detach(), *s))
     }
 
-    /// `x Wᵀ + bias + s (x Aᵀ) Bᵀ` for `x` `[T, in]`.
+    /// `x Wᵀ + bias + s (x Aᵀ) Bᵀ` for `x` `[T, in]`: the adapter's product accumulates into
+    /// the frozen one's output, with no elementwise pass between them.
     fn linear(&self, i: usize, x: &Tensor) -> Result<(Tensor, LinearSaved)> {
         let l = &self.layer.linears[i];
-        let mut y = x.matmul(&l.weight.t()?)?;
+        let (t, d_in) = x.dims2()?;
+        let w = l.weight.contiguous()?;
+        let d_out = w.dim(0)?;
+        let xv = view(x)?;
+        let mut y = vec![0f32; t * d_out];
+        product(
+            (t, d_out, d_in),
+            &mut y,
+            How::SET.shared(),
+            (&xv, d_in, 1),
+            (&view(&w)?, 1, d_in),
+        );
         if let Some(bias) = &l.bias {
-            y = y.broadcast_add(bias)?;
+            let bias = bias.contiguous()?;
+            let bias = view(&bias)?;
+            for row in y.chunks_exact_mut(d_out) {
+                row.iter_mut().zip(bias.iter()).for_each(|(y, b)| *y += b);
+            }
         }
         let mut xa = None;
         if let Some((a, b, scale)) = self.adapter(i) {
-            let u = x.matmul(&a.t()?)?.affine(scale, 0.0)?;
-            y = (y + u.matmul(&b.t()?)?)?;
-            xa = Some(u);
+            let r = a.dim(0)?;
+            let mut u = vec![0f32; t * r];
+            product(
+                (t, r, d_in),
+                &mut u,
+                How::SET.scaled(scale as f32),
+                (&xv, d_in, 1),
+                (&view(&a)?, 1, d_in),
+            );
+            product(
+                (t, d_out, r),
+                &mut y,
+                How::ADD.shared(),
+                (&u, r, 1),
+                (&view(&b)?, 1, r),
+            );
+            xa = Some(tensor(u, (t, r))?);
         }
+        drop(xv);
         Ok((
-            y,
+            tensor(y, (t, d_out))?,
             LinearSaved {
                 input: x.clone(),
                 xa,
@@ -359,34 +391,73 @@ impl WholeLayer {
         ))
     }
 
-    /// The gradient of [`Self::linear`]'s input (when `want_input`) and of its adapter
-    /// (`[A, B]` flattened, in packing order) from the output's gradient `dy` `[T, out]`.
+    /// The backward of [`Self::linear`]: adds its input's gradient into `dx` `[T, in]` (when
+    /// given) and pushes its adapter's (`[A, B]` flattened, in packing order), from the
+    /// output's gradient `dy` `[T, out]`.
     fn linear_backward(
         &self,
         i: usize,
         saved: &LinearSaved,
-        dy: &Tensor,
-        want_input: bool,
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
         grads: &mut Vec<Tensor>,
-    ) -> Result<Option<Tensor>> {
+    ) -> Result<()> {
         let l = &self.layer.linears[i];
-        let mut dx = if want_input {
-            Some(dy.matmul(&l.weight)?)
-        } else {
-            None
-        };
-        if let (Some((a, b, scale)), Some(xa)) = (self.adapter(i), &saved.xa) {
-            // y = u Bᵀ with u = s x Aᵀ: dB = dyᵀ u, du = dy B, dA = s duᵀ x, dx += s du A.
-            let du = dy.matmul(&b)?.affine(scale, 0.0)?;
-            let d_b = dy.t()?.matmul(xa)?;
-            let d_a = du.t()?.matmul(&saved.input)?;
-            if let Some(d) = dx.as_mut() {
-                *d = (&*d + du.matmul(&a)?)?;
-            }
-            grads.push(d_a.flatten_all()?);
-            grads.push(d_b.flatten_all()?);
+        let w = l.weight.contiguous()?;
+        let (d_out, d_in) = w.dims2()?;
+        let t = dy.len() / d_out.max(1);
+        let adapter = self.adapter(i).zip(saved.xa.as_ref());
+        let mut du = Vec::new();
+        if let Some(((a, b, scale), xa)) = &adapter {
+            // y = u Bᵀ with u = s x Aᵀ: dB = dyᵀ u, du = s dy B, dA = duᵀ x, dx += du A.
+            let r = a.dim(0)?;
+            du = vec![0f32; t * r];
+            product(
+                (t, r, d_out),
+                &mut du,
+                How::SET.scaled(*scale as f32),
+                (dy, d_out, 1),
+                (&view(b)?, r, 1),
+            );
+            let mut d_b = vec![0f32; d_out * r];
+            product(
+                (d_out, r, t),
+                &mut d_b,
+                How::SET.shared(),
+                (dy, 1, d_out),
+                (&view(xa)?, r, 1),
+            );
+            let mut d_a = vec![0f32; r * d_in];
+            product(
+                (r, d_in, t),
+                &mut d_a,
+                How::SET.shared(),
+                (&du, 1, r),
+                (&view(&saved.input)?, d_in, 1),
+            );
+            grads.push(tensor(d_a, r * d_in)?);
+            grads.push(tensor(d_b, d_out * r)?);
         }
-        Ok(dx)
+        if let Some(dx) = dx {
+            product(
+                (t, d_in, d_out),
+                dx,
+                How::ADD.shared(),
+                (dy, d_out, 1),
+                (&view(&w)?, d_in, 1),
+            );
+            if let Some(((a, _, _), _)) = &adapter {
+                let r = a.dim(0)?;
+                product(
+                    (t, d_in, r),
+                    dx,
+                    How::ADD.shared(),
+                    (&du, r, 1),
+                    (&view(a)?, d_in, 1),
+                );
+            }
+        }
+        Ok(())
     }
 
     fn dims(&self) -> (usize, usize, usize, usize, usize) {
@@ -607,13 +678,21 @@ impl WholeLayer {
         let eps = l.eps as f32;
         let hidden = x.dim(2)?;
         let dy = grad.reshape((b * s, hidden))?.contiguous()?;
+        let dy = view(&dy)?;
+        let t = b * s;
         // Gradients come out in reverse order; kept per linear, they are packed in order.
         let mut by_linear: [Vec<Tensor>; 7] = Default::default();
         // MLP.
-        let d_act = self
-            .linear_backward(DOWN, &saved.down, &dy, true, &mut by_linear[DOWN])?
-            .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
-        let (d_gate, d_up): (Vec<f32>, Vec<f32>) = view(&d_act)?
+        let inter = saved.gate_out.dim(1)?;
+        let mut d_act = vec![0f32; t * inter];
+        self.linear_backward(
+            DOWN,
+            &saved.down,
+            &dy,
+            Some(&mut d_act),
+            &mut by_linear[DOWN],
+        )?;
+        let (d_gate, d_up): (Vec<f32>, Vec<f32>) = d_act
             .par_iter()
             .zip(view(&saved.gate_out)?.par_iter())
             .zip(view(&saved.up_out)?.par_iter())
@@ -623,26 +702,16 @@ impl WholeLayer {
                 (da * u * sig * (1.0 + g * (1.0 - sig)), da * silu)
             })
             .unzip();
-        let shape = saved.gate_out.shape().clone();
-        let d_n2 = self
-            .linear_backward(
-                GATE,
-                &saved.gate,
-                &tensor(d_gate, shape.clone())?,
-                true,
-                &mut by_linear[GATE],
-            )?
-            .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
-        let d_n2_up = self
-            .linear_backward(
-                UP,
-                &saved.up,
-                &tensor(d_up, shape)?,
-                true,
-                &mut by_linear[UP],
-            )?
-            .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
-        let d_n2 = (d_n2 + d_n2_up)?;
+        drop(d_act);
+        let mut d_n2 = vec![0f32; t * hidden];
+        self.linear_backward(
+            GATE,
+            &saved.gate,
+            &d_gate,
+            Some(&mut d_n2),
+            &mut by_linear[GATE],
+        )?;
+        self.linear_backward(UP, &saved.up, &d_up, Some(&mut d_n2), &mut by_linear[UP])?;
         let post_w = vec_of(&l.post_norm)?;
         // Norm weights' gradients, in the slots of `LayerWeights::norms`.
         let mut norm_grads: [Option<Vec<f32>>; 4] = Default::default();
@@ -653,15 +722,21 @@ impl WholeLayer {
         }
         if let Some(acc) = norm_grads[POST_NORM].as_mut() {
             *acc = vec![0f32; hidden];
-            add_norm_weight_grad(&view(&saved.mid)?, &view(&d_n2)?, eps, acc);
+            add_norm_weight_grad(&view(&saved.mid)?, &d_n2, eps, acc);
         }
-        let d_mid = fused::rms_norm_rows_backward(&view(&saved.mid)?, &post_w, eps, &view(&d_n2)?);
-        let d_mid = (tensor(d_mid, (b * s, hidden))? + &dy)?;
+        let mut d_mid = fused::rms_norm_rows_backward(&view(&saved.mid)?, &post_w, eps, &d_n2);
+        d_mid.iter_mut().zip(dy.iter()).for_each(|(m, g)| *m += g);
+        drop(dy);
         // Attention.
-        let d_attended = self
-            .linear_backward(O, &saved.o, &d_mid, true, &mut by_linear[O])?
-            .ok_or_else(|| candle_core::Error::Msg("no input gradient".into()))?;
-        let d_out = self.transpose_heads(&view(&d_attended)?, nh, false);
+        let mut d_attended = vec![0f32; t * nh * d];
+        self.linear_backward(
+            O,
+            &saved.o,
+            &d_mid,
+            Some(&mut d_attended),
+            &mut by_linear[O],
+        )?;
+        let d_out = self.transpose_heads(&d_attended, nh, false);
         let (d_q_rot, d_k_rot, d_v) = self.attention().backward(
             &saved.q_rot,
             &saved.k_rot,
@@ -694,29 +769,32 @@ impl WholeLayer {
             k_acc.as_deref_mut(),
         );
         let d_v = self.transpose_heads(&d_v, nkv, true);
-        let d_q = tensor(d_q, (b * s, nh * d))?;
-        let d_k = tensor(d_k, (b * s, nkv * d))?;
-        let d_v = tensor(d_v, (b * s, nkv * d))?;
         // The input norm's output gradient, needed for the input's or the norm's own.
         let want_n1 = want_input || self.trained_norms[INPUT_NORM];
-        let d_n1_q = self.linear_backward(Q, &saved.q, &d_q, want_n1, &mut by_linear[Q])?;
-        let d_n1_k = self.linear_backward(K, &saved.k, &d_k, want_n1, &mut by_linear[K])?;
-        let d_n1_v = self.linear_backward(V, &saved.v, &d_v, want_n1, &mut by_linear[V])?;
-        let d_n1 = match (d_n1_q, d_n1_k, d_n1_v) {
-            (Some(q), Some(k), Some(v)) => Some(((q + k)? + v)?),
-            _ => None,
+        let mut d_n1 = if want_n1 {
+            vec![0f32; t * hidden]
+        } else {
+            Vec::new()
         };
-        if let (Some(acc), Some(d_n1)) = (norm_grads[INPUT_NORM].as_mut(), &d_n1) {
-            *acc = vec![0f32; hidden];
-            add_norm_weight_grad(&view(x)?, &view(d_n1)?, eps, acc);
+        for (i, linear, dy) in [
+            (Q, &saved.q, &d_q),
+            (K, &saved.k, &d_k),
+            (V, &saved.v, &d_v),
+        ] {
+            let dx = want_n1.then_some(d_n1.as_mut_slice());
+            self.linear_backward(i, linear, dy, dx, &mut by_linear[i])?;
         }
-        let d_x = match d_n1.filter(|_| want_input) {
-            Some(d_n1) => {
-                let in_w = vec_of(&l.input_norm)?;
-                let d_x = fused::rms_norm_rows_backward(&view(x)?, &in_w, eps, &view(&d_n1)?);
-                Some((tensor(d_x, (b * s, hidden))? + d_mid)?.reshape((b, s, hidden))?)
-            }
-            None => None,
+        if let Some(acc) = norm_grads[INPUT_NORM].as_mut() {
+            *acc = vec![0f32; hidden];
+            add_norm_weight_grad(&view(x)?, &d_n1, eps, acc);
+        }
+        let d_x = if want_input {
+            let in_w = vec_of(&l.input_norm)?;
+            let mut d_x = fused::rms_norm_rows_backward(&view(x)?, &in_w, eps, &d_n1);
+            d_x.iter_mut().zip(&d_mid).for_each(|(x, m)| *x += m);
+            Some(tensor(d_x, (b, s, hidden))?)
+        } else {
+            None
         };
         let mut grads: Vec<Tensor> = by_linear.into_iter().flatten().collect();
         for g in norm_grads.into_iter().flatten() {

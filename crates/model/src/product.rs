@@ -1,0 +1,136 @@
+//! Matrix products on f32 slices through gemm, for the kernels that work on slices (`attend`,
+//! `whole`): no tensor per product, transposes as strides, the scale and the accumulation
+//! folded into the product instead of separate elementwise passes, and the choice of
+//! threads left to the caller (one per block where blocks already run in parallel). Owns
+//! nothing but the call; depends on no other module of the crate.
+
+/// How a product writes its destination.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct How {
+    /// `dst += …` instead of `dst = …`.
+    pub add: bool,
+    /// Multiplies the product (not what `dst` held).
+    pub scale: f32,
+    /// Threads gemm may use; 1 runs on the caller's.
+    pub threads: usize,
+}
+
+impl How {
+    /// `dst = lhs · rhs`, on the calling thread.
+    pub(crate) const SET: How = How {
+        add: false,
+        scale: 1.0,
+        threads: 1,
+    };
+    /// `dst += lhs · rhs`, on the calling thread.
+    pub(crate) const ADD: How = How {
+        add: true,
+        scale: 1.0,
+        threads: 1,
+    };
+
+    /// The same, times `scale`.
+    pub(crate) fn scaled(self, scale: f32) -> How {
+        How { scale, ..self }
+    }
+
+    /// The same, on all of rayon's threads.
+    pub(crate) fn shared(self) -> How {
+        How {
+            threads: rayon::current_num_threads(),
+            ..self
+        }
+    }
+}
+
+/// `dst` `[m, n]` (row-major) `= scale · lhs · rhs` (or `+=`, as `how` says); `lhs` `[m, k]` and
+/// `rhs` `[k, n]` are each given with their row and column strides, so transposes cost nothing.
+pub(crate) fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    how: How,
+    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
+    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
+) {
+    assert_eq!(
+        dst.len(),
+        m * n,
+        "product: the destination does not fit [{m}, {n}]"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !how.add {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    let last = |rows: usize, rs: usize, cols: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(
+        last(m, lhs_rs, k, lhs_cs) < lhs.len() && last(k, rhs_rs, n, rhs_cs) < rhs.len(),
+        "product: an operand does not fit [{m}, {k}] · [{k}, {n}]"
+    );
+    let parallelism = if how.threads > 1 {
+        gemm::Parallelism::Rayon(how.threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assertions above bound every element the product reads or writes by the
+    // slices' lengths; `dst` is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            how.add,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            how.scale,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strides, scale, accumulation and threads against the product written out.
+    #[test]
+    fn a_product_with_strides_scale_and_accumulation() {
+        let (m, n, k) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let want = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f32>();
+        // a as [m, k] row-major; b given transposed: bᵀ stored [n, k], read with strides.
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        for threads in [How::SET, How::SET.shared()] {
+            let mut dst = vec![1.0f32; m * n];
+            product((m, n, k), &mut dst, threads, (&a, k, 1), (&bt, 1, k));
+            let mut acc = dst.clone();
+            let how = How {
+                add: true,
+                ..threads.scaled(0.5)
+            };
+            product((m, n, k), &mut acc, how, (&a, k, 1), (&b, n, 1));
+            for i in 0..m {
+                for j in 0..n {
+                    assert!((dst[i * n + j] - want(i, j)).abs() < 1e-5);
+                    assert!((acc[i * n + j] - 1.5 * want(i, j)).abs() < 1e-5);
+                }
+            }
+        }
+    }
+}
