@@ -68,15 +68,7 @@ pub(crate) struct Probs(Vec<f32>);
 impl Attention {
     /// Keys visible to the query at `position` of batch row `batch`.
     fn visible(&self, batch: usize, position: usize) -> usize {
-        let causal = self.visibility.past + position + 1;
-        let len = self
-            .visibility
-            .lens
-            .as_ref()
-            .and_then(|l| l.get(batch).copied())
-            .unwrap_or(self.keys)
-            .max(1);
-        causal.min(len).min(self.keys)
+        self.visibility.seen(batch, position, self.keys)
     }
 
     fn blocks(&self) -> Vec<Block> {

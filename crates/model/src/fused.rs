@@ -374,6 +374,21 @@ pub struct Visibility {
     pub lens: Option<Vec<usize>>,
 }
 
+impl Visibility {
+    /// How many of `keys` the query at `position` of batch row `batch` sees: causal after
+    /// `past`, and none past the row's real length (at least one, so a row is never empty).
+    pub(crate) fn seen(&self, batch: usize, position: usize, keys: usize) -> usize {
+        let causal = self.past + position + 1;
+        let len = self
+            .lens
+            .as_ref()
+            .and_then(|l| l.get(batch).copied())
+            .unwrap_or(keys)
+            .max(1);
+        causal.min(len).min(keys)
+    }
+}
+
 struct MaskedSoftmax {
     scale: f32,
     /// The fast exp (generation) or the library's (training).
@@ -443,17 +458,7 @@ impl MaskedSoftmax {
     /// The number of visible keys for row `r` of the flattened `[rows, keys]` scores.
     fn visible(&self, r: usize, keys: usize) -> usize {
         let per_batch = self.blocks_per_batch * self.seq;
-        let b = r / per_batch;
-        let s = r % self.seq;
-        let causal = self.visibility.past + s + 1;
-        let len = self
-            .visibility
-            .lens
-            .as_ref()
-            .and_then(|l| l.get(b).copied())
-            .unwrap_or(keys)
-            .max(1);
-        causal.min(len).min(keys)
+        self.visibility.seen(r / per_batch, r % self.seq, keys)
     }
 }
 
