@@ -88,10 +88,10 @@ pub fn rope_index(
 
 /// M-RoPE: which position axis each rotary frequency reads.
 ///
-/// Interleaved (Qwen3-VL): frequency j takes the height axis when j % 3 == 1 and
-/// j < 3·section[1], the width axis when j % 3 == 2 and j < 3·section[2], and the time axis
-/// otherwise. In sections (Qwen2.5-VL): the first section[0] frequencies take time, the next
-/// section[1] height, the rest width; HF splits the doubled table by `mrope_section * 2`, which
+/// Interleaved (Qwen3-VL): frequency j takes the height axis when `j % 3 == 1` and
+/// `j < 3·section[1]`, the width axis when `j % 3 == 2` and `j < 3·section[2]`, and the time
+/// axis otherwise. In sections (Qwen2.5-VL): the first `section[0]` frequencies take time, the
+/// next `section[1]` height, the rest width; HF splits the doubled table by `mrope_section * 2`, which
 /// gives both halves of a head the same assignment.
 #[derive(Debug, Clone)]
 pub struct TextRope {

@@ -14,6 +14,10 @@
 //! before. The composed path stays as the reference (`TextModel::set_whole_layers`), and
 //! `tests/training.rs` compares every LoRA gradient of the two.
 //!
+//! A prefill (Fast mode, into empty caches) runs the same forward over slices with no graph
+//! and generation's softmax, and hands the rotated keys and the values to the cache
+//! ([`prefill`]). Attention itself is `attend`'s blocks, in both.
+//!
 //! Norm weights that are being trained (`Qwen3Vl::train_base_weights`, as the practice
 //! base's warm start does) join the packed tensor after the adapters, and the backward gives
 //! their gradients too. CPU and f32 only: the cases [`applies`] accepts. This module owns the
