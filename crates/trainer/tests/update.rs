@@ -333,7 +333,22 @@ fn micro_batches_accumulate_to_the_same_update() {
                 }
             })
             .collect();
-        let mut opt = optimizer(&loaded);
+        // AdamW's step is lr · m / (√v + eps): with the default eps (1e-8) it is ±lr for any
+        // gradient well above 1e-8, whatever its scale, so micro-batches summed at 3× the right
+        // weight would pass, and a gradient near 1e-8 turns the last bits of a sum's order
+        // (the micro-batches add in another order) into a large change of its step. An eps
+        // above the gradients, and no clipping to a fixed norm, make the step follow their
+        // size: scale errors show, and the rounding of the sums stays at its own size.
+        let mut opt = AdamW::new(
+            loaded.model.lora_vars(),
+            AdamWConfig {
+                eps: 1e-3,
+                max_grad_norm: None,
+                weight_decay: 0.0,
+                ..AdamWConfig::default()
+            },
+        )
+        .expect("adamw");
         let settings = UpdateSettings {
             micro_batch_tokens: budget,
             ..settings(Method::BinaryRl)
@@ -346,8 +361,10 @@ fn micro_batches_accumulate_to_the_same_update() {
     let (whole, loss_whole) = run(1 << 20);
     let (split, loss_split) = run(1);
     assert!((loss_whole - loss_split).abs() < 1e-5);
+    // Rounding moves weights by up to 4e-6 here; micro-batches summed without their shares,
+    // by 1.3e-2.
     for (a, b) in whole.iter().flatten().zip(split.iter().flatten()) {
-        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        assert!((a - b).abs() < 5e-5, "{a} vs {b}");
     }
 }
 
