@@ -39,8 +39,7 @@ pub(crate) struct Attention {
     pub keys: usize,
     pub d: usize,
     pub scale: f32,
-    /// The fast exp and lane sum (generation) or the library's exp and the ordered sum
-    /// (training), as `fused`'s softmax rows.
+    /// The lane sum (generation) or the ordered sum (training), as `fused`'s softmax rows.
     pub fast: bool,
     pub visibility: Visibility,
 }

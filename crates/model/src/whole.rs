@@ -26,7 +26,6 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, Var};
-use rayon::prelude::*;
 
 use crate::attend::{Attention, Probs};
 use crate::fused::{self, Visibility};
@@ -629,11 +628,7 @@ impl WholeLayer {
         )?;
         let (gate, gate_saved) = self.linear(GATE, &n2)?;
         let (up, up_saved) = self.linear(UP, &n2)?;
-        let act: Vec<f32> = view(&gate)?
-            .par_iter()
-            .zip(view(&up)?.par_iter())
-            .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
-            .collect();
+        let act = fused::silu_mul(&view(&gate)?, &view(&up)?);
         let act = tensor(act, gate.shape())?;
         let (down, down_saved) = self.linear(DOWN, &act)?;
         let out: Vec<f32> = mid
@@ -696,16 +691,8 @@ impl WholeLayer {
             Some(&mut d_act),
             &mut by_linear[DOWN],
         )?;
-        let (d_gate, d_up): (Vec<f32>, Vec<f32>) = d_act
-            .par_iter()
-            .zip(view(&saved.gate_out)?.par_iter())
-            .zip(view(&saved.up_out)?.par_iter())
-            .map(|((&da, &g), &u)| {
-                let sig = 1.0 / (1.0 + (-g).exp());
-                let silu = g * sig;
-                (da * u * sig * (1.0 + g * (1.0 - sig)), da * silu)
-            })
-            .unzip();
+        let (d_gate, d_up) =
+            fused::silu_mul_backward(&d_act, &view(&saved.gate_out)?, &view(&saved.up_out)?);
         drop(d_act);
         let mut d_n2 = vec![0f32; t * hidden];
         self.linear_backward(
