@@ -141,9 +141,12 @@ impl Attention {
                 let p = match p {
                     Some(p) => p,
                     None => {
-                        scratch.clear();
-                        scratch.resize(block.rows * block.width, 0.0);
-                        scratch.as_mut_slice()
+                        // Not cleared: the scores' product writes every value first.
+                        let need = block.rows * block.width;
+                        if scratch.len() < need {
+                            scratch.resize(need, 0.0);
+                        }
+                        &mut scratch[..need]
                     }
                 };
                 self.forward_block(&block, q, k, v, o, p);
