@@ -262,9 +262,13 @@ impl Attention {
         let (q_rows, do_rows) = (&q[rows.clone()], &d_out[rows]);
         let k_head = &k[block.head * self.keys * d..][..w * d];
         let v_head = &v[block.head * self.keys * d..][..w * d];
-        // The probabilities' gradient: d_out · vᵀ, then through the softmax in place.
-        scratch.clear();
-        scratch.resize(block.rows * w, 0.0);
+        // The probabilities' gradient: d_out · vᵀ, then through the softmax in place. Not
+        // cleared: the product writes every value first.
+        let need = block.rows * w;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let scratch = &mut scratch[..need];
         product(
             (block.rows, w, d),
             scratch,
@@ -284,7 +288,7 @@ impl Attention {
             }
             g[n..].fill(0.0);
         }
-        let d_scores = scratch.as_slice();
+        let d_scores = &*scratch;
         product(
             (block.rows, d, w),
             d_q,
@@ -423,13 +427,22 @@ mod tests {
     }
 
     /// Several blocks per head, a last block cut short, a cache before the pass, and right
-    /// padding shorter than one block: each changes which keys a row sees.
+    /// padding shorter than one block: each changes which keys a row sees. Heads of 16 and
+    /// 32, as in the test-sized models.
     fn shapes() -> Vec<Attention> {
         vec![
             shape(1, 150, 0, None),
             shape(2, 70, 0, Some(vec![70, 41])),
             shape(1, 65, 30, None),
             shape(2, 9, 0, Some(vec![3, 9])),
+            Attention {
+                d: 16,
+                ..shape(2, 70, 0, Some(vec![70, 41]))
+            },
+            Attention {
+                d: 32,
+                ..shape(1, 150, 0, None)
+            },
         ]
     }
 

@@ -7,6 +7,8 @@
 //! As single nodes they make one pass over memory forward and one backward. They run on f32 CPU
 //! tensors; other devices and dtypes take the composed path in `ops`.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Storage, Tensor};
 
 /// Whether the fused kernels apply to this tensor.
@@ -283,48 +285,71 @@ const CHUNK: usize = 1 << 13;
 
 widest_vectors! {
     /// SiLU(gate) · up into `out`.
-    fn silu_mul_chunk(out: &mut [f32], gate: &[f32], up: &[f32]) {
+    fn silu_mul_chunk(out: &mut [MaybeUninit<f32>], gate: &[f32], up: &[f32]) {
         for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-            *o = g / (1.0 + exp_f32(-g)) * u;
+            o.write(g / (1.0 + exp_f32(-g)) * u);
         }
     }
 }
 
 widest_vectors! {
     /// [`silu_mul_chunk`]'s gradients.
-    fn silu_mul_backward_chunk(d_gate: &mut [f32], d_up: &mut [f32], d_act: &[f32], gate: &[f32], up: &[f32]) {
+    fn silu_mul_backward_chunk(
+        d_gate: &mut [MaybeUninit<f32>],
+        d_up: &mut [MaybeUninit<f32>],
+        d_act: &[f32],
+        gate: &[f32],
+        up: &[f32],
+    ) {
         let outs = d_gate.iter_mut().zip(d_up.iter_mut());
         for ((dg, du), ((&da, &g), &u)) in outs.zip(d_act.iter().zip(gate).zip(up)) {
             let sig = 1.0 / (1.0 + exp_f32(-g));
-            *dg = da * u * sig * (1.0 + g * (1.0 - sig));
-            *du = da * g * sig;
+            dg.write(da * u * sig * (1.0 + g * (1.0 - sig)));
+            du.write(da * g * sig);
         }
     }
 }
 
-/// SwiGLU's activation, SiLU(gate) · up, elementwise.
+/// SwiGLU's activation, SiLU(gate) · up, elementwise. The outputs here and in
+/// [`silu_mul_backward`] are written once, never zeroed first.
 pub(crate) fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
     use rayon::prelude::*;
-    let mut out = vec![0f32; gate.len()];
-    out.par_chunks_mut(CHUNK)
+    let n = gate.len();
+    assert_eq!(up.len(), n, "silu_mul: gate and up differ in length");
+    let mut out = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
         .for_each(|(out, (gate, up))| silu_mul_chunk(out, gate, up));
+    // SAFETY: the chunks cover the first `n` spare values and each chunk's loop writes all
+    // of its values (its inputs, chunked alike, are as long).
+    unsafe { out.set_len(n) };
     out
 }
 
 /// The gradients of `gate` and `up` in [`silu_mul`], from its output's gradient `d_act`.
 pub(crate) fn silu_mul_backward(d_act: &[f32], gate: &[f32], up: &[f32]) -> (Vec<f32>, Vec<f32>) {
     use rayon::prelude::*;
-    let mut d_gate = vec![0f32; gate.len()];
-    let mut d_up = vec![0f32; gate.len()];
-    d_gate
+    let n = gate.len();
+    assert!(
+        up.len() == n && d_act.len() == n,
+        "silu_mul_backward: inputs differ in length"
+    );
+    let mut d_gate = Vec::with_capacity(n);
+    let mut d_up = Vec::with_capacity(n);
+    d_gate.spare_capacity_mut()[..n]
         .par_chunks_mut(CHUNK)
-        .zip(d_up.par_chunks_mut(CHUNK))
+        .zip(d_up.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
         .zip(d_act.par_chunks(CHUNK))
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
         .for_each(|(((d_gate, d_up), d_act), (gate, up))| {
             silu_mul_backward_chunk(d_gate, d_up, d_act, gate, up)
         });
+    // SAFETY: as in `silu_mul`, every one of the first `n` values of both is written.
+    unsafe {
+        d_gate.set_len(n);
+        d_up.set_len(n);
+    }
     (d_gate, d_up)
 }
 

@@ -29,7 +29,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, 
 
 use crate::attend::{Attention, Probs};
 use crate::fused::{self, Visibility};
-use crate::product::{How, product};
+use crate::product::{How, product, product_new};
 
 /// One linear layer: frozen `weight` `[out, in]`, optional bias, optional adapter.
 #[derive(Clone)]
@@ -349,10 +349,8 @@ impl WholeLayer {
         let w = l.weight.contiguous()?;
         let d_out = w.dim(0)?;
         let xv = view(x)?;
-        let mut y = vec![0f32; t * d_out];
-        product(
+        let mut y = product_new(
             (t, d_out, d_in),
-            &mut y,
             How::SET.shared(),
             (&xv, d_in, 1),
             (&view(&w)?, 1, d_in),
@@ -367,10 +365,8 @@ impl WholeLayer {
         let mut xa = None;
         if let Some((a, b, scale)) = self.adapter(i) {
             let r = a.dim(0)?;
-            let mut u = vec![0f32; t * r];
-            product(
+            let u = product_new(
                 (t, r, d_in),
-                &mut u,
                 How::SET.scaled(scale as f32),
                 (&xv, d_in, 1),
                 (&view(&a)?, 1, d_in),
@@ -414,26 +410,20 @@ impl WholeLayer {
         if let Some(((a, b, scale), xa)) = &adapter {
             // y = u Bᵀ with u = s x Aᵀ: dB = dyᵀ u, du = s dy B, dA = duᵀ x, dx += du A.
             let r = a.dim(0)?;
-            du = vec![0f32; t * r];
-            product(
+            du = product_new(
                 (t, r, d_out),
-                &mut du,
                 How::SET.scaled(*scale as f32),
                 (dy, d_out, 1),
                 (&view(b)?, r, 1),
             );
-            let mut d_b = vec![0f32; d_out * r];
-            product(
+            let d_b = product_new(
                 (d_out, r, t),
-                &mut d_b,
                 How::SET.shared(),
                 (dy, 1, d_out),
                 (&view(xa)?, r, 1),
             );
-            let mut d_a = vec![0f32; r * d_in];
-            product(
+            let d_a = product_new(
                 (r, d_in, t),
-                &mut d_a,
                 How::SET.shared(),
                 (&du, 1, r),
                 (&view(&saved.input)?, d_in, 1),
