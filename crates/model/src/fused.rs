@@ -70,43 +70,87 @@ impl CustomOp1 for RmsNorm {
     }
 }
 
-/// RMSNorm of each `weight.len()`-wide row of `x`, scaled by `weight`.
+/// Rows per parallel task of the norms: a few hundred values each at the models' widths.
+const NORM_ROWS: usize = 16;
+
+/// RMSNorm of one row into `dst`, scaled by `weight`.
+#[inline]
+pub(crate) fn rms_norm_row(row: &[f32], weight: &[f32], eps: f32, dst: &mut [f32]) {
+    let mean = row.iter().map(|v| v * v).sum::<f32>() / weight.len() as f32;
+    let r = 1.0 / (mean + eps).sqrt();
+    for ((d, &v), &w) in dst.iter_mut().zip(row).zip(weight) {
+        *d = w * (v * r);
+    }
+}
+
+/// [`rms_norm_row`]'s gradient with respect to the row `xr`, given the output's gradient `gr`.
+#[inline]
+pub(crate) fn rms_norm_row_backward(
+    xr: &[f32],
+    weight: &[f32],
+    eps: f32,
+    gr: &[f32],
+    dr: &mut [f32],
+) {
+    let h = weight.len();
+    let mean = xr.iter().map(|v| v * v).sum::<f32>() / h as f32;
+    let r = 1.0 / (mean + eps).sqrt();
+    // u = g·w; dx = r·u − x·r³·mean(u·x)
+    let dot = xr
+        .iter()
+        .zip(gr)
+        .zip(weight)
+        .map(|((&xv, &gv), &w)| gv * w * xv)
+        .sum::<f32>()
+        / h as f32;
+    let r3 = r * r * r;
+    for (i, d) in dr.iter_mut().enumerate() {
+        *d = r * gr[i] * weight[i] - xr[i] * r3 * dot;
+    }
+}
+
+/// RMSNorm of each `weight.len()`-wide row of `x`, scaled by `weight`; rows in parallel when
+/// there are many (each row's arithmetic is the same either way).
 pub(crate) fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    use rayon::prelude::*;
     let h = weight.len();
     let mut out = vec![0f32; x.len()];
-    for (row, dst) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
-        let mean = row.iter().map(|v| v * v).sum::<f32>() / h as f32;
-        let r = 1.0 / (mean + eps).sqrt();
-        for ((d, &v), &w) in dst.iter_mut().zip(row).zip(weight) {
-            *d = w * (v * r);
+    let rows = |(x, out): (&[f32], &mut [f32])| {
+        for (row, dst) in x.chunks_exact(h).zip(out.chunks_exact_mut(h)) {
+            rms_norm_row(row, weight, eps, dst);
         }
+    };
+    if x.len() >= PARALLEL_ABOVE {
+        x.par_chunks(NORM_ROWS * h)
+            .zip(out.par_chunks_mut(NORM_ROWS * h))
+            .for_each(rows);
+    } else {
+        rows((x, &mut out));
     }
     out
 }
 
 /// The gradient of [`rms_norm_rows`] with respect to `x`, given the output's gradient `g`.
 pub(crate) fn rms_norm_rows_backward(x: &[f32], weight: &[f32], eps: f32, g: &[f32]) -> Vec<f32> {
+    use rayon::prelude::*;
     let h = weight.len();
     let mut dx = vec![0f32; x.len()];
-    for ((xr, gr), dr) in x
-        .chunks_exact(h)
-        .zip(g.chunks_exact(h))
-        .zip(dx.chunks_exact_mut(h))
-    {
-        let mean = xr.iter().map(|v| v * v).sum::<f32>() / h as f32;
-        let r = 1.0 / (mean + eps).sqrt();
-        // u = g·w; dx = r·u − x·r³·mean(u·x)
-        let dot = xr
-            .iter()
-            .zip(gr)
-            .zip(weight)
-            .map(|((&xv, &gv), &w)| gv * w * xv)
-            .sum::<f32>()
-            / h as f32;
-        let r3 = r * r * r;
-        for (i, d) in dr.iter_mut().enumerate() {
-            *d = r * gr[i] * weight[i] - xr[i] * r3 * dot;
+    let rows = |((x, g), dx): ((&[f32], &[f32]), &mut [f32])| {
+        for ((xr, gr), dr) in x
+            .chunks_exact(h)
+            .zip(g.chunks_exact(h))
+            .zip(dx.chunks_exact_mut(h))
+        {
+            rms_norm_row_backward(xr, weight, eps, gr, dr);
         }
+    };
+    if x.len() >= PARALLEL_ABOVE {
+        x.par_chunks(NORM_ROWS * h)
+            .zip(g.par_chunks(NORM_ROWS * h))
+            .zip(dx.par_chunks_mut(NORM_ROWS * h))
+            .for_each(rows);
+    } else {
+        rows(((x, g), &mut dx));
     }
     dx
 }

@@ -27,6 +27,8 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, Var};
 
+use rayon::prelude::*;
+
 use crate::attend::{Attention, Probs};
 use crate::fused::{self, Visibility};
 use crate::product::{How, product, product_new};
@@ -193,7 +195,8 @@ pub(crate) fn prefill(
         keep: false,
         fast: true,
     };
-    let (out, leftovers) = op.run_forward(&x.detach().contiguous()?)?;
+    let x = x.detach().contiguous()?;
+    let (out, leftovers) = on_the_pool(|| op.run_forward(&x))?;
     let Leftovers::Cache { k, v } = leftovers else {
         candle_core::bail!("whole layer: a prefill kept its activations");
     };
@@ -299,6 +302,18 @@ impl<G: std::ops::Deref<Target = Storage>> std::ops::Deref for View<G> {
             _ => &[],
         }
     }
+}
+
+/// Runs `f` on one of rayon's threads and waits for it. From the caller's own thread each
+/// parallel loop of a layer (its products, attention blocks, elementwise chunks) is handed
+/// to the pool while the caller sleeps until it ends, a futex wake-up each way, some fifty
+/// times a layer: perf of the small train step had the kernel's thread switching at ~7% and
+/// only 1.3 of its 2 cores busy. On a pool thread the loops split by work stealing instead.
+fn on_the_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::join(f, || ()).0
 }
 
 fn view(t: &Tensor) -> Result<View<impl std::ops::Deref<Target = Storage> + '_>> {
@@ -470,96 +485,118 @@ impl WholeLayer {
     /// Per-head norm (when `norm`) then rotation of token-major `raw` `[T, heads·d]`, written
     /// head-major `[b, heads, s, d]`.
     fn norm_rope(&self, raw: &[f32], heads: usize, norm: Option<&[f32]>) -> Vec<f32> {
-        let (b, s, _, _, d) = self.dims();
+        let (_, s, _, _, d) = self.dims();
         let half = d / 2;
         let eps = self.layer.eps as f32;
         let mut out = vec![0f32; raw.len()];
-        let mut normed = vec![0f32; d];
-        for bi in 0..b {
-            for si in 0..s {
-                let t = bi * s + si;
-                let (cos, sin) = self.rope_rows(t);
-                for h in 0..heads {
+        // One task per (batch row, head): its `[s, d]` block of the output.
+        out.par_chunks_mut(s * d)
+            .enumerate()
+            .for_each(|(block, out)| {
+                let (bi, h) = (block / heads, block % heads);
+                let mut normed = vec![0f32; d];
+                for (si, o) in out.chunks_exact_mut(d).enumerate() {
+                    let t = bi * s + si;
+                    let (cos, sin) = self.rope_rows(t);
                     let src = &raw[(t * heads + h) * d..(t * heads + h + 1) * d];
                     match norm {
-                        Some(w) => normed.copy_from_slice(&fused::rms_norm_rows(src, w, eps)),
+                        Some(w) => fused::rms_norm_row(src, w, eps, &mut normed),
                         None => normed.copy_from_slice(src),
                     }
-                    let base = ((bi * heads + h) * s + si) * d;
-                    let (o1, o2) = out[base..base + d].split_at_mut(half);
+                    let (o1, o2) = o.split_at_mut(half);
                     let (x1, x2) = normed.split_at(half);
                     for j in 0..half {
                         o1[j] = x1[j] * cos[j] - x2[j] * sin[j];
                         o2[j] = x2[j] * cos[j] + x1[j] * sin[j];
                     }
                 }
-            }
-        }
+            });
         out
     }
 
     /// The backward of [`Self::norm_rope`]: head-major `grad` to the token-major gradient of
     /// `raw`; the norm weight's gradient is added into `weight_grad` when one is given.
+    /// Tokens run in parallel, except with `weight_grad`, whose sum over tokens keeps its
+    /// order (an update must not depend on how threads split it).
     fn norm_rope_backward(
         &self,
         raw: &[f32],
         grad: &[f32],
         heads: usize,
         norm: Option<&[f32]>,
-        mut weight_grad: Option<&mut [f32]>,
+        weight_grad: Option<&mut [f32]>,
     ) -> Vec<f32> {
-        let (b, s, _, _, d) = self.dims();
+        let (_, s, _, _, d) = self.dims();
         let half = d / 2;
         let eps = self.layer.eps as f32;
         let mut out = vec![0f32; raw.len()];
-        let mut unrot = vec![0f32; d];
-        for bi in 0..b {
-            for si in 0..s {
-                let t = bi * s + si;
-                let (cos, sin) = self.rope_rows(t);
-                for h in 0..heads {
-                    let base = ((bi * heads + h) * s + si) * d;
-                    let (g1, g2) = grad[base..base + d].split_at(half);
-                    {
-                        let (u1, u2) = unrot.split_at_mut(half);
-                        for j in 0..half {
-                            u1[j] = g1[j] * cos[j] + g2[j] * sin[j];
-                            u2[j] = g2[j] * cos[j] - g1[j] * sin[j];
-                        }
-                    }
-                    let at = (t * heads + h) * d;
-                    if let Some(acc) = weight_grad.as_deref_mut() {
-                        add_norm_weight_grad(&raw[at..at + d], &unrot, eps, acc);
-                    }
-                    let dst = &mut out[at..at + d];
-                    match norm {
-                        Some(w) => dst.copy_from_slice(&fused::rms_norm_rows_backward(
-                            &raw[at..at + d],
-                            w,
-                            eps,
-                            &unrot,
-                        )),
-                        None => dst.copy_from_slice(&unrot),
+        // Token `t`'s gradient rows (`out`, `[heads, d]`), the norm weight's gradient added
+        // into `acc`.
+        let token = |t: usize, out: &mut [f32], unrot: &mut [f32], acc: Option<&mut [f32]>| {
+            let (bi, si) = (t / s, t % s);
+            let (cos, sin) = self.rope_rows(t);
+            let mut acc = acc;
+            for (h, dst) in out.chunks_exact_mut(d).enumerate() {
+                let base = ((bi * heads + h) * s + si) * d;
+                let (g1, g2) = grad[base..base + d].split_at(half);
+                {
+                    let (u1, u2) = unrot.split_at_mut(half);
+                    for j in 0..half {
+                        u1[j] = g1[j] * cos[j] + g2[j] * sin[j];
+                        u2[j] = g2[j] * cos[j] - g1[j] * sin[j];
                     }
                 }
+                let at = (t * heads + h) * d;
+                if let Some(acc) = acc.as_deref_mut() {
+                    add_norm_weight_grad(&raw[at..at + d], unrot, eps, acc);
+                }
+                match norm {
+                    Some(w) => fused::rms_norm_row_backward(&raw[at..at + d], w, eps, unrot, dst),
+                    None => dst.copy_from_slice(unrot),
+                }
             }
+        };
+        match weight_grad {
+            Some(acc) => {
+                let mut unrot = vec![0f32; d];
+                for (t, out) in out.chunks_exact_mut(heads * d).enumerate() {
+                    token(t, out, &mut unrot, Some(&mut *acc));
+                }
+            }
+            None => out.par_chunks_mut(heads * d).enumerate().for_each_init(
+                || vec![0f32; d],
+                |unrot, (t, out)| token(t, out, unrot, None),
+            ),
         }
         out
     }
 
     /// Token-major `[T, heads·d]` to head-major `[b, heads, s, d]`, or back (`inverse`).
     fn transpose_heads(&self, x: &[f32], heads: usize, inverse: bool) -> Vec<f32> {
-        let (b, s, _, _, d) = self.dims();
+        let (_, s, _, _, d) = self.dims();
         let mut out = vec![0f32; x.len()];
-        for bi in 0..b {
-            for si in 0..s {
-                for h in 0..heads {
-                    let tok = ((bi * s + si) * heads + h) * d;
-                    let head = ((bi * heads + h) * s + si) * d;
-                    let (from, to) = if inverse { (head, tok) } else { (tok, head) };
-                    out[to..to + d].copy_from_slice(&x[from..from + d]);
-                }
-            }
+        if inverse {
+            // Token t's rows, from each head's block.
+            out.par_chunks_mut(heads * d)
+                .enumerate()
+                .for_each(|(t, out)| {
+                    let (bi, si) = (t / s, t % s);
+                    for (h, dst) in out.chunks_exact_mut(d).enumerate() {
+                        let head = ((bi * heads + h) * s + si) * d;
+                        dst.copy_from_slice(&x[head..head + d]);
+                    }
+                });
+        } else {
+            // Head h of batch row bi, from each token's rows.
+            out.par_chunks_mut(s * d)
+                .enumerate()
+                .for_each(|(block, out)| {
+                    let (bi, h) = (block / heads, block % heads);
+                    for (si, dst) in out.chunks_exact_mut(d).enumerate() {
+                        let tok = ((bi * s + si) * heads + h) * d;
+                        dst.copy_from_slice(&x[tok..tok + d]);
+                    }
+                });
         }
         out
     }
@@ -811,7 +848,7 @@ impl CustomOp2 for WholeLayer {
             xl.shape(),
             &candle_core::Device::Cpu,
         )?;
-        let (out, leftovers) = self.run_forward(&x)?;
+        let (out, leftovers) = on_the_pool(|| self.run_forward(&x))?;
         if let Leftovers::Saved(saved) = leftovers {
             let mut slot = self
                 .saved
@@ -835,7 +872,8 @@ impl CustomOp2 for WholeLayer {
             .map_err(|_| candle_core::Error::Msg("whole layer: poisoned".into()))?
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("whole layer: no saved forward".into()))?;
-        let (d_x, grads) = self.run_backward(&x.detach(), x.track_op(), &saved, grad)?;
+        let x_in = x.detach();
+        let (d_x, grads) = on_the_pool(|| self.run_backward(&x_in, x.track_op(), &saved, grad))?;
         let d_packed = if packed.track_op() && !grads.is_empty() {
             Some(Tensor::cat(&grads, 0)?)
         } else {
