@@ -330,32 +330,51 @@ pub(crate) fn within_spans(
         spans.iter().sum::<usize>() == n,
         "attention: spans do not cover {n} rows"
     );
-    let mut out = vec![0f32; q.len()];
+    // Spans run in parallel, each with its blocks in parallel inside: a windowed tower has
+    // hundreds of spans of a block or two each, one hand-over to the pool apiece otherwise.
+    let mut starts = Vec::with_capacity(spans.len());
     let mut start = 0;
-    for &len in spans.iter().filter(|&&len| len > 0) {
-        let rows = |h: usize| (h * n + start) * d..(h * n + start + len) * d;
-        let gather =
-            |x: &[f32]| -> Vec<f32> { (0..heads).flat_map(|h| &x[rows(h)]).copied().collect() };
-        let attention = Attention {
-            b: 1,
-            kv_heads: heads,
-            groups: 1,
-            seq: len,
-            keys: len,
-            d,
-            scale,
-            fast: true,
-            // Every key counts as seen before the first query: nothing is causal.
-            visibility: Visibility {
-                past: len,
-                lens: None,
-            },
-        };
-        let (o, _) = attention.forward(&gather(q), &gather(k), &gather(v), false);
-        for (h, o) in o.chunks_exact(len * d).enumerate() {
-            out[rows(h)].copy_from_slice(o);
+    for &len in spans {
+        if len > 0 {
+            starts.push((start, len));
         }
         start += len;
+    }
+    let rows = |h: usize, start: usize, len: usize| (h * n + start) * d..(h * n + start + len) * d;
+    let outs: Vec<Vec<f32>> = starts
+        .par_iter()
+        .map(|&(start, len)| {
+            let gather = |x: &[f32]| -> Vec<f32> {
+                (0..heads)
+                    .flat_map(|h| &x[rows(h, start, len)])
+                    .copied()
+                    .collect()
+            };
+            let attention = Attention {
+                b: 1,
+                kv_heads: heads,
+                groups: 1,
+                seq: len,
+                keys: len,
+                d,
+                scale,
+                fast: true,
+                // Every key counts as seen before the first query: nothing is causal.
+                visibility: Visibility {
+                    past: len,
+                    lens: None,
+                },
+            };
+            attention
+                .forward(&gather(q), &gather(k), &gather(v), false)
+                .0
+        })
+        .collect();
+    let mut out = vec![0f32; q.len()];
+    for (&(start, len), o) in starts.iter().zip(&outs) {
+        for (h, o) in o.chunks_exact(len * d).enumerate() {
+            out[rows(h, start, len)].copy_from_slice(o);
+        }
     }
     out
 }
