@@ -49,8 +49,8 @@ pub(crate) fn product(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     how: How,
-    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
-    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
 ) {
     assert_eq!(
         dst.len(),
@@ -66,6 +66,48 @@ pub(crate) fn product(
         }
         return;
     }
+    // SAFETY: `dst` holds the `m · n` values, borrowed mutably, so it aliases neither operand.
+    unsafe { gemm_into((m, n, k), dst.as_mut_ptr(), how, lhs, rhs) };
+}
+
+/// `scale · lhs · rhs` (`how.add` must be off) into a new `[m, n]` buffer that is never
+/// zeroed: zeroing the outputs that products then overwrite was 5-7% of a train step (perf,
+/// memset).
+pub(crate) fn product_new(
+    (m, n, k): (usize, usize, usize),
+    how: How,
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize, usize),
+) -> Vec<f32> {
+    assert!(!how.add, "product_new: nothing to add to");
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0f32; m * n];
+    }
+    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+    // SAFETY: `dst` has room for the `m · n` values and aliases nothing. With `read_dst`
+    // false gemm computes dst := beta·lhs·rhs: it never reads the destination and writes
+    // each of its m·n values (its kernels store with alpha zero without loading, its gemv
+    // path zeroes first), so all `m · n` are initialised when `set_len` makes them visible.
+    unsafe {
+        gemm_into((m, n, k), dst.as_mut_ptr(), how, lhs, rhs);
+        dst.set_len(m * n);
+    }
+    dst
+}
+
+/// gemm into the row-major `[m, n]` at `dst` (`m`, `n`, `k` all positive), reading it first
+/// when `how.add`; the operands are checked against their slices here.
+///
+/// # Safety
+/// `dst` must be valid for writes (and, with `how.add`, reads) of `m · n` values and alias
+/// neither operand.
+unsafe fn gemm_into(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    how: How,
+    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
+    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
+) {
     let last = |rows: usize, rs: usize, cols: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
     assert!(
         last(m, lhs_rs, k, lhs_cs) < lhs.len() && last(k, rhs_rs, n, rhs_cs) < rhs.len(),
@@ -76,14 +118,14 @@ pub(crate) fn product(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the assertions above bound every element the product reads or writes by the
-    // slices' lengths; `dst` is borrowed mutably, so it aliases neither operand.
+    // SAFETY: the assertion bounds every element read from the operands by their slices'
+    // lengths; the caller vouches for `dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             how.add,
@@ -93,7 +135,7 @@ pub(crate) fn product(
             rhs.as_ptr(),
             rhs_cs as isize,
             rhs_rs as isize,
-            1.0,
+            if how.add { 1.0 } else { 0.0 },
             how.scale,
             false,
             false,
@@ -101,62 +143,6 @@ pub(crate) fn product(
             parallelism,
         );
     }
-}
-
-/// `scale · lhs · rhs` (`how.add` must be off) into a new `[m, n]` buffer that is never
-/// zeroed: zeroing the outputs that products then overwrite was 5-7% of a train step (perf,
-/// memset).
-pub(crate) fn product_new(
-    (m, n, k): (usize, usize, usize),
-    how: How,
-    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
-    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
-) -> Vec<f32> {
-    assert!(!how.add, "product_new: nothing to add to");
-    if m == 0 || n == 0 || k == 0 {
-        return vec![0f32; m * n];
-    }
-    let last = |rows: usize, rs: usize, cols: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(
-        last(m, lhs_rs, k, lhs_cs) < lhs.len() && last(k, rhs_rs, n, rhs_cs) < rhs.len(),
-        "product: an operand does not fit [{m}, {k}] · [{k}, {n}]"
-    );
-    let parallelism = if how.threads > 1 {
-        gemm::Parallelism::Rayon(how.threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
-    // SAFETY: the operands are bounded as in `product`; `dst` has room for `m · n` values at
-    // unit column and `n` row strides. With `read_dst` false gemm computes dst := beta·lhs·rhs:
-    // it never reads the destination and writes each of its m·n values (its kernels store
-    // with alpha zero without loading, its gemv path zeroes first), so all `m · n` are
-    // initialised when `set_len` makes them visible.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            0.0,
-            how.scale,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-        dst.set_len(m * n);
-    }
-    dst
 }
 
 #[cfg(test)]
