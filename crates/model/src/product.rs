@@ -80,14 +80,21 @@ pub(crate) fn product_new(
     rhs: (&[f32], usize, usize),
 ) -> Vec<f32> {
     assert!(!how.add, "product_new: nothing to add to");
-    if m == 0 || n == 0 || k == 0 {
-        return vec![0f32; m * n];
+    if m <= 1 || n <= 1 || k == 0 {
+        // gemm's matrix-vector path makes a `&mut [f32]` over its destination, which must
+        // then be initialised; these products are small.
+        let mut dst = vec![0f32; m * n];
+        product((m, n, k), &mut dst, how, lhs, rhs);
+        return dst;
     }
     let mut dst: Vec<f32> = Vec::with_capacity(m * n);
     // SAFETY: `dst` has room for the `m · n` values and aliases nothing. With `read_dst`
-    // false gemm computes dst := beta·lhs·rhs: it never reads the destination and writes
-    // each of its m·n values (its kernels store with alpha zero without loading, its gemv
-    // path zeroes first), so all `m · n` are initialised when `set_len` makes them visible.
+    // false gemm computes dst := beta·lhs·rhs and never loads the destination: gemm 0.19's
+    // kernels for m, n ≥ 2 (the tiled microkernels, the horizontal kernel, `gevv` for k ≤ 2)
+    // store each of the m·n values with alpha zero on their first pass over the depth and
+    // read only what they stored on later ones, so all are initialised when `set_len`
+    // makes them visible. (Checked against gemm-common 0.19; its matrix-vector path, which
+    // borrows the destination as a slice, is avoided above.)
     unsafe {
         gemm_into((m, n, k), dst.as_mut_ptr(), how, lhs, rhs);
         dst.set_len(m * n);
@@ -173,6 +180,40 @@ mod tests {
                     assert!((dst[i * n + j] - want(i, j)).abs() < 1e-5);
                     assert!((acc[i * n + j] - 1.5 * want(i, j)).abs() < 1e-5);
                     assert!((new[i * n + j] - 0.5 * want(i, j)).abs() < 1e-5);
+                }
+            }
+        }
+    }
+
+    /// `product_new` on the shapes that take gemm's different kernels (tiled, horizontal,
+    /// depth ≤ 2, matrix-vector), each time just after a NaN-filled buffer of its size was
+    /// freed: a kernel that loaded what the new buffer held would show NaN.
+    #[test]
+    fn a_new_product_writes_every_value_of_its_buffer() {
+        for (m, n, k) in [
+            (5, 7, 3),
+            (70, 90, 300),
+            (40, 50, 2),
+            (40, 50, 1),
+            (1, 300, 5),
+            (300, 1, 5),
+            (3, 200, 17),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+            for how in [How::SET, How::SET.shared()] {
+                drop(vec![f32::NAN; m * n]);
+                let new = product_new((m, n, k), how.scaled(2.0), (&a, k, 1), (&b, n, 1));
+                assert_eq!(new.len(), m * n);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f32 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                        let got = new[i * n + j];
+                        assert!(
+                            (got - 2.0 * want).abs() < 1e-3,
+                            "[{m}, {n}, {k}] at {i}, {j}: {got}"
+                        );
+                    }
                 }
             }
         }

@@ -106,7 +106,8 @@ pub(crate) fn applies(hidden: &Tensor, layer: &LayerWeights) -> bool {
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     let frozen = |t: &Tensor| f32_cpu(t) && !t.is_variable() && !t.track_op();
     let norm = |t: &Tensor| frozen(t) || (f32_cpu(t) && t.is_variable());
-    let shape_fits = layer.head_dim.is_multiple_of(2)
+    let shape_fits = layer.head_dim > 0
+        && layer.head_dim.is_multiple_of(2)
         && layer.kv_heads > 0
         && layer.heads.is_multiple_of(layer.kv_heads)
         && hidden.dims3().is_ok_and(|(b, s, _)| b > 0 && s > 0);
