@@ -36,10 +36,12 @@ impl How {
 
     /// The same, on all of rayon's threads.
     pub(crate) fn shared(self) -> How {
-        How {
-            threads: rayon::current_num_threads(),
-            ..self
-        }
+        self.on(rayon::current_num_threads())
+    }
+
+    /// The same, on `threads` threads.
+    pub(crate) fn on(self, threads: usize) -> How {
+        How { threads, ..self }
     }
 }
 

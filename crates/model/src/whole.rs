@@ -360,17 +360,25 @@ impl WholeLayer {
     /// `x Wᵀ + bias + s (x Aᵀ) Bᵀ` for `x` `[T, in]`: the adapter's product accumulates into
     /// the frozen one's output, with no elementwise pass between them.
     fn linear(&self, i: usize, x: &Tensor) -> Result<(Tensor, LinearSaved)> {
+        self.linear_on(i, x, How::SET.shared())
+    }
+
+    /// Linears `is` of the same input side by side, each on one thread: one meeting of the
+    /// threads for all instead of one per product (q, k and v; gate and up).
+    fn linears_beside(&self, is: &[usize], x: &Tensor) -> Result<Vec<(Tensor, LinearSaved)>> {
+        is.par_iter()
+            .map(|&i| self.linear_on(i, x, How::SET))
+            .collect()
+    }
+
+    /// [`Self::linear`], its products on `how`'s threads.
+    fn linear_on(&self, i: usize, x: &Tensor, how: How) -> Result<(Tensor, LinearSaved)> {
         let l = &self.layer.linears[i];
         let (t, d_in) = x.dims2()?;
         let w = l.weight.contiguous()?;
         let d_out = w.dim(0)?;
         let xv = view(x)?;
-        let mut y = product_new(
-            (t, d_out, d_in),
-            How::SET.shared(),
-            (&xv, d_in, 1),
-            (&view(&w)?, 1, d_in),
-        );
+        let mut y = product_new((t, d_out, d_in), how, (&xv, d_in, 1), (&view(&w)?, 1, d_in));
         if let Some(bias) = &l.bias {
             let bias = bias.contiguous()?;
             let bias = view(&bias)?;
@@ -390,7 +398,7 @@ impl WholeLayer {
             product(
                 (t, d_out, r),
                 &mut y,
-                How::ADD.shared(),
+                How { add: true, ..how },
                 (&u, r, 1),
                 (&view(&b)?, 1, r),
             );
@@ -417,6 +425,56 @@ impl WholeLayer {
         dx: Option<&mut [f32]>,
         grads: &mut Vec<Tensor>,
     ) -> Result<()> {
+        self.linear_backward_on(i, saved, dy, dx, grads, rayon::current_num_threads())
+    }
+
+    /// The backwards of linears of one input side by side, each on one thread, as
+    /// [`Self::linears_beside`]: each `(linear, saved, dy)` pushes its adapter's gradients
+    /// into its own list; their input gradients are summed in order into one `[T, in]`
+    /// (when `want_dx`; else it is empty).
+    fn linears_backward_beside(
+        &self,
+        parts: &[(usize, &LinearSaved, &[f32])],
+        want_dx: bool,
+        dx_len: usize,
+    ) -> Result<(Vec<f32>, Vec<Vec<Tensor>>)> {
+        let done: Vec<(Vec<f32>, Vec<Tensor>)> = parts
+            .par_iter()
+            .map(|&(i, saved, dy)| {
+                let mut dx = if want_dx {
+                    vec![0f32; dx_len]
+                } else {
+                    Vec::new()
+                };
+                let mut grads = Vec::new();
+                let dx_slot = want_dx.then_some(dx.as_mut_slice());
+                self.linear_backward_on(i, saved, dy, dx_slot, &mut grads, 1)?;
+                Ok((dx, grads))
+            })
+            .collect::<Result<_>>()?;
+        let mut sum = Vec::new();
+        let mut grads = Vec::with_capacity(done.len());
+        for (dx, g) in done {
+            if sum.is_empty() {
+                sum = dx;
+            } else {
+                sum.iter_mut().zip(&dx).for_each(|(s, d)| *s += d);
+            }
+            grads.push(g);
+        }
+        Ok((sum, grads))
+    }
+
+    /// [`Self::linear_backward`], its products on `threads` threads.
+    fn linear_backward_on(
+        &self,
+        i: usize,
+        saved: &LinearSaved,
+        dy: &[f32],
+        dx: Option<&mut [f32]>,
+        grads: &mut Vec<Tensor>,
+        threads: usize,
+    ) -> Result<()> {
         let l = &self.layer.linears[i];
         let w = l.weight.contiguous()?;
         let (d_out, d_in) = w.dims2()?;
@@ -434,13 +492,13 @@ impl WholeLayer {
             );
             let d_b = product_new(
                 (d_out, r, t),
-                How::SET.shared(),
+                How::SET.on(threads),
                 (dy, 1, d_out),
                 (&view(xa)?, r, 1),
             );
             let d_a = product_new(
                 (r, d_in, t),
-                How::SET.shared(),
+                How::SET.on(threads),
                 (&du, 1, r),
                 (&view(&saved.input)?, d_in, 1),
             );
@@ -451,7 +509,7 @@ impl WholeLayer {
             product(
                 (t, d_in, d_out),
                 dx,
-                How::ADD.shared(),
+                How::ADD.on(threads),
                 (dy, d_out, 1),
                 (&view(&w)?, d_in, 1),
             );
@@ -460,7 +518,7 @@ impl WholeLayer {
                 product(
                     (t, d_in, r),
                     dx,
-                    How::ADD.shared(),
+                    How::ADD.on(threads),
                     (&du, r, 1),
                     (&view(a)?, d_in, 1),
                 );
@@ -629,9 +687,10 @@ impl WholeLayer {
             fused::rms_norm_rows(&xv, &vec_of(&l.input_norm)?, eps),
             (b * s, hidden),
         )?;
-        let (q, q_saved) = self.linear(Q, &n1)?;
-        let (k, k_saved) = self.linear(K, &n1)?;
-        let (v, v_saved) = self.linear(V, &n1)?;
+        let [(q, q_saved), (k, k_saved), (v, v_saved)]: [(Tensor, LinearSaved); 3] = self
+            .linears_beside(&[Q, K, V], &n1)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("whole layer: q, k, v".into()))?;
         let norms = match &l.qk_norm {
             Some((qn, kn)) => Some((vec_of(qn)?, vec_of(kn)?)),
             None => None,
@@ -654,8 +713,10 @@ impl WholeLayer {
             fused::rms_norm_rows(&mid, &vec_of(&l.post_norm)?, eps),
             (b * s, hidden),
         )?;
-        let (gate, gate_saved) = self.linear(GATE, &n2)?;
-        let (up, up_saved) = self.linear(UP, &n2)?;
+        let [(gate, gate_saved), (up, up_saved)]: [(Tensor, LinearSaved); 2] = self
+            .linears_beside(&[GATE, UP], &n2)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("whole layer: gate, up".into()))?;
         let act = fused::silu_mul(&view(&gate)?, &view(&up)?);
         let act = tensor(act, gate.shape())?;
         let (down, down_saved) = self.linear(DOWN, &act)?;
@@ -722,15 +783,14 @@ impl WholeLayer {
         let (d_gate, d_up) =
             fused::silu_mul_backward(&d_act, &view(&saved.gate_out)?, &view(&saved.up_out)?);
         drop(d_act);
-        let mut d_n2 = vec![0f32; t * hidden];
-        self.linear_backward(
-            GATE,
-            &saved.gate,
-            &d_gate,
-            Some(&mut d_n2),
-            &mut by_linear[GATE],
+        let (d_n2, grads) = self.linears_backward_beside(
+            &[(GATE, &saved.gate, &d_gate), (UP, &saved.up, &d_up)],
+            true,
+            t * hidden,
         )?;
-        self.linear_backward(UP, &saved.up, &d_up, Some(&mut d_n2), &mut by_linear[UP])?;
+        for (i, g) in [GATE, UP].into_iter().zip(grads) {
+            by_linear[i] = g;
+        }
         let post_w = vec_of(&l.post_norm)?;
         // Norm weights' gradients, in the slots of `LayerWeights::norms`.
         let mut norm_grads: [Option<Vec<f32>>; 4] = Default::default();
@@ -790,18 +850,17 @@ impl WholeLayer {
         let d_v = self.transpose_heads(&d_v, nkv, true);
         // The input norm's output gradient, needed for the input's or the norm's own.
         let want_n1 = want_input || self.trained_norms[INPUT_NORM];
-        let mut d_n1 = if want_n1 {
-            vec![0f32; t * hidden]
-        } else {
-            Vec::new()
-        };
-        for (i, linear, dy) in [
-            (Q, &saved.q, &d_q),
-            (K, &saved.k, &d_k),
-            (V, &saved.v, &d_v),
-        ] {
-            let dx = want_n1.then_some(d_n1.as_mut_slice());
-            self.linear_backward(i, linear, dy, dx, &mut by_linear[i])?;
+        let (d_n1, grads) = self.linears_backward_beside(
+            &[
+                (Q, &saved.q, &d_q),
+                (K, &saved.k, &d_k),
+                (V, &saved.v, &d_v),
+            ],
+            want_n1,
+            t * hidden,
+        )?;
+        for (i, g) in [Q, K, V].into_iter().zip(grads) {
+            by_linear[i] = g;
         }
         if let Some(acc) = norm_grads[INPUT_NORM].as_mut() {
             *acc = vec![0f32; hidden];
