@@ -452,17 +452,16 @@ impl WholeLayer {
                 Ok((dx, grads))
             })
             .collect::<Result<_>>()?;
-        let mut sum = Vec::new();
+        let mut sum: Option<Vec<f32>> = None;
         let mut grads = Vec::with_capacity(done.len());
         for (dx, g) in done {
-            if sum.is_empty() {
-                sum = dx;
-            } else {
-                sum.iter_mut().zip(&dx).for_each(|(s, d)| *s += d);
+            match sum.as_mut() {
+                None => sum = Some(dx),
+                Some(sum) => sum.iter_mut().zip(&dx).for_each(|(s, d)| *s += d),
             }
             grads.push(g);
         }
-        Ok((sum, grads))
+        Ok((sum.unwrap_or_default(), grads))
     }
 
     /// [`Self::linear_backward`], its products on `threads` threads.
