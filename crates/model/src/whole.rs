@@ -378,7 +378,26 @@ impl WholeLayer {
         let w = l.weight.contiguous()?;
         let d_out = w.dim(0)?;
         let xv = view(x)?;
-        let mut y = product_new((t, d_out, d_in), how, (&xv, d_in, 1), (&view(&w)?, 1, d_in));
+        let wv = view(&w)?;
+        let (xs, ws): (&[f32], &[f32]) = (&xv, &wv);
+        // On several threads, the rows are split between them, each part a single-threaded
+        // product: gemm's own split of a product this size meets its threads more often
+        // (measured: +8% on the small prefill, whose o and down products take this path).
+        let mut y = if how.threads > 1 && t >= 2 * how.threads {
+            let chunk = t.div_ceil(how.threads);
+            let mut y = vec![0f32; t * d_out];
+            y.par_chunks_mut(chunk * d_out)
+                .zip(xs.par_chunks(chunk * d_in))
+                .for_each(|(yc, xc)| {
+                    let rows = xc.len() / d_in;
+                    let part = How::SET.scaled(how.scale);
+                    product((rows, d_out, d_in), yc, part, (xc, d_in, 1), (ws, 1, d_in));
+                });
+            y
+        } else {
+            product_new((t, d_out, d_in), how, (xs, d_in, 1), (ws, 1, d_in))
+        };
+        drop(wv);
         if let Some(bias) = &l.bias {
             let bias = bias.contiguous()?;
             let bias = view(&bias)?;
