@@ -1092,6 +1092,32 @@ async fn a_kept_tree_follows_its_window_when_it_moves() {
     assert_kept_is_whole(&t, &o).await;
 }
 
+/// GTK 3 announces every widget's size allocation, most of them to the same place: a refresh
+/// reads again only below what is no longer where it was, and must still follow widgets that
+/// a resized window lays out anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_tree_follows_its_widgets_when_the_window_is_resized() {
+    let t = start_app(
+        &["zenity", "--entry", "--text=Resized"],
+        "zenity",
+        any_app(),
+    )
+    .await;
+    t.observe().await;
+    let before = t.observe().await;
+    let window = before
+        .active_window
+        .as_ref()
+        .expect("a window")
+        .id
+        .to_string();
+    t.run_in_sandbox(&["xdotool", "windowsize", "--sync", &window, "640", "360"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = t.observe().await;
+    assert_ne!(tree_text(&o), tree_text(&before), "the widgets moved");
+    assert_kept_is_whole(&t, &o).await;
+}
+
 /// A view that scrolls moves every row in it with no event per row (GTK 3's tree view says
 /// which rows came and went; a scroll bar's new value covers other views).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -622,6 +622,44 @@ impl Accessibility {
         .await
     }
 
+    /// The children a container's `Selection` says are selected, or `None` when it says
+    /// more than `max` are (reading them one call each would cost more than what they spare).
+    pub(crate) async fn selected_children(
+        &self,
+        dest: &str,
+        path: &str,
+        max: usize,
+    ) -> Result<Option<Vec<Key>>> {
+        let (count,): (zbus::zvariant::OwnedValue,) = self
+            .raw(
+                dest,
+                path,
+                "org.freedesktop.DBus.Properties",
+                "Get",
+                &("org.a11y.atspi.Selection", "NSelectedChildren"),
+            )
+            .await?;
+        let count = i32::try_from(&count).map_err(call_err)?;
+        let count = usize::try_from(count).unwrap_or(0);
+        if count > max {
+            return Ok(None);
+        }
+        let reads = (0..count).map(|i| async move {
+            let (name, child): (String, OwnedObjectPath) = self
+                .raw(
+                    dest,
+                    path,
+                    "org.a11y.atspi.Selection",
+                    "GetSelectedChild",
+                    &(i as i32,),
+                )
+                .await?;
+            Ok::<Key, DesktopError>((name, child.as_str().to_owned()))
+        });
+        let children = futures::future::try_join_all(reads).await?;
+        Ok(Some(children))
+    }
+
     async fn raw<R, B>(
         &self,
         dest: &str,

@@ -6,7 +6,9 @@
 //! a name or value, a text, a widget's bounds. So the first observation of an app walks it
 //! whole and keeps what each node answered; later ones re-read only the nodes an event named,
 //! walk what is new below them, and re-read the extents that can have changed (on GTK 3, which
-//! announces what moves its elements, those below what moved; elsewhere every one on screen).
+//! announces what moves its elements, those below what is no longer where it was; elsewhere
+//! every one on screen). A selection that changed in a container re-reads the states of the
+//! children it now says are selected.
 //! The events come in on a connection of their own (`observe::events`); before a
 //! refresh a round trip to the app over that connection makes sure every event the app sent
 //! before it has been counted.
@@ -299,9 +301,11 @@ impl Accessibility {
             return Ok(Refreshed::Walk(WalkReason::MostChanged));
         }
         let reread = changed.len();
-        for key in &changed {
-            tree.facts.remove(key);
-        }
+        // What the nodes read again said before: whether they really moved is told by it.
+        let was: HashMap<Key, Facts> = changed
+            .iter()
+            .filter_map(|k| tree.facts.remove(k).map(|f| (k.clone(), f)))
+            .collect();
         let before = tree.facts.len();
         let deadline = Instant::now() + limits.time_limit;
         let truncated = self
@@ -316,22 +320,7 @@ impl Accessibility {
         }
         let added = tree.facts.len().saturating_sub(before + reread);
         let fresh: HashSet<&Key> = changed.iter().collect();
-        // Below containers whose selection changed, every node's states are read again
-        // (GTK 3 puts a tree view's cells inside container cells, so not only children).
-        let mut restate: HashSet<Key> = HashSet::new();
-        let mut below: Vec<&Key> = heard.selections.iter().collect();
-        while let Some(k) = below.pop() {
-            for child in tree
-                .facts
-                .get(k)
-                .map(|f| f.children.as_slice())
-                .unwrap_or(&[])
-            {
-                if tree.facts.contains_key(child) && restate.insert(child.clone()) {
-                    below.push(child);
-                }
-            }
-        }
+        let mut restate = self.newly_selected(tree, &heard.selections, limits).await;
         restate.retain(|k| !fresh.contains(k));
         tracing::trace!(
             selections = heard.selections.len(),
@@ -342,7 +331,10 @@ impl Accessibility {
         // Which extents can have changed: every one on screen, unless the toolkit announces
         // what moves its elements.
         let (may_have_moved, windows) = if tree.announces_moves {
-            match self.moved_below(app, tree, &heard.moved, limits).await {
+            match self
+                .moved_below(app, tree, &heard.moved, &was, limits)
+                .await
+            {
                 Some((below, windows)) => (Some(below), windows),
                 None => return Ok(Refreshed::Walk(WalkReason::RefreshFailed)),
             }
@@ -423,58 +415,83 @@ impl Accessibility {
 
 impl Accessibility {
     /// For an app whose toolkit announces moves: the nodes whose extents can have changed,
-    /// those below a node that moved (or below a scroll bar's view, when the bar's value
-    /// changed) and below a top-level window that moved or changed size. The windows' own
-    /// extents are read here, and how many is returned too; `None` if one did not answer.
+    /// those below a node that really moved and below a top-level window that moved or
+    /// changed size. GTK 3 announces every size allocation, most of them to the same place
+    /// (a new page in a notebook re-allocates the whole window), so a node moved only if it
+    /// is not where it was, its children changed, or its value did (a scroll bar's moves the
+    /// view beside it: its parent's subtree). Widgets below a node that did not move announce
+    /// their own moves. The extents of the windows and of announced nodes not read again are
+    /// read here, and how many is returned too; `None` if one did not answer.
     async fn moved_below(
         &self,
         app: &AppRef,
         tree: &mut KeptTree,
         moved: &HashSet<Key>,
+        before: &HashMap<Key, Facts>,
         limits: WalkLimits,
     ) -> Option<(HashSet<Key>, usize)> {
         let root: Key = (app.bus_name.clone(), ROOT_PATH.to_owned());
-        let mut roots: Vec<Key> = {
+        let windows: Vec<Key> = tree
+            .facts
+            .get(&root)
+            .map(|f| f.children.clone())
+            .unwrap_or_default();
+        let mut roots: Vec<Key> = Vec::new();
+        // Announced (or top-level) nodes not read again this refresh: their extents are asked.
+        let mut ask: Vec<Key> = Vec::new();
+        {
             let parents: HashMap<&Key, &Key> = tree
                 .facts
                 .iter()
                 .flat_map(|(k, f)| f.children.iter().map(move |c| (c, k)))
                 .collect();
-            moved
-                .iter()
-                .filter_map(|k| {
-                    let f = tree.facts.get(k)?;
-                    // A scroll bar's value moves the view beside it: its parent's subtree.
-                    Some(match (f.role, parents.get(k)) {
-                        (atspi::Role::ScrollBar, Some(parent)) => (*parent).clone(),
-                        _ => k.clone(),
-                    })
-                })
-                .collect()
-        };
-        let windows: Vec<Key> = tree
-            .facts
-            .get(&root)
-            .map(|f| f.children.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|k| {
-                tree.facts.get(k).is_some_and(|f| {
-                    f.extents.is_some() && f.interfaces.contains(atspi::Interface::Component)
-                })
-            })
-            .collect();
-        let reads = windows.iter().map(|k| async move {
-            let read = tokio::time::timeout(limits.call_timeout, self.extents(&k.0, &k.1)).await;
-            (k, read)
-        });
-        for (k, read) in futures::future::join_all(reads).await {
-            let Ok(Ok(now)) = read else { return None };
-            if let Some(f) = tree.facts.get_mut(k)
-                && f.extents != Some(now)
-            {
-                f.extents = Some(now);
-                roots.push(k.clone());
+            let mut seen: HashSet<&Key> = HashSet::new();
+            let announced = moved.iter().map(|k| (k, true));
+            for (k, announced) in announced.chain(windows.iter().map(|k| (k, false))) {
+                let Some(now) = tree.facts.get(k) else {
+                    continue;
+                };
+                if !seen.insert(k) {
+                    continue;
+                }
+                let placed =
+                    now.extents.is_some() && now.interfaces.contains(atspi::Interface::Component);
+                // A window with no place to compare says nothing by being a window.
+                if !announced && !placed {
+                    continue;
+                }
+                match before.get(k) {
+                    Some(was) => {
+                        if was.value != now.value {
+                            roots.push(match (now.role, parents.get(k)) {
+                                (atspi::Role::ScrollBar, Some(parent)) => (*parent).clone(),
+                                _ => k.clone(),
+                            });
+                        }
+                        if !placed || was.extents != now.extents || was.children != now.children {
+                            roots.push(k.clone());
+                        }
+                    }
+                    None if placed => ask.push(k.clone()),
+                    // Where it is cannot be compared: what is below is read again.
+                    None => roots.push(k.clone()),
+                }
+            }
+        }
+        for some in ask.chunks(IN_FLIGHT) {
+            let reads = some.iter().map(|k| async move {
+                let read =
+                    tokio::time::timeout(limits.call_timeout, self.extents(&k.0, &k.1)).await;
+                (k, read)
+            });
+            for (k, read) in futures::future::join_all(reads).await {
+                let Ok(Ok(now)) = read else { return None };
+                if let Some(f) = tree.facts.get_mut(k)
+                    && f.extents != Some(now)
+                {
+                    f.extents = Some(now);
+                    roots.push(k.clone());
+                }
             }
         }
         let mut below: HashSet<Key> = HashSet::new();
@@ -484,12 +501,69 @@ impl Accessibility {
             }
             below.insert(k);
         }
-        for w in &windows {
-            below.remove(w);
+        for k in &ask {
+            below.remove(k);
         }
-        Some((below, windows.len()))
+        Some((below, ask.len()))
+    }
+
+    /// The nodes whose states a selection change can have changed: below containers whose
+    /// selection changed (GTK 3 tables announce it on the table, not on the cells), the
+    /// children the container now says are selected and what is below them (GTK 3 puts a
+    /// tree view's cells inside container cells). Those that were selected are read again
+    /// anyway. Where the container cannot say, every node below it.
+    async fn newly_selected(
+        &self,
+        tree: &KeptTree,
+        containers: &HashSet<Key>,
+        limits: WalkLimits,
+    ) -> HashSet<Key> {
+        let mut restate: HashSet<Key> = HashSet::new();
+        for c in containers {
+            let Some(facts) = tree.facts.get(c) else {
+                continue;
+            };
+            let said = match facts.interfaces.contains(atspi::Interface::Selection) {
+                true => {
+                    let ask = self.selected_children(&c.0, &c.1, MAX_SELECTED);
+                    match tokio::time::timeout(limits.call_timeout, ask).await {
+                        Ok(Ok(Some(children)))
+                            if children.iter().all(|k| tree.facts.contains_key(k)) =>
+                        {
+                            Some(children)
+                        }
+                        _ => None,
+                    }
+                }
+                false => None,
+            };
+            let mut below: Vec<Key> = match said {
+                Some(children) => {
+                    restate.extend(children.iter().cloned());
+                    children
+                }
+                None => vec![c.clone()],
+            };
+            while let Some(k) = below.pop() {
+                for child in tree
+                    .facts
+                    .get(&k)
+                    .map(|f| f.children.as_slice())
+                    .unwrap_or(&[])
+                {
+                    if tree.facts.contains_key(child) && restate.insert(child.clone()) {
+                        below.push(child.clone());
+                    }
+                }
+            }
+        }
+        restate
     }
 }
+
+/// Past this many selected children a container's nodes are all read again instead of asked
+/// for one by one.
+const MAX_SELECTED: usize = 64;
 
 /// How many extents reads are in flight at once.
 const IN_FLIGHT: usize = 48;
