@@ -47,3 +47,4 @@ pub use model::{
 };
 pub use ops::{Mode, Pass};
 pub use preprocess::{ImageFrame, PreparedImage};
+pub use whole::on_the_pool;
