@@ -1076,20 +1076,7 @@ async fn assert_kept_is_whole(t: &AppUnderTest, o: &clawdesk_desktop::Observatio
 /// follow it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_tree_follows_its_window_when_it_moves() {
-    let t = start_app(&["zenity", "--entry", "--text=Moving"], "zenity", any_app()).await;
-    t.observe().await;
-    let before = t.observe().await;
-    let window = before
-        .active_window
-        .as_ref()
-        .expect("a window")
-        .id
-        .to_string();
-    t.run_in_sandbox(&["xdotool", "windowmove", "--sync", &window, "37", "53"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let o = t.observe().await;
-    assert_ne!(tree_text(&o), tree_text(&before), "the window moved");
-    assert_kept_is_whole(&t, &o).await;
+    kept_tree_follows_its_window("Moving", &["windowmove", "--sync", "{}", "37", "53"]).await;
 }
 
 /// GTK 3 announces every widget's size allocation, most of them to the same place: a refresh
@@ -1097,12 +1084,14 @@ async fn a_kept_tree_follows_its_window_when_it_moves() {
 /// a resized window lays out anew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_tree_follows_its_widgets_when_the_window_is_resized() {
-    let t = start_app(
-        &["zenity", "--entry", "--text=Resized"],
-        "zenity",
-        any_app(),
-    )
-    .await;
+    kept_tree_follows_its_window("Resized", &["windowsize", "--sync", "{}", "640", "360"]).await;
+}
+
+/// Observes a zenity entry twice (the second from the kept tree), runs `xdotool` with
+/// `args` (`{}` is the window), and asserts the tree changed and its kept form is the whole.
+async fn kept_tree_follows_its_window(text: &str, args: &[&str]) {
+    let text = format!("--text={text}");
+    let t = start_app(&["zenity", "--entry", &text], "zenity", any_app()).await;
     t.observe().await;
     let before = t.observe().await;
     let window = before
@@ -1111,10 +1100,19 @@ async fn a_kept_tree_follows_its_widgets_when_the_window_is_resized() {
         .expect("a window")
         .id
         .to_string();
-    t.run_in_sandbox(&["xdotool", "windowsize", "--sync", &window, "640", "360"]);
+    let mut argv = vec!["xdotool"];
+    argv.extend(
+        args.iter()
+            .map(|a| if *a == "{}" { window.as_str() } else { *a }),
+    );
+    t.run_in_sandbox(&argv);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let o = t.observe().await;
-    assert_ne!(tree_text(&o), tree_text(&before), "the widgets moved");
+    assert_ne!(
+        tree_text(&o),
+        tree_text(&before),
+        "the window's widgets moved"
+    );
     assert_kept_is_whole(&t, &o).await;
 }
 
