@@ -623,7 +623,8 @@ impl Accessibility {
     }
 
     /// The children a container's `Selection` says are selected, or `None` when it says
-    /// more than `max` are (reading them one call each would cost more than what they spare).
+    /// more than `max` are (reading them one call each would cost more than what they spare)
+    /// or gives a count below zero.
     pub(crate) async fn selected_children(
         &self,
         dest: &str,
@@ -640,10 +641,10 @@ impl Accessibility {
             )
             .await?;
         let count = i32::try_from(&count).map_err(call_err)?;
-        let count = usize::try_from(count).unwrap_or(0);
-        if count > max {
+        // A count below zero says nothing about what is selected.
+        let Some(count) = usize::try_from(count).ok().filter(|&c| c <= max) else {
             return Ok(None);
-        }
+        };
         let reads = (0..count).map(|i| async move {
             let (name, child): (String, OwnedObjectPath) = self
                 .raw(

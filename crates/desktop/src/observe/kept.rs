@@ -527,38 +527,43 @@ impl Accessibility {
                 true => {
                     let ask = self.selected_children(&c.0, &c.1, MAX_SELECTED);
                     match tokio::time::timeout(limits.call_timeout, ask).await {
-                        Ok(Ok(Some(children)))
-                            if children.iter().all(|k| tree.facts.contains_key(k)) =>
-                        {
-                            Some(children)
-                        }
+                        Ok(Ok(said)) => said,
                         _ => None,
                     }
                 }
                 false => None,
             };
-            let mut below: Vec<Key> = match said {
-                Some(children) => {
-                    restate.extend(children.iter().cloned());
-                    children
-                }
-                None => vec![c.clone()],
-            };
-            while let Some(k) = below.pop() {
-                for child in tree
-                    .facts
-                    .get(&k)
-                    .map(|f| f.children.as_slice())
-                    .unwrap_or(&[])
-                {
-                    if tree.facts.contains_key(child) && restate.insert(child.clone()) {
-                        below.push(child.clone());
-                    }
-                }
-            }
+            restate.extend(states_to_read(&tree.facts, c, said));
         }
         restate
     }
+}
+
+/// Whose states to read again after `container`'s selection changed: the children it `said`
+/// are selected and every node below them; every node below the container when it said
+/// nothing, or named a node the tree does not hold (a reply that cannot be placed is not
+/// trusted to be the whole answer).
+fn states_to_read(
+    facts: &HashMap<Key, Facts>,
+    container: &Key,
+    said: Option<Vec<Key>>,
+) -> HashSet<Key> {
+    let mut out: HashSet<Key> = HashSet::new();
+    let mut below = match said {
+        Some(children) if children.iter().all(|k| facts.contains_key(k)) => {
+            out.extend(children.iter().cloned());
+            children
+        }
+        _ => vec![container.clone()],
+    };
+    while let Some(k) = below.pop() {
+        for child in facts.get(&k).map(|f| f.children.as_slice()).unwrap_or(&[]) {
+            if facts.contains_key(child) && out.insert(child.clone()) {
+                below.push(child.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Past this many selected children a container's nodes are all read again instead of asked
@@ -582,4 +587,54 @@ fn complete(facts: &HashMap<Key, Facts>) -> bool {
 
 fn senders(facts: &HashMap<Key, Facts>) -> HashSet<&str> {
     facts.keys().map(|(dest, _)| dest.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &str) -> Key {
+        (":1.5".to_owned(), path.to_owned())
+    }
+
+    /// A table `/t` of two rows; each row a container cell holding a text cell.
+    fn table() -> HashMap<Key, Facts> {
+        let node = |children: &[&str]| Facts {
+            role: atspi::Role::TableCell,
+            name: String::new(),
+            states: atspi::StateSet::empty(),
+            interfaces: atspi::InterfaceSet::empty(),
+            children: children.iter().map(|p| key(p)).collect(),
+            text: None,
+            value: None,
+            extents: None,
+        };
+        HashMap::from([
+            (key("/t"), node(&["/r1", "/r2"])),
+            (key("/r1"), node(&["/r1/c"])),
+            (key("/r1/c"), node(&[])),
+            (key("/r2"), node(&["/r2/c"])),
+            (key("/r2/c"), node(&[])),
+        ])
+    }
+
+    fn keys(paths: &[&str]) -> HashSet<Key> {
+        paths.iter().map(|p| key(p)).collect()
+    }
+
+    #[test]
+    fn the_children_said_selected_and_what_is_below_them_are_read_again() {
+        let read = states_to_read(&table(), &key("/t"), Some(vec![key("/r2")]));
+        assert_eq!(read, keys(&["/r2", "/r2/c"]));
+    }
+
+    #[test]
+    fn a_container_that_says_nothing_has_every_node_below_it_read_again() {
+        let all = keys(&["/r1", "/r1/c", "/r2", "/r2/c"]);
+        assert_eq!(states_to_read(&table(), &key("/t"), None), all);
+        // A child the tree does not hold (a null path, a cell made since the walk): the
+        // answer cannot be placed, so it is not taken as the whole answer.
+        let unknown = Some(vec![key("/r2"), key("/org/a11y/atspi/null")]);
+        assert_eq!(states_to_read(&table(), &key("/t"), unknown), all);
+    }
 }
