@@ -47,4 +47,3 @@ pub use model::{
 };
 pub use ops::{Mode, Pass};
 pub use preprocess::{ImageFrame, PreparedImage};
-pub use whole::on_the_pool;

@@ -298,9 +298,11 @@ impl Qwen3Vl {
 
     /// Fast mode: runs a prompt into a fresh cache and returns logits `[positions, vocab]`.
     ///
-    /// It runs on one of the compute pool's threads (see [`crate::on_the_pool`]): the towers',
-    /// embeddings' and head's parallel loops then split by work stealing, not by a hand-over
-    /// from the caller's thread for each.
+    /// A prompt with images runs on one of the compute pool's threads (see `on_the_pool`):
+    /// the vision towers' many parallel loops then split by work stealing, not by a hand-over
+    /// from the caller's thread for each (image prompts 20-40% faster). A text prompt stays on
+    /// the caller's thread: on the pool, the small shape's prefill lost a third in some rounds
+    /// of `bench model` run between PyTorch's (bench/RESULTS.md).
     pub fn prefill(
         &self,
         cache: &mut KvCache,
@@ -308,7 +310,10 @@ impl Qwen3Vl {
         lora: bool,
         keep: Logits,
     ) -> Result<Tensor> {
-        crate::on_the_pool(|| self.prefill_here(cache, input, lora, keep))
+        if input.images.is_empty() {
+            return self.prefill_here(cache, input, lora, keep);
+        }
+        crate::whole::on_the_pool(|| self.prefill_here(cache, input, lora, keep))
     }
 
     fn prefill_here(
@@ -479,10 +484,11 @@ impl Qwen3Vl {
     }
 
     /// Train mode: log-probabilities of each response token given its prompt, computing the
-    /// lm_head only at response positions. The forward runs on the compute pool, as
-    /// [`Self::prefill`] does.
+    /// lm_head only at response positions. The forward runs on the compute pool, as an image
+    /// prompt's [`Self::prefill`] does.
     pub fn score(&self, items: &[ScoreItem], lora: bool) -> Result<Scored> {
-        let (logp, targets, spans) = crate::on_the_pool(|| self.response_log_softmax(items, lora))?;
+        let (logp, targets, spans) =
+            crate::whole::on_the_pool(|| self.response_log_softmax(items, lora))?;
         let targets = Tensor::new(targets.as_slice(), &self.device)?.unsqueeze(1)?;
         let logprobs = logp.gather(&targets, 1)?.squeeze(1)?;
         Ok(Scored { logprobs, spans })
@@ -500,7 +506,8 @@ impl Qwen3Vl {
         k: usize,
         at: Option<&[u32]>,
     ) -> Result<ScoredTopK> {
-        let (logp, targets, spans) = crate::on_the_pool(|| self.response_log_softmax(items, lora))?;
+        let (logp, targets, spans) =
+            crate::whole::on_the_pool(|| self.response_log_softmax(items, lora))?;
         let (n, vocab) = logp.dims2()?;
         if k == 0 || k > vocab {
             return Err(ModelError::Input(format!(

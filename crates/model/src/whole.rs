@@ -310,10 +310,10 @@ impl<G: std::ops::Deref<Target = Storage>> std::ops::Deref for View<G> {
 /// to the pool while the caller sleeps until it ends, a futex wake-up each way, some fifty
 /// times a layer: perf of the small train step had the kernel's thread switching at ~7% and
 /// only 1.3 of its 2 cores busy. On a pool thread the loops split by work stealing instead.
-/// Callers run whole steps here too (a prefill, a scored forward, a trainer's update) so that
-/// candle's own parallel ops between the layers split the same way; on a pool thread already
-/// (a pool of the caller's own, entered with `install`) it runs `f` where it is.
-pub fn on_the_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+/// An image prompt's prefill and a scored forward run here whole too, so that candle's own
+/// parallel ops between the layers split the same way; on a pool thread already (a pool of
+/// the caller's own, entered with `install`) it runs `f` where it is.
+pub(crate) fn on_the_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
     }

@@ -99,21 +99,7 @@ pub struct UpdateMetrics {
 }
 
 /// Makes one update of `model`'s LoRA with `optimizer` (built over `model.lora_vars()`).
-///
-/// The whole update runs on one of the compute pool's threads: candle's loss, backward and
-/// optimiser ops then split their loops by work stealing instead of a hand-over from this
-/// thread and back for each (see [`clawdesk_model::on_the_pool`]).
 pub fn update(
-    model: &Qwen3Vl,
-    optimizer: &mut AdamW,
-    samples: &[TrainSample],
-    settings: &UpdateSettings,
-    lr: f64,
-) -> Result<UpdateMetrics> {
-    clawdesk_model::on_the_pool(|| update_here(model, optimizer, samples, settings, lr))
-}
-
-fn update_here(
     model: &Qwen3Vl,
     optimizer: &mut AdamW,
     samples: &[TrainSample],

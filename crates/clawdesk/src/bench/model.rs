@@ -336,18 +336,15 @@ fn measure(args: &ModelBenchArgs, dir: &std::path::Path, device: &Device) -> any
             prefill_image,
         });
     }
-    // The whole step on the compute pool, as the trainer's update runs.
     let train = time(args.iterations, || {
-        clawdesk_model::on_the_pool(|| {
-            let scored = model.score(&items, true).map_err(model_err)?;
-            let loss: Tensor = scored
-                .logprobs
-                .mean_all()
-                .and_then(|m| m.neg())
-                .map_err(model_err)?;
-            opt.backward_step(&loss).map_err(model_err)?;
-            Ok(())
-        })
+        let scored = model.score(&items, true).map_err(model_err)?;
+        let loss: Tensor = scored
+            .logprobs
+            .mean_all()
+            .and_then(|m| m.neg())
+            .map_err(model_err)?;
+        opt.backward_step(&loss).map_err(model_err)?;
+        Ok(())
     })?;
     let train_tokens = args.batch * (args.prompt_tokens + args.response_tokens);
     Ok(Rates {

@@ -363,32 +363,27 @@ pub fn warm_start(
                 )?,
             });
         }
-        let holds_base = curriculum.as_ref().is_some_and(Curriculum::holds_base);
-        // On a pool thread, as `update::update` is.
-        final_loss = clawdesk_model::on_the_pool(|| -> Result<f64> {
-            let scored = loaded.model.score(&items, true)?;
-            let weights: Vec<f32> = scored
-                .spans
-                .iter()
-                .flat_map(|&(_, len)| std::iter::repeat_n(1.0 / (len * items.len()) as f32, len))
-                .collect();
-            let weights = Tensor::new(weights.as_slice(), device)?;
-            let loss = (scored.logprobs * weights)?.sum_all()?.neg()?;
-            let value = f64::from(loss.to_scalar::<f32>()?);
-            if !value.is_finite() {
-                return Err(TrainerError::NonFinite {
-                    what: "warm-start loss",
-                    detail: format!("at step {step}"),
-                });
-            }
-            let grads = loss.backward()?;
-            let mut in_order = gradients_in_order(&loaded.model, &grads, &base_vars)?;
-            if holds_base {
-                hold_still(&mut in_order, base_vars.len())?;
-            }
-            optimizer.step(&in_order, schedule.lr(step as u64))?;
-            Ok(value)
-        })?;
+        let scored = loaded.model.score(&items, true)?;
+        let weights: Vec<f32> = scored
+            .spans
+            .iter()
+            .flat_map(|&(_, len)| std::iter::repeat_n(1.0 / (len * items.len()) as f32, len))
+            .collect();
+        let weights = Tensor::new(weights.as_slice(), device)?;
+        let loss = (scored.logprobs * weights)?.sum_all()?.neg()?;
+        final_loss = f64::from(loss.to_scalar::<f32>()?);
+        if !final_loss.is_finite() {
+            return Err(TrainerError::NonFinite {
+                what: "warm-start loss",
+                detail: format!("at step {step}"),
+            });
+        }
+        let grads = loss.backward()?;
+        let mut in_order = gradients_in_order(&loaded.model, &grads, &base_vars)?;
+        if curriculum.as_ref().is_some_and(Curriculum::holds_base) {
+            hold_still(&mut in_order, base_vars.len())?;
+        }
+        optimizer.step(&in_order, schedule.lr(step as u64))?;
         progress(WarmStartProgress {
             step,
             steps: settings.steps,
