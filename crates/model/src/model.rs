@@ -352,10 +352,10 @@ impl Qwen3Vl {
         self.logits(&hidden)
     }
 
-    /// Fast mode: feeds one token after a prefill and returns its logits `[vocab]`. Unlike
-    /// [`Self::prefill`] it stays on the caller's thread: one token's work is as short as the
-    /// hand-over to the pool and back (the tiny shape's decode fell from 22k to 14k tokens/s
-    /// on the pool).
+    /// Fast mode: feeds one token after a prefill and returns its logits `[vocab]`. Unlike an
+    /// image prompt's prefill it stays on the caller's thread: one token's work is as short
+    /// as the hand-over to the pool and back (the tiny shape's decode fell from 22k to 14k
+    /// tokens/s on the pool).
     pub fn decode(&self, cache: &mut KvCache, token: u32, lora: bool) -> Result<Tensor> {
         match cache.lora {
             None => return Err(ModelError::Input("decode before prefill".into())),
