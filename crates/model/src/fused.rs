@@ -35,7 +35,7 @@ pub(crate) fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R
     }
 }
 
-fn input<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+pub(crate) fn input<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = storage else {
         candle_core::bail!("{op}: f32 only");
     };
@@ -324,6 +324,29 @@ pub(crate) fn softmax_row_in_place(row: &mut [f32], scale: f32, fast: bool) {
     } else {
         softmax_row_ordered(row, scale);
     }
+}
+
+widest_vectors! {
+    /// `ln Σ e^(x − max)` of `row` into `out`, on [`exp_f32`], summed in order.
+    fn log_sum_exp_shifted(row: &[f32], max: f32, out: &mut f32) {
+        let mut sum = 0f32;
+        for &x in row {
+            sum += exp_f32(x - max);
+        }
+        *out = sum.ln();
+    }
+}
+
+/// `ln Σ e^x` over `row` (its largest value taken out first, so nothing overflows): the
+/// log-softmax's normaliser, summed in order as training's softmax is.
+pub(crate) fn log_sum_exp_row(row: &[f32]) -> f32 {
+    let max = lane_max(row, 1.0);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    let mut shifted = 0f32;
+    log_sum_exp_shifted(row, max, &mut shifted);
+    max + shifted
 }
 
 /// Elements per parallel chunk of the elementwise kernels below: large enough that a

@@ -19,6 +19,7 @@ pub mod error;
 pub mod frozen;
 pub mod fused;
 pub mod generate;
+mod head;
 pub mod lora;
 pub mod model;
 pub mod ops;

@@ -85,8 +85,9 @@ pub struct Scored {
     pub spans: Vec<(usize, usize)>,
 }
 
-/// The log-softmax at every response position, the response tokens, each item's span.
-type ResponseLogSoftmax = (Tensor, Vec<u32>, Vec<(usize, usize)>);
+/// A batch's rows at its response positions (final hidden rows, or their log-softmax), the
+/// response tokens, and each item's span.
+type ResponseRows = (Tensor, Vec<u32>, Vec<(usize, usize)>);
 
 /// [`Scored`] with each position's top-k, from [`Qwen3Vl::score_top_k`].
 #[derive(Debug, Clone)]
@@ -486,12 +487,25 @@ impl Qwen3Vl {
     /// Train mode: log-probabilities of each response token given its prompt, computing the
     /// lm_head only at response positions. The forward runs on the compute pool, as an image
     /// prompt's [`Self::prefill`] does.
+    ///
+    /// On f32 CPU tensors with whole layers on, the head, the log-softmax and the pick are
+    /// one node (`head`), which keeps no `[tokens, vocab]` tensor for the backward; the
+    /// composed ops stay the reference.
     pub fn score(&self, items: &[ScoreItem], lora: bool) -> Result<Scored> {
-        let (logp, targets, spans) =
-            crate::whole::on_the_pool(|| self.response_log_softmax(items, lora))?;
-        let targets = Tensor::new(targets.as_slice(), &self.device)?.unsqueeze(1)?;
-        let logprobs = logp.gather(&targets, 1)?.squeeze(1)?;
-        Ok(Scored { logprobs, spans })
+        crate::whole::on_the_pool(|| {
+            let (rows, targets, spans) = self.response_rows(items, lora)?;
+            let whole = self.text.whole_layers()
+                && crate::fused::applies(&rows)
+                && crate::fused::applies(&self.lm_head);
+            let logprobs = if whole {
+                crate::head::response_log_probs(&rows, &self.lm_head, &targets)?
+            } else {
+                let logp = candle_nn::ops::log_softmax(&self.logits(&rows)?, D::Minus1)?;
+                let targets = Tensor::new(targets.as_slice(), &self.device)?.unsqueeze(1)?;
+                logp.gather(&targets, 1)?.squeeze(1)?
+            };
+            Ok(Scored { logprobs, spans })
+        })
     }
 
     /// [`Self::score`], and at every response position the `k` likeliest tokens of this model
@@ -551,7 +565,15 @@ impl Qwen3Vl {
 
     /// The log-softmax `[response tokens, vocab]` at every response position of a batch, the
     /// response tokens, and each item's span.
-    fn response_log_softmax(&self, items: &[ScoreItem], lora: bool) -> Result<ResponseLogSoftmax> {
+    fn response_log_softmax(&self, items: &[ScoreItem], lora: bool) -> Result<ResponseRows> {
+        let (rows, targets, spans) = self.response_rows(items, lora)?;
+        let logp = candle_nn::ops::log_softmax(&self.logits(&rows)?, D::Minus1)?;
+        Ok((logp, targets, spans))
+    }
+
+    /// The final hidden rows `[response tokens, hidden]` that predict each response token of
+    /// a batch, the response tokens, and each item's span.
+    fn response_rows(&self, items: &[ScoreItem], lora: bool) -> Result<ResponseRows> {
         let mut inputs = Vec::with_capacity(items.len());
         for item in items {
             if item.response.is_empty() {
@@ -585,9 +607,7 @@ impl Qwen3Vl {
         }
         let rows = Tensor::new(rows.as_slice(), &self.device)?;
         let picked = hidden.reshape((b * longest, h))?.index_select(&rows, 0)?;
-        let logits = self.logits(&picked)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        Ok((logp, targets, spans))
+        Ok((picked, targets, spans))
     }
 
     /// Whether Train mode runs each decoder layer as one node with a hand-written backward,

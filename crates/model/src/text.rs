@@ -145,6 +145,11 @@ impl TextModel {
         self.whole_layers = on;
     }
 
+    /// Whether whole layers are on (see [`Self::set_whole_layers`]).
+    pub fn whole_layers(&self) -> bool {
+        self.whole_layers
+    }
+
     /// Number of decoder layers.
     pub fn num_layers(&self) -> usize {
         self.layers.len()

@@ -524,9 +524,14 @@ fn top_k_scoring_matches_the_full_distribution_and_carries_gradient() {
         .score_top_k(&items, true, k, Some(&at))
         .expect("top-k");
     let read: Vec<Vec<f32>> = scored.at.as_ref().expect("at").to_vec2().expect("rows");
+    // `score` takes the one-node head on the CPU and `score_top_k` the composed one: they
+    // differ by rounding, which at a log-probability of -22 is already a unit in the last place.
     for (row, want) in read.iter().zip(&plain) {
         for v in row {
-            assert!((v - want).abs() < 1e-6, "{v} vs {want}");
+            assert!(
+                (v - want).abs() < 1e-6 * want.abs().max(1.0),
+                "{v} vs {want}"
+            );
         }
     }
     // The first item's positions against the full distribution of Train mode.
