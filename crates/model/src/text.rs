@@ -1,7 +1,7 @@
 //! The language model: embeddings, decoder layers (GQA, SwiGLU), final norm. Qwen3's layers
 //! normalise q and k per head; Qwen2's (Qwen2.5-VL) bias q, k and v instead.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::attend;
 use crate::config::Qwen3VlConfig;
@@ -58,7 +58,16 @@ pub struct TextModel {
     /// prefill runs each layer as one pass over slices, where they apply; off, the composed
     /// ops, kept as the reference.
     whole_layers: bool,
+    /// Whether the whole layers' forward products read each frozen weight from a second,
+    /// transposed copy (`Linear::weight_transposed`): on f32 CPU weights whose copies cost at
+    /// most [`TRANSPOSED_COPIES_BYTES`] in all.
+    transposed_copies: bool,
 }
+
+/// The most memory the frozen linears' transposed copies may take: every shape the CPU trains
+/// and benches (the tiny, small and practice models, a few MB) has them, a 2B checkpoint (8 GB
+/// of f32 linears) does not.
+const TRANSPOSED_COPIES_BYTES: usize = 1 << 30;
 
 fn linear(
     w: &WeightFiles,
@@ -125,12 +134,22 @@ impl TextModel {
                 },
             });
         }
+        let mut bytes = 0;
+        let mut f32_cpu = true;
+        for layer in &layers {
+            for l in layer.linears() {
+                let w = l.weight();
+                bytes += w.elem_count() * w.dtype().size_in_bytes();
+                f32_cpu &= w.dtype() == DType::F32 && w.device().is_cpu();
+            }
+        }
         Ok(Self {
             embed_tokens: w.get(&format!("{p}.embed_tokens.weight"), &[t.vocab_size, h])?,
             layers,
             norm: w.get(&format!("{p}.norm.weight"), &[h])?,
             eps: t.rms_norm_eps,
             whole_layers: true,
+            transposed_copies: f32_cpu && bytes <= TRANSPOSED_COPIES_BYTES,
         })
     }
 
@@ -210,7 +229,9 @@ impl TextModel {
             };
         let mut tables = None;
         for (i, layer) in self.layers.iter().enumerate() {
-            let weights = whole.then(|| layer.weights());
+            let weights = whole
+                .then(|| layer.weights(self.transposed_copies))
+                .transpose()?;
             if let Some(weights) = weights.filter(|w| whole::applies(&hidden, w)) {
                 let tables = match &tables {
                     Some(t) => t,
@@ -310,31 +331,50 @@ impl TextModel {
 
 impl DecoderLayer {
     /// The layer's weights as a whole-layer pass takes them.
-    fn weights(&self) -> LayerWeights {
-        let lin = |l: &Linear| LinearWeights {
-            weight: l.weight().clone(),
-            bias: l.bias().cloned(),
-            lora: l.lora().map(|w| (w.a.clone(), w.b.clone(), w.scale)),
+    /// q, k, v, o, gate, up, down.
+    fn linears(&self) -> [&Linear; 7] {
+        let (a, m) = (&self.attn, &self.mlp);
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+    }
+
+    /// The layer's weights for a whole-layer pass, with the frozen weights' transposed copies
+    /// when `transposed` (made on the first pass).
+    fn weights(&self, transposed: bool) -> candle_core::Result<LayerWeights> {
+        let lin = |l: &Linear| -> candle_core::Result<LinearWeights> {
+            Ok(LinearWeights {
+                weight: l.weight().clone(),
+                transposed: transposed.then(|| l.weight_transposed()).transpose()?,
+                bias: l.bias().cloned(),
+                lora: l.lora().map(|w| (w.a.clone(), w.b.clone(), w.scale)),
+            })
         };
         let (a, m) = (&self.attn, &self.mlp);
-        LayerWeights {
+        Ok(LayerWeights {
             input_norm: self.input_layernorm.clone(),
             post_norm: self.post_attention_layernorm.clone(),
             qk_norm: a.qk_norm.clone(),
             linears: [
-                lin(&a.q_proj),
-                lin(&a.k_proj),
-                lin(&a.v_proj),
-                lin(&a.o_proj),
-                lin(&m.gate_proj),
-                lin(&m.up_proj),
-                lin(&m.down_proj),
+                lin(&a.q_proj)?,
+                lin(&a.k_proj)?,
+                lin(&a.v_proj)?,
+                lin(&a.o_proj)?,
+                lin(&m.gate_proj)?,
+                lin(&m.up_proj)?,
+                lin(&m.down_proj)?,
             ],
             heads: a.heads,
             kv_heads: a.kv_heads,
             head_dim: a.head_dim,
             eps: a.eps,
-        }
+        })
     }
 
     fn forward(

@@ -37,6 +37,9 @@ use crate::product::{How, product, product_new};
 #[derive(Clone)]
 pub(crate) struct LinearWeights {
     pub weight: Tensor,
+    /// The weight as a contiguous `[in, out]`, when the model keeps that copy: the forward's
+    /// products then pack it as whole vectors (`Linear::weight_transposed`).
+    pub transposed: Option<Tensor>,
     pub bias: Option<Tensor>,
     /// `A` `[r, in]`, `B` `[out, r]` (the variables themselves) and the scale.
     pub lora: Option<(Var, Var, f64)>,
@@ -378,11 +381,16 @@ impl WholeLayer {
     fn linear_on(&self, i: usize, x: &Tensor, how: How) -> Result<(Tensor, LinearSaved)> {
         let l = &self.layer.linears[i];
         let (t, d_in) = x.dims2()?;
-        let w = l.weight.contiguous()?;
-        let d_out = w.dim(0)?;
+        let d_out = l.weight.dim(0)?;
+        // `Wᵀ` as gemm's right operand `[in, out]`: strided over the weight, or the copy's rows.
+        let (w, w_strides) = match &l.transposed {
+            Some(t) => (t.contiguous()?, (d_out, 1)),
+            None => (l.weight.contiguous()?, (1, d_in)),
+        };
         let xv = view(x)?;
         let wv = view(&w)?;
         let (xs, ws): (&[f32], &[f32]) = (&xv, &wv);
+        let rhs = (ws, w_strides.0, w_strides.1);
         // On several threads, the rows are split between them, each part a single-threaded
         // product: gemm's own split of a product this size meets its threads more often
         // (measured: +8% on the small prefill, whose o and down products take this path).
@@ -394,11 +402,11 @@ impl WholeLayer {
                 .for_each(|(yc, xc)| {
                     let rows = xc.len() / d_in;
                     let part = How::SET.scaled(how.scale);
-                    product((rows, d_out, d_in), yc, part, (xc, d_in, 1), (ws, 1, d_in));
+                    product((rows, d_out, d_in), yc, part, (xc, d_in, 1), rhs);
                 });
             y
         } else {
-            product_new((t, d_out, d_in), how, (xs, d_in, 1), (ws, 1, d_in))
+            product_new((t, d_out, d_in), how, (xs, d_in, 1), rhs)
         };
         drop(wv);
         if let Some(bias) = &l.bias {
