@@ -1,7 +1,7 @@
 //! Practice bases shipped inside the binary: cache entries made once by their recipe
 //! ([`WarmStartSettings::practice`]) on the project's machine and kept in
 //! `crates/trainer/bases/<cache folder>/`, so a first practice session or `bench learn` does
-//! not pay the recipe's hour and a half of CPU. A shipped base is unpacked into the cache only
+//! not pay the recipe's half hour of CPU. A shipped base is unpacked into the cache only
 //! when a recipe's cache key names its folder: a changed recipe or prompt template asks for
 //! another key and is trained as before, never served a base made for something else.
 //!
@@ -41,17 +41,17 @@ macro_rules! shipped_base {
 /// folder's name against its recipe's key.
 static SHIPPED: &[ShippedBase] = &[
     // The practice recipe, seed 1.
-    shipped_base!("practice-base-c409f5505d19083a":
+    shipped_base!("practice-base-725afa9ece411b1c":
         "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
         "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "warm_start.json",
     ),
     // The practice recipe, seed 2.
-    shipped_base!("practice-base-e0f6cff486d6ec80":
+    shipped_base!("practice-base-9690be9a59e75142":
         "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
         "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "warm_start.json",
     ),
     // The practice recipe, seed 3.
-    shipped_base!("practice-base-0909d689512483ad":
+    shipped_base!("practice-base-87e485bc136425d3":
         "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
         "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json", "warm_start.json",
     ),

@@ -169,12 +169,13 @@ impl WarmStartSettings {
     }
 
     /// The practice base's recipe, which the window's practice mode and `bench learn` use and
-    /// the repository ships made (`crates/trainer/bases`): 5,000 always-right click updates
-    /// with the prompt curriculum (the lookup forms there), 1,000 always-right updates on
-    /// clicks and menus from that, then 200 of a demonstrator right 40% of the time without a
-    /// hint, so the base follows a hint and is imperfect without one. Bases of other seeds
-    /// share seed 1's click phase. Type tasks are left out: from the click phase the word was
-    /// never read from the instruction (bench/RESULTS.md).
+    /// the repository ships made (`crates/trainer/bases`): 5,000 always-right updates on
+    /// click and type tasks with the prompt curriculum (both lookups form there), 1,000
+    /// always-right updates on every kind from that, then 200 of a demonstrator right 40% of
+    /// the time without a hint, so the base follows a hint and is imperfect without one.
+    /// Bases of other seeds share seed 1's lead phase. Type tasks must be in the lead: after
+    /// a click-only lead the word was never read from the instruction, not even in 600
+    /// updates of type tasks alone (bench/RESULTS.md).
     pub fn practice(seed: u64) -> Self {
         Self {
             seed,
@@ -190,10 +191,10 @@ impl WarmStartSettings {
             trainable_init: true,
             flat_lr: true,
             context_grow: true,
-            kinds: vec![TaskKind::Click, TaskKind::Menu],
+            kinds: vec![TaskKind::Click, TaskKind::Type, TaskKind::Menu],
             ceiling_steps: 1000,
             lead_steps: 5000,
-            lead_kinds: vec![TaskKind::Click],
+            lead_kinds: vec![TaskKind::Click, TaskKind::Type],
             lead_seed: (seed != 1).then_some(1),
             ..Self::default()
         }
@@ -701,7 +702,7 @@ mod tests {
             serde_json::to_string(&lead).expect("json"),
             serde_json::to_string(&alone).expect("json")
         );
-        // The practice bases of every seed share seed 1's click phase, and no more.
+        // The practice bases of every seed share seed 1's lead phase, and no more.
         let lead_of = |seed| {
             WarmStartSettings::practice(seed)
                 .ceiling_phase()
