@@ -65,7 +65,7 @@ pub struct TextModel {
 }
 
 /// The most memory the frozen linears' transposed copies may take: every shape the CPU trains
-/// and benches (the tiny, small and practice models, a few MB) has them, a 2B checkpoint (8 GB
+/// and benches (the tiny, small and practice models, a few MB) has them, a 2B checkpoint (5.6 GB
 /// of f32 linears) does not.
 const TRANSPOSED_COPIES_BYTES: usize = 1 << 30;
 
